@@ -1,0 +1,123 @@
+/**
+ * Deterministic model time. Nothing in cmdqv reads the wall clock: polling loops, timeouts
+ * and interrupt delivery advance this clock, so runs are reproducible.
+ */
+
+/** Handle of a scheduled callback. */
+export interface TimerHandle {
+  readonly id: number;
+  readonly at: number;
+}
+
+interface Timer extends TimerHandle {
+  readonly fn: () => void;
+}
+
+/** A virtual nanosecond clock with a timer queue (binary heap ordered by time, then id). */
+export class VirtualClock {
+  private t = 0;
+  private nextId = 1;
+  private readonly heap: Timer[] = [];
+  private readonly cancelled = new Set<number>();
+
+  /** Current model time in nanoseconds. */
+  get now(): number {
+    return this.t;
+  }
+
+  /** Number of timers still scheduled. */
+  get pending(): number {
+    return this.heap.length - this.cancelled.size;
+  }
+
+  /** Run `fn` once the clock reaches `now + delayNs`. */
+  schedule(delayNs: number, fn: () => void): TimerHandle {
+    if (!(delayNs >= 0)) throw new RangeError(`timer delay must be >= 0, got ${delayNs}`);
+    const timer: Timer = { id: this.nextId++, at: this.t + delayNs, fn };
+    this.push(timer);
+    return { id: timer.id, at: timer.at };
+  }
+
+  /** Cancel a timer that has not fired yet. */
+  cancel(handle: TimerHandle): void {
+    if (this.heap.some((x) => x.id === handle.id)) this.cancelled.add(handle.id);
+  }
+
+  /** Advance time by `ns`, firing due timers in order (each sees `now` = its own time). */
+  advance(ns: number): void {
+    if (!(ns >= 0)) throw new RangeError(`cannot advance by ${ns}`);
+    const end = this.t + ns;
+    for (;;) {
+      const top = this.heap[0];
+      if (!top || top.at > end) break;
+      this.pop();
+      this.t = top.at;
+      if (this.cancelled.delete(top.id)) continue;
+      top.fn();
+    }
+    this.t = end;
+  }
+
+  /** Fire every pending timer (and those they schedule), up to `limit` firings. */
+  runUntilIdle(limit = 1_000_000): number {
+    let n = 0;
+    while (this.heap.length > 0 && n < limit) {
+      const top = this.pop()!;
+      if (this.cancelled.delete(top.id)) continue;
+      this.t = Math.max(this.t, top.at);
+      top.fn();
+      n++;
+    }
+    return n;
+  }
+
+  /**
+   * Poll `cond` every `intervalNs` until it holds or `timeoutNs` has elapsed, the way a
+   * driver's readl_poll_timeout loop does. Returns whether the condition was met.
+   */
+  poll(cond: () => boolean, intervalNs: number, timeoutNs: number): boolean {
+    const deadline = this.t + timeoutNs;
+    for (;;) {
+      if (cond()) return true;
+      if (this.t >= deadline) return false;
+      this.advance(Math.min(intervalNs, deadline - this.t));
+    }
+  }
+
+  private push(timer: Timer): void {
+    const h = this.heap;
+    h.push(timer);
+    let i = h.length - 1;
+    while (i > 0) {
+      const p = (i - 1) >> 1;
+      if (!before(h[i]!, h[p]!)) break;
+      [h[i], h[p]] = [h[p]!, h[i]!];
+      i = p;
+    }
+  }
+
+  private pop(): Timer | undefined {
+    const h = this.heap;
+    const top = h[0];
+    const last = h.pop();
+    if (h.length > 0 && last) {
+      h[0] = last;
+      let i = 0;
+      for (;;) {
+        const l = 2 * i + 1;
+        const r = l + 1;
+        let m = i;
+        if (l < h.length && before(h[l]!, h[m]!)) m = l;
+        if (r < h.length && before(h[r]!, h[m]!)) m = r;
+        if (m === i) break;
+        [h[i], h[m]] = [h[m]!, h[i]!];
+        i = m;
+      }
+    }
+    return top;
+  }
+}
+
+function before(a: Timer, b: Timer): boolean {
+  return a.at < b.at || (a.at === b.at && a.id < b.id);
+}

@@ -1,0 +1,10 @@
+/** The device-model kit: bit fields, register tables, memory regions, logs, traces, clock. */
+export * from './bits.js';
+export * from './registers.js';
+export * from './register-bank.js';
+export * from './memory-region.js';
+export * from './address-space.js';
+export * from './sparse-memory.js';
+export * from './log.js';
+export * from './trace.js';
+export * from './clock.js';

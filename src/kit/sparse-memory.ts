@@ -1,0 +1,160 @@
+/**
+ * Sparse byte-addressable memory: a multi-GiB guest or host RAM costs only the 64 KiB chunks
+ * that were written. Untouched memory reads as zero. Little-endian, like the Arm stack.
+ */
+
+/** Chunk size: 64 KiB, a multiple of every page size the stack uses. */
+export const CHUNK_SHIFT = 16;
+export const CHUNK_SIZE = 1 << CHUNK_SHIFT;
+const CHUNK_MASK = CHUNK_SIZE - 1;
+
+interface Chunk {
+  readonly bytes: Uint8Array;
+  readonly view: DataView;
+}
+
+/** Sparse little-endian memory of a fixed size (addresses are numbers below 2^53). */
+export class SparseMemory {
+  private readonly chunks = new Map<number, Chunk>();
+  private lastIndex = -1;
+  private lastChunk: Chunk | undefined;
+
+  constructor(readonly size: number) {
+    if (!(size > 0) || !Number.isSafeInteger(size)) throw new RangeError(`memory size ${size} is invalid`);
+  }
+
+  /** Bytes of backing actually allocated (touched chunks × chunk size). */
+  get residentBytes(): number {
+    return this.chunks.size * CHUNK_SIZE;
+  }
+
+  /** Whether [addr, addr + len) lies inside the memory. */
+  contains(addr: number, len: number): boolean {
+    return addr >= 0 && len >= 0 && addr + len <= this.size;
+  }
+
+  private chunkFor(index: number, create: boolean): Chunk | undefined {
+    if (index === this.lastIndex) return this.lastChunk;
+    let c = this.chunks.get(index);
+    if (!c) {
+      if (!create) return undefined;
+      const bytes = new Uint8Array(CHUNK_SIZE);
+      c = { bytes, view: new DataView(bytes.buffer) };
+      this.chunks.set(index, c);
+    }
+    this.lastIndex = index;
+    this.lastChunk = c;
+    return c;
+  }
+
+  private check(addr: number, len: number): void {
+    if (!this.contains(addr, len)) {
+      throw new RangeError(`access [0x${addr.toString(16)}, +${len}) outside memory of ${this.size} bytes`);
+    }
+  }
+
+  /** Read an unsigned little-endian value of 1, 2 or 4 bytes. */
+  read(addr: number, size: 1 | 2 | 4): number {
+    this.check(addr, size);
+    const off = addr % CHUNK_SIZE;
+    if (off + size <= CHUNK_SIZE) {
+      const c = this.chunkFor(Math.floor(addr / CHUNK_SIZE), false);
+      if (!c) return 0;
+      if (size === 4) return c.view.getUint32(off, true);
+      if (size === 2) return c.view.getUint16(off, true);
+      return c.bytes[off]!;
+    }
+    let v = 0;
+    for (let i = size - 1; i >= 0; i--) v = v * 256 + this.read(addr + i, 1);
+    return v;
+  }
+
+  /** Aligned 32-bit read, the fast path for rings and tables. */
+  read32(addr: number): number {
+    const c = this.chunkFor(Math.floor(addr / CHUNK_SIZE), false);
+    if (addr < 0 || addr + 4 > this.size) this.check(addr, 4);
+    return c ? c.view.getUint32(addr & CHUNK_MASK, true) : 0;
+  }
+
+  /** Write an unsigned little-endian value of 1, 2 or 4 bytes. */
+  write(addr: number, size: 1 | 2 | 4, value: number): void {
+    this.check(addr, size);
+    const off = addr % CHUNK_SIZE;
+    if (off + size <= CHUNK_SIZE) {
+      const c = this.chunkFor(Math.floor(addr / CHUNK_SIZE), true)!;
+      if (size === 4) c.view.setUint32(off, value >>> 0, true);
+      else if (size === 2) c.view.setUint16(off, value & 0xffff, true);
+      else c.bytes[off] = value & 0xff;
+      return;
+    }
+    let v = value >>> 0;
+    for (let i = 0; i < size; i++) {
+      this.write(addr + i, 1, v & 0xff);
+      v >>>= 8;
+    }
+  }
+
+  /** Aligned 32-bit write, the fast path. */
+  write32(addr: number, value: number): void {
+    if (addr < 0 || addr + 4 > this.size) this.check(addr, 4);
+    const c = this.chunkFor(Math.floor(addr / CHUNK_SIZE), true)!;
+    c.view.setUint32(addr & CHUNK_MASK, value >>> 0, true);
+  }
+
+  /** Read a 64-bit little-endian value. */
+  read64(addr: number): bigint {
+    const lo = this.read(addr, 4);
+    const hi = this.read(addr + 4, 4);
+    return (BigInt(hi) << 32n) | BigInt(lo);
+  }
+
+  /** Write a 64-bit little-endian value. */
+  write64(addr: number, value: bigint): void {
+    const v = BigInt.asUintN(64, value);
+    this.write(addr, 4, Number(v & 0xffff_ffffn));
+    this.write(addr + 4, 4, Number(v >> 32n));
+  }
+
+  /** Copy `len` bytes out (untouched memory reads as zero). */
+  readBytes(addr: number, len: number, out = new Uint8Array(len)): Uint8Array {
+    this.check(addr, len);
+    let done = 0;
+    while (done < len) {
+      const a = addr + done;
+      const off = a % CHUNK_SIZE;
+      const n = Math.min(len - done, CHUNK_SIZE - off);
+      const c = this.chunkFor(Math.floor(a / CHUNK_SIZE), false);
+      if (c) out.set(c.bytes.subarray(off, off + n), done);
+      else out.fill(0, done, done + n);
+      done += n;
+    }
+    return out;
+  }
+
+  /** Copy bytes in. */
+  writeBytes(addr: number, data: Uint8Array): void {
+    this.check(addr, data.length);
+    let done = 0;
+    while (done < data.length) {
+      const a = addr + done;
+      const off = a % CHUNK_SIZE;
+      const n = Math.min(data.length - done, CHUNK_SIZE - off);
+      this.chunkFor(Math.floor(a / CHUNK_SIZE), true)!.bytes.set(data.subarray(done, done + n), off);
+      done += n;
+    }
+  }
+
+  /** Fill a range with a byte value (zero-filling untouched chunks allocates nothing). */
+  fill(addr: number, len: number, byte = 0): void {
+    this.check(addr, len);
+    let done = 0;
+    while (done < len) {
+      const a = addr + done;
+      const off = a % CHUNK_SIZE;
+      const n = Math.min(len - done, CHUNK_SIZE - off);
+      const c = this.chunkFor(Math.floor(a / CHUNK_SIZE), byte !== 0);
+      c?.bytes.fill(byte, off, off + n);
+      done += n;
+    }
+  }
+}

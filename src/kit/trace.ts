@@ -1,0 +1,226 @@
+/**
+ * Trace events, after QEMU's `trace-events`: each event is declared once (name, typed
+ * arguments, printf-style format) and enabled at run time by glob patterns such as
+ * `tegra241_cmdqv_*`. A disabled event costs one array load at the call site: arguments are
+ * plain numbers/strings and nothing is formatted unless a sink consumes the record.
+ */
+
+/** Argument types of trace events. */
+export type TraceArgType = 'u32' | 'u64' | 'i32' | 'str' | 'bool';
+
+/** One declared argument. */
+export interface TraceArg {
+  readonly name: string;
+  readonly type: TraceArgType;
+}
+
+type ArgValue<T extends TraceArg> = T['type'] extends 'u64'
+  ? bigint | number
+  : T['type'] extends 'str'
+    ? string
+    : T['type'] extends 'bool'
+      ? boolean
+      : number;
+
+/** The tuple of values an event with arguments `A` takes. */
+export type TraceArgValues<A extends readonly TraceArg[]> = { -readonly [K in keyof A]: ArgValue<A[K]> };
+
+/** A declared trace event. */
+export interface TraceEvent<A extends readonly TraceArg[] = readonly TraceArg[]> {
+  /** Dense id, index into a tracer's enable table. */
+  readonly id: number;
+  readonly name: string;
+  readonly args: A;
+  /** printf-style format: `%u %d %x %s`, with optional `0`, width and `#` (e.g. `0x%08x`). */
+  readonly format: string;
+}
+
+const catalog: TraceEvent[] = [];
+const byName = new Map<string, TraceEvent>();
+
+/**
+ * Declare a trace event. Names are global and unique, like QEMU's trace-events files.
+ * @example
+ * const T = defineTrace('tegra241_cmdqv_write_mmio', [{ name: 'offset', type: 'u32' }], 'offset: 0x%x');
+ */
+export function defineTrace<const A extends readonly TraceArg[]>(name: string, args: A, format: string): TraceEvent<A> {
+  if (!/^[a-z0-9_]+$/.test(name)) throw new Error(`trace event name ${JSON.stringify(name)} must be [a-z0-9_]+`);
+  if (byName.has(name)) throw new Error(`trace event ${name} declared twice`);
+  const conversions = format.match(/%[#0-9]*[udxXs]/g) ?? [];
+  if (conversions.length !== args.length) {
+    throw new Error(`trace event ${name}: format has ${conversions.length} conversions for ${args.length} args`);
+  }
+  const ev: TraceEvent<A> = { id: catalog.length, name, args, format };
+  catalog.push(ev);
+  byName.set(name, ev);
+  return ev;
+}
+
+/** Every declared trace event, in declaration order. */
+export function traceCatalog(): readonly TraceEvent[] {
+  return catalog;
+}
+
+/** Format a record's arguments with the event's printf-style format. */
+export function formatTrace(ev: TraceEvent, values: readonly unknown[]): string {
+  let i = 0;
+  return ev.format.replace(/%([#0-9]*)([udxXs])/g, (_m, flags: string, conv: string) => {
+    const v = values[i++];
+    const alt = flags.includes('#');
+    const spec = flags.replace('#', '');
+    const pad = spec.startsWith('0') ? '0' : ' ';
+    const width = spec.length > 0 ? Number.parseInt(spec, 10) : 0;
+    let s: string;
+    if (conv === 'x' || conv === 'X') {
+      const n = typeof v === 'bigint' ? v : BigInt(Math.trunc(Number(v)));
+      s = (n < 0n ? BigInt.asUintN(64, n) : n).toString(16);
+      if (conv === 'X') s = s.toUpperCase();
+    } else if (conv === 's') {
+      s = String(v);
+    } else {
+      s = typeof v === 'boolean' ? (v ? '1' : '0') : String(v);
+    }
+    s = s.padStart(width, pad);
+    return alt && (conv === 'x' || conv === 'X') ? `0x${s}` : s;
+  });
+}
+
+/** Turn a QEMU-style glob (`*`, `?`) into a RegExp. */
+function globToRegExp(glob: string): RegExp {
+  const body = glob.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');
+  return new RegExp(`^${body}$`);
+}
+
+/** A consumer of trace records. */
+export interface TraceSink {
+  record(ev: TraceEvent, time: number, values: readonly unknown[]): void;
+}
+
+/**
+ * Per-machine trace state: which events are on and where records go.
+ * Enable with patterns; a leading `-` disables (`-trace 'tegra241_cmdqv_*,-*_read_*'`).
+ */
+export class Tracer {
+  private on = new Uint8Array(0);
+  private readonly patterns: { re: RegExp; enable: boolean }[] = [];
+  private readonly sinks: TraceSink[] = [];
+  /** Time source for records (model nanoseconds). */
+  now: () => number = () => 0;
+  /** Number of records emitted while enabled. */
+  emitted = 0;
+
+  /** Apply comma-separated glob patterns in order; returns the names that matched none. */
+  enable(patterns: string): string[] {
+    const unmatched: string[] = [];
+    for (const raw of patterns.split(',').map((p) => p.trim()).filter(Boolean)) {
+      const enable = !raw.startsWith('-');
+      const re = globToRegExp(enable ? raw : raw.slice(1));
+      this.patterns.push({ re, enable });
+      if (!catalog.some((e) => re.test(e.name))) unmatched.push(raw);
+    }
+    this.refresh();
+    return unmatched;
+  }
+
+  /** Disable every event. */
+  disableAll(): void {
+    this.patterns.length = 0;
+    this.refresh();
+  }
+
+  /** Attach a sink. */
+  addSink(sink: TraceSink): void {
+    this.sinks.push(sink);
+  }
+
+  /** Whether `ev` is enabled (for call sites that must compute arguments first). */
+  enabled(ev: TraceEvent): boolean {
+    if (ev.id >= this.on.length) this.refresh();
+    return this.on[ev.id] === 1;
+  }
+
+  /** Emit a record if the event is enabled. */
+  emit<A extends readonly TraceArg[]>(ev: TraceEvent<A>, ...values: TraceArgValues<A>): void {
+    if (ev.id >= this.on.length) this.refresh();
+    if (this.on[ev.id] !== 1) return;
+    this.emitted++;
+    const t = this.now();
+    for (const s of this.sinks) s.record(ev, t, values);
+  }
+
+  /** Names of enabled events. */
+  enabledNames(): string[] {
+    this.refresh();
+    return catalog.filter((e) => this.on[e.id] === 1).map((e) => e.name);
+  }
+
+  private refresh(): void {
+    const on = new Uint8Array(catalog.length);
+    for (const ev of catalog) {
+      let state = 0;
+      for (const p of this.patterns) if (p.re.test(ev.name)) state = p.enable ? 1 : 0;
+      on[ev.id] = state;
+    }
+    this.on = on;
+  }
+}
+
+/** Text sink: one line per record, `name fmt` like QEMU's log backend. */
+export class TextTraceSink implements TraceSink {
+  readonly lines: string[] = [];
+  constructor(
+    private readonly write?: (line: string) => void,
+    private readonly keep = !write,
+  ) {}
+  record(ev: TraceEvent, time: number, values: readonly unknown[]): void {
+    const line = `${time}ns ${ev.name} ${formatTrace(ev, values)}`;
+    if (this.keep) this.lines.push(line);
+    this.write?.(line);
+  }
+}
+
+/** One Chrome/Perfetto trace-event record (instant event). */
+export interface ChromeTraceRecord {
+  name: string;
+  cat: string;
+  ph: 'i';
+  s: 't';
+  ts: number;
+  pid: number;
+  tid: number;
+  args: Record<string, number | string | boolean>;
+}
+
+/**
+ * Chrome trace-event JSON sink (loadable by Perfetto and chrome://tracing). The category is
+ * the event name up to its first underscore (`tegra241`, `smmuv3`, `iommufd`, ...).
+ */
+export class ChromeTraceSink implements TraceSink {
+  readonly events: ChromeTraceRecord[] = [];
+  constructor(
+    private readonly pid = 1,
+    private readonly tid = 1,
+  ) {}
+  record(ev: TraceEvent, time: number, values: readonly unknown[]): void {
+    const args: Record<string, number | string | boolean> = {};
+    ev.args.forEach((a, i) => {
+      const v = values[i];
+      args[a.name] = typeof v === 'bigint' ? `0x${v.toString(16)}` : (v as number | string | boolean);
+    });
+    const us = ev.name.indexOf('_');
+    this.events.push({
+      name: ev.name,
+      cat: us > 0 ? ev.name.slice(0, us) : ev.name,
+      ph: 'i',
+      s: 't',
+      ts: time / 1000,
+      pid: this.pid,
+      tid: this.tid,
+      args,
+    });
+  }
+  /** The JSON document (`{"traceEvents": [...]}`). */
+  toJSON(): { traceEvents: ChromeTraceRecord[]; displayTimeUnit: 'ns' } {
+    return { traceEvents: this.events, displayTimeUnit: 'ns' };
+  }
+}

@@ -1,0 +1,59 @@
+/**
+ * Linux errno values (asm-generic/errno-base.h and errno.h, as on arm64) and the error type
+ * that carries one across the uAPI seam.
+ */
+
+/** Errno numbers by name. */
+export const Errno = {
+  EPERM: 1,
+  ENOENT: 2,
+  EIO: 5,
+  ENXIO: 6,
+  E2BIG: 7,
+  EBADF: 9,
+  EAGAIN: 11,
+  ENOMEM: 12,
+  EFAULT: 14,
+  EBUSY: 16,
+  EEXIST: 17,
+  ENODEV: 19,
+  EINVAL: 22,
+  ENOTTY: 25,
+  ENOSPC: 28,
+  ESPIPE: 29,
+  ERANGE: 34,
+  EOVERFLOW: 75,
+  EOPNOTSUPP: 95,
+  ETIMEDOUT: 110,
+} as const;
+
+/** An errno name. */
+export type ErrnoName = keyof typeof Errno;
+
+const names = new Map<number, ErrnoName>(Object.entries(Errno).map(([k, v]) => [v, k as ErrnoName]));
+
+/** Name of an errno value (`EINVAL`), or `E<n>` for values not listed. */
+export function errnoName(errno: number): string {
+  return names.get(errno) ?? `E${errno}`;
+}
+
+/** An error carrying a Linux errno, raised by the host kernel model and seen by the VMM. */
+export class ErrnoError extends Error {
+  /** Positive errno value. */
+  readonly errno: number;
+  /** Errno name, e.g. `EINVAL`. */
+  readonly code: string;
+
+  constructor(errno: number, message?: string) {
+    const code = errnoName(errno);
+    super(message ? `${code}: ${message}` : code);
+    this.name = 'ErrnoError';
+    this.errno = errno;
+    this.code = code;
+  }
+}
+
+/** Throw an {@link ErrnoError} (for one-line argument checks). */
+export function fail(errno: number, message?: string): never {
+  throw new ErrnoError(errno, message);
+}

@@ -1,0 +1,196 @@
+/**
+ * C struct layouts as data: each uAPI struct is declared once (field name, offset, type,
+ * array length) and this module encodes/decodes it to bytes, little-endian. Declarations are
+ * checked when made: natural alignment, explicit padding (no holes), and the declared size.
+ */
+
+/** Scalar C types of the uAPI (`__aligned_u64` and `__aligned_le64` are both `u64`). */
+export type ScalarType = 'u8' | 'u16' | 'u32' | 's32' | 'u64';
+
+const SIZE: Record<ScalarType, number> = { u8: 1, u16: 2, u32: 4, s32: 4, u64: 8 };
+
+/** One field declaration. */
+export interface FieldDecl {
+  readonly name: string;
+  readonly offset: number;
+  readonly type: ScalarType;
+  /** Array length (`__u32 idr[6]` → 6). */
+  readonly count?: number;
+  /** Member of an anonymous union with the previous field (same offset and size). */
+  readonly union?: boolean;
+}
+
+type Scalar<T extends ScalarType> = T extends 'u64' ? bigint : number;
+type ValueOf<F extends FieldDecl> = F extends { readonly count: number }
+  ? Scalar<F['type']>[]
+  : F extends { readonly count?: undefined }
+    ? Scalar<F['type']>
+    : Scalar<F['type']> | Scalar<F['type']>[];
+
+/** The JS value of a struct: `u64` fields are bigint, the rest numbers; arrays are arrays. */
+export type StructValue<Fs extends readonly FieldDecl[]> = {
+  -readonly [F in Fs[number] as F['name']]: ValueOf<F>;
+};
+
+/** A resolved field: declaration plus byte size. */
+export interface LayoutField extends FieldDecl {
+  /** Total bytes (element size × count). */
+  readonly size: number;
+}
+
+/** A struct layout. */
+export class StructLayout<Fs extends readonly FieldDecl[] = readonly FieldDecl[]> {
+  readonly fields: readonly LayoutField[];
+  /** Smallest `size` the kernel accepts: the end of the field named as `last` (default: size). */
+  readonly minSize: number;
+  private readonly byName = new Map<string, LayoutField>();
+
+  constructor(
+    readonly name: string,
+    readonly size: number,
+    decls: Fs,
+    last?: Fs[number]['name'],
+  ) {
+    const fields: LayoutField[] = [];
+    let cursor = 0;
+    let maxAlign = 1;
+    for (const d of decls) {
+      const el = SIZE[d.type];
+      const count = d.count ?? 1;
+      const f: LayoutField = { ...d, size: el * count };
+      maxAlign = Math.max(maxAlign, el);
+      if (d.offset % el !== 0) throw new Error(`${name}.${d.name}: offset ${d.offset} not aligned to ${el}`);
+      if (d.union) {
+        const prev = fields[fields.length - 1];
+        if (!prev || prev.offset !== d.offset || prev.size !== f.size) {
+          throw new Error(`${name}.${d.name}: union member must match the previous field`);
+        }
+      } else {
+        if (d.offset !== cursor) {
+          throw new Error(`${name}.${d.name}: at ${d.offset}, expected ${cursor} (implicit padding or overlap)`);
+        }
+        cursor += f.size;
+      }
+      if (this.byName.has(d.name)) throw new Error(`${name}: duplicate field ${d.name}`);
+      this.byName.set(d.name, f);
+      fields.push(f);
+    }
+    if (cursor !== size) throw new Error(`${name}: fields end at ${cursor}, declared size ${size}`);
+    if (size % maxAlign !== 0) throw new Error(`${name}: size ${size} not a multiple of alignment ${maxAlign}`);
+    this.fields = fields;
+    if (last !== undefined) {
+      const lf = this.byName.get(last);
+      if (!lf) throw new Error(`${name}: last field ${String(last)} not declared`);
+      this.minSize = lf.offset + lf.size;
+    } else {
+      this.minSize = size;
+    }
+  }
+
+  /** A field by name (throws for unknown names: a programming error). */
+  field(name: Fs[number]['name']): LayoutField {
+    const f = this.byName.get(name);
+    if (!f) throw new Error(`${this.name}: no field ${name}`);
+    return f;
+  }
+
+  /** Decode from `bytes` starting at `offset` (bytes beyond the buffer read as zero). */
+  decode(bytes: Uint8Array, offset = 0): StructValue<Fs> {
+    let src = bytes;
+    let base = offset;
+    if (offset + this.size > bytes.length) {
+      src = new Uint8Array(this.size);
+      src.set(bytes.subarray(offset, Math.min(bytes.length, offset + this.size)));
+      base = 0;
+    }
+    const dv = new DataView(src.buffer, src.byteOffset, src.byteLength);
+    const out: Record<string, number | bigint | (number | bigint)[]> = {};
+    for (const f of this.fields) {
+      const el = SIZE[f.type];
+      if (f.count === undefined) out[f.name] = readScalar(dv, base + f.offset, f.type);
+      else out[f.name] = Array.from({ length: f.count }, (_, i) => readScalar(dv, base + f.offset + i * el, f.type));
+    }
+    return out as StructValue<Fs>;
+  }
+
+  /**
+   * Encode `value` into a new buffer of `size` bytes (or into `out` at `offset`). Missing fields
+   * are zero; a `size` field defaults to the struct size.
+   */
+  encode(value: Partial<StructValue<Fs>>, out?: Uint8Array, offset = 0): Uint8Array {
+    const buf = out ?? new Uint8Array(this.size);
+    if (offset + this.size > buf.length) throw new RangeError(`${this.name}: buffer too small`);
+    buf.fill(0, offset, offset + this.size);
+    const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+    const v = value as Record<string, number | bigint | readonly (number | bigint)[] | undefined>;
+    for (const f of this.fields) {
+      let x = v[f.name];
+      if (x === undefined && f.name === 'size' && f.offset === 0) x = this.size;
+      if (x === undefined) continue;
+      const el = SIZE[f.type];
+      if (Array.isArray(x)) {
+        const arr = x as readonly (number | bigint)[];
+        if (f.count === undefined || arr.length > f.count) throw new RangeError(`${this.name}.${f.name}: bad array length`);
+        arr.forEach((e, i) => writeScalar(dv, offset + f.offset + i * el, f.type, e, this.name, f.name));
+      } else {
+        writeScalar(dv, offset + f.offset, f.type, x as number | bigint, this.name, f.name);
+      }
+    }
+    return buf;
+  }
+}
+
+function readScalar(dv: DataView, at: number, type: ScalarType): number | bigint {
+  switch (type) {
+    case 'u8':
+      return dv.getUint8(at);
+    case 'u16':
+      return dv.getUint16(at, true);
+    case 'u32':
+      return dv.getUint32(at, true);
+    case 's32':
+      return dv.getInt32(at, true);
+    case 'u64':
+      return dv.getBigUint64(at, true);
+  }
+}
+
+function writeScalar(dv: DataView, at: number, type: ScalarType, x: number | bigint, s: string, f: string): void {
+  const bad = () => new RangeError(`${s}.${f}: value ${x} does not fit ${type}`);
+  if (type === 'u64') {
+    const b = BigInt(x);
+    if (b < 0n || b > 0xffff_ffff_ffff_ffffn) throw bad();
+    dv.setBigUint64(at, b, true);
+    return;
+  }
+  const n = Number(x);
+  if (!Number.isInteger(n)) throw bad();
+  switch (type) {
+    case 'u8':
+      if (n < 0 || n > 0xff) throw bad();
+      dv.setUint8(at, n);
+      return;
+    case 'u16':
+      if (n < 0 || n > 0xffff) throw bad();
+      dv.setUint16(at, n, true);
+      return;
+    case 'u32':
+      if (n < 0 || n > 0xffff_ffff) throw bad();
+      dv.setUint32(at, n, true);
+      return;
+    case 's32':
+      if (n < -0x8000_0000 || n > 0x7fff_ffff) throw bad();
+      dv.setInt32(at, n, true);
+      return;
+  }
+}
+
+/** Declare a struct layout (see {@link StructLayout}). */
+export function defineStruct<const Fs extends readonly FieldDecl[]>(
+  name: string,
+  size: number,
+  fields: Fs,
+  last?: Fs[number]['name'],
+): StructLayout<Fs> {
+  return new StructLayout(name, size, fields, last);
+}
