@@ -115,46 +115,40 @@ export class SparseMemory {
     this.write(addr + 4, 4, Number(v >> 32n));
   }
 
-  /** Copy `len` bytes out (untouched memory reads as zero). */
-  readBytes(addr: number, len: number, out = new Uint8Array(len)): Uint8Array {
+  /** Visit [addr, addr + len) chunk by chunk: `fn(chunkIndex, offsetInChunk, n, done)`. */
+  private spans(addr: number, len: number, fn: (index: number, off: number, n: number, done: number) => void): void {
     this.check(addr, len);
     let done = 0;
     while (done < len) {
       const a = addr + done;
       const off = a % CHUNK_SIZE;
       const n = Math.min(len - done, CHUNK_SIZE - off);
-      const c = this.chunkFor(Math.floor(a / CHUNK_SIZE), false);
-      if (c) out.set(c.bytes.subarray(off, off + n), done);
-      else out.fill(0, done, done + n);
+      fn(Math.floor(a / CHUNK_SIZE), off, n, done);
       done += n;
     }
+  }
+
+  /** Copy `len` bytes out (untouched memory reads as zero). */
+  readBytes(addr: number, len: number, out = new Uint8Array(len)): Uint8Array {
+    this.spans(addr, len, (index, off, n, done) => {
+      const c = this.chunkFor(index, false);
+      if (c) out.set(c.bytes.subarray(off, off + n), done);
+      else out.fill(0, done, done + n);
+    });
     return out;
   }
 
   /** Copy bytes in. */
   writeBytes(addr: number, data: Uint8Array): void {
-    this.check(addr, data.length);
-    let done = 0;
-    while (done < data.length) {
-      const a = addr + done;
-      const off = a % CHUNK_SIZE;
-      const n = Math.min(data.length - done, CHUNK_SIZE - off);
-      this.chunkFor(Math.floor(a / CHUNK_SIZE), true)!.bytes.set(data.subarray(done, done + n), off);
-      done += n;
-    }
+    this.spans(addr, data.length, (index, off, n, done) => {
+      this.chunkFor(index, true)!.bytes.set(data.subarray(done, done + n), off);
+    });
   }
 
   /** Fill a range with a byte value (zero-filling untouched chunks allocates nothing). */
   fill(addr: number, len: number, byte = 0): void {
-    this.check(addr, len);
-    let done = 0;
-    while (done < len) {
-      const a = addr + done;
-      const off = a % CHUNK_SIZE;
-      const n = Math.min(len - done, CHUNK_SIZE - off);
-      const c = this.chunkFor(Math.floor(a / CHUNK_SIZE), byte !== 0);
-      c?.bytes.fill(byte, off, off + n);
-      done += n;
-    }
+    this.spans(addr, len, (index, off, n) => {
+      this.chunkFor(index, byte !== 0)?.bytes.fill(byte, off, off + n);
+    });
   }
 }
