@@ -4,3 +4,4 @@ export * from './layout.js';
 export * from './iommufd.js';
 export * from './extensible.js';
 export * from './describe.js';
+export * from './vfio.js';

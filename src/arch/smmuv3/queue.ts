@@ -1,0 +1,48 @@
+/**
+ * SMMUv3 circular-queue index arithmetic (spec linux-cmdqv.md §4.3): an index register holds
+ * `wrap | index` in LOG2SIZE + 1 bits; empty when equal, full when only the wrap bits differ.
+ */
+
+/** Mask of the index bits. */
+export function qIndexMask(log2: number): number {
+  return ((1 << log2) >>> 0) - 1;
+}
+
+/** Mask of index + wrap bits. */
+export function qWrapMask(log2: number): number {
+  return (2 ** (log2 + 1) - 1) >>> 0;
+}
+
+/** Slot number of an index register value. */
+export function qIndex(v: number, log2: number): number {
+  return v & qIndexMask(log2);
+}
+
+/** Wrap bit of an index register value. */
+export function qWrap(v: number, log2: number): number {
+  return (v >>> log2) & 1;
+}
+
+/** Advance `v` by `n` slots (wrap toggles on overflow; bits above wrap are dropped). */
+export function qAdvance(v: number, n: number, log2: number): number {
+  return ((v & qWrapMask(log2)) + n) & qWrapMask(log2);
+}
+
+/** Whether the queue is empty. */
+export function qEmpty(prod: number, cons: number, log2: number): boolean {
+  const m = qWrapMask(log2);
+  return (prod & m) === (cons & m);
+}
+
+/** Whether the queue is full. */
+export function qFull(prod: number, cons: number, log2: number): boolean {
+  return qIndex(prod, log2) === qIndex(cons, log2) && qWrap(prod, log2) !== qWrap(cons, log2);
+}
+
+/** Number of entries between cons and prod. */
+export function qUsed(prod: number, cons: number, log2: number): number {
+  const size = 2 ** log2;
+  const p = prod & qWrapMask(log2);
+  const c = cons & qWrapMask(log2);
+  return (p - c + 2 * size) % (2 * size);
+}

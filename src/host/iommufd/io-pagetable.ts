@@ -1,0 +1,131 @@
+/**
+ * IOAS address spaces and their paging domains (spec linux-cmdqv.md §3.11): IOVA ranges of
+ * pinned user memory, and stage-2 page tables in host memory (the kernel's io-pgtable) that
+ * the SMMU walks. A range pinned by an internal access (a HW queue) cannot be unmapped (EBUSY).
+ */
+
+import { PageTableBuilder } from '../../kit/page-table-builder.js';
+import { Errno, ErrnoError } from '../../uapi/errno.js';
+import type { PhysicalMemory } from '../memory/physical-memory.js';
+import type { SmmuDriver } from '../kernel/arm-smmu-v3.js';
+import { Op } from '../../arch/smmuv3/commands.js';
+
+/** One mapped IOVA range. */
+export interface IoasArea {
+  readonly iova: number;
+  readonly length: number;
+  /** Host PA of each host page of the range. */
+  readonly pages: Float64Array;
+  readonly writable: boolean;
+  /** Internal accesses (HW queues) pinning part of this area. */
+  locks: number;
+}
+
+/** Input address size of the stage-2 tables the kernel builds. */
+export const S2_INPUT_BITS = 48;
+
+/** A stage-2 paging domain (NEST_PARENT HWPT) mirroring an IOAS. */
+export class PagingDomain {
+  readonly tables: PageTableBuilder;
+  constructor(
+    readonly vmid: number,
+    readonly driver: SmmuDriver,
+    readonly granule: 4096 | 16384 | 65536,
+    phys: PhysicalMemory,
+  ) {
+    this.tables = new PageTableBuilder(phys.mem, {
+      stage: 2,
+      granule,
+      inputBits: S2_INPUT_BITS,
+      allocTable: () => phys.allocKernel(granule, granule),
+    });
+  }
+
+  /** Map an area, coalescing physically contiguous runs so hugepages become block entries. */
+  mapArea(a: IoasArea): void {
+    const ps = this.granule;
+    const perm = 1 | (a.writable ? 2 : 0);
+    let i = 0;
+    while (i < a.pages.length) {
+      let j = i + 1;
+      while (j < a.pages.length && a.pages[j] === a.pages[i]! + (j - i) * ps) j++;
+      this.tables.map(a.iova + i * ps, a.pages[i]!, (j - i) * ps, perm);
+      i = j;
+    }
+  }
+
+  /** Unmap an area and invalidate stage 2 for this VMID. */
+  unmapArea(a: IoasArea): void {
+    this.tables.unmap(a.iova, a.length);
+    const w = new Uint32Array(4);
+    w[0] = Op.TLBI_S12_VMALL;
+    w[1] = this.vmid;
+    this.driver.submit([w]);
+  }
+}
+
+/** An IOAS: IOVA → pinned host pages. */
+export class IoAddressSpace {
+  readonly areas: IoasArea[] = [];
+  readonly domains = new Set<PagingDomain>();
+
+  constructor(readonly pageSize: number) {}
+
+  /** Find a free IOVA for `length` bytes (lowest fit above 0, aligned to the length's size class). */
+  allocIova(length: number): number {
+    const align = Math.min(2 ** Math.floor(Math.log2(length)), 2 ** 30);
+    let cand = align;
+    for (const a of [...this.areas].sort((x, y) => x.iova - y.iova)) {
+      if (cand + length <= a.iova) break;
+      cand = Math.max(cand, Math.ceil((a.iova + a.length) / align) * align);
+    }
+    if (cand + length > 2 ** S2_INPUT_BITS) throw new ErrnoError(Errno.ENOSPC, 'no free IOVA window');
+    return cand;
+  }
+
+  /** Add an area; EEXIST on overlap. */
+  map(iova: number, pages: Float64Array, length: number, writable: boolean): IoasArea {
+    if (iova % this.pageSize !== 0 || length % this.pageSize !== 0 || length === 0) {
+      throw new ErrnoError(Errno.EINVAL, 'IOVA or length not aligned to the IOAS page size');
+    }
+    if (iova + length > 2 ** S2_INPUT_BITS) throw new ErrnoError(Errno.EINVAL, 'IOVA beyond the input address size');
+    for (const a of this.areas) {
+      if (iova < a.iova + a.length && a.iova < iova + length) throw new ErrnoError(Errno.EEXIST, 'IOVA range already mapped');
+    }
+    const area: IoasArea = { iova, length, pages, writable, locks: 0 };
+    this.areas.push(area);
+    for (const d of this.domains) d.mapArea(area);
+    return area;
+  }
+
+  /**
+   * Remove the areas covering exactly [iova, iova + length) (all areas for iova 0, length
+   * 2^64 − 1). ENOENT if a covered area is only partly inside or nothing is mapped; EBUSY if
+   * pinned. Returns the bytes unmapped.
+   */
+  unmap(iova: number, length: number, all: boolean): { bytes: number; areas: IoasArea[] } {
+    const hit = all ? [...this.areas] : this.areas.filter((a) => a.iova < iova + length && iova < a.iova + a.length);
+    if (hit.length === 0) throw new ErrnoError(Errno.ENOENT, 'nothing mapped in the range');
+    if (!all && hit.some((a) => a.iova < iova || a.iova + a.length > iova + length)) {
+      throw new ErrnoError(Errno.ENOENT, 'range splits a mapping');
+    }
+    if (hit.some((a) => a.locks > 0)) throw new ErrnoError(Errno.EBUSY, 'range pinned by a HW queue');
+    for (const a of hit) {
+      this.areas.splice(this.areas.indexOf(a), 1);
+      for (const d of this.domains) d.unmapArea(a);
+    }
+    return { bytes: hit.reduce((n, a) => n + a.length, 0), areas: hit };
+  }
+
+  /** The area fully containing [iova, iova + length), or undefined. */
+  areaFor(iova: number, length: number): IoasArea | undefined {
+    return this.areas.find((a) => iova >= a.iova && iova + length <= a.iova + a.length);
+  }
+
+  /** Host PA of an IOVA inside an area. */
+  static paOf(a: IoasArea, iova: number, pageSize: number): number {
+    const off = iova - a.iova;
+    const page = Math.floor(off / pageSize);
+    return a.pages[page]! + (off - page * pageSize);
+  }
+}

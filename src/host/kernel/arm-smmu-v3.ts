@@ -1,0 +1,172 @@
+/**
+ * The host kernel's arm-smmu-v3 driver model: programs the SMMU through its registers, owns
+ * the stream table, the main command queue and the event queue in host memory, allocates
+ * VMIDs, and writes STEs. Invalidation commands from user space are pushed to the main CMDQ
+ * in chunks with a CMD_SYNC, as the kernel does (spec linux-cmdqv.md §3.9).
+ */
+
+import { numberToWords } from '../../kit/bits.js';
+import type { ModelLog } from '../../kit/log.js';
+import { Op, SYNC_CS_SEV } from '../../arch/smmuv3/commands.js';
+import { qAdvance, qEmpty, qIndex, qUsed } from '../../arch/smmuv3/queue.js';
+import * as R from '../../arch/smmuv3/registers.js';
+import { Errno, ErrnoError } from '../../uapi/errno.js';
+import type { PhysicalMemory } from '../memory/physical-memory.js';
+import type { HostSmmu } from '../smmuv3/smmu.js';
+
+/** log2 entries of the kernel's command queue (64 KiB ring). */
+const CMDQ_LOG2 = 12;
+/** log2 entries of the kernel's event queue. */
+const EVTQ_LOG2 = 10;
+/** Commands per chunk before a CMD_SYNC (the kernel batches 64 including the sync). */
+export const CMDQ_BATCH = 63;
+
+/** The kernel-side driver of one SMMU. */
+export class SmmuDriver {
+  readonly sidBits: number;
+  readonly cmdqs: number;
+  private readonly strtab: number;
+  private readonly cmdq: number;
+  private readonly evtq: number;
+  private prod = 0;
+  private evtCons = 0;
+  private readonly vmids = new Set<number>();
+  private nextVmid = 1;
+  /** Commands the kernel pushed to the main CMDQ (including syncs). */
+  submitted = 0;
+  /** Event records drained from the event queue, handed to `onEvent`. */
+  onEvent: (record: Uint32Array) => void = () => {};
+
+  constructor(
+    readonly hw: HostSmmu,
+    private readonly phys: PhysicalMemory,
+    private readonly log: ModelLog,
+  ) {
+    const b = hw.bank;
+    const idr1 = b.read(R.IDR1.spec.offset, 4);
+    this.sidBits = R.IDR1.f.SIDSIZE.get(idr1);
+    this.cmdqs = R.IDR1.f.CMDQS.get(idr1);
+    // Linear stream table covering every StreamID.
+    this.strtab = phys.allocKernel(2 ** this.sidBits * 64);
+    this.cmdq = phys.allocKernel(2 ** CMDQ_LOG2 * 16);
+    this.evtq = phys.allocKernel(2 ** EVTQ_LOG2 * 32);
+    b.write(R.CR0.spec.offset, 4, 0);
+    b.write64(R.STRTAB_BASE.spec.offset, BigInt(this.strtab) | (1n << 62n));
+    b.write(R.STRTAB_BASE_CFG.spec.offset, 4, this.sidBits);
+    b.write64(R.CMDQ_BASE.spec.offset, BigInt(this.cmdq) | BigInt(CMDQ_LOG2) | (1n << 62n));
+    b.write(R.CMDQ_PROD.spec.offset, 4, 0);
+    b.write(R.CMDQ_CONS.spec.offset, 4, 0);
+    b.write64(R.EVENTQ_BASE.spec.offset, BigInt(this.evtq) | BigInt(EVTQ_LOG2));
+    b.write(R.EVENTQ_PROD.spec.offset, 4, 0);
+    b.write(R.EVENTQ_CONS.spec.offset, 4, 0);
+    b.write(R.CR0.spec.offset, 4, 0b1000); // CMDQEN
+    this.submit([cmdWords(Op.CFGI_STE_RANGE, 0, 0, 31, 0), cmdWords(Op.TLBI_NSNH_ALL, 0, 0, 0, 0)]);
+    b.write(R.IRQ_CTRL.spec.offset, 4, 0b101); // GERROR + EVENTQ interrupts
+    b.write(R.CR0.spec.offset, 4, 0b1101); // SMMUEN | EVENTQEN | CMDQEN
+    hw.onEventIrq = () => this.drainEvents();
+  }
+
+  /** Allocate a VMID (1..65535; 0 is reserved for bypass). */
+  allocVmid(): number {
+    for (let n = 0; n < 0xffff; n++) {
+      const v = this.nextVmid;
+      this.nextVmid = (this.nextVmid % 0xffff) + 1;
+      if (!this.vmids.has(v)) {
+        this.vmids.add(v);
+        return v;
+      }
+    }
+    throw new ErrnoError(Errno.ENOSPC, 'no free VMID');
+  }
+
+  /** Release a VMID after invalidating everything tagged with it. */
+  freeVmid(vmid: number): void {
+    this.submit([cmdWords(Op.TLBI_S12_VMALL, vmid, 0, 0, 0)]);
+    this.vmids.delete(vmid);
+  }
+
+  /** Write an STE (8 words) for `sid` and invalidate its cached copy. */
+  writeSte(sid: number, ste: Uint32Array): void {
+    const addr = this.strtab + sid * 64;
+    for (let i = 0; i < 16; i++) this.phys.mem.write32(addr + i * 4, i < 8 ? ste[i]! : 0);
+    this.submit([cmdWords(Op.CFGI_STE, 0, sid, 1, 0)]);
+  }
+
+  /**
+   * Push commands (each 4 words) to the main CMDQ in chunks of {@link CMDQ_BATCH}, each chunk
+   * followed by a CMD_SYNC that is waited for. Throws ETIMEDOUT if the queue stalls on an error
+   * (the kernel's "CMD_SYNC timeout"); the erroneous command is skipped as the driver does.
+   */
+  submit(cmds: readonly Uint32Array[]): void {
+    for (let i = 0; i < cmds.length; i += CMDQ_BATCH) {
+      const chunk = cmds.slice(i, i + CMDQ_BATCH);
+      for (const c of chunk) this.push(c);
+      this.push(cmdWords(Op.SYNC, 0, 0, 0, SYNC_CS_SEV));
+      this.kick();
+    }
+  }
+
+  /** Issue a lone CMD_SYNC and wait for it. */
+  sync(): void {
+    this.push(cmdWords(Op.SYNC, 0, 0, 0, SYNC_CS_SEV));
+    this.kick();
+  }
+
+  /** Push one already-built 4-word command without syncing (for callers that batch). */
+  push(c: Uint32Array): void {
+    const cons = this.hw.bank.read(R.CMDQ_CONS.spec.offset, 4) & 0xfffff;
+    if (qUsed(this.prod, cons, CMDQ_LOG2) >= 2 ** CMDQ_LOG2) this.kick();
+    const addr = this.cmdq + qIndex(this.prod, CMDQ_LOG2) * 16;
+    for (let i = 0; i < 4; i++) this.phys.mem.write32(addr + i * 4, c[i]!);
+    this.prod = qAdvance(this.prod, 1, CMDQ_LOG2);
+    this.submitted++;
+  }
+
+  /** Publish PROD and wait (the hardware consumes synchronously) until CONS catches up. */
+  kick(): void {
+    const b = this.hw.bank;
+    b.write(R.CMDQ_PROD.spec.offset, 4, this.prod);
+    for (let tries = 0; tries < 4; tries++) {
+      const cons = b.read(R.CMDQ_CONS.spec.offset, 4);
+      if (qEmpty(this.prod, cons & 0xfffff, CMDQ_LOG2)) return;
+      if (!this.hw.cmdqErrorActive) break;
+      // CERROR: replace the bad command with a CMD_SYNC and acknowledge (skip-error routine).
+      const addr = this.cmdq + qIndex(cons, CMDQ_LOG2) * 16;
+      const bad = [0, 1, 2, 3].map((i) => this.phys.mem.read32(addr + i * 4));
+      this.log.guestError(this.hw.bank.source, `CMDQ error ${(cons >>> 24) & 0x7f} on command ${bad.map((x) => x.toString(16)).join(' ')}; skipped`);
+      const sync = cmdWords(Op.SYNC, 0, 0, 0, SYNC_CS_SEV);
+      for (let i = 0; i < 4; i++) this.phys.mem.write32(addr + i * 4, sync[i]!);
+      b.write(R.GERRORN.spec.offset, 4, b.read(R.GERROR.spec.offset, 4));
+    }
+    throw new ErrnoError(Errno.ETIMEDOUT, 'CMD_SYNC timeout');
+  }
+
+  /** Event queue interrupt: drain every record to `onEvent`. */
+  private drainEvents(): void {
+    const b = this.hw.bank;
+    const prod = b.read(R.EVENTQ_PROD.spec.offset, 4);
+    const rec = new Uint32Array(8);
+    while (!qEmpty(prod & 0xfffff, this.evtCons, EVTQ_LOG2)) {
+      const addr = this.evtq + qIndex(this.evtCons, EVTQ_LOG2) * 32;
+      for (let i = 0; i < 8; i++) rec[i] = this.phys.mem.read32(addr + i * 4);
+      this.evtCons = qAdvance(this.evtCons, 1, EVTQ_LOG2);
+      this.onEvent(rec);
+    }
+    // Acknowledge overflow by copying the flag.
+    b.write(R.EVENTQ_CONS.spec.offset, 4, ((prod & 0x8000_0000) | this.evtCons) >>> 0);
+  }
+}
+
+/** Build a command from the fields the kernel uses (dword0 high word, dword1 low word, CS). */
+export function cmdWords(op: number, vmidOrNone: number, sid: number, d1lo: number, cs: number): Uint32Array {
+  const w = new Uint32Array(4);
+  w[0] = (op | (cs << 12)) >>> 0;
+  w[1] = op === Op.CFGI_STE || op === Op.CFGI_STE_RANGE || op === Op.CFGI_CD || op === Op.CFGI_CD_ALL || op === Op.ATC_INV ? sid : vmidOrNone;
+  w[2] = d1lo;
+  return w;
+}
+
+/** Words of an address for STE/CD pointers. */
+export function addrWords(addr: number): [number, number] {
+  return numberToWords(addr);
+}

@@ -1,0 +1,159 @@
+/**
+ * A user process on the host (the VMM): its address space and file descriptors, with
+ * system-call-shaped entry points. Every call returns a non-negative result or a negative
+ * errno, like the raw system calls.
+ */
+
+import { Errno, ErrnoError } from '../../uapi/errno.js';
+import * as V from '../../uapi/vfio.js';
+import { copyStructFromUser } from '../../uapi/extensible.js';
+import { IommufdContext } from '../iommufd/iommufd.js';
+import { ProcessMemory } from '../memory/process-memory.js';
+import type { HostDevice } from './host-device.js';
+import type { HostKernel } from './host-kernel.js';
+
+/** MAP_SHARED, PROT_* as in Linux. */
+export const PROT_READ = 1;
+export const PROT_WRITE = 2;
+export const PROT_EXEC = 4;
+export const MAP_SHARED = 1;
+
+/** An open file. */
+export type OpenFile =
+  | { kind: 'iommufd'; ctx: IommufdContext }
+  | { kind: 'vfio'; dev: HostDevice; ctx: IommufdContext | undefined }
+  | { kind: 'veventq'; read: (max: number) => Uint8Array; close: () => void };
+
+/** A host process. */
+export class Process {
+  readonly mem: ProcessMemory;
+  private readonly fds = new Map<number, OpenFile>();
+  private nextFd = 3;
+
+  constructor(
+    readonly kernel: HostKernel,
+    readonly pid: number,
+  ) {
+    this.mem = new ProcessMemory(kernel.phys);
+  }
+
+  /** Install a file in the fd table (kernel side). */
+  installFile(f: OpenFile): number {
+    const fd = this.nextFd++;
+    this.fds.set(fd, f);
+    return fd;
+  }
+
+  /** open(2) of `/dev/iommu` or a VFIO device cdev `/dev/vfio/devices/vfioN`. */
+  open(path: string): number {
+    if (path === '/dev/iommu') return this.installFile({ kind: 'iommufd', ctx: new IommufdContext(this.kernel, this) });
+    const m = /^\/dev\/vfio\/devices\/vfio(\d+)$/.exec(path);
+    const dev = m ? this.kernel.devices[Number(m[1])] : undefined;
+    if (!dev) return -Errno.ENOENT;
+    return this.installFile({ kind: 'vfio', dev, ctx: undefined });
+  }
+
+  /** close(2). */
+  close(fd: number): number {
+    const f = this.fds.get(fd);
+    if (!f) return -Errno.EBADF;
+    this.fds.delete(fd);
+    if (f.kind === 'veventq') f.close();
+    if (f.kind === 'vfio' && f.ctx) f.ctx.unbindDevice(f.dev);
+    return 0;
+  }
+
+  /** The iommufd context behind `fd` (for the kernel's cross-file lookups). */
+  iommufdOf(fd: number): IommufdContext | undefined {
+    const f = this.fds.get(fd);
+    return f?.kind === 'iommufd' ? f.ctx : undefined;
+  }
+
+  /** ioctl(2). */
+  ioctl(fd: number, request: number, argp: number): number {
+    const f = this.fds.get(fd);
+    if (!f) return -Errno.EBADF;
+    if (f.kind === 'iommufd') return f.ctx.ioctl(request, argp);
+    if (f.kind === 'vfio') return this.vfioIoctl(f, request, argp);
+    return -Errno.ENOTTY;
+  }
+
+  private vfioIoctl(f: Extract<OpenFile, { kind: 'vfio' }>, request: number, argp: number): number {
+    try {
+      const layout =
+        request === V.VFIO_DEVICE_BIND_IOMMUFD
+          ? V.vfio_device_bind_iommufd
+          : request === V.VFIO_DEVICE_ATTACH_IOMMUFD_PT
+            ? V.vfio_device_attach_iommufd_pt
+            : request === V.VFIO_DEVICE_DETACH_IOMMUFD_PT
+              ? V.vfio_device_detach_iommufd_pt
+              : undefined;
+      if (!layout) return -Errno.ENOTTY;
+      const argsz = new DataView(this.mem.copyFromUser(argp, 4).buffer).getUint32(0, true);
+      const k = copyStructFromUser(layout, this.mem.copyFromUser(argp, Math.max(argsz, 4)));
+      const v = layout.decode(k) as Record<string, number>;
+      if (v.flags !== 0) return -Errno.EINVAL;
+      if (request === V.VFIO_DEVICE_BIND_IOMMUFD) {
+        if (f.ctx) return -Errno.EINVAL;
+        const ctx = this.iommufdOf(v.iommufd!);
+        if (!ctx) return -Errno.EBADF;
+        v.out_devid = ctx.bindDevice(f.dev);
+        f.ctx = ctx;
+      } else {
+        const b = f.dev.binding;
+        if (!f.ctx || !b) return -Errno.EINVAL;
+        if (request === V.VFIO_DEVICE_ATTACH_IOMMUFD_PT) f.ctx.attach(b.obj.id, v.pt_id!);
+        else f.ctx.detach(b.obj);
+      }
+      this.mem.copyToUser(argp, layout.encode(v as never).subarray(0, Math.min(argsz, layout.size)));
+      return 0;
+    } catch (e) {
+      if (e instanceof ErrnoError) return -e.errno;
+      throw e;
+    }
+  }
+
+  /** mmap(2) of a file (only iommufd files can be mapped). */
+  mmap(fd: number, length: number, prot: number, flags: number, offset: number): number {
+    const f = this.fds.get(fd);
+    if (!f) return -Errno.EBADF;
+    if (f.kind !== 'iommufd') return -Errno.ENODEV;
+    return f.ctx.mmap(length, prot, (flags & MAP_SHARED) !== 0, offset);
+  }
+
+  /** Anonymous mmap (guest RAM); returns the address or a negative errno. */
+  mmapAnon(length: number, hugepages = false): number {
+    try {
+      return this.mem.mmapAnon(length, { hugepages });
+    } catch (e) {
+      if (e instanceof ErrnoError) return -e.errno;
+      throw e;
+    }
+  }
+
+  /** munmap(2). */
+  munmap(va: number, length: number): number {
+    try {
+      this.mem.munmap(va, length);
+      return 0;
+    } catch (e) {
+      if (e instanceof ErrnoError) return -e.errno;
+      throw e;
+    }
+  }
+
+  /** read(2): vEVENTQ files return whole records and never block (0 when empty). */
+  read(fd: number, bufVa: number, count: number): number {
+    const f = this.fds.get(fd);
+    if (!f) return -Errno.EBADF;
+    if (f.kind !== 'veventq') return -Errno.EINVAL;
+    const data = f.read(count);
+    try {
+      if (data.length) this.mem.copyToUser(bufVa, data);
+    } catch (e) {
+      if (e instanceof ErrnoError) return -e.errno;
+      throw e;
+    }
+    return data.length;
+  }
+}

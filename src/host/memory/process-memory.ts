@@ -1,0 +1,197 @@
+/**
+ * The VMM process's virtual address space on the host: anonymous mappings backed by host
+ * pages (or hugepages), and device mappings (mmap of the iommufd file: a VINTF page0).
+ * User pointers in ioctl arguments are addresses here; the kernel copies through
+ * {@link copyFromUser}/{@link copyToUser}, and a bad pointer is EFAULT.
+ */
+
+import type { RegionOps } from '../../kit/memory-region.js';
+import { Errno, ErrnoError } from '../../uapi/errno.js';
+import type { PhysicalMemory } from './physical-memory.js';
+
+/** One mapping of the process. */
+export interface UserMapping {
+  readonly va: number;
+  readonly length: number;
+  readonly kind: 'anon' | 'device';
+  /** Backing page size (base page or hugepage) of an anon mapping. */
+  readonly pageSize: number;
+  /** Host PA of each backing page (anon). */
+  readonly frames: Float64Array;
+  /** Device ops (device mappings). */
+  readonly ops: RegionOps | undefined;
+  /** Called on munmap (device mappings drop their owner's reference). */
+  readonly onUnmap: (() => void) | undefined;
+}
+
+const USER_BASE = 0x10_0000_0000;
+
+/** A process address space. */
+export class ProcessMemory {
+  private maps: UserMapping[] = [];
+  private nextVa = USER_BASE;
+  private last: UserMapping | undefined;
+
+  constructor(readonly phys: PhysicalMemory) {}
+
+  /** mmap(MAP_ANONYMOUS): `length` bytes, hugepage-backed when asked and possible. */
+  mmapAnon(length: number, opts: { hugepages?: boolean } = {}): number {
+    const huge = opts.hugepages === true && this.phys.hugepageSize > this.phys.pageSize;
+    const pageSize = huge ? this.phys.hugepageSize : this.phys.pageSize;
+    if (!(length > 0) || length % this.phys.pageSize !== 0) throw new ErrnoError(Errno.EINVAL, 'mmap length');
+    const len = Math.ceil(length / pageSize) * pageSize;
+    const frames = new Float64Array(len / pageSize);
+    for (let i = 0; i < frames.length; i++) frames[i] = huge ? this.phys.allocHugepage() : this.phys.allocPage();
+    const va = this.reserve(len, pageSize);
+    this.insert({ va, length: len, kind: 'anon', pageSize, frames, ops: undefined, onUnmap: undefined });
+    return va;
+  }
+
+  /** Map device memory (the kernel's mmap handler decided what it is). */
+  mapDevice(length: number, ops: RegionOps, onUnmap?: () => void): number {
+    const va = this.reserve(length, this.phys.pageSize);
+    this.insert({ va, length, kind: 'device', pageSize: this.phys.pageSize, frames: new Float64Array(0), ops, onUnmap });
+    return va;
+  }
+
+  /** munmap of a whole mapping. */
+  munmap(va: number, length: number): void {
+    const i = this.maps.findIndex((m) => m.va === va && m.length === length);
+    if (i < 0) throw new ErrnoError(Errno.EINVAL, 'munmap of a range that is not one mapping');
+    const [m] = this.maps.splice(i, 1);
+    this.last = undefined;
+    if (m!.kind === 'anon') for (const pa of m!.frames) this.phys.free(pa, m!.pageSize);
+    m!.onUnmap?.();
+  }
+
+  /** The mapping containing `va`, if any. */
+  find(va: number): UserMapping | undefined {
+    const l = this.last;
+    if (l && va >= l.va && va < l.va + l.length) return l;
+    for (const m of this.maps) {
+      if (va >= m.va && va < m.va + m.length) {
+        this.last = m;
+        return m;
+      }
+    }
+    return undefined;
+  }
+
+  /** Host PA behind an anonymous user address, or -1 (unmapped or device memory). */
+  translate(va: number): number {
+    const m = this.find(va);
+    if (!m || m.kind !== 'anon') return -1;
+    const off = va - m.va;
+    const page = Math.floor(off / m.pageSize);
+    return m.frames[page]! + (off - page * m.pageSize);
+  }
+
+  /** Host PAs of the base pages covering [va, va + length) — what pin_user_pages returns. */
+  pin(va: number, length: number): Float64Array {
+    const ps = this.phys.pageSize;
+    const first = Math.floor(va / ps) * ps;
+    const n = Math.ceil((va + length - first) / ps);
+    const out = new Float64Array(n);
+    for (let i = 0; i < n; i++) {
+      const pa = this.translate(first + i * ps);
+      if (pa < 0) throw new ErrnoError(Errno.EFAULT, `no anonymous memory at 0x${(first + i * ps).toString(16)}`);
+      out[i] = pa;
+    }
+    return out;
+  }
+
+  /** copy_from_user: EFAULT on any unmapped byte. */
+  copyFromUser(va: number, length: number): Uint8Array {
+    const out = new Uint8Array(length);
+    this.walk(va, length, (pa, n, done) => out.set(this.phys.mem.readBytes(pa, n), done));
+    return out;
+  }
+
+  /** copy_to_user: EFAULT on any unmapped byte. */
+  copyToUser(va: number, data: Uint8Array): void {
+    this.walk(va, data.length, (pa, n, done) => this.phys.mem.writeBytes(pa, data.subarray(done, done + n)));
+  }
+
+  /** 32-bit user read (the VMM's own loads). */
+  read32(va: number): number {
+    const pa = this.translate(va);
+    if (pa < 0) return this.deviceRead(va);
+    return this.phys.mem.read(pa, 4);
+  }
+
+  /** 32-bit user store. */
+  write32(va: number, value: number): void {
+    const pa = this.translate(va);
+    if (pa < 0) {
+      this.deviceWrite(va, value);
+      return;
+    }
+    this.phys.mem.write(pa, 4, value);
+  }
+
+  private deviceRead(va: number): number {
+    const m = this.find(va);
+    if (!m?.ops) throw new ErrnoError(Errno.EFAULT, `SIGSEGV at 0x${va.toString(16)}`);
+    return m.ops.read(va - m.va, 4);
+  }
+
+  private deviceWrite(va: number, value: number): void {
+    const m = this.find(va);
+    if (!m?.ops) throw new ErrnoError(Errno.EFAULT, `SIGSEGV at 0x${va.toString(16)}`);
+    m.ops.write(va - m.va, 4, value);
+  }
+
+  private walk(va: number, length: number, fn: (pa: number, n: number, done: number) => void): void {
+    let done = 0;
+    while (done < length) {
+      const a = va + done;
+      const m = this.find(a);
+      if (!m || m.kind !== 'anon') throw new ErrnoError(Errno.EFAULT, `bad user address 0x${a.toString(16)}`);
+      const off = a - m.va;
+      const page = Math.floor(off / m.pageSize);
+      const inPage = off - page * m.pageSize;
+      const n = Math.min(length - done, m.pageSize - inPage);
+      fn(m.frames[page]! + inPage, n, done);
+      done += n;
+    }
+  }
+
+  private reserve(length: number, align: number): number {
+    const va = Math.ceil(this.nextVa / align) * align;
+    this.nextVa = va + length + this.phys.pageSize; // guard page between mappings
+    return va;
+  }
+
+  private insert(m: UserMapping): void {
+    this.maps.push(m);
+    this.maps.sort((a, b) => a.va - b.va);
+  }
+}
+
+/**
+ * Region ops over a range of user memory, e.g. the VMM's guest RAM mapping: what a guest RAM
+ * access ends up touching on the host.
+ */
+export class UserMemoryOps implements RegionOps {
+  constructor(
+    private readonly proc: ProcessMemory,
+    private readonly baseVa: number,
+  ) {}
+  read(offset: number, size: 1 | 2 | 4): number {
+    return this.proc.phys.mem.read(this.pa(offset), size);
+  }
+  write(offset: number, size: 1 | 2 | 4, value: number): void {
+    this.proc.phys.mem.write(this.pa(offset), size, value);
+  }
+  read64(offset: number): bigint {
+    return this.proc.phys.mem.read64(this.pa(offset));
+  }
+  write64(offset: number, value: bigint): void {
+    this.proc.phys.mem.write64(this.pa(offset), value);
+  }
+  private pa(offset: number): number {
+    const pa = this.proc.translate(this.baseVa + offset);
+    if (pa < 0) throw new ErrnoError(Errno.EFAULT, 'guest RAM not backed');
+    return pa;
+  }
+}

@@ -1,0 +1,684 @@
+/**
+ * The host's physical SMMUv3: register file, stream table and context-descriptor fetch with a
+ * configuration cache, nested (stage 1 + stage 2) translation with an IOTLB, the command
+ * engine shared by the main command queue and the CMDQV's VCMDQs, and the event queue.
+ *
+ * The host kernel model drives it through its registers (like the real driver); devices use
+ * {@link HostSmmu.translate} for DMA.
+ */
+
+import { joinU64 } from '../../kit/bits.js';
+import type { ModelLog } from '../../kit/log.js';
+import { MemoryRegion } from '../../kit/memory-region.js';
+import { RegisterBank } from '../../kit/register-bank.js';
+import { RegisterLayout } from '../../kit/registers.js';
+import { defineTrace, type Tracer } from '../../kit/trace.js';
+import {
+  CERROR_ILL,
+  D0,
+  D1,
+  Op,
+  opName,
+} from '../../arch/smmuv3/commands.js';
+import { qAdvance, qEmpty, qFull, qIndex } from '../../arch/smmuv3/queue.js';
+import * as R from '../../arch/smmuv3/registers.js';
+import {
+  addressBits,
+  CD,
+  CLASS_IN,
+  CLASS_TT,
+  EVT,
+  Evt,
+  granuleFromTg,
+  STE,
+  STE_CFG_ABORT,
+  STE_CFG_BYPASS,
+  STE_CFG_NESTED,
+  STE_CFG_S1,
+  STE_CFG_S2,
+  STRTAB,
+} from '../../arch/smmuv3/structures.js';
+import type { SmmuConfig } from '../config.js';
+import type { PhysicalMemory } from '../memory/physical-memory.js';
+import { Iotlb, PERM_R, PERM_W } from './iotlb.js';
+import {
+  FAULT_ACCESS,
+  FAULT_ADDR_SIZE,
+  FAULT_NONE,
+  FAULT_PERMISSION,
+  FAULT_S2_ON_TABLE,
+  FAULT_TRANSLATION,
+  FAULT_WALK_ABORT,
+  walk,
+  WalkResult,
+  type Granule,
+  type TableReader,
+  type WalkConfig,
+} from './page-table.js';
+
+const T_CMD = defineTrace(
+  'smmuv3_host_cmd',
+  [
+    { name: 'smmu', type: 'str' },
+    { name: 'queue', type: 'str' },
+    { name: 'opcode', type: 'str' },
+    { name: 'cerror', type: 'u32' },
+  ],
+  '%s %s %s cerror=%u',
+);
+const T_EVENT = defineTrace(
+  'smmuv3_host_event',
+  [
+    { name: 'smmu', type: 'str' },
+    { name: 'id', type: 'u32' },
+    { name: 'sid', type: 'u32' },
+    { name: 'iova', type: 'u64' },
+  ],
+  '%s event 0x%x sid=0x%x iova=0x%x',
+);
+const T_CMDQ_ERR = defineTrace(
+  'smmuv3_host_cmdq_error',
+  [
+    { name: 'smmu', type: 'str' },
+    { name: 'cons', type: 'u32' },
+    { name: 'cerror', type: 'u32' },
+  ],
+  '%s CMDQ stopped at cons=0x%x cerror=%u',
+);
+
+/** Access kinds for {@link HostSmmu.translate}. */
+export const ACCESS_READ = 1;
+export const ACCESS_WRITE = 2;
+
+/** Outcome of a DMA translation. */
+export class Translation {
+  /** Host PA (valid when `ok`). */
+  pa = 0;
+  ok = false;
+  /** Event ID recorded for the fault (0 when ok or aborted silently). */
+  event = 0;
+  /** Whether the IOTLB supplied the result. */
+  hit = false;
+}
+
+/** Decoded, cached stream configuration. */
+interface StreamConfig {
+  readonly kind: 'abort' | 'bypass' | 's1' | 's2' | 'nested';
+  readonly vmid: number;
+  readonly s2: WalkConfig | undefined;
+  readonly s1ctxPtr: number;
+  readonly s1cdmax: number;
+  readonly cds: Map<number, CdConfig>;
+}
+
+interface CdConfig {
+  readonly asid: number;
+  readonly s1: WalkConfig;
+}
+
+/** Counters of the SMMU's work. */
+export interface SmmuStats {
+  commands: number;
+  syncs: number;
+  tlbi: number;
+  cfgi: number;
+  atcInv: number;
+  cerrors: number;
+  events: number;
+  eventsLost: number;
+  translations: number;
+  walks: number;
+}
+
+const NEVER_ASID = 0x1_0000; // an ASID no entry has: stage-2-only lookups
+
+/** The host SMMUv3 hardware model. */
+export class HostSmmu {
+  readonly bank: RegisterBank;
+  readonly mmio: MemoryRegion;
+  readonly iotlb: Iotlb;
+  readonly stats: SmmuStats = {
+    commands: 0, syncs: 0, tlbi: 0, cfgi: 0, atcInv: 0, cerrors: 0, events: 0, eventsLost: 0, translations: 0, walks: 0,
+  };
+  /** Interrupt lines to the host kernel. */
+  onEventIrq: () => void = () => {};
+  onGerrorIrq: () => void = () => {};
+
+  private readonly streams = new Map<number, StreamConfig | null>();
+  private readonly mem;
+  private readonly cmd = new Uint32Array(4);
+  private readonly walkOut = new WalkResult();
+  private readonly s2Out = new WalkResult();
+  private readonly evt = new Uint32Array(8);
+  private readonly layout: RegisterLayout;
+  private readonly r;
+
+  constructor(
+    readonly config: SmmuConfig,
+    readonly phys: PhysicalMemory,
+    private readonly log: ModelLog,
+    private readonly tracer: Tracer,
+  ) {
+    this.mem = phys.mem;
+    this.layout = smmuLayout();
+    this.bank = new RegisterBank(`smmuv3:${config.name}`, this.layout, log);
+    this.iotlb = new Iotlb();
+    const L = this.layout;
+    this.r = {
+      idr: [R.IDR0, R.IDR1, R.IDR2, R.IDR3, R.IDR4, R.IDR5].map((d) => L.get(d.spec.name)),
+      iidr: L.get('IIDR'),
+      aidr: L.get('AIDR'),
+      cr0: L.get('CR0'),
+      cr0ack: L.get('CR0ACK'),
+      gbpa: L.get('GBPA'),
+      irqCtrl: L.get('IRQ_CTRL'),
+      irqCtrlAck: L.get('IRQ_CTRLACK'),
+      gerror: L.get('GERROR'),
+      gerrorn: L.get('GERRORN'),
+      strtabBase: L.get('STRTAB_BASE'),
+      strtabCfg: L.get('STRTAB_BASE_CFG'),
+      cmdqBase: L.get('CMDQ_BASE'),
+      cmdqProd: L.get('CMDQ_PROD'),
+      cmdqCons: L.get('CMDQ_CONS'),
+      evtqBase: L.get('EVENTQ_BASE'),
+      evtqProd: L.get('EVENTQ_PROD'),
+      evtqCons: L.get('EVENTQ_CONS'),
+    };
+    this.reset();
+    this.bank.onWrite(R.CR0, () => {
+      // Enables take effect at once: CR0ACK mirrors CR0.
+      this.bank.file.set32(this.r.cr0ack, this.bank.file.get32(this.r.cr0));
+      this.processCmdq();
+    });
+    this.bank.onWrite(R.IRQ_CTRL, () => this.bank.file.set32(this.r.irqCtrlAck, this.bank.file.get32(this.r.irqCtrl)));
+    this.bank.onWrite(R.CMDQ_PROD, () => this.processCmdq());
+    this.bank.onWrite(R.GERRORN, () => this.processCmdq());
+    this.bank.onWrite(R.STRTAB_BASE, () => this.streams.clear());
+    this.bank.onWrite(R.STRTAB_BASE_CFG, () => this.streams.clear());
+    this.mmio = MemoryRegion.mmio(`smmuv3:${config.name}`, R.SMMUV3_MMIO_SIZE, this.bank);
+  }
+
+  /** Restore every register to reset and empty all caches. */
+  reset(): void {
+    this.bank.reset();
+    const f = this.bank.file;
+    this.config.idr.forEach((v, i) => f.set32(this.r.idr[i]!, v));
+    f.set32(this.r.iidr, this.config.iidr);
+    f.set32(this.r.aidr, this.config.aidr);
+    this.streams.clear();
+    this.iotlb.invalidateAll();
+  }
+
+  /** IDR1.CMDQS: log2 of the largest command queue (also the VCMDQ limit). */
+  get cmdqs(): number {
+    return R.IDR1.f.CMDQS.get(this.config.idr[1]);
+  }
+
+  /** Whether the main command queue is stopped on an unacknowledged error. */
+  get cmdqErrorActive(): boolean {
+    const f = this.bank.file;
+    return ((f.get32(this.r.gerror) ^ f.get32(this.r.gerrorn)) & 1) !== 0;
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Command engine
+
+  /** Consume the main command queue until empty, disabled, or stopped by an error. */
+  private processCmdq(): void {
+    const f = this.bank.file;
+    if (!R.CR0.f.CMDQEN.get(f.get32(this.r.cr0)) || this.cmdqErrorActive) return;
+    const base = R.CMDQ_BASE.f.ADDR.getWords(f.words[this.r.cmdqBase.slot]!, f.words[this.r.cmdqBase.slot + 1]!) * 32;
+    const log2 = Math.min(R.CMDQ_BASE.f.LOG2SIZE.getWords(f.words[this.r.cmdqBase.slot]!, 0), this.cmdqs);
+    const prod = f.get32(this.r.cmdqProd);
+    let cons = f.get32(this.r.cmdqCons) & 0xfffff;
+    const w = this.cmd;
+    while (!qEmpty(prod, cons, log2)) {
+      const addr = base + qIndex(cons, log2) * 16;
+      w[0] = this.mem.read32(addr);
+      w[1] = this.mem.read32(addr + 4);
+      w[2] = this.mem.read32(addr + 8);
+      w[3] = this.mem.read32(addr + 12);
+      const err = this.execute(w, 'cmdq');
+      if (err !== 0) {
+        this.stopQueue(cons, err);
+        return;
+      }
+      cons = qAdvance(cons, 1, log2);
+    }
+    f.set32(this.r.cmdqCons, cons);
+  }
+
+  private stopQueue(cons: number, err: number): void {
+    const f = this.bank.file;
+    f.set32(this.r.cmdqCons, R.CMDQ_CONS.f.ERR.set(cons, err));
+    f.set32(this.r.gerror, f.get32(this.r.gerror) ^ 1);
+    this.stats.cerrors++;
+    this.tracer.emit(T_CMDQ_ERR, this.config.name, cons, err);
+    this.onGerrorIrq();
+  }
+
+  /**
+   * Execute one command held in `w` (4 words). Returns 0 or a CERROR code. Shared by the main
+   * CMDQ and the CMDQV's VCMDQs (which filter and rewrite guest commands first).
+   */
+  execute(w: Uint32Array, queue: string): number {
+    this.stats.commands++;
+    const op = w[0]! & 0xff;
+    let err = 0;
+    switch (op) {
+      case Op.SYNC:
+        this.stats.syncs++;
+        break;
+      case Op.PREFETCH_CFG:
+      case Op.PREFETCH_ADDR:
+      case Op.PRI_RESP:
+      case Op.RESUME:
+      case Op.STALL_TERM:
+        break;
+      case Op.CFGI_STE:
+        this.stats.cfgi++;
+        this.streams.delete(w[1]!);
+        break;
+      case Op.CFGI_STE_RANGE: {
+        this.stats.cfgi++;
+        const range = D1.RANGE.get(w[2]!);
+        if (range >= 31) this.streams.clear();
+        else {
+          const span = 2 ** (range + 1);
+          const first = Math.floor(w[1]! / span) * span;
+          for (const sid of [...this.streams.keys()]) if (sid >= first && sid < first + span) this.streams.delete(sid);
+        }
+        break;
+      }
+      case Op.CFGI_CD:
+        this.stats.cfgi++;
+        this.streams.get(w[1]!)?.cds.delete(D0.SSID.get(w[0]!));
+        break;
+      case Op.CFGI_CD_ALL:
+        this.stats.cfgi++;
+        this.streams.get(w[1]!)?.cds.clear();
+        break;
+      case Op.TLBI_NH_ALL:
+        this.stats.tlbi++;
+        this.iotlb.invalidateVmidStage1(w[1]! & 0xffff);
+        break;
+      case Op.TLBI_NH_ASID:
+        this.stats.tlbi++;
+        this.iotlb.invalidateAsid(w[1]! & 0xffff, w[1]! >>> 16);
+        break;
+      case Op.TLBI_NH_VA:
+      case Op.TLBI_NH_VAA: {
+        this.stats.tlbi++;
+        const va = D1.ADDR_PAGE.getWords(w[2]!, w[3]!) * 4096;
+        this.iotlb.invalidateVa(
+          w[1]! & 0xffff,
+          op === Op.TLBI_NH_VA ? w[1]! >>> 16 : undefined,
+          va,
+          rangeLength(w),
+          (w[2]! & 1) === 1,
+        );
+        break;
+      }
+      case Op.TLBI_S12_VMALL:
+        this.stats.tlbi++;
+        this.iotlb.invalidateVmid(w[1]! & 0xffff);
+        break;
+      case Op.TLBI_S2_IPA: {
+        this.stats.tlbi++;
+        const ipa = D1.ADDR_PAGE.getWords(w[2]!, w[3]! & 0xf_ffff) * 4096;
+        this.iotlb.invalidateIpa(w[1]! & 0xffff, ipa, rangeLength(w));
+        break;
+      }
+      case Op.TLBI_NSNH_ALL:
+        this.stats.tlbi++;
+        this.iotlb.invalidateAll();
+        break;
+      case Op.TLBI_EL2_ALL:
+      case Op.TLBI_EL2_ASID:
+      case Op.TLBI_EL2_VA:
+      case Op.TLBI_EL2_VAA:
+        // No EL2 (host stage-1) translations are cached by this model.
+        this.stats.tlbi++;
+        break;
+      case Op.ATC_INV:
+        // No device in this model has an ATC; the command completes.
+        this.stats.atcInv++;
+        break;
+      default:
+        err = CERROR_ILL;
+    }
+    if (this.tracer.enabled(T_CMD)) this.tracer.emit(T_CMD, this.config.name, queue, opName(op), err);
+    return err;
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Configuration: STE and CD fetch
+
+  private streamConfig(sid: number, iova: number): StreamConfig | undefined {
+    const cached = this.streams.get(sid);
+    if (cached) return cached;
+    const f = this.bank.file;
+    const cfgWord = f.get32(this.r.strtabCfg);
+    const log2 = STRTAB.LOG2SIZE.get(cfgWord);
+    if (STRTAB.FMT.get(cfgWord) !== 0) {
+      this.log.unimp(this.bank.source, '2-level stream table');
+      return undefined;
+    }
+    if (sid >= 2 ** log2) {
+      this.event(Evt.C_BAD_STREAMID, sid, iova, 0, 0);
+      return undefined;
+    }
+    const base = R.STRTAB_BASE.f.ADDR.getWords(f.words[this.r.strtabBase.slot]!, f.words[this.r.strtabBase.slot + 1]!) * 64;
+    const steAddr = base + sid * 64;
+    const w = new Uint32Array(8);
+    for (let i = 0; i < 8; i++) w[i] = this.mem.read32(steAddr + i * 4);
+    const sc = this.decodeSte(w);
+    if (!sc) {
+      this.event(Evt.C_BAD_STE, sid, iova, 0, 0);
+      return undefined;
+    }
+    this.streams.set(sid, sc);
+    return sc;
+  }
+
+  private decodeSte(w: Uint32Array): StreamConfig | undefined {
+    if (!STE.V.getWords(w[0]!, w[1]!)) return undefined;
+    const cfg = STE.CFG.getWords(w[0]!, w[1]!);
+    const base = { s1ctxPtr: STE.S1CTXPTR.getWords(w[0]!, w[1]!) * 64, s1cdmax: STE.S1CDMAX.getWords(w[0]!, w[1]!), cds: new Map() };
+    if (cfg === STE_CFG_ABORT) return { kind: 'abort', vmid: 0, s2: undefined, ...base };
+    if (cfg === STE_CFG_BYPASS) return { kind: 'bypass', vmid: 0, s2: undefined, ...base };
+    let s2: WalkConfig | undefined;
+    let vmid = 0;
+    if (cfg === STE_CFG_S2 || cfg === STE_CFG_NESTED) {
+      const lo = w[4]!;
+      const hi = w[5]!;
+      const granule = granuleFromTg(STE.S2TG.getWords(lo, hi));
+      if (!granule || !STE.S2AA64.getWords(lo, hi)) return undefined;
+      vmid = STE.S2VMID.getWords(lo, hi);
+      s2 = {
+        stage: 2,
+        granule: granule as Granule,
+        inputBits: 64 - STE.S2T0SZ.getWords(lo, hi),
+        oasBits: addressBits(STE.S2PS.getWords(lo, hi)),
+        ttb: STE.S2TTB.getWords(w[6]!, w[7]!) * 16,
+        startLevel: s2StartLevel(granule, STE.S2SL0.getWords(lo, hi)),
+      };
+    }
+    if (cfg === STE_CFG_S2) return { kind: 's2', vmid, s2, ...base };
+    if (cfg === STE_CFG_S1) return { kind: 's1', vmid: 0, s2: undefined, ...base };
+    if (cfg === STE_CFG_NESTED) return { kind: 'nested', vmid, s2, ...base };
+    return undefined;
+  }
+
+  private fetchCd(sc: StreamConfig, sid: number, ssid: number, iova: number): CdConfig | undefined {
+    const cached = sc.cds.get(ssid);
+    if (cached) return cached;
+    if (ssid >= 2 ** sc.s1cdmax) {
+      this.event(Evt.C_BAD_SUBSTREAMID, sid, iova, 0, 0);
+      return undefined;
+    }
+    let addr = sc.s1ctxPtr + ssid * 64;
+    if (sc.kind === 'nested') {
+      // The CD pointer is an IPA: fetch through stage 2.
+      const r = walk(sc.s2!, this.physReader, addr, ACCESS_READ, this.s2Out);
+      if (r.fault !== FAULT_NONE) {
+        this.event(Evt.F_CD_FETCH, sid, iova, 1, addr);
+        return undefined;
+      }
+      addr = r.outputAddress;
+    }
+    const w = new Uint32Array(8);
+    for (let i = 0; i < 8; i++) w[i] = this.mem.read32(addr + i * 4);
+    const lo = w[0]!;
+    const hi = w[1]!;
+    const granule = granuleFromTg(CD.TG0.getWords(lo, hi));
+    if (!CD.V.getWords(lo, hi) || !CD.AA64.getWords(lo, hi) || !granule || CD.EPD0.getWords(lo, hi)) {
+      this.event(Evt.C_BAD_CD, sid, iova, 0, 0);
+      return undefined;
+    }
+    const cd: CdConfig = {
+      asid: CD.ASID.getWords(lo, hi),
+      s1: {
+        stage: 1,
+        granule: granule as Granule,
+        inputBits: 64 - CD.T0SZ.getWords(lo, hi),
+        oasBits: addressBits(CD.IPS.getWords(lo, hi)),
+        ttb: CD.TTB0.getWords(w[2]!, w[3]!) * 16,
+      },
+    };
+    sc.cds.set(ssid, cd);
+    return cd;
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Translation
+
+  private readonly physReader: TableReader = {
+    readTableWord: (addr: number) => (addr >= 0 && addr + 4 <= this.mem.size ? this.mem.read32(addr) : -1),
+  };
+
+  /** Stage-1 table reads in a nested walk go through stage 2 of the current stream. */
+  private nestedS2: WalkConfig | undefined;
+  private readonly nestedReader: TableReader & { lastFault: number; faultAddress: number } = {
+    lastFault: 0,
+    faultAddress: 0,
+    readTableWord: (ipa: number) => {
+      const r = walk(this.nestedS2!, this.physReader, ipa, ACCESS_READ, this.s2Out);
+      if (r.fault !== FAULT_NONE) {
+        this.nestedReader.lastFault = r.fault;
+        this.nestedReader.faultAddress = ipa;
+        return -1;
+      }
+      return this.mem.read32(r.outputAddress);
+    },
+  };
+
+  /**
+   * Translate a device access: StreamID `sid`, SubstreamID `ssid` (0 without PASID), input
+   * address `iova`, `access` = ACCESS_READ or ACCESS_WRITE. Faults record an event.
+   */
+  translate(sid: number, ssid: number, iova: number, access: number, out: Translation): Translation {
+    this.stats.translations++;
+    out.ok = false;
+    out.hit = false;
+    out.event = 0;
+    const f = this.bank.file;
+    if (!R.CR0.f.SMMUEN.get(f.get32(this.r.cr0))) {
+      if (R.GBPA.f.ABORT.get(f.get32(this.r.gbpa))) return out;
+      out.pa = iova;
+      out.ok = true;
+      return out;
+    }
+    const sc = this.streamConfig(sid, iova);
+    if (!sc) return this.faulted(out);
+    if (sc.kind === 'abort') return out;
+    if (sc.kind === 'bypass') {
+      out.pa = iova;
+      out.ok = true;
+      return out;
+    }
+    const perm = access === ACCESS_WRITE ? PERM_W : PERM_R;
+    let asid = NEVER_ASID;
+    let cd: CdConfig | undefined;
+    if (sc.kind !== 's2') {
+      cd = this.fetchCd(sc, sid, ssid, iova);
+      if (!cd) return this.faulted(out);
+      asid = cd.asid;
+    }
+    const hit = this.iotlb.lookup(sc.vmid, asid, iova);
+    if (hit) {
+      if ((hit.perm & perm) === 0) {
+        this.event(Evt.F_PERMISSION, sid, iova, sc.kind === 's2' ? 1 : 0, hit.ipa + (iova - hit.iova), access, ssid);
+        return this.faulted(out);
+      }
+      out.pa = hit.pa + (iova - hit.iova);
+      out.ok = true;
+      out.hit = true;
+      return out;
+    }
+    this.stats.walks++;
+    let ipa = iova;
+    let s1Size = Infinity;
+    let s1Perm = PERM_R | PERM_W;
+    let global = false;
+    if (cd) {
+      let reader: TableReader = this.physReader;
+      if (sc.kind === 'nested') {
+        this.nestedS2 = sc.s2;
+        this.nestedReader.lastFault = 0;
+        reader = this.nestedReader;
+      }
+      const r = walk(cd.s1, reader, iova, access, this.walkOut);
+      if (r.fault !== FAULT_NONE) {
+        if (r.fault === FAULT_S2_ON_TABLE || (sc.kind === 'nested' && this.nestedReader.lastFault !== 0)) {
+          this.event(s2EventId(this.nestedReader.lastFault), sid, iova, 1, this.nestedReader.faultAddress, access, ssid, CLASS_TT);
+        } else {
+          this.event(s1EventId(r.fault), sid, iova, 0, 0, access, ssid);
+        }
+        return this.faulted(out);
+      }
+      ipa = r.outputAddress;
+      s1Size = r.blockSize;
+      s1Perm = r.perm;
+      global = !r.nG;
+    }
+    let pa = ipa;
+    let size = s1Size;
+    let s2Perm = PERM_R | PERM_W;
+    if (sc.s2) {
+      const r2 = walk(sc.s2, this.physReader, ipa, access, this.s2Out);
+      if (r2.fault !== FAULT_NONE) {
+        this.event(s2EventId(r2.fault), sid, iova, 1, ipa, access, ssid, CLASS_IN);
+        return this.faulted(out);
+      }
+      pa = r2.outputAddress;
+      size = Math.min(size, r2.blockSize);
+      s2Perm = r2.perm;
+    }
+    if (!Number.isFinite(size)) size = 4096;
+    const combined = s1Perm & s2Perm;
+    const base = Math.floor(iova / size) * size;
+    this.iotlb.insert({
+      vmid: sc.vmid,
+      asid: cd ? asid : 0,
+      global,
+      stage1: cd !== undefined,
+      iova: base,
+      size,
+      ipa: Math.floor(ipa / size) * size,
+      pa: pa - (iova - base),
+      perm: combined,
+    });
+    if ((combined & perm) === 0) {
+      this.event(Evt.F_PERMISSION, sid, iova, (s2Perm & perm) === 0 ? 1 : 0, ipa, access, ssid);
+      return this.faulted(out);
+    }
+    out.pa = pa;
+    out.ok = true;
+    return out;
+  }
+
+  private faulted(out: Translation): Translation {
+    out.ok = false;
+    out.event = this.lastEventId;
+    return out;
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Event queue
+
+  private lastEventId = 0;
+
+  /** Build and queue an event record (spec §4.6). */
+  private event(id: number, sid: number, iova: number, s2: number, ipa: number, access = ACCESS_READ, ssid = 0, cls = CLASS_IN): void {
+    this.lastEventId = id;
+    const e = this.evt;
+    e.fill(0);
+    EVT.ID.setWords(e, 0, id);
+    if (ssid !== 0) {
+      EVT.SSV.setWords(e, 0, 1);
+      EVT.SSID.setWords(e, 0, ssid);
+    }
+    EVT.SID.setWords(e, 0, sid);
+    EVT.RNW.setWords(e, 2, access === ACCESS_READ ? 1 : 0);
+    EVT.S2.setWords(e, 2, s2);
+    EVT.CLASS.setWords(e, 2, cls);
+    e[4] = iova % 2 ** 32;
+    e[5] = Math.floor(iova / 2 ** 32);
+    EVT.IPA_PAGE.setWords(e, 6, Math.floor(ipa / 4096));
+    this.tracer.emit(T_EVENT, this.config.name, id, sid, iova);
+    this.pushEvent(e);
+  }
+
+  /** Append a 32-byte record to the event queue (overflow toggles EVENTQ_PROD.OVFLG). */
+  private pushEvent(e: Uint32Array): void {
+    this.stats.events++;
+    const f = this.bank.file;
+    if (!R.CR0.f.EVENTQEN.get(f.get32(this.r.cr0))) {
+      this.stats.eventsLost++;
+      return;
+    }
+    const lo = f.words[this.r.evtqBase.slot]!;
+    const hi = f.words[this.r.evtqBase.slot + 1]!;
+    const base = R.EVENTQ_BASE.f.ADDR.getWords(lo, hi) * 32;
+    const log2 = R.EVENTQ_BASE.f.LOG2SIZE.getWords(lo, hi);
+    const prodReg = f.get32(this.r.evtqProd);
+    const cons = f.get32(this.r.evtqCons);
+    if (qFull(prodReg, cons, log2)) {
+      this.stats.eventsLost++;
+      f.set32(this.r.evtqProd, (prodReg ^ 0x8000_0000) >>> 0);
+      return;
+    }
+    const addr = base + qIndex(prodReg, log2) * 32;
+    for (let i = 0; i < 8; i++) this.mem.write32(addr + i * 4, e[i]!);
+    f.set32(this.r.evtqProd, ((prodReg & 0x8000_0000) | qAdvance(prodReg, 1, log2)) >>> 0);
+    if (R.IRQ_CTRL.f.EVENTQ_IRQEN.get(f.get32(this.r.irqCtrl))) this.onEventIrq();
+  }
+}
+
+/** Stage-2 start level from STE.S2SL0 (Arm: meaning depends on the granule). */
+function s2StartLevel(granule: number, sl0: number): number {
+  if (granule === 4096) return 2 - sl0;
+  return 3 - sl0;
+}
+
+/** Bytes covered by a TLBI_NH_VA / S2_IPA command: range form when TG ≠ 0, else one address. */
+function rangeLength(w: Uint32Array): number {
+  const tg = D1.TG.get(w[2]!);
+  if (tg === 0) return 1;
+  const granule = 2 ** (2 * tg + 10);
+  const num = D0.NUM.get(w[0]!);
+  const scale = D0.SCALE.get(w[0]!);
+  return (num + 1) * 2 ** scale * granule;
+}
+
+function s1EventId(fault: number): number {
+  switch (fault) {
+    case FAULT_ACCESS:
+      return Evt.F_ACCESS;
+    case FAULT_PERMISSION:
+      return Evt.F_PERMISSION;
+    case FAULT_ADDR_SIZE:
+      return Evt.F_ADDR_SIZE;
+    case FAULT_WALK_ABORT:
+      return Evt.F_WALK_EABT;
+    default:
+      return Evt.F_TRANSLATION;
+  }
+}
+
+function s2EventId(fault: number): number {
+  return fault === FAULT_TRANSLATION || fault === FAULT_S2_ON_TABLE ? Evt.F_TRANSLATION : s1EventId(fault);
+}
+
+let sharedLayout: RegisterLayout | undefined;
+/** The SMMUv3 register layout (built once). */
+export function smmuLayout(): RegisterLayout {
+  sharedLayout ??= new RegisterLayout('smmuv3', R.SMMUV3_MMIO_SIZE, [...R.SMMUV3_REGISTERS]);
+  return sharedLayout;
+}
+
+/** Read the 64-bit word `i` of a record held in words. */
+export function recordDword(w: Uint32Array, i: number): bigint {
+  return joinU64(w[2 * i]!, w[2 * i + 1]!);
+}

@@ -1,0 +1,384 @@
+/**
+ * Builds Arm VMSAv8-64 translation tables (AArch64 long-descriptor format, 48-bit output
+ * addresses) in a memory: the host kernel's io-pgtable uses it for stage 2 in host RAM, the
+ * guest driver for stage 1 in guest RAM.
+ *
+ * Every table is one granule from `allocTable`. The start-level table may be partial (16 KiB
+ * and 64 KiB granules at 48 bits) but still occupies a whole granule; concatenated stage-2
+ * start tables are not built, so the tables always start at the default level
+ * 4 − ceil((inputBits − P) / (P − 3)) for a granule of 2^P bytes.
+ *
+ * The encodings are written out here rather than shared with the SMMU's walker
+ * (`host/smmuv3/page-table.ts`): the kit sits below the host layer, and two independent
+ * readings of the architecture let each check the other in tests.
+ *
+ * Leaves written:
+ * - stage 1: AF = 1, SH = inner shareable (0b11), AttrIndx from the caller (default 0),
+ *   AP[2] = 1 when not writable, AP[1] = 1 (EL0 access), nG from the caller;
+ * - stage 2: AF = 1, SH = inner shareable, MemAttr = 0b1111 (normal write-back),
+ *   S2AP[0] = read, S2AP[1] = write.
+ * Table descriptors are 0b11 with the next table's address and no hierarchical attributes.
+ */
+
+/** The memory the tables live in: 32-bit little-endian words. */
+export interface TableMemory {
+  read32(addr: number): number;
+  write32(addr: number, v: number): void;
+}
+
+/** How a {@link PageTableBuilder} lays out its tables. */
+export interface PageTableBuilderConfig {
+  /** Stage 1 (AP/AttrIndx/nG attributes) or stage 2 (S2AP/MemAttr). */
+  stage: 1 | 2;
+  granule: 4096 | 16384 | 65536;
+  /** Input address size (64 − TxSZ): more than log2(granule), at most 48. */
+  inputBits: number;
+  /** A zeroed, granule-aligned table of one granule; the builder does not clear it. */
+  allocTable: () => number;
+  /** Return a table that became empty on unmap; without it empty tables stay linked. */
+  freeTable?: (addr: number) => void;
+}
+
+/** Options of {@link PageTableBuilder.map}. */
+export interface MapOptions {
+  /** Stage 1 only: not global (the translation belongs to the CD's ASID). Default false. */
+  nG?: boolean;
+  /** Stage 1 only: MAIR index 0..7. Default 0. */
+  attrIndx?: number;
+  /**
+   * Use block descriptors where the input address, output address and remaining size are
+   * block-aligned. Default true.
+   */
+  useBlocks?: boolean;
+}
+
+/** A translation found by {@link PageTableBuilder.translate}. */
+export interface BuilderTranslation {
+  /** Output address of the input address. */
+  pa: number;
+  /** 1 read | 2 write. */
+  perm: number;
+  /** Bytes the leaf maps (page or block). */
+  size: number;
+}
+
+/** Permission bit: read. */
+export const PT_PERM_R = 1;
+/** Permission bit: write. */
+export const PT_PERM_W = 2;
+
+const TWO32 = 0x1_0000_0000;
+/** Output addresses are 48-bit (no 52-bit LPA). */
+const OA_LIMIT = 2 ** 48;
+
+// Low-word descriptor bits.
+const DESC_VALID = 0b01;
+const DESC_TABLE = 0b11; // also "page" at level 3
+const DESC_BLOCK = 0b01;
+const S1_ATTRINDX_SHIFT = 2;
+const S1_AP1_EL0 = 1 << 6;
+const S1_AP2_RO = 1 << 7;
+const S2_MEMATTR_NORMAL_WB = 0b1111 << 2;
+const S2AP_R = 1 << 6;
+const S2AP_W = 1 << 7;
+const SH_INNER = 0b11 << 8;
+const AF = 1 << 10;
+const NG = 1 << 11;
+/** Permission bits of either stage (AP[2:1] / S2AP), replaced by {@link PageTableBuilder.setPerm}. */
+const PERM_BITS = (1 << 6) | (1 << 7);
+/** High-word bits holding OA[47:32]. */
+const HI_OA = 0xffff;
+
+/** Builds and edits one set of translation tables rooted at {@link root}. */
+export class PageTableBuilder {
+  /** Address of the start-level table. */
+  readonly root: number;
+  /** Level the tables start at. */
+  readonly startLevel: number;
+  readonly stage: 1 | 2;
+  readonly granule: 4096 | 16384 | 65536;
+  readonly inputBits: number;
+  /** Tables currently linked, the root included. */
+  get tableCount(): number {
+    return this.tables;
+  }
+
+  private readonly pageShift: number;
+  private readonly stride: number;
+  private readonly entries: number;
+  private readonly allocTable: () => number;
+  private readonly freeTable: ((addr: number) => void) | undefined;
+  private tables = 0;
+
+  constructor(
+    private readonly mem: TableMemory,
+    cfg: PageTableBuilderConfig,
+  ) {
+    const p = cfg.granule === 4096 ? 12 : cfg.granule === 16384 ? 14 : cfg.granule === 65536 ? 16 : 0;
+    if (p === 0) throw new RangeError(`granule ${String(cfg.granule)} is not 4, 16 or 64 KiB`);
+    if (cfg.stage !== 1 && cfg.stage !== 2) throw new RangeError(`stage ${String(cfg.stage)} is not 1 or 2`);
+    if (!Number.isInteger(cfg.inputBits) || cfg.inputBits <= p || cfg.inputBits > 48) {
+      throw new RangeError(`input size ${cfg.inputBits} bits is outside (${p}, 48] for a ${cfg.granule}-byte granule`);
+    }
+    this.stage = cfg.stage;
+    this.granule = cfg.granule;
+    this.inputBits = cfg.inputBits;
+    this.pageShift = p;
+    this.stride = p - 3;
+    this.entries = 2 ** this.stride;
+    this.startLevel = 4 - Math.ceil((cfg.inputBits - p) / this.stride);
+    this.allocTable = cfg.allocTable;
+    this.freeTable = cfg.freeTable;
+    this.root = this.newTable();
+  }
+
+  /**
+   * Map [va, va + size) to [pa, pa + size) with `perm` (1 read | 2 write; stage 1 always
+   * grants read, so its `perm` must include it). All-or-nothing: throws RangeError, writing
+   * nothing, on misalignment, a range beyond the input or output size, or overlap with an
+   * existing mapping.
+   */
+  map(va: number, pa: number, size: number, perm: number, opts: MapOptions = {}): void {
+    this.checkRange(va, size, 'map');
+    if (!Number.isInteger(pa) || pa < 0 || pa % this.granule !== 0 || pa + size > OA_LIMIT) {
+      throw new RangeError(`map: output address 0x${pa.toString(16)} is not granule-aligned or the range exceeds 48 bits`);
+    }
+    if (!Number.isInteger(perm) || perm < 0 || perm > 3) throw new RangeError(`map: permission ${perm} is not a mask of 1 | 2`);
+    if (this.stage === 1 && (perm & PT_PERM_R) === 0) {
+      throw new RangeError('map: stage 1 cannot express a mapping without read permission');
+    }
+    const attrIndx = opts.attrIndx ?? 0;
+    if (!Number.isInteger(attrIndx) || attrIndx < 0 || attrIndx > 7) throw new RangeError(`map: AttrIndx ${attrIndx} is not 0..7`);
+    const clash = this.firstMapped(this.root, this.startLevel, va, size);
+    if (clash >= 0) throw new RangeError(`map: 0x${clash.toString(16)} in [0x${va.toString(16)}, +0x${size.toString(16)}) is already mapped`);
+    let attrs = AF | SH_INNER;
+    if (this.stage === 1) {
+      attrs |= (attrIndx << S1_ATTRINDX_SHIFT) | S1_AP1_EL0;
+      if (opts.nG === true) attrs |= NG;
+    } else {
+      attrs |= S2_MEMATTR_NORMAL_WB;
+    }
+    attrs |= this.permBits(perm);
+    this.mapIn(this.root, this.startLevel, va, pa, size, attrs, opts.useBlocks !== false);
+  }
+
+  /**
+   * Clear the leaves inside [va, va + size); holes are skipped. Throws RangeError, changing
+   * nothing, on misalignment or when the range covers only part of a block (blocks are not
+   * split). With `freeTable`, tables left empty are unlinked and freed (never the root).
+   * Returns the bytes that were mapped.
+   */
+  unmap(va: number, size: number): number {
+    this.checkRange(va, size, 'unmap');
+    this.checkWholeLeaves(this.root, this.startLevel, va, size, 'unmap');
+    return this.unmapIn(this.root, this.startLevel, va, size);
+  }
+
+  /**
+   * Replace the permissions of the leaves inside [va, va + size) (holes are skipped). Throws
+   * RangeError, changing nothing, like {@link unmap}. Returns the bytes whose leaves changed.
+   */
+  setPerm(va: number, size: number, perm: number): number {
+    this.checkRange(va, size, 'setPerm');
+    if (!Number.isInteger(perm) || perm < 0 || perm > 3) throw new RangeError(`setPerm: permission ${perm} is not a mask of 1 | 2`);
+    if (this.stage === 1 && (perm & PT_PERM_R) === 0) {
+      throw new RangeError('setPerm: stage 1 cannot express a mapping without read permission');
+    }
+    this.checkWholeLeaves(this.root, this.startLevel, va, size, 'setPerm');
+    const bits = this.permBits(perm);
+    let done = 0;
+    this.forLeaves(this.root, this.startLevel, va, size, (addr, lo, _hi, leafSize) => {
+      this.mem.write32(addr, ((lo & ~PERM_BITS) | bits) >>> 0);
+      done += leafSize;
+    });
+    return done;
+  }
+
+  /** Software walk of these tables: the translation of `va`, or undefined when unmapped. */
+  translate(va: number): BuilderTranslation | undefined {
+    if (!Number.isInteger(va) || va < 0 || va >= 2 ** this.inputBits) return undefined;
+    let table = this.root;
+    for (let level = this.startLevel; level <= 3; level++) {
+      const d = table + this.index(va, level) * 8;
+      const lo = this.mem.read32(d);
+      const hi = this.mem.read32(d + 4);
+      if ((lo & DESC_VALID) === 0) return undefined;
+      if (level < 3 && (lo & 0b11) === DESC_TABLE) {
+        table = this.tableAddress(lo, hi);
+        continue;
+      }
+      const size = this.levelSize(level);
+      const base = (hi & HI_OA) * TWO32 + ((lo & ((TWO32 - size) >>> 0)) >>> 0);
+      let perm: number;
+      if (this.stage === 1) perm = PT_PERM_R | ((lo & S1_AP2_RO) === 0 ? PT_PERM_W : 0);
+      else perm = ((lo & S2AP_R) !== 0 ? PT_PERM_R : 0) | ((lo & S2AP_W) !== 0 ? PT_PERM_W : 0);
+      return { pa: base + (va % size), perm, size };
+    }
+    return undefined;
+  }
+
+  // ------------------------------------------------------------------------------------------
+
+  private checkRange(va: number, size: number, what: string): void {
+    if (!Number.isInteger(va) || !Number.isInteger(size) || va < 0 || size <= 0) {
+      throw new RangeError(`${what}: address 0x${va.toString(16)} / size 0x${size.toString(16)} invalid`);
+    }
+    if (va % this.granule !== 0 || size % this.granule !== 0) {
+      throw new RangeError(`${what}: [0x${va.toString(16)}, +0x${size.toString(16)}) is not aligned to the ${this.granule}-byte granule`);
+    }
+    if (va + size > 2 ** this.inputBits) {
+      throw new RangeError(`${what}: [0x${va.toString(16)}, +0x${size.toString(16)}) exceeds the ${this.inputBits}-bit input size`);
+    }
+  }
+
+  private permBits(perm: number): number {
+    if (this.stage === 1) return (perm & PT_PERM_W) !== 0 ? 0 : S1_AP2_RO;
+    return ((perm & PT_PERM_R) !== 0 ? S2AP_R : 0) | ((perm & PT_PERM_W) !== 0 ? S2AP_W : 0);
+  }
+
+  /** Bytes one entry at `level` covers. */
+  private levelSize(level: number): number {
+    return 2 ** (this.pageShift + this.stride * (3 - level));
+  }
+
+  private index(va: number, level: number): number {
+    // The start-level table may be partial; va < 2^inputBits keeps its index in range anyway.
+    return Math.floor(va / this.levelSize(level)) % this.entries;
+  }
+
+  private blockAllowed(level: number): boolean {
+    return this.pageShift === 12 ? level === 1 || level === 2 : level === 2;
+  }
+
+  private tableAddress(lo: number, hi: number): number {
+    return (hi & HI_OA) * TWO32 + ((lo & ((TWO32 - this.granule) >>> 0)) >>> 0);
+  }
+
+  private newTable(): number {
+    const t = this.allocTable();
+    if (!Number.isSafeInteger(t) || t < 0 || t % this.granule !== 0 || t + this.granule > OA_LIMIT) {
+      throw new RangeError(`allocTable returned 0x${t.toString(16)}, not a granule-aligned 48-bit address`);
+    }
+    this.tables++;
+    return t;
+  }
+
+  /** Write a descriptor: high word first, so the valid bit lands last. */
+  private writeDesc(addr: number, oa: number, lowBits: number): void {
+    this.mem.write32(addr + 4, Math.floor(oa / TWO32));
+    this.mem.write32(addr, ((oa % TWO32) | lowBits) >>> 0);
+  }
+
+  /**
+   * Visit the entries of `table` (at `level`) that [va, va + size) touches:
+   * `fn(descAddr, lo, hi, entryVa, entrySize, start, n)` where [start, start + n) is the part
+   * of the range inside the entry.
+   */
+  private eachEntry(
+    table: number,
+    level: number,
+    va: number,
+    size: number,
+    fn: (d: number, lo: number, hi: number, entryVa: number, entrySize: number, start: number, n: number) => boolean | void,
+  ): void {
+    const entrySize = this.levelSize(level);
+    let a = va;
+    const end = va + size;
+    while (a < end) {
+      const entryVa = Math.floor(a / entrySize) * entrySize;
+      const n = Math.min(end, entryVa + entrySize) - a;
+      const d = table + this.index(a, level) * 8;
+      if (fn(d, this.mem.read32(d), this.mem.read32(d + 4), entryVa, entrySize, a, n) === false) return;
+      a += n;
+    }
+  }
+
+  /** The lowest input address of a leaf overlapping [va, va + size), or −1. */
+  private firstMapped(table: number, level: number, va: number, size: number): number {
+    let found = -1;
+    this.eachEntry(table, level, va, size, (_d, lo, hi, entryVa, _es, start, n) => {
+      if ((lo & DESC_VALID) === 0) return true;
+      if (level < 3 && (lo & 0b11) === DESC_TABLE) {
+        found = this.firstMapped(this.tableAddress(lo, hi), level + 1, start, n);
+        return found < 0;
+      }
+      found = Math.max(entryVa, start);
+      return false;
+    });
+    return found;
+  }
+
+  /** Throw unless every leaf [va, va + size) touches lies wholly inside it. */
+  private checkWholeLeaves(table: number, level: number, va: number, size: number, what: string): void {
+    this.eachEntry(table, level, va, size, (_d, lo, hi, entryVa, entrySize, start, n) => {
+      if ((lo & DESC_VALID) === 0) return;
+      if (level < 3 && (lo & 0b11) === DESC_TABLE) {
+        this.checkWholeLeaves(this.tableAddress(lo, hi), level + 1, start, n, what);
+      } else if (n !== entrySize) {
+        throw new RangeError(`${what}: the range covers only part of the block at 0x${entryVa.toString(16)} (+0x${entrySize.toString(16)})`);
+      }
+    });
+  }
+
+  /** Call `fn` for every leaf inside [va, va + size) (which must not split a block). */
+  private forLeaves(table: number, level: number, va: number, size: number, fn: (d: number, lo: number, hi: number, leafSize: number) => void): void {
+    this.eachEntry(table, level, va, size, (d, lo, hi, _entryVa, entrySize, start, n) => {
+      if ((lo & DESC_VALID) === 0) return;
+      if (level < 3 && (lo & 0b11) === DESC_TABLE) this.forLeaves(this.tableAddress(lo, hi), level + 1, start, n, fn);
+      else fn(d, lo, hi, entrySize);
+    });
+  }
+
+  private mapIn(table: number, level: number, va: number, pa: number, size: number, attrs: number, blocks: boolean): void {
+    this.eachEntry(table, level, va, size, (d, lo, hi, _entryVa, entrySize, start, n) => {
+      const oa = pa + (start - va);
+      if (level === 3) {
+        this.writeDesc(d, oa, attrs | DESC_TABLE);
+        return;
+      }
+      const isTable = (lo & 0b11) === DESC_TABLE;
+      // The overlap check has run: the entry is invalid or a table with no leaves in range.
+      if (!isTable && blocks && n === entrySize && oa % entrySize === 0 && this.blockAllowed(level)) {
+        this.writeDesc(d, oa, attrs | DESC_BLOCK);
+        return;
+      }
+      let next: number;
+      if (isTable) {
+        next = this.tableAddress(lo, hi);
+      } else {
+        next = this.newTable();
+        this.writeDesc(d, next, DESC_TABLE);
+      }
+      this.mapIn(next, level + 1, start, oa, n, attrs, blocks);
+    });
+  }
+
+  private unmapIn(table: number, level: number, va: number, size: number): number {
+    let bytes = 0;
+    this.eachEntry(table, level, va, size, (d, lo, hi, _entryVa, entrySize, start, n) => {
+      if ((lo & DESC_VALID) === 0) return;
+      if (level < 3 && (lo & 0b11) === DESC_TABLE) {
+        const next = this.tableAddress(lo, hi);
+        bytes += this.unmapIn(next, level + 1, start, n);
+        if (this.freeTable && this.isEmpty(next)) {
+          this.mem.write32(d, 0);
+          this.mem.write32(d + 4, 0);
+          this.tables--;
+          this.freeTable(next);
+        }
+        return;
+      }
+      this.mem.write32(d, 0);
+      this.mem.write32(d + 4, 0);
+      bytes += entrySize;
+    });
+    return bytes;
+  }
+
+  private isEmpty(table: number): boolean {
+    for (let i = 0; i < this.entries; i++) {
+      if ((this.mem.read32(table + i * 8) & DESC_VALID) !== 0) return false;
+    }
+    return true;
+  }
+}

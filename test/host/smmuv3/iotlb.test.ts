@@ -1,0 +1,469 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { Iotlb, NO_ASID, PERM_R, PERM_W, type IotlbEntry } from '../../../src/host/smmuv3/iotlb.js';
+
+const K4 = 0x1000;
+const M2 = 0x20_0000;
+const G1 = 0x4000_0000;
+const RW = PERM_R | PERM_W;
+
+/** A stage-1 (nested) entry; `ipa` defaults to the iova, `pa` to a distinct address. */
+function s1(vmid: number, asid: number, iova: number, size = K4, more: Partial<IotlbEntry> = {}): IotlbEntry {
+  return { vmid, asid, global: false, stage1: true, iova, size, ipa: iova, pa: iova + 0x80_0000_0000, perm: RW, ...more };
+}
+
+function glob(vmid: number, iova: number, size = K4, more: Partial<IotlbEntry> = {}): IotlbEntry {
+  return s1(vmid, 0, iova, size, { global: true, ...more });
+}
+
+function s2only(vmid: number, ipa: number, size = K4): IotlbEntry {
+  return { vmid, asid: 0, global: false, stage1: false, iova: ipa, size, ipa, pa: ipa + 0x40_0000_0000, perm: RW };
+}
+
+function fill(t: Iotlb, es: IotlbEntry[]): void {
+  for (const e of es) t.insert(e);
+}
+
+/** Entries as comparable strings, sorted. */
+function contents(t: Iotlb): string[] {
+  return t.entries().map(describe).sort();
+}
+
+function describe(e: IotlbEntry): string {
+  const tag = !e.stage1 ? 's2' : e.global ? 'g' : `a${e.asid}`;
+  return `v${e.vmid}/${tag}/${e.iova.toString(16)}+${e.size.toString(16)}`;
+}
+
+test('lookup hits anywhere inside a block and misses just outside it', () => {
+  const t = new Iotlb();
+  t.insert(s1(1, 5, 0x4020_0000, M2, { ipa: 0x1_0000_0000, pa: 0x2_0000_0000, perm: PERM_R }));
+  const hit = t.lookup(1, 5, 0x4020_0000 + 0x1f_f000);
+  assert.ok(hit);
+  assert.equal(hit.iova, 0x4020_0000);
+  assert.equal(hit.size, M2);
+  assert.equal(hit.pa + (0x4020_0000 + 0x1f_f123 - hit.iova), 0x2_001f_f123);
+  assert.equal(hit.perm, PERM_R);
+  assert.ok(t.lookup(1, 5, 0x4020_0000 + 0x1f_ffff));
+  assert.equal(t.lookup(1, 5, 0x4020_0000 + M2), undefined);
+  assert.equal(t.lookup(1, 5, 0x4020_0000 - 1), undefined);
+  assert.equal(t.lookup(1, 6, 0x4020_0000), undefined, 'other ASID');
+  assert.equal(t.lookup(2, 5, 0x4020_0000), undefined, 'other VMID');
+});
+
+test('addresses near 2^52 and sizes up to 4 TiB are exact', () => {
+  const t = new Iotlb();
+  const top = 2 ** 52 - K4;
+  t.insert(s1(1, 1, top, K4, { ipa: 2 ** 47, pa: 2 ** 48 - K4 }));
+  t.insert(s1(1, 1, 2 ** 51, 2 ** 42, { ipa: 0, pa: 0 }));
+  assert.equal(t.lookup(1, 1, top + 0xfff)?.pa, 2 ** 48 - K4);
+  assert.equal(t.lookup(1, 1, top - 1), undefined);
+  assert.equal(t.lookup(1, 1, 2 ** 51 + 2 ** 42 - 1)?.size, 2 ** 42);
+  assert.equal(t.lookup(1, 1, 2 ** 51 + 2 ** 42), undefined);
+  assert.equal(t.invalidateVa(1, 1, top, K4), 1);
+  assert.equal(t.invalidateIpa(1, 2 ** 41, K4), 1, 'the 4 TiB entry maps IPA [0, 2^42)');
+  assert.equal(t.size, 0);
+});
+
+test('global entries match every ASID of their VMID only; stage-2-only entries only NO_ASID', () => {
+  const t = new Iotlb();
+  fill(t, [glob(1, 0x10_0000), s2only(1, 0x20_0000)]);
+  for (const asid of [0, 1, 0xffff]) assert.ok(t.lookup(1, asid, 0x10_0000), `ASID ${asid}`);
+  assert.equal(t.lookup(2, 1, 0x10_0000), undefined, 'other VMID');
+  assert.equal(t.lookup(1, NO_ASID, 0x10_0000), undefined, 'a stage-2-only stream never sees stage-1 entries');
+  assert.ok(t.lookup(1, NO_ASID, 0x20_0000));
+  assert.equal(t.lookup(1, 0, 0x20_0000), undefined, 'a stage-1 stream never sees stage-2-only entries');
+});
+
+test('lookup prefers the ASID entry over a global one, and the smaller of overlapping entries', () => {
+  const t = new Iotlb();
+  fill(t, [glob(1, 0, M2, { pa: 0x100_0000 }), s1(1, 3, 0, M2, { pa: 0x200_0000 }), s1(1, 3, 0x1000, K4, { pa: 0x300_0000 })]);
+  assert.equal(t.lookup(1, 3, 0x1000)?.pa, 0x300_0000);
+  assert.equal(t.lookup(1, 3, 0x2000)?.pa, 0x200_0000);
+  assert.equal(t.lookup(1, 4, 0x2000)?.pa, 0x100_0000);
+});
+
+test('TLBI_NH_ASID keeps global, other-ASID and stage-2-only entries', () => {
+  const t = new Iotlb();
+  fill(t, [s1(1, 1, 0x1000), s1(1, 1, 0, M2), s1(1, 2, 0x1000), glob(1, 0x5000), s2only(1, 0x1000), s1(2, 1, 0x1000)]);
+  assert.equal(t.invalidateAsid(1, 1), 2);
+  assert.deepEqual(contents(t), ['v1/a2/1000+1000', 'v1/g/5000+1000', 'v1/s2/1000+1000', 'v2/a1/1000+1000']);
+  assert.ok(t.lookup(1, 1, 0x5000), 'the global entry still serves ASID 1');
+  assert.equal(t.lookup(1, 1, 0x1000), undefined);
+  assert.equal(t.invalidateAsid(1, 1), 0);
+  assert.equal(t.invalidateAsid(9, 1), 0);
+});
+
+test('TLBI_NH_VA removes that ASID’s and global entries overlapping the range, keeps the rest', () => {
+  const t = new Iotlb();
+  fill(t, [
+    s1(1, 1, 0x10_0000),
+    s1(1, 1, 0x10_1000),
+    s1(1, 1, 0x10_2000), // outside [0x10_0000, 0x10_2000)
+    s1(1, 2, 0x10_0000), // other ASID
+    glob(1, 0x10_1000),
+    glob(1, 0x10_3000), // outside
+    s2only(1, 0x10_0000), // stage 2 only: not a stage-1 invalidation's business
+    s1(2, 1, 0x10_0000), // other VMID
+  ]);
+  assert.equal(t.invalidateVa(1, 1, 0x10_0000, 0x2000, true), 3);
+  assert.deepEqual(contents(t), [
+    'v1/a1/102000+1000',
+    'v1/a2/100000+1000',
+    'v1/g/103000+1000',
+    'v1/s2/100000+1000',
+    'v2/a1/100000+1000',
+  ]);
+  assert.equal(t.invalidateVa(1, 1, 0x10_2fff, 1), 1, 'one byte inside the page is enough');
+});
+
+test('TLBI_NH_VAA removes the range from every ASID of the VMID', () => {
+  const t = new Iotlb();
+  fill(t, [s1(1, 1, 0x1000), s1(1, 2, 0x1000), s1(1, 3, 0x2000), glob(1, 0x1000), s2only(1, 0x1000), s1(2, 1, 0x1000)]);
+  assert.equal(t.invalidateVa(1, undefined, 0x1000, 0x1000), 3);
+  assert.deepEqual(contents(t), ['v1/a3/2000+1000', 'v1/s2/1000+1000', 'v2/a1/1000+1000']);
+});
+
+test('a range that overlaps part of a block removes the whole block', () => {
+  const t = new Iotlb();
+  fill(t, [s1(1, 1, 0, M2), s1(1, 1, M2), s1(1, 1, M2 + K4), s1(1, 1, 0, G1), s1(1, 1, G1, M2)]);
+  // [0x1f_f000, 0x20_1000): last page of the 2 MiB block, first page after it; the 1 GiB block.
+  assert.equal(t.invalidateVa(1, 1, M2 - K4, 2 * K4), 3);
+  assert.deepEqual(contents(t), ['v1/a1/201000+1000', 'v1/a1/40000000+200000']);
+  assert.equal(t.lookup(1, 1, 0x1000), undefined);
+});
+
+test('huge ranges remove exactly the overlapping entries (no per-page loop)', () => {
+  const t = new Iotlb();
+  const es: IotlbEntry[] = [];
+  for (let i = 0; i < 3000; i++) es.push(s1(1, 1, i * 0x1_2345_6000, K4, { ipa: i * 0x10_0000 }));
+  fill(t, es);
+  // NUM = 31, SCALE = 31 of 64 KiB pages: 2^52 bytes.
+  const removed = t.invalidateVa(1, 1, 0x100_0000_0000, 32 * 2 ** 31 * 0x1_0000);
+  assert.equal(removed, es.filter((e) => e.iova >= 0x100_0000_0000).length);
+  assert.ok(removed > 0 && removed < 3000);
+  // A range a few buckets long: the bucket walk.
+  const before = t.size;
+  assert.equal(t.invalidateIpa(1, 0x10_0000 * 10 + K4, 0x10_0000 * 20), 20);
+  assert.equal(t.size, before - 20);
+  assert.equal(t.lookup(1, 1, 11 * 0x1_2345_6000), undefined);
+  assert.ok(t.lookup(1, 1, 10 * 0x1_2345_6000));
+  assert.ok(t.lookup(1, 1, 31 * 0x1_2345_6000));
+});
+
+test('TLBI_S2_IPA removes nested and stage-2-only entries whose IPA overlaps', () => {
+  const t = new Iotlb();
+  fill(t, [
+    s1(1, 1, 0x7000_0000, K4, { ipa: 0x10_0000 }), // IOVA far away, IPA in range
+    s1(1, 2, 0x8000_0000, M2, { ipa: 0 }), // 2 MiB IPA block containing the range
+    glob(1, 0x9000_0000, K4, { ipa: 0x10_1000 }),
+    s2only(1, 0x10_0000),
+    s1(1, 1, 0x10_0000, K4, { ipa: 0x50_0000 }), // IOVA in range, IPA not
+    s1(2, 1, 0x7000_0000, K4, { ipa: 0x10_0000 }), // other VMID
+  ]);
+  assert.equal(t.invalidateIpa(1, 0x10_0000, 0x2000), 4);
+  assert.deepEqual(contents(t), ['v1/a1/100000+1000', 'v2/a1/70000000+1000']);
+});
+
+test('invalidating VMID 1 never touches VMID 2', () => {
+  const make = (): Iotlb => {
+    const t = new Iotlb();
+    for (const v of [1, 2]) fill(t, [s1(v, 1, 0x1000), glob(v, 0x2000), s2only(v, 0x1000), s1(v, 7, 0, M2)]);
+    return t;
+  };
+  const ops: [string, (t: Iotlb) => number][] = [
+    ['S12_VMALL', (t) => t.invalidateVmid(1)],
+    ['NH_ALL', (t) => t.invalidateVmidStage1(1)],
+    ['NH_ASID', (t) => t.invalidateAsid(1, 1)],
+    ['NH_VA', (t) => t.invalidateVa(1, 1, 0, 2 ** 40)],
+    ['NH_VAA', (t) => t.invalidateVa(1, undefined, 0, 2 ** 40)],
+    ['S2_IPA', (t) => t.invalidateIpa(1, 0, 2 ** 40)],
+  ];
+  for (const [name, op] of ops) {
+    const t = make();
+    assert.ok(op(t) > 0, name);
+    assert.deepEqual(
+      contents(t).filter((s) => s.startsWith('v2/')),
+      ['v2/a1/1000+1000', 'v2/a7/0+200000', 'v2/g/2000+1000', 'v2/s2/1000+1000'],
+      name,
+    );
+  }
+});
+
+test('TLBI_NH_ALL keeps stage-2-only entries, TLBI_S12_VMALL and TLBI_NSNH_ALL remove them', () => {
+  const t = new Iotlb();
+  fill(t, [s1(1, 1, 0x1000), s1(1, 2, 0x1000), glob(1, 0x2000), s2only(1, 0x1000), s2only(1, 0, M2)]);
+  assert.equal(t.invalidateVmidStage1(1), 3);
+  assert.deepEqual(contents(t), ['v1/s2/0+200000', 'v1/s2/1000+1000']);
+  assert.equal(t.invalidateVmid(1), 2);
+  assert.equal(t.size, 0);
+  fill(t, [s1(1, 1, 0x1000), s2only(3, 0x1000)]);
+  assert.equal(t.invalidateAll(), 2);
+  assert.equal(t.size, 0);
+  assert.deepEqual(t.entries(), []);
+  assert.equal(t.lookup(3, NO_ASID, 0x1000), undefined);
+});
+
+test('a full IOTLB evicts its oldest entry and counts it; replacement does not evict', () => {
+  const t = new Iotlb(3);
+  fill(t, [s1(1, 1, 0x1000), s1(1, 1, 0x2000), s1(1, 1, 0x3000)]);
+  t.insert(s1(1, 1, 0x2000, K4, { pa: 0x1234_5000 })); // replaces: no eviction
+  assert.equal(t.stats.evictions, 0);
+  assert.equal(t.size, 3);
+  assert.equal(t.lookup(1, 1, 0x2000)?.pa, 0x1234_5000);
+  t.insert(s1(1, 1, 0x4000));
+  assert.equal(t.stats.evictions, 1);
+  assert.equal(t.size, 3);
+  assert.equal(t.lookup(1, 1, 0x1000), undefined, 'the oldest went');
+  assert.deepEqual(
+    t.entries().map((e) => e.iova),
+    [0x3000, 0x2000, 0x4000],
+    'entries() is oldest first; a replacement counts as new',
+  );
+  // Invalidated entries leave no hole: the next eviction takes the oldest live one.
+  t.invalidateVa(1, 1, 0x3000, K4);
+  fill(t, [s1(1, 1, 0x5000), s1(1, 1, 0x6000)]);
+  assert.deepEqual(
+    t.entries().map((e) => e.iova),
+    [0x4000, 0x5000, 0x6000],
+  );
+  assert.equal(t.stats.evictions, 2);
+});
+
+test('global entries are one context: inserting one replaces another whatever its asid field', () => {
+  const t = new Iotlb();
+  t.insert(glob(1, 0x1000, K4, { asid: 3, pa: 0x10_0000 }));
+  t.insert(glob(1, 0x1000, K4, { asid: 4, pa: 0x20_0000 }));
+  assert.equal(t.size, 1);
+  assert.equal(t.lookup(1, 9, 0x1000)?.pa, 0x20_0000);
+  // ... while the same IOVA in an ASID context or as a different size is a separate entry.
+  t.insert(s1(1, 4, 0x1000));
+  t.insert(glob(1, 0, M2));
+  assert.equal(t.size, 3);
+});
+
+test('stats count hits, misses, inserts, evictions and invalidated entries', () => {
+  const t = new Iotlb(2);
+  fill(t, [s1(1, 1, 0x1000), s1(1, 1, 0x2000), s1(1, 1, 0x3000)]);
+  t.lookup(1, 1, 0x2000);
+  t.lookup(1, 1, 0x3fff);
+  t.lookup(1, 1, 0x1000);
+  t.lookup(5, 1, 0x1000);
+  t.invalidateAsid(1, 1);
+  t.insert(s2only(1, 0));
+  t.invalidateAll();
+  assert.deepEqual({ ...t.stats }, { hits: 2, misses: 2, inserts: 4, evictions: 1, invalidated: 3 });
+});
+
+test('entries are frozen copies; bad entries are rejected', () => {
+  const t = new Iotlb();
+  const e = { ...s1(1, 1, 0x1000) };
+  t.insert(e);
+  e.pa = 0;
+  const got = t.lookup(1, 1, 0x1000);
+  assert.ok(got && Object.isFrozen(got));
+  assert.equal(got.pa, 0x80_0000_1000);
+  assert.deepEqual(t.entries(), [s1(1, 1, 0x1000)]);
+  const bad: Partial<IotlbEntry>[] = [
+    { size: 0x3000 },
+    { size: 0x800 },
+    { size: 2 ** 43, iova: 0, ipa: 0, pa: 0 },
+    { iova: 0x1800 },
+    { ipa: 0x1001 },
+    { pa: -0x1000 },
+    { vmid: 0x1_0000 },
+    { asid: -1 },
+    { perm: 4 },
+  ];
+  for (const b of bad) assert.throws(() => t.insert({ ...s1(1, 1, 0x1000), ...b }), RangeError, JSON.stringify(b));
+  assert.throws(() => new Iotlb(0), RangeError);
+  assert.equal(t.size, 1);
+});
+
+// ---------------------------------------------------------------------------------------------
+// Property test against a naive model: an array scanned for everything.
+
+/** mulberry32: a tiny seeded PRNG (uniform in [0, 1)). */
+function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+class NaiveIotlb {
+  list: IotlbEntry[] = [];
+  stats = { hits: 0, misses: 0, inserts: 0, evictions: 0, invalidated: 0 };
+  constructor(readonly capacity: number) {}
+
+  private static tag(e: IotlbEntry): string {
+    return !e.stage1 ? 's2' : e.global ? 'g' : `a${e.asid}`;
+  }
+
+  insert(e: IotlbEntry): void {
+    this.stats.inserts++;
+    const i = this.list.findIndex(
+      (o) => o.vmid === e.vmid && NaiveIotlb.tag(o) === NaiveIotlb.tag(e) && o.iova === e.iova && o.size === e.size,
+    );
+    if (i >= 0) this.list.splice(i, 1);
+    else if (this.list.length >= this.capacity) {
+      this.list.shift();
+      this.stats.evictions++;
+    }
+    this.list.push({ ...e });
+  }
+
+  lookup(vmid: number, asid: number, iova: number): IotlbEntry | undefined {
+    const rank = (e: IotlbEntry): number => {
+      if (e.vmid !== vmid || iova < e.iova || iova >= e.iova + e.size) return -1;
+      if (asid > 0xffff) return e.stage1 ? -1 : 0;
+      if (!e.stage1) return -1;
+      if (e.global) return 1;
+      return e.asid === asid ? 0 : -1;
+    };
+    let best: IotlbEntry | undefined;
+    let bestRank = 2;
+    for (const e of this.list) {
+      const r = rank(e);
+      if (r < 0) continue;
+      if (r < bestRank || (r === bestRank && best !== undefined && e.size < best.size)) {
+        best = e;
+        bestRank = r;
+      }
+    }
+    if (best) this.stats.hits++;
+    else this.stats.misses++;
+    return best;
+  }
+
+  remove(pred: (e: IotlbEntry) => boolean): number {
+    const before = this.list.length;
+    this.list = this.list.filter((e) => !pred(e));
+    const n = before - this.list.length;
+    this.stats.invalidated += n;
+    return n;
+  }
+}
+
+const overlaps = (a: number, size: number, b: number, len: number): boolean => a < b + len && b < a + size;
+
+test('randomized operations agree with a naive array-scanning model', () => {
+  for (const seed of [1, 2, 3, 0xc0ffee]) {
+    const rnd = mulberry32(seed);
+    const int = (n: number): number => Math.floor(rnd() * n);
+    const pick = <T>(xs: readonly T[]): T => xs[int(xs.length)]!;
+    const capacity = 100 + int(100);
+    const t = new Iotlb(capacity);
+    const ref = new NaiveIotlb(capacity);
+    // Few VMIDs/ASIDs and a small address window so entries collide, overlap and get replaced;
+    // one window sits near 2^52 to exercise keys above 2^32.
+    const bases = [0, 0x80_0000_0000, 2 ** 52 - 2 ** 31];
+    const sizes = [K4, K4, K4, K4, K4, K4, 0x1_0000, 0x1_0000, M2, M2, 0x200_0000, G1];
+    const addr = (size: number): number => pick(bases) + Math.floor(int(rnd() < 0.5 ? 2 ** 24 : 2 ** 30) / size) * size;
+    const lengths = (): number => {
+      const r = rnd();
+      if (r < 0.3) return K4;
+      if (r < 0.55) return 16 * K4;
+      if (r < 0.7) return 1 + int(4 * K4);
+      if (r < 0.85) return (1 + int(3000)) * K4; // long enough for the bucket walk
+      if (r < 0.97) return (1 + int(31)) * 2 ** (12 + int(32)); // range TLBI: (NUM + 1) · 2^SCALE pages
+      return 2 ** 52;
+    };
+    for (let step = 0; step < 4000; step++) {
+      const vmid = 1 + int(3);
+      const asid = int(4);
+      const r = rnd();
+      if (r < 0.55) {
+        const size = pick(sizes);
+        const kind = rnd();
+        const iova = addr(size);
+        const e: IotlbEntry = {
+          vmid,
+          asid,
+          global: kind < 0.15,
+          stage1: kind >= 0.05,
+          iova,
+          size,
+          ipa: kind < 0.05 ? iova : addr(size),
+          pa: Math.floor(int(2 ** 40) / size) * size,
+          perm: 1 + int(3),
+        };
+        t.insert(e);
+        ref.insert(e);
+      } else if (r < 0.92) {
+        // Mostly aimed inside a cached entry, sometimes with the wrong VMID or ASID.
+        let v = vmid;
+        let a = rnd() < 0.1 ? NO_ASID : asid;
+        let iova = addr(K4) + int(3 * M2);
+        if (rnd() < 0.7 && ref.list.length > 0) {
+          const e = pick(ref.list);
+          iova = e.iova + int(e.size);
+          if (rnd() < 0.8) {
+            v = e.vmid;
+            a = !e.stage1 ? NO_ASID : e.global ? int(4) : e.asid;
+          }
+        }
+        assert.deepEqual(t.lookup(v, a, iova), ref.lookup(v, a, iova), `seed ${seed} step ${step} lookup`);
+      } else {
+        const w = rnd();
+        const op = w < 0.08 ? 0 : w < 0.53 ? 1 : w < 0.68 ? 2 : w < 0.98 ? 3 : w < 0.99 ? 4 : w < 0.997 ? 5 : 6;
+        const len = lengths();
+        // Mostly aimed at a cached entry's context, with a range starting just before it or
+        // ending just inside it, so that the edges of every index walk get exercised.
+        const tgt = ref.list.length > 0 && rnd() < 0.7 ? pick(ref.list) : undefined;
+        const iv = tgt?.vmid ?? vmid;
+        const ia = tgt !== undefined && tgt.stage1 && !tgt.global ? tgt.asid : asid;
+        const near = (field: 'iova' | 'ipa'): number => {
+          if (tgt === undefined) return addr(K4);
+          const at = rnd() < 0.5 ? tgt[field] - int(4) * K4 : tgt[field] + tgt.size - len + int(2) * K4;
+          return Math.max(0, at);
+        };
+        const va = near('iova');
+        let got: number;
+        let want: number;
+        switch (op) {
+          case 0:
+            got = t.invalidateAsid(iv, ia);
+            want = ref.remove((e) => e.vmid === iv && e.stage1 && !e.global && e.asid === ia);
+            break;
+          case 1:
+            got = t.invalidateVa(iv, ia, va, len);
+            want = ref.remove(
+              (e) => e.vmid === iv && e.stage1 && (e.global || e.asid === ia) && overlaps(e.iova, e.size, va, len),
+            );
+            break;
+          case 2:
+            got = t.invalidateVa(iv, undefined, va, len);
+            want = ref.remove((e) => e.vmid === iv && e.stage1 && overlaps(e.iova, e.size, va, len));
+            break;
+          case 3: {
+            const ipa = near('ipa');
+            got = t.invalidateIpa(iv, ipa, len);
+            want = ref.remove((e) => e.vmid === iv && overlaps(e.ipa, e.size, ipa, len));
+            break;
+          }
+          case 4:
+            got = t.invalidateVmidStage1(iv);
+            want = ref.remove((e) => e.vmid === iv && e.stage1);
+            break;
+          case 5:
+            got = t.invalidateVmid(iv);
+            want = ref.remove((e) => e.vmid === iv);
+            break;
+          default:
+            got = t.invalidateAll();
+            want = ref.remove(() => true);
+        }
+        assert.equal(got, want, `seed ${seed} step ${step} op ${op} len ${len}`);
+      }
+      assert.equal(t.size, ref.list.length, `seed ${seed} step ${step} size`);
+      if (step % 97 === 0) assert.deepEqual(t.entries(), ref.list, `seed ${seed} step ${step} entries`);
+    }
+    assert.deepEqual(t.entries(), ref.list);
+    assert.deepEqual({ ...t.stats }, ref.stats, `seed ${seed} stats`);
+    assert.ok(ref.stats.evictions > 0 && ref.stats.invalidated > 0 && ref.stats.hits > 0, `seed ${seed} covers`);
+  }
+});
