@@ -8,3 +8,4 @@ export * from './sparse-memory.js';
 export * from './log.js';
 export * from './trace.js';
 export * from './clock.js';
+export * from './irq.js';

@@ -3,7 +3,7 @@
  * ioctl numbers. Names are exactly the kernel header's. Facts: spec linux-cmdqv.md §3.
  */
 
-import { defineStruct, type StructLayout } from './layout.js';
+import { defineStruct, type AnyStruct } from './layout.js';
 
 // ---------------------------------------------------------------------------------------------
 // Structs (declaration order, offsets and sizes as the 7.0 header compiles on arm64)
@@ -190,7 +190,7 @@ export const iommu_viommu_arm_smmuv3_invalidate = defineStruct('iommu_viommu_arm
 ]);
 
 /** Every uAPI struct cmdqv uses, by kernel name. */
-export const STRUCTS: Readonly<Record<string, StructLayout>> = Object.fromEntries(
+export const STRUCTS: Readonly<Record<string, AnyStruct>> = Object.fromEntries(
   [
     iommu_destroy,
     iommu_ioas_alloc,
@@ -215,7 +215,7 @@ export const STRUCTS: Readonly<Record<string, StructLayout>> = Object.fromEntrie
     iommu_vevent_tegra241_cmdqv,
     iommu_hwpt_invalidate,
     iommu_viommu_arm_smmuv3_invalidate,
-  ].map((s) => [s.name, s as StructLayout]),
+  ].map((s) => [s.name, s as AnyStruct]),
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -321,10 +321,10 @@ export interface IoctlDef {
   /** Full ioctl request number. */
   readonly number: number;
   /** Argument struct, when cmdqv models this ioctl. */
-  readonly struct: StructLayout | undefined;
+  readonly struct: AnyStruct | undefined;
 }
 
-function ioctl(name: string, nr: number, struct?: StructLayout): IoctlDef {
+function ioctl(name: string, nr: number, struct?: AnyStruct): IoctlDef {
   return { name, nr, number: _IO(IOMMUFD_TYPE, nr), struct };
 }
 

@@ -21,21 +21,28 @@ export interface FieldDecl {
 }
 
 type Scalar<T extends ScalarType> = T extends 'u64' ? bigint : number;
-type ValueOf<F extends FieldDecl> = F extends { readonly count: number }
-  ? Scalar<F['type']>[]
-  : F extends { readonly count?: undefined }
-    ? Scalar<F['type']>
-    : Scalar<F['type']> | Scalar<F['type']>[];
+type ValueOf<F extends FieldDecl> = F extends { readonly count: number } ? Scalar<F['type']>[] : Scalar<F['type']>;
 
 /** The JS value of a struct: `u64` fields are bigint, the rest numbers; arrays are arrays. */
-export type StructValue<Fs extends readonly FieldDecl[]> = {
-  -readonly [F in Fs[number] as F['name']]: ValueOf<F>;
-};
+export type StructValue<Fs extends readonly FieldDecl[]> = { -readonly [F in Fs[number] as F['name']]: ValueOf<F> };
 
 /** A resolved field: declaration plus byte size. */
 export interface LayoutField extends FieldDecl {
   /** Total bytes (element size × count). */
   readonly size: number;
+}
+
+/**
+ * Any struct layout with its field types erased: what generic code (ioctl dispatch, the
+ * `cmdqv uapi` dump, copy rules) works with.
+ */
+export interface AnyStruct {
+  readonly name: string;
+  readonly size: number;
+  readonly minSize: number;
+  readonly fields: readonly LayoutField[];
+  decode(bytes: Uint8Array, offset?: number): Record<string, unknown>;
+  encode(value: Record<string, unknown>, out?: Uint8Array, offset?: number): Uint8Array;
 }
 
 /** A struct layout. */

@@ -4,7 +4,7 @@ import type { Process } from '../../src/host/kernel/process.js';
 import { HostKernel } from '../../src/host/kernel/host-kernel.js';
 import { PROT_READ, PROT_WRITE, MAP_SHARED } from '../../src/host/kernel/process.js';
 import * as U from '../../src/uapi/iommufd.js';
-import type { StructLayout } from '../../src/uapi/layout.js';
+import type { AnyStruct } from '../../src/uapi/layout.js';
 import * as V from '../../src/uapi/vfio.js';
 
 export interface CallResult {
@@ -39,7 +39,7 @@ export class UapiClient {
 
   /** Call an iommufd ioctl with `value` encoded by its struct; `size` overrides the size field. */
   call(io: U.IoctlDef, value: Record<string, unknown>, opts: { size?: number; extra?: Uint8Array; fd?: number } = {}): CallResult {
-    const layout = io.struct as StructLayout;
+    const layout = io.struct as AnyStruct;
     const size = opts.size ?? layout.size + (opts.extra?.length ?? 0);
     const bytes = new Uint8Array(Math.max(size, layout.size) + 8);
     layout.encode({ ...value, size } as never, bytes);

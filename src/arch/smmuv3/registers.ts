@@ -3,7 +3,7 @@
  * once and shared by the host hardware model and the VMM's emulated SMMU.
  */
 
-import { defineRegister } from '../../kit/registers.js';
+import { defineRegister, RegisterLayout } from '../../kit/registers.js';
 
 const ro = 'RO' as const;
 
@@ -119,3 +119,10 @@ export const SMMUV3_REGISTERS = [
 
 /** Size of the SMMUv3 register frame (two 64 KiB pages). */
 export const SMMUV3_MMIO_SIZE = 0x20000;
+
+let sharedLayout: RegisterLayout | undefined;
+/** The SMMUv3 register layout (built once, shared by every SMMU model). */
+export function smmuv3Layout(): RegisterLayout {
+  sharedLayout ??= new RegisterLayout('smmuv3', SMMUV3_MMIO_SIZE, [...SMMUV3_REGISTERS]);
+  return sharedLayout;
+}

@@ -12,7 +12,7 @@ import { STE } from '../../arch/smmuv3/structures.js';
 import { Errno, ErrnoError } from '../../uapi/errno.js';
 import { copyArrayEntry, copyStructFromUser } from '../../uapi/extensible.js';
 import * as U from '../../uapi/iommufd.js';
-import type { StructLayout } from '../../uapi/layout.js';
+import type { AnyStruct } from '../../uapi/layout.js';
 import type { HostDevice } from '../kernel/host-device.js';
 import type { HostKernel, SmmuInstance } from '../kernel/host-kernel.js';
 import type { Process } from '../kernel/process.js';
@@ -54,7 +54,7 @@ export class IommufdContext {
   private nextId = 1;
   private readonly mmaps = new Map<number, { viommu: ViommuObj; length: number }>();
   private nextMmapOffset: number;
-  private readonly handlers = new Map<number, { layout: StructLayout; fn: Handler }>();
+  private readonly handlers = new Map<number, { layout: AnyStruct; fn: Handler }>();
   /** Set by a handler that must copy its struct out even though it fails (entry_num). */
   private copyOutOnError = false;
 
@@ -119,7 +119,7 @@ export class IommufdContext {
     return new DataView(b.buffer).getUint32(0, true);
   }
 
-  private copyOut(layout: StructLayout, v: Record<string, unknown>, argp: number, size: number): void {
+  private copyOut(layout: AnyStruct, v: Record<string, unknown>, argp: number, size: number): void {
     const out = layout.encode(v as never);
     this.proc.mem.copyToUser(argp, out.subarray(0, Math.min(size, layout.size)));
   }

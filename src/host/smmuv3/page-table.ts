@@ -126,6 +126,8 @@ export class WalkResult {
   faultAddress = 0;
   /** For {@link FAULT_S2_ON_TABLE}: the stage-2 fault kind the reader recorded. */
   s2Fault = FAULT_NONE;
+  /** Address of the last descriptor fetched (or attempted): the leaf's, after a leaf was reached. */
+  descAddress = 0;
   /** Raw leaf descriptor, low word (valid when a leaf was reached). */
   descLo = 0;
   /** Raw leaf descriptor, high word (valid when a leaf was reached). */
@@ -187,6 +189,7 @@ export function walk(cfg: WalkConfig, reader: TableReader, inputAddress: number,
   out.nG = false;
   out.faultAddress = 0;
   out.s2Fault = FAULT_NONE;
+  out.descAddress = 0;
   out.descLo = 0;
   out.descHi = 0;
 
@@ -221,6 +224,7 @@ export function walk(cfg: WalkConfig, reader: TableReader, inputAddress: number,
     // The start level is not wrapped: its table may be partial or concatenated.
     if (level !== start) index %= entries;
     const descAddr = table + index * 8;
+    out.descAddress = descAddr;
     const lo = reader.readTableWord(descAddr);
     const hi = lo < 0 ? -1 : reader.readTableWord(descAddr + 4);
     if (hi < 0) {

@@ -11,7 +11,7 @@ import { joinU64 } from '../../kit/bits.js';
 import type { ModelLog } from '../../kit/log.js';
 import { MemoryRegion } from '../../kit/memory-region.js';
 import { RegisterBank } from '../../kit/register-bank.js';
-import { RegisterLayout } from '../../kit/registers.js';
+import type { RegisterLayout } from '../../kit/registers.js';
 import { defineTrace, type Tracer } from '../../kit/trace.js';
 import {
   CERROR_ILL,
@@ -160,7 +160,7 @@ export class HostSmmu {
     private readonly tracer: Tracer,
   ) {
     this.mem = phys.mem;
-    this.layout = smmuLayout();
+    this.layout = R.smmuv3Layout();
     this.bank = new RegisterBank(`smmuv3:${config.name}`, this.layout, log);
     this.iotlb = new Iotlb();
     const L = this.layout;
@@ -671,12 +671,6 @@ function s2EventId(fault: number): number {
   return fault === FAULT_TRANSLATION || fault === FAULT_S2_ON_TABLE ? Evt.F_TRANSLATION : s1EventId(fault);
 }
 
-let sharedLayout: RegisterLayout | undefined;
-/** The SMMUv3 register layout (built once). */
-export function smmuLayout(): RegisterLayout {
-  sharedLayout ??= new RegisterLayout('smmuv3', R.SMMUV3_MMIO_SIZE, [...R.SMMUV3_REGISTERS]);
-  return sharedLayout;
-}
 
 /** Read the 64-bit word `i` of a record held in words. */
 export function recordDword(w: Uint32Array, i: number): bigint {
