@@ -84,8 +84,6 @@ const S2AP_W = 1 << 7;
 const SH_INNER = 0b11 << 8;
 const AF = 1 << 10;
 const NG = 1 << 11;
-/** Permission bits of either stage (AP[2:1] / S2AP), replaced by {@link PageTableBuilder.setPerm}. */
-const PERM_BITS = (1 << 6) | (1 << 7);
 /** High-word bits holding OA[47:32]. */
 const HI_OA = 0xffff;
 
@@ -186,9 +184,11 @@ export class PageTableBuilder {
     }
     this.checkWholeLeaves(this.root, this.startLevel, va, size, 'setPerm');
     const bits = this.permBits(perm);
+    // Stage 1 keeps AP[1] (EL0 access): only AP[2] encodes a permission the caller sets.
+    const mask = this.stage === 1 ? S1_AP2_RO : S2AP_R | S2AP_W;
     let done = 0;
     this.forLeaves(this.root, this.startLevel, va, size, (addr, lo, _hi, leafSize) => {
-      this.mem.write32(addr, ((lo & ~PERM_BITS) | bits) >>> 0);
+      this.mem.write32(addr, ((lo & ~mask) | bits) >>> 0);
       done += leafSize;
     });
     return done;

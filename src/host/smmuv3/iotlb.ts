@@ -3,24 +3,28 @@
  * translations, IOVA → host PA, tagged by VMID and ASID.
  *
  * The contents are observable on purpose: a test or a user can see a stale entry survive a
- * missing invalidation, which is the whole point of modelling the cache rather than walking
- * the tables on every access.
+ * missing invalidation, which is the point of modelling the cache rather than walking the
+ * tables on every access.
  *
- * Cost model. Invalidations touch (roughly) only the entries they remove, never the whole
- * table: QEMU's SMMUv3 scans its entire IOTLB hash table for every TLBI, which makes a guest
- * that invalidates page by page quadratic. Here:
- * - entries live in per-context tables (one context per (VMID, ASID), one for the VMID's
- *   global entries, one for its stage-2-only entries), keyed by (entry size, page number);
- *   each context keeps a bitmask of the entry sizes it holds, so a lookup probes only those;
+ * Cost model. An invalidation touches (roughly) only the entries it removes, never the whole
+ * cache: QEMU's SMMUv3 scans its entire IOTLB hash table for every TLBI, which makes a guest
+ * that invalidates page by page pay for everything cached. Here:
+ * - entries live in per-context hash tables (one context per (VMID, ASID), one for the VMID's
+ *   global entries, one for its stage-2-only entries) keyed by (entry size, page number);
+ *   each context keeps a bitmask of the sizes it holds, so a lookup probes only those;
  * - by-ASID and by-VMID invalidations drop whole contexts: O(entries removed);
- * - by-VA ranges probe page keys directly when the range is short, walk 512-page buckets of
- *   the context when it is long, and scan the context only when that is cheaper still:
- *   O(min(pages, buckets, context entries) per size in use + entries removed);
- * - by-IPA ranges do the same over a per-VMID IPA index;
- * - TLBI_NH_VAA (any ASID) costs the above once per context of the VMID.
+ * - a by-VA range probes each page key of each size in use when that is cheapest, otherwise
+ *   walks the context's coarse buckets that the range touches: O(min(pages, entries in the
+ *   touched buckets) per size in use + entries removed);
+ * - a by-IPA range does the same over a per-VMID IPA index (exact IPA lists + buckets);
+ * - TLBI_NH_VAA (any ASID) pays the by-VA cost once per stage-1 context of the VMID.
  *
- * Keys are exact integers below 2^53 kept in typed arrays, so no lookup allocates a heap
- * number (a `Map` keyed by numbers above 2^31 would, and runs about three times slower).
+ * Layout, for speed at millions of entries: an entry is an integer id into a pool of
+ * fixed-size records in one Float64Array (one cache line each), hash tables interleave key and
+ * id in one Float64Array, and buckets drop removed ids lazily (validated by an insertion
+ * sequence number) so a removal does not chase list neighbours. Nothing on the lookup path
+ * allocates: keys are exact integers below 2^53 hashed from their 32-bit halves (a `Map` keyed
+ * by numbers above 2^31 would allocate a heap number per probe).
  */
 
 /** Read permission bit of {@link IotlbEntry.perm}. */
@@ -44,7 +48,7 @@ export const MIN_ENTRY_SIZE = 0x1000;
  */
 export const MAX_ENTRY_SIZE = 2 ** 42;
 
-/** One cached translation. Entries handed out by {@link Iotlb} are frozen. */
+/** One cached translation. Entries handed out by {@link Iotlb} are frozen copies. */
 export interface IotlbEntry {
   /** Virtual machine identifier, 0..0xffff. */
   readonly vmid: number;
@@ -84,39 +88,44 @@ export interface IotlbStats {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Keys. An entry of size 2^(12+s) at input page number pn (= iova / size) has key pn·32 + s:
-// s < 31 and pn < 2^41 keep the key an exact integer below 2^46, and the key of every size class
-// is distinct, so one table per context serves all sizes.
+// Keys. An entry of size 2^(12+s) at page number pn (= address / size) has key pn·32 + s:
+// s < 31 and pn < 2^41 keep keys exact integers below 2^46, distinct across size classes, so one
+// table serves all sizes.
 
 const SIZE_CLASSES = 31; // 4 KiB (s = 0) .. 4 TiB (s = 30)
 const KEY_MUL = 32;
-/** Pages of one size class per range bucket. */
-const BUCKET_PAGES = 512;
 /**
- * A range spanning at most this many pages of a size class probes each page key; a longer one
- * walks buckets. Beyond 64 single probes, walking 512-page buckets is cheaper.
+ * Pages of one size class per bucket: 2^16, i.e. 256 MiB of 4 KiB pages. Coarse on purpose: a
+ * context holds few buckets, so the bucket a removal updates is almost always in cache; short
+ * ranges never walk buckets anyway (they probe page keys).
  */
+const BUCKET_PAGES = 2 ** 16;
+/** A range of at most this many pages of a size class always probes page keys. */
 const EXACT_PROBE_MAX = 64;
 
 /** 2^-(12+s): multiplying by a power of two is exact, so floor(addr · INV[s]) is exact. */
 const INV_SIZE = new Float64Array(SIZE_CLASSES);
 for (let s = 0; s < SIZE_CLASSES; s++) INV_SIZE[s] = 2 ** -(12 + s);
 
+/** Bucket key (a small integer: below 2^30) of page `pn` of size class `s`. */
 function bucketKey(pn: number, s: number): number {
   return Math.floor(pn / BUCKET_PAGES) * KEY_MUL + s;
 }
 
 /** Size class of a power-of-two size in range, or -1. */
 function sizeClass(size: number): number {
-  for (let s = 0; s < SIZE_CLASSES; s++) if (size === 2 ** (12 + s)) return s;
-  return -1;
+  if (!(size >= MIN_ENTRY_SIZE && size <= MAX_ENTRY_SIZE)) return -1;
+  const s = (size < 2 ** 32 ? 31 - Math.clz32(size) : 63 - Math.clz32(size / 2 ** 32)) - 12;
+  return size * INV_SIZE[s] === 1 ? s : -1;
 }
 
 // ---------------------------------------------------------------------------------------------
-// NumTable: open-addressing hash table from a non-negative integer below 2^53 to a value.
-// Linear probing with backward-shift deletion (no tombstones), load factor at most 1/2.
+// IdTable: open-addressing hash table from a non-negative integer key below 2^53 to an id.
+// Key and id share one Float64Array (one cache line per probe); linear probing, backward-shift
+// deletion (no tombstones), load factor at most 1/2.
 
 const EMPTY = -1;
+const NONE = -1;
 
 /** Hash of an integer key below 2^53 (fmix32 of its two 32-bit halves); no allocation. */
 function hashKey(key: number): number {
@@ -128,161 +137,179 @@ function hashKey(key: number): number {
   return h ^ (h >>> 16);
 }
 
-class NumTable<V> {
-  private keys: Float64Array;
-  private vals: (V | undefined)[];
+class IdTable {
+  /** slots[2i] = key or EMPTY, slots[2i + 1] = id. */
+  private slots: Float64Array;
   private mask: number;
   /** Number of keys present. */
   count = 0;
 
   constructor(capacity = 8) {
-    this.keys = new Float64Array(capacity).fill(EMPTY);
-    this.vals = emptyArray<V>(capacity);
+    this.slots = new Float64Array(2 * capacity).fill(EMPTY);
     this.mask = capacity - 1;
   }
 
-  get(key: number): V | undefined {
-    const keys = this.keys;
+  /** Number of slots (for iteration with {@link idAt}). */
+  get capacity(): number {
+    return this.mask + 1;
+  }
+
+  /** Id stored in slot `i`, or NONE for an empty slot. */
+  idAt(i: number): number {
+    return this.slots[2 * i] === EMPTY ? NONE : this.slots[2 * i + 1];
+  }
+
+  get(key: number): number {
+    const slots = this.slots;
     const mask = this.mask;
     for (let i = hashKey(key) & mask; ; i = (i + 1) & mask) {
-      const k = keys[i];
-      if (k === key) return this.vals[i];
-      if (k === EMPTY) return undefined;
+      const k = slots[2 * i];
+      if (k === key) return slots[2 * i + 1];
+      if (k === EMPTY) return NONE;
     }
   }
 
   /** Insert or replace. */
-  set(key: number, value: V): void {
-    const keys = this.keys;
+  set(key: number, id: number): void {
+    const slots = this.slots;
     const mask = this.mask;
     for (let i = hashKey(key) & mask; ; i = (i + 1) & mask) {
-      const k = keys[i];
+      const k = slots[2 * i];
       if (k === key) {
-        this.vals[i] = value;
+        slots[2 * i + 1] = id;
         return;
       }
       if (k === EMPTY) {
-        keys[i] = key;
-        this.vals[i] = value;
-        if (++this.count * 2 > keys.length) this.resize(keys.length * 2);
+        slots[2 * i] = key;
+        slots[2 * i + 1] = id;
+        if (++this.count * 2 > mask + 1) this.resize(2 * (mask + 1));
         return;
       }
     }
   }
 
   delete(key: number): void {
-    const keys = this.keys;
-    const vals = this.vals;
+    const slots = this.slots;
     const mask = this.mask;
     let i = hashKey(key) & mask;
     for (; ; i = (i + 1) & mask) {
-      const k = keys[i];
+      const k = slots[2 * i];
       if (k === key) break;
       if (k === EMPTY) return;
     }
     // Backward shift: pull later members of the probe run into the hole unless their home
     // slot lies cyclically in (hole, their slot], where moving them would hide them.
-    for (let j = (i + 1) & mask; keys[j] !== EMPTY; j = (j + 1) & mask) {
-      const home = hashKey(keys[j]) & mask;
+    for (let j = (i + 1) & mask; slots[2 * j] !== EMPTY; j = (j + 1) & mask) {
+      const home = hashKey(slots[2 * j]) & mask;
       const stays = i <= j ? home > i && home <= j : home > i || home <= j;
       if (!stays) {
-        keys[i] = keys[j];
-        vals[i] = vals[j];
+        slots[2 * i] = slots[2 * j];
+        slots[2 * i + 1] = slots[2 * j + 1];
         i = j;
       }
     }
-    keys[i] = EMPTY;
-    vals[i] = undefined;
+    slots[2 * i] = EMPTY;
     this.count--;
-    // Shrink a table that emptied out, so scanning it stays proportional to its contents.
-    if (this.keys.length > 64 && this.count * 8 < this.keys.length) this.resize(this.keys.length / 4);
-  }
-
-  /** Append every value to `out`. */
-  collect(out: V[]): void {
-    const keys = this.keys;
-    const vals = this.vals;
-    for (let i = 0; i < keys.length; i++) {
-      if (keys[i] !== EMPTY) out.push(vals[i] as V);
-    }
+    // Shrink a table that emptied out, so walking its slots stays proportional to its contents.
+    if (mask >= 64 && this.count * 8 < mask + 1) this.resize((mask + 1) / 4);
   }
 
   private resize(capacity: number): void {
-    const oldKeys = this.keys;
-    const oldVals = this.vals;
-    this.keys = new Float64Array(capacity).fill(EMPTY);
-    this.vals = emptyArray<V>(capacity);
+    const old = this.slots;
+    this.slots = new Float64Array(2 * capacity).fill(EMPTY);
     this.mask = capacity - 1;
     this.count = 0;
-    for (let i = 0; i < oldKeys.length; i++) {
-      if (oldKeys[i] !== EMPTY) this.set(oldKeys[i], oldVals[i] as V);
+    for (let i = 0; i < old.length; i += 2) {
+      if (old[i] !== EMPTY) this.set(old[i], old[i + 1]);
     }
   }
 }
 
-/** A packed (not holey) array of `undefined`s: V8 keeps packed arrays on its fastest path. */
-function emptyArray<V>(n: number): (V | undefined)[] {
-  const a: (V | undefined)[] = [];
-  for (let i = 0; i < n; i++) a.push(undefined);
-  return a;
+// ---------------------------------------------------------------------------------------------
+// Entry records: REC doubles per id in one Float64Array.
+
+const REC = 8;
+/** Page number of the input address at the entry's size. */
+const R_VPN = 0;
+/** Page number of the IPA at the entry's size. */
+const R_IPN = 1;
+/** Size class. */
+const R_S = 2;
+/** Context id; NONE when the id is free. */
+const R_CTX = 3;
+/** Previous / next id with the same (VMID, size class, IPA page); NONE at the ends. */
+const R_IPPREV = 4;
+const R_IPNEXT = 5;
+/** Insertion sequence number; NONE when free. Tells a live id from a stale reference to it. */
+const R_SEQ = 6;
+
+/**
+ * Ids whose entry fell in one bucket, appended on insertion and dropped lazily: a removal only
+ * decrements `live`; references whose sequence number no longer matches the record are stale
+ * and are skipped, then compacted away when they outnumber the live ones.
+ */
+class Bucket {
+  readonly ids: number[] = [];
+  readonly seqs: number[] = [];
+  live = 0;
+
+  constructor(
+    /** Bucket number (page number / BUCKET_PAGES) and size class. */
+    readonly index: number,
+    readonly s: number,
+  ) {}
 }
 
-// ---------------------------------------------------------------------------------------------
-// Index structures.
+/**
+ * Buckets by key. A bucket that empties stays (with its arrays cleared), so a page that is
+ * invalidated and refilled does not allocate a bucket each time; empty buckets are swept when
+ * they outnumber the others.
+ */
+class BucketIndex {
+  readonly map = new Map<number, Bucket>();
+  /** Buckets with live ids. */
+  nonEmpty = 0;
+
+  /** Account for the removal of one id from the bucket at `key` (lazily: see {@link Bucket}). */
+  drop(key: number): void {
+    const b = this.map.get(key) as Bucket;
+    if (--b.live === 0) {
+      b.ids.length = 0;
+      b.seqs.length = 0;
+      this.nonEmpty--;
+    }
+  }
+}
 
 /** Context tags other than a real ASID. */
 const CTX_GLOBAL = -1;
 const CTX_S2 = -2;
 
-/** One cached entry with its index links (intrusive doubly-linked lists: O(1) removal). */
-class Node {
-  dead = false;
-  /** Same (context, size class, 512-page input bucket). */
-  vbPrev: Node | undefined = undefined;
-  vbNext: Node | undefined = undefined;
-  /** Same (VMID, size class, IPA page). */
-  ipPrev: Node | undefined = undefined;
-  ipNext: Node | undefined = undefined;
-  /** Same (VMID, size class, 512-page IPA bucket). */
-  ibPrev: Node | undefined = undefined;
-  ibNext: Node | undefined = undefined;
-
-  constructor(
-    readonly entry: IotlbEntry,
-    readonly ctx: Ctx,
-    /** Size class. */
-    readonly s: number,
-    /** Input page number at the entry's size. */
-    readonly vpn: number,
-    /** IPA page number at the entry's size. */
-    readonly ipn: number,
-  ) {}
-}
-
 /** The entries of one (VMID, ASID), of one VMID's global entries, or of its stage-2-only ones. */
 class Ctx {
-  /** Input key → entry. */
-  readonly pages = new NumTable<Node>();
-  /** Input bucket key → first entry of the bucket's list. */
-  readonly buckets = new NumTable<Node>();
+  /** Input key → id. */
+  readonly pages = new IdTable();
+  /** Input bucket key → bucket. */
+  readonly buckets = new BucketIndex();
   /** Bit s set when the context holds entries of size class s. */
   sizeMask = 0;
   readonly sizeCount = new Int32Array(SIZE_CLASSES);
 
   constructor(
+    readonly id: number,
     readonly vm: Vm,
-    /** ASID, {@link CTX_GLOBAL} or {@link CTX_S2}. */
+    /** ASID, CTX_GLOBAL or CTX_S2. */
     readonly tag: number,
   ) {}
 
-  /** The entry containing `iova`, preferring the smallest size; no allocation. */
-  find(iova: number): IotlbEntry | undefined {
+  /** Id of the entry containing `iova` (smallest size first), or NONE; no allocation. */
+  find(iova: number): number {
     for (let m = this.sizeMask; m !== 0; m &= m - 1) {
       const s = 31 - Math.clz32(m & -m);
-      const n = this.pages.get(Math.floor(iova * INV_SIZE[s]) * KEY_MUL + s);
-      if (n !== undefined) return n.entry;
+      const id = this.pages.get(Math.floor(iova * INV_SIZE[s]) * KEY_MUL + s);
+      if (id !== NONE) return id;
     }
-    return undefined;
+    return NONE;
   }
 }
 
@@ -291,10 +318,10 @@ class Vm {
   readonly asids = new Map<number, Ctx>();
   global: Ctx | undefined = undefined;
   s2: Ctx | undefined = undefined;
-  /** IPA key → first entry of the list of entries with that IPA page. */
-  readonly ipas = new NumTable<Node>();
-  /** IPA bucket key → first entry of the bucket's list. */
-  readonly ipaBuckets = new NumTable<Node>();
+  /** IPA key → first id of the list of entries with that IPA page (R_IPPREV/R_IPNEXT). */
+  readonly ipas = new IdTable();
+  /** IPA bucket key → bucket. */
+  readonly ipaBuckets = new BucketIndex();
   ipaSizeMask = 0;
   readonly ipaSizeCount = new Int32Array(SIZE_CLASSES);
   count = 0;
@@ -305,7 +332,7 @@ class Vm {
     return tag >= 0 ? this.asids.get(tag) : tag === CTX_GLOBAL ? this.global : this.s2;
   }
 
-  /** Every context of the VMID, stage-2-only last. */
+  /** Every context of the VMID; the stage-2-only one only if asked. */
   contexts(withS2: boolean): Ctx[] {
     const out = [...this.asids.values()];
     if (this.global !== undefined) out.push(this.global);
@@ -314,63 +341,18 @@ class Vm {
   }
 }
 
-// The three lists differ only in their link fields; spelling each out keeps every property
-// access monomorphic.
-
-function pushVb(table: NumTable<Node>, key: number, n: Node): void {
-  const head = table.get(key);
-  n.vbNext = head;
-  if (head !== undefined) head.vbPrev = n;
-  table.set(key, n);
-}
-
-function unlinkVb(table: NumTable<Node>, key: number, n: Node): void {
-  const { vbPrev: prev, vbNext: next } = n;
-  if (prev !== undefined) prev.vbNext = next;
-  else if (next !== undefined) table.set(key, next);
-  else table.delete(key);
-  if (next !== undefined) next.vbPrev = prev;
-}
-
-function pushIp(table: NumTable<Node>, key: number, n: Node): void {
-  const head = table.get(key);
-  n.ipNext = head;
-  if (head !== undefined) head.ipPrev = n;
-  table.set(key, n);
-}
-
-function unlinkIp(table: NumTable<Node>, key: number, n: Node): void {
-  const { ipPrev: prev, ipNext: next } = n;
-  if (prev !== undefined) prev.ipNext = next;
-  else if (next !== undefined) table.set(key, next);
-  else table.delete(key);
-  if (next !== undefined) next.ipPrev = prev;
-}
-
-function pushIb(table: NumTable<Node>, key: number, n: Node): void {
-  const head = table.get(key);
-  n.ibNext = head;
-  if (head !== undefined) head.ibPrev = n;
-  table.set(key, n);
-}
-
-function unlinkIb(table: NumTable<Node>, key: number, n: Node): void {
-  const { ibPrev: prev, ibNext: next } = n;
-  if (prev !== undefined) prev.ibNext = next;
-  else if (next !== undefined) table.set(key, next);
-  else table.delete(key);
-  if (next !== undefined) next.ibPrev = prev;
-}
-
 function isU16(v: number): boolean {
   return Number.isInteger(v) && v >= 0 && v <= 0xffff;
 }
 
-function checkAligned(name: string, v: number, size: number): void {
-  if (!Number.isSafeInteger(v) || v < 0 || v % size !== 0) {
+function checkAligned(name: string, v: number, size: number, s: number): void {
+  if (!Number.isSafeInteger(v) || v < 0 || !Number.isInteger(v * INV_SIZE[s])) {
     throw new RangeError(`IOTLB entry ${name} ${v} is not a non-negative multiple of its size 0x${size.toString(16)}`);
   }
 }
+
+const INITIAL_POOL = 256;
+const INITIAL_RING = 1024;
 
 // ---------------------------------------------------------------------------------------------
 
@@ -380,19 +362,38 @@ function checkAligned(name: string, v: number, size: number): void {
  * comment), independent of how many other entries are cached.
  */
 export class Iotlb {
-  /** Counters; never reset by invalidations. */
+  /** Counters; never reset. */
   readonly stats: IotlbStats = { hits: 0, misses: 0, inserts: 0, evictions: 0, invalidated: 0 };
   /** Most entries held at once; inserting into a full IOTLB evicts the oldest entry. */
   readonly capacity: number;
+
   private readonly vms = new Map<number, Vm>();
   private count = 0;
+  private seq = 0;
+
+  // Entry pool: records, the frozen entries handed out, and a stack of free ids.
+  private rec = new Float64Array(INITIAL_POOL * REC);
+  private ents: (IotlbEntry | undefined)[] = [];
+  private free = new Int32Array(INITIAL_POOL);
+  private freeTop = 0;
+  private poolUsed = 0;
+
+  // Contexts by id (records name their context by id, which costs no pointer chase).
+  private ctxs: (Ctx | undefined)[] = [];
+  private freeCtxIds: number[] = [];
+
   /**
-   * Every entry in insertion order, for FIFO eviction and {@link entries}. Removed entries
-   * stay (marked dead) until the array is compacted, which happens once dead entries outnumber
-   * live ones, so upkeep is O(1) amortised per insertion or removal.
+   * Every insertion as (id, sequence number), oldest first, for FIFO eviction and
+   * {@link entries}; references to removed entries are skipped and compacted away when the
+   * array fills, so upkeep is O(1) amortised and a removal does nothing here.
    */
-  private ring: (Node | undefined)[] = [];
+  private ringId = new Int32Array(INITIAL_RING);
+  private ringSeq = new Float64Array(INITIAL_RING);
   private ringHead = 0;
+  private ringTail = 0;
+
+  /** Scratch list of buckets for range walks (reused: invalidations allocate nothing). */
+  private readonly scratch: Bucket[] = [];
 
   /** @param capacity most entries held at once (default 2^21). */
   constructor(capacity = 1 << 21) {
@@ -414,17 +415,17 @@ export class Iotlb {
   lookup(vmid: number, asid: number, iova: number): IotlbEntry | undefined {
     const vm = this.vms.get(vmid);
     if (vm !== undefined && iova >= 0) {
-      let e: IotlbEntry | undefined;
+      let id = NONE;
       if (asid >= 0 && asid <= 0xffff) {
         const c = vm.asids.get(asid);
-        if (c !== undefined) e = c.find(iova);
-        if (e === undefined && vm.global !== undefined) e = vm.global.find(iova);
+        if (c !== undefined) id = c.find(iova);
+        if (id === NONE && vm.global !== undefined) id = vm.global.find(iova);
       } else if (vm.s2 !== undefined) {
-        e = vm.s2.find(iova);
+        id = vm.s2.find(iova);
       }
-      if (e !== undefined) {
+      if (id !== NONE) {
         this.stats.hits++;
-        return e;
+        return this.ents[id];
       }
     }
     this.stats.misses++;
@@ -442,19 +443,20 @@ export class Iotlb {
     if (s < 0) throw new RangeError(`IOTLB entry size ${e.size} is not a power of two from 4 KiB to 4 TiB`);
     if (!isU16(e.vmid)) throw new RangeError(`IOTLB entry VMID ${e.vmid} is not 16-bit`);
     if (!isU16(e.asid)) throw new RangeError(`IOTLB entry ASID ${e.asid} is not 16-bit`);
-    checkAligned('iova', e.iova, e.size);
-    checkAligned('ipa', e.ipa, e.size);
-    checkAligned('pa', e.pa, e.size);
+    checkAligned('iova', e.iova, e.size, s);
+    checkAligned('ipa', e.ipa, e.size, s);
+    checkAligned('pa', e.pa, e.size, s);
     if (!Number.isInteger(e.perm) || e.perm < 0 || e.perm > (PERM_R | PERM_W)) {
       throw new RangeError(`IOTLB entry perm ${e.perm} is invalid`);
     }
     const tag = !e.stage1 ? CTX_S2 : e.global ? CTX_GLOBAL : e.asid;
-    const vpn = e.iova / e.size;
-    const ipn = e.ipa / e.size;
+    const vpn = e.iova * INV_SIZE[s];
+    const ipn = e.ipa * INV_SIZE[s];
     const key = vpn * KEY_MUL + s;
 
-    const old = this.vms.get(e.vmid)?.ctx(tag)?.pages.get(key);
-    if (old !== undefined) this.removeNode(old);
+    const c0 = this.vms.get(e.vmid)?.ctx(tag);
+    const old = c0 === undefined ? NONE : c0.pages.get(key);
+    if (old !== NONE) this.removeId(old);
     else if (this.count >= this.capacity) this.evictOne();
     // Fetched after the removal: emptying a context or VMID drops it.
     let vm = this.vms.get(e.vmid);
@@ -462,14 +464,18 @@ export class Iotlb {
       vm = new Vm(e.vmid);
       this.vms.set(e.vmid, vm);
     }
-    let ctx = vm.ctx(tag);
-    if (ctx === undefined) {
-      ctx = new Ctx(vm, tag);
-      if (tag >= 0) vm.asids.set(tag, ctx);
-      else if (tag === CTX_GLOBAL) vm.global = ctx;
-      else vm.s2 = ctx;
-    }
-    const entry: IotlbEntry = Object.freeze({
+    const ctx = vm.ctx(tag) ?? this.newCtx(vm, tag);
+
+    const id = this.allocId();
+    const seq = this.seq++;
+    const rec = this.rec;
+    const o = id * REC;
+    rec[o + R_VPN] = vpn;
+    rec[o + R_IPN] = ipn;
+    rec[o + R_S] = s;
+    rec[o + R_CTX] = ctx.id;
+    rec[o + R_SEQ] = seq;
+    this.ents[id] = Object.freeze({
       vmid: e.vmid,
       asid: e.asid,
       global: e.global,
@@ -480,28 +486,37 @@ export class Iotlb {
       pa: e.pa,
       perm: e.perm,
     });
-    const n = new Node(entry, ctx, s, vpn, ipn);
-    ctx.pages.set(key, n);
-    pushVb(ctx.buckets, bucketKey(vpn, s), n);
+
+    ctx.pages.set(key, id);
+    this.pushBucket(ctx.buckets, vpn, s, id, seq);
     ctx.sizeCount[s]++;
     ctx.sizeMask |= 1 << s;
-    pushIp(vm.ipas, ipn * KEY_MUL + s, n);
-    pushIb(vm.ipaBuckets, bucketKey(ipn, s), n);
+
+    const ipKey = ipn * KEY_MUL + s;
+    const head = vm.ipas.get(ipKey);
+    rec[o + R_IPPREV] = NONE;
+    rec[o + R_IPNEXT] = head;
+    if (head !== NONE) rec[head * REC + R_IPPREV] = id;
+    vm.ipas.set(ipKey, id);
+    this.pushBucket(vm.ipaBuckets, ipn, s, id, seq);
     vm.ipaSizeCount[s]++;
     vm.ipaSizeMask |= 1 << s;
+
+    if (this.ringTail === this.ringId.length) this.compactRing();
+    this.ringId[this.ringTail] = id;
+    this.ringSeq[this.ringTail++] = seq;
+
     vm.count++;
     this.count++;
     this.stats.inserts++;
-    if (this.ring.length - this.ringHead >= 2 * this.count + 1024) this.compactRing();
-    this.ring.push(n);
   }
 
   /** Snapshot of the live entries, oldest first. */
   entries(): IotlbEntry[] {
     const out: IotlbEntry[] = [];
-    for (let i = this.ringHead; i < this.ring.length; i++) {
-      const n = this.ring[i];
-      if (n !== undefined && !n.dead) out.push(n.entry);
+    for (let i = this.ringHead; i < this.ringTail; i++) {
+      const id = this.ringId[i];
+      if (this.rec[id * REC + R_SEQ] === this.ringSeq[i]) out.push(this.ents[id] as IotlbEntry);
     }
     return out;
   }
@@ -513,9 +528,18 @@ export class Iotlb {
   invalidateAll(): number {
     const removed = this.count;
     this.vms.clear();
-    this.ring = [];
-    this.ringHead = 0;
     this.count = 0;
+    this.rec = new Float64Array(INITIAL_POOL * REC);
+    this.ents = [];
+    this.free = new Int32Array(INITIAL_POOL);
+    this.freeTop = 0;
+    this.poolUsed = 0;
+    this.ctxs = [];
+    this.freeCtxIds = [];
+    this.ringId = new Int32Array(INITIAL_RING);
+    this.ringSeq = new Float64Array(INITIAL_RING);
+    this.ringHead = 0;
+    this.ringTail = 0;
     this.stats.invalidated += removed;
     return removed;
   }
@@ -524,13 +548,22 @@ export class Iotlb {
   invalidateVmid(vmid: number): number {
     const vm = this.vms.get(vmid);
     if (vm === undefined) return 0;
-    const nodes: Node[] = [];
-    for (const ctx of vm.contexts(true)) ctx.pages.collect(nodes);
-    for (const n of nodes) n.dead = true;
+    let removed = 0;
+    for (const ctx of vm.contexts(true)) {
+      const t = ctx.pages;
+      for (let i = 0; i < t.capacity; i++) {
+        const id = t.idAt(i);
+        if (id !== NONE) {
+          this.freeId(id);
+          removed++;
+        }
+      }
+      this.releaseCtx(ctx);
+    }
     this.vms.delete(vmid);
-    this.count -= nodes.length;
-    this.stats.invalidated += nodes.length;
-    return nodes.length;
+    this.count -= removed;
+    this.stats.invalidated += removed;
+    return removed;
   }
 
   /** TLBI_NH_ALL: every stage-1 entry of the VMID (its stage-2-only entries stay). */
@@ -579,46 +612,23 @@ export class Iotlb {
   invalidateIpa(vmid: number, ipa: number, length: number): number {
     const vm = this.vms.get(vmid);
     if (vm === undefined || !(length >= 1) || !(ipa >= 0)) return 0;
-    const first = ipa;
     const last = ipa + length - 1;
     let removed = 0;
-
-    if (this.rangeCost(vm.ipaSizeMask, first, last) > vm.count) {
-      const nodes: Node[] = [];
-      for (const ctx of vm.contexts(true)) ctx.pages.collect(nodes);
-      for (const n of nodes) {
-        if (n.ipn >= Math.floor(first * INV_SIZE[n.s]) && n.ipn <= Math.floor(last * INV_SIZE[n.s])) {
-          this.removeNode(n);
-          removed++;
-        }
-      }
-    } else {
-      for (let m = vm.ipaSizeMask; m !== 0; m &= m - 1) {
-        const s = 31 - Math.clz32(m & -m);
-        const p0 = Math.floor(first * INV_SIZE[s]);
-        const p1 = Math.floor(last * INV_SIZE[s]);
-        if (p1 - p0 < EXACT_PROBE_MAX) {
-          for (let pn = p0; pn <= p1; pn++) {
-            for (let n = vm.ipas.get(pn * KEY_MUL + s); n !== undefined; ) {
-              const next = n.ipNext;
-              this.removeNode(n);
-              removed++;
-              n = next;
-            }
-          }
-        } else {
-          const b1 = Math.floor(p1 / BUCKET_PAGES);
-          for (let b = Math.floor(p0 / BUCKET_PAGES); b <= b1; b++) {
-            for (let n = vm.ipaBuckets.get(b * KEY_MUL + s); n !== undefined; ) {
-              const next = n.ibNext;
-              if (n.ipn >= p0 && n.ipn <= p1) {
-                this.removeNode(n);
-                removed++;
-              }
-              n = next;
-            }
+    for (let m = vm.ipaSizeMask; m !== 0; m &= m - 1) {
+      const s = 31 - Math.clz32(m & -m);
+      const p0 = Math.floor(ipa * INV_SIZE[s]);
+      const p1 = Math.floor(last * INV_SIZE[s]);
+      if (this.shouldProbe(vm.ipaBuckets, s, p0, p1)) {
+        for (let pn = p0; pn <= p1; pn++) {
+          for (let id = vm.ipas.get(pn * KEY_MUL + s); id !== NONE; ) {
+            const next = this.rec[id * REC + R_IPNEXT];
+            this.removeId(id);
+            removed++;
+            id = next;
           }
         }
+      } else {
+        removed += this.walkBuckets(R_IPN, p0, p1);
       }
     }
     this.stats.invalidated += removed;
@@ -627,127 +637,249 @@ export class Iotlb {
 
   // -------------------------------------------------------------------------------------------
 
-  /** Probes a range [first, last] costs over the size classes in `mask` (see EXACT_PROBE_MAX). */
-  private rangeCost(mask: number, first: number, last: number): number {
-    let cost = 0;
-    for (let m = mask; m !== 0; m &= m - 1) {
-      const s = 31 - Math.clz32(m & -m);
-      const p0 = Math.floor(first * INV_SIZE[s]);
-      const p1 = Math.floor(last * INV_SIZE[s]);
-      cost += p1 - p0 < EXACT_PROBE_MAX ? p1 - p0 + 1 : Math.floor(p1 / BUCKET_PAGES) - Math.floor(p0 / BUCKET_PAGES) + 1;
-    }
-    return cost;
-  }
-
   /** Remove the entries of `ctx` overlapping input bytes [first, last]; not counted in stats. */
   private removeVaRange(ctx: Ctx, first: number, last: number): number {
     let removed = 0;
-    if (this.rangeCost(ctx.sizeMask, first, last) > ctx.pages.count) {
-      const nodes: Node[] = [];
-      ctx.pages.collect(nodes);
-      for (const n of nodes) {
-        if (n.vpn >= Math.floor(first * INV_SIZE[n.s]) && n.vpn <= Math.floor(last * INV_SIZE[n.s])) {
-          this.removeNode(n);
-          removed++;
-        }
-      }
-      return removed;
-    }
     for (let m = ctx.sizeMask; m !== 0; m &= m - 1) {
       const s = 31 - Math.clz32(m & -m);
       const p0 = Math.floor(first * INV_SIZE[s]);
       const p1 = Math.floor(last * INV_SIZE[s]);
-      if (p1 - p0 < EXACT_PROBE_MAX) {
+      if (this.shouldProbe(ctx.buckets, s, p0, p1)) {
         for (let pn = p0; pn <= p1; pn++) {
-          const n = ctx.pages.get(pn * KEY_MUL + s);
-          if (n !== undefined) {
-            this.removeNode(n);
+          const id = ctx.pages.get(pn * KEY_MUL + s);
+          if (id !== NONE) {
+            this.removeId(id);
             removed++;
           }
         }
       } else {
-        const b1 = Math.floor(p1 / BUCKET_PAGES);
-        for (let b = Math.floor(p0 / BUCKET_PAGES); b <= b1; b++) {
-          for (let n = ctx.buckets.get(b * KEY_MUL + s); n !== undefined; ) {
-            const next = n.vbNext;
-            if (n.vpn >= p0 && n.vpn <= p1) {
-              this.removeNode(n);
-              removed++;
-            }
-            n = next;
-          }
-        }
+        removed += this.walkBuckets(R_VPN, p0, p1);
       }
     }
     return removed;
   }
 
-  /** Unlink one entry from every index; drops its context and VMID when they empty. */
-  private removeNode(n: Node): void {
-    const ctx = n.ctx;
-    const vm = ctx.vm;
-    const s = n.s;
-    ctx.pages.delete(n.vpn * KEY_MUL + s);
-    unlinkVb(ctx.buckets, bucketKey(n.vpn, s), n);
-    if (--ctx.sizeCount[s] === 0) ctx.sizeMask &= ~(1 << s);
-    this.unlinkIpa(vm, n);
-    n.dead = true;
-    this.count--;
-    if (--vm.count === 0) this.vms.delete(vm.vmid);
-    else if (ctx.pages.count === 0) detachCtx(ctx);
+  /**
+   * Whether to remove pages [p0, p1] of size class `s` by probing each page key (true) or by
+   * walking the buckets the range touches, which this leaves in `scratch` (false): whichever
+   * visits fewer ids.
+   */
+  private shouldProbe(index: BucketIndex, s: number, p0: number, p1: number): boolean {
+    const pages = p1 - p0 + 1;
+    if (pages <= EXACT_PROBE_MAX) return true;
+    const scratch = this.scratch;
+    scratch.length = 0;
+    const b0 = Math.floor(p0 / BUCKET_PAGES);
+    const b1 = Math.floor(p1 / BUCKET_PAGES);
+    let walk = 0;
+    const buckets = index.map;
+    if (b1 - b0 < buckets.size) {
+      for (let b = b0; b <= b1; b++) {
+        const bucket = buckets.get(b * KEY_MUL + s);
+        if (bucket !== undefined) {
+          scratch.push(bucket);
+          walk += bucket.ids.length;
+        }
+      }
+    } else {
+      for (const bucket of buckets.values()) {
+        if (bucket.s === s && bucket.index >= b0 && bucket.index <= b1) {
+          scratch.push(bucket);
+          walk += bucket.ids.length;
+        }
+      }
+    }
+    return pages <= walk;
   }
 
-  private unlinkIpa(vm: Vm, n: Node): void {
-    const s = n.s;
-    unlinkIp(vm.ipas, n.ipn * KEY_MUL + s, n);
-    unlinkIb(vm.ipaBuckets, bucketKey(n.ipn, s), n);
+  /** Remove the live ids of the `scratch` buckets whose page (record field `field`) is in [p0, p1]. */
+  private walkBuckets(field: number, p0: number, p1: number): number {
+    let removed = 0;
+    for (const bucket of this.scratch) {
+      const { ids, seqs } = bucket;
+      for (let j = 0; j < ids.length; j++) {
+        const o = ids[j] * REC;
+        if (this.rec[o + R_SEQ] !== seqs[j]) continue;
+        const pn = this.rec[o + field];
+        if (pn >= p0 && pn <= p1) {
+          this.removeId(ids[j]);
+          removed++;
+        }
+      }
+      if (bucket.live > 0 && ids.length > 2 * bucket.live + 16) this.compactBucket(bucket);
+    }
+    this.scratch.length = 0;
+    return removed;
+  }
+
+  /** Unlink one entry from every index and free its id; drops its context and VMID when empty. */
+  private removeId(id: number): void {
+    const rec = this.rec;
+    const o = id * REC;
+    const ctx = this.ctxs[rec[o + R_CTX]] as Ctx;
+    const vm = ctx.vm;
+    const s = rec[o + R_S];
+    const vpn = rec[o + R_VPN];
+    ctx.pages.delete(vpn * KEY_MUL + s);
+    ctx.buckets.drop(bucketKey(vpn, s));
+    if (--ctx.sizeCount[s] === 0) ctx.sizeMask &= ~(1 << s);
+    this.unlinkIpa(vm, id);
+    this.freeId(id);
+    this.count--;
+    if (--vm.count === 0) {
+      this.vms.delete(vm.vmid);
+      for (const c of vm.contexts(true)) this.releaseCtx(c);
+    } else if (ctx.pages.count === 0) {
+      this.detachCtx(ctx);
+    }
+  }
+
+  private unlinkIpa(vm: Vm, id: number): void {
+    const rec = this.rec;
+    const o = id * REC;
+    const s = rec[o + R_S];
+    const ipn = rec[o + R_IPN];
+    const prev = rec[o + R_IPPREV];
+    const next = rec[o + R_IPNEXT];
+    if (prev !== NONE) rec[prev * REC + R_IPNEXT] = next;
+    else if (next !== NONE) vm.ipas.set(ipn * KEY_MUL + s, next);
+    else vm.ipas.delete(ipn * KEY_MUL + s);
+    if (next !== NONE) rec[next * REC + R_IPPREV] = prev;
+    vm.ipaBuckets.drop(bucketKey(ipn, s));
     if (--vm.ipaSizeCount[s] === 0) vm.ipaSizeMask &= ~(1 << s);
   }
 
-  /** Remove a whole context: O(its entries), its own indexes are simply dropped. */
+  /** Remove a whole context: O(its entries); its own indexes are simply dropped. */
   private dropCtx(ctx: Ctx): number {
     const vm = ctx.vm;
-    const nodes: Node[] = [];
-    ctx.pages.collect(nodes);
-    for (const n of nodes) {
-      this.unlinkIpa(vm, n);
-      n.dead = true;
+    const t = ctx.pages;
+    let removed = 0;
+    for (let i = 0; i < t.capacity; i++) {
+      const id = t.idAt(i);
+      if (id !== NONE) {
+        this.unlinkIpa(vm, id);
+        this.freeId(id);
+        removed++;
+      }
     }
-    this.count -= nodes.length;
-    vm.count -= nodes.length;
-    this.stats.invalidated += nodes.length;
-    if (vm.count === 0) this.vms.delete(vm.vmid);
-    else detachCtx(ctx);
-    return nodes.length;
+    this.count -= removed;
+    vm.count -= removed;
+    this.stats.invalidated += removed;
+    if (vm.count === 0) {
+      this.vms.delete(vm.vmid);
+      for (const c of vm.contexts(true)) this.releaseCtx(c);
+    } else {
+      this.detachCtx(ctx);
+    }
+    return removed;
+  }
+
+  private newCtx(vm: Vm, tag: number): Ctx {
+    const id = this.freeCtxIds.pop() ?? this.ctxs.length;
+    const ctx = new Ctx(id, vm, tag);
+    this.ctxs[id] = ctx;
+    if (tag >= 0) vm.asids.set(tag, ctx);
+    else if (tag === CTX_GLOBAL) vm.global = ctx;
+    else vm.s2 = ctx;
+    return ctx;
+  }
+
+  private detachCtx(ctx: Ctx): void {
+    const vm = ctx.vm;
+    if (ctx.tag >= 0) vm.asids.delete(ctx.tag);
+    else if (ctx.tag === CTX_GLOBAL) vm.global = undefined;
+    else vm.s2 = undefined;
+    this.releaseCtx(ctx);
+  }
+
+  private releaseCtx(ctx: Ctx): void {
+    this.ctxs[ctx.id] = undefined;
+    this.freeCtxIds.push(ctx.id);
+  }
+
+  private pushBucket(index: BucketIndex, pn: number, s: number, id: number, seq: number): void {
+    const key = bucketKey(pn, s);
+    let b = index.map.get(key);
+    if (b === undefined) {
+      if (index.map.size > 2 * index.nonEmpty + 64) {
+        for (const [k, old] of index.map) if (old.live === 0) index.map.delete(k);
+      }
+      b = new Bucket(Math.floor(pn / BUCKET_PAGES), s);
+      index.map.set(key, b);
+      index.nonEmpty++;
+    } else if (b.live === 0) {
+      index.nonEmpty++;
+    } else if (b.ids.length > 2 * b.live + 16) {
+      this.compactBucket(b);
+    }
+    b.ids.push(id);
+    b.seqs.push(seq);
+    b.live++;
+  }
+
+  private compactBucket(b: Bucket): void {
+    const { ids, seqs } = b;
+    let n = 0;
+    for (let j = 0; j < ids.length; j++) {
+      if (this.rec[ids[j] * REC + R_SEQ] === seqs[j]) {
+        ids[n] = ids[j];
+        seqs[n++] = seqs[j];
+      }
+    }
+    ids.length = n;
+    seqs.length = n;
+  }
+
+  private allocId(): number {
+    if (this.freeTop > 0) return this.free[--this.freeTop];
+    if (this.poolUsed * REC === this.rec.length) {
+      const rec = new Float64Array(this.rec.length * 2);
+      rec.set(this.rec);
+      this.rec = rec;
+      const free = new Int32Array(this.free.length * 2);
+      free.set(this.free);
+      this.free = free;
+    }
+    return this.poolUsed++;
+  }
+
+  private freeId(id: number): void {
+    const o = id * REC;
+    this.rec[o + R_SEQ] = NONE;
+    this.rec[o + R_CTX] = NONE;
+    this.free[this.freeTop++] = id;
   }
 
   private evictOne(): void {
-    const ring = this.ring;
-    while (this.ringHead < ring.length) {
-      const n = ring[this.ringHead];
-      ring[this.ringHead++] = undefined;
-      if (n !== undefined && !n.dead) {
-        this.removeNode(n);
+    while (this.ringHead < this.ringTail) {
+      const id = this.ringId[this.ringHead];
+      const seq = this.ringSeq[this.ringHead++];
+      if (this.rec[id * REC + R_SEQ] === seq) {
+        this.removeId(id);
         this.stats.evictions++;
         return;
       }
     }
   }
 
+  /** Drop stale references from the insertion ring; grow it when it stays over half full. */
   private compactRing(): void {
-    const live: (Node | undefined)[] = [];
-    for (let i = this.ringHead; i < this.ring.length; i++) {
-      const n = this.ring[i];
-      if (n !== undefined && !n.dead) live.push(n);
+    const ids = this.ringId;
+    const seqs = this.ringSeq;
+    let n = 0;
+    for (let i = this.ringHead; i < this.ringTail; i++) {
+      if (this.rec[ids[i] * REC + R_SEQ] === seqs[i]) {
+        ids[n] = ids[i];
+        seqs[n++] = seqs[i];
+      }
     }
-    this.ring = live;
     this.ringHead = 0;
+    this.ringTail = n;
+    if (2 * n >= ids.length) {
+      this.ringId = new Int32Array(ids.length * 2);
+      this.ringId.set(ids.subarray(0, n));
+      this.ringSeq = new Float64Array(seqs.length * 2);
+      this.ringSeq.set(seqs.subarray(0, n));
+    }
   }
-}
-
-function detachCtx(ctx: Ctx): void {
-  const vm = ctx.vm;
-  if (ctx.tag >= 0) vm.asids.delete(ctx.tag);
-  else if (ctx.tag === CTX_GLOBAL) vm.global = undefined;
-  else vm.s2 = undefined;
 }

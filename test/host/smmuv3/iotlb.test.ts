@@ -148,6 +148,19 @@ test('huge ranges remove exactly the overlapping entries (no per-page loop)', ()
   assert.equal(t.lookup(1, 1, 11 * 0x1_2345_6000), undefined);
   assert.ok(t.lookup(1, 1, 10 * 0x1_2345_6000));
   assert.ok(t.lookup(1, 1, 31 * 0x1_2345_6000));
+  // Dense pages: a 100-page range is cheaper to probe page by page than to walk.
+  const dense: IotlbEntry[] = [];
+  for (let i = 0; i < 3000; i++) dense.push(s1(2, 1, 0x4000_0000 + i * K4, K4, { ipa: 0x8000_0000 + i * K4 }));
+  fill(t, dense);
+  assert.equal(t.invalidateVa(2, 1, 0x4000_0000 + 1000 * K4 + 1, 100 * K4), 101);
+  assert.equal(t.invalidateIpa(2, 0x8000_0000 + 2000 * K4, 100 * K4), 100);
+  assert.equal(t.lookup(2, 1, 0x4000_0000 + 1000 * K4), undefined);
+  assert.equal(t.lookup(2, 1, 0x4000_0000 + 1100 * K4), undefined);
+  assert.ok(t.lookup(2, 1, 0x4000_0000 + 999 * K4));
+  assert.ok(t.lookup(2, 1, 0x4000_0000 + 1101 * K4));
+  assert.ok(t.lookup(2, 1, 0x4000_0000 + 1999 * K4));
+  assert.equal(t.lookup(2, 1, 0x4000_0000 + 2099 * K4), undefined);
+  assert.ok(t.lookup(2, 1, 0x4000_0000 + 2100 * K4));
 });
 
 test('TLBI_S2_IPA removes nested and stage-2-only entries whose IPA overlaps', () => {

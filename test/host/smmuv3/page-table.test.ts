@@ -474,7 +474,8 @@ describe('randomized: walker, builder.translate and a reference model agree', ()
       }
       assert.ok(rejected > 0 && ref.size > 20, `exercise both paths (rejected ${rejected}, mapped ${ref.size})`);
 
-      const check = (va: number) => {
+      let blockLeaves = 0;
+      const check = (va: number): void => {
         const r = find(va);
         const t = b.translate(va);
         walk(cfg, reader, va, 0, out);
@@ -488,10 +489,11 @@ describe('randomized: walker, builder.translate and a reference model agree', ()
         assert.equal(out.outputAddress, pa);
         assert.equal(out.perm, r.perm);
         assert.deepEqual(t, { pa, perm: r.perm, size: out.blockSize });
+        if (out.blockSize > sh.granule) blockLeaves++;
         const leaf = va - (va % out.blockSize);
         assert.ok(leaf >= r.va && leaf + out.blockSize <= r.va + r.size, 'the leaf lies inside the mapping');
         for (const access of [ACCESS_R, ACCESS_W]) {
-          const expect = (r.perm & access) === access ? FAULT_NONE : FAULT_PERMISSION;
+          const expect: number = (r.perm & access) === access ? FAULT_NONE : FAULT_PERMISSION;
           assert.equal(walk(cfg, reader, va, access, out).fault, expect);
         }
       };
@@ -506,6 +508,7 @@ describe('randomized: walker, builder.translate and a reference model agree', ()
         for (let i = 0; i < 200; i++) check(int(window));
       };
       probe();
+      assert.ok(blockLeaves > 0, 'some translations came from block descriptors');
       // Unmap about half, then everything must still agree.
       for (const r of [...ref.values()]) {
         if (int(2) === 0) continue;
