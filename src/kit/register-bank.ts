@@ -6,7 +6,7 @@
  */
 
 import { hex, joinU64, splitU64 } from './bits.js';
-import type { ModelLog } from './log.js';
+import type { LogKind, ModelLog } from './log.js';
 import type { RegionOps } from './memory-region.js';
 import { RegisterFile, type RegisterDef, type RegisterInfo, type RegisterLayout } from './registers.js';
 
@@ -20,8 +20,10 @@ export class RegisterBank implements RegionOps {
   readonly file: RegisterFile;
   private readonly writeHooks: (WriteHook | undefined)[];
   private readonly readHooks: (ReadHook | undefined)[];
-  /** Handles offsets with no register (default: guest error, RAZ/WI). */
+  /** Handles offsets with no register (default: logged, RAZ/WI). */
   fallback: RegionOps | undefined;
+  /** How disallowed accesses are logged (QEMU devices differ: guest error or unimplemented). */
+  logKind: LogKind = 'guest_error';
 
   constructor(
     /** Log source name, e.g. `tegra241-cmdqv`. */
@@ -56,7 +58,7 @@ export class RegisterBank implements RegionOps {
     if (slot < 0 || size !== 4) return this.miss(offset, size, false, 0);
     const reg = this.layout.registers[this.layout.slotReg[slot]!]!;
     if (reg.writeOnly) {
-      this.log.guestError(this.source, `read of write-only register ${reg.name} (offset ${hex(offset, 5)})`);
+      this.report(`read of write-only register ${reg.name} (offset ${hex(offset, 5)})`);
       return 0;
     }
     this.readHooks[reg.index]?.(reg);
@@ -71,7 +73,7 @@ export class RegisterBank implements RegionOps {
     }
     const reg = this.layout.registers[this.layout.slotReg[slot]!]!;
     if (reg.readOnly) {
-      this.log.guestError(this.source, `write of ${hex(value)} to read-only register ${reg.name} (ignored)`);
+      this.report(`write of ${hex(value)} to read-only register ${reg.name} (ignored)`);
       return;
     }
     const words = this.file.words;
@@ -85,11 +87,11 @@ export class RegisterBank implements RegionOps {
     const reg = this.layout.registerAt(offset);
     if (!reg || reg.width !== 64 || reg.offset !== offset) {
       if (this.fallback && !reg) return this.fallback.read64(offset);
-      this.log.guestError(this.source, `unexpected 64-bit read at offset ${hex(offset, 5)} (RAZ)`);
+      this.report(`unexpected 64-bit read at offset ${hex(offset, 5)} (RAZ)`);
       return 0n;
     }
     if (reg.writeOnly) {
-      this.log.guestError(this.source, `read of write-only register ${reg.name} (offset ${hex(offset, 5)})`);
+      this.report(`read of write-only register ${reg.name} (offset ${hex(offset, 5)})`);
       return 0n;
     }
     this.readHooks[reg.index]?.(reg);
@@ -103,11 +105,11 @@ export class RegisterBank implements RegionOps {
         this.fallback.write64(offset, value);
         return;
       }
-      this.log.guestError(this.source, `unexpected 64-bit write at offset ${hex(offset, 5)} (WI)`);
+      this.report(`unexpected 64-bit write at offset ${hex(offset, 5)} (WI)`);
       return;
     }
     if (reg.readOnly) {
-      this.log.guestError(this.source, `write of ${hex(value, 16)} to read-only register ${reg.name} (ignored)`);
+      this.report(`write of ${hex(value, 16)} to read-only register ${reg.name} (ignored)`);
       return;
     }
     const words = this.file.words;
@@ -119,6 +121,11 @@ export class RegisterBank implements RegionOps {
     this.writeHooks[reg.index]?.(reg, prevLo, prevHi);
   }
 
+  private report(message: string): void {
+    if (this.logKind === 'unimp') this.log.unimp(this.source, message);
+    else this.log.guestError(this.source, message);
+  }
+
   private miss(offset: number, size: number, write: boolean, value: number): number {
     if (this.fallback) {
       if (write) {
@@ -127,8 +134,7 @@ export class RegisterBank implements RegionOps {
       }
       return this.fallback.read(offset, size as 1 | 2 | 4);
     }
-    this.log.guestError(
-      this.source,
+    this.report(
       write
         ? `write of ${hex(value)} (size ${size}) to offset ${hex(offset, 5)} with no register (WI)`
         : `read (size ${size}) of offset ${hex(offset, 5)} with no register (RAZ)`,

@@ -45,6 +45,11 @@ export interface RegisterSpec<F extends string = string> {
   /** Default access (default `RW`). */
   readonly access?: Access;
   /**
+   * Bits outside every declared field: `raz` (default) reads as zero and ignores writes;
+   * `stored` keeps what is written, following `access` (models that store reserved bits).
+   */
+  readonly reserved?: 'raz' | 'stored';
+  /**
    * Replicate the register `count` times, `stride` bytes apart; instance `i` is named
    * `name` with `{i}` replaced by `i` (or suffixed with `i` when there is no `{i}`).
    */
@@ -119,6 +124,11 @@ function wordMasks(def: RegisterDef, half: 0 | 1): WordMasks {
   if (fieldNames.length === 0) {
     apply(regAccess, 0xffff_ffff);
   } else {
+    if (spec.reserved === 'stored') {
+      let declared = 0;
+      for (const name of fieldNames) declared |= def.f[name]!.wordMask(half);
+      apply(regAccess, ~declared >>> 0);
+    }
     for (const name of fieldNames) {
       const fs = spec.fields![name]!;
       apply(fs.access ?? regAccess, def.f[name]!.wordMask(half));

@@ -465,6 +465,10 @@ export class IommufdContext {
       read: (max: number) => q.queue.read(max),
       close: () => {
         q.users--;
+        q.queue.onReport = undefined;
+      },
+      watch: (cb) => {
+        q.queue.onReport = cb;
       },
     });
     q.users++;

@@ -20,6 +20,8 @@ export class VeventQueue {
   private count = 0;
   /** Events dropped because the queue was full. */
   dropped = 0;
+  /** Readiness notification (poll(2)/epoll wake-up of the reader). */
+  onReport: (() => void) | undefined;
 
   constructor(
     readonly type: number,
@@ -39,11 +41,13 @@ export class VeventQueue {
       // Replace (or add) the trailing lost-events header with the newest sequence number.
       if (last?.lost) this.records.pop();
       this.records.push({ lost: true, sequence: this.takeSeq(), payload: new Uint8Array(0) });
+      this.onReport?.();
       return;
     }
     if (last?.lost) this.records.pop();
     this.records.push({ lost: false, sequence: this.takeSeq(), payload: payload.slice() });
     this.count++;
+    this.onReport?.();
   }
 
   private takeSeq(): number {

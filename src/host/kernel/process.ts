@@ -22,7 +22,7 @@ export const MAP_SHARED = 1;
 export type OpenFile =
   | { kind: 'iommufd'; ctx: IommufdContext }
   | { kind: 'vfio'; dev: HostDevice; ctx: IommufdContext | undefined }
-  | { kind: 'veventq'; read: (max: number) => Uint8Array; close: () => void };
+  | { kind: 'veventq'; read: (max: number) => Uint8Array; close: () => void; watch: (cb: (() => void) | undefined) => void };
 
 /** A host process. */
 export class Process {
@@ -140,6 +140,18 @@ export class Process {
       if (e instanceof ErrnoError) return -e.errno;
       throw e;
     }
+  }
+
+  /**
+   * Register a readiness callback for `fd` (what a main loop's fd handler gets from epoll).
+   * The callback runs when the file becomes readable; pass undefined to stop watching.
+   */
+  watchFd(fd: number, cb: (() => void) | undefined): number {
+    const f = this.fds.get(fd);
+    if (!f) return -Errno.EBADF;
+    if (f.kind !== 'veventq') return -Errno.EPERM;
+    f.watch(cb);
+    return 0;
   }
 
   /** read(2): vEVENTQ files return whole records and never block (0 when empty). */

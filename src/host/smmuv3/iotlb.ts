@@ -249,8 +249,10 @@ const R_SEQ = 6;
  * and are skipped, then compacted away when they outnumber the live ones.
  */
 class Bucket {
-  readonly ids: number[] = [];
-  readonly seqs: number[] = [];
+  ids = new Int32Array(4);
+  seqs = new Float64Array(4);
+  /** Slots used in ids/seqs. */
+  n = 0;
   live = 0;
 
   constructor(
@@ -274,8 +276,7 @@ class BucketIndex {
   drop(key: number): void {
     const b = this.map.get(key) as Bucket;
     if (--b.live === 0) {
-      b.ids.length = 0;
-      b.seqs.length = 0;
+      b.n = 0; // every reference left is stale
       this.nonEmpty--;
     }
   }
@@ -678,14 +679,14 @@ export class Iotlb {
         const bucket = buckets.get(b * KEY_MUL + s);
         if (bucket !== undefined) {
           scratch.push(bucket);
-          walk += bucket.ids.length;
+          walk += bucket.n;
         }
       }
     } else {
       for (const bucket of buckets.values()) {
         if (bucket.s === s && bucket.index >= b0 && bucket.index <= b1) {
           scratch.push(bucket);
-          walk += bucket.ids.length;
+          walk += bucket.n;
         }
       }
     }
@@ -696,8 +697,9 @@ export class Iotlb {
   private walkBuckets(field: number, p0: number, p1: number): number {
     let removed = 0;
     for (const bucket of this.scratch) {
+      // A removal that empties the bucket resets n: the loop then ends, nothing live is left.
       const { ids, seqs } = bucket;
-      for (let j = 0; j < ids.length; j++) {
+      for (let j = 0; j < bucket.n; j++) {
         const o = ids[j] * REC;
         if (this.rec[o + R_SEQ] !== seqs[j]) continue;
         const pn = this.rec[o + field];
@@ -706,7 +708,7 @@ export class Iotlb {
           removed++;
         }
       }
-      if (bucket.live > 0 && ids.length > 2 * bucket.live + 16) this.compactBucket(bucket);
+      if (bucket.live > 0 && bucket.n > 2 * bucket.live + 16) this.compactBucket(bucket);
     }
     this.scratch.length = 0;
     return removed;
@@ -809,25 +811,32 @@ export class Iotlb {
       index.nonEmpty++;
     } else if (b.live === 0) {
       index.nonEmpty++;
-    } else if (b.ids.length > 2 * b.live + 16) {
+    } else if (b.n > 2 * b.live + 16) {
       this.compactBucket(b);
     }
-    b.ids.push(id);
-    b.seqs.push(seq);
+    if (b.n === b.ids.length) {
+      const ids = new Int32Array(2 * b.n);
+      ids.set(b.ids);
+      b.ids = ids;
+      const seqs = new Float64Array(2 * b.n);
+      seqs.set(b.seqs);
+      b.seqs = seqs;
+    }
+    b.ids[b.n] = id;
+    b.seqs[b.n++] = seq;
     b.live++;
   }
 
   private compactBucket(b: Bucket): void {
     const { ids, seqs } = b;
     let n = 0;
-    for (let j = 0; j < ids.length; j++) {
+    for (let j = 0; j < b.n; j++) {
       if (this.rec[ids[j] * REC + R_SEQ] === seqs[j]) {
         ids[n] = ids[j];
         seqs[n++] = seqs[j];
       }
     }
-    ids.length = n;
-    seqs.length = n;
+    b.n = n;
   }
 
   private allocId(): number {
