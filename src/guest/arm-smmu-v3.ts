@@ -1,0 +1,153 @@
+/**
+ * The guest's arm-smmu-v3 driver model: resets and enables the (emulated) SMMU as Linux does —
+ * stream table, command queue and event queue in guest RAM, interrupts, SMMUEN — installs
+ * STEs, submits commands on its command queue with CMD_SYNC and CONS polling, skips a command
+ * that raised a CERROR, and drains the event queue. A CMDQV (if found) provides extra queues
+ * for the commands it accepts (see {@link GuestCmdqv}).
+ */
+
+import { buildCommand, CERROR_ILL, Op, SYNC_CS_SEV } from '../arch/smmuv3/commands.js';
+import { qAdvance, qEmpty, qIndex, qUsed } from '../arch/smmuv3/queue.js';
+import * as R from '../arch/smmuv3/registers.js';
+import { GuestAllocator, pollTimeout, type GuestPlatform } from './platform.js';
+
+/** The driver's cap on its command queue (log2 entries). */
+const CMDQ_MAX_LOG2 = 10;
+const EVTQ_LOG2 = 8;
+
+/** Counters of the guest driver's work. */
+export interface GuestSmmuStats {
+  commands: number;
+  syncs: number;
+  cerrorsSkipped: number;
+  events: number;
+}
+
+/** One SMMU as the guest driver sees it. */
+export class GuestSmmu {
+  readonly sidBits: number;
+  readonly cmdqLog2: number;
+  readonly ril: boolean;
+  /** Raw IDR1, for the CMDQV driver's queue sizing. */
+  readonly idr1: number;
+  readonly stats: GuestSmmuStats = { commands: 0, syncs: 0, cerrorsSkipped: 0, events: 0 };
+  /** Event records drained from the event queue (8 words each). */
+  readonly events: Uint32Array[] = [];
+  private readonly strtab: number;
+  private readonly cmdq: number;
+  private readonly evtq: number;
+  private prod = 0;
+  private evtCons = 0;
+
+  constructor(
+    readonly p: GuestPlatform,
+    readonly base: number,
+    readonly mem: GuestAllocator,
+    readonly identifier: number,
+  ) {
+    const b = p.bus;
+    this.idr1 = b.read32(base + R.IDR1.spec.offset);
+    const idr3 = b.read32(base + R.IDR3.spec.offset);
+    this.sidBits = Math.min(R.IDR1.f.SIDSIZE.get(this.idr1), 16);
+    this.cmdqLog2 = Math.min(R.IDR1.f.CMDQS.get(this.idr1), CMDQ_MAX_LOG2);
+    this.ril = R.IDR3.f.RIL.get(idr3) === 1;
+    // Disable, then build the structures.
+    this.writeCr0(0);
+    this.strtab = mem.alloc(2 ** this.sidBits * 64);
+    this.cmdq = mem.alloc(2 ** this.cmdqLog2 * 16);
+    this.evtq = mem.alloc(2 ** EVTQ_LOG2 * 32);
+    b.write64(base + R.STRTAB_BASE.spec.offset, BigInt(this.strtab) | (1n << 62n));
+    b.write32(base + R.STRTAB_BASE_CFG.spec.offset, this.sidBits);
+    b.write64(base + R.CMDQ_BASE.spec.offset, BigInt(this.cmdq) | BigInt(this.cmdqLog2) | (1n << 62n));
+    b.write32(base + R.CMDQ_PROD.spec.offset, 0);
+    b.write32(base + R.CMDQ_CONS.spec.offset, 0);
+    this.writeCr0(R.CR0.f.CMDQEN.set(0, 1));
+    this.submit([buildCommand(Op.CFGI_STE_RANGE, { range: 31 }), buildCommand(Op.TLBI_NSNH_ALL)]);
+    b.write64(base + R.EVENTQ_BASE.spec.offset, BigInt(this.evtq) | BigInt(EVTQ_LOG2));
+    b.write32(base + R.EVENTQ_PROD.spec.offset, 0);
+    b.write32(base + R.EVENTQ_CONS.spec.offset, 0);
+    this.writeCr0(0b1100);
+    b.write32(base + R.IRQ_CTRL.spec.offset, 0b101);
+    if (!pollTimeout(p.clock, () => b.read32(base + R.IRQ_CTRLACK.spec.offset) === 0b101)) throw new Error('failed to enable irqs');
+    this.writeCr0(0b1101);
+  }
+
+  private writeCr0(v: number): void {
+    const b = this.p.bus;
+    b.write32(this.base + R.CR0.spec.offset, v);
+    if (!pollTimeout(this.p.clock, () => b.read32(this.base + R.CR0ACK.spec.offset) === v)) {
+      throw new Error(`SMMU ${this.identifier}: CR0 write of 0x${v.toString(16)} not acknowledged`);
+    }
+  }
+
+  /** Write an STE (8 words) for `sid` and invalidate it. */
+  writeSte(sid: number, ste: Uint32Array): void {
+    const addr = this.strtab + sid * 64;
+    for (let i = 0; i < 16; i++) this.p.bus.write32(addr + i * 4, i < 8 ? ste[i]! : 0);
+    this.submit([buildCommand(Op.CFGI_STE, { sid, leaf: true })]);
+  }
+
+  /**
+   * Submit commands on the SMMU command queue, then a CMD_SYNC, and wait for CONS to pass it.
+   * On a CERROR the bad command is skipped (replaced with a CMD_SYNC) and GERRORN acknowledged.
+   */
+  submit(cmds: readonly Uint32Array[]): void {
+    const b = this.p.bus;
+    for (const c of [...cmds, buildCommand(Op.SYNC, { cs: SYNC_CS_SEV })]) {
+      // Wait for space (the queue is consumed on PROD writes, so this only triggers when full).
+      if (qUsed(this.prod, b.read32(this.base + R.CMDQ_CONS.spec.offset) & 0xfffff, this.cmdqLog2) >= 2 ** this.cmdqLog2 - 1) {
+        this.kick();
+      }
+      const at = this.cmdq + qIndex(this.prod, this.cmdqLog2) * 16;
+      for (let i = 0; i < 4; i++) b.write32(at + i * 4, c[i]!);
+      this.prod = qAdvance(this.prod, 1, this.cmdqLog2);
+      this.stats.commands++;
+    }
+    this.stats.syncs++;
+    this.kick();
+  }
+
+  private kick(): void {
+    const b = this.p.bus;
+    b.write32(this.base + R.CMDQ_PROD.spec.offset, this.prod);
+    const done = pollTimeout(this.p.clock, () => {
+      const cons = b.read32(this.base + R.CMDQ_CONS.spec.offset);
+      if (qEmpty(this.prod, cons & 0xfffff, this.cmdqLog2)) return true;
+      const gerror = b.read32(this.base + R.GERROR.spec.offset);
+      const gerrorn = b.read32(this.base + R.GERRORN.spec.offset);
+      if ((gerror ^ gerrorn) & 1) this.skipError(cons, gerror);
+      return false;
+    });
+    if (!done) throw new Error(`SMMU ${this.identifier}: CMD_SYNC timeout`);
+  }
+
+  /** Linux's skip-error routine on the main CMDQ. */
+  private skipError(cons: number, gerror: number): void {
+    const err = R.CMDQ_CONS.f.ERR.get(cons);
+    if (err === CERROR_ILL || err > 3) {
+      const at = this.cmdq + qIndex(cons, this.cmdqLog2) * 16;
+      const sync = buildCommand(Op.SYNC, { cs: SYNC_CS_SEV });
+      for (let i = 0; i < 4; i++) this.p.bus.write32(at + i * 4, sync[i]!);
+    }
+    this.stats.cerrorsSkipped++;
+    this.p.bus.write32(this.base + R.GERRORN.spec.offset, gerror);
+  }
+
+  /** Event queue interrupt handler: drain records. */
+  drainEvents(): number {
+    const b = this.p.bus;
+    const prod = b.read32(this.base + R.EVENTQ_PROD.spec.offset);
+    let n = 0;
+    while (!qEmpty(prod & 0xfffff, this.evtCons, EVTQ_LOG2)) {
+      const at = this.evtq + qIndex(this.evtCons, EVTQ_LOG2) * 32;
+      const rec = new Uint32Array(8);
+      for (let i = 0; i < 8; i++) rec[i] = b.read32(at + i * 4);
+      this.events.push(rec);
+      this.evtCons = qAdvance(this.evtCons, 1, EVTQ_LOG2);
+      n++;
+    }
+    b.write32(this.base + R.EVENTQ_CONS.spec.offset, ((prod & 0x8000_0000) | this.evtCons) >>> 0);
+    this.stats.events += n;
+    return n;
+  }
+}

@@ -1,0 +1,56 @@
+/**
+ * What the guest driver model sees of its machine: loads and stores to guest-physical
+ * addresses (MMIO traps or RAM, decided by the machine), interrupt lines, time, and a simple
+ * allocator for its own memory (rings, tables, buffers), as a kernel's page allocator would be.
+ */
+
+import type { VirtualClock } from '../kit/clock.js';
+import type { IrqLine } from '../kit/irq.js';
+
+/** CPU loads/stores. */
+export interface GuestBus {
+  read32(gpa: number): number;
+  write32(gpa: number, value: number): void;
+  read64(gpa: number): bigint;
+  write64(gpa: number, value: bigint): void;
+}
+
+/** Everything the guest kernel model needs from the platform. */
+export interface GuestPlatform {
+  readonly bus: GuestBus;
+  readonly clock: VirtualClock;
+  /** Interrupt line by GSIV (the guest's view of the GIC). */
+  irq(gsiv: number): IrqLine | undefined;
+  /** Guest RAM range available to the guest kernel. */
+  readonly ramBase: number;
+  readonly ramSize: number;
+}
+
+/** A bump allocator with natural alignment over a guest RAM range (the guest's page allocator). */
+export class GuestAllocator {
+  private next: number;
+  constructor(
+    private readonly base: number,
+    private readonly size: number,
+  ) {
+    this.next = base;
+  }
+
+  /** `bytes` of zeroed memory aligned to `align` (default: size rounded to a power of two, min 4 KiB). */
+  alloc(bytes: number, align = Math.max(4096, 2 ** Math.ceil(Math.log2(bytes)))): number {
+    const at = Math.ceil(this.next / align) * align;
+    if (at + bytes > this.base + this.size) throw new Error(`guest out of memory allocating ${bytes} bytes`);
+    this.next = at + bytes;
+    return at;
+  }
+
+  /** Bytes handed out so far. */
+  get used(): number {
+    return this.next - this.base;
+  }
+}
+
+/** Poll `cond` every microsecond for up to one second of model time (readl_poll_timeout). */
+export function pollTimeout(clock: VirtualClock, cond: () => boolean): boolean {
+  return clock.poll(cond, 1000, 1_000_000_000);
+}
