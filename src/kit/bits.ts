@@ -26,6 +26,9 @@ export class Field {
   /** Largest value the field can hold, as a number (exact for widths ≤ 53). */
   readonly max: number;
   private readonly m32: number;
+  /** For fields straddling bit 32: multiplier of the high part and its mask (precomputed). */
+  private readonly hiMul: number;
+  private readonly hiMask: number;
 
   constructor(
     readonly name: string,
@@ -38,6 +41,8 @@ export class Field {
     this.msb = lsb + width - 1;
     this.max = 2 ** width - 1;
     this.m32 = ones32(Math.min(width, 32));
+    this.hiMul = lsb < 32 ? 2 ** (32 - lsb) : 1;
+    this.hiMask = this.msb >= 32 ? ones32(this.msb - 31) : 0;
   }
 
   /** Mask of the field's bits within a 64-bit value. */
@@ -70,9 +75,7 @@ export class Field {
     const { lsb, msb } = this;
     if (msb < 32) return ((lo >>> lsb) & this.m32) >>> 0;
     if (lsb >= 32) return ((hi >>> (lsb - 32)) & this.m32) >>> 0;
-    const lowBits = 32 - lsb;
-    const high = (hi & ones32(msb - 31)) >>> 0;
-    return (lo >>> lsb) + high * 2 ** lowBits;
+    return (lo >>> lsb) + ((hi & this.hiMask) >>> 0) * this.hiMul;
   }
 
   /**

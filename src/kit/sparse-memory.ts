@@ -11,7 +11,12 @@ const CHUNK_MASK = CHUNK_SIZE - 1;
 interface Chunk {
   readonly bytes: Uint8Array;
   readonly view: DataView;
+  /** The chunk as host-order words; only used on little-endian hosts (see {@link LITTLE_ENDIAN_HOST}). */
+  readonly words: Uint32Array;
 }
+
+/** Whether typed arrays are little-endian here (so a Uint32Array view reads LE words). */
+export const LITTLE_ENDIAN_HOST = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
 
 /** Sparse little-endian memory of a fixed size (addresses are numbers below 2^53). */
 export class SparseMemory {
@@ -39,7 +44,7 @@ export class SparseMemory {
     if (!c) {
       if (!create) return undefined;
       const bytes = new Uint8Array(CHUNK_SIZE);
-      c = { bytes, view: new DataView(bytes.buffer) };
+      c = { bytes, view: new DataView(bytes.buffer), words: new Uint32Array(bytes.buffer) };
       this.chunks.set(index, c);
     }
     this.lastIndex = index;
@@ -67,6 +72,16 @@ export class SparseMemory {
     let v = 0;
     for (let i = size - 1; i >= 0; i--) v = v * 256 + this.read(addr + i, 1);
     return v;
+  }
+
+  /**
+   * The 64 KiB chunk holding `addr` as words (allocating it), for hot loops that walk a ring:
+   * word i of the chunk is at chunk base + 4·i. Undefined on big-endian hosts (use read32).
+   */
+  chunkWords(addr: number): Uint32Array | undefined {
+    if (!LITTLE_ENDIAN_HOST) return undefined;
+    this.check(addr, 4);
+    return this.chunkFor(Math.floor(addr / CHUNK_SIZE), true)!.words;
   }
 
   /** Aligned 32-bit read, the fast path for rings and tables. */

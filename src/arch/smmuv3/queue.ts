@@ -5,12 +5,12 @@
 
 /** Mask of the index bits. */
 export function qIndexMask(log2: number): number {
-  return ((1 << log2) >>> 0) - 1;
+  return log2 >= 32 ? 0xffff_ffff : ((1 << log2) >>> 0) - 1;
 }
 
 /** Mask of index + wrap bits. */
 export function qWrapMask(log2: number): number {
-  return (2 ** (log2 + 1) - 1) >>> 0;
+  return log2 >= 31 ? 0xffff_ffff : (1 << (log2 + 1)) - 1;
 }
 
 /** Slot number of an index register value. */

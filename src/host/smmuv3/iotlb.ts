@@ -121,15 +121,28 @@ function sizeClass(size: number): number {
 
 // ---------------------------------------------------------------------------------------------
 // IdTable: open-addressing hash table from a non-negative integer key below 2^53 to an id.
-// Key and id share one Float64Array (one cache line per probe); linear probing, backward-shift
-// deletion (no tombstones), load factor at most 1/2.
+//
+// Callers pass a key as its two 32-bit halves (hi, lo), lo signed: both are small integers, so
+// no call boxes a heap number (a double argument to a call TurboFan does not inline would).
+// A slot is four int32s, [lo, hi, id, unused]: a probe reads one 16-byte slot. Linear probing,
+// backward-shift deletion (no tombstones), load factor at most 1/2.
 
-const EMPTY = -1;
 const NONE = -1;
+const SLOT = 4;
 
-/** Hash of an integer key below 2^53 (fmix32 of its two 32-bit halves); no allocation. */
-function hashKey(key: number): number {
-  let h = (key >>> 0) ^ Math.imul((key / 4294967296) >>> 0, 0x9e3779b1);
+/** High half of a key below 2^53. */
+function keyHi(key: number): number {
+  return (key / 4294967296) | 0;
+}
+
+/** Low half of a key, as a signed int32. */
+function keyLo(key: number): number {
+  return key | 0;
+}
+
+/** Slot hash of a key's halves (fmix32). */
+function hash32(hi: number, lo: number): number {
+  let h = lo ^ Math.imul(hi, 0x9e3779b1);
   h ^= h >>> 16;
   h = Math.imul(h, 0x85ebca6b);
   h ^= h >>> 13;
@@ -138,14 +151,14 @@ function hashKey(key: number): number {
 }
 
 class IdTable {
-  /** slots[2i] = key or EMPTY, slots[2i + 1] = id. */
-  private slots: Float64Array;
+  /** slots[4i] = lo, slots[4i + 1] = hi (NONE when empty), slots[4i + 2] = id. */
+  private slots: Int32Array;
   private mask: number;
   /** Number of keys present. */
   count = 0;
 
   constructor(capacity = 8) {
-    this.slots = new Float64Array(2 * capacity).fill(EMPTY);
+    this.slots = emptySlots(capacity);
     this.mask = capacity - 1;
   }
 
@@ -156,59 +169,61 @@ class IdTable {
 
   /** Id stored in slot `i`, or NONE for an empty slot. */
   idAt(i: number): number {
-    return this.slots[2 * i] === EMPTY ? NONE : this.slots[2 * i + 1];
+    return this.slots[SLOT * i + 1] === NONE ? NONE : this.slots[SLOT * i + 2];
   }
 
-  get(key: number): number {
+  get(hi: number, lo: number): number {
     const slots = this.slots;
     const mask = this.mask;
-    for (let i = hashKey(key) & mask; ; i = (i + 1) & mask) {
-      const k = slots[2 * i];
-      if (k === key) return slots[2 * i + 1];
-      if (k === EMPTY) return NONE;
+    for (let i = hash32(hi, lo) & mask; ; i = (i + 1) & mask) {
+      const h = slots[SLOT * i + 1];
+      if (h === hi && slots[SLOT * i] === lo) return slots[SLOT * i + 2];
+      if (h === NONE) return NONE;
     }
   }
 
   /** Insert or replace. */
-  set(key: number, id: number): void {
+  set(hi: number, lo: number, id: number): void {
     const slots = this.slots;
     const mask = this.mask;
-    for (let i = hashKey(key) & mask; ; i = (i + 1) & mask) {
-      const k = slots[2 * i];
-      if (k === key) {
-        slots[2 * i + 1] = id;
+    for (let i = hash32(hi, lo) & mask; ; i = (i + 1) & mask) {
+      const h = slots[SLOT * i + 1];
+      if (h === hi && slots[SLOT * i] === lo) {
+        slots[SLOT * i + 2] = id;
         return;
       }
-      if (k === EMPTY) {
-        slots[2 * i] = key;
-        slots[2 * i + 1] = id;
+      if (h === NONE) {
+        slots[SLOT * i] = lo;
+        slots[SLOT * i + 1] = hi;
+        slots[SLOT * i + 2] = id;
         if (++this.count * 2 > mask + 1) this.resize(2 * (mask + 1));
         return;
       }
     }
   }
 
-  delete(key: number): void {
+  delete(hi: number, lo: number): void {
     const slots = this.slots;
     const mask = this.mask;
-    let i = hashKey(key) & mask;
+    let i = hash32(hi, lo) & mask;
     for (; ; i = (i + 1) & mask) {
-      const k = slots[2 * i];
-      if (k === key) break;
-      if (k === EMPTY) return;
+      const h = slots[SLOT * i + 1];
+      if (h === hi && slots[SLOT * i] === lo) break;
+      if (h === NONE) return;
     }
     // Backward shift: pull later members of the probe run into the hole unless their home
     // slot lies cyclically in (hole, their slot], where moving them would hide them.
-    for (let j = (i + 1) & mask; slots[2 * j] !== EMPTY; j = (j + 1) & mask) {
-      const home = hashKey(slots[2 * j]) & mask;
+    for (let j = (i + 1) & mask; slots[SLOT * j + 1] !== NONE; j = (j + 1) & mask) {
+      const home = hash32(slots[SLOT * j + 1], slots[SLOT * j]) & mask;
       const stays = i <= j ? home > i && home <= j : home > i || home <= j;
       if (!stays) {
-        slots[2 * i] = slots[2 * j];
-        slots[2 * i + 1] = slots[2 * j + 1];
+        slots[SLOT * i] = slots[SLOT * j];
+        slots[SLOT * i + 1] = slots[SLOT * j + 1];
+        slots[SLOT * i + 2] = slots[SLOT * j + 2];
         i = j;
       }
     }
-    slots[2 * i] = EMPTY;
+    slots[SLOT * i + 1] = NONE;
     this.count--;
     // Shrink a table that emptied out, so walking its slots stays proportional to its contents.
     if (mask >= 64 && this.count * 8 < mask + 1) this.resize((mask + 1) / 4);
@@ -216,13 +231,19 @@ class IdTable {
 
   private resize(capacity: number): void {
     const old = this.slots;
-    this.slots = new Float64Array(2 * capacity).fill(EMPTY);
+    this.slots = emptySlots(capacity);
     this.mask = capacity - 1;
     this.count = 0;
-    for (let i = 0; i < old.length; i += 2) {
-      if (old[i] !== EMPTY) this.set(old[i], old[i + 1]);
+    for (let i = 0; i < old.length; i += SLOT) {
+      if (old[i + 1] !== NONE) this.set(old[i + 1], old[i], old[i + 2]);
     }
   }
+}
+
+function emptySlots(capacity: number): Int32Array {
+  const slots = new Int32Array(SLOT * capacity);
+  for (let i = 1; i < slots.length; i += SLOT) slots[i] = NONE;
+  return slots;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -307,7 +328,8 @@ class Ctx {
   find(iova: number): number {
     for (let m = this.sizeMask; m !== 0; m &= m - 1) {
       const s = 31 - Math.clz32(m & -m);
-      const id = this.pages.get(Math.floor(iova * INV_SIZE[s]) * KEY_MUL + s);
+      const key = Math.floor(iova * INV_SIZE[s]) * KEY_MUL + s;
+      const id = this.pages.get(keyHi(key), keyLo(key));
       if (id !== NONE) return id;
     }
     return NONE;
@@ -456,7 +478,7 @@ export class Iotlb {
     const key = vpn * KEY_MUL + s;
 
     const c0 = this.vms.get(e.vmid)?.ctx(tag);
-    const old = c0 === undefined ? NONE : c0.pages.get(key);
+    const old = c0 === undefined ? NONE : c0.pages.get(keyHi(key), keyLo(key));
     if (old !== NONE) this.removeId(old);
     else if (this.count >= this.capacity) this.evictOne();
     // Fetched after the removal: emptying a context or VMID drops it.
@@ -488,17 +510,17 @@ export class Iotlb {
       perm: e.perm,
     });
 
-    ctx.pages.set(key, id);
+    ctx.pages.set(keyHi(key), keyLo(key), id);
     this.pushBucket(ctx.buckets, vpn, s, id, seq);
     ctx.sizeCount[s]++;
     ctx.sizeMask |= 1 << s;
 
     const ipKey = ipn * KEY_MUL + s;
-    const head = vm.ipas.get(ipKey);
+    const head = vm.ipas.get(keyHi(ipKey), keyLo(ipKey));
     rec[o + R_IPPREV] = NONE;
     rec[o + R_IPNEXT] = head;
     if (head !== NONE) rec[head * REC + R_IPPREV] = id;
-    vm.ipas.set(ipKey, id);
+    vm.ipas.set(keyHi(ipKey), keyLo(ipKey), id);
     this.pushBucket(vm.ipaBuckets, ipn, s, id, seq);
     vm.ipaSizeCount[s]++;
     vm.ipaSizeMask |= 1 << s;
@@ -621,7 +643,8 @@ export class Iotlb {
       const p1 = Math.floor(last * INV_SIZE[s]);
       if (this.shouldProbe(vm.ipaBuckets, s, p0, p1)) {
         for (let pn = p0; pn <= p1; pn++) {
-          for (let id = vm.ipas.get(pn * KEY_MUL + s); id !== NONE; ) {
+          const key = pn * KEY_MUL + s;
+          for (let id = vm.ipas.get(keyHi(key), keyLo(key)); id !== NONE; ) {
             const next = this.rec[id * REC + R_IPNEXT];
             this.removeId(id);
             removed++;
@@ -647,7 +670,8 @@ export class Iotlb {
       const p1 = Math.floor(last * INV_SIZE[s]);
       if (this.shouldProbe(ctx.buckets, s, p0, p1)) {
         for (let pn = p0; pn <= p1; pn++) {
-          const id = ctx.pages.get(pn * KEY_MUL + s);
+          const key = pn * KEY_MUL + s;
+          const id = ctx.pages.get(keyHi(key), keyLo(key));
           if (id !== NONE) {
             this.removeId(id);
             removed++;
@@ -722,7 +746,8 @@ export class Iotlb {
     const vm = ctx.vm;
     const s = rec[o + R_S];
     const vpn = rec[o + R_VPN];
-    ctx.pages.delete(vpn * KEY_MUL + s);
+    const key = vpn * KEY_MUL + s;
+    ctx.pages.delete(keyHi(key), keyLo(key));
     ctx.buckets.drop(bucketKey(vpn, s));
     if (--ctx.sizeCount[s] === 0) ctx.sizeMask &= ~(1 << s);
     this.unlinkIpa(vm, id);
@@ -743,9 +768,10 @@ export class Iotlb {
     const ipn = rec[o + R_IPN];
     const prev = rec[o + R_IPPREV];
     const next = rec[o + R_IPNEXT];
+    const key = ipn * KEY_MUL + s;
     if (prev !== NONE) rec[prev * REC + R_IPNEXT] = next;
-    else if (next !== NONE) vm.ipas.set(ipn * KEY_MUL + s, next);
-    else vm.ipas.delete(ipn * KEY_MUL + s);
+    else if (next !== NONE) vm.ipas.set(keyHi(key), keyLo(key), next);
+    else vm.ipas.delete(keyHi(key), keyLo(key));
     if (next !== NONE) rec[next * REC + R_IPPREV] = prev;
     vm.ipaBuckets.drop(bucketKey(ipn, s));
     if (--vm.ipaSizeCount[s] === 0) vm.ipaSizeMask &= ~(1 << s);

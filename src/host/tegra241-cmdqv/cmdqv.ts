@@ -16,7 +16,8 @@ import { RegisterBank } from '../../kit/register-bank.js';
 import { RegisterLayout, type RegisterInfo } from '../../kit/registers.js';
 import { defineTrace, type Tracer } from '../../kit/trace.js';
 import { CERROR_ABT, CERROR_ILL, Op, opName } from '../../arch/smmuv3/commands.js';
-import { qAdvance, qEmpty, qIndex } from '../../arch/smmuv3/queue.js';
+import { qIndexMask, qWrapMask } from '../../arch/smmuv3/queue.js';
+import { CHUNK_SIZE } from '../../kit/sparse-memory.js';
 import * as C from '../../arch/tegra241-cmdqv/registers.js';
 import type { CmdqvConfig } from '../config.js';
 import type { PhysicalMemory } from '../memory/physical-memory.js';
@@ -253,21 +254,41 @@ export class Tegra241CmdqvHw {
     const vmid = C.VINTF_CONFIG.f.VMID.get(vcfg);
     const prod = p0.get32(this.q.prod) & 0xfffff;
     const consReg = p0.get32(this.q.cons);
-    let cons = consReg & 0xfffff;
+    const wrapMask = qWrapMask(log2);
+    const idxMask = qIndexMask(log2);
+    const end = prod & wrapMask;
+    let cons = consReg & wrapMask;
     const w = this.cmd;
     const mem = this.mem;
     const limit = mem.size - 16;
     let n = 0;
-    while (!qEmpty(prod, cons, log2)) {
-      const addr = ring + qIndex(cons, log2) * 16;
+    // Walk the ring through the 64 KiB chunk views of host memory: the ring is contiguous and
+    // naturally aligned, so a chunk holds whole commands and is looked up once per 4096 commands.
+    let chunk: Uint32Array | undefined;
+    let chunkBase = -1;
+    while (cons !== end) {
+      const addr = ring + (cons & idxMask) * 16;
       let err = 0;
       if (addr > limit) {
         err = CERROR_ABT;
       } else {
-        w[0] = mem.read32(addr);
-        w[1] = mem.read32(addr + 4);
-        w[2] = mem.read32(addr + 8);
-        w[3] = mem.read32(addr + 12);
+        const base = addr - (addr % CHUNK_SIZE);
+        if (base !== chunkBase) {
+          chunk = mem.chunkWords(addr);
+          chunkBase = base;
+        }
+        if (chunk) {
+          const i = (addr - base) >>> 2;
+          w[0] = chunk[i]!;
+          w[1] = chunk[i + 1]!;
+          w[2] = chunk[i + 2]!;
+          w[3] = chunk[i + 3]!;
+        } else {
+          w[0] = mem.read32(addr);
+          w[1] = mem.read32(addr + 4);
+          w[2] = mem.read32(addr + 8);
+          w[3] = mem.read32(addr + 12);
+        }
         if (guestOwned) err = this.filterGuestCommand(vf, w, vmid);
         if (err === 0) err = this.smmu.execute(w, 'vcmdq');
       }
@@ -277,7 +298,7 @@ export class Tegra241CmdqvHw {
         this.stop(q, vi, cons, err, w[0]! & 0xff);
         return;
       }
-      cons = qAdvance(cons, 1, log2);
+      cons = (cons + 1) & wrapMask;
     }
     this.stats.commands += n;
     p0.set32(this.q.cons, ((consReg & 0x7f00_0000) | cons) >>> 0);
