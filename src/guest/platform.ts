@@ -5,26 +5,8 @@
  */
 
 import type { VirtualClock } from '../kit/clock.js';
-import type { IrqLine } from '../kit/irq.js';
 
-/** CPU loads/stores. */
-export interface GuestBus {
-  read32(gpa: number): number;
-  write32(gpa: number, value: number): void;
-  read64(gpa: number): bigint;
-  write64(gpa: number, value: bigint): void;
-}
-
-/** Everything the guest kernel model needs from the platform. */
-export interface GuestPlatform {
-  readonly bus: GuestBus;
-  readonly clock: VirtualClock;
-  /** Interrupt line by GSIV (the guest's view of the GIC). */
-  irq(gsiv: number): IrqLine | undefined;
-  /** Guest RAM range available to the guest kernel. */
-  readonly ramBase: number;
-  readonly ramSize: number;
-}
+export type { GuestBus, GuestPlatform } from '../kit/guest-seam.js';
 
 /** A bump allocator with natural alignment over a guest RAM range (the guest's page allocator). */
 export class GuestAllocator {

@@ -9,3 +9,4 @@ export * from './log.js';
 export * from './trace.js';
 export * from './clock.js';
 export * from './irq.js';
+export * from './guest-seam.js';

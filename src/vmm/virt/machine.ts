@@ -1,0 +1,347 @@
+/**
+ * The virt machine: guest RAM, the platform bus with the accelerated SMMUv3s and their Tegra241
+ * CMDQVs, PCIe root buses (pcie.0 and pxb-pcie expanders) with the VFIO devices behind each
+ * SMMU, GIC-level interrupt lines, the ACPI tables, and the simulated host it runs on. Built
+ * from a QEMU-style command line; the library's `Machine`.
+ */
+
+import { AddressSpace, type AccessResult } from '../../kit/address-space.js';
+import { VirtualClock } from '../../kit/clock.js';
+import type { IrqLine } from '../../kit/irq.js';
+import { ModelLog } from '../../kit/log.js';
+import { MemoryRegion, RAM_RULES, type AccessSize } from '../../kit/memory-region.js';
+import { ChromeTraceSink, TextTraceSink, Tracer } from '../../kit/trace.js';
+import { DEFAULT_HOST, type HostConfig } from '../../host/config.js';
+import { HostKernel } from '../../host/kernel/host-kernel.js';
+import type { Process } from '../../host/kernel/process.js';
+import { UserMemoryOps } from '../../host/memory/process-memory.js';
+import { buildDsdt } from '../acpi/dsdt.js';
+import { buildIort } from '../acpi/iort.js';
+import type { AcpiTopology } from '../acpi/topology.js';
+import { IommufdBackend } from '../backends/iommufd.js';
+import { AccelSmmuV3 } from '../smmuv3/accel-smmuv3.js';
+import type { AccelHostDevice } from '../smmuv3/cmdqv-ops.js';
+import { Tegra241Cmdqv } from '../tegra241-cmdqv/cmdqv.js';
+import type { GuestPlatform } from '../../kit/guest-seam.js';
+import { OptionError, parseVirtArgs, type SmmuOpts, type VfioOpts, type VirtOptions } from './options.js';
+import { PlatformBus } from './platform-bus.js';
+
+/** Guest RAM base of the virt machine (VIRT_MEM). */
+export const VIRT_RAM_BASE = 0x4000_0000;
+/** The embedded default machine: one accelerated SMMUv3 with CMDQV and one passthrough device. */
+export const DEFAULT_ARGS: readonly string[] = [
+  '-machine', 'virt,accel=kvm,kernel-irqchip=on',
+  '-m', '4G',
+  '-object', 'iommufd,id=iommufd0',
+  '-device', 'arm-smmuv3,primary-bus=pcie.0,id=smmuv3.0,accel=on,cmdqv=on,identifier=1',
+  '-device', 'vfio-pci,host=0009:01:00.0,iommufd=iommufd0,id=hostdev0',
+];
+
+/** A PCIe root bus. */
+export interface RootBus {
+  readonly id: string;
+  readonly busNr: number;
+  nextSlot: number;
+}
+
+/** An SMMU of the machine with its platform-bus resources. */
+export interface MachineSmmu {
+  readonly opts: SmmuOpts;
+  readonly dev: AccelSmmuV3;
+  readonly base: number;
+  /** GSIV of IRQ 0 (event), +1 PRI, +2 CMD_SYNC, +3 GERROR. */
+  readonly irqBaseGsiv: number;
+  cmdqv: Tegra241Cmdqv | undefined;
+  cmdqvBase: number | undefined;
+  cmdqvGsiv: number | undefined;
+}
+
+/** A passthrough device. */
+export interface MachineDevice {
+  readonly opts: VfioOpts;
+  readonly host: AccelHostDevice;
+  readonly smmu: MachineSmmu;
+  readonly bus: RootBus;
+  /** Host device index (its /dev/vfio/devices/vfioN). */
+  readonly hostIndex: number;
+}
+
+/** Options of {@link Machine.create}. */
+export interface MachineCreateOptions {
+  /** Host description or an existing host (several machines can share one). */
+  host?: HostConfig | HostKernel;
+}
+
+/** The machine. */
+export class Machine {
+  readonly clock: VirtualClock;
+  readonly log: ModelLog;
+  readonly tracer: Tracer;
+  readonly traceText: TextTraceSink;
+  readonly traceChrome: ChromeTraceSink;
+  readonly host: HostKernel;
+  readonly proc: Process;
+  readonly as: AddressSpace;
+  readonly ramVa: number;
+  readonly ramBytes: number;
+  readonly ramPageSize: number;
+  readonly backends = new Map<string, IommufdBackend>();
+  readonly buses: RootBus[] = [];
+  readonly smmus: MachineSmmu[] = [];
+  readonly devices: MachineDevice[] = [];
+  readonly irqs = new Map<number, IrqLine>();
+  readonly acpi: { iort: Uint8Array; dsdt: Uint8Array };
+  private readonly platformBus = new PlatformBus();
+  private readonly s2 = new Map<string, number>();
+  private readonly ioas = new Map<string, number>();
+  private readonly watchedEventFds = new Set<number>();
+
+  private constructor(
+    readonly options: VirtOptions,
+    opts: MachineCreateOptions,
+  ) {
+    this.clock = new VirtualClock();
+    this.log = new ModelLog();
+    this.log.now = () => this.clock.now;
+    this.tracer = new Tracer();
+    this.tracer.now = () => this.clock.now;
+    this.traceText = new TextTraceSink();
+    this.traceChrome = new ChromeTraceSink();
+    this.tracer.addSink(this.traceText);
+    this.tracer.addSink(this.traceChrome);
+    for (const p of options.trace) {
+      const unmatched = this.tracer.enable(p);
+      if (unmatched.length) throw new OptionError(`-trace ${p}: no trace event matches '${unmatched.join("', '")}'`);
+    }
+    this.host = opts.host instanceof HostKernel ? opts.host : new HostKernel(opts.host ?? DEFAULT_HOST, { log: this.log, tracer: this.tracer, clock: this.clock });
+    this.proc = this.host.createProcess();
+    // Guest RAM: hugepage-backed when the host has them (QEMU memory-backend with hugetlb).
+    this.ramBytes = options.memBytes;
+    const huge = this.host.config.hugepages;
+    this.ramPageSize = huge ? this.host.config.hugepageSize : this.host.config.pageSize;
+    const ramVa = this.proc.mmapAnon(Math.ceil(this.ramBytes / this.ramPageSize) * this.ramPageSize, huge);
+    if (ramVa < 0) throw new OptionError(`-m: cannot allocate ${this.ramBytes} bytes of guest RAM on the host (errno ${-ramVa})`);
+    this.ramVa = ramVa;
+    const root = MemoryRegion.container('system', 2 ** 44);
+    root.addSubregion(VIRT_RAM_BASE, new MemoryRegion('mach-virt.ram', this.ramBytes, 'ram', new UserMemoryOps(this.proc.mem, ramVa), RAM_RULES));
+    this.as = new AddressSpace('memory', root, this.log);
+    for (const id of options.iommufds) this.backends.set(id, new IommufdBackend(id, this.proc, this.tracer));
+    this.buses.push({ id: 'pcie.0', busNr: 0, nextSlot: 1 });
+    for (const p of options.pxbs) {
+      if (!this.buses.some((b) => b.id === p.bus)) throw new OptionError(`-device pxb-pcie,id=${p.id}: Bus '${p.bus}' not found`);
+      if (this.buses.some((b) => b.busNr === p.busNr)) throw new OptionError(`-device pxb-pcie,id=${p.id}: bus_nr ${p.busNr} is already in use`);
+      this.buses.push({ id: p.id, busNr: p.busNr, nextSlot: 0 });
+    }
+    options.smmus.forEach((s, i) => this.plugSmmu(s, i));
+    for (const v of options.vfios) this.plugVfio(v);
+    this.machineInitDone();
+    this.acpi = { iort: buildIort(this.acpiTopology()), dsdt: buildDsdt(this.acpiTopology()) };
+    this.reset();
+  }
+
+  /**
+   * Build a machine from a QEMU-style argument list (empty = the embedded default).
+   * @throws OptionError for bad options or impossible topologies (message says which)
+   */
+  static create(argv: readonly string[] = DEFAULT_ARGS, opts: MachineCreateOptions = {}): Machine {
+    return new Machine(parseVirtArgs(argv.length ? argv : DEFAULT_ARGS), opts);
+  }
+
+  private plugSmmu(s: SmmuOpts, index: number): void {
+    const id = s.id ?? `smmuv3.${index}`;
+    const ctx = `-device arm-smmuv3,id=${id}`;
+    if (!this.buses.some((b) => b.id === s.primaryBus)) throw new OptionError(`${ctx}: primary-bus '${s.primaryBus}' not found`);
+    const clash = this.smmus.find((m) => m.opts.primaryBus === s.primaryBus);
+    if (clash) throw new OptionError(`${ctx}: bus '${s.primaryBus}' already has an SMMU (${clash.dev.props.id})`);
+    const same = this.smmus.find((m) => m.opts.identifier === s.identifier);
+    if (same) throw new OptionError(`${ctx}: identifier ${s.identifier} is already used by ${same.dev.props.id} (IORT node and CMDQV _UID must be unique)`);
+    if (!s.accel) throw new OptionError(`${ctx}: only accel=on SMMUs are modelled by cmdqv`);
+    let dev: AccelSmmuV3;
+    try {
+      dev = new AccelSmmuV3(
+        { id, identifier: s.identifier, primaryBus: s.primaryBus, accel: s.accel, cmdqv: s.cmdqv, ats: s.ats, ril: s.ril, ssidsize: s.ssidsize, oas: s.oas, stage: s.stage },
+        {
+          // The iommufd of the VFIO devices behind this SMMU (QEMU learns it from the first one).
+          backend: this.backends.get(this.options.vfios.find((v) => v.bus === s.primaryBus)?.iommufd ?? ''),
+          guestMemory: { read32: (a) => this.as.read32(a), write32: (a, v) => void this.as.write32(a, v) },
+          log: this.log,
+          tracer: this.tracer,
+          cmdqvFactory: (host) => new Tegra241Cmdqv({ host, log: this.log, tracer: this.tracer, defer: (fn) => this.clock.schedule(0, fn) }),
+          minRamPageSize: () => this.ramPageSize,
+        },
+      );
+    } catch (e) {
+      throw new OptionError(`${ctx}: ${(e as Error).message}`);
+    }
+    const base = this.platformBus.allocMmio(dev.mmio.size, id);
+    const irqBaseGsiv = this.platformBus.allocIrq(`${id} eventq`);
+    for (let k = 1; k < 4; k++) this.platformBus.allocIrq(`${id} irq${k}`);
+    dev.irqs.forEach((line, k) => this.irqs.set(irqBaseGsiv + k, line));
+    this.as.root.addSubregion(base, this.trackEvents(dev));
+    this.smmus.push({ opts: s, dev, base, irqBaseGsiv, cmdqv: undefined, cmdqvBase: undefined, cmdqvGsiv: undefined });
+  }
+
+  /** Wrap the SMMU's MMIO so the machine notices when the guest enables its event queue. */
+  private trackEvents(dev: AccelSmmuV3): MemoryRegion {
+    const inner = dev.mmio.ops!;
+    return MemoryRegion.mmio(dev.mmio.name, dev.mmio.size, {
+      read: (o, s) => inner.read(o, s),
+      read64: (o) => inner.read64(o),
+      write: (o, s, v) => {
+        inner.write(o, s, v);
+        this.watchEventQueue(dev);
+      },
+      write64: (o, v) => {
+        inner.write64(o, v);
+        this.watchEventQueue(dev);
+      },
+    });
+  }
+
+  private watchEventQueue(dev: AccelSmmuV3): void {
+    const q = dev.veventq;
+    if (!q || this.watchedEventFds.has(q.fd)) return;
+    this.watchedEventFds.add(q.fd);
+    this.proc.watchFd(q.fd, () => this.clock.schedule(0, () => dev.pollEvents()));
+  }
+
+  private plugVfio(v: VfioOpts): void {
+    const ctx = `-device vfio-pci,host=${v.host}`;
+    const bus = this.buses.find((b) => b.id === v.bus);
+    if (!bus) throw new OptionError(`${ctx}: Bus '${v.bus}' not found`);
+    const smmu = this.smmus.find((m) => m.opts.primaryBus === bus.id);
+    if (!smmu) throw new OptionError(`${ctx}: bus '${bus.id}' is behind no arm-smmuv3 (every passthrough device needs an accelerated SMMU)`);
+    if (!v.iommufd) throw new OptionError(`${ctx}: vfio-pci endpoint devices without an iommufd backend not allowed when using arm-smmuv3,accel=on`);
+    const backend = this.backends.get(v.iommufd);
+    if (!backend) throw new OptionError(`${ctx}: iommufd '${v.iommufd}' not found`);
+    const first = this.options.vfios.find((x) => x.bus === v.bus);
+    if (first && first.iommufd !== v.iommufd) {
+      throw new OptionError(`${ctx}: all devices behind ${smmu.dev.props.id} must use one iommufd (${first.iommufd})`);
+    }
+    const hostIndex = this.host.devices.findIndex((d) => d.bdf === v.host);
+    if (hostIndex < 0) throw new OptionError(`${ctx}: vfio ${v.host}: no such host device (host has ${this.host.devices.map((d) => d.bdf).join(', ')})`);
+    const hostDev = this.host.devices[hostIndex]!;
+    try {
+      const { vfioFd, devId } = backend.bindDevice(`/dev/vfio/devices/vfio${hostIndex}`);
+      // One IOAS with guest RAM (IOVA = guest PA) and one nesting-parent HWPT per host SMMU.
+      let ioas = this.ioas.get(v.iommufd);
+      if (ioas === undefined) {
+        ioas = backend.allocIoas();
+        backend.mapDma(ioas, VIRT_RAM_BASE, this.ramBytes, this.ramVa);
+        this.ioas.set(v.iommufd, ioas);
+      }
+      const key = `${v.iommufd}:${hostDev.smmu.name}`;
+      let s2 = this.s2.get(key);
+      if (s2 === undefined) {
+        s2 = backend.allocHwpt(devId, ioas, 1, 0);
+        this.s2.set(key, s2);
+      }
+      backend.attachDevice(vfioFd, s2);
+      const slot = bus.nextSlot++;
+      const host: AccelHostDevice = { host: v.host, devId, vfioFd, guestSid: (bus.busNr << 8) | (slot << 3) };
+      if (smmu.dev.s2HwptId === undefined) smmu.dev.setS2Hwpt(s2);
+      smmu.dev.attachDevice(host);
+      this.devices.push({ opts: v, host, smmu, bus, hostIndex });
+    } catch (e) {
+      if (e instanceof OptionError) throw e;
+      throw new OptionError(`${ctx}: ${(e as Error).message}`);
+    }
+  }
+
+  /** Machine-init-done: cold-plug checks, then link each CMDQV's MMIO and IRQ (spec §1.4, §3.1). */
+  private machineInitDone(): void {
+    for (const m of this.smmus) {
+      const ops = m.dev.cmdqvOps;
+      if (m.opts.cmdqv === 'on' && !ops) throw new OptionError('arm-smmuv3 cmdqv=on requires at least one cold-plugged VFIO device');
+      if (m.dev.autoMode && !m.dev.autoFinalised) {
+        throw new OptionError("arm-smmuv3 accel=on with 'auto' properties requires at least one cold-plugged VFIO device");
+      }
+      if (ops instanceof Tegra241Cmdqv && ops.mmio) {
+        m.cmdqv = ops;
+        m.cmdqvBase = this.platformBus.allocMmio(ops.mmio.size, `${m.dev.props.id} cmdqv`);
+        m.cmdqvGsiv = this.platformBus.allocIrq(`${m.dev.props.id} cmdqv`);
+        this.irqs.set(m.cmdqvGsiv, ops.irq);
+        this.as.root.addSubregion(m.cmdqvBase, ops.mmio);
+      }
+    }
+  }
+
+  /** The topology the ACPI tables describe. */
+  acpiTopology(): AcpiTopology {
+    return {
+      its: true,
+      rootComplexes: this.buses.map((b) => {
+        const i = this.smmus.findIndex((m) => m.opts.primaryBus === b.id);
+        return i >= 0 ? { busNr: b.busNr, smmu: i } : { busNr: b.busNr };
+      }),
+      smmus: this.smmus.map((m) => ({
+        identifier: m.opts.identifier,
+        base: m.base,
+        irqBaseGsiv: m.irqBaseGsiv,
+        accel: true,
+        ats: m.opts.ats === 'on',
+        ...(m.cmdqv ? { cmdqv: { base: m.cmdqvBase!, gsiv: m.cmdqvGsiv! } } : {}),
+      })),
+    };
+  }
+
+  /** System reset: every SMMU (and through it its CMDQV) returns to its reset state. */
+  reset(): void {
+    for (const m of this.smmus) m.dev.reset();
+  }
+
+  /** Migration/snapshot: refused while an accelerated SMMU exists (QEMU's blocker text). */
+  migrate(): never {
+    const b = this.smmus.find((m) => m.dev.migrationBlocker)?.dev.migrationBlocker;
+    throw new Error(b ?? 'migration is not modelled');
+  }
+
+  /** Guest-physical read (API edge): value and whether it trapped. */
+  read(addr: number, size: AccessSize): AccessResult {
+    return this.as.read(addr, size);
+  }
+
+  /** Guest-physical write (API edge). */
+  write(addr: number, size: AccessSize, value: bigint | number): AccessResult {
+    return this.as.write(addr, size, value);
+  }
+
+  /** Copy bytes out of guest RAM. */
+  readRam(gpa: number, length: number): Uint8Array {
+    return this.proc.mem.copyFromUser(this.ramVa + (gpa - VIRT_RAM_BASE), length);
+  }
+
+  /** Copy bytes into guest RAM. */
+  writeRam(gpa: number, data: Uint8Array): void {
+    this.proc.mem.copyToUser(this.ramVa + (gpa - VIRT_RAM_BASE), data);
+  }
+
+  /** Interrupts raised, by line name. */
+  interruptCounts(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const [gsiv, l] of this.irqs) out[`${l.name} (GSIV ${gsiv})`] = l.count;
+    return out;
+  }
+
+  /** The guest's view of the machine, for the guest driver model. */
+  guestPlatform(): GuestPlatform {
+    const as = this.as;
+    return {
+      bus: {
+        read32: (a) => as.read32(a),
+        write32: (a, v) => void as.write32(a, v),
+        read64: (a) => as.read(a, 8).value,
+        write64: (a, v) => void as.write(a, 8, v),
+      },
+      clock: this.clock,
+      irq: (gsiv) => this.irqs.get(gsiv),
+      ramBase: VIRT_RAM_BASE,
+      ramSize: this.ramBytes,
+    };
+  }
+
+  /** Run pending main-loop work (vEVENTQ handlers) at the current time. */
+  runMainLoop(): void {
+    this.clock.advance(0);
+  }
+}

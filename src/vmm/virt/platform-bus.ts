@@ -1,0 +1,43 @@
+/**
+ * The virt machine's platform bus (spec qemu-cmdqv.md §1.4): dynamic sysbus devices get MMIO
+ * slots aligned to their size rounded up to a power of two (first free aligned range) and the
+ * first free of 64 SPIs starting at SPI 112.
+ */
+
+/** VIRT_PLATFORM_BUS base and size. */
+export const PLATFORM_BUS_BASE = 0x0c00_0000;
+export const PLATFORM_BUS_SIZE = 0x0200_0000;
+/** First platform-bus SPI and the number of SPIs. */
+export const PLATFORM_BUS_FIRST_SPI = 112;
+export const PLATFORM_BUS_NUM_IRQS = 64;
+/** GIC INTID / ACPI GSIV = SPI + 32. */
+export const SPI_TO_GSIV = 32;
+
+/** Allocator of platform-bus MMIO slots and IRQs. */
+export class PlatformBus {
+  private readonly used: { start: number; end: number }[] = [];
+  private readonly irqs = new Set<number>();
+
+  /** Map an MMIO region of `size` bytes; returns its guest-physical base. */
+  allocMmio(size: number, what: string): number {
+    const align = 2 ** Math.ceil(Math.log2(size));
+    for (let off = 0; off + size <= PLATFORM_BUS_SIZE; off += align) {
+      if (this.used.every((u) => off + size <= u.start || off >= u.end)) {
+        this.used.push({ start: off, end: off + size });
+        return PLATFORM_BUS_BASE + off;
+      }
+    }
+    throw new Error(`platform bus: no room for ${what} (0x${size.toString(16)} bytes)`);
+  }
+
+  /** Connect one IRQ; returns its GSIV. */
+  allocIrq(what: string): number {
+    for (let i = 0; i < PLATFORM_BUS_NUM_IRQS; i++) {
+      if (!this.irqs.has(i)) {
+        this.irqs.add(i);
+        return PLATFORM_BUS_FIRST_SPI + i + SPI_TO_GSIV;
+      }
+    }
+    throw new Error(`platform bus: no free IRQ for ${what}`);
+  }
+}
