@@ -1,0 +1,1 @@
+export { iortRouteRid, parseDsdtCmdqvDevices, parseIort, type ParsedIort } from '../vmm/acpi/parse.js';

@@ -1,0 +1,75 @@
+/**
+ * The guest kernel model's IOMMU bring-up: find every SMMUv3 in the IORT and its Tegra241 CMDQV
+ * in the DSDT (HID NVDA200C, _UID = the IORT node's identifier), probe them in that order, and
+ * hand out IOMMU domains for the PCI devices behind each SMMU (by requester ID through the
+ * IORT root-complex mappings).
+ */
+
+import { iortRouteRid, parseDsdtCmdqvDevices, parseIort, type ParsedIort } from './acpi-parse.js';
+import { GuestSmmu } from './arm-smmu-v3.js';
+import { CommandRouter, IommuDomain } from './iommu-domain.js';
+import { GuestAllocator, type GuestPlatform } from './platform.js';
+import { GuestCmdqv } from './tegra241-cmdqv.js';
+
+/** One probed SMMU. */
+export interface GuestIommu {
+  readonly identifier: number;
+  readonly smmu: GuestSmmu;
+  readonly cmdqv: GuestCmdqv | undefined;
+  readonly router: CommandRouter;
+  /** Log lines of the probe, like the kernel's dmesg. */
+  readonly dmesg: string[];
+}
+
+/** The guest kernel. */
+export class GuestKernel {
+  readonly iommus: GuestIommu[] = [];
+  readonly mem: GuestAllocator;
+  readonly iort: ParsedIort;
+  private nextAsid = 1;
+
+  constructor(
+    readonly p: GuestPlatform,
+    tables: { iort: Uint8Array; dsdt: Uint8Array },
+  ) {
+    // Keep the first 256 MiB of RAM for "the rest of the kernel"; IOMMU structures come after.
+    this.mem = new GuestAllocator(p.ramBase + 0x1000_0000, Math.min(p.ramSize - 0x1000_0000, 0x4000_0000));
+    this.iort = parseIort(tables.iort);
+    const cmdqvs = parseDsdtCmdqvDevices(tables.dsdt);
+    for (const node of this.iort.smmus) {
+      const dmesg: string[] = [];
+      const smmu = new GuestSmmu(p, node.base, this.mem, node.identifier);
+      dmesg.push(`arm-smmu-v3: SMMUv3 at 0x${node.base.toString(16)} (identifier ${node.identifier}), ${smmu.ril ? 'RIL, ' : ''}cmdq 2^${smmu.cmdqLog2}`);
+      let cmdqv: GuestCmdqv | undefined;
+      // Linux formats the identifier as "%u" and matches it against the NVDA200C _UID.
+      const dev = node.model === 0 ? cmdqvs.find((d) => String(d.uid) === String(node.identifier)) : undefined;
+      if (dev) {
+        dmesg.push(`arm-smmu-v3: found companion CMDQV device: CV${node.identifier.toString(16).padStart(2, '0').toUpperCase()}`);
+        if (dev.gsiv === undefined) dmesg.push('tegra241-cmdqv: no interrupt. errors will not be reported');
+        cmdqv = new GuestCmdqv(p, dev.memBase, smmu, dev.gsiv);
+        dmesg.push(`tegra241-cmdqv: ${cmdqv.numVintfs} VINTF, ${cmdqv.numVcmdqs} VCMDQs, hyp_own=${cmdqv.hypOwn ? 1 : 0}`);
+      }
+      const line = p.irq(node.gsiv.event);
+      if (line) line.onRaise = () => smmu.drainEvents();
+      this.iommus.push({ identifier: node.identifier, smmu, cmdqv, router: new CommandRouter(smmu, cmdqv), dmesg });
+    }
+  }
+
+  /** The SMMU and StreamID a requester ID is routed to (IORT root-complex ID mappings). */
+  iommuFor(rid: number): { iommu: GuestIommu; sid: number } | undefined {
+    const route = iortRouteRid(this.iort, rid);
+    if (!route || route.node.kind !== 'smmuv3') return undefined;
+    const idx = this.iort.smmus.findIndex((n) => n.offset === route.node.offset);
+    const iommu = this.iommus[idx];
+    return iommu ? { iommu, sid: route.id } : undefined;
+  }
+
+  /** A new domain for device `rid`, attached (its STE installed). */
+  attachDevice(rid: number): IommuDomain {
+    const io = this.iommuFor(rid);
+    if (!io) throw new Error(`no IOMMU for RID 0x${rid.toString(16)}`);
+    const d = new IommuDomain(io.iommu.router, this.nextAsid++);
+    d.attach(io.sid);
+    return d;
+  }
+}
