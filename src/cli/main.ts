@@ -3,23 +3,32 @@
  */
 
 import { parseArgs } from 'node:util';
+import { OptionError } from '../vmm/virt/options.js';
+import { RUN_USAGE, runCommand } from './run-command.js';
 import { runUapiCommand } from './uapi-command.js';
+import { UsageError } from './usage-error.js';
+
+export { UsageError };
 
 const USAGE = `usage: cmdqv <command> [options]
 
 commands:
+  run [options] [-- QEMU options]
+                  boot the machine, run the guest workload and report (the main job)
   uapi [--json]   print every iommufd uAPI struct layout, ioctl number and enum value
   help            show this text
-`;
 
-/** A user error: printed without a stack trace, exit status 2. */
-export class UsageError extends Error {}
+${RUN_USAGE}
+`;
 
 /** Run the CLI with `argv` (without node and script); returns the exit status. */
 export function main(argv: readonly string[], out: (s: string) => void, err: (s: string) => void): number {
   const [command, ...rest] = argv;
   try {
     switch (command) {
+      case 'run':
+        out(runCommand(rest, err));
+        return 0;
       case 'uapi': {
         const { values } = parseArgs({ args: [...rest], options: { json: { type: 'boolean', default: false } }, strict: true });
         out(runUapiCommand(values.json === true));
@@ -37,6 +46,11 @@ export function main(argv: readonly string[], out: (s: string) => void, err: (s:
         throw new UsageError(`unknown command '${command}'`);
     }
   } catch (e) {
+    if (e instanceof OptionError) {
+      // QEMU's style: the option and the problem, exit status 1.
+      err(`cmdqv: ${e.message}`);
+      return 1;
+    }
     if (e instanceof UsageError || (e instanceof TypeError && 'code' in e && String(e.code).startsWith('ERR_PARSE_ARGS'))) {
       err(`cmdqv: ${e.message}\n${USAGE}`);
       return 2;

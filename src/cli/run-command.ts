@@ -1,0 +1,110 @@
+/**
+ * `cmdqv run [options] [-- QEMU options]`: the main job. Boots the machine (the embedded
+ * default, or the given QEMU-style command line), runs the guest workload and prints a report.
+ */
+
+import { writeFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { DEFAULT_WORKLOAD, runWorkload, type WorkloadReport } from '../run/workload.js';
+import { DEFAULT_ARGS, Machine } from '../vmm/virt/machine.js';
+import { UsageError } from './usage-error.js';
+
+export const RUN_USAGE = `usage: cmdqv run [--ops N] [--batch N] [--pages N] [--cmdqv on|off|auto]
+                 [--no-error] [--skip-invalidation] [--trace PATTERN]... [--trace-out FILE.json]
+                 [--json] [-- QEMU options]
+
+Without QEMU options the embedded default machine is used:
+  ${DEFAULT_ARGS.join(' ')}`;
+
+function int(v: string | undefined, name: string, dflt: number, min: number, max: number): number {
+  if (v === undefined) return dflt;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min || n > max) throw new UsageError(`--${name} must be an integer in ${min}..${max}, got '${v}'`);
+  return n;
+}
+
+/** Run the main job; returns the text to print. */
+export function runCommand(argv: readonly string[], progress: (s: string) => void): string {
+  const split = argv.indexOf('--');
+  const own = split >= 0 ? argv.slice(0, split) : argv;
+  let qemu = split >= 0 ? argv.slice(split + 1) : [...DEFAULT_ARGS];
+  const { values } = parseArgs({
+    args: [...own],
+    options: {
+      ops: { type: 'string' },
+      batch: { type: 'string' },
+      pages: { type: 'string' },
+      cmdqv: { type: 'string' },
+      'no-error': { type: 'boolean', default: false },
+      'skip-invalidation': { type: 'boolean', default: false },
+      trace: { type: 'string', multiple: true },
+      'trace-out': { type: 'string' },
+      json: { type: 'boolean', default: false },
+    },
+    strict: true,
+  });
+  if (values.cmdqv !== undefined) {
+    if (!['on', 'off', 'auto'].includes(values.cmdqv)) throw new UsageError(`--cmdqv must be on, off or auto, got '${values.cmdqv}'`);
+    qemu = qemu.map((a) => (a.startsWith('arm-smmuv3') ? a.replace(/(^|,)cmdqv=[a-z]+/, '') + `,cmdqv=${values.cmdqv}` : a));
+  }
+  for (const t of values.trace ?? []) qemu.push('-trace', t);
+  const ops = int(values.ops, 'ops', DEFAULT_WORKLOAD.ops, 1, 1_000_000);
+  const m = Machine.create(qemu);
+  let last = 0;
+  const rep = runWorkload(m, {
+    ops,
+    batch: int(values.batch, 'batch', DEFAULT_WORKLOAD.batch, 1, 4096),
+    pages: int(values.pages, 'pages', DEFAULT_WORKLOAD.pages, 1, 512),
+    injectError: !values['no-error'],
+    skipInvalidation: values['skip-invalidation'] === true,
+    progress: (done, total) => {
+      const pct = Math.floor((done / total) * 10);
+      if (total >= 10_000 && pct > last) {
+        last = pct;
+        progress(`progress: ${done}/${total} operations`);
+      }
+    },
+  });
+  if (values['trace-out']) writeFileSync(values['trace-out'], JSON.stringify(m.traceChrome));
+  if (values.json) return JSON.stringify(rep, null, 2);
+  const out = formatReport(m, rep);
+  return (values.trace?.length ? `${m.traceText.lines.join('\n')}\n\n` : '') + out;
+}
+
+/** The human-readable report. */
+export function formatReport(m: Machine, r: WorkloadReport): string {
+  const L: string[] = [];
+  const cfg = m.host.config;
+  L.push('cmdqv run: Tegra241 CMDQV on an iommufd-accelerated SMMUv3');
+  L.push('');
+  L.push('Topology');
+  L.push(`  host   ${cfg.smmus.length} SMMU(s) [${cfg.smmus.map((s) => `${s.name}${s.cmdqv ? ` + CMDQV v${s.cmdqv.version} (${2 ** s.cmdqv.log2Vcmdqs} VCMDQs, ${2 ** s.cmdqv.log2Vintfs} VINTFs)` : ''}`).join(', ')}], ${cfg.pageSize / 1024} KiB pages${cfg.hugepages ? ` + ${cfg.hugepageSize / 2 ** 20} MiB hugepages` : ''}`);
+  L.push(`  guest  ${m.ramBytes / 2 ** 30} GiB RAM at 0x40000000`);
+  for (const s of m.smmus) {
+    L.push(`  ${s.dev.props.id}: MMIO 0x${s.base.toString(16)} GSIV ${s.irqBaseGsiv}-${s.irqBaseGsiv + 3}, identifier ${s.opts.identifier}, primary-bus ${s.opts.primaryBus}, ` +
+      (s.cmdqv ? `CMDQV at 0x${s.cmdqvBase!.toString(16)} GSIV ${s.cmdqvGsiv}` : 'no CMDQV'));
+  }
+  for (const d of r.devices) L.push(`  vfio-pci ${d.host} -> guest SID 0x${d.sid.toString(16)} behind ${d.smmu}`);
+  L.push('');
+  L.push('Guest');
+  for (const line of r.dmesg) L.push(`  ${line}`);
+  L.push('');
+  L.push('VINTF / VCMDQ');
+  if (r.hwQueues.length === 0) L.push('  no CMDQV: every invalidation goes through the trapped SMMU command queue');
+  for (const q of r.hwQueues) L.push(`  ${q.smmu} VCMDQ${q.index}: ${q.id !== undefined ? `host HW queue id ${q.id} (guest page0 mapped, no exits)` : 'not allocated'}`);
+  L.push('');
+  L.push('Invalidations by path                 commands  batches  VM exits  ioctls');
+  const row = (name: string, p: WorkloadReport['vcmdq']) =>
+    `  ${name.padEnd(34)} ${String(p.commands).padStart(8)} ${String(p.batches).padStart(8)} ${String(p.exits).padStart(9)} ${String(p.ioctls).padStart(7)}`;
+  L.push(row('VCMDQ (direct to host silicon)', r.vcmdq));
+  L.push(row('SMMU CMDQ (trapped, HWPT_INVALIDATE)', r.smmuCmdq));
+  L.push(`  whole run: ${r.exits} VM exits, ${r.directAccesses} direct page0 accesses, ${r.ioctls.total ?? 0} ioctls`);
+  L.push('');
+  L.push('Errors handled');
+  L.push(`  CMDQV: ${r.errors.cmdqvErrorsHandled} queue error(s) skipped, ${r.errors.cmdqvIrqs} interrupt(s)`);
+  L.push(`  SMMU: ${r.errors.smmuCerrorsSkipped} CERROR(s) skipped, ${r.errors.smmuEvents} event(s) (${r.errors.hostFaultsForwarded} host faults forwarded)`);
+  L.push('');
+  L.push(`DMA checks: ${r.dmaChecks.passed} passed, ${r.dmaChecks.failed} failed${r.dmaChecks.staleHits ? ` (${r.dmaChecks.staleHits} DMA(s) reached an unmapped buffer through a stale IOTLB entry)` : ''}`);
+  L.push(`Model time: ${(r.modelNs / 1000).toFixed(1)} us`);
+  return L.join('\n');
+}
