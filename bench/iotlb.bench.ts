@@ -126,7 +126,7 @@ const KINDS: readonly Kind[] = [
     name: 'TLBI_NH_VA 1 page',
     note: 'removes 1; probes 4K and 2M in the ASID and global contexts',
     batch: (p, rnd) => randomBigPages(p, 128, rnd),
-    run: (t, [e]) => t.invalidateVa(e!.vmid, e!.asid, e!.iova, K4, true),
+    run: (t, target) => t.invalidateVa(target[0]!.vmid, target[0]!.asid, target[0]!.iova, K4, true),
   },
   {
     name: 'TLBI_NH_VA 16 pages',
@@ -142,13 +142,13 @@ const KINDS: readonly Kind[] = [
     name: 'TLBI_NH_ASID',
     note: 'an ASID holding 4 entries: removes 4',
     batch: (p, rnd) => pickDistinct(p.small, p.small.length, rnd),
-    run: (t, [e]) => t.invalidateAsid(e!.vmid, e!.asid),
+    run: (t, target) => t.invalidateAsid(target[0]!.vmid, target[0]!.asid),
   },
   {
     name: 'TLBI_S2_IPA 1 page',
     note: 'removes the 1 nested entry with that IPA',
     batch: (p, rnd) => randomBigPages(p, 128, rnd),
-    run: (t, [e]) => t.invalidateIpa(e!.vmid, e!.ipa, K4),
+    run: (t, target) => t.invalidateIpa(target[0]!.vmid, target[0]!.ipa, K4),
   },
   {
     name: 'TLBI_NH_VAA 1 page',
@@ -163,7 +163,7 @@ const KINDS: readonly Kind[] = [
       }
       return [...out.values()];
     },
-    run: (t, [e]) => t.invalidateVa(e!.vmid, undefined, e!.iova, K4),
+    run: (t, target) => t.invalidateVa(target[0]!.vmid, undefined, target[0]!.iova, K4),
   },
 ];
 

@@ -7,24 +7,25 @@
  * tables on every access.
  *
  * Cost model. An invalidation touches (roughly) only the entries it removes, never the whole
- * cache: QEMU's SMMUv3 scans its entire IOTLB hash table for every TLBI, which makes a guest
- * that invalidates page by page pay for everything cached. Here:
- * - entries live in per-context hash tables (one context per (VMID, ASID), one for the VMID's
- *   global entries, one for its stage-2-only entries) keyed by (entry size, page number);
- *   each context keeps a bitmask of the sizes it holds, so a lookup probes only those;
+ * cache: QEMU's SMMUv3 scans its entire IOTLB hash table for every TLBI, so each command costs
+ * as much as everything cached. Here:
+ * - a context is one (VMID, ASID), or one VMID's global entries, or its stage-2-only entries;
+ *   it holds one hash table per entry size in use (input page number → entry) and a bitmask
+ *   of those sizes, so a lookup probes only sizes that exist;
  * - by-ASID and by-VMID invalidations drop whole contexts: O(entries removed);
- * - a by-VA range probes each page key of each size in use when that is cheapest, otherwise
- *   walks the context's coarse buckets that the range touches: O(min(pages, entries in the
- *   touched buckets) per size in use + entries removed);
- * - a by-IPA range does the same over a per-VMID IPA index (exact IPA lists + buckets);
+ * - a by-VA range probes each page number of each size in use when that is cheapest, else
+ *   walks the context's coarse buckets that the range touches: O(min(pages in range, entries
+ *   in the touched buckets) per size in use + entries removed);
+ * - a by-IPA range does the same over a per-VMID IPA index (IPA page → list of entries, plus
+ *   buckets);
  * - TLBI_NH_VAA (any ASID) pays the by-VA cost once per stage-1 context of the VMID.
  *
- * Layout, for speed at millions of entries: an entry is an integer id into a pool of
- * fixed-size records in one Float64Array (one cache line each), hash tables interleave key and
- * id in one Float64Array, and buckets drop removed ids lazily (validated by an insertion
- * sequence number) so a removal does not chase list neighbours. Nothing on the lookup path
- * allocates: keys are exact integers below 2^53 hashed from their 32-bit halves (a `Map` keyed
- * by numbers above 2^31 would allocate a heap number per probe).
+ * Layout, for speed at millions of entries (where every cache miss shows): an entry is an
+ * integer id into a pool of fixed-size records in one Float64Array (one cache line each); hash
+ * tables are int32 arrays of [key low, key high, id] slots; buckets drop removed ids lazily
+ * (checked against an insertion sequence number), so a removal touches no list neighbours.
+ * Nothing on the lookup path allocates: keys travel as two int32 halves, never as heap
+ * numbers (a `Map` keyed by numbers above 2^31 allocates one per probe and is ~3x slower).
  */
 
 /** Read permission bit of {@link IotlbEntry.perm}. */
@@ -88,29 +89,14 @@ export interface IotlbStats {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Keys. An entry of size 2^(12+s) at page number pn (= address / size) has key pn·32 + s:
-// s < 31 and pn < 2^41 keep keys exact integers below 2^46, distinct across size classes, so one
-// table serves all sizes.
+// Sizes and page numbers. Size class s means 2^(12+s) bytes; an entry's page number is its
+// address / size, below 2^41 for addresses below 2^53.
 
 const SIZE_CLASSES = 31; // 4 KiB (s = 0) .. 4 TiB (s = 30)
-const KEY_MUL = 32;
-/**
- * Pages of one size class per bucket: 2^16, i.e. 256 MiB of 4 KiB pages. Coarse on purpose: a
- * context holds few buckets, so the bucket a removal updates is almost always in cache; short
- * ranges never walk buckets anyway (they probe page keys).
- */
-const BUCKET_PAGES = 2 ** 16;
-/** A range of at most this many pages of a size class always probes page keys. */
-const EXACT_PROBE_MAX = 64;
 
 /** 2^-(12+s): multiplying by a power of two is exact, so floor(addr · INV[s]) is exact. */
 const INV_SIZE = new Float64Array(SIZE_CLASSES);
 for (let s = 0; s < SIZE_CLASSES; s++) INV_SIZE[s] = 2 ** -(12 + s);
-
-/** Bucket key (a small integer: below 2^30) of page `pn` of size class `s`. */
-function bucketKey(pn: number, s: number): number {
-  return Math.floor(pn / BUCKET_PAGES) * KEY_MUL + s;
-}
 
 /** Size class of a power-of-two size in range, or -1. */
 function sizeClass(size: number): number {
@@ -119,26 +105,45 @@ function sizeClass(size: number): number {
   return size * INV_SIZE[s] === 1 ? s : -1;
 }
 
+/** Lowest size class in a non-zero mask. */
+function lowestClass(mask: number): number {
+  return 31 - Math.clz32(mask & -mask);
+}
+
+/** High half of a page number (below 2^53). */
+function pnHi(pn: number): number {
+  return (pn / 4294967296) | 0;
+}
+
+/** Low half of a page number, as a signed int32. */
+function pnLo(pn: number): number {
+  return pn | 0;
+}
+
+/**
+ * Pages of one size class per bucket: 2^16, i.e. 256 MiB of 4 KiB pages. Coarse on purpose: a
+ * context holds few buckets, so the one a removal updates is almost always in cache; ranges
+ * short enough for that coarseness to hurt probe their pages instead.
+ */
+const BUCKET_PAGES = 2 ** 16;
+/** A range of at most this many pages of a size class always probes page numbers. */
+const EXACT_PROBE_MAX = 64;
+
+/** Bucket key of page `pn` of size class `s`: a small integer (below 2^30), a cheap Map key. */
+function bucketKey(pn: number, s: number): number {
+  return Math.floor(pn / BUCKET_PAGES) * 32 + s;
+}
+
 // ---------------------------------------------------------------------------------------------
-// IdTable: open-addressing hash table from a non-negative integer key below 2^53 to an id.
+// IdTable: open-addressing hash table from a page number to an id.
 //
-// Callers pass a key as its two 32-bit halves (hi, lo), lo signed: both are small integers, so
-// no call boxes a heap number (a double argument to a call TurboFan does not inline would).
-// A slot is four int32s, [lo, hi, id, unused]: a probe reads one 16-byte slot. Linear probing,
-// backward-shift deletion (no tombstones), load factor at most 1/2.
+// Keys travel as two int32 halves (hi, lo): small integers, so no call boxes a heap number (a
+// double argument to a call TurboFan does not inline would). A slot is four int32s,
+// [lo, hi, id, unused]: a probe reads one 16-byte slot. Linear probing, backward-shift deletion
+// (no tombstones), load factor at most 1/2.
 
 const NONE = -1;
 const SLOT = 4;
-
-/** High half of a key below 2^53. */
-function keyHi(key: number): number {
-  return (key / 4294967296) | 0;
-}
-
-/** Low half of a key, as a signed int32. */
-function keyLo(key: number): number {
-  return key | 0;
-}
 
 /** Slot hash of a key's halves (fmix32). */
 function hash32(hi: number, lo: number): number {
@@ -202,15 +207,12 @@ class IdTable {
     }
   }
 
+  /** Remove a key that is present. */
   delete(hi: number, lo: number): void {
     const slots = this.slots;
     const mask = this.mask;
     let i = hash32(hi, lo) & mask;
-    for (; ; i = (i + 1) & mask) {
-      const h = slots[SLOT * i + 1];
-      if (h === hi && slots[SLOT * i] === lo) break;
-      if (h === NONE) return;
-    }
+    while (slots[SLOT * i + 1] !== hi || slots[SLOT * i] !== lo) i = (i + 1) & mask;
     // Backward shift: pull later members of the probe run into the hole unless their home
     // slot lies cyclically in (hole, their slot], where moving them would hide them.
     for (let j = (i + 1) & mask; slots[SLOT * j + 1] !== NONE; j = (j + 1) & mask) {
@@ -246,6 +248,54 @@ function emptySlots(capacity: number): Int32Array {
   return slots;
 }
 
+/**
+ * One IdTable per size class in use, and the mask of those classes. A table that empties is
+ * dropped, so the mask always says which sizes are present.
+ */
+class SizedIndex {
+  private readonly tables: (IdTable | undefined)[] = [];
+  mask = 0;
+  /** Keys over all sizes. */
+  count = 0;
+
+  constructor() {
+    for (let s = 0; s < SIZE_CLASSES; s++) this.tables.push(undefined);
+  }
+
+  get(s: number, hi: number, lo: number): number {
+    const t = this.tables[s];
+    return t === undefined ? NONE : t.get(hi, lo);
+  }
+
+  /** Table of size class `s`, which must be in the mask (for iteration). */
+  table(s: number): IdTable {
+    return this.tables[s] as IdTable;
+  }
+
+  set(s: number, hi: number, lo: number, id: number): void {
+    let t = this.tables[s];
+    if (t === undefined) {
+      t = new IdTable();
+      this.tables[s] = t;
+      this.mask |= 1 << s;
+    }
+    const before = t.count;
+    t.set(hi, lo, id);
+    this.count += t.count - before;
+  }
+
+  /** Remove a key that is present. */
+  delete(s: number, hi: number, lo: number): void {
+    const t = this.tables[s] as IdTable;
+    t.delete(hi, lo);
+    this.count--;
+    if (t.count === 0) {
+      this.tables[s] = undefined;
+      this.mask &= ~(1 << s);
+    }
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Entry records: REC doubles per id in one Float64Array.
 
@@ -265,14 +315,15 @@ const R_IPNEXT = 5;
 const R_SEQ = 6;
 
 /**
- * Ids whose entry fell in one bucket, appended on insertion and dropped lazily: a removal only
- * decrements `live`; references whose sequence number no longer matches the record are stale
- * and are skipped, then compacted away when they outnumber the live ones.
+ * References (id, sequence number) to the entries whose page falls in one bucket, appended on
+ * insertion and dropped lazily: a removal only decrements `live`; a reference whose sequence
+ * number no longer matches the record is stale and skipped, and compacted away once stale
+ * references outnumber live ones.
  */
 class Bucket {
   ids = new Int32Array(4);
   seqs = new Float64Array(4);
-  /** Slots used in ids/seqs. */
+  /** References held (live and stale). */
   n = 0;
   live = 0;
 
@@ -284,16 +335,16 @@ class Bucket {
 }
 
 /**
- * Buckets by key. A bucket that empties stays (with its arrays cleared), so a page that is
- * invalidated and refilled does not allocate a bucket each time; empty buckets are swept when
- * they outnumber the others.
+ * Buckets by key. A bucket that empties stays (cleared), so a page that is invalidated and
+ * refilled does not allocate a bucket each time; empty buckets are swept when they outnumber
+ * the others.
  */
 class BucketIndex {
   readonly map = new Map<number, Bucket>();
-  /** Buckets with live ids. */
+  /** Buckets with live references. */
   nonEmpty = 0;
 
-  /** Account for the removal of one id from the bucket at `key` (lazily: see {@link Bucket}). */
+  /** Account for the removal of one entry from the bucket at `key`. */
   drop(key: number): void {
     const b = this.map.get(key) as Bucket;
     if (--b.live === 0) {
@@ -309,13 +360,10 @@ const CTX_S2 = -2;
 
 /** The entries of one (VMID, ASID), of one VMID's global entries, or of its stage-2-only ones. */
 class Ctx {
-  /** Input key → id. */
-  readonly pages = new IdTable();
-  /** Input bucket key → bucket. */
+  /** Input page number → id, per size class. */
+  readonly pages = new SizedIndex();
+  /** Input page buckets. */
   readonly buckets = new BucketIndex();
-  /** Bit s set when the context holds entries of size class s. */
-  sizeMask = 0;
-  readonly sizeCount = new Int32Array(SIZE_CLASSES);
 
   constructor(
     readonly id: number,
@@ -326,10 +374,10 @@ class Ctx {
 
   /** Id of the entry containing `iova` (smallest size first), or NONE; no allocation. */
   find(iova: number): number {
-    for (let m = this.sizeMask; m !== 0; m &= m - 1) {
-      const s = 31 - Math.clz32(m & -m);
-      const key = Math.floor(iova * INV_SIZE[s]) * KEY_MUL + s;
-      const id = this.pages.get(keyHi(key), keyLo(key));
+    for (let m = this.pages.mask; m !== 0; m &= m - 1) {
+      const s = lowestClass(m);
+      const pn = Math.floor(iova * INV_SIZE[s]);
+      const id = this.pages.table(s).get(pnHi(pn), pnLo(pn));
       if (id !== NONE) return id;
     }
     return NONE;
@@ -341,12 +389,10 @@ class Vm {
   readonly asids = new Map<number, Ctx>();
   global: Ctx | undefined = undefined;
   s2: Ctx | undefined = undefined;
-  /** IPA key → first id of the list of entries with that IPA page (R_IPPREV/R_IPNEXT). */
-  readonly ipas = new IdTable();
-  /** IPA bucket key → bucket. */
+  /** IPA page number → first id of the list of entries with that IPA page, per size class. */
+  readonly ipas = new SizedIndex();
+  /** IPA page buckets. */
   readonly ipaBuckets = new BucketIndex();
-  ipaSizeMask = 0;
-  readonly ipaSizeCount = new Int32Array(SIZE_CLASSES);
   count = 0;
 
   constructor(readonly vmid: number) {}
@@ -401,21 +447,21 @@ export class Iotlb {
   private freeTop = 0;
   private poolUsed = 0;
 
-  // Contexts by id (records name their context by id, which costs no pointer chase).
+  // Contexts by id: a record names its context by id, which costs no pointer chase.
   private ctxs: (Ctx | undefined)[] = [];
   private freeCtxIds: number[] = [];
 
   /**
    * Every insertion as (id, sequence number), oldest first, for FIFO eviction and
-   * {@link entries}; references to removed entries are skipped and compacted away when the
-   * array fills, so upkeep is O(1) amortised and a removal does nothing here.
+   * {@link entries}. References to removed entries are skipped, and compacted away when the
+   * arrays fill, so upkeep is O(1) amortised and a removal does nothing here.
    */
   private ringId = new Int32Array(INITIAL_RING);
   private ringSeq = new Float64Array(INITIAL_RING);
   private ringHead = 0;
   private ringTail = 0;
 
-  /** Scratch list of buckets for range walks (reused: invalidations allocate nothing). */
+  /** Buckets a range walk will visit (reused, so that range walks do not allocate). */
   private readonly scratch: Bucket[] = [];
 
   /** @param capacity most entries held at once (default 2^21). */
@@ -475,10 +521,11 @@ export class Iotlb {
     const tag = !e.stage1 ? CTX_S2 : e.global ? CTX_GLOBAL : e.asid;
     const vpn = e.iova * INV_SIZE[s];
     const ipn = e.ipa * INV_SIZE[s];
-    const key = vpn * KEY_MUL + s;
+    const vHi = pnHi(vpn);
+    const vLo = pnLo(vpn);
 
     const c0 = this.vms.get(e.vmid)?.ctx(tag);
-    const old = c0 === undefined ? NONE : c0.pages.get(keyHi(key), keyLo(key));
+    const old = c0 === undefined ? NONE : c0.pages.get(s, vHi, vLo);
     if (old !== NONE) this.removeId(old);
     else if (this.count >= this.capacity) this.evictOne();
     // Fetched after the removal: emptying a context or VMID drops it.
@@ -510,20 +557,17 @@ export class Iotlb {
       perm: e.perm,
     });
 
-    ctx.pages.set(keyHi(key), keyLo(key), id);
+    ctx.pages.set(s, vHi, vLo, id);
     this.pushBucket(ctx.buckets, vpn, s, id, seq);
-    ctx.sizeCount[s]++;
-    ctx.sizeMask |= 1 << s;
 
-    const ipKey = ipn * KEY_MUL + s;
-    const head = vm.ipas.get(keyHi(ipKey), keyLo(ipKey));
+    const iHi = pnHi(ipn);
+    const iLo = pnLo(ipn);
+    const head = vm.ipas.get(s, iHi, iLo);
     rec[o + R_IPPREV] = NONE;
     rec[o + R_IPNEXT] = head;
     if (head !== NONE) rec[head * REC + R_IPPREV] = id;
-    vm.ipas.set(keyHi(ipKey), keyLo(ipKey), id);
+    vm.ipas.set(s, iHi, iLo, id);
     this.pushBucket(vm.ipaBuckets, ipn, s, id, seq);
-    vm.ipaSizeCount[s]++;
-    vm.ipaSizeMask |= 1 << s;
 
     if (this.ringTail === this.ringId.length) this.compactRing();
     this.ringId[this.ringTail] = id;
@@ -572,13 +616,16 @@ export class Iotlb {
     const vm = this.vms.get(vmid);
     if (vm === undefined) return 0;
     let removed = 0;
+    // The VMID's indexes all go, so each entry only needs its id freed.
     for (const ctx of vm.contexts(true)) {
-      const t = ctx.pages;
-      for (let i = 0; i < t.capacity; i++) {
-        const id = t.idAt(i);
-        if (id !== NONE) {
-          this.freeId(id);
-          removed++;
+      for (let m = ctx.pages.mask; m !== 0; m &= m - 1) {
+        const t = ctx.pages.table(lowestClass(m));
+        for (let i = 0; i < t.capacity; i++) {
+          const id = t.idAt(i);
+          if (id !== NONE) {
+            this.freeId(id);
+            removed++;
+          }
         }
       }
       this.releaseCtx(ctx);
@@ -637,14 +684,13 @@ export class Iotlb {
     if (vm === undefined || !(length >= 1) || !(ipa >= 0)) return 0;
     const last = ipa + length - 1;
     let removed = 0;
-    for (let m = vm.ipaSizeMask; m !== 0; m &= m - 1) {
-      const s = 31 - Math.clz32(m & -m);
+    for (let m = vm.ipas.mask; m !== 0; m &= m - 1) {
+      const s = lowestClass(m);
       const p0 = Math.floor(ipa * INV_SIZE[s]);
       const p1 = Math.floor(last * INV_SIZE[s]);
-      if (this.shouldProbe(vm.ipaBuckets, s, p0, p1)) {
+      if (p1 - p0 < EXACT_PROBE_MAX || this.cheaperToProbe(vm.ipaBuckets, s, p0, p1)) {
         for (let pn = p0; pn <= p1; pn++) {
-          const key = pn * KEY_MUL + s;
-          for (let id = vm.ipas.get(keyHi(key), keyLo(key)); id !== NONE; ) {
+          for (let id = vm.ipas.get(s, pnHi(pn), pnLo(pn)); id !== NONE; ) {
             const next = this.rec[id * REC + R_IPNEXT];
             this.removeId(id);
             removed++;
@@ -664,14 +710,13 @@ export class Iotlb {
   /** Remove the entries of `ctx` overlapping input bytes [first, last]; not counted in stats. */
   private removeVaRange(ctx: Ctx, first: number, last: number): number {
     let removed = 0;
-    for (let m = ctx.sizeMask; m !== 0; m &= m - 1) {
-      const s = 31 - Math.clz32(m & -m);
+    for (let m = ctx.pages.mask; m !== 0; m &= m - 1) {
+      const s = lowestClass(m);
       const p0 = Math.floor(first * INV_SIZE[s]);
       const p1 = Math.floor(last * INV_SIZE[s]);
-      if (this.shouldProbe(ctx.buckets, s, p0, p1)) {
+      if (p1 - p0 < EXACT_PROBE_MAX || this.cheaperToProbe(ctx.buckets, s, p0, p1)) {
         for (let pn = p0; pn <= p1; pn++) {
-          const key = pn * KEY_MUL + s;
-          const id = ctx.pages.get(keyHi(key), keyLo(key));
+          const id = ctx.pages.get(s, pnHi(pn), pnLo(pn));
           if (id !== NONE) {
             this.removeId(id);
             removed++;
@@ -685,28 +730,27 @@ export class Iotlb {
   }
 
   /**
-   * Whether to remove pages [p0, p1] of size class `s` by probing each page key (true) or by
-   * walking the buckets the range touches, which this leaves in `scratch` (false): whichever
-   * visits fewer ids.
+   * For a range of more than EXACT_PROBE_MAX pages [p0, p1] of size class `s`: whether probing
+   * each page visits fewer ids than walking the buckets the range touches. Leaves those
+   * buckets in `scratch` for {@link walkBuckets}.
    */
-  private shouldProbe(index: BucketIndex, s: number, p0: number, p1: number): boolean {
-    const pages = p1 - p0 + 1;
-    if (pages <= EXACT_PROBE_MAX) return true;
+  private cheaperToProbe(index: BucketIndex, s: number, p0: number, p1: number): boolean {
     const scratch = this.scratch;
     scratch.length = 0;
+    const buckets = index.map;
     const b0 = Math.floor(p0 / BUCKET_PAGES);
     const b1 = Math.floor(p1 / BUCKET_PAGES);
     let walk = 0;
-    const buckets = index.map;
     if (b1 - b0 < buckets.size) {
       for (let b = b0; b <= b1; b++) {
-        const bucket = buckets.get(b * KEY_MUL + s);
+        const bucket = buckets.get(b * 32 + s);
         if (bucket !== undefined) {
           scratch.push(bucket);
           walk += bucket.n;
         }
       }
     } else {
+      // More buckets in the range than in the index: look at each of the index's instead.
       for (const bucket of buckets.values()) {
         if (bucket.s === s && bucket.index >= b0 && bucket.index <= b1) {
           scratch.push(bucket);
@@ -714,14 +758,14 @@ export class Iotlb {
         }
       }
     }
-    return pages <= walk;
+    return p1 - p0 + 1 <= walk;
   }
 
-  /** Remove the live ids of the `scratch` buckets whose page (record field `field`) is in [p0, p1]. */
+  /** Remove the live entries of the `scratch` buckets whose page (record `field`) is in [p0, p1]. */
   private walkBuckets(field: number, p0: number, p1: number): number {
     let removed = 0;
     for (const bucket of this.scratch) {
-      // A removal that empties the bucket resets n: the loop then ends, nothing live is left.
+      // A removal that empties the bucket resets n, ending the loop: nothing live is left.
       const { ids, seqs } = bucket;
       for (let j = 0; j < bucket.n; j++) {
         const o = ids[j] * REC;
@@ -746,10 +790,8 @@ export class Iotlb {
     const vm = ctx.vm;
     const s = rec[o + R_S];
     const vpn = rec[o + R_VPN];
-    const key = vpn * KEY_MUL + s;
-    ctx.pages.delete(keyHi(key), keyLo(key));
+    ctx.pages.delete(s, pnHi(vpn), pnLo(vpn));
     ctx.buckets.drop(bucketKey(vpn, s));
-    if (--ctx.sizeCount[s] === 0) ctx.sizeMask &= ~(1 << s);
     this.unlinkIpa(vm, id);
     this.freeId(id);
     this.count--;
@@ -768,26 +810,26 @@ export class Iotlb {
     const ipn = rec[o + R_IPN];
     const prev = rec[o + R_IPPREV];
     const next = rec[o + R_IPNEXT];
-    const key = ipn * KEY_MUL + s;
     if (prev !== NONE) rec[prev * REC + R_IPNEXT] = next;
-    else if (next !== NONE) vm.ipas.set(keyHi(key), keyLo(key), next);
-    else vm.ipas.delete(keyHi(key), keyLo(key));
+    else if (next !== NONE) vm.ipas.set(s, pnHi(ipn), pnLo(ipn), next);
+    else vm.ipas.delete(s, pnHi(ipn), pnLo(ipn));
     if (next !== NONE) rec[next * REC + R_IPPREV] = prev;
     vm.ipaBuckets.drop(bucketKey(ipn, s));
-    if (--vm.ipaSizeCount[s] === 0) vm.ipaSizeMask &= ~(1 << s);
   }
 
   /** Remove a whole context: O(its entries); its own indexes are simply dropped. */
   private dropCtx(ctx: Ctx): number {
     const vm = ctx.vm;
-    const t = ctx.pages;
     let removed = 0;
-    for (let i = 0; i < t.capacity; i++) {
-      const id = t.idAt(i);
-      if (id !== NONE) {
-        this.unlinkIpa(vm, id);
-        this.freeId(id);
-        removed++;
+    for (let m = ctx.pages.mask; m !== 0; m &= m - 1) {
+      const t = ctx.pages.table(lowestClass(m));
+      for (let i = 0; i < t.capacity; i++) {
+        const id = t.idAt(i);
+        if (id !== NONE) {
+          this.unlinkIpa(vm, id);
+          this.freeId(id);
+          removed++;
+        }
       }
     }
     this.count -= removed;
