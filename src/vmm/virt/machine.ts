@@ -155,7 +155,6 @@ export class Machine {
     if (clash) throw new OptionError(`${ctx}: bus '${s.primaryBus}' already has an SMMU (${clash.dev.props.id})`);
     const same = this.smmus.find((m) => m.opts.identifier === s.identifier);
     if (same) throw new OptionError(`${ctx}: identifier ${s.identifier} is already used by ${same.dev.props.id} (IORT node and CMDQV _UID must be unique)`);
-    if (!s.accel) throw new OptionError(`${ctx}: only accel=on SMMUs are modelled by cmdqv`);
     let dev: AccelSmmuV3;
     try {
       dev = new AccelSmmuV3(
@@ -173,6 +172,7 @@ export class Machine {
     } catch (e) {
       throw new OptionError(`${ctx}: ${(e as Error).message}`);
     }
+    if (!s.accel) throw new OptionError(`${ctx}: only accel=on SMMUs are modelled by cmdqv`);
     const base = this.platformBus.allocMmio(dev.mmio.size, id);
     const irqBaseGsiv = this.platformBus.allocIrq(`${id} eventq`);
     for (let k = 1; k < 4; k++) this.platformBus.allocIrq(`${id} irq${k}`);
