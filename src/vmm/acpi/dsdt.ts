@@ -15,17 +15,13 @@ import {
   resourceTemplate,
   wordBusNumber,
 } from './aml.js';
-import { ByteWriter, beginTable, finishTable, QEMU_OEM } from './table.js';
+import { ByteWriter, beginTable, finishTable, QEMU_OEM } from '../../arch/acpi/table.js';
+import { CMDQV_HID, PCIE_ROOT_HID, PCI_ROOT_CID } from '../../arch/acpi/ids.js';
+export { CMDQV_HID, PCIE_ROOT_HID, PCI_ROOT_CID };
 import { bridgeBusRange, planIort, TEGRA241_CMDQV_IO_LEN, type AcpiTopology } from './topology.js';
 
 /** DSDT revision QEMU writes (2: integers are 64-bit). */
 export const DSDT_REVISION = 2;
-/** `_HID` of the Tegra241 CMDQV companion device. */
-export const CMDQV_HID = 'NVDA200C';
-/** `_HID` of a PCIe root bridge. */
-export const PCIE_ROOT_HID = 'PNP0A08';
-/** `_CID` of a PCIe root bridge (the conventional PCI host bridge it is compatible with). */
-export const PCI_ROOT_CID = 'PNP0A03';
 
 /** What one CMDQV device node describes. */
 export interface CmdqvNodeParams {

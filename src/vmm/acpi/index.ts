@@ -1,7 +1,6 @@
-/** ACPI tables of the `virt` machine (IORT, DSDT) and the guest-side decoders for them. */
+/** ACPI tables of the `virt` machine (IORT, DSDT) and the AML encoder they are built with. */
 export * from './aml.js';
 export * from './dsdt.js';
 export * from './iort.js';
-export * from './parse.js';
-export * from './table.js';
 export * from './topology.js';
+export * from '../../arch/acpi/table.js';

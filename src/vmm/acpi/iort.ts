@@ -5,47 +5,11 @@
  * are QEMU's, so the non-accelerated topologies reproduce QEMU's bios-tables-test blobs
  * byte for byte.
  */
-import { ByteWriter, beginTable, finishTable, QEMU_OEM } from './table.js';
+import { ByteWriter, beginTable, finishTable, QEMU_OEM } from '../../arch/acpi/table.js';
 import { MSI_IOVA_BASE, MSI_IOVA_LENGTH, planIort, type AcpiTopology, type RidRange } from './topology.js';
 
-/** IORT table revision QEMU writes (E.d, the first with usable RMR nodes). */
-export const IORT_REVISION = 5;
-
-/** IORT node types. */
-export const IortNodeType = {
-  ItsGroup: 0,
-  NamedComponent: 1,
-  RootComplex: 2,
-  SmmuV1V2: 3,
-  SmmuV3: 4,
-  Pmcg: 5,
-  Rmr: 6,
-} as const;
-
-/** Node revisions QEMU writes. */
-export const IortNodeRevision = { ItsGroup: 1, SmmuV3: 4, RootComplex: 3, Rmr: 3 } as const;
-
-/** Byte sizes of the IORT structures. */
-export const IortSize = {
-  /** ACPI header + node count + node array offset + reserved. */
-  Header: 48,
-  NodeHeader: 16,
-  IdMapping: 20,
-  /** ITS group node with one ITS. */
-  ItsGroup: 24,
-  /** SMMUv3 node without its ID mappings. */
-  SmmuV3: 68,
-  /** Root-complex node (revision 3) without its ID mappings. */
-  RootComplex: 36,
-  /** RMR node header up to its ID-mapping array. */
-  RmrHeader: 28,
-  MemoryRangeDescriptor: 20,
-} as const;
-
-/** SMMUv3 node flag: COHACC override (the SMMU's table walks are coherent). */
-export const SMMUV3_FLAG_COHACC = 1;
-/** ID mapping flag: single mapping. */
-export const ID_MAPPING_SINGLE = 1;
+export { IORT_REVISION, IortNodeType, IortNodeRevision, IortSize, SMMUV3_FLAG_COHACC, ID_MAPPING_SINGLE } from '../../arch/acpi/iort-format.js';
+import { IORT_REVISION, IortNodeType, IortNodeRevision, IortSize, SMMUV3_FLAG_COHACC, ID_MAPPING_SINGLE } from '../../arch/acpi/iort-format.js';
 
 function idMapping(w: ByteWriter, r: RidRange, outputRef: number, flags = 0): void {
   // QEMU maps identically (output base = input base); the count field is "number of IDs − 1".

@@ -4,7 +4,7 @@
  * CMDQV) and the MSI controller — plus the resolution of that description into the RID
  * ranges QEMU's IORT builder works with (spec acpi.md §2.5–2.6).
  */
-import type { AcpiOem } from './table.js';
+import type { AcpiOem } from '../../arch/acpi/table.js';
 
 /** `virt` platform bus base (VIRT_PLATFORM_BUS); user-created SMMUs and their CMDQVs live here. */
 export const PLATFORM_BUS_BASE = 0x0c00_0000;

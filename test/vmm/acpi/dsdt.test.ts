@@ -19,13 +19,9 @@ import {
   ByteWriter,
   cmdqvDeviceName,
   finishTable,
-  parseDsdtCmdqvDevices,
-  parseDsdtDevices,
-  parseDsdtPciRootBridges,
-  parseIort,
   type AcpiTopology,
-  type DsdtCmdqvDevice,
 } from '../../../src/vmm/acpi/index.js';
+import { parseDsdtCmdqvDevices, parseDsdtDevices, parseDsdtPciRootBridges, parseIort, type DsdtCmdqvDevice } from '../../../src/guest/acpi-parse.js';
 import { fromHex, GOLDEN_TOPOLOGIES, hex, indexOfBytes, ONE_CMDQV, TWO_CMDQV } from './fixtures.js';
 
 // spec acpi.md §3.3, "Verified example: id 1, B 0x0C080000, G 148".

@@ -7,7 +7,13 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { buildCmdqvNode, buildDsdt, buildIort, parseDsdtCmdqvDevices, type AcpiTopology } from '../../../src/vmm/acpi/index.js';
+import {
+  buildCmdqvNode,
+  buildDsdt,
+  buildIort,
+  type AcpiTopology,
+} from '../../../src/vmm/acpi/index.js';
+import { parseDsdtCmdqvDevices } from '../../../src/guest/acpi-parse.js';
 import { GOLDEN_TOPOLOGIES, hex, indexOfBytes, ONE_CMDQV, TWO_CMDQV } from './fixtures.js';
 
 const IASL = spawnSync('sh', ['-c', 'command -v iasl'], { encoding: 'utf8' }).stdout.trim();

@@ -6,14 +6,12 @@ import {
   AcpiError,
   buildIort,
   byteSum,
-  iortRouteRid,
   MSI_IOVA_BASE,
   MSI_IOVA_LENGTH,
-  parseIort,
   planIort,
   type AcpiTopology,
-  type ParsedIort,
 } from '../../../src/vmm/acpi/index.js';
+import { iortRouteRid, parseIort, type ParsedIort } from '../../../src/guest/acpi-parse.js';
 import { golden, GOLDEN_TOPOLOGIES, hex, NO_GOLDEN, ONE_CMDQV, TWO_CMDQV } from './fixtures.js';
 
 const u32 = (b: Uint8Array, at: number): number => new DataView(b.buffer, b.byteOffset).getUint32(at, true);
