@@ -5,3 +5,8 @@
 
 export * from './kit/index.js';
 export * as uapi from './uapi/index.js';
+export { Machine, DEFAULT_ARGS, VIRT_RAM_BASE } from './vmm/virt/machine.js';
+export { OptionError } from './vmm/virt/options.js';
+export { runWorkload, DEFAULT_WORKLOAD, type WorkloadOptions, type WorkloadReport } from './run/workload.js';
+export { HostKernel } from './host/kernel/host-kernel.js';
+export { DEFAULT_HOST, type HostConfig } from './host/config.js';
