@@ -106,9 +106,9 @@ function bool(v: string, key: string): boolean {
   throw new OptionError(`Parameter '${key}' expects 'on' or 'off'`);
 }
 
-function onOffAuto(v: string, driver: string, key: string): OnOffAuto {
+function onOffAuto(v: string, key: string): OnOffAuto {
   if (v === 'on' || v === 'off' || v === 'auto') return v;
-  throw new OptionError(`Property '${driver}.${key}' doesn't take value '${v}'`);
+  throw new OptionError(`Parameter '${key}' does not accept value '${v}'`);
 }
 
 function uint(v: string, driver: string, key: string, max: number): number {
@@ -221,15 +221,15 @@ function parseDevice(arg: string, o: VirtOptions, claim: (id: string | undefined
       if (!primaryBus) throw new OptionError(`${ctx}: SMMU is not attached to any PCI bus!`);
       const ssid = kv.get('ssidsize') ?? 'auto';
       const oas = kv.get('oas') ?? 'auto';
-      if (oas !== 'auto' && oas !== '44' && oas !== '48') throw new OptionError(`${ctx}: Property 'arm-smmuv3.oas' doesn't take value '${oas}'`);
+      if (oas !== 'auto' && oas !== '44' && oas !== '48') throw new OptionError(`${ctx}: Parameter 'oas' does not accept value '${oas}'`);
       o.smmus.push({
         id,
         primaryBus,
         accel: kv.has('accel') ? bool(kv.get('accel')!, 'accel') : false,
-        cmdqv: onOffAuto(kv.get('cmdqv') ?? 'auto', drv, 'cmdqv'),
+        cmdqv: onOffAuto(kv.get('cmdqv') ?? 'auto', 'cmdqv'),
         identifier: uint(kv.get('identifier') ?? '0', drv, 'identifier', 255),
-        ats: onOffAuto(kv.get('ats') ?? 'auto', drv, 'ats'),
-        ril: onOffAuto(kv.get('ril') ?? 'auto', drv, 'ril'),
+        ats: onOffAuto(kv.get('ats') ?? 'auto', 'ats'),
+        ril: onOffAuto(kv.get('ril') ?? 'auto', 'ril'),
         ssidsize: ssid === 'auto' ? 'auto' : uint(ssid, drv, 'ssidsize', 20),
         oas: oas === 'auto' ? 'auto' : (Number(oas) as 44 | 48),
         stage: kv.get('stage') ?? '1',

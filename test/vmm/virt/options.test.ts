@@ -35,7 +35,7 @@ test('errors name the option and the problem', () => {
     [['-foo'], /^-foo: invalid option$/],
     [['-device', 'e1000'], /'e1000' is not a valid device model name/],
     [['-device', 'arm-smmuv3,primary-bus=pcie.0,bogus=1'], /Property 'arm-smmuv3\.bogus' not found/],
-    [['-device', 'arm-smmuv3,primary-bus=pcie.0,cmdqv=maybe'], /Property 'arm-smmuv3\.cmdqv' doesn't take value 'maybe'/],
+    [['-device', 'arm-smmuv3,primary-bus=pcie.0,cmdqv=maybe'], /Parameter 'cmdqv' does not accept value 'maybe'/],
     [['-device', 'arm-smmuv3,primary-bus=pcie.0,accel=perhaps'], /Parameter 'accel' expects 'on' or 'off'/],
     [['-device', 'arm-smmuv3,primary-bus=pcie.0,identifier=300'], /expects uint8/],
     [['-device', 'arm-smmuv3'], /SMMU is not attached to any PCI bus/],
