@@ -4,6 +4,7 @@
 
 import { parseArgs } from 'node:util';
 import { OptionError } from '../vmm/virt/options.js';
+import { acpiCommand } from './acpi-command.js';
 import { RUN_USAGE, runCommand } from './run-command.js';
 import { runUapiCommand } from './uapi-command.js';
 import { UsageError } from './usage-error.js';
@@ -15,6 +16,8 @@ const USAGE = `usage: cmdqv <command> [options]
 commands:
   run [options] [-- QEMU options]
                   boot the machine, run the guest workload and report (the main job)
+  acpi [--out DIR] [-- QEMU options]
+                  write the machine's IORT.dat and DSDT.dat (for iasl -d)
   uapi [--json]   print every iommufd uAPI struct layout, ioctl number and enum value
   help            show this text
 
@@ -28,6 +31,9 @@ export function main(argv: readonly string[], out: (s: string) => void, err: (s:
     switch (command) {
       case 'run':
         out(runCommand(rest, err));
+        return 0;
+      case 'acpi':
+        out(acpiCommand(rest));
         return 0;
       case 'uapi': {
         const { values } = parseArgs({ args: [...rest], options: { json: { type: 'boolean', default: false } }, strict: true });

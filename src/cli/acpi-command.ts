@@ -1,0 +1,29 @@
+/**
+ * `cmdqv acpi [--out DIR] [-- QEMU options]`: build the machine and write its ACPI tables as
+ * IORT.dat and DSDT.dat (raw tables, as `iasl -d` expects), or print a summary.
+ */
+
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { DEFAULT_ARGS, Machine } from '../vmm/virt/machine.js';
+
+/** Run the subcommand; returns the text to print. */
+export function acpiCommand(argv: readonly string[]): string {
+  const split = argv.indexOf('--');
+  const own = split >= 0 ? argv.slice(0, split) : argv;
+  const qemu = split >= 0 ? argv.slice(split + 1) : [...DEFAULT_ARGS];
+  const { values } = parseArgs({ args: [...own], options: { out: { type: 'string' } }, strict: true });
+  const m = Machine.create(qemu);
+  const lines = [`IORT ${m.acpi.iort.length} bytes, DSDT ${m.acpi.dsdt.length} bytes`];
+  for (const s of m.smmus) {
+    lines.push(`  SMMUv3 identifier ${s.opts.identifier} at 0x${s.base.toString(16)}` + (s.cmdqv ? `; DSDT CV${s.opts.identifier.toString(16).padStart(2, '0').toUpperCase()} (NVDA200C, _UID ${s.opts.identifier}) at 0x${s.cmdqvBase!.toString(16)}, GSIV ${s.cmdqvGsiv}` : ''));
+  }
+  if (values.out) {
+    mkdirSync(values.out, { recursive: true });
+    writeFileSync(join(values.out, 'IORT.dat'), m.acpi.iort);
+    writeFileSync(join(values.out, 'DSDT.dat'), m.acpi.dsdt);
+    lines.push(`wrote ${join(values.out, 'IORT.dat')} and ${join(values.out, 'DSDT.dat')}`);
+  }
+  return lines.join('\n');
+}
