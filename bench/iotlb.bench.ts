@@ -7,20 +7,31 @@
  * Method (honest accounting):
  * - Every population has the same shape: 4 VMIDs, each with 4 "big" ASIDs holding the bulk
  *   (sequential 4 KiB pages plus one 2 MiB block per 32 entries, so lookups and VA
- *   invalidations probe two sizes), 8 "small" ASIDs of 4 entries, some global entries and
- *   some stage-2-only entries. IPAs are scattered (a multiplicative permutation of pages).
- *   Only the big ASIDs grow with the population, so each measured command removes exactly
- *   the same number of entries in every population (checked: the bench throws otherwise).
- * - Each command's targets are drawn at random over the whole population, so a large
- *   population pays its real cache misses.
- * - A timed batch runs only the invalidation calls; the removed entries are re-inserted
- *   afterwards, outside the timed region, so reinsertion cost is not in the numbers.
- * - Batches repeat until a run has at least 2 ms of timed work; a run's value is timed ns per
- *   command; the row is the median of 7 runs after 2 warm-up runs.
+ *   invalidations probe two sizes), 8 "small" ASIDs of 4 entries, global entries and
+ *   stage-2-only entries (1/128 of the population each). IPAs are scattered (a multiplicative
+ *   permutation of 2^28 pages). Only the per-context counts grow with the population, so a
+ *   measured command removes exactly the same entries in every population (checked: the bench
+ *   throws otherwise).
+ * - A command's targets are drawn at random over the whole population. Each kind is measured
+ *   twice: "cold", as drawn, so a large population pays its real cache and TLB misses (about
+ *   one DRAM access per index touched: the "memory" row measures what one costs here); and
+ *   "hot", with the targets re-inserted (untimed) just before the timed batch, like a
+ *   streaming-DMA unmap of pages the device just used. Hot isolates the algorithm: a
+ *   structure that scanned would grow with the population either way.
+ * - One run times one batch of distinct commands (no reinsertion inside the timed region);
+ *   the removed entries are re-inserted afterwards, untimed. All populations stay alive and
+ *   are measured in turn over ROUNDS rounds (each: WARMUP batches, then RUNS_PER_ROUND timed
+ *   ones), so a change in machine load hits every population alike. A row is the median of
+ *   the per-command times (40 runs); min and max are shown too, and a garbage-collection
+ *   pause landing in a batch shows up there, not in the median.
+ * - A reference row times a plain scan of every entry, which is what a QEMU-style IOTLB (it
+ *   walks its whole hash table on each TLBI) would pay per command at best.
+ * - Before anything is measured, every path runs on a small population so the JIT has
+ *   compiled it (otherwise the first population measured would pay for compilation).
  */
 
 import { pathToFileURL } from 'node:url';
-import { Iotlb, PERM_R, PERM_W, type IotlbEntry } from '../src/host/smmuv3/iotlb.js';
+import { Iotlb, NO_ASID, PERM_R, PERM_W, type IotlbEntry } from '../src/host/smmuv3/iotlb.js';
 import { table, type Row } from './harness.js';
 
 const K4 = 0x1000;
@@ -29,9 +40,11 @@ const VMS = 4;
 const BIG_ASIDS = 4;
 const SMALL_ASIDS = 8; // per VMID
 const SMALL_ENTRIES = 4;
-const RUNS = 7;
-const WARMUP = 2;
-const MIN_RUN_NS = 2e6;
+/** Measurement rounds; in each, every cell runs WARMUP untimed-result batches then RUNS_PER_ROUND. */
+const ROUNDS = 8;
+const WARMUP = 8;
+const RUNS_PER_ROUND = 5;
+const RW = PERM_R | PERM_W;
 
 /** mulberry32: a tiny seeded PRNG, so every run measures the same targets. */
 function mulberry32(seed: number): () => number {
@@ -45,150 +58,216 @@ function mulberry32(seed: number): () => number {
   };
 }
 
-interface Population {
-  readonly iotlb: Iotlb;
-  /** 4 KiB entries of the big ASIDs, per context, in IOVA order. */
-  readonly bigPages: IotlbEntry[][];
-  /** Entries of each small ASID. */
-  readonly small: IotlbEntry[][];
-  /** Every entry (lookup targets). */
-  readonly all: IotlbEntry[];
+/** Scattered, distinct IPA pages below 2^40: x ↦ x · odd mod 2^28 is a permutation. */
+function scatteredIpa(index: number): number {
+  return (Math.imul(index, 0x9e3779b1) & 0x0fff_ffff) * K4;
 }
 
-function populate(total: number): Population {
-  const iotlb = new Iotlb();
-  const bigPages: IotlbEntry[][] = [];
-  const small: IotlbEntry[][] = [];
-  const all: IotlbEntry[] = [];
-  const perVmSide = Math.max(8, Math.floor(total / 128)); // global and stage-2-only entries per VMID
-  const perBig = Math.floor((total - VMS * SMALL_ASIDS * SMALL_ENTRIES - VMS * 2 * perVmSide) / (VMS * BIG_ASIDS));
-  const blocks = Math.floor(perBig / 32);
-  const pages = perBig - blocks;
-  const add = (e: IotlbEntry): IotlbEntry => {
-    iotlb.insert(e);
-    all.push(e);
-    return e;
-  };
-  for (let v = 1; v <= VMS; v++) {
-    // Scattered, distinct IPA pages below 2^40: multiplying by an odd number permutes 2^28 values.
-    let ipaCounter = 0;
-    const nextIpa = (): number => ((ipaCounter++ * 0x9e3779b1) % 2 ** 28) * K4;
-    const s1 = (asid: number, iova: number, size: number, ipa: number, global = false): IotlbEntry =>
-      add({ vmid: v, asid, global, stage1: true, iova, size, ipa, pa: ipa + 2 ** 44, perm: PERM_R | PERM_W });
-    for (let a = 1; a <= BIG_ASIDS; a++) {
-      const list: IotlbEntry[] = [];
-      for (let i = 0; i < pages; i++) list.push(s1(a, 0x10_0000_0000 + i * K4, K4, nextIpa()));
-      for (let j = 0; j < blocks; j++) s1(a, 0x100_0000_0000 + j * M2, M2, 2 ** 41 + (a * 2 ** 20 + j) * M2);
-      bigPages.push(list);
+/**
+ * A population's layout. Entries are made on demand from their coordinates rather than kept,
+ * so the bench does not double the heap the garbage collector has to mark.
+ */
+class Population {
+  readonly iotlb = new Iotlb();
+  /** Global and stage-2-only entries per VMID. */
+  readonly side: number;
+  /** 4 KiB pages and 2 MiB blocks per big ASID. */
+  readonly pages: number;
+  readonly blocks: number;
+
+  constructor(readonly total: number) {
+    this.side = Math.max(8, Math.floor(total / 128));
+    const perBig = Math.floor((total - VMS * SMALL_ASIDS * SMALL_ENTRIES - VMS * 2 * this.side) / (VMS * BIG_ASIDS));
+    this.blocks = Math.floor(perBig / 32);
+    this.pages = perBig - this.blocks;
+    for (let v = 1; v <= VMS; v++) {
+      for (let a = 1; a <= BIG_ASIDS; a++) {
+        for (let i = 0; i < this.pages; i++) this.iotlb.insert(this.bigPage(v, a, i));
+        for (let j = 0; j < this.blocks; j++) this.iotlb.insert(this.block(v, a, j));
+      }
+      for (let k = 0; k < SMALL_ASIDS; k++) {
+        for (let i = 0; i < SMALL_ENTRIES; i++) this.iotlb.insert(this.small(v, k, i));
+      }
+      for (let i = 0; i < this.side; i++) {
+        this.iotlb.insert(this.global(v, i));
+        this.iotlb.insert(this.stage2(v, i));
+      }
     }
-    for (let a = 0; a < SMALL_ASIDS; a++) {
-      const list: IotlbEntry[] = [];
-      for (let i = 0; i < SMALL_ENTRIES; i++) list.push(s1(100 + a, 0x40_0000_0000 + i * K4, K4, nextIpa()));
-      small.push(list);
-    }
-    for (let i = 0; i < perVmSide; i++) s1(0, 0x20_0000_0000 + i * K4, K4, nextIpa(), true);
-    for (let i = 0; i < perVmSide; i++) {
-      const ipa = 2 ** 42 + i * K4;
-      add({ vmid: v, asid: 0, global: false, stage1: false, iova: ipa, size: K4, ipa, pa: ipa + 2 ** 44, perm: PERM_R | PERM_W });
+    if (this.iotlb.size !== VMS * (BIG_ASIDS * (this.pages + this.blocks) + SMALL_ASIDS * SMALL_ENTRIES + 2 * this.side)) {
+      throw new Error('population: entries collided');
     }
   }
-  return { iotlb, bigPages, small, all };
+
+  bigPage(v: number, a: number, i: number): IotlbEntry {
+    const ipa = scatteredIpa((a - 1) * this.pages + i);
+    return { vmid: v, asid: a, global: false, stage1: true, iova: 0x10_0000_0000 + i * K4, size: K4, ipa, pa: ipa + 2 ** 44, perm: RW };
+  }
+
+  block(v: number, a: number, j: number): IotlbEntry {
+    const ipa = 2 ** 41 + (a * 2 ** 20 + j) * M2;
+    return { vmid: v, asid: a, global: false, stage1: true, iova: 0x100_0000_0000 + j * M2, size: M2, ipa, pa: ipa, perm: RW };
+  }
+
+  small(v: number, k: number, i: number): IotlbEntry {
+    const ipa = scatteredIpa(BIG_ASIDS * this.pages + k * SMALL_ENTRIES + i);
+    return { vmid: v, asid: 100 + k, global: false, stage1: true, iova: 0x40_0000_0000 + i * K4, size: K4, ipa, pa: ipa + 2 ** 44, perm: RW };
+  }
+
+  global(v: number, i: number): IotlbEntry {
+    const ipa = scatteredIpa(BIG_ASIDS * this.pages + SMALL_ASIDS * SMALL_ENTRIES + i);
+    return { vmid: v, asid: 0, global: true, stage1: true, iova: 0x20_0000_0000 + i * K4, size: K4, ipa, pa: ipa + 2 ** 44, perm: RW };
+  }
+
+  stage2(v: number, i: number): IotlbEntry {
+    const ipa = 2 ** 42 + i * K4;
+    return { vmid: v, asid: 0, global: false, stage1: false, iova: ipa, size: K4, ipa, pa: ipa + 2 ** 44, perm: RW };
+  }
 }
 
-/** One invalidation kind: how to pick a batch of targets, run one command, and what it removes. */
+/**
+ * One invalidation kind. `batch` picks the targets of one run's commands (distinct), each with
+ * the entries its command must remove; `run` issues one command and returns what it removed.
+ */
 interface Kind {
   readonly name: string;
   readonly note: string;
-  /** Targets of one batch; each is the list of entries the command must remove. */
+  /** Whether a hot variant differs (NH_ASID's small ASIDs are re-inserted every run anyway). */
+  readonly hotToo: boolean;
   batch(p: Population, rnd: () => number): IotlbEntry[][];
   run(t: Iotlb, target: IotlbEntry[]): number;
 }
 
-function pickDistinct<T>(xs: readonly T[], n: number, rnd: () => number): T[] {
-  const chosen = new Set<number>();
-  const want = Math.min(n, xs.length);
-  while (chosen.size < want) chosen.add(Math.floor(rnd() * xs.length));
-  return [...chosen].map((i) => xs[i]!);
-}
+const int = (rnd: () => number, n: number): number => Math.floor(rnd() * n);
 
+/** `n` distinct random 4 KiB pages of the big ASIDs. */
 function randomBigPages(p: Population, n: number, rnd: () => number): IotlbEntry[][] {
-  const out = new Map<IotlbEntry, IotlbEntry[]>();
-  while (out.size < n) {
-    const ctx = p.bigPages[Math.floor(rnd() * p.bigPages.length)]!;
-    const e = ctx[Math.floor(rnd() * ctx.length)]!;
-    out.set(e, [e]);
+  const seen = new Set<number>();
+  const out: IotlbEntry[][] = [];
+  while (out.length < n) {
+    const v = 1 + int(rnd, VMS);
+    const a = 1 + int(rnd, BIG_ASIDS);
+    const i = int(rnd, p.pages);
+    const key = ((v * 8 + a) * 2 ** 32) + i;
+    if (seen.has(key)) continue;
+    seen.add(key);
+    out.push([p.bigPage(v, a, i)]);
   }
-  return [...out.values()];
+  return out;
 }
 
 const KINDS: readonly Kind[] = [
   {
     name: 'TLBI_NH_VA 1 page',
-    note: 'removes 1; probes 4K and 2M in the ASID and global contexts',
+    hotToo: true,
+    note: 'removes 1; probes 4K and 2M tables of the ASID and the global table',
     batch: (p, rnd) => randomBigPages(p, 128, rnd),
     run: (t, target) => t.invalidateVa(target[0]!.vmid, target[0]!.asid, target[0]!.iova, K4, true),
   },
   {
     name: 'TLBI_NH_VA 16 pages',
+    hotToo: true,
     note: 'range TLBI (NUM=15, SCALE=0): removes 16',
     batch: (p, rnd) => {
-      const runs: IotlbEntry[][] = [];
-      for (const ctx of p.bigPages) for (let i = 0; i + 16 <= ctx.length; i += 16) runs.push(ctx.slice(i, i + 16));
-      return pickDistinct(runs, 32, rnd);
+      const runs = Math.floor(p.pages / 16);
+      const seen = new Set<number>();
+      const out: IotlbEntry[][] = [];
+      while (out.length < 32) {
+        const c = int(rnd, VMS * BIG_ASIDS);
+        const r = int(rnd, runs);
+        if (seen.has(c * runs + r)) continue;
+        seen.add(c * runs + r);
+        const list: IotlbEntry[] = [];
+        for (let i = 0; i < 16; i++) list.push(p.bigPage(1 + (c >> 2), 1 + (c & 3), r * 16 + i));
+        out.push(list);
+      }
+      return out;
     },
-    run: (t, run) => t.invalidateVa(run[0]!.vmid, run[0]!.asid, run[0]!.iova, 16 * K4, true),
+    run: (t, target) => t.invalidateVa(target[0]!.vmid, target[0]!.asid, target[0]!.iova, 16 * K4, true),
   },
   {
     name: 'TLBI_NH_ASID',
-    note: 'an ASID holding 4 entries: removes 4',
-    batch: (p, rnd) => pickDistinct(p.small, p.small.length, rnd),
+    hotToo: false,
+    note: 'an ASID holding 4 entries: removes 4 (re-inserted every run, so always hot)',
+    batch: (p) => {
+      const out: IotlbEntry[][] = [];
+      for (let v = 1; v <= VMS; v++) {
+        for (let k = 0; k < SMALL_ASIDS; k++) {
+          const list: IotlbEntry[] = [];
+          for (let i = 0; i < SMALL_ENTRIES; i++) list.push(p.small(v, k, i));
+          out.push(list);
+        }
+      }
+      return out;
+    },
     run: (t, target) => t.invalidateAsid(target[0]!.vmid, target[0]!.asid),
   },
   {
     name: 'TLBI_S2_IPA 1 page',
+    hotToo: true,
     note: 'removes the 1 nested entry with that IPA',
     batch: (p, rnd) => randomBigPages(p, 128, rnd),
     run: (t, target) => t.invalidateIpa(target[0]!.vmid, target[0]!.ipa, K4),
   },
   {
     name: 'TLBI_NH_VAA 1 page',
-    note: 'removes 4 (the page in each big ASID); visits all 13 stage-1 contexts of the VMID',
+    hotToo: true,
+    note: 'removes 4 (that page of each big ASID); visits all 13 stage-1 contexts of the VMID',
     batch: (p, rnd) => {
-      // bigPages holds the VMIDs' contexts in order, BIG_ASIDS per VMID, all with the same layout.
-      const out = new Map<number, IotlbEntry[]>();
-      while (out.size < 64) {
-        const v = Math.floor(rnd() * VMS);
-        const i = Math.floor(rnd() * p.bigPages[0]!.length);
-        out.set(v * 2 ** 32 + i, p.bigPages.slice(v * BIG_ASIDS, (v + 1) * BIG_ASIDS).map((ctx) => ctx[i]!));
+      const seen = new Set<number>();
+      const out: IotlbEntry[][] = [];
+      while (out.length < 64) {
+        const v = 1 + int(rnd, VMS);
+        const i = int(rnd, p.pages);
+        if (seen.has(v * 2 ** 32 + i)) continue;
+        seen.add(v * 2 ** 32 + i);
+        const list: IotlbEntry[] = [];
+        for (let a = 1; a <= BIG_ASIDS; a++) list.push(p.bigPage(v, a, i));
+        out.push(list);
       }
-      return [...out.values()];
+      return out;
     },
     run: (t, target) => t.invalidateVa(target[0]!.vmid, undefined, target[0]!.iova, K4),
   },
 ];
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
+interface Stat {
+  median: number;
+  min: number;
+  max: number;
 }
 
-/** Median timed ns per command of `kind` on `p` (reinsertion excluded). */
-function measureKind(p: Population, kind: Kind, seed: number): number {
+function summarize(xs: readonly number[]): Stat {
+  const s = [...xs].sort((a, b) => a - b);
+  return { median: s[Math.floor(s.length / 2)]!, min: s[0]!, max: s[s.length - 1]! };
+}
+
+/**
+ * One measured quantity on one population. Each `run()` times one batch and returns the
+ * per-operation ns; the caller interleaves cells so that every population sees the same
+ * machine conditions.
+ */
+interface Cell {
+  readonly name: string;
+  readonly note: string | undefined;
+  run(): number;
+}
+
+/** One batch of `kind` on `p` (reinsertion untimed): per-command ns. */
+function kindCell(p: Population, kind: Kind, seed: number, hot: boolean): Cell {
   const rnd = mulberry32(seed);
   const t = p.iotlb;
   const before = t.size;
-  const perRun: number[] = [];
-  for (let r = 0; r < WARMUP + RUNS; r++) {
-    let ns = 0;
-    let commands = 0;
-    while (ns < MIN_RUN_NS) {
+  return {
+    name: `${kind.name}${kind.hotToo ? (hot ? ' hot' : ' cold') : ''}`,
+    note: hot ? undefined : kind.note,
+    run: () => {
       const targets = kind.batch(p, rnd);
+      if (hot) for (const target of targets) for (const e of target) t.insert(e);
       let removed = 0;
       const t0 = process.hrtime.bigint();
-      for (const target of targets) removed += kind.run(t, target);
-      ns += Number(process.hrtime.bigint() - t0);
-      commands += targets.length;
-      // Untimed: check the commands did their work, then put the entries back.
+      for (let i = 0; i < targets.length; i++) removed += kind.run(t, targets[i]!);
+      const ns = Number(process.hrtime.bigint() - t0);
+      // Untimed: check the commands did exactly their work, then put the entries back.
       let want = 0;
       for (const target of targets) {
         want += target.length;
@@ -197,74 +276,147 @@ function measureKind(p: Population, kind: Kind, seed: number): number {
       if (removed !== want || t.size !== before) {
         throw new Error(`${kind.name}: removed ${removed}, expected ${want}; size ${t.size} != ${before}`);
       }
-    }
-    if (r >= WARMUP) perRun.push(ns / commands);
-  }
-  return median(perRun);
+      return ns / targets.length;
+    },
+  };
 }
 
-/** Median ns per lookup over random hits spread across the whole population. */
-function measureLookup(p: Population, seed: number): number {
+/** 4096 lookups, random hits across the whole population: per-lookup ns. */
+function lookupCell(p: Population, seed: number): Cell {
   const rnd = mulberry32(seed);
-  const n = 1 << 16;
+  const n = 4096;
   const vmid = new Int32Array(n);
   const asid = new Int32Array(n);
   const iova = new Float64Array(n);
-  for (let i = 0; i < n; i++) {
-    const e = p.all[Math.floor(rnd() * p.all.length)]!;
-    vmid[i] = e.vmid;
-    asid[i] = !e.stage1 ? 0x1_0000 : e.global ? 1 : e.asid;
-    iova[i] = e.iova + Math.floor(rnd() * (e.size / K4)) * K4 + 0x123;
+  return {
+    name: 'lookup (hit)',
+    note: 'random hits: 4K pages, 2M blocks, global, stage-2',
+    run: () => {
+      for (let i = 0; i < n; i++) {
+        const v = 1 + int(rnd, VMS);
+        const pick = rnd();
+        let e: IotlbEntry;
+        if (pick < 0.9) e = p.bigPage(v, 1 + int(rnd, BIG_ASIDS), int(rnd, p.pages));
+        else if (pick < 0.95) e = p.global(v, int(rnd, p.side));
+        else if (pick < 0.98) e = p.stage2(v, int(rnd, p.side));
+        else e = p.block(v, 1 + int(rnd, BIG_ASIDS), int(rnd, Math.max(1, p.blocks)));
+        vmid[i] = v;
+        asid[i] = !e.stage1 ? NO_ASID : e.global ? 1 + int(rnd, BIG_ASIDS) : e.asid;
+        iova[i] = e.iova + int(rnd, e.size / K4) * K4 + 0x123;
+      }
+      let hits = 0;
+      const t0 = process.hrtime.bigint();
+      for (let i = 0; i < n; i++) if (p.iotlb.lookup(vmid[i]!, asid[i]!, iova[i]!) !== undefined) hits++;
+      const ns = Number(process.hrtime.bigint() - t0);
+      if (hits !== n) throw new Error(`lookup: ${n - hits} misses`);
+      return ns / n;
+    },
+  };
+}
+
+/**
+ * Reference, not this IOTLB: what one invalidation costs if it scans every cached entry, as
+ * QEMU's SMMUv3 does (g_hash_table_foreach_remove per TLBI). A plain loop over a snapshot
+ * array testing the NH_VA predicate, so it is a lower bound for a hash-table walk.
+ */
+function scanCell(p: Population): Cell {
+  const all = p.iotlb.entries();
+  let sink = 0;
+  return {
+    name: 'reference: full scan per command',
+    note: 'what a QEMU-style scan of every entry would cost per TLBI (lower bound)',
+    run: () => {
+      const va = 0x10_0000_0000 + 12345 * K4;
+      let hits = 0;
+      const t0 = process.hrtime.bigint();
+      for (let i = 0; i < all.length; i++) {
+        const e = all[i]!;
+        if (e.vmid === 1 && (e.global || e.asid === 1) && e.iova <= va && va < e.iova + e.size) hits++;
+      }
+      const ns = Number(process.hrtime.bigint() - t0);
+      sink += hits;
+      return sink >= 0 ? ns : -1;
+    },
+  };
+}
+
+/** The cells of one population, in a fixed order. */
+function cells(p: Population, seed: number): Cell[] {
+  const out = [lookupCell(p, seed)];
+  KINDS.forEach((kind, i) => {
+    out.push(kindCell(p, kind, seed + 1 + i, false));
+    if (kind.hotToo) out.push(kindCell(p, kind, seed + 1 + i, true));
+  });
+  out.push(scanCell(p));
+  return out;
+}
+
+/** Nanoseconds of one dependent load at a random cache line of a 256 MiB array (pointer chase). */
+function memoryLatency(): { value: number; min: number; max: number } {
+  const ints = 2 ** 26;
+  const lines = ints / 16;
+  const a = new Int32Array(ints);
+  const rnd = mulberry32(99);
+  // One random cycle through all lines (Sattolo's shuffle), so every load depends on the last.
+  const order = new Int32Array(lines);
+  for (let i = 0; i < lines; i++) order[i] = i;
+  for (let i = lines - 1; i > 0; i--) {
+    const j = int(rnd, i);
+    const x = order[i]!;
+    order[i] = order[j]!;
+    order[j] = x;
   }
+  for (let i = 0; i < lines; i++) a[order[i]! * 16] = order[(i + 1) % lines]! * 16;
   const perRun: number[] = [];
-  for (let r = 0; r < WARMUP + RUNS; r++) {
-    let hits = 0;
+  let at = 0;
+  for (let r = 0; r < 7; r++) {
     const t0 = process.hrtime.bigint();
-    for (let i = 0; i < n; i++) if (p.iotlb.lookup(vmid[i]!, asid[i]!, iova[i]!) !== undefined) hits++;
-    const ns = Number(process.hrtime.bigint() - t0);
-    if (hits !== n) throw new Error(`lookup: ${n - hits} misses`);
-    if (r >= WARMUP) perRun.push(ns / n);
+    for (let i = 0; i < 100_000; i++) at = a[at]!;
+    perRun.push(Number(process.hrtime.bigint() - t0) / 100_000);
   }
-  return median(perRun);
+  const st = summarize(perRun);
+  return { value: st.median, min: st.min, max: st.max };
 }
 
 /** Run the IOTLB benchmark: ns per command and per lookup per population, then the ratios. */
 export async function benchIotlb(opts: { quick: boolean }): Promise<Row[]> {
-  const pops: [string, number][] = [
-    ['1K', 1 << 10],
-    ['64K', 1 << 16],
-  ];
-  if (!opts.quick) pops.push(['1M', 1 << 20]);
-  const rows: Row[] = [];
-  const results = new Map<string, number[]>();
-  const record = (name: string, label: string, value: number, note?: string): void => {
-    rows.push({ name: `iotlb ${name} @${label}`, value, unit: 'ns', ...(note !== undefined ? { note } : {}) });
-    const r = results.get(name) ?? [];
-    r.push(value);
-    results.set(name, r);
-  };
-  // Warm the JIT up on every path first, so the 1K population is not measured half-compiled.
-  {
-    const p = populate(1 << 12);
-    measureLookup(p, 1);
-    KINDS.forEach((kind, i) => measureKind(p, kind, 1 + i));
-  }
-  for (const [label, n] of pops) {
-    const p = populate(n);
-    record('lookup (hit)', label, measureLookup(p, 7), label === '1K' ? 'random hits, 4K pages and 2M blocks' : undefined);
-    KINDS.forEach((kind, i) => record(kind.name, label, measureKind(p, kind, 100 + i), label === '1K' ? kind.note : undefined));
-    // Let the population go before building the next one.
+  const labels = opts.quick ? ['1K', '64K'] : ['1K', '64K', '1M'];
+  const sizes: Record<string, number> = { '1K': 1 << 10, '64K': 1 << 16, '1M': 1 << 20 };
+
+  // Compile every path before measuring anything.
+  for (const c of cells(new Population(1 << 12), 1)) for (let r = 0; r < 3 * WARMUP; r++) c.run();
+
+  // All populations stay alive and are measured in turn, ROUNDS times, so that a change in
+  // machine load (this may share its CPUs) affects every population alike.
+  const grid = labels.map((label) => cells(new Population(sizes[label]!), 100));
+  const samples = grid.map((row) => row.map((): number[] => []));
+  for (let round = 0; round < ROUNDS; round++) {
+    for (let k = 0; k < grid[0]!.length; k++) {
+      for (let p = 0; p < grid.length; p++) {
+        const cell = grid[p]![k]!;
+        for (let r = 0; r < WARMUP; r++) cell.run();
+        for (let r = 0; r < RUNS_PER_ROUND; r++) samples[p]![k]!.push(cell.run());
+      }
+    }
     await new Promise((resolve) => setImmediate(resolve));
   }
-  const top = pops[pops.length - 1]![0];
-  for (const [name, values] of results) {
-    rows.push({
-      name: `iotlb ${name} ${top}/1K`,
-      value: values[values.length - 1]! / values[0]!,
-      unit: 'x',
-      note: name.startsWith('TLBI_NH_VAA') || name.startsWith('lookup') ? 'no target' : 'target < 2',
+
+  const rows: Row[] = [];
+  grid.forEach((row, p) => {
+    row.forEach((cell, k) => {
+      const st = summarize(samples[p]![k]!);
+      const out: Row = { name: `iotlb ${cell.name} @${labels[p]}`, value: st.median, unit: 'ns', min: st.min, max: st.max };
+      if (p === 0 && cell.note !== undefined) out.note = cell.note;
+      rows.push(out);
     });
-  }
+  });
+  rows.push({ ...memoryLatency(), name: 'memory: dependent random load in 256 MiB', unit: 'ns', note: 'reference: one cache + TLB miss' });
+  const last = grid.length - 1;
+  grid[0]!.forEach((cell, k) => {
+    const ratio = summarize(samples[last]![k]!).median / summarize(samples[0]![k]!).median;
+    const targeted = cell.name.startsWith('TLBI_') && !cell.name.startsWith('TLBI_NH_VAA');
+    rows.push({ name: `iotlb ${cell.name} ${labels[last]}/1K`, value: ratio, unit: 'x', note: targeted ? 'target < 2' : 'no target' });
+  });
   return rows;
 }
 

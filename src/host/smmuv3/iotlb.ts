@@ -15,7 +15,8 @@
  * - by-ASID and by-VMID invalidations drop whole contexts: O(entries removed);
  * - a by-VA range probes each page number of each size in use when that is cheapest, else
  *   walks the context's coarse buckets that the range touches: O(min(pages in range, entries
- *   in the touched buckets) per size in use + entries removed);
+ *   in the touched buckets) per size in use + entries removed); a short range first asks the
+ *   (small, cache-resident) bucket map whether the size has entries there at all;
  * - a by-IPA range does the same over a per-VMID IPA index (IPA page → list of entries, plus
  *   buckets);
  * - TLBI_NH_VAA (any ASID) pays the by-VA cost once per stage-1 context of the VMID.
@@ -121,15 +122,15 @@ function pnLo(pn: number): number {
 }
 
 /**
- * Pages of one size class per bucket: 2^16, i.e. 256 MiB of 4 KiB pages. Coarse on purpose: a
- * context holds few buckets, so the one a removal updates is almost always in cache; ranges
- * short enough for that coarseness to hurt probe their pages instead.
+ * Pages of one size class per bucket: 2^20, i.e. 4 GiB of 4 KiB pages. Coarse on purpose: an
+ * index holds few buckets, so the one a removal updates is almost always in cache; a range
+ * short enough for the coarseness to hurt probes its pages instead (see cheaperToProbe).
  */
-const BUCKET_PAGES = 2 ** 16;
+const BUCKET_PAGES = 2 ** 20;
 /** A range of at most this many pages of a size class always probes page numbers. */
 const EXACT_PROBE_MAX = 64;
 
-/** Bucket key of page `pn` of size class `s`: a small integer (below 2^30), a cheap Map key. */
+/** Bucket key of page `pn` of size class `s`: a small integer (below 2^26), a cheap Map key. */
 function bucketKey(pn: number, s: number): number {
   return Math.floor(pn / BUCKET_PAGES) * 32 + s;
 }
@@ -343,6 +344,21 @@ class BucketIndex {
   readonly map = new Map<number, Bucket>();
   /** Buckets with live references. */
   nonEmpty = 0;
+
+  /**
+   * Whether any bucket over pages [p0, p1] of size class `s` holds a live entry. For a short
+   * range this is one or two lookups in a small, cache-resident map, and it spares probing a
+   * large size table whose slot would be a cache miss (typically: the global context, or a
+   * block size, when the range lies in a region without such entries).
+   */
+  occupied(s: number, p0: number, p1: number): boolean {
+    const b1 = Math.floor(p1 / BUCKET_PAGES);
+    for (let b = Math.floor(p0 / BUCKET_PAGES); b <= b1; b++) {
+      const bucket = this.map.get(b * 32 + s);
+      if (bucket !== undefined && bucket.live > 0) return true;
+    }
+    return false;
+  }
 
   /** Account for the removal of one entry from the bucket at `key`. */
   drop(key: number): void {
@@ -688,6 +704,7 @@ export class Iotlb {
       const s = lowestClass(m);
       const p0 = Math.floor(ipa * INV_SIZE[s]);
       const p1 = Math.floor(last * INV_SIZE[s]);
+      if (p1 - p0 < EXACT_PROBE_MAX ? !vm.ipaBuckets.occupied(s, p0, p1) : false) continue;
       if (p1 - p0 < EXACT_PROBE_MAX || this.cheaperToProbe(vm.ipaBuckets, s, p0, p1)) {
         for (let pn = p0; pn <= p1; pn++) {
           for (let id = vm.ipas.get(s, pnHi(pn), pnLo(pn)); id !== NONE; ) {
@@ -714,6 +731,7 @@ export class Iotlb {
       const s = lowestClass(m);
       const p0 = Math.floor(first * INV_SIZE[s]);
       const p1 = Math.floor(last * INV_SIZE[s]);
+      if (p1 - p0 < EXACT_PROBE_MAX ? !ctx.buckets.occupied(s, p0, p1) : false) continue;
       if (p1 - p0 < EXACT_PROBE_MAX || this.cheaperToProbe(ctx.buckets, s, p0, p1)) {
         for (let pn = p0; pn <= p1; pn++) {
           const id = ctx.pages.get(s, pnHi(pn), pnLo(pn));
@@ -920,6 +938,10 @@ export class Iotlb {
     return this.poolUsed++;
   }
 
+  /**
+   * Free an id. Its entry object stays referenced until the id is reused, so at most the
+   * pool's high-water mark of entries is retained, and clearing it would cost a cache miss.
+   */
   private freeId(id: number): void {
     const o = id * REC;
     this.rec[o + R_SEQ] = NONE;

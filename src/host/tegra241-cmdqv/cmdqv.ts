@@ -260,83 +260,81 @@ export class Tegra241CmdqvHw {
     let cons = consReg & wrapMask;
     const w = this.cmd;
     const mem = this.mem;
-    const limit = mem.size - 16;
     let n = 0;
-    // Walk the ring through the 64 KiB chunk views of host memory: the ring is contiguous and
-    // naturally aligned, so a chunk holds whole commands and is looked up once per 4096 commands.
+    let vmidReplaced = 0;
+    // Walk the ring through 64 KiB chunk views of host memory. The ring is contiguous and aligned
+    // to its size, so a chunk holds 4096 whole commands and is looked up only when crossing one.
+    const ringBytes = (idxMask + 1) * 16;
+    const inRam = ring + ringBytes <= mem.size;
+    const off0 = ring % CHUNK_SIZE;
     let chunk: Uint32Array | undefined;
-    let chunkBase = -1;
     while (cons !== end) {
-      const addr = ring + (cons & idxMask) * 16;
+      const e = cons & idxMask;
       let err = 0;
-      if (addr > limit) {
+      if (!inRam) {
         err = CERROR_ABT;
       } else {
-        const base = addr - (addr % CHUNK_SIZE);
-        if (base !== chunkBase) {
-          chunk = mem.chunkWords(addr);
-          chunkBase = base;
-        }
+        if (chunk === undefined || (e & 4095) === 0) chunk = mem.chunkWords(ring + e * 16);
         if (chunk) {
-          const i = (addr - base) >>> 2;
+          const i = (off0 + (e & 4095) * 16) >>> 2;
           w[0] = chunk[i]!;
           w[1] = chunk[i + 1]!;
           w[2] = chunk[i + 2]!;
           w[3] = chunk[i + 3]!;
         } else {
+          const addr = ring + e * 16;
           w[0] = mem.read32(addr);
           w[1] = mem.read32(addr + 4);
           w[2] = mem.read32(addr + 8);
           w[3] = mem.read32(addr + 12);
         }
-        if (guestOwned) err = this.filterGuestCommand(vf, w, vmid);
+        if (guestOwned) {
+          // The guest-owned VINTF rules, inlined for the common TLBI case.
+          const op = w[0]! & 0xff;
+          if (op === Op.TLBI_NH_ASID || op === Op.TLBI_NH_VA) {
+            w[1] = ((w[1]! & 0xffff_0000) | vmid) >>> 0;
+            vmidReplaced++;
+          } else if (op !== Op.SYNC) {
+            err = this.filterGuestCommand(vf, w);
+          }
+        }
         if (err === 0) err = this.smmu.execute(w, 'vcmdq');
       }
       n++;
       if (err !== 0) {
         this.stats.commands += n;
+        this.stats.vmidReplaced += vmidReplaced;
         this.stop(q, vi, cons, err, w[0]! & 0xff);
         return;
       }
       cons = (cons + 1) & wrapMask;
     }
+    this.stats.vmidReplaced += vmidReplaced;
     this.stats.commands += n;
     p0.set32(this.q.cons, ((consReg & 0x7f00_0000) | cons) >>> 0);
     if (n > 0 && this.tracer.enabled(T_CONSUME)) this.tracer.emit(T_CONSUME, q, n, cons);
   }
 
   /**
-   * Apply the guest-owned VINTF rules to a command in place: the opcode filter, VMID
-   * substitution and StreamID replacement. Returns a CERROR code, 0 if the command may run.
+   * The guest-owned VINTF rules for the commands the consume loop does not inline: ATC_INV
+   * gets its StreamID replaced through SID_MATCH/SID_REPLACE; anything else is refused.
+   * Returns a CERROR code, 0 if the command may run.
    */
-  private filterGuestCommand(vf: RegisterBank['file'], w: Uint32Array, vmid: number): number {
-    const op = w[0]! & 0xff;
-    switch (op) {
-      case Op.TLBI_NH_ASID:
-      case Op.TLBI_NH_VA:
-        w[1] = ((w[1]! & 0xffff_0000) | vmid) >>> 0;
-        this.stats.vmidReplaced++;
-        return 0;
-      case Op.ATC_INV: {
-        const vsid = w[1]!;
-        for (let s = 0; s < this.sidsPerVintf; s++) {
-          const m = vf.get32(this.v.match[s]!);
-          if (m & 1 && C.VINTF_SID_MATCH.f.VIRT_SID.get(m) === vsid) {
-            w[1] = vf.get32(this.v.replace[s]!);
-            this.stats.sidReplaced++;
-            return 0;
-          }
+  private filterGuestCommand(vf: RegisterBank['file'], w: Uint32Array): number {
+    if ((w[0]! & 0xff) === Op.ATC_INV) {
+      const vsid = w[1]!;
+      for (let s = 0; s < this.sidsPerVintf; s++) {
+        const m = vf.get32(this.v.match[s]!);
+        if (m & 1 && C.VINTF_SID_MATCH.f.VIRT_SID.get(m) === vsid) {
+          w[1] = vf.get32(this.v.replace[s]!);
+          this.stats.sidReplaced++;
+          return 0;
         }
-        // No SID_MATCH hit: the guest names a device it does not own.
-        this.stats.refused++;
-        return CERROR_ILL;
       }
-      case Op.SYNC:
-        return 0;
-      default:
-        this.stats.refused++;
-        return CERROR_ILL;
+      // No SID_MATCH hit: the guest names a device it does not own.
     }
+    this.stats.refused++;
+    return CERROR_ILL;
   }
 
   /** Stop queue q at `cons` with a CERROR and report it through the error maps and the IRQ. */

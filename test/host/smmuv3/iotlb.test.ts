@@ -163,6 +163,32 @@ test('huge ranges remove exactly the overlapping entries (no per-page loop)', ()
   assert.ok(t.lookup(2, 1, 0x4000_0000 + 2100 * K4));
 });
 
+test('churn over many far-apart regions keeps every index right', () => {
+  // Entries 4 GiB apart (IOVA and IPA), in new regions each round: each lands in its own index
+  // bucket, so the rounds leave hundreds of emptied buckets behind to be swept.
+  const t = new Iotlb();
+  const far = (i: number, round: number): IotlbEntry =>
+    s1(1, 1, (i + 300 * round) * 2 ** 32, K4, { ipa: (i + 300 * round + 5000) * 2 ** 32 });
+  t.insert(s1(1, 1, 2 ** 50)); // keeps the context alive throughout
+  for (let round = 0; round < 6; round++) {
+    for (let i = 0; i < 300; i++) t.insert(far(i, round));
+    assert.equal(t.size, 301);
+    for (let i = 0; i < 300; i += 2) assert.equal(t.invalidateVa(1, 1, far(i, round).iova, K4), 1);
+    for (let i = 1; i < 300; i += 2) assert.equal(t.invalidateIpa(1, far(i, round).ipa, K4), 1);
+    assert.equal(t.size, 1);
+  }
+  for (let i = 0; i < 300; i++) t.insert(far(i, 9));
+  assert.equal(t.invalidateVa(1, 1, 2700 * 2 ** 32, 150 * 2 ** 32), 150, 'a range over 150 regions');
+  assert.equal(t.invalidateIpa(1, 7850 * 2 ** 32, 100 * 2 ** 32), 100);
+  assert.equal(t.size, 51);
+  assert.ok(t.lookup(1, 1, far(299, 9).iova));
+  assert.equal(t.lookup(1, 1, far(149, 9).iova), undefined);
+  assert.equal(t.lookup(1, 1, far(150, 9).iova), undefined);
+  assert.equal(t.invalidateIpa(1, 2 ** 50, K4), 1, 'the keeper, whose buckets lived through every sweep');
+  assert.equal(t.invalidateVa(1, 1, 0, 2 ** 52), 50);
+  assert.equal(t.size, 0);
+});
+
 test('TLBI_S2_IPA removes nested and stage-2-only entries whose IPA overlaps', () => {
   const t = new Iotlb();
   fill(t, [
