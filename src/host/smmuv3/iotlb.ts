@@ -608,6 +608,11 @@ export class Iotlb {
   // Invalidations. Each returns the number of entries removed.
 
   /** TLBI_NSNH_ALL: every entry. */
+  /** Whether any entry is tagged with `vmid` (lets callers skip decoding an invalidation). */
+  hasVmid(vmid: number): boolean {
+    return this.vms.has(vmid);
+  }
+
   invalidateAll(): number {
     const removed = this.count;
     this.vms.clear();

@@ -309,6 +309,8 @@ export class HostSmmu {
       case Op.TLBI_NH_VA:
       case Op.TLBI_NH_VAA: {
         this.stats.tlbi++;
+        // Nothing cached for the VMID: no need to decode the range (the common steady state).
+        if (!this.iotlb.hasVmid(w[1]! & 0xffff)) break;
         const va = D1.ADDR_PAGE.getWords(w[2]!, w[3]!) * 4096;
         this.iotlb.invalidateVa(
           w[1]! & 0xffff,
