@@ -7,6 +7,7 @@
 import { PageTableBuilder } from '../../kit/page-table-builder.js';
 import { Errno, ErrnoError } from '../../uapi/errno.js';
 import type { PhysicalMemory } from '../memory/physical-memory.js';
+import type { PinnedRuns } from '../memory/process-memory.js';
 import type { SmmuDriver } from '../kernel/arm-smmu-v3.js';
 import { Op } from '../../arch/smmuv3/commands.js';
 
@@ -14,8 +15,8 @@ import { Op } from '../../arch/smmuv3/commands.js';
 export interface IoasArea {
   readonly iova: number;
   readonly length: number;
-  /** Host PA of each host page of the range. */
-  readonly pages: Float64Array;
+  /** The pinned memory behind the range, as physically contiguous runs. */
+  readonly runs: PinnedRuns;
   readonly writable: boolean;
   /** Internal accesses (HW queues) pinning part of this area. */
   locks: number;
@@ -43,15 +44,9 @@ export class PagingDomain {
 
   /** Map an area, coalescing physically contiguous runs so hugepages become block entries. */
   mapArea(a: IoasArea): void {
-    const ps = this.granule;
     const perm = 1 | (a.writable ? 2 : 0);
-    let i = 0;
-    while (i < a.pages.length) {
-      let j = i + 1;
-      while (j < a.pages.length && a.pages[j] === a.pages[i]! + (j - i) * ps) j++;
-      this.tables.map(a.iova + i * ps, a.pages[i]!, (j - i) * ps, perm);
-      i = j;
-    }
+    const r = a.runs;
+    for (let i = 0; i < r.count; i++) this.tables.map(a.iova + r.offsets[i]!, r.pas[i]!, r.lens[i]!, perm);
   }
 
   /** Unmap an area and invalidate stage 2 for this VMID. */
@@ -84,7 +79,7 @@ export class IoAddressSpace {
   }
 
   /** Add an area; EEXIST on overlap. */
-  map(iova: number, pages: Float64Array, length: number, writable: boolean): IoasArea {
+  map(iova: number, runs: PinnedRuns, length: number, writable: boolean): IoasArea {
     if (iova % this.pageSize !== 0 || length % this.pageSize !== 0 || length === 0) {
       throw new ErrnoError(Errno.EINVAL, 'IOVA or length not aligned to the IOAS page size');
     }
@@ -92,7 +87,7 @@ export class IoAddressSpace {
     for (const a of this.areas) {
       if (iova < a.iova + a.length && a.iova < iova + length) throw new ErrnoError(Errno.EEXIST, 'IOVA range already mapped');
     }
-    const area: IoasArea = { iova, length, pages, writable, locks: 0 };
+    const area: IoasArea = { iova, length, runs, writable, locks: 0 };
     this.areas.push(area);
     for (const d of this.domains) d.mapArea(area);
     return area;
@@ -123,9 +118,7 @@ export class IoAddressSpace {
   }
 
   /** Host PA of an IOVA inside an area. */
-  static paOf(a: IoasArea, iova: number, pageSize: number): number {
-    const off = iova - a.iova;
-    const page = Math.floor(off / pageSize);
-    return a.pages[page]! + (off - page * pageSize);
+  static paOf(a: IoasArea, iova: number): number {
+    return a.runs.paAt(iova - a.iova);
   }
 }

@@ -251,9 +251,9 @@ export class IommufdContext {
     if (len === 0 || len % ps !== 0) throw new ErrnoError(Errno.EINVAL, 'length not a multiple of the IOAS alignment');
     const uva = Number(v.user_va as bigint);
     if (uva % ps !== 0) throw new ErrnoError(Errno.EINVAL, 'user_va not page aligned');
-    const pages = this.proc.mem.pin(uva, len);
+    const runs = this.proc.mem.pinRuns(uva, len);
     const at = flags & F.IOMMU_IOAS_MAP_FIXED_IOVA ? Number(iova) : ioas.ioas.allocIova(len);
-    ioas.ioas.map(at, pages, len, (flags & F.IOMMU_IOAS_MAP_WRITEABLE) !== 0);
+    ioas.ioas.map(at, runs, len, (flags & F.IOMMU_IOAS_MAP_WRITEABLE) !== 0);
     v.iova = BigInt(at);
   }
 
@@ -430,11 +430,9 @@ export class IommufdContext {
     const end = Math.ceil((start + len) / ps) * ps;
     const area = vi.parent.ioas.ioas.areaFor(first, end - first);
     if (!area) throw new ErrnoError(Errno.ENOENT, 'queue memory not mapped in the parent IOAS');
-    const pa = IoAddressSpace.paOf(area, start, ps);
-    for (let a = first + ps; a < end; a += ps) {
-      if (IoAddressSpace.paOf(area, a, ps) !== IoAddressSpace.paOf(area, first, ps) + (a - first)) {
-        throw new ErrnoError(Errno.EFAULT, 'queue memory is not physically contiguous');
-      }
+    const pa = IoAddressSpace.paOf(area, start);
+    if (!area.runs.contiguous(first - area.iova, end - first)) {
+      throw new ErrnoError(Errno.EFAULT, 'queue memory is not physically contiguous');
     }
     const index = v.index as number;
     const smmu = this.smmuOf(vi.smmuName);

@@ -86,18 +86,34 @@ export class ProcessMemory {
     return m.frames[page]! + (off - page * m.pageSize);
   }
 
-  /** Host PAs of the base pages covering [va, va + length) — what pin_user_pages returns. */
-  pin(va: number, length: number): Float64Array {
-    const ps = this.phys.pageSize;
-    const first = Math.floor(va / ps) * ps;
-    const n = Math.ceil((va + length - first) / ps);
-    const out = new Float64Array(n);
-    for (let i = 0; i < n; i++) {
-      const pa = this.translate(first + i * ps);
-      if (pa < 0) throw new ErrnoError(Errno.EFAULT, `no anonymous memory at 0x${(first + i * ps).toString(16)}`);
-      out[i] = pa;
+  /**
+   * Pin [va, va + length) (base-page aligned) and return the physically contiguous runs it is
+   * made of, as PinnedRuns: much smaller than a per-page list for hugepage-backed memory.
+   */
+  pinRuns(va: number, length: number): PinnedRuns {
+    const offsets: number[] = [];
+    const pas: number[] = [];
+    const lens: number[] = [];
+    let done = 0;
+    while (done < length) {
+      const a = va + done;
+      const m = this.find(a);
+      if (!m || m.kind !== 'anon') throw new ErrnoError(Errno.EFAULT, `no anonymous memory at 0x${a.toString(16)}`);
+      const off = a - m.va;
+      const page = Math.floor(off / m.pageSize);
+      const inPage = off - page * m.pageSize;
+      const n = Math.min(length - done, m.pageSize - inPage);
+      const pa = m.frames[page]! + inPage;
+      const k = lens.length - 1;
+      if (k >= 0 && pas[k]! + lens[k]! === pa) lens[k]! += n;
+      else {
+        offsets.push(done);
+        pas.push(pa);
+        lens.push(n);
+      }
+      done += n;
     }
-    return out;
+    return new PinnedRuns(Float64Array.from(offsets), Float64Array.from(pas), Float64Array.from(lens));
   }
 
   /** copy_from_user: EFAULT on any unmapped byte. */
@@ -165,6 +181,44 @@ export class ProcessMemory {
   private insert(m: UserMapping): void {
     this.maps.push(m);
     this.maps.sort((a, b) => a.va - b.va);
+  }
+}
+
+/** Pinned user memory as physically contiguous runs: run i covers [offset, offset + len). */
+export class PinnedRuns {
+  constructor(
+    readonly offsets: Float64Array,
+    readonly pas: Float64Array,
+    readonly lens: Float64Array,
+  ) {}
+
+  /** Number of runs. */
+  get count(): number {
+    return this.offsets.length;
+  }
+
+  /** Index of the run containing byte `off`. */
+  runAt(off: number): number {
+    let lo = 0;
+    let hi = this.offsets.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >>> 1;
+      if (this.offsets[mid]! <= off) lo = mid;
+      else hi = mid - 1;
+    }
+    return lo;
+  }
+
+  /** Host PA of byte `off`. */
+  paAt(off: number): number {
+    const r = this.runAt(off);
+    return this.pas[r]! + (off - this.offsets[r]!);
+  }
+
+  /** Whether [off, off + len) lies inside one run (is physically contiguous). */
+  contiguous(off: number, len: number): boolean {
+    const r = this.runAt(off);
+    return off + len <= this.offsets[r]! + this.lens[r]!;
   }
 }
 
