@@ -258,6 +258,31 @@ describe('HW-queue state machines (spec §3.5–3.7)', () => {
     assert.equal(r.r(0x1040), 0x21, 'SID_MATCH survives reset (QEMU quirk Q4 kept)');
   });
 
+  test('reset from every state (C0, C1, H; VINTF D/E; CMDQV off) restores the reset register file', () => {
+    const states: [string, (r: ReturnType<typeof rig>) => void][] = [
+      ['C0', () => {}],
+      ['C1 (INIT_ERR cached)', (r) => {
+        r.w(0x1000, 1);
+        r.w(0x204, 1);
+        r.w64(0x20080, BigInt(RAM_BASE + 0x20_0000) | 8n);
+      }],
+      ['H', (r) => pre.forEach(([, f]) => f(r))],
+      ['VINTF enabled, no queue', (r) => r.w(0x1000, 1)],
+      ['CMDQV disabled', (r) => r.w(0x0, 0x0002_0082)],
+    ];
+    for (const [name, enter] of states) {
+      const r = boot(rig());
+      enter(r);
+      r.cmdqv.reset();
+      const regs = [0x0, 0x4, 0x8, 0x14, 0x1c, 0x24, 0x200, 0x204, 0x1000, 0x1004, 0x10c0, 0x10000, 0x10008, 0x1000c, 0x10010, 0x10090, 0x20000, 0x20080];
+      const want = [0x0002_0083, 0x4011, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+      assert.deepEqual(regs.map((o) => r.r(o)), want, name);
+      assert.deepEqual(r.cmdqv.hwQueue, [undefined, undefined], name);
+      assert.equal(r.cmdqv.page0Region, undefined, name);
+      assert.equal(r.as.write(CMDQV_BASE + 0x30008, 4, 0).trapped, true, `${name}: page0 traps after reset`);
+    }
+  });
+
   test('IDR1.CMDQS cap from the RAM backing page size (spec §3.10)', () => {
     for (const [pg, want] of [[4096, 8], [2 ** 21, 17], [2 ** 30, 19]] as const) {
       const r = boot(rig({ ramBytes: 2 ** 22, hugepages: false, ramPage: pg }));
