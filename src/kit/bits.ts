@@ -29,6 +29,9 @@ export class Field {
   /** For fields straddling bit 32: multiplier of the high part and its mask (precomputed). */
   private readonly hiMul: number;
   private readonly hiMask: number;
+  /** wordMask(0) and wordMask(1), precomputed for setWords. */
+  private readonly wm0: number;
+  private readonly wm1: number;
 
   constructor(
     readonly name: string,
@@ -43,6 +46,8 @@ export class Field {
     this.m32 = ones32(Math.min(width, 32));
     this.hiMul = lsb < 32 ? 2 ** (32 - lsb) : 1;
     this.hiMask = this.msb >= 32 ? ones32(this.msb - 31) : 0;
+    this.wm0 = this.wordMask(0);
+    this.wm1 = this.wordMask(1);
   }
 
   /** Mask of the field's bits within a 64-bit value. */
@@ -86,12 +91,12 @@ export class Field {
     const { lsb } = this;
     const lowBits = Math.max(0, Math.min(32 - lsb, this.width));
     if (lowBits > 0) {
-      const m = this.wordMask(0);
+      const m = this.wm0;
       const part = (field % 2 ** lowBits) * 2 ** lsb;
       words[i] = ((words[i]! & ~m) | (part & m)) >>> 0;
     }
     if (this.msb >= 32) {
-      const m = this.wordMask(1);
+      const m = this.wm1;
       const shift = Math.max(0, lsb - 32);
       const part = Math.floor(field / 2 ** lowBits) * 2 ** shift;
       words[i + 1] = ((words[i + 1]! & ~m) | ((part % TWO32) & m)) >>> 0;

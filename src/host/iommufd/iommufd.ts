@@ -5,6 +5,7 @@
  * returned as negative errnos, as the system call does.
  */
 
+import { LITTLE_ENDIAN_HOST } from '../../kit/sparse-memory.js';
 import { defineTrace } from '../../kit/trace.js';
 import { Op } from '../../arch/smmuv3/commands.js';
 import * as R from '../../arch/smmuv3/registers.js';
@@ -493,25 +494,32 @@ export class IommufdContext {
     if (num === 0) throw new ErrnoError(Errno.EINVAL, 'empty array');
     const driver = this.smmuOf(vi.smmuName).driver;
     const all = this.proc.mem.copyFromUser(uptr, num * entryLen);
-    const entry = new Uint8Array(16);
-    const batch: Uint32Array[] = [];
+    // The commands as words, converted in place: a view of the copy when entries are exactly
+    // 16 bytes (the common case), else normalised entry by entry.
+    let words: Uint32Array;
+    if (entryLen === 16 && LITTLE_ENDIAN_HOST) {
+      words = new Uint32Array(all.buffer, all.byteOffset, num * 4);
+    } else {
+      words = new Uint32Array(num * 4);
+      const entry = new Uint8Array(16);
+      const dv = new DataView(entry.buffer);
+      for (let i = 0; i < num; i++) {
+        copyArrayEntry(16, all.subarray(i * entryLen, (i + 1) * entryLen), entry);
+        for (let k = 0; k < 4; k++) words[i * 4 + k] = dv.getUint32(k * 4, true);
+      }
+    }
     let done = 0;
     try {
-      for (; done < num; done++) {
-        copyArrayEntry(16, all.subarray(done * entryLen, (done + 1) * entryLen), entry);
-        const w = new Uint32Array(entry.buffer.slice(0));
-        convertGuestCommand(w, vi);
-        batch.push(w);
-      }
+      for (; done < num; done++) convertGuestCommand(words, done * 4, vi);
     } catch (e) {
       // Commands converted before the bad one are still issued (the kernel's loop can drop them;
-      // see DESIGN.md), then entry_num reports how many were handled.
-      if (batch.length) driver.submit(batch);
+      // see docs/design.md), then entry_num reports how many were handled.
+      if (done) driver.submitWords(words, done);
       v.entry_num = done;
       this.copyOutOnError = true;
       throw e;
     }
-    driver.submit(batch);
+    driver.submitWords(words, num);
     this.kernel.stats.invalidatedCommands += num;
     v.entry_num = num;
   }
@@ -641,27 +649,27 @@ function s2Ste(d: PagingDomain, cfg: number): Uint32Array {
  * Convert one guest command for the host (spec §3.9), in place: VMID forced on TLBIs,
  * NSNH_ALL turned into NH_ALL, vSID → physical SID on ATC_INV/CFGI_CD*. Anything else: EIO.
  */
-function convertGuestCommand(w: Uint32Array, vi: ViommuObj): void {
-  const op = w[0]! & 0xff;
+function convertGuestCommand(w: Uint32Array, i: number, vi: ViommuObj): void {
+  const op = w[i]! & 0xff;
   switch (op) {
     case Op.TLBI_NSNH_ALL:
-      w[0] = Op.TLBI_NH_ALL;
-      w[1] = vi.vmid;
-      w[2] = 0;
-      w[3] = 0;
+      w[i] = Op.TLBI_NH_ALL;
+      w[i + 1] = vi.vmid;
+      w[i + 2] = 0;
+      w[i + 3] = 0;
       return;
     case Op.TLBI_NH_VA:
     case Op.TLBI_NH_VAA:
     case Op.TLBI_NH_ALL:
     case Op.TLBI_NH_ASID:
-      w[1] = ((w[1]! & 0xffff_0000) | vi.vmid) >>> 0;
+      w[i + 1] = ((w[i + 1]! & 0xffff_0000) | vi.vmid) >>> 0;
       return;
     case Op.ATC_INV:
     case Op.CFGI_CD:
     case Op.CFGI_CD_ALL: {
-      const vd = vi.vdevices.get(w[1]!);
-      if (!vd) throw new ErrnoError(Errno.EIO, `no vDEVICE for vSID 0x${w[1]!.toString(16)}`);
-      w[1] = vd.device.dev.sid;
+      const vd = vi.vdevices.get(w[i + 1]!);
+      if (!vd) throw new ErrnoError(Errno.EIO, `no vDEVICE for vSID 0x${w[i + 1]!.toString(16)}`);
+      w[i + 1] = vd.device.dev.sid;
       return;
     }
     default:

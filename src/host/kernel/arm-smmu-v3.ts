@@ -29,6 +29,8 @@ export class SmmuDriver {
   private readonly cmdq: number;
   private readonly evtq: number;
   private prod = 0;
+  /** CONS as last read (kick); the driver never reads CONS per command. */
+  private consShadow = 0;
   private evtCons = 0;
   private readonly vmids = new Set<number>();
   private nextVmid = 1;
@@ -112,12 +114,34 @@ export class SmmuDriver {
     this.kick();
   }
 
+  /**
+   * Push `count` commands held as words from `words[4 * first]`, in chunks of
+   * {@link CMDQ_BATCH} each followed by a waited-for CMD_SYNC (the iommufd invalidation path).
+   */
+  submitWords(words: Uint32Array, count: number): void {
+    for (let i = 0; i < count; i += CMDQ_BATCH) {
+      const end = Math.min(count, i + CMDQ_BATCH);
+      for (let k = i; k < end; k++) this.pushAt(words, k * 4);
+      this.pushAt(SYNC_WORDS, 0);
+      this.kick();
+    }
+  }
+
   /** Push one already-built 4-word command without syncing (for callers that batch). */
   push(c: Uint32Array): void {
-    const cons = this.hw.bank.read(R.CMDQ_CONS.spec.offset, 4) & 0xfffff;
-    if (qUsed(this.prod, cons, CMDQ_LOG2) >= 2 ** CMDQ_LOG2) this.kick();
+    this.pushAt(c, 0);
+  }
+
+  private pushAt(w: Uint32Array, at: number): void {
+    // The queue is consumed on every PROD write, so it is empty after each kick: a chunk of
+    // 64 always fits, and CONS need not be read per command.
+    if (qUsed(this.prod, this.consShadow, CMDQ_LOG2) >= 2 ** CMDQ_LOG2 - 1) this.kick();
     const addr = this.cmdq + qIndex(this.prod, CMDQ_LOG2) * 16;
-    for (let i = 0; i < 4; i++) this.phys.mem.write32(addr + i * 4, c[i]!);
+    const mem = this.phys.mem;
+    mem.write32(addr, w[at]!);
+    mem.write32(addr + 4, w[at + 1]!);
+    mem.write32(addr + 8, w[at + 2]!);
+    mem.write32(addr + 12, w[at + 3]!);
     this.prod = qAdvance(this.prod, 1, CMDQ_LOG2);
     this.submitted++;
   }
@@ -128,6 +152,7 @@ export class SmmuDriver {
     b.write(R.CMDQ_PROD.spec.offset, 4, this.prod);
     for (let tries = 0; tries < 4; tries++) {
       const cons = b.read(R.CMDQ_CONS.spec.offset, 4);
+      this.consShadow = cons & 0xfffff;
       if (qEmpty(this.prod, cons & 0xfffff, CMDQ_LOG2)) return;
       if (!this.hw.cmdqErrorActive) break;
       // CERROR: replace the bad command with a CMD_SYNC and acknowledge (skip-error routine).
@@ -156,6 +181,8 @@ export class SmmuDriver {
     b.write(R.EVENTQ_CONS.spec.offset, 4, ((prod & 0x8000_0000) | this.evtCons) >>> 0);
   }
 }
+
+const SYNC_WORDS = cmdWords(Op.SYNC, 0, 0, 0, SYNC_CS_SEV);
 
 /** Build a command from the fields the kernel uses (dword0 high word, dword1 low word, CS). */
 export function cmdWords(op: number, vmidOrNone: number, sid: number, d1lo: number, cs: number): Uint32Array {

@@ -227,25 +227,51 @@ export class PinnedRuns {
  * access ends up touching on the host.
  */
 export class UserMemoryOps implements RegionOps {
+  /** Last page translated: [offset of its start, host PA of its start, its size). */
+  private pageOff = -1;
+  private pagePa = 0;
+  private pageSize = 0;
+
   constructor(
     private readonly proc: ProcessMemory,
     private readonly baseVa: number,
   ) {}
   read(offset: number, size: 1 | 2 | 4): number {
-    return this.proc.phys.mem.read(this.pa(offset), size);
+    const pa = this.pa(offset, size);
+    if (pa >= 0) return this.proc.phys.mem.read(pa, size);
+    let v = 0;
+    for (let i = size - 1; i >= 0; i--) v = v * 256 + this.read(offset + i, 1);
+    return v;
   }
   write(offset: number, size: 1 | 2 | 4, value: number): void {
-    this.proc.phys.mem.write(this.pa(offset), size, value);
+    const pa = this.pa(offset, size);
+    if (pa >= 0) {
+      this.proc.phys.mem.write(pa, size, value);
+      return;
+    }
+    for (let i = 0; i < size; i++) this.write(offset + i, 1, (value >>> (8 * i)) & 0xff);
   }
   read64(offset: number): bigint {
-    return this.proc.phys.mem.read64(this.pa(offset));
+    const lo = this.read(offset, 4);
+    return (BigInt(this.read(offset + 4, 4)) << 32n) | BigInt(lo);
   }
   write64(offset: number, value: bigint): void {
-    this.proc.phys.mem.write64(this.pa(offset), value);
+    const v = BigInt.asUintN(64, value);
+    this.write(offset, 4, Number(v & 0xffff_ffffn));
+    this.write(offset + 4, 4, Number(v >> 32n));
   }
-  private pa(offset: number): number {
-    const pa = this.proc.translate(this.baseVa + offset);
-    if (pa < 0) throw new ErrnoError(Errno.EFAULT, 'guest RAM not backed');
-    return pa;
+  /** Host PA of `offset`, or -1 when the access crosses a backing page (the caller splits it). */
+  private pa(offset: number, size: number): number {
+    const rel = offset - this.pageOff;
+    if (rel >= 0 && rel + size <= this.pageSize) return this.pagePa + rel;
+    const va = this.baseVa + offset;
+    const m = this.proc.find(va);
+    if (!m || m.kind !== 'anon') throw new ErrnoError(Errno.EFAULT, 'guest RAM not backed');
+    const page = Math.floor((va - m.va) / m.pageSize);
+    this.pageOff = m.va + page * m.pageSize - this.baseVa;
+    this.pagePa = m.frames[page]!;
+    this.pageSize = m.pageSize;
+    if (offset - this.pageOff + size > this.pageSize) return -1;
+    return this.pagePa + (offset - this.pageOff);
   }
 }

@@ -8,6 +8,7 @@
  */
 
 import { joinU64 } from '../../kit/bits.js';
+import { CHUNK_SIZE } from '../../kit/sparse-memory.js';
 import type { ModelLog } from '../../kit/log.js';
 import { MemoryRegion } from '../../kit/memory-region.js';
 import { RegisterBank } from '../../kit/register-bank.js';
@@ -232,12 +233,27 @@ export class HostSmmu {
     const prod = f.get32(this.r.cmdqProd);
     let cons = f.get32(this.r.cmdqCons) & 0xfffff;
     const w = this.cmd;
+    let chunk: Uint32Array | undefined;
+    let chunkBase = -1;
     while (!qEmpty(prod, cons, log2)) {
       const addr = base + qIndex(cons, log2) * 16;
-      w[0] = this.mem.read32(addr);
-      w[1] = this.mem.read32(addr + 4);
-      w[2] = this.mem.read32(addr + 8);
-      w[3] = this.mem.read32(addr + 12);
+      const cb = addr - (addr % CHUNK_SIZE);
+      if (cb !== chunkBase) {
+        chunk = addr + 16 <= this.mem.size ? this.mem.chunkWords(addr) : undefined;
+        chunkBase = cb;
+      }
+      if (chunk) {
+        const i = (addr - cb) >>> 2;
+        w[0] = chunk[i]!;
+        w[1] = chunk[i + 1]!;
+        w[2] = chunk[i + 2]!;
+        w[3] = chunk[i + 3]!;
+      } else {
+        w[0] = this.mem.read32(addr);
+        w[1] = this.mem.read32(addr + 4);
+        w[2] = this.mem.read32(addr + 8);
+        w[3] = this.mem.read32(addr + 12);
+      }
       const err = this.execute(w, 'cmdq');
       if (err !== 0) {
         this.stopQueue(cons, err);

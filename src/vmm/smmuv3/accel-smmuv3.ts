@@ -599,7 +599,7 @@ export class AccelSmmuV3 {
     };
 
     while (!qEmpty(prod, cons, log2)) {
-      tr.emit(T.T_CMDQ_CONSUME, qIndex(prod, log2), qIndex(cons, log2), qWrap(prod, log2), qWrap(cons, log2));
+      if (tr.enabled(T.T_CMDQ_CONSUME)) tr.emit(T.T_CMDQ_CONSUME, qIndex(prod, log2), qIndex(cons, log2), qWrap(prod, log2), qWrap(cons, log2));
       const pending = this.file.get32(this.r.gerror) ^ this.file.get32(this.r.gerrorn);
       if (R.GERROR.f.CMDQ_ERR.get(pending >>> 0)) break;
       const w = this.readCommand(base + qIndex(cons, log2) * CMD_SIZE);
@@ -610,7 +610,7 @@ export class AccelSmmuV3 {
       }
       const op = D0.OPCODE.get(w[0]!);
       errOp = op;
-      tr.emit(T.T_CMDQ_OPCODE, opName(op));
+      if (tr.enabled(T.T_CMDQ_OPCODE)) tr.emit(T.T_CMDQ_OPCODE, opName(op));
       this.stats.commands++;
       const next = ((cons & ~qWrapMask(log2)) | qAdvance(cons, 1, log2)) >>> 0;
       const cls = COMMAND_TABLE.get(op);
@@ -702,7 +702,8 @@ export class AccelSmmuV3 {
         break;
       case Op.TLBI_NH_VA:
       case Op.TLBI_NH_VAA:
-        tr.emit(
+        // Decoding the trace arguments costs more than forwarding: only when enabled.
+        if (tr.enabled(T.T_RANGE_INVAL)) tr.emit(
           T.T_RANGE_INVAL, -1, op === Op.TLBI_NH_VA ? D0.ASID.getWords(w[0]!, w[1]!) : -1, D1.ADDR_PAGE.getWords(w[2]!, w[3]!) * 4096,
           D1.TG.get(w[2]!), (D0.NUM.get(w[0]!) + 1) * 2 ** D0.SCALE.get(w[0]!), D1.TTL.get(w[2]!), D1.LEAF.get(w[2]!), 1,
         );

@@ -13,6 +13,7 @@
  * invalidations are idempotent.
  */
 
+import { LITTLE_ENDIAN_HOST } from '../../kit/sparse-memory.js';
 import { Field } from '../../kit/bits.js';
 import { Op } from '../../arch/smmuv3/commands.js';
 
@@ -80,6 +81,11 @@ export interface PendingCommand {
 /** The 16-byte entries of `cmds`, back to back (little-endian words). */
 export function commandBytes(cmds: readonly PendingCommand[]): Uint8Array {
   const out = new Uint8Array(cmds.length * 16);
+  if (LITTLE_ENDIAN_HOST) {
+    const words = new Uint32Array(out.buffer);
+    for (let i = 0; i < cmds.length; i++) words.set(cmds[i]!.words, i * 4);
+    return out;
+  }
   const dv = new DataView(out.buffer);
   cmds.forEach((c, i) => {
     for (let j = 0; j < 4; j++) dv.setUint32(i * 16 + j * 4, c.words[j]!, true);

@@ -95,6 +95,7 @@ export class Machine {
   private readonly s2 = new Map<string, number>();
   private readonly ioas = new Map<string, number>();
   private readonly watchedEventFds = new Set<number>();
+  private readonly ramOps: UserMemoryOps;
 
   private constructor(
     readonly options: VirtOptions,
@@ -123,7 +124,8 @@ export class Machine {
     if (ramVa < 0) throw new OptionError(`-m: cannot allocate ${this.ramBytes} bytes of guest RAM on the host (errno ${-ramVa})`);
     this.ramVa = ramVa;
     const root = MemoryRegion.container('system', 2 ** 44);
-    root.addSubregion(VIRT_RAM_BASE, new MemoryRegion('mach-virt.ram', this.ramBytes, 'ram', new UserMemoryOps(this.proc.mem, ramVa), RAM_RULES));
+    this.ramOps = new UserMemoryOps(this.proc.mem, ramVa);
+    root.addSubregion(VIRT_RAM_BASE, new MemoryRegion('mach-virt.ram', this.ramBytes, 'ram', this.ramOps, RAM_RULES));
     this.as = new AddressSpace('memory', root, this.log);
     for (const id of options.iommufds) this.backends.set(id, new IommufdBackend(id, this.proc, this.tracer));
     this.buses.push({ id: 'pcie.0', busNr: 0, nextSlot: 1 });
@@ -162,7 +164,7 @@ export class Machine {
         {
           // The iommufd of the VFIO devices behind this SMMU (QEMU learns it from the first one).
           backend: this.backends.get(this.options.vfios.find((v) => v.bus === s.primaryBus)?.iommufd ?? ''),
-          guestMemory: { read32: (a) => this.as.read32(a), write32: (a, v) => void this.as.write32(a, v) },
+          guestMemory: this.dmaMemory(),
           log: this.log,
           tracer: this.tracer,
           cmdqvFactory: (host) => new Tegra241Cmdqv({ host, log: this.log, tracer: this.tracer, defer: (fn) => this.clock.schedule(0, fn) }),
@@ -179,6 +181,22 @@ export class Machine {
     dev.irqs.forEach((line, k) => this.irqs.set(irqBaseGsiv + k, line));
     this.as.root.addSubregion(base, this.trackEvents(dev));
     this.smmus.push({ opts: s, dev, base, irqBaseGsiv, cmdqv: undefined, cmdqvBase: undefined, cmdqvGsiv: undefined });
+  }
+
+  /**
+   * Device-side (DMA) access to guest memory for the emulated SMMU's table and queue walks:
+   * straight to RAM (not a CPU access, so not counted as one), other addresses through the
+   * address space.
+   */
+  private dmaMemory(): { read32(a: number): number; write32(a: number, v: number): void } {
+    const end = VIRT_RAM_BASE + this.ramBytes;
+    return {
+      read32: (a) => (a >= VIRT_RAM_BASE && a + 4 <= end ? this.ramOps.read(a - VIRT_RAM_BASE, 4) : this.as.read32(a)),
+      write32: (a, v) => {
+        if (a >= VIRT_RAM_BASE && a + 4 <= end) this.ramOps.write(a - VIRT_RAM_BASE, 4, v);
+        else this.as.write32(a, v);
+      },
+    };
   }
 
   /** Wrap the SMMU's MMIO so the machine notices when the guest enables its event queue. */
