@@ -33,6 +33,7 @@
 import { pathToFileURL } from 'node:url';
 import { Iotlb, NO_ASID, PERM_R, PERM_W, type IotlbEntry } from '../src/host/smmuv3/iotlb.js';
 import { table, type Row } from './harness.js';
+import { mulberry32 } from '../src/kit/prng.js';
 
 const K4 = 0x1000;
 const M2 = 0x20_0000;
@@ -46,17 +47,6 @@ const WARMUP = 8;
 const RUNS_PER_ROUND = 5;
 const RW = PERM_R | PERM_W;
 
-/** mulberry32: a tiny seeded PRNG, so every run measures the same targets. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Scattered, distinct IPA pages below 2^40: x ↦ x · odd mod 2^28 is a permutation. */
 function scatteredIpa(index: number): number {

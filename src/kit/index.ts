@@ -10,3 +10,4 @@ export * from './trace.js';
 export * from './clock.js';
 export * from './irq.js';
 export * from './guest-seam.js';
+export * from './prng.js';

@@ -7,17 +7,8 @@ import { buildCommand, Op } from '../../src/arch/smmuv3/commands.js';
 import { HostKernel } from '../../src/host/kernel/host-kernel.js';
 import * as U from '../../src/uapi/iommufd.js';
 import { makeVm } from './uapi-client.js';
+import { mulberry32 } from '../../src/kit/prng.js';
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const RING = 0x10_0000;
 

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Iotlb, NO_ASID, PERM_R, PERM_W, type IotlbEntry } from '../../../src/host/smmuv3/iotlb.js';
+import { mulberry32 } from '../../../src/kit/prng.js';
 
 const K4 = 0x1000;
 const M2 = 0x20_0000;
@@ -321,17 +322,6 @@ test('entries are frozen copies; bad entries are rejected', () => {
 // ---------------------------------------------------------------------------------------------
 // Property test against a naive model: an array scanned for everything.
 
-/** mulberry32: a tiny seeded PRNG (uniform in [0, 1)). */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 class NaiveIotlb {
   list: IotlbEntry[] = [];

@@ -22,6 +22,7 @@ import {
 } from '../../../src/host/smmuv3/page-table.js';
 import { PageTableBuilder } from '../../../src/kit/page-table-builder.js';
 import { SparseMemory } from '../../../src/kit/sparse-memory.js';
+import { mulberry32 } from '../../../src/kit/prng.js';
 
 const GiB = 2 ** 30;
 const MiB = 2 ** 20;
@@ -426,18 +427,6 @@ describe('nested: stage-1 tables in IPA space, fetched through stage 2', () => {
   });
 });
 
-/** mulberry32-style 32-bit PRNG, seeded, so failures reproduce. */
-function prng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
-
 describe('randomized: walker, builder.translate and a reference model agree', () => {
   const shapes: { stage: 1 | 2; granule: Granule; inputBits: number; blocks: number[]; seed: number }[] = [
     { stage: 1, granule: 4096, inputBits: 48, blocks: [2 * MiB, GiB], seed: 1 },
@@ -447,7 +436,7 @@ describe('randomized: walker, builder.translate and a reference model agree', ()
   ];
   for (const sh of shapes) {
     test(`stage ${sh.stage}, ${sh.granule / 1024} KiB, ${sh.inputBits}-bit, seed ${sh.seed}`, () => {
-      const rnd = prng(sh.seed);
+      const rnd = mulberry32(sh.seed);
       const int = (n: number) => Math.floor(rnd() * n);
       const { b, cfg, reader, out } = setup(sh.stage, sh.granule, sh.inputBits);
       interface Ref { va: number; pa: number; size: number; perm: number }
