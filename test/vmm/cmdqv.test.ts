@@ -232,6 +232,29 @@ describe('HW-queue state machines (spec §3.5–3.7)', () => {
     assert.deepEqual(destroys, [ids[1], ids[0]]);
   });
 
+  test('C1 -> C0 keeps INIT_ERR cached; VINTF D -> D and E -> E transitions; CMDQV disable keeps page0 mapped', () => {
+    const r = boot(rig());
+    r.w(0x1000, 1);
+    r.w(0x204, 1);
+    r.w64(0x20080, BigInt(RAM_BASE + 0x20_0000) | 8n); // C1: index 1 before 0 -> EIO
+    assert.equal(r.r(0x10090) & 4, 4);
+    r.w(0x204, 0); // predicate false: C0, but no HW queue existed so the cache is not zeroed
+    assert.equal(r.r(0x10090) & 4, 4, 'INIT_ERR persists in C0 (spec §3.5.7)');
+    // VINTF D -> D: disable while disabled is a no-op pass.
+    r.w(0x1000, 0);
+    r.w(0x1000, 0);
+    assert.equal(r.r(0x1004) & 1, 0);
+    assert.equal(r.cmdqv.page0Region, undefined);
+    // D -> E -> E (re-enable keeps the mapping) ; CMDQV EN=0 frees queues but keeps page0 mapped.
+    r.w(0x1000, 1);
+    const region = r.cmdqv.page0Region;
+    r.w(0x1000, 1);
+    assert.equal(r.cmdqv.page0Region, region);
+    r.w(0x0, 0x0002_0082);
+    assert.equal(r.cmdqv.page0Region, region, 'global disable does not unmap the VINTF page');
+    assert.equal(r.r(0x8), 0);
+  });
+
   test('cache-mode page0 values are pushed to HW on allocation (CONS, PROD, CONFIG; not GERRORN)', () => {
     const r = boot(rig());
     r.w(0x10000 + 0x8, 1);
