@@ -7,6 +7,7 @@
 
 import { numberToWords } from '../../kit/bits.js';
 import type { ModelLog } from '../../kit/log.js';
+import { CHUNK_SIZE } from '../../kit/sparse-memory.js';
 import { Op, SYNC_CS_SEV } from '../../arch/smmuv3/commands.js';
 import { qAdvance, qEmpty, qIndex, qUsed } from '../../arch/smmuv3/queue.js';
 import * as R from '../../arch/smmuv3/registers.js';
@@ -138,10 +139,20 @@ export class SmmuDriver {
     if (qUsed(this.prod, this.consShadow, CMDQ_LOG2) >= 2 ** CMDQ_LOG2 - 1) this.kick();
     const addr = this.cmdq + qIndex(this.prod, CMDQ_LOG2) * 16;
     const mem = this.phys.mem;
-    mem.write32(addr, w[at]!);
-    mem.write32(addr + 4, w[at + 1]!);
-    mem.write32(addr + 8, w[at + 2]!);
-    mem.write32(addr + 12, w[at + 3]!);
+    // The ring is naturally aligned: a command never straddles a memory chunk.
+    const words = mem.chunkWords(addr);
+    if (words) {
+      const i = (addr % CHUNK_SIZE) >>> 2;
+      words[i] = w[at]!;
+      words[i + 1] = w[at + 1]!;
+      words[i + 2] = w[at + 2]!;
+      words[i + 3] = w[at + 3]!;
+    } else {
+      mem.write32(addr, w[at]!);
+      mem.write32(addr + 4, w[at + 1]!);
+      mem.write32(addr + 8, w[at + 2]!);
+      mem.write32(addr + 12, w[at + 3]!);
+    }
     this.prod = qAdvance(this.prod, 1, CMDQ_LOG2);
     this.submitted++;
   }

@@ -6,6 +6,7 @@
  */
 
 import type { RegionOps } from '../../kit/memory-region.js';
+import { CHUNK_SIZE } from '../../kit/sparse-memory.js';
 import { Errno, ErrnoError } from '../../uapi/errno.js';
 import type { PhysicalMemory } from './physical-memory.js';
 
@@ -260,6 +261,22 @@ export class UserMemoryOps implements RegionOps {
     this.write(offset, 4, Number(v & 0xffff_ffffn));
     this.write(offset + 4, 4, Number(v >> 32n));
   }
+  /**
+   * Read `count` words at `offset` into `out[at..]` when they lie in one backing page and one
+   * memory chunk (the fast path for queue walks); returns false otherwise.
+   */
+  readWords(offset: number, out: Uint32Array, at: number, count: number): boolean {
+    const pa = this.pa(offset, count * 4);
+    if (pa < 0 || pa % 4 !== 0) return false;
+    const inChunk = pa % CHUNK_SIZE;
+    if (inChunk + count * 4 > CHUNK_SIZE) return false;
+    const words = this.proc.phys.mem.chunkWords(pa);
+    if (!words) return false;
+    const i = inChunk >>> 2;
+    for (let k = 0; k < count; k++) out[at + k] = words[i + k]!;
+    return true;
+  }
+
   /** Host PA of `offset`, or -1 when the access crosses a backing page (the caller splits it). */
   private pa(offset: number, size: number): number {
     const rel = offset - this.pageOff;

@@ -659,8 +659,9 @@ export class AccelSmmuV3 {
   /** One 16-byte command from guest memory, or undefined on an external abort. */
   private readCommand(gpa: number): Uint32Array | undefined {
     const w = new Uint32Array(4);
+    const mem = this.deps.guestMemory;
     try {
-      for (let i = 0; i < 4; i++) w[i] = this.deps.guestMemory.read32(gpa + 4 * i) >>> 0;
+      if (!mem.readWords?.(gpa, w, 0, 4)) for (let i = 0; i < 4; i++) w[i] = mem.read32(gpa + 4 * i) >>> 0;
     } catch {
       this.deps.log.guestError(this.logSource, `command fetch abort at ${hex(gpa, 12)}`);
       return undefined;

@@ -13,6 +13,11 @@ import { iommu_hwpt_arm_smmuv3 } from '../../uapi/iommufd.js';
 export interface GuestMemory {
   read32(gpa: number): number;
   write32(gpa: number, v: number): void;
+  /**
+   * Optional fast path: read `count` words at `gpa` into `out[at..]`; returns false when it
+   * cannot (then the caller falls back to read32).
+   */
+  readWords?(gpa: number, out: Uint32Array, at: number, count: number): boolean;
 }
 
 /** STRTAB_BASE_CFG.FMT: 2-level stream table. */

@@ -21,6 +21,7 @@ import type { AcpiTopology } from '../acpi/topology.js';
 import { IommufdBackend } from '../backends/iommufd.js';
 import { AccelSmmuV3 } from '../smmuv3/accel-smmuv3.js';
 import type { AccelHostDevice } from '../smmuv3/cmdqv-ops.js';
+import type { GuestMemory } from '../smmuv3/ste-install.js';
 import { Tegra241Cmdqv } from '../tegra241-cmdqv/cmdqv.js';
 import type { GuestPlatform } from '../../kit/guest-seam.js';
 import { OptionError, parseVirtArgs, type SmmuOpts, type VfioOpts, type VirtOptions } from './options.js';
@@ -188,9 +189,10 @@ export class Machine {
    * straight to RAM (not a CPU access, so not counted as one), other addresses through the
    * address space.
    */
-  private dmaMemory(): { read32(a: number): number; write32(a: number, v: number): void } {
+  private dmaMemory(): GuestMemory {
     const end = VIRT_RAM_BASE + this.ramBytes;
     return {
+      readWords: (a, out, at, n) => a >= VIRT_RAM_BASE && a + 4 * n <= end && this.ramOps.readWords(a - VIRT_RAM_BASE, out, at, n),
       read32: (a) => (a >= VIRT_RAM_BASE && a + 4 <= end ? this.ramOps.read(a - VIRT_RAM_BASE, 4) : this.as.read32(a)),
       write32: (a, v) => {
         if (a >= VIRT_RAM_BASE && a + 4 <= end) this.ramOps.write(a - VIRT_RAM_BASE, 4, v);
