@@ -231,3 +231,37 @@ describe('HW queues (selftest hw_queue)', () => {
     assert.equal(one.ret, 0, 'a single page is contiguous');
   });
 });
+
+describe('lifetimes (viommu_auto_destroy, vdevice_tombstone)', () => {
+  test('closing the iommufd releases the VINTF, its queues and SIDs; a mapping keeps the file alive until munmap', () => {
+    const kernel = new HostKernel();
+    const hw = kernel.smmus.get('smmu0')!.cmdqvHw!;
+    const vm = makeVm(kernel, 0, 2 ** 30);
+    const v = tegraViommu(vm);
+    vm.c.ok(U.IOMMU_VDEVICE_ALLOC, { viommu_id: v.id, dev_id: vm.devId, virt_id: 0x99n });
+    vm.c.ok(U.IOMMU_HW_QUEUE_ALLOC, { viommu_id: v.id, type: 1, index: 0, nesting_parent_iova: 0x10_0000n, length: 0x1000n });
+    const va = vm.c.mmap(0x10000, v.offset);
+    assert.equal(hw.read(0x1100, 4) & 1, 1);
+    assert.equal(vm.c.proc.close(vm.c.fd), 0);
+    assert.equal(hw.read(0x1100, 4) & 1, 1, 'still mapped: the file is not released yet');
+    assert.equal(vm.c.proc.munmap(va, 0x10000), 0);
+    assert.equal(hw.read(0x1100, 4), 0, 'VINTF disabled');
+    assert.equal(hw.read(0x1140, 4), 0, 'SID pair cleared');
+    assert.equal(hw.read(0x200 + 4 * 2, 4) & 1, 0, 'queue unmapped');
+    // The VINTF is free again for another VM.
+    const vm2 = makeVm(kernel, 1, 2 ** 30);
+    const v2 = tegraViommu(vm2);
+    assert.equal(v2.ret, 0);
+    assert.equal(hw.read(0x1100, 4) & 1, 1, 'VINTF1 reused');
+  });
+
+  test('unbinding the device destroys its vDEVICE and leaves a tombstone id (ENOENT)', () => {
+    const kernel = new HostKernel();
+    const vm = makeVm(kernel, 0, 2 ** 22, false);
+    const v = tegraViommu(vm);
+    const vd = vm.c.ok(U.IOMMU_VDEVICE_ALLOC, { viommu_id: v.id, dev_id: vm.devId, virt_id: 0x99n }).out_vdevice_id as number;
+    assert.equal(vm.c.proc.close(vm.vfio), 0);
+    assert.equal(vm.c.call(U.IOMMU_DESTROY, { id: vd }).ret, -E.ENOENT);
+    assert.equal(vm.c.call(U.IOMMU_DESTROY, { id: v.id }).ret, 0, 'the vIOMMU is free to go');
+  });
+});

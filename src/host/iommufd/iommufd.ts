@@ -179,6 +179,30 @@ export class IommufdContext {
     dev.binding = undefined;
   }
 
+  /**
+   * The last reference to the iommufd file went away (close, or process exit): every object is
+   * destroyed, newest first, releasing what it holds on the hardware (HW queues, SID pairs,
+   * VINTFs, VMIDs); bound devices are detached and unbound, as the kernel's release does.
+   */
+  private closed = false;
+  private mappings = 0;
+
+  /** close(2) of the file: released now, or at the last munmap (a mapping holds the file). */
+  close(): void {
+    this.closed = true;
+    if (this.mappings === 0) this.release();
+  }
+
+  private release(): void {
+    for (const o of this.objects.values()) {
+      if (o?.kind === 'device') this.unbindDevice((o as DeviceObj).dev);
+    }
+    const live = [...this.objects.values()].filter((o): o is IommufdObject => o !== null).sort((a, b) => b.id - a.id);
+    for (const o of live) this.destroyObject(o);
+    this.objects.clear();
+    this.mmaps.clear();
+  }
+
   private destroy(id: number): void {
     const o = this.get(id);
     if (o.users > 0) throw new ErrnoError(Errno.EBUSY, `object ${id} (${o.kind}) is in use`);
@@ -603,8 +627,11 @@ export class IommufdContext {
     const vi = m.viommu;
     const hw = this.smmuOf(vi.smmuName).cmdqv!.hw;
     vi.users++;
+    this.mappings++;
     return this.proc.mem.mapDevice(length, hw.vintfPage0Ops(vi.vintf!.index), () => {
       vi.users--;
+      this.mappings--;
+      if (this.closed && this.mappings === 0) this.release();
     });
   }
 }

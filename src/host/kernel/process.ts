@@ -60,6 +60,10 @@ export class Process {
     this.fds.delete(fd);
     if (f.kind === 'veventq') f.close();
     if (f.kind === 'vfio' && f.ctx) f.ctx.unbindDevice(f.dev);
+    if (f.kind === 'iommufd') {
+      for (const vf of this.fds.values()) if (vf.kind === 'vfio' && vf.ctx === f.ctx) vf.ctx = undefined;
+      f.ctx.close();
+    }
     return 0;
   }
 
