@@ -53,6 +53,18 @@ describe('reset values and register rules (spec §2.3, §11.2)', () => {
     assert.equal(r.as.read(CMDQV_BASE + 0x4, 8).ok, false, 'unaligned 8-byte access rejected by the memory core');
   });
 
+  test('spec §11.2 vectors: BASE 0x1_2345_6008 -> HW_QUEUE_ALLOC(0, 0x1_2345_6000, 4096); LOG2SIZE 19 -> 8 MiB', () => {
+    const r = boot(rig());
+    r.w(0x200, 1);
+    r.w(0x1000, 1);
+    r.w64(0x20000, 0x0000_0001_2345_6008n);
+    const a = hwq(r).at(-1)!;
+    assert.deepEqual([a.args.index, a.args.nesting_parent_iova, a.args.length], [0, 0x1_2345_6000n, 4096n]);
+    assert.equal(a.ret, -2, 'not guest RAM: the host refuses (ENOENT), INIT_ERR cached');
+    r.w64(0x20000, 0x0000_0001_2345_6013n);
+    assert.equal(hwq(r).at(-1)!.args.length, 8n * 2n ** 20n);
+  });
+
   test('invalid MMIO: sizes 1/2 and unaligned never reach the device; 8-byte writes are WI except page1 bases', () => {
     const r = boot(rig());
     const res = r.as.write(CMDQV_BASE + 0x0, 1, 0);
