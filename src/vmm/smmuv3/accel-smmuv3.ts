@@ -57,7 +57,7 @@ import type { Tracer } from '../../kit/trace.js';
 import { iommu_hw_info_arm_smmuv3, iommu_hw_info_type, iommu_hwpt_data_type, iommu_veventq_type, iommu_viommu_type, iommu_hwpt_invalidate_data_type } from '../../uapi/iommufd.js';
 import type { IommufdBackend, Veventq } from '../backends/iommufd.js';
 import { SMMUV3_CMDQV_NONE, type AccelHostDevice, type CmdqvHost, type CmdqvOps } from './cmdqv-ops.js';
-import { CMD_SSEC, COMMAND_TABLE, MAX_BATCH, flushCommands, type CommandClass, type PendingCommand } from './cmdq.js';
+import { CMD_SSEC, COMMAND_TABLE, CommandBatch, flushCommands, type CommandClass } from './cmdq.js';
 import { autoFinalise, hostIncompatibility, initialIdr, SMMU_AIDR, SMMU_CMDQS, SMMU_EVENTQS, type Idr } from './idr.js';
 import { hasAutoProperty, validateProperties, type AccelSmmuV3Properties } from './properties.js';
 import { ABORT_STE_DATA, BYPASS_STE_DATA, classifySte, findSte, nestedSteData, STRTAB_FMT_2LVL, type GuestMemory, type SteLookup } from './ste-install.js';
@@ -186,6 +186,9 @@ export class AccelSmmuV3 {
   readonly migrationBlocker: string | undefined;
   /** Host-side failures, as QEMU would print them with error_report. */
   readonly hostErrors: string[] = [];
+  /** Command-queue scratch: the command being decoded and the forwarding batch. */
+  private readonly cmdBuf = new Uint32Array(4);
+  private readonly batch = new CommandBatch();
 
   /** ID registers as derived from the properties and the host (CMDQS at its default). */
   private idr: Idr;
@@ -573,28 +576,28 @@ export class AccelSmmuV3 {
     let cons = consReg;
     let err = CERROR_NONE;
     let errOp = 0;
-    const batch: PendingCommand[] = [];
+    const batch = this.batch;
+    batch.count = 0;
     const viommu = this.st.viommu;
 
     /** Send the batch; on a refused command rewind CONS to it and record CERROR_ILL. */
     const flush = (): boolean => {
-      if (batch.length === 0) return true;
+      if (batch.count === 0) return true;
       const r = flushCommands(batch, (entries) => {
         this.stats.invalidateCalls++;
         this.be((b) => b.invalidateCache(viommu!.id, iommu_hwpt_invalidate_data_type.IOMMU_VIOMMU_INVALIDATE_DATA_ARM_SMMUV3, entries));
       });
       if (r.failedAt === undefined) {
-        this.stats.forwarded += batch.length;
-        batch.length = 0;
+        this.stats.forwarded += batch.count;
+        batch.count = 0;
         return true;
       }
-      const bad = batch[r.failedAt]!;
       this.stats.forwarded += r.failedAt;
       this.report(messageOf(r.error));
-      cons = bad.cons;
+      cons = batch.cons[r.failedAt]!;
       err = CERROR_ILL;
-      errOp = D0.OPCODE.get(bad.words[0]!);
-      batch.length = 0;
+      errOp = D0.OPCODE.get(batch.words[r.failedAt * 4]!);
+      batch.count = 0;
       return false;
     };
 
@@ -617,9 +620,9 @@ export class AccelSmmuV3 {
       if (cls === 'forward' || cls === 'forward_sid' || cls === 'atc_inv') {
         const f = this.checkForward(cls, w, op);
         if (f === 'forward') {
-          batch.push({ words: w, cons });
+          batch.push(w, cons);
           cons = next;
-          if (batch.length >= MAX_BATCH && !flush()) break;
+          if (batch.full && !flush()) break;
           continue;
         }
         if (f !== CERROR_NONE) {
@@ -658,7 +661,8 @@ export class AccelSmmuV3 {
 
   /** One 16-byte command from guest memory, or undefined on an external abort. */
   private readCommand(gpa: number): Uint32Array | undefined {
-    const w = new Uint32Array(4);
+    // One reusable buffer: forwarded commands are copied into the batch.
+    const w = this.cmdBuf;
     const mem = this.deps.guestMemory;
     try {
       if (!mem.readWords?.(gpa, w, 0, 4)) for (let i = 0; i < 4; i++) w[i] = mem.read32(gpa + 4 * i) >>> 0;

@@ -70,27 +70,41 @@ export const CMD_SSEC = new Field('SSEC', 10, 1);
 /** Commands per IOMMU_HWPT_INVALIDATE. */
 export const MAX_BATCH = 64;
 
-/** A forwardable command waiting in the batch. */
-export interface PendingCommand {
-  /** The raw command (four words). */
-  readonly words: Uint32Array;
-  /** The CMDQ_CONS value that points at this command. */
-  readonly cons: number;
-}
+/**
+ * Forwardable commands waiting to be sent: their words back to back and the CMDQ_CONS value
+ * pointing at each (so a refused command can stop the queue exactly there). Preallocated:
+ * adding a command allocates nothing.
+ */
+export class CommandBatch {
+  readonly words = new Uint32Array(MAX_BATCH * 4);
+  readonly cons = new Float64Array(MAX_BATCH);
+  count = 0;
 
-/** The 16-byte entries of `cmds`, back to back (little-endian words). */
-export function commandBytes(cmds: readonly PendingCommand[]): Uint8Array {
-  const out = new Uint8Array(cmds.length * 16);
-  if (LITTLE_ENDIAN_HOST) {
-    const words = new Uint32Array(out.buffer);
-    for (let i = 0; i < cmds.length; i++) words.set(cmds[i]!.words, i * 4);
+  /** Append the command in `w` (4 words) found at `cons`. */
+  push(w: Uint32Array, cons: number): void {
+    const i = this.count * 4;
+    this.words[i] = w[0]!;
+    this.words[i + 1] = w[1]!;
+    this.words[i + 2] = w[2]!;
+    this.words[i + 3] = w[3]!;
+    this.cons[this.count++] = cons;
+  }
+
+  get full(): boolean {
+    return this.count >= MAX_BATCH;
+  }
+
+  /** The 16-byte entries of commands [from, from + n), little-endian, as iommufd takes them. */
+  bytes(from = 0, n = this.count - from): Uint8Array {
+    const out = new Uint8Array(n * 16);
+    if (LITTLE_ENDIAN_HOST) {
+      out.set(new Uint8Array(this.words.buffer, from * 16, n * 16));
+      return out;
+    }
+    const dv = new DataView(out.buffer);
+    for (let k = 0; k < n * 4; k++) dv.setUint32(k * 4, this.words[from * 4 + k]!, true);
     return out;
   }
-  const dv = new DataView(out.buffer);
-  cmds.forEach((c, i) => {
-    for (let j = 0; j < 4; j++) dv.setUint32(i * 16 + j * 4, c.words[j]!, true);
-  });
-  return out;
 }
 
 /** Result of flushing a batch: the index of the command the host refused, if any. */
@@ -101,22 +115,24 @@ export interface FlushResult {
   readonly calls: number;
 }
 
+const FLUSHED: FlushResult = Object.freeze({ failedAt: undefined, error: undefined, calls: 1 });
+
 /**
- * Send `cmds` with `issue` (one IOMMU_HWPT_INVALIDATE). On failure re-issue them one at a
- * time to find the refused command.
+ * Send the batch with `issue` (one IOMMU_HWPT_INVALIDATE). On failure re-issue the commands one
+ * at a time to find the refused one. The batch is left untouched (the caller clears it).
  */
-export function flushCommands(cmds: readonly PendingCommand[], issue: (entries: Uint8Array) => void): FlushResult {
-  if (cmds.length === 0) return { failedAt: undefined, error: undefined, calls: 0 };
+export function flushCommands(batch: CommandBatch, issue: (entries: Uint8Array) => void): FlushResult {
+  if (batch.count === 0) return { failedAt: undefined, error: undefined, calls: 0 };
   try {
-    issue(commandBytes(cmds));
-    return { failedAt: undefined, error: undefined, calls: 1 };
+    issue(batch.bytes());
+    return FLUSHED;
   } catch (batchError) {
-    if (cmds.length === 1) return { failedAt: 0, error: batchError, calls: 1 };
+    if (batch.count === 1) return { failedAt: 0, error: batchError, calls: 1 };
     let calls = 1;
-    for (let i = 0; i < cmds.length; i++) {
+    for (let i = 0; i < batch.count; i++) {
       calls++;
       try {
-        issue(commandBytes([cmds[i]!]));
+        issue(batch.bytes(i, 1));
       } catch (e) {
         return { failedAt: i, error: e, calls };
       }
