@@ -8,13 +8,13 @@
  */
 
 import { joinU64 } from '../../kit/bits.js';
-import { CHUNK_SIZE } from '../../kit/sparse-memory.js';
 import type { ModelLog } from '../../kit/log.js';
 import { MemoryRegion } from '../../kit/memory-region.js';
 import { RegisterBank } from '../../kit/register-bank.js';
 import type { RegisterLayout } from '../../kit/registers.js';
 import { defineTrace, type Tracer } from '../../kit/trace.js';
 import {
+  CERROR_ABT,
   CERROR_ILL,
   D0,
   D1,
@@ -41,6 +41,7 @@ import {
 } from '../../arch/smmuv3/structures.js';
 import type { SmmuConfig } from '../config.js';
 import type { PhysicalMemory } from '../memory/physical-memory.js';
+import { CommandReader } from './command-reader.js';
 import { Iotlb, PERM_R, PERM_W } from './iotlb.js';
 import {
   FAULT_ACCESS,
@@ -148,6 +149,7 @@ export class HostSmmu {
   private readonly streams = new Map<number, StreamConfig | null>();
   private readonly mem;
   private readonly cmd = new Uint32Array(4);
+  private readonly reader: CommandReader;
   private readonly walkOut = new WalkResult();
   private readonly s2Out = new WalkResult();
   private readonly evt = new Uint32Array(8);
@@ -161,6 +163,7 @@ export class HostSmmu {
     private readonly tracer: Tracer,
   ) {
     this.mem = phys.mem;
+    this.reader = new CommandReader(phys.mem);
     this.layout = R.smmuv3Layout();
     this.bank = new RegisterBank(`smmuv3:${config.name}`, this.layout, log);
     this.iotlb = new Iotlb();
@@ -233,26 +236,12 @@ export class HostSmmu {
     const prod = f.get32(this.r.cmdqProd);
     let cons = f.get32(this.r.cmdqCons) & 0xfffff;
     const w = this.cmd;
-    let chunk: Uint32Array | undefined;
-    let chunkBase = -1;
+    const reader = this.reader;
+    reader.reset();
     while (!qEmpty(prod, cons, log2)) {
-      const addr = base + qIndex(cons, log2) * 16;
-      const cb = addr - (addr % CHUNK_SIZE);
-      if (cb !== chunkBase) {
-        chunk = addr + 16 <= this.mem.size ? this.mem.chunkWords(addr) : undefined;
-        chunkBase = cb;
-      }
-      if (chunk) {
-        const i = (addr - cb) >>> 2;
-        w[0] = chunk[i]!;
-        w[1] = chunk[i + 1]!;
-        w[2] = chunk[i + 2]!;
-        w[3] = chunk[i + 3]!;
-      } else {
-        w[0] = this.mem.read32(addr);
-        w[1] = this.mem.read32(addr + 4);
-        w[2] = this.mem.read32(addr + 8);
-        w[3] = this.mem.read32(addr + 12);
+      if (!reader.read(base + qIndex(cons, log2) * 16, w)) {
+        this.stopQueue(cons, CERROR_ABT);
+        return;
       }
       const err = this.execute(w, 'cmdq');
       if (err !== 0) {

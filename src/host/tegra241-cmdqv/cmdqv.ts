@@ -17,7 +17,7 @@ import { RegisterLayout, type RegisterInfo } from '../../kit/registers.js';
 import { defineTrace, type Tracer } from '../../kit/trace.js';
 import { CERROR_ABT, CERROR_ILL, Op, opName } from '../../arch/smmuv3/commands.js';
 import { qIndexMask, qWrapMask } from '../../arch/smmuv3/queue.js';
-import { CHUNK_SIZE } from '../../kit/sparse-memory.js';
+import { CommandReader } from '../smmuv3/command-reader.js';
 import * as C from '../../arch/tegra241-cmdqv/registers.js';
 import type { CmdqvConfig } from '../config.js';
 import type { PhysicalMemory } from '../memory/physical-memory.js';
@@ -102,8 +102,8 @@ export class Tegra241CmdqvHw {
 
   /** (vintf · 128 + lvcmdq) → global VCMDQ, from CMDQ_ALLOC_MAP entries with ALLOC = 1. */
   private readonly logical: Int16Array;
-  private readonly mem;
   private readonly cmd = new Uint32Array(4);
+  private readonly reader: CommandReader;
   private readonly allocRegs: RegisterInfo[];
   private readonly g;
   private readonly v;
@@ -119,7 +119,7 @@ export class Tegra241CmdqvHw {
     this.numVcmdqs = 2 ** config.log2Vcmdqs;
     this.numVintfs = 2 ** config.log2Vintfs;
     this.sidsPerVintf = 2 ** config.log2SidsPerVintf;
-    this.mem = phys.mem;
+    this.reader = new CommandReader(phys.mem);
     const L = cmdqvLayouts();
     this.global = new RegisterBank('tegra241-cmdqv-hw', L.global, log);
     for (let i = 0; i < this.numVintfs; i++) this.vintfs.push(new RegisterBank(`tegra241-cmdqv-hw vintf${i}`, L.vintf, log));
@@ -259,35 +259,15 @@ export class Tegra241CmdqvHw {
     const end = prod & wrapMask;
     let cons = consReg & wrapMask;
     const w = this.cmd;
-    const mem = this.mem;
     let n = 0;
     let vmidReplaced = 0;
-    // Walk the ring through 64 KiB chunk views of host memory. The ring is contiguous and aligned
-    // to its size, so a chunk holds 4096 whole commands and is looked up only when crossing one.
-    const ringBytes = (idxMask + 1) * 16;
-    const inRam = ring + ringBytes <= mem.size;
-    const off0 = ring % CHUNK_SIZE;
-    let chunk: Uint32Array | undefined;
+    const reader = this.reader;
+    reader.reset();
     while (cons !== end) {
-      const e = cons & idxMask;
       let err = 0;
-      if (!inRam) {
+      if (!reader.read(ring + (cons & idxMask) * 16, w)) {
         err = CERROR_ABT;
       } else {
-        if (chunk === undefined || (e & 4095) === 0) chunk = mem.chunkWords(ring + e * 16);
-        if (chunk) {
-          const i = (off0 + (e & 4095) * 16) >>> 2;
-          w[0] = chunk[i]!;
-          w[1] = chunk[i + 1]!;
-          w[2] = chunk[i + 2]!;
-          w[3] = chunk[i + 3]!;
-        } else {
-          const addr = ring + e * 16;
-          w[0] = mem.read32(addr);
-          w[1] = mem.read32(addr + 4);
-          w[2] = mem.read32(addr + 8);
-          w[3] = mem.read32(addr + 12);
-        }
         if (guestOwned) {
           // The guest-owned VINTF rules, inlined for the common TLBI case.
           const op = w[0]! & 0xff;
