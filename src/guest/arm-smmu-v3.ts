@@ -7,7 +7,8 @@
  */
 
 import { buildCommand, CERROR_ILL, Op, SYNC_CS_SEV } from '../arch/smmuv3/commands.js';
-import { qAdvance, qEmpty, qIndex, qUsed } from '../arch/smmuv3/queue.js';
+import { qAdvance, qEmpty, qIndex } from '../arch/smmuv3/queue.js';
+import { GuestCommandQueue } from './command-queue.js';
 import * as R from '../arch/smmuv3/registers.js';
 import { GuestAllocator, pollTimeout, type GuestPlatform } from './platform.js';
 
@@ -34,9 +35,8 @@ export class GuestSmmu {
   /** Event records drained from the event queue (8 words each). */
   readonly events: Uint32Array[] = [];
   private readonly strtab: number;
-  private readonly cmdq: number;
+  private readonly queue: GuestCommandQueue;
   private readonly evtq: number;
-  private prod = 0;
   private evtCons = 0;
 
   constructor(
@@ -54,11 +54,15 @@ export class GuestSmmu {
     // Disable, then build the structures.
     this.writeCr0(0);
     this.strtab = mem.alloc(2 ** this.sidBits * 64);
-    this.cmdq = mem.alloc(2 ** this.cmdqLog2 * 16);
+    const cmdq = mem.alloc(2 ** this.cmdqLog2 * 16);
+    this.queue = new GuestCommandQueue(p.bus, p.clock, cmdq, this.cmdqLog2, base + R.CMDQ_PROD.spec.offset, base + R.CMDQ_CONS.spec.offset, SYNC_CS_SEV, (cons) => {
+      const gerror = p.bus.read32(base + R.GERROR.spec.offset);
+      if ((gerror ^ p.bus.read32(base + R.GERRORN.spec.offset)) & 1) this.skipError(cons, gerror);
+    }, `SMMU ${identifier}`);
     this.evtq = mem.alloc(2 ** EVTQ_LOG2 * 32);
     b.write64(base + R.STRTAB_BASE.spec.offset, BigInt(this.strtab) | (1n << 62n));
     b.write32(base + R.STRTAB_BASE_CFG.spec.offset, this.sidBits);
-    b.write64(base + R.CMDQ_BASE.spec.offset, BigInt(this.cmdq) | BigInt(this.cmdqLog2) | (1n << 62n));
+    b.write64(base + R.CMDQ_BASE.spec.offset, BigInt(cmdq) | BigInt(this.cmdqLog2) | (1n << 62n));
     b.write32(base + R.CMDQ_PROD.spec.offset, 0);
     b.write32(base + R.CMDQ_CONS.spec.offset, 0);
     this.writeCr0(R.CR0.f.CMDQEN.set(0, 1));
@@ -92,40 +96,16 @@ export class GuestSmmu {
    * On a CERROR the bad command is skipped (replaced with a CMD_SYNC) and GERRORN acknowledged.
    */
   submit(cmds: readonly Uint32Array[]): void {
-    const b = this.p.bus;
-    for (const c of [...cmds, buildCommand(Op.SYNC, { cs: SYNC_CS_SEV })]) {
-      // Wait for space (the queue is consumed on PROD writes, so this only triggers when full).
-      if (qUsed(this.prod, b.read32(this.base + R.CMDQ_CONS.spec.offset) & 0xfffff, this.cmdqLog2) >= 2 ** this.cmdqLog2 - 1) {
-        this.kick();
-      }
-      const at = this.cmdq + qIndex(this.prod, this.cmdqLog2) * 16;
-      for (let i = 0; i < 4; i++) b.write32(at + i * 4, c[i]!);
-      this.prod = qAdvance(this.prod, 1, this.cmdqLog2);
-      this.stats.commands++;
-    }
-    this.stats.syncs++;
-    this.kick();
-  }
-
-  private kick(): void {
-    const b = this.p.bus;
-    b.write32(this.base + R.CMDQ_PROD.spec.offset, this.prod);
-    const done = pollTimeout(this.p.clock, () => {
-      const cons = b.read32(this.base + R.CMDQ_CONS.spec.offset);
-      if (qEmpty(this.prod, cons & 0xfffff, this.cmdqLog2)) return true;
-      const gerror = b.read32(this.base + R.GERROR.spec.offset);
-      const gerrorn = b.read32(this.base + R.GERRORN.spec.offset);
-      if ((gerror ^ gerrorn) & 1) this.skipError(cons, gerror);
-      return false;
-    });
-    if (!done) throw new Error(`SMMU ${this.identifier}: CMD_SYNC timeout`);
+    this.queue.submit(cmds);
+    this.stats.commands = this.queue.commands;
+    this.stats.syncs = this.queue.syncs;
   }
 
   /** Linux's skip-error routine on the main CMDQ. */
   private skipError(cons: number, gerror: number): void {
     const err = R.CMDQ_CONS.f.ERR.get(cons);
     if (err === CERROR_ILL || err > 3) {
-      const at = this.cmdq + qIndex(cons, this.cmdqLog2) * 16;
+      const at = this.queue.slot(cons);
       const sync = buildCommand(Op.SYNC, { cs: SYNC_CS_SEV });
       for (let i = 0; i < 4; i++) this.p.bus.write32(at + i * 4, sync[i]!);
     }

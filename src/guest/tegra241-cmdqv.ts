@@ -7,7 +7,7 @@
  */
 
 import { buildCommand, CERROR_ILL, Op, SYNC_CS_NONE } from '../arch/smmuv3/commands.js';
-import { qAdvance, qEmpty, qIndex, qUsed } from '../arch/smmuv3/queue.js';
+import { GuestCommandQueue } from './command-queue.js';
 import * as R from '../arch/smmuv3/registers.js';
 import * as C from '../arch/tegra241-cmdqv/registers.js';
 import type { GuestSmmu } from './arm-smmu-v3.js';
@@ -20,9 +20,7 @@ const GUEST_OPS: ReadonlySet<number> = new Set([Op.TLBI_NH_ASID, Op.TLBI_NH_VA, 
 
 interface Vcmdq {
   readonly l: number;
-  readonly ring: number;
-  readonly log2: number;
-  prod: number;
+  readonly queue: GuestCommandQueue;
   enabled: boolean;
 }
 
@@ -96,7 +94,9 @@ export class GuestCmdqv {
     // Rings: min(driver cap, SMMU IDR1.CMDQS), naturally aligned in guest RAM.
     const log2 = Math.min(VCMDQ_MAX_LOG2, R.IDR1.f.CMDQS.get(this.smmu.idr1));
     for (let l = 0; l < this.perVintf; l++) {
-      this.queues.push({ l, ring: this.smmu.mem.alloc(2 ** log2 * 16), log2, prod: 0, enabled: false });
+      const p0 = this.base + this.page0(l);
+      const queue = new GuestCommandQueue(this.p.bus, this.p.clock, this.smmu.mem.alloc(2 ** log2 * 16), log2, p0 + 0x4, p0, SYNC_CS_NONE, undefined, `VCMDQ ${l}`);
+      this.queues.push({ l, queue, enabled: false });
     }
     this.vintfDeinit();
     this.wr(C.VINTF_BLOCK, 1 << 17);
@@ -119,13 +119,13 @@ export class GuestCmdqv {
     this.p.bus.write64(this.base + this.page1(q.l) + 8, 0n);
     const gerror = this.rd(p0 + 0x10);
     if (this.rd(p0 + 0x14) !== gerror) this.wr(p0 + 0x14, gerror);
-    q.prod = 0;
+    q.queue.resetIndexes();
     q.enabled = false;
   }
 
   private queueInit(q: Vcmdq): void {
     this.queueDeinit(q);
-    this.p.bus.write64(this.base + this.page1(q.l), BigInt(q.ring) | BigInt(q.log2));
+    this.p.bus.write64(this.base + this.page1(q.l), BigInt(q.queue.ring) | BigInt(q.queue.log2));
     const p0 = this.page0(q.l);
     this.writeConfig(p0 + 0x8, p0 + 0xc, 1);
     q.enabled = true;
@@ -140,25 +140,9 @@ export class GuestCmdqv {
   submit(cmds: readonly Uint32Array[], l = 0): void {
     const q = this.queues[l % this.queues.length]!;
     if (!q.enabled) throw new Error(`VCMDQ ${q.l} not enabled`);
-    const b = this.p.bus;
-    const p0 = this.base + this.page0(q.l);
-    for (const c of [...cmds, buildCommand(Op.SYNC, { cs: SYNC_CS_NONE })]) {
-      if (qUsed(q.prod, b.read32(p0) & 0xfffff, q.log2) >= 2 ** q.log2 - 1) this.kick(q);
-      const at = q.ring + qIndex(q.prod, q.log2) * 16;
-      for (let i = 0; i < 4; i++) b.write32(at + i * 4, c[i]!);
-      q.prod = qAdvance(q.prod, 1, q.log2);
-      this.stats.commands++;
-    }
+    q.queue.submit(cmds);
+    this.stats.commands += cmds.length + 1;
     this.stats.batches++;
-    this.kick(q);
-  }
-
-  private kick(q: Vcmdq): void {
-    const b = this.p.bus;
-    const p0 = this.base + this.page0(q.l);
-    b.write32(p0 + 0x4, q.prod);
-    const ok = pollTimeout(this.p.clock, () => qEmpty(q.prod, b.read32(p0) & 0xfffff, q.log2));
-    if (!ok) throw new Error(`VCMDQ ${q.l}: CMD_SYNC timeout (cons 0x${b.read32(p0).toString(16)})`);
   }
 
   /** Error interrupt: for VINTF0's queues in error, skip the bad command and acknowledge. */
@@ -179,7 +163,7 @@ export class GuestCmdqv {
         const cons = this.rd(p0);
         const err = (cons >>> 24) & 0x7f;
         if (err === CERROR_ILL || err > 3) {
-          const at = q.ring + qIndex(cons, q.log2) * 16;
+          const at = q.queue.slot(cons);
           const sync = buildCommand(Op.SYNC, { cs: SYNC_CS_NONE });
           for (let i = 0; i < 4; i++) this.p.bus.write32(at + i * 4, sync[i]!);
         }

@@ -1,0 +1,70 @@
+/**
+ * A guest command queue as the Linux driver drives it (SMMU CMDQ or a CMDQV VCMDQ): write the
+ * commands and a CMD_SYNC into the ring, publish PROD, and poll CONS until it passes the sync.
+ */
+
+import type { VirtualClock } from '../kit/clock.js';
+import { buildCommand, Op } from '../arch/smmuv3/commands.js';
+import { qAdvance, qEmpty, qIndex, qUsed } from '../arch/smmuv3/queue.js';
+import type { GuestBus } from './platform.js';
+import { pollTimeout } from './platform.js';
+
+/** One queue: its ring in guest RAM and its PROD/CONS registers. */
+export class GuestCommandQueue {
+  prod = 0;
+  /** Commands written (including syncs). */
+  commands = 0;
+  /** CMD_SYNCs waited for. */
+  syncs = 0;
+
+  constructor(
+    private readonly bus: GuestBus,
+    private readonly clock: VirtualClock,
+    readonly ring: number,
+    readonly log2: number,
+    private readonly prodReg: number,
+    private readonly consReg: number,
+    private readonly syncCs: number,
+    /** Called with CONS on every poll that has not finished (the SMMU driver's error check). */
+    private readonly onPoll: ((cons: number) => void) | undefined,
+    private readonly what: string,
+  ) {}
+
+  /** Forget the indexes (after the hardware queue was reset to 0/0). */
+  resetIndexes(): void {
+    this.prod = 0;
+  }
+
+  /** Address of slot `index`. */
+  slot(index: number): number {
+    return this.ring + qIndex(index, this.log2) * 16;
+  }
+
+  /** Write `cmds` and a CMD_SYNC, publish, and wait for completion. */
+  submit(cmds: readonly Uint32Array[]): void {
+    const b = this.bus;
+    const sync = buildCommand(Op.SYNC, { cs: this.syncCs });
+    for (let k = 0; k <= cmds.length; k++) {
+      const c = k < cmds.length ? cmds[k]! : sync;
+      if (qUsed(this.prod, b.read32(this.consReg) & 0xfffff, this.log2) >= 2 ** this.log2 - 1) this.kick();
+      const at = this.slot(this.prod);
+      for (let i = 0; i < 4; i++) b.write32(at + i * 4, c[i]!);
+      this.prod = qAdvance(this.prod, 1, this.log2);
+      this.commands++;
+    }
+    this.syncs++;
+    this.kick();
+  }
+
+  private kick(): void {
+    const b = this.bus;
+    b.write32(this.prodReg, this.prod);
+    const done = pollTimeout(this.clock, () => {
+      const cons = b.read32(this.consReg);
+      if (qEmpty(this.prod, cons & 0xfffff, this.log2)) return true;
+      this.onPoll?.(cons);
+      return false;
+    });
+    if (!done) throw new Error(`${this.what}: CMD_SYNC timeout (cons 0x${b.read32(this.consReg).toString(16)}, prod 0x${this.prod.toString(16)})`);
+  }
+}
