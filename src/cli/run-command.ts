@@ -105,6 +105,5 @@ export function formatReport(m: Machine, r: WorkloadReport): string {
   L.push(`  SMMU: ${r.errors.smmuCerrorsSkipped} CERROR(s) skipped, ${r.errors.smmuEvents} event(s) (${r.errors.hostFaultsForwarded} host faults forwarded)`);
   L.push('');
   L.push(`DMA checks: ${r.dmaChecks.passed} passed, ${r.dmaChecks.failed} failed${r.dmaChecks.staleHits ? ` (${r.dmaChecks.staleHits} DMA(s) reached an unmapped buffer through a stale IOTLB entry)` : ''}`);
-  L.push(`Model time: ${(r.modelNs / 1000).toFixed(1)} us`);
   return L.join('\n');
 }
