@@ -139,7 +139,7 @@ export function runWorkload(m: Machine, o: WorkloadOptions = DEFAULT_WORKLOAD): 
   rep.directAccesses = stats.direct - direct0;
   rep.modelNs = m.clock.now - t0;
   const ioctlsTotal = m.host.stats.ioctls - ioctl0;
-  for (const b of m.backends.values()) for (const c of b.calls) rep.ioctls[c.name] = (rep.ioctls[c.name] ?? 0) + 1;
+  for (const b of m.backends.values()) for (const [name, n] of b.callCounts) rep.ioctls[name] = (rep.ioctls[name] ?? 0) + n;
   rep.ioctls.total = ioctlsTotal;
   return rep;
 }

@@ -100,11 +100,18 @@ export interface Veventq {
   started: boolean;
 }
 
+/** How many recent calls {@link IommufdBackend.calls} keeps. */
+export const CALL_HISTORY = 4096;
+
 /** `-object iommufd,id=...`: one /dev/iommu of the VMM process. */
 export class IommufdBackend {
   readonly fd: number;
-  /** ioctls issued, by name (for reports and tests). */
+  /** Recent calls, oldest first: at least the last {@link CALL_HISTORY} (for reports and tests). */
   readonly calls: { name: string; args: Record<string, unknown>; ret: number }[] = [];
+  /** Every call ever made, counted by name (unbounded history would grow without limit). */
+  readonly callCounts = new Map<string, number>();
+  /** Total calls made. */
+  callTotal = 0;
   private readonly scratch: number;
   private readonly scratchSize = 1 << 16;
 
@@ -124,10 +131,18 @@ export class IommufdBackend {
     this.proc.mem.copyToUser(va, layout.encode(value as never));
     if (extraIn) this.proc.mem.copyToUser(extraIn.at, extraIn.bytes);
     const ret = this.proc.ioctl(this.fd, io.number, va);
-    this.calls.push({ name: io.name, args: value, ret });
+    this.record(io.name, value, ret);
     this.tracer.emit(T_CALL, this.fd, io.name, ret);
     if (ret < 0) throw new BackendError(-ret, what);
     return layout.decode(this.proc.mem.copyFromUser(va, layout.size)) as Record<string, unknown>;
+  }
+
+  private record(name: string, args: Record<string, unknown>, ret: number): void {
+    this.callTotal++;
+    this.callCounts.set(name, (this.callCounts.get(name) ?? 0) + 1);
+    // Trim in blocks so recording stays O(1) amortised.
+    if (this.calls.length >= 2 * CALL_HISTORY) this.calls.splice(0, CALL_HISTORY);
+    this.calls.push({ name, args, ret });
   }
 
   /** A user buffer in the scratch area for driver data (after the argument struct). */
@@ -151,7 +166,7 @@ export class IommufdBackend {
     const va = this.dataVa(9);
     this.proc.mem.copyToUser(va, V.vfio_device_attach_iommufd_pt.encode({ argsz: 16, pt_id: ptId }));
     const ret = this.proc.ioctl(vfioFd, V.VFIO_DEVICE_ATTACH_IOMMUFD_PT, va);
-    this.calls.push({ name: 'VFIO_DEVICE_ATTACH_IOMMUFD_PT', args: { pt_id: ptId }, ret });
+    this.record('VFIO_DEVICE_ATTACH_IOMMUFD_PT', { pt_id: ptId }, ret);
     if (ret < 0) throw new BackendError(-ret, `error attach to hwpt ${ptId}`);
   }
 

@@ -1041,11 +1041,11 @@ export class AccelSmmuV3 {
   /** Run backend work, counting the ioctls it makes. */
   private be<V>(fn: (b: IommufdBackend) => V): V {
     const b = this.deps.backend!;
-    const before = b.calls.length;
+    const before = b.callTotal;
     try {
       return fn(b);
     } finally {
-      this.stats.ioctls += b.calls.length - before;
+      this.stats.ioctls += b.callTotal - before;
     }
   }
 
