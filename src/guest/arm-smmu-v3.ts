@@ -32,7 +32,7 @@ export class GuestSmmu {
   /** Raw IDR1, for the CMDQV driver's queue sizing. */
   readonly idr1: number;
   readonly stats: GuestSmmuStats = { commands: 0, syncs: 0, cerrorsSkipped: 0, events: 0 };
-  /** Event records drained from the event queue (8 words each). */
+  /** The most recent event records drained from the event queue (8 words each; at most 256). */
   readonly events: Uint32Array[] = [];
   private readonly strtab: number;
   private readonly queue: GuestCommandQueue;
@@ -122,6 +122,7 @@ export class GuestSmmu {
       const at = this.evtq + qIndex(this.evtCons, EVTQ_LOG2) * 32;
       const rec = new Uint32Array(8);
       for (let i = 0; i < 8; i++) rec[i] = b.read32(at + i * 4);
+      if (this.events.length >= 256) this.events.shift();
       this.events.push(rec);
       this.evtCons = qAdvance(this.evtCons, 1, EVTQ_LOG2);
       n++;
