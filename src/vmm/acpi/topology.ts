@@ -5,17 +5,19 @@
  * ranges QEMU's IORT builder works with (spec acpi.md §2.5–2.6).
  */
 import type { AcpiOem } from '../../arch/acpi/table.js';
+import { CMDQV_IO_LEN } from '../tegra241-cmdqv/registers.js';
+import { PLATFORM_BUS_BASE, PLATFORM_BUS_FIRST_SPI, SPI_TO_GSIV } from '../virt/platform-bus.js';
 
 /** `virt` platform bus base (VIRT_PLATFORM_BUS); user-created SMMUs and their CMDQVs live here. */
-export const PLATFORM_BUS_BASE = 0x0c00_0000;
+export { PLATFORM_BUS_BASE };
 /** GSIV of platform-bus IRQ 0: SPI 112 + 32. */
-export const PLATFORM_BUS_GSIV_BASE = 144;
+export const PLATFORM_BUS_GSIV_BASE = PLATFORM_BUS_FIRST_SPI + SPI_TO_GSIV;
 /** Base of the legacy machine-wide SMMUv3 (`-machine virt,iommu=smmuv3`). */
 export const LEGACY_SMMU_BASE = 0x0905_0000;
 /** GSIV of the legacy SMMUv3's IRQ 0: SPI 74 + 32. */
 export const LEGACY_SMMU_GSIV_BASE = 106;
 /** Size of the Tegra241 CMDQV register window (`TEGRA241_CMDQV_IO_LEN`). */
-export const TEGRA241_CMDQV_IO_LEN = 0x5_0000;
+export const TEGRA241_CMDQV_IO_LEN = CMDQV_IO_LEN;
 /** IOVA of the MSI doorbell window the host SMMUv3 driver reserves; described by RMR nodes. */
 export const MSI_IOVA_BASE = 0x0800_0000;
 /** Length of the MSI doorbell window. */
