@@ -13,6 +13,12 @@ import type { SmmuDriver } from './arm-smmu-v3.js';
 
 const VINTF_STRIDE = C.VINTF_BLOCK_STRIDE;
 
+/** Lowest index in [from, to) not used as a key of `used`, or -1 (the driver's id allocators). */
+function firstFree(from: number, to: number, used: ReadonlyMap<number, unknown>): number {
+  for (let i = from; i < to; i++) if (!used.has(i)) return i;
+  return -1;
+}
+
 /** What the driver keeps per user VINTF. */
 export interface UserVintf {
   readonly index: number;
@@ -84,13 +90,7 @@ export class CmdqvDriver {
 
   /** vIOMMU alloc: a free VINTF, guest-owned, with the stage-2 VMID; no queue is mapped. */
   allocVintf(vmid: number): UserVintf {
-    let index = -1;
-    for (let vi = 1; vi < this.numVintfs; vi++) {
-      if (!this.vintfs.has(vi)) {
-        index = vi;
-        break;
-      }
-    }
+    const index = firstFree(1, this.numVintfs, this.vintfs);
     if (index < 0) throw new ErrnoError(Errno.ENOSPC, 'no more available vintf');
     const base = this.vintfBase(index);
     this.vintfDeinit(index);
@@ -177,13 +177,7 @@ export class CmdqvDriver {
   /** vDEVICE: program a SID_MATCH/SID_REPLACE pair. Returns the pair index. */
   allocSid(v: UserVintf, vsid: number, psid: number): number {
     if (vsid > 0xfffff) throw new ErrnoError(Errno.EINVAL, `vSID 0x${vsid.toString(16)} wider than 20 bits`);
-    let s = -1;
-    for (let i = 0; i < this.sidsPerVintf; i++) {
-      if (!v.sids.has(i)) {
-        s = i;
-        break;
-      }
-    }
+    const s = firstFree(0, this.sidsPerVintf, v.sids);
     if (s < 0) throw new ErrnoError(Errno.ENOSPC, 'no free SID pair');
     const base = this.vintfBase(v.index);
     this.wr(base + 0x80 + 4 * s, psid);
