@@ -5,7 +5,6 @@
  * in chunks with a CMD_SYNC, as the kernel does (spec linux-cmdqv.md §3.9).
  */
 
-import { numberToWords } from '../../kit/bits.js';
 import type { ModelLog } from '../../kit/log.js';
 import { CHUNK_SIZE } from '../../kit/sparse-memory.js';
 import { Op, SYNC_CS_SEV } from '../../arch/smmuv3/commands.js';
@@ -101,22 +100,19 @@ export class SmmuDriver {
    * (the kernel's "CMD_SYNC timeout"); the erroneous command is skipped as the driver does.
    */
   submit(cmds: readonly Uint32Array[]): void {
-    for (let i = 0; i < cmds.length; i += CMDQ_BATCH) {
-      const chunk = cmds.slice(i, i + CMDQ_BATCH);
-      for (const c of chunk) this.push(c);
-      this.push(cmdWords(Op.SYNC, 0, 0, 0, SYNC_CS_SEV));
-      this.kick();
-    }
+    const words = new Uint32Array(cmds.length * 4);
+    cmds.forEach((c, i) => words.set(c.subarray(0, 4), i * 4));
+    this.submitWords(words, cmds.length);
   }
 
   /** Issue a lone CMD_SYNC and wait for it. */
   sync(): void {
-    this.push(cmdWords(Op.SYNC, 0, 0, 0, SYNC_CS_SEV));
+    this.pushAt(SYNC_WORDS, 0);
     this.kick();
   }
 
   /**
-   * Push `count` commands held as words from `words[4 * first]`, in chunks of
+   * Push the first `count` commands held as words in `words`, in chunks of
    * {@link CMDQ_BATCH} each followed by a waited-for CMD_SYNC (the iommufd invalidation path).
    */
   submitWords(words: Uint32Array, count: number): void {
@@ -126,11 +122,6 @@ export class SmmuDriver {
       this.pushAt(SYNC_WORDS, 0);
       this.kick();
     }
-  }
-
-  /** Push one already-built 4-word command without syncing (for callers that batch). */
-  push(c: Uint32Array): void {
-    this.pushAt(c, 0);
   }
 
   private pushAt(w: Uint32Array, at: number): void {
@@ -202,9 +193,4 @@ export function cmdWords(op: number, vmidOrNone: number, sid: number, d1lo: numb
   w[1] = op === Op.CFGI_STE || op === Op.CFGI_STE_RANGE || op === Op.CFGI_CD || op === Op.CFGI_CD_ALL || op === Op.ATC_INV ? sid : vmidOrNone;
   w[2] = d1lo;
   return w;
-}
-
-/** Words of an address for STE/CD pointers. */
-export function addrWords(addr: number): [number, number] {
-  return numberToWords(addr);
 }

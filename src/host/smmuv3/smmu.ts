@@ -7,7 +7,6 @@
  * {@link HostSmmu.translate} for DMA.
  */
 
-import { joinU64 } from '../../kit/bits.js';
 import type { ModelLog } from '../../kit/log.js';
 import { MemoryRegion } from '../../kit/memory-region.js';
 import { RegisterBank } from '../../kit/register-bank.js';
@@ -679,7 +678,3 @@ function s2EventId(fault: number): number {
 }
 
 
-/** Read the 64-bit word `i` of a record held in words. */
-export function recordDword(w: Uint32Array, i: number): bigint {
-  return joinU64(w[2 * i]!, w[2 * i + 1]!);
-}
