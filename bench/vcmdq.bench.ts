@@ -10,10 +10,10 @@
 
 import { buildCommand, Op } from '../src/arch/smmuv3/commands.js';
 import { HostKernel } from '../src/host/kernel/host-kernel.js';
-import { MAP_SHARED, PROT_READ, PROT_WRITE } from '../src/host/kernel/process.js';
 import * as R from '../src/arch/smmuv3/registers.js';
 import * as U from '../src/uapi/iommufd.js';
-import * as V from '../src/uapi/vfio.js';
+import { Tracer } from '../src/kit/trace.js';
+import { IommufdBackend } from '../src/vmm/backends/iommufd.js';
 import { Machine, VIRT_RAM_BASE } from '../src/vmm/virt/machine.js';
 import { measureRate, type Row } from './harness.js';
 
@@ -30,40 +30,22 @@ export function fillRing(write32: (off: number, v: number) => void, entries: num
   for (const slot of [n - 1, n]) for (let k = 0; k < 4; k++) write32(slot * 16 + k * 4, s[k]!);
 }
 
-/** A host with one VM owning a VINTF and a HW queue of 2^log2 entries (uAPI calls only). */
+/** A host with one VM owning a VINTF and a HW queue of 2^log2 entries (through the VMM's backend). */
 export function vcmdqSetup(log2: number) {
   const kernel = new HostKernel();
   const proc = kernel.createProcess();
-  const fd = proc.open('/dev/iommu');
-  const scratch = proc.mmapAnon(1 << 20);
-  let bump = scratch;
-  const call = (io: U.IoctlDef, v: Record<string, unknown>) => {
-    const layout = io.struct!;
-    const va = bump;
-    bump += 128;
-    proc.mem.copyToUser(va, layout.encode(v));
-    const ret = proc.ioctl(fd, io.number, va);
-    if (ret !== 0) throw new Error(`${io.name}: ${ret} ${kernel.lastError}`);
-    return layout.decode(proc.mem.copyFromUser(va, layout.size));
-  };
+  const be = new IommufdBackend('iommufd0', proc, new Tracer());
   const ram = proc.mmapAnon(2 ** 30, true);
-  const vfio = proc.open('/dev/vfio/devices/vfio0');
-  const bindVa = bump;
-  bump += 64;
-  proc.mem.copyToUser(bindVa, V.vfio_device_bind_iommufd.encode({ argsz: 16, iommufd: fd }));
-  proc.ioctl(vfio, V.VFIO_DEVICE_BIND_IOMMUFD, bindVa);
-  const devId = V.vfio_device_bind_iommufd.decode(proc.mem.copyFromUser(bindVa, 16)).out_devid as number;
-  const ioas = call(U.IOMMU_IOAS_ALLOC, {}).out_ioas_id as number;
-  call(U.IOMMU_IOAS_MAP, { flags: 7, ioas_id: ioas, user_va: BigInt(ram), length: 2n ** 30n, iova: 0n });
-  const s2 = call(U.IOMMU_HWPT_ALLOC, { flags: 1, dev_id: devId, pt_id: ioas }).out_hwpt_id as number;
-  const data = bump;
-  bump += 64;
-  const vi = call(U.IOMMU_VIOMMU_ALLOC, { type: 2, dev_id: devId, hwpt_id: s2, data_len: 16, data_uptr: BigInt(data) }).out_viommu_id as number;
-  const off = Number(U.iommu_viommu_tegra241_cmdqv.decode(proc.mem.copyFromUser(data, 16)).out_vintf_mmap_offset);
+  const { devId } = be.bindDevice('/dev/vfio/devices/vfio0');
+  const ioas = be.allocIoas();
+  be.mapDma(ioas, 0, 2 ** 30, ram);
+  const s2 = be.allocHwpt(devId, ioas, 1, 0);
+  const { viommuId, data } = be.allocViommu(devId, 2, s2, new Uint8Array(16));
+  const off = Number(U.iommu_viommu_tegra241_cmdqv.decode(data!).out_vintf_mmap_offset);
   const ringIpa = 2 ** 24;
   const entries = 2 ** log2;
-  call(U.IOMMU_HW_QUEUE_ALLOC, { viommu_id: vi, type: 1, index: 0, nesting_parent_iova: BigInt(ringIpa), length: BigInt(entries * 16) });
-  const page0 = proc.mmap(fd, 0x10000, PROT_READ | PROT_WRITE, MAP_SHARED, off);
+  be.allocHwQueue(viommuId, 1, 0, ringIpa, entries * 16);
+  const page0 = be.viommuMmap(viommuId, 0x10000, off);
   const ringPa = proc.mem.translate(ram + ringIpa);
   fillRing((o, v) => kernel.phys.mem.write32(ringPa + o, v), entries);
   proc.mem.write32(page0 + 0x8, 1);
