@@ -18,6 +18,17 @@ interface Chunk {
 /** Whether typed arrays are little-endian here (so a Uint32Array view reads LE words). */
 export const LITTLE_ENDIAN_HOST = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
 
+/**
+ * A stretch of memory seen directly as host-order words (no copy), filled in by a `mapWords`
+ * call: `words[index]` is the word at the mapped address and `bytes` bytes from there lie in the
+ * window. Reused across calls so that ring walks allocate nothing.
+ */
+export class WordWindow {
+  words: Uint32Array = new Uint32Array(0);
+  index = 0;
+  bytes = 0;
+}
+
 /** Sparse little-endian memory of a fixed size (addresses are numbers below 2^53). */
 export class SparseMemory {
   private readonly chunks = new Map<number, Chunk>();
@@ -82,6 +93,21 @@ export class SparseMemory {
     if (!LITTLE_ENDIAN_HOST) return undefined;
     this.check(addr, 4);
     return this.chunkFor(Math.floor(addr / CHUNK_SIZE), true)!.words;
+  }
+
+  /**
+   * Map the chunk holding the word-aligned `addr` into `win` (to the chunk's end); false on a
+   * big-endian host or an unaligned address, where callers fall back to {@link read32}.
+   */
+  mapWords(addr: number, win: WordWindow): boolean {
+    if (!LITTLE_ENDIAN_HOST || addr % 4 !== 0) return false;
+    const words = this.chunkWords(addr);
+    if (!words) return false;
+    const off = addr & CHUNK_MASK;
+    win.words = words;
+    win.index = off >>> 2;
+    win.bytes = CHUNK_SIZE - off;
+    return true;
   }
 
   /** Aligned 32-bit read, the fast path for rings and tables. */

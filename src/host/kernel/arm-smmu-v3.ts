@@ -6,7 +6,7 @@
  */
 
 import type { ModelLog } from '../../kit/log.js';
-import { CHUNK_SIZE } from '../../kit/sparse-memory.js';
+import { WordWindow } from '../../kit/sparse-memory.js';
 import { Op, SYNC_CS_SEV } from '../../arch/smmuv3/commands.js';
 import { qAdvance, qEmpty, qIndex, qUsed } from '../../arch/smmuv3/queue.js';
 import * as R from '../../arch/smmuv3/registers.js';
@@ -27,6 +27,8 @@ export class SmmuDriver {
   readonly cmdqs: number;
   private readonly strtab: number;
   private readonly cmdq: number;
+  /** The command ring as words (little-endian hosts), else undefined and written by word stores. */
+  private readonly ringWords: Uint32Array | undefined;
   private readonly evtq: number;
   private prod = 0;
   /** CONS as last read (kick); the driver never reads CONS per command. */
@@ -51,6 +53,9 @@ export class SmmuDriver {
     // Linear stream table covering every StreamID.
     this.strtab = phys.allocKernel(2 ** this.sidBits * 64);
     this.cmdq = phys.allocKernel(2 ** CMDQ_LOG2 * 16);
+    // The ring is one naturally aligned 64 KiB chunk: the driver writes it as words directly.
+    const win = new WordWindow();
+    this.ringWords = phys.mem.mapWords(this.cmdq, win) && win.index === 0 && win.bytes >= 2 ** CMDQ_LOG2 * 16 ? win.words : undefined;
     this.evtq = phys.allocKernel(2 ** EVTQ_LOG2 * 32);
     b.write(R.CR0.spec.offset, 4, 0);
     b.write64(R.STRTAB_BASE.spec.offset, BigInt(this.strtab) | (1n << 62n));
@@ -128,17 +133,17 @@ export class SmmuDriver {
     // The queue is consumed on every PROD write, so it is empty after each kick: a chunk of
     // 64 always fits, and CONS need not be read per command.
     if (qUsed(this.prod, this.consShadow, CMDQ_LOG2) >= 2 ** CMDQ_LOG2 - 1) this.kick();
-    const addr = this.cmdq + qIndex(this.prod, CMDQ_LOG2) * 16;
-    const mem = this.phys.mem;
-    // The ring is naturally aligned: a command never straddles a memory chunk.
-    const words = mem.chunkWords(addr);
-    if (words) {
-      const i = (addr % CHUNK_SIZE) >>> 2;
-      words[i] = w[at]!;
-      words[i + 1] = w[at + 1]!;
-      words[i + 2] = w[at + 2]!;
-      words[i + 3] = w[at + 3]!;
+    const slot = this.prod & (2 ** CMDQ_LOG2 - 1);
+    const ring = this.ringWords;
+    if (ring) {
+      const i = slot * 4;
+      ring[i] = w[at]!;
+      ring[i + 1] = w[at + 1]!;
+      ring[i + 2] = w[at + 2]!;
+      ring[i + 3] = w[at + 3]!;
     } else {
+      const addr = this.cmdq + slot * 16;
+      const mem = this.phys.mem;
       mem.write32(addr, w[at]!);
       mem.write32(addr + 4, w[at + 1]!);
       mem.write32(addr + 8, w[at + 2]!);

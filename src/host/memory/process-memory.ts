@@ -6,7 +6,7 @@
  */
 
 import type { RegionOps } from '../../kit/memory-region.js';
-import { CHUNK_SIZE } from '../../kit/sparse-memory.js';
+import { CHUNK_SIZE, type WordWindow } from '../../kit/sparse-memory.js';
 import { Errno, ErrnoError } from '../../uapi/errno.js';
 import type { PhysicalMemory } from './physical-memory.js';
 
@@ -274,6 +274,18 @@ export class UserMemoryOps implements RegionOps {
     if (!words) return false;
     const i = inChunk >>> 2;
     for (let k = 0; k < count; k++) out[at + k] = words[i + k]!;
+    return true;
+  }
+
+  /**
+   * Map the memory at the word-aligned `offset` into `win`, up to the end of its backing page or
+   * memory chunk, whichever comes first (DMA-style direct access: address_space_map); false
+   * when it cannot be mapped directly (then the caller uses {@link read}).
+   */
+  mapWords(offset: number, win: WordWindow): boolean {
+    const pa = this.pa(offset, 4);
+    if (pa < 0 || !this.proc.phys.mem.mapWords(pa, win)) return false;
+    win.bytes = Math.min(win.bytes, this.pageOff + this.pageSize - offset);
     return true;
   }
 

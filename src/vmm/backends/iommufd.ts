@@ -114,6 +114,9 @@ export class IommufdBackend {
   callTotal = 0;
   private readonly scratch: number;
   private readonly scratchSize = 1 << 16;
+  /** IOMMU_HWPT_INVALIDATE arrays: a user buffer of entriesSize bytes at entriesVa (0: none yet). */
+  private entriesVa = 0;
+  private entriesSize = 0;
 
   constructor(
     readonly id: string,
@@ -143,6 +146,21 @@ export class IommufdBackend {
     // Trim in blocks so recording stays O(1) amortised.
     if (this.calls.length >= 2 * CALL_HISTORY) this.calls.splice(0, CALL_HISTORY);
     this.calls.push({ name, args, ret });
+  }
+
+  /** The user buffer for an invalidation array of `bytes`, grown (remapped) when too small. */
+  private entriesBuffer(bytes: number): number {
+    if (bytes > this.entriesSize) {
+      const size = Math.max(bytes, 2 * this.entriesSize, 4096);
+      if (this.entriesVa) this.proc.munmap(this.entriesVa, this.entriesSize);
+      this.entriesVa = 0;
+      this.entriesSize = 0;
+      const va = this.proc.mmapAnon(size);
+      if (va < 0) throw new BackendError(-va, 'failed to map the invalidation array');
+      this.entriesVa = va;
+      this.entriesSize = size;
+    }
+    return this.entriesVa;
   }
 
   /** A user buffer in the scratch area for driver data (after the argument struct). */
@@ -297,7 +315,7 @@ export class IommufdBackend {
 
   /** IOMMU_HWPT_INVALIDATE with raw 16-byte commands; returns entries handled. */
   invalidateCache(id: number, dataType: number, entries: Uint8Array, entryLen = 16): number {
-    const va = this.dataVa(4);
+    const va = this.entriesBuffer(entries.length);
     this.proc.mem.copyToUser(va, entries);
     const out = this.ioctl(
       U.IOMMU_HWPT_INVALIDATE,

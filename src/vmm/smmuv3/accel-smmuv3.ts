@@ -44,7 +44,7 @@
  */
 
 import { CERROR_ABT, CERROR_ILL, CERROR_NONE, D0, D1, Op, opName, SYNC_CS_IRQ } from '../../arch/smmuv3/commands.js';
-import { qAdvance, qEmpty, qFull, qIndex, qWrap, qWrapMask } from '../../arch/smmuv3/queue.js';
+import { qAdvance, qEmpty, qFull, qIndex, qIndexMask, qWrap, qWrapMask } from '../../arch/smmuv3/queue.js';
 import * as R from '../../arch/smmuv3/registers.js';
 import { Evt } from '../../arch/smmuv3/structures.js';
 import { hex } from '../../kit/bits.js';
@@ -52,6 +52,7 @@ import { IrqLine } from '../../kit/irq.js';
 import type { ModelLog } from '../../kit/log.js';
 import { MemoryRegion, type RegionOps } from '../../kit/memory-region.js';
 import { RegisterBank } from '../../kit/register-bank.js';
+import { WordWindow } from '../../kit/sparse-memory.js';
 import type { RegisterDef, RegisterInfo } from '../../kit/registers.js';
 import type { Tracer } from '../../kit/trace.js';
 import { iommu_hw_info_arm_smmuv3, iommu_hw_info_type, iommu_hwpt_data_type, iommu_veventq_type, iommu_viommu_type, iommu_hwpt_invalidate_data_type } from '../../uapi/iommufd.js';
@@ -189,6 +190,8 @@ export class AccelSmmuV3 {
   /** Command-queue scratch: the command being decoded and the forwarding batch. */
   private readonly cmdBuf = new Uint32Array(4);
   private readonly batch = new CommandBatch();
+  /** Direct view of the guest RAM under the command queue being walked. */
+  private readonly ringWindow = new WordWindow();
 
   /** ID registers as derived from the properties and the host (CMDQS at its default). */
   private idr: Idr;
@@ -601,26 +604,66 @@ export class AccelSmmuV3 {
       return false;
     };
 
-    while (!qEmpty(prod, cons, log2)) {
-      if (tr.enabled(T.T_CMDQ_CONSUME)) tr.emit(T.T_CMDQ_CONSUME, qIndex(prod, log2), qIndex(cons, log2), qWrap(prod, log2), qWrap(cons, log2));
-      const pending = this.file.get32(this.r.gerror) ^ this.file.get32(this.r.gerrorn);
-      if (R.GERROR.f.CMDQ_ERR.get(pending >>> 0)) break;
-      const w = this.readCommand(base + qIndex(cons, log2) * CMD_SIZE);
-      if (!w) {
-        if (!flush()) break;
-        err = CERROR_ABT;
-        break;
+    // Per-walk constants, so that the common run of guest TLBIs is forwarded without calls out.
+    const wm = qWrapMask(log2);
+    const im = qIndexMask(log2);
+    const traceEach = tr.enabled(T.T_CMDQ_CONSUME) || tr.enabled(T.T_CMDQ_OPCODE);
+    // TLBI_NH_{ASID,VA,VAA} need nothing but a vIOMMU and stage 1 (see checkForward).
+    const tlbiDirect = viommu !== undefined && this.stage1 && !tr.enabled(T.T_CMDQ_TLBI_NH_ASID) && !tr.enabled(T.T_RANGE_INVAL);
+    const mem = this.deps.guestMemory;
+    const win = this.ringWindow;
+    // Guest-physical range [winLo, winHi) currently mapped by `win` (empty at first).
+    let winLo = 0;
+    let winHi = 0;
+    const c = this.cmdBuf;
+    // A CMDQ_ERR still pending (not yet acknowledged) keeps the queue stopped.
+    let stopped = this.cmdqErrPending();
+
+    while (!stopped && ((prod ^ cons) & wm) !== 0) {
+      if (traceEach && tr.enabled(T.T_CMDQ_CONSUME)) tr.emit(T.T_CMDQ_CONSUME, qIndex(prod, log2), qIndex(cons, log2), qWrap(prod, log2), qWrap(cons, log2));
+      const gpa = base + (cons & im) * CMD_SIZE;
+      let w: Uint32Array;
+      let at: number;
+      if (gpa >= winLo && gpa < winHi) {
+        w = win.words;
+        at = win.index + (gpa - winLo) / 4;
+      } else if (this.mapRing(mem, gpa)) {
+        winLo = gpa;
+        winHi = gpa + win.bytes;
+        w = win.words;
+        at = win.index;
+      } else {
+        const r = this.readCommand(gpa);
+        if (!r) {
+          if (!flush()) break;
+          err = CERROR_ABT;
+          break;
+        }
+        w = r;
+        at = 0;
       }
-      const op = D0.OPCODE.get(w[0]!);
+      const op = w[at]! & 0xff;
       errOp = op;
-      if (tr.enabled(T.T_CMDQ_OPCODE)) tr.emit(T.T_CMDQ_OPCODE, opName(op));
+      if (traceEach && tr.enabled(T.T_CMDQ_OPCODE)) tr.emit(T.T_CMDQ_OPCODE, opName(op));
       this.stats.commands++;
-      const next = ((cons & ~qWrapMask(log2)) | qAdvance(cons, 1, log2)) >>> 0;
+      const next = ((cons & ~wm) | ((cons + 1) & wm)) >>> 0;
+      if (tlbiDirect && (op === Op.TLBI_NH_VA || op === Op.TLBI_NH_ASID || op === Op.TLBI_NH_VAA)) {
+        batch.pushFrom(w, at, cons);
+        cons = next;
+        if (batch.full && !flush()) break;
+        continue;
+      }
+      if (w !== c) {
+        c[0] = w[at]!;
+        c[1] = w[at + 1]!;
+        c[2] = w[at + 2]!;
+        c[3] = w[at + 3]!;
+      }
       const cls = COMMAND_TABLE.get(op);
       if (cls === 'forward' || cls === 'forward_sid' || cls === 'atc_inv') {
-        const f = this.checkForward(cls, w, op);
+        const f = this.checkForward(cls, c, op);
         if (f === 'forward') {
-          batch.push(w, cons);
+          batch.push(c, cons);
           cons = next;
           if (batch.full && !flush()) break;
           continue;
@@ -636,12 +679,13 @@ export class AccelSmmuV3 {
       }
       // Everything else is ordered after the invalidations before it.
       if (!flush()) break;
-      const e = this.execute(cls, w, op);
+      const e = this.execute(cls, c, op);
       if (e !== CERROR_NONE) {
         err = e;
         break;
       }
       cons = next;
+      stopped = this.cmdqErrPending();
     }
     if (err === CERROR_NONE) flush();
 
@@ -657,6 +701,20 @@ export class AccelSmmuV3 {
       this.file.set32(this.r.cmdqCons, consOut);
     }
     tr.emit(T.T_CMDQ_CONSUME_OUT, qIndex(prod, log2), qIndex(consOut, log2), qWrap(prod, log2), qWrap(consOut, log2));
+  }
+
+  /** Whether GERROR.CMDQ_ERR is raised and not yet acknowledged through GERRORN. */
+  private cmdqErrPending(): boolean {
+    return R.GERROR.f.CMDQ_ERR.get((this.file.get32(this.r.gerror) ^ this.file.get32(this.r.gerrorn)) >>> 0) === 1;
+  }
+
+  /** Map the ring memory at `gpa` into {@link ringWindow}; false when it needs word reads. */
+  private mapRing(mem: GuestMemory, gpa: number): boolean {
+    try {
+      return mem.mapWords?.(gpa, this.ringWindow) === true && this.ringWindow.bytes >= CMD_SIZE;
+    } catch {
+      return false; // unbacked: readCommand reports the abort
+    }
   }
 
   /** One 16-byte command from guest memory, or undefined on an external abort. */

@@ -67,8 +67,13 @@ export const COMMAND_TABLE: ReadonlyMap<number, CommandClass> = new Map<number, 
 /** dword0 bit 10: SSec (secure stream); a non-secure queue may not set it (CERROR_ILL). */
 export const CMD_SSEC = new Field('SSEC', 10, 1);
 
-/** Commands per IOMMU_HWPT_INVALIDATE. */
-export const MAX_BATCH = 64;
+/**
+ * Commands per IOMMU_HWPT_INVALIDATE at most. The kernel takes any entry_num (it copies the
+ * array and issues it to the CMDQ in 63-command chunks, each with a CMD_SYNC), so this bounds
+ * only the VMM's buffer: 16 KiB. A guest driver's own batches (64 with the CMD_SYNC in Linux)
+ * stay one ioctl each; a long run of TLBIs without a CMD_SYNC costs one ioctl per 1024.
+ */
+export const MAX_BATCH = 1024;
 
 /**
  * Forwardable commands waiting to be sent: their words back to back and the CMDQ_CONS value
@@ -90,17 +95,28 @@ export class CommandBatch {
     this.cons[this.count++] = cons;
   }
 
+  /** Append the command at `src[at..at + 3]` (e.g. straight from the mapped ring) found at `cons`. */
+  pushFrom(src: Uint32Array, at: number, cons: number): void {
+    const i = this.count * 4;
+    const words = this.words;
+    words[i] = src[at]!;
+    words[i + 1] = src[at + 1]!;
+    words[i + 2] = src[at + 2]!;
+    words[i + 3] = src[at + 3]!;
+    this.cons[this.count++] = cons;
+  }
+
   get full(): boolean {
     return this.count >= MAX_BATCH;
   }
 
-  /** The 16-byte entries of commands [from, from + n), little-endian, as iommufd takes them. */
+  /**
+   * The 16-byte entries of commands [from, from + n), little-endian, as iommufd takes them. On
+   * a little-endian host this is a view of the batch (no copy): use it before the batch changes.
+   */
   bytes(from = 0, n = this.count - from): Uint8Array {
+    if (LITTLE_ENDIAN_HOST) return new Uint8Array(this.words.buffer, from * 16, n * 16);
     const out = new Uint8Array(n * 16);
-    if (LITTLE_ENDIAN_HOST) {
-      out.set(new Uint8Array(this.words.buffer, from * 16, n * 16));
-      return out;
-    }
     const dv = new DataView(out.buffer);
     for (let k = 0; k < n * 4; k++) dv.setUint32(k * 4, this.words[from * 4 + k]!, true);
     return out;

@@ -7,6 +7,7 @@
 
 import { Evt, STE, STE_CFG_BYPASS, STE_CFG_S1 } from '../../arch/smmuv3/structures.js';
 import { Field } from '../../kit/bits.js';
+import type { WordWindow } from '../../kit/sparse-memory.js';
 import { iommu_hwpt_arm_smmuv3 } from '../../uapi/iommufd.js';
 
 /** Guest-physical memory as the SMMU's table walker sees it (32-bit little-endian words). */
@@ -18,6 +19,11 @@ export interface GuestMemory {
    * cannot (then the caller falls back to read32).
    */
   readWords?(gpa: number, out: Uint32Array, at: number, count: number): boolean;
+  /**
+   * Optional fast path: map the RAM at the word-aligned `gpa` into `win` for direct reads (the
+   * command queue walk); false when it cannot (then the caller uses the reads above).
+   */
+  mapWords?(gpa: number, win: WordWindow): boolean;
 }
 
 /** STRTAB_BASE_CFG.FMT: 2-level stream table. */

@@ -193,6 +193,11 @@ export class Machine {
     const end = VIRT_RAM_BASE + this.ramBytes;
     return {
       readWords: (a, out, at, n) => a >= VIRT_RAM_BASE && a + 4 * n <= end && this.ramOps.readWords(a - VIRT_RAM_BASE, out, at, n),
+      mapWords: (a, win) => {
+        if (a < VIRT_RAM_BASE || a + 4 > end || !this.ramOps.mapWords(a - VIRT_RAM_BASE, win)) return false;
+        win.bytes = Math.min(win.bytes, end - a);
+        return true;
+      },
       read32: (a) => (a >= VIRT_RAM_BASE && a + 4 <= end ? this.ramOps.read(a - VIRT_RAM_BASE, 4) : this.as.read32(a)),
       write32: (a, v) => {
         if (a >= VIRT_RAM_BASE && a + 4 <= end) this.ramOps.write(a - VIRT_RAM_BASE, 4, v);

@@ -6,12 +6,13 @@ import { describe, test } from 'node:test';
 import { buildCommand, Op } from '../../../src/arch/smmuv3/commands.js';
 import * as R from '../../../src/arch/smmuv3/registers.js';
 import { SMMU_IRQ_CMD_SYNC, SMMU_IRQ_GERROR } from '../../../src/vmm/smmuv3/accel-smmuv3.js';
+import { MAX_BATCH } from '../../../src/vmm/smmuv3/cmdq.js';
 import { ABORT_STE, attachedTo, callsSince, Guest, GSID, hostVdevice, makeRig, type Rig } from './rig.js';
 
 /** A rig with device 0 attached, stream table and command queue set up, SMMU enabled. */
-function ready(opts: Parameters<typeof makeRig>[0] = {}, smmuen = true): { rig: Rig; g: Guest } {
+function ready(opts: Parameters<typeof makeRig>[0] = {}, smmuen = true, cmdqLog2 = 8): { rig: Rig; g: Guest } {
   const rig = makeRig(opts);
-  const g = new Guest(rig);
+  const g = new Guest(rig, cmdqLog2);
   rig.smmu.attachDevice(rig.devs[0]!);
   g.init({ smmuen, irqs: 0b001 });
   return { rig, g };
@@ -102,12 +103,13 @@ describe('trapped command queue', () => {
     assert.equal(g.cons(), 3);
   });
 
-  test('a full batch is sent at 64 commands', () => {
-    const { rig, g } = ready();
-    const cmds = Array.from({ length: 100 }, (_, i) => buildCommand(Op.TLBI_NH_ASID, { asid: i }));
+  test(`a full batch is sent at ${MAX_BATCH} commands`, () => {
+    const { rig, g } = ready({}, true, 12);
+    const cmds = Array.from({ length: MAX_BATCH + 36 }, (_, i) => buildCommand(Op.TLBI_NH_ASID, { asid: i & 0xffff }));
     const calls = ioctlsOf(rig, () => g.submit(...cmds, g.sync()));
-    assert.deepEqual(calls.map((c) => c.args.entry_num), [64, 36]);
-    assert.equal(g.cons(), 101);
+    assert.deepEqual(calls.map((c) => c.args.entry_num), [MAX_BATCH, 36]);
+    assert.equal(g.cons(), MAX_BATCH + 37);
+    assert.equal(rig.kernel.stats.invalidatedCommands, MAX_BATCH + 36, 'the host executed every one');
   });
 
   test('CFGI_CD / CFGI_CD_ALL / ATC_INV are forwarded only for a device with a vDEVICE', () => {
