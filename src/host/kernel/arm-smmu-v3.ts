@@ -123,10 +123,29 @@ export class SmmuDriver {
   submitWords(words: Uint32Array, count: number): void {
     for (let i = 0; i < count; i += CMDQ_BATCH) {
       const end = Math.min(count, i + CMDQ_BATCH);
-      for (let k = i; k < end; k++) this.pushAt(words, k * 4);
+      this.pushRun(words, i, end);
       this.pushAt(SYNC_WORDS, 0);
       this.kick();
     }
+  }
+
+  /** Push commands [from, to) of `words`: block copies into the ring when it is mapped. */
+  private pushRun(words: Uint32Array, from: number, to: number): void {
+    const ring = this.ringWords;
+    const size = 2 ** CMDQ_LOG2;
+    if (!ring || qUsed(this.prod, this.consShadow, CMDQ_LOG2) + (to - from) >= size) {
+      for (let k = from; k < to; k++) this.pushAt(words, k * 4);
+      return;
+    }
+    let k = from;
+    while (k < to) {
+      const slot = this.prod & (size - 1);
+      const n = Math.min(to - k, size - slot); // up to the ring's end, then wrap
+      ring.set(words.subarray(k * 4, (k + n) * 4), slot * 4);
+      this.prod = qAdvance(this.prod, n, CMDQ_LOG2);
+      k += n;
+    }
+    this.submitted += to - from;
   }
 
   private pushAt(w: Uint32Array, at: number): void {

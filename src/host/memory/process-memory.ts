@@ -120,7 +120,7 @@ export class ProcessMemory {
   /** copy_from_user: EFAULT on any unmapped byte. */
   copyFromUser(va: number, length: number): Uint8Array {
     const out = new Uint8Array(length);
-    this.walk(va, length, (pa, n, done) => out.set(this.phys.mem.readBytes(pa, n), done));
+    this.walk(va, length, (pa, n, done) => this.phys.mem.readBytes(pa, n, out.subarray(done, done + n)));
     return out;
   }
 

@@ -20,7 +20,7 @@ import {
   Op,
   opName,
 } from '../../arch/smmuv3/commands.js';
-import { qAdvance, qEmpty, qFull, qIndex } from '../../arch/smmuv3/queue.js';
+import { qAdvance, qFull, qIndex, qIndexMask, qWrapMask } from '../../arch/smmuv3/queue.js';
 import * as R from '../../arch/smmuv3/registers.js';
 import {
   addressBits,
@@ -232,13 +232,15 @@ export class HostSmmu {
     if (!R.CR0.f.CMDQEN.get(f.get32(this.r.cr0)) || this.cmdqErrorActive) return;
     const base = R.CMDQ_BASE.f.ADDR.getWords(f.words[this.r.cmdqBase.slot]!, f.words[this.r.cmdqBase.slot + 1]!) * 32;
     const log2 = Math.min(R.CMDQ_BASE.f.LOG2SIZE.getWords(f.words[this.r.cmdqBase.slot]!, 0), this.cmdqs);
-    const prod = f.get32(this.r.cmdqProd);
-    let cons = f.get32(this.r.cmdqCons) & 0xfffff;
+    const wrapMask = qWrapMask(log2);
+    const idxMask = qIndexMask(log2);
+    const end = f.get32(this.r.cmdqProd) & wrapMask;
+    let cons = f.get32(this.r.cmdqCons) & wrapMask;
     const w = this.cmd;
     const reader = this.reader;
     reader.reset();
-    while (!qEmpty(prod, cons, log2)) {
-      if (!reader.read(base + qIndex(cons, log2) * 16, w)) {
+    while (cons !== end) {
+      if (!reader.read(base + (cons & idxMask) * 16, w)) {
         this.stopQueue(cons, CERROR_ABT);
         return;
       }
@@ -247,7 +249,7 @@ export class HostSmmu {
         this.stopQueue(cons, err);
         return;
       }
-      cons = qAdvance(cons, 1, log2);
+      cons = (cons + 1) & wrapMask;
     }
     f.set32(this.r.cmdqCons, cons);
   }

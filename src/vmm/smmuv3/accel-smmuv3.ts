@@ -626,7 +626,7 @@ export class AccelSmmuV3 {
       let at: number;
       if (gpa >= winLo && gpa < winHi) {
         w = win.words;
-        at = win.index + (gpa - winLo) / 4;
+        at = win.index + ((gpa - winLo) >>> 2);
       } else if (this.mapRing(mem, gpa)) {
         winLo = gpa;
         winHi = gpa + win.bytes;
