@@ -65,7 +65,7 @@ export function benchVcmdq(quick: boolean): Row {
     const cons = s.proc.mem.read32(s.page0) & 0xfffff;
     if (cons !== prod) throw new Error(`CONS 0x${cons.toString(16)} did not catch up with 0x${prod.toString(16)}`);
     return n;
-  }, quick ? 3 : 5);
+  }, quick ? 3 : 5, quick ? 1 : 2); // two warm-up passes: the JIT settles on the second
   row.note = '1 PROD write via mapped VINTF page0; 0 VM exits, 0 ioctls';
   return row;
 }
@@ -100,7 +100,7 @@ export function benchTrapped(quick: boolean): Row[] {
     ioctls += m.host.stats.ioctls - i0;
     cmds += n;
     return n;
-  }, quick ? 3 : 5);
+  }, quick ? 3 : 5, quick ? 1 : 2); // two warm-up passes: the JIT settles on the second
   row.note = `decode + HWPT_INVALIDATE batches + host CMDQ`;
   return [
     row,

@@ -533,8 +533,22 @@ export class IommufdContext {
       }
     }
     let done = 0;
+    const vmid = vi.vmid;
+    const opVa = Op.TLBI_NH_VA;
+    const opAsid = Op.TLBI_NH_ASID;
+    const opVaa = Op.TLBI_NH_VAA;
+    const opAll = Op.TLBI_NH_ALL;
     try {
-      for (; done < num; done++) convertGuestCommand(words, done * 4, vi);
+      for (; done < num; done++) {
+        const i = done * 4;
+        const op = words[i]! & 0xff;
+        // The stage-1 TLBIs (nearly every entry) only take the VM's VMID: done here, inline.
+        if (op === opVa || op === opAsid || op === opVaa || op === opAll) {
+          words[i + 1] = ((words[i + 1]! & 0xffff_0000) | vmid) >>> 0;
+        } else {
+          convertGuestCommand(words, i, vi);
+        }
+      }
     } catch (e) {
       // Commands converted before the bad one are still issued (the kernel's loop can drop them;
       // see docs/design.md), then entry_num reports how many were handled.

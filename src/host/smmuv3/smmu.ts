@@ -271,7 +271,27 @@ export class HostSmmu {
     this.stats.commands++;
     const op = w[0]! & 0xff;
     let err = 0;
+    // Cases are compared in order: the hot ones (a run of TLBIs, each batch's CMD_SYNC) first.
     switch (op) {
+      case Op.TLBI_NH_VA:
+      case Op.TLBI_NH_VAA: {
+        this.stats.tlbi++;
+        // Nothing cached for the VMID: no need to decode the range (the common steady state).
+        if (!this.iotlb.hasVmid(w[1]! & 0xffff)) break;
+        const va = D1.ADDR_PAGE.getWords(w[2]!, w[3]!) * 4096;
+        this.iotlb.invalidateVa(
+          w[1]! & 0xffff,
+          op === Op.TLBI_NH_VA ? w[1]! >>> 16 : undefined,
+          va,
+          rangeLength(w),
+          (w[2]! & 1) === 1,
+        );
+        break;
+      }
+      case Op.TLBI_NH_ASID:
+        this.stats.tlbi++;
+        this.iotlb.invalidateAsid(w[1]! & 0xffff, w[1]! >>> 16);
+        break;
       case Op.SYNC:
         this.stats.syncs++;
         break;
@@ -308,25 +328,6 @@ export class HostSmmu {
         this.stats.tlbi++;
         this.iotlb.invalidateVmidStage1(w[1]! & 0xffff);
         break;
-      case Op.TLBI_NH_ASID:
-        this.stats.tlbi++;
-        this.iotlb.invalidateAsid(w[1]! & 0xffff, w[1]! >>> 16);
-        break;
-      case Op.TLBI_NH_VA:
-      case Op.TLBI_NH_VAA: {
-        this.stats.tlbi++;
-        // Nothing cached for the VMID: no need to decode the range (the common steady state).
-        if (!this.iotlb.hasVmid(w[1]! & 0xffff)) break;
-        const va = D1.ADDR_PAGE.getWords(w[2]!, w[3]!) * 4096;
-        this.iotlb.invalidateVa(
-          w[1]! & 0xffff,
-          op === Op.TLBI_NH_VA ? w[1]! >>> 16 : undefined,
-          va,
-          rangeLength(w),
-          (w[2]! & 1) === 1,
-        );
-        break;
-      }
       case Op.TLBI_S12_VMALL:
         this.stats.tlbi++;
         this.iotlb.invalidateVmid(w[1]! & 0xffff);

@@ -262,6 +262,9 @@ export class Tegra241CmdqvHw {
     let n = 0;
     let vmidReplaced = 0;
     const reader = this.reader;
+    const opAsid = Op.TLBI_NH_ASID;
+    const opVa = Op.TLBI_NH_VA;
+    const opSync = Op.SYNC;
     reader.reset();
     while (cons !== end) {
       let err = 0;
@@ -271,10 +274,10 @@ export class Tegra241CmdqvHw {
         if (guestOwned) {
           // The guest-owned VINTF rules, inlined for the common TLBI case.
           const op = w[0]! & 0xff;
-          if (op === Op.TLBI_NH_ASID || op === Op.TLBI_NH_VA) {
+          if (op === opAsid || op === opVa) {
             w[1] = ((w[1]! & 0xffff_0000) | vmid) >>> 0;
             vmidReplaced++;
-          } else if (op !== Op.SYNC) {
+          } else if (op !== opSync) {
             err = this.filterGuestCommand(vf, w);
           }
         }

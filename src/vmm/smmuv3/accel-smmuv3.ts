@@ -583,26 +583,8 @@ export class AccelSmmuV3 {
     batch.count = 0;
     const viommu = this.st.viommu;
 
-    /** Send the batch; on a refused command rewind CONS to it and record CERROR_ILL. */
-    const flush = (): boolean => {
-      if (batch.count === 0) return true;
-      const r = flushCommands(batch, (entries) => {
-        this.stats.invalidateCalls++;
-        this.be((b) => b.invalidateCache(viommu!.id, iommu_hwpt_invalidate_data_type.IOMMU_VIOMMU_INVALIDATE_DATA_ARM_SMMUV3, entries));
-      });
-      if (r.failedAt === undefined) {
-        this.stats.forwarded += batch.count;
-        batch.count = 0;
-        return true;
-      }
-      this.stats.forwarded += r.failedAt;
-      this.report(messageOf(r.error));
-      cons = batch.cons[r.failedAt]!;
-      err = CERROR_ILL;
-      errOp = D0.OPCODE.get(batch.words[r.failedAt * 4]!);
-      batch.count = 0;
-      return false;
-    };
+    // Index in the batch of the command the host refused (-1: none); the queue stops there.
+    let refused = -1;
 
     // Per-walk constants, so that the common run of guest TLBIs is forwarded without calls out.
     const wm = qWrapMask(log2);
@@ -616,6 +598,10 @@ export class AccelSmmuV3 {
     let winLo = 0;
     let winHi = 0;
     const c = this.cmdBuf;
+    // Opcodes as locals: the loop compares against them per command.
+    const opVa = Op.TLBI_NH_VA;
+    const opAsid = Op.TLBI_NH_ASID;
+    const opVaa = Op.TLBI_NH_VAA;
     // A CMDQ_ERR still pending (not yet acknowledged) keeps the queue stopped.
     let stopped = this.cmdqErrPending();
 
@@ -635,7 +621,7 @@ export class AccelSmmuV3 {
       } else {
         const r = this.readCommand(gpa);
         if (!r) {
-          if (!flush()) break;
+          if ((refused = this.flushBatch()) >= 0) break;
           err = CERROR_ABT;
           break;
         }
@@ -647,10 +633,10 @@ export class AccelSmmuV3 {
       if (traceEach && tr.enabled(T.T_CMDQ_OPCODE)) tr.emit(T.T_CMDQ_OPCODE, opName(op));
       this.stats.commands++;
       const next = ((cons & ~wm) | ((cons + 1) & wm)) >>> 0;
-      if (tlbiDirect && (op === Op.TLBI_NH_VA || op === Op.TLBI_NH_ASID || op === Op.TLBI_NH_VAA)) {
+      if (tlbiDirect && (op === opVa || op === opAsid || op === opVaa)) {
         batch.pushFrom(w, at, cons);
         cons = next;
-        if (batch.full && !flush()) break;
+        if (batch.full && (refused = this.flushBatch()) >= 0) break;
         continue;
       }
       if (w !== c) {
@@ -665,11 +651,11 @@ export class AccelSmmuV3 {
         if (f === 'forward') {
           batch.push(c, cons);
           cons = next;
-          if (batch.full && !flush()) break;
+          if (batch.full && (refused = this.flushBatch()) >= 0) break;
           continue;
         }
         if (f !== CERROR_NONE) {
-          if (!flush()) break;
+          if ((refused = this.flushBatch()) >= 0) break;
           errOp = op;
           err = f;
           break;
@@ -678,7 +664,7 @@ export class AccelSmmuV3 {
         continue;
       }
       // Everything else is ordered after the invalidations before it.
-      if (!flush()) break;
+      if ((refused = this.flushBatch()) >= 0) break;
       const e = this.execute(cls, c, op);
       if (e !== CERROR_NONE) {
         err = e;
@@ -687,7 +673,13 @@ export class AccelSmmuV3 {
       cons = next;
       stopped = this.cmdqErrPending();
     }
-    if (err === CERROR_NONE) flush();
+    if (err === CERROR_NONE && refused < 0) refused = this.flushBatch();
+    if (refused >= 0) {
+      // Stop at the refused command, as QEMU's per-command forwarding would have.
+      cons = batch.cons[refused]!;
+      err = CERROR_ILL;
+      errOp = D0.OPCODE.get(batch.words[refused * 4]!);
+    }
 
     let consOut = ((consReg & ~qWrapMask(log2)) | (cons & qWrapMask(log2))) >>> 0;
     if (err !== CERROR_NONE) {
@@ -702,6 +694,41 @@ export class AccelSmmuV3 {
     }
     tr.emit(T.T_CMDQ_CONSUME_OUT, qIndex(prod, log2), qIndex(consOut, log2), qWrap(prod, log2), qWrap(consOut, log2));
   }
+
+  /**
+   * Send the forwarding batch with IOMMU_HWPT_INVALIDATE and empty it. Returns -1 when the host
+   * took every command, else the index in the batch of the one it refused (reported); its words
+   * and CONS stay readable in the batch until the next push.
+   */
+  private flushBatch(): number {
+    const batch = this.batch;
+    const n = batch.count;
+    if (n === 0) return -1;
+    const r = flushCommands(batch, this.issueInvalidate);
+    batch.count = 0;
+    if (r.failedAt === undefined) {
+      this.stats.forwarded += n;
+      return -1;
+    }
+    this.stats.forwarded += r.failedAt;
+    this.report(messageOf(r.error));
+    return r.failedAt;
+  }
+
+  /**
+   * One IOMMU_HWPT_INVALIDATE of `entries` on the vIOMMU. A single function object for the
+   * device's life: the command loop inlines it, and a per-call closure would deoptimise that.
+   */
+  private readonly issueInvalidate = (entries: Uint8Array): void => {
+    const b = this.deps.backend!;
+    const before = b.callTotal;
+    this.stats.invalidateCalls++;
+    try {
+      b.invalidateCache(this.st.viommu!.id, iommu_hwpt_invalidate_data_type.IOMMU_VIOMMU_INVALIDATE_DATA_ARM_SMMUV3, entries);
+    } finally {
+      this.stats.ioctls += b.callTotal - before;
+    }
+  };
 
   /** Whether GERROR.CMDQ_ERR is raised and not yet acknowledged through GERRORN. */
   private cmdqErrPending(): boolean {
