@@ -163,33 +163,37 @@ function readScalar(dv: DataView, at: number, type: ScalarType): number | bigint
 }
 
 function writeScalar(dv: DataView, at: number, type: ScalarType, x: number | bigint, s: string, f: string): void {
-  const bad = () => new RangeError(`${s}.${f}: value ${x} does not fit ${type}`);
   if (type === 'u64') {
     const b = BigInt(x);
-    if (b < 0n || b > 0xffff_ffff_ffff_ffffn) throw bad();
+    if (b < 0n || b > 0xffff_ffff_ffff_ffffn) throw badValue(s, f, x, type);
     dv.setBigUint64(at, b, true);
     return;
   }
   const n = Number(x);
-  if (!Number.isInteger(n)) throw bad();
+  if (!Number.isInteger(n)) throw badValue(s, f, x, type);
   switch (type) {
     case 'u8':
-      if (n < 0 || n > 0xff) throw bad();
+      if (n < 0 || n > 0xff) throw badValue(s, f, x, type);
       dv.setUint8(at, n);
       return;
     case 'u16':
-      if (n < 0 || n > 0xffff) throw bad();
+      if (n < 0 || n > 0xffff) throw badValue(s, f, x, type);
       dv.setUint16(at, n, true);
       return;
     case 'u32':
-      if (n < 0 || n > 0xffff_ffff) throw bad();
+      if (n < 0 || n > 0xffff_ffff) throw badValue(s, f, x, type);
       dv.setUint32(at, n, true);
       return;
     case 's32':
-      if (n < -0x8000_0000 || n > 0x7fff_ffff) throw bad();
+      if (n < -0x8000_0000 || n > 0x7fff_ffff) throw badValue(s, f, x, type);
       dv.setInt32(at, n, true);
       return;
   }
+}
+
+/** The error for a value that does not fit its field (built only when thrown). */
+function badValue(s: string, f: string, x: number | bigint, type: ScalarType): RangeError {
+  return new RangeError(`${s}.${f}: value ${x} does not fit ${type}`);
 }
 
 /** Declare a struct layout (see {@link StructLayout}). */

@@ -41,8 +41,7 @@ export function qFull(prod: number, cons: number, log2: number): boolean {
 
 /** Number of entries between cons and prod. */
 export function qUsed(prod: number, cons: number, log2: number): number {
-  const size = 2 ** log2;
-  const p = prod & qWrapMask(log2);
-  const c = cons & qWrapMask(log2);
-  return (p - c + 2 * size) % (2 * size);
+  // Index + wrap form a (log2 + 1)-bit counter: the distance is their difference modulo 2^(log2 + 1).
+  const m = qWrapMask(log2);
+  return log2 >= 31 ? ((prod >>> 0) - (cons >>> 0) + 2 ** 32) % 2 ** 32 : ((prod & m) - (cons & m)) & m;
 }
