@@ -636,6 +636,24 @@ export class AccelSmmuV3 {
       if (tlbiDirect && (op === opVa || op === opAsid || op === opVaa)) {
         batch.pushFrom(w, at, cons);
         cons = next;
+        if (w === win.words && !traceEach) {
+          // The TLBIs right after it in the mapped window go straight in too, without the
+          // outer loop's per-command work; the run ends at PROD, the ring's end, the window's
+          // end, a full batch or any other opcode.
+          let g = gpa + CMD_SIZE;
+          let k = at + 4;
+          let more = 0;
+          while (!batch.full && ((prod ^ cons) & wm) !== 0 && (cons & im) !== 0 && g < winHi) {
+            const o = w[k]! & 0xff;
+            if (o !== opVa && o !== opAsid && o !== opVaa) break;
+            batch.pushFrom(w, k, cons);
+            cons = ((cons & ~wm) | ((cons + 1) & wm)) >>> 0;
+            g += CMD_SIZE;
+            k += 4;
+            more++;
+          }
+          this.stats.commands += more;
+        }
         if (batch.full && (refused = this.flushBatch()) >= 0) break;
         continue;
       }

@@ -289,3 +289,64 @@ describe('trapped command queue', () => {
     assert.equal(rig.smmu.stats.ioctls - before.ioctls, 2, 'attach + invalidate (the vDEVICE exists since SMMUEN)');
   });
 });
+
+describe('trapped command queue: the fast path (RAM mapped directly, tracing off)', () => {
+  /**
+   * Run one scenario on a rig and record every IOMMU_HWPT_INVALIDATE's entries as words (the
+   * backend's array buffer is reused, so they are copied as they are sent), plus the final CONS.
+   */
+  function scenario(fastRam: boolean, log2: number, script: (g: Guest) => void, smallPages = false): { sent: number[][]; cons: number; commands: number; forwarded: number } {
+    const rig = makeRig({ fastRam, smallPages });
+    const g = new Guest(rig, log2);
+    rig.smmu.attachDevice(rig.devs[0]!);
+    g.init({ smmuen: true, irqs: 0b001 });
+    const sent: number[][] = [];
+    const be = rig.backend;
+    const issue = be.invalidateCache.bind(be);
+    be.invalidateCache = (id, type, entries, len) => {
+      sent.push(Array.from(new Uint32Array(entries.slice().buffer)));
+      return issue(id, type, entries, len);
+    };
+    script(g);
+    return { sent, cons: g.cons(), commands: rig.smmu.stats.commands, forwarded: rig.smmu.stats.forwarded };
+  }
+  const noops = (n: number) => Array.from({ length: n }, () => buildCommand(Op.PREFETCH_ADDR));
+  const tlbis = (op: number, first: number, n: number) => Array.from({ length: n }, (_, i) => buildCommand(op, { asid: first + i, addr: (first + i) * 4096 }));
+  const asidsOf = (sent: number[][]) => sent.map((words) => Array.from({ length: words.length / 4 }, (_, i) => words[i * 4 + 1]! >>> 16));
+
+  test('runs of TLBIs across a memory chunk and the ring end are forwarded whole, in order, as on the general path', () => {
+    // 8192 slots: the ring spans two 64 KiB memory chunks. Slots 0..4090, then a run across the
+    // chunk boundary at slot 4096 cut by a PREFETCH (any command that is not forwarded sends the
+    // batch first), then a CFGI_STE (the same), then a run across the ring's end (slot 8191 → 0,
+    // the wrap bit toggles; the ring ends where the chunk does).
+    const script = (g: Guest) => {
+      g.submit(...noops(4090), g.sync());
+      g.submit(...tlbis(Op.TLBI_NH_VA, 1, 6), buildCommand(Op.PREFETCH_ADDR), ...tlbis(Op.TLBI_NH_ASID, 7, 6),
+        buildCommand(Op.CFGI_STE, { sid: 0x50 }), ...tlbis(Op.TLBI_NH_VAA, 13, 2), g.sync());
+      g.submit(...noops(8187 - 4108));
+      g.submit(...tlbis(Op.TLBI_NH_VA, 15, 10), g.sync());
+    };
+    const fast = scenario(true, 13, script);
+    const general = scenario(false, 13, script);
+    assert.deepEqual(fast, general, 'same ioctls, entries, CONS and counts either way');
+    assert.deepEqual(scenario(true, 13, script, true), general, 'and with RAM on scattered 4 KiB pages (a window per page)');
+    assert.deepEqual(asidsOf(fast.sent), [[1, 2, 3, 4, 5, 6], [7, 8, 9, 10, 11, 12], [13, 14], [15, 16, 17, 18, 19, 20, 21, 22, 23, 24]]);
+    assert.equal(fast.cons, (1 << 13) | 6, 'CONS wrapped past the end, after the last CMD_SYNC');
+    assert.equal(fast.forwarded, 24);
+    assert.equal(fast.commands, 4091 + 17 + (8187 - 4108) + 11);
+  });
+
+  test('a run of TLBIs across the end of a ring that ends inside a memory chunk wraps to the ring start', () => {
+    // 256 slots (4 KiB) at the start of a chunk: the memory after the last slot is still mapped
+    // (and here holds TLBIs of ASID 99 that must not be taken), but the ring continues at its base.
+    const script = (g: Guest) => {
+      for (let i = 0; i < 8; i++) g.writeSlot(256 + i, buildCommand(Op.TLBI_NH_VA, { asid: 99 }));
+      g.submit(...noops(251));
+      g.submit(...tlbis(Op.TLBI_NH_VA, 1, 10), g.sync());
+    };
+    const fast = scenario(true, 8, script);
+    assert.deepEqual(fast, scenario(false, 8, script));
+    assert.deepEqual(asidsOf(fast.sent), [[1, 2, 3, 4, 5, 6, 7, 8, 9, 10]]);
+    assert.equal(fast.cons, (1 << 8) | 6);
+  });
+});

@@ -7,6 +7,7 @@ import type { HostConfig } from '../../../src/host/config.js';
 import { DEFAULT_HOST } from '../../../src/host/config.js';
 import { HostKernel } from '../../../src/host/kernel/host-kernel.js';
 import type { Process } from '../../../src/host/kernel/process.js';
+import { UserMemoryOps } from '../../../src/host/memory/process-memory.js';
 import { ModelLog } from '../../../src/kit/log.js';
 import { Tracer, type TraceEvent, type TraceSink } from '../../../src/kit/trace.js';
 import { iommufd_hwpt_alloc_flags } from '../../../src/uapi/iommufd.js';
@@ -55,6 +56,13 @@ export interface RigOptions {
   props?: Partial<AccelSmmuV3Properties>;
   host?: HostConfig;
   cmdqvFactory?: (host: CmdqvHost) => CmdqvOps;
+  /**
+   * Give the SMMU the machine's direct view of RAM (`mapWords`) and leave tracing off: the
+   * command queue then takes its fast paths, as in the virt machine.
+   */
+  fastRam?: boolean;
+  /** Back guest RAM with base pages (scattered host frames) instead of 1 GiB hugepages. */
+  smallPages?: boolean;
   /** Don't create the SMMU (for property tests that construct it themselves). */
   noSmmu?: boolean;
 }
@@ -83,9 +91,9 @@ export function makeRig(o: RigOptions = {}): Rig {
   const tracer = new Tracer();
   const traces = new TraceLog();
   tracer.addSink(traces);
-  tracer.enable('smmuv3_*,smmu_*');
+  if (!o.fastRam) tracer.enable('smmuv3_*,smmu_*');
   const backend = new IommufdBackend('iommufd0', proc, tracer);
-  const ramVa = proc.mmapAnon(RAM_BYTES, true);
+  const ramVa = proc.mmapAnon(RAM_BYTES, !o.smallPages);
   const ioasId = backend.allocIoas();
   backend.mapDma(ioasId, 0, RAM_BYTES, ramVa);
   const devs: AccelHostDevice[] = [];
@@ -96,7 +104,8 @@ export function makeRig(o: RigOptions = {}): Rig {
     backend.attachDevice(vfioFd, s2); // VFIO's default attach
     devs.push({ host: kernel.devices[i]!.bdf, devId, vfioFd, guestSid: GSID[i]! });
   }
-  const mem = {
+  const ramOps = new UserMemoryOps(proc.mem, ramVa);
+  const mem: GuestMemory & { writes: number } = {
     writes: 0,
     read32(gpa: number): number {
       if (gpa < 0 || gpa + 4 > RAM_BYTES) throw new RangeError(`no RAM at 0x${gpa.toString(16)}`);
@@ -108,6 +117,7 @@ export function makeRig(o: RigOptions = {}): Rig {
       proc.mem.write32(ramVa + gpa, v);
     },
   };
+  if (o.fastRam) mem.mapWords = (gpa, win) => gpa >= 0 && gpa + 4 <= RAM_BYTES && ramOps.mapWords(gpa, win);
   const deps: AccelSmmuV3Deps = {
     backend,
     guestMemory: mem,
