@@ -76,6 +76,8 @@ export function strerror(errno: number): string {
 
 /** A failed backend call: QEMU's message plus the errno text. */
 export class BackendError extends Error {
+  /** IOMMU_HWPT_INVALIDATE only: entries the kernel handled before failing (its entry_num). */
+  entryNum: number | undefined = undefined;
   constructor(
     readonly errno: number,
     readonly what: string,
@@ -148,15 +150,17 @@ export class IommufdBackend {
     this.calls.push({ name, args, ret });
   }
 
-  /** The user buffer for an invalidation array of `bytes`, grown (remapped) when too small. */
+  /**
+   * The user buffer for an invalidation array of `bytes`: grown when too small, in whole pages
+   * (mmap takes nothing else), the new mapping made before the old one goes.
+   */
   private entriesBuffer(bytes: number): number {
     if (bytes > this.entriesSize) {
-      const size = Math.max(bytes, 2 * this.entriesSize, 4096);
-      if (this.entriesVa) this.proc.munmap(this.entriesVa, this.entriesSize);
-      this.entriesVa = 0;
-      this.entriesSize = 0;
+      const page = this.proc.mem.phys.pageSize;
+      const size = Math.ceil(Math.max(bytes, 2 * this.entriesSize) / page) * page;
       const va = this.proc.mmapAnon(size);
       if (va < 0) throw new BackendError(-va, 'failed to map the invalidation array');
+      if (this.entriesVa) this.proc.munmap(this.entriesVa, this.entriesSize);
       this.entriesVa = va;
       this.entriesSize = size;
     }
@@ -313,16 +317,29 @@ export class IommufdBackend {
     return { kind: 'record', sequence: hdr.sequence, payload: bytes.subarray(8), lost };
   }
 
-  /** IOMMU_HWPT_INVALIDATE with raw 16-byte commands; returns entries handled. */
+  /**
+   * IOMMU_HWPT_INVALIDATE with raw 16-byte commands; returns entries handled. On failure the
+   * {@link BackendError} carries the kernel's entry_num: how many entries it handled before the
+   * one it refused.
+   */
   invalidateCache(id: number, dataType: number, entries: Uint8Array, entryLen = 16): number {
     const va = this.entriesBuffer(entries.length);
     this.proc.mem.copyToUser(va, entries);
-    const out = this.ioctl(
-      U.IOMMU_HWPT_INVALIDATE,
-      { hwpt_id: id, data_uptr: BigInt(va), data_type: dataType, entry_len: entryLen, entry_num: entries.length / entryLen },
-      'IOMMU_HWPT_INVALIDATE failed',
-    );
-    return out.entry_num as number;
+    try {
+      const out = this.ioctl(
+        U.IOMMU_HWPT_INVALIDATE,
+        { hwpt_id: id, data_uptr: BigInt(va), data_type: dataType, entry_len: entryLen, entry_num: entries.length / entryLen },
+        'IOMMU_HWPT_INVALIDATE failed',
+      );
+      return out.entry_num as number;
+    } catch (e) {
+      if (e instanceof BackendError) {
+        // The kernel copies the struct back with entry_num even when it fails.
+        const f = U.iommu_hwpt_invalidate.field('entry_num');
+        e.entryNum = this.proc.mem.read32(this.scratch + f.offset);
+      }
+      throw e;
+    }
   }
 
   /** IOMMU_DESTROY; failures are only reported, as QEMU's free_id does. */

@@ -604,6 +604,10 @@ export class AccelSmmuV3 {
     const opVaa = Op.TLBI_NH_VAA;
     // A CMDQ_ERR still pending (not yet acknowledged) keeps the queue stopped.
     let stopped = this.cmdqErrPending();
+    if (stopped && traceEach && ((prod ^ cons) & wm) !== 0 && tr.enabled(T.T_CMDQ_CONSUME)) {
+      // As QEMU: the walk starts (traced), then finds the queue stopped by the pending error.
+      tr.emit(T.T_CMDQ_CONSUME, qIndex(prod, log2), qIndex(cons, log2), qWrap(prod, log2), qWrap(cons, log2));
+    }
 
     while (!stopped && ((prod ^ cons) & wm) !== 0) {
       if (traceEach && tr.enabled(T.T_CMDQ_CONSUME)) tr.emit(T.T_CMDQ_CONSUME, qIndex(prod, log2), qIndex(cons, log2), qWrap(prod, log2), qWrap(cons, log2));
@@ -619,6 +623,8 @@ export class AccelSmmuV3 {
         w = win.words;
         at = win.index;
       } else {
+        winLo = 0; // mapRing may have changed `win`: forget the old window
+        winHi = 0;
         const r = this.readCommand(gpa);
         if (!r) {
           if ((refused = this.flushBatch()) >= 0) break;

@@ -7,10 +7,11 @@
  * consecutive forwardable commands are collected and sent in one ioctl when a CMD_SYNC
  * arrives, before any command that is not forwarded (so ordering with STE installs is kept),
  * when the batch is full ({@link MAX_BATCH}), and when the queue stops (empty or error). If
- * the host rejects a batch, its commands are re-issued one per ioctl to find the one the host
- * refuses; the queue then stops at that command with CERROR_ILL, exactly where QEMU's
- * per-command forwarding would have stopped. Commands before it may thus reach the host twice;
- * invalidations are idempotent.
+ * the host rejects a batch, its commands are re-issued one per ioctl, from the first the kernel
+ * did not handle (its entry_num), to find the one the host refuses; the queue then stops at that
+ * command with CERROR_ILL, exactly where QEMU's per-command forwarding would have stopped.
+ * Invalidations are idempotent, so a command re-sent after a failure that was not about it is
+ * harmless.
  */
 
 import { LITTLE_ENDIAN_HOST } from '../../kit/sparse-memory.js';
@@ -139,21 +140,25 @@ const FLUSHED: FlushResult = Object.freeze({ failedAt: undefined, error: undefin
  */
 export function flushCommands(batch: CommandBatch, issue: (entries: Uint8Array) => void): FlushResult {
   if (batch.count === 0) return { failedAt: undefined, error: undefined, calls: 0 };
+  let handled = 0;
   try {
     issue(batch.bytes());
     return FLUSHED;
   } catch (batchError) {
     if (batch.count === 1) return { failedAt: 0, error: batchError, calls: 1 };
-    let calls = 1;
-    for (let i = 0; i < batch.count; i++) {
-      calls++;
-      try {
-        issue(batch.bytes(i, 1));
-      } catch (e) {
-        return { failedAt: i, error: e, calls };
-      }
-    }
-    // Every command went through on its own: the batch failure was not about a command.
-    return { failedAt: undefined, error: undefined, calls };
+    // The kernel reports how many entries it handled before the refused one: start there.
+    const n = (batchError as { entryNum?: unknown }).entryNum;
+    if (typeof n === 'number' && Number.isInteger(n) && n >= 0 && n < batch.count) handled = n;
   }
+  let calls = 1;
+  for (let i = handled; i < batch.count; i++) {
+    calls++;
+    try {
+      issue(batch.bytes(i, 1));
+    } catch (e) {
+      return { failedAt: i, error: e, calls };
+    }
+  }
+  // Every command went through on its own: the batch failure was not about a command.
+  return { failedAt: undefined, error: undefined, calls };
 }

@@ -7,6 +7,7 @@ import { buildCommand, Op } from '../../../src/arch/smmuv3/commands.js';
 import * as R from '../../../src/arch/smmuv3/registers.js';
 import { SMMU_IRQ_CMD_SYNC, SMMU_IRQ_GERROR } from '../../../src/vmm/smmuv3/accel-smmuv3.js';
 import { MAX_BATCH } from '../../../src/vmm/smmuv3/cmdq.js';
+import { DEFAULT_HOST } from '../../../src/host/config.js';
 import { ABORT_STE, attachedTo, callsSince, Guest, GSID, hostVdevice, makeRig, type Rig } from './rig.js';
 
 /** A rig with device 0 attached, stream table and command queue set up, SMMU enabled. */
@@ -111,6 +112,29 @@ describe('trapped command queue', () => {
     assert.equal(g.cons(), MAX_BATCH + 37);
     assert.equal(rig.kernel.stats.invalidatedCommands, MAX_BATCH + 36, 'the host executed every one');
   });
+
+  for (const pageSize of [4096, 16384, 65536] as const) {
+    test(`batches of any size go in one ioctl each on a host with ${pageSize / 1024} KiB pages`, () => {
+      const rig = makeRig({ host: { ...DEFAULT_HOST, pageSize } });
+      const g = new Guest(rig, 12);
+      rig.smmu.attachDevice(rig.devs[0]!);
+      g.init({ smmuen: true, irqs: 0b001 });
+      const tlbis = (n: number) => Array.from({ length: n }, (_, i) => buildCommand(Op.TLBI_NH_ASID, { asid: i }));
+      // 300, then 1000 (the user buffer grows past twice its size), then 3.
+      const calls = ioctlsOf(rig, () => {
+        g.submit(...tlbis(300), g.sync());
+        g.submit(...tlbis(1000), g.sync());
+        g.submit(...tlbis(3), g.sync());
+      });
+      assert.deepEqual(calls.map((c) => [c.name, c.args.entry_num, c.ret]), [
+        ['IOMMU_HWPT_INVALIDATE', 300, 0],
+        ['IOMMU_HWPT_INVALIDATE', 1000, 0],
+        ['IOMMU_HWPT_INVALIDATE', 3, 0],
+      ]);
+      assert.equal(g.cons(), 1306, 'no command error');
+      assert.equal(rig.kernel.stats.invalidatedCommands, 1303);
+    });
+  }
 
   test('CFGI_CD / CFGI_CD_ALL / ATC_INV are forwarded only for a device with a vDEVICE', () => {
     const { rig, g } = ready({}, false);
@@ -243,10 +267,10 @@ describe('trapped command queue', () => {
         g.sync(),
       ),
     );
-    // The batch fails; re-issued one by one, the second command is the one refused.
+    // The batch fails with entry_num 1 (the kernel handled the first command), so only the
+    // second is re-issued on its own: it is the one refused.
     assert.deepEqual(calls.map((c) => [c.name, c.args.entry_num, c.ret]), [
       ['IOMMU_HWPT_INVALIDATE', 3, -5],
-      ['IOMMU_HWPT_INVALIDATE', 1, 0],
       ['IOMMU_HWPT_INVALIDATE', 1, -5],
     ]);
     assert.equal(g.cons() & 0xfffff, 3, 'CONS at the CFGI_CD (after the CFGI_STE and its sync)');
@@ -348,5 +372,12 @@ describe('trapped command queue: the fast path (RAM mapped directly, tracing off
     assert.deepEqual(fast, scenario(false, 8, script));
     assert.deepEqual(asidsOf(fast.sent), [[1, 2, 3, 4, 5, 6, 7, 8, 9, 10]]);
     assert.equal(fast.cons, (1 << 8) | 6);
+  });
+  test('a run longer than a batch is sent in full batches, as on the general path', () => {
+    const script = (g: Guest) => g.submit(...tlbis(Op.TLBI_NH_VA, 0, MAX_BATCH + 36), g.sync());
+    const fast = scenario(true, 12, script);
+    assert.deepEqual(fast, scenario(false, 12, script));
+    assert.deepEqual(fast.sent.map((w) => w.length / 4), [MAX_BATCH, 36]);
+    assert.equal(fast.cons, MAX_BATCH + 37);
   });
 });
