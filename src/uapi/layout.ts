@@ -111,13 +111,7 @@ export class StructLayout<Fs extends readonly FieldDecl[] = readonly FieldDecl[]
       base = 0;
     }
     const dv = new DataView(src.buffer, src.byteOffset, src.byteLength);
-    const out: Record<string, number | bigint | (number | bigint)[]> = {};
-    for (const f of this.fields) {
-      const el = SIZE[f.type];
-      if (f.count === undefined) out[f.name] = readScalar(dv, base + f.offset, f.type);
-      else out[f.name] = Array.from({ length: f.count }, (_, i) => readScalar(dv, base + f.offset + i * el, f.type));
-    }
-    return out as StructValue<Fs>;
+    return this.codec.decode(dv, base) as StructValue<Fs>;
   }
 
   /**
@@ -127,39 +121,85 @@ export class StructLayout<Fs extends readonly FieldDecl[] = readonly FieldDecl[]
   encode(value: Partial<StructValue<Fs>>, out?: Uint8Array, offset = 0): Uint8Array {
     const buf = out ?? new Uint8Array(this.size);
     if (offset + this.size > buf.length) throw new RangeError(`${this.name}: buffer too small`);
-    buf.fill(0, offset, offset + this.size);
+    if (out) buf.fill(0, offset, offset + this.size);
     const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-    const v = value as Record<string, number | bigint | readonly (number | bigint)[] | undefined>;
-    for (const f of this.fields) {
-      let x = v[f.name];
-      if (x === undefined && f.name === 'size' && f.offset === 0) x = this.size;
-      if (x === undefined) continue;
-      const el = SIZE[f.type];
-      if (Array.isArray(x)) {
-        const arr = x as readonly (number | bigint)[];
-        if (f.count === undefined || arr.length > f.count) throw new RangeError(`${this.name}.${f.name}: bad array length`);
-        arr.forEach((e, i) => writeScalar(dv, offset + f.offset + i * el, f.type, e, this.name, f.name));
-      } else {
-        writeScalar(dv, offset + f.offset, f.type, x as number | bigint, this.name, f.name);
-      }
-    }
+    this.codec.encode(dv, offset, value as Record<string, unknown>, this.writeField);
     return buf;
+  }
+
+  /**
+   * The general field writer: every check and error of the encoding rules. The compiled encoder
+   * calls it for what its inline fast path does not take (arrays, u64 given as numbers, values
+   * out of range or of the wrong kind).
+   */
+  private readonly writeField = (dv: DataView, base: number, i: number, x: unknown): void => {
+    const f = this.fields[i]!;
+    const el = SIZE[f.type];
+    if (Array.isArray(x)) {
+      const arr = x as readonly (number | bigint)[];
+      if (f.count === undefined || arr.length > f.count) throw new RangeError(`${this.name}.${f.name}: bad array length`);
+      arr.forEach((e, k) => writeScalar(dv, base + f.offset + k * el, f.type, e, this.name, f.name));
+    } else {
+      writeScalar(dv, base + f.offset, f.type, x as number | bigint, this.name, f.name);
+    }
+  };
+
+  /** Straight-line decode/encode code generated from the field table (built on first use). */
+  private compiled: Codec | undefined;
+  private get codec(): Codec {
+    return (this.compiled ??= compileCodec(this.fields, this.size));
   }
 }
 
-function readScalar(dv: DataView, at: number, type: ScalarType): number | bigint {
-  switch (type) {
-    case 'u8':
-      return dv.getUint8(at);
-    case 'u16':
-      return dv.getUint16(at, true);
-    case 'u32':
-      return dv.getUint32(at, true);
-    case 's32':
-      return dv.getInt32(at, true);
-    case 'u64':
-      return dv.getBigUint64(at, true);
-  }
+/** A layout's generated code (see {@link compileCodec}). */
+interface Codec {
+  decode(dv: DataView, base: number): Record<string, number | bigint | (number | bigint)[]>;
+  encode(dv: DataView, base: number, v: Record<string, unknown>, general: (dv: DataView, base: number, i: number, x: unknown) => void): void;
+}
+
+const GETTER: Record<ScalarType, string> = { u8: 'getUint8', u16: 'getUint16', u32: 'getUint32', s32: 'getInt32', u64: 'getBigUint64' };
+const SETTER: Record<ScalarType, string> = { u8: 'setUint8', u16: 'setUint16', u32: 'setUint32', s32: 'setInt32', u64: 'setBigUint64' };
+const RANGE: Record<Exclude<ScalarType, 'u64'>, [number, number]> = {
+  u8: [0, 0xff],
+  u16: [0, 0xffff],
+  u32: [0, 0xffff_ffff],
+  s32: [-0x8000_0000, 0x7fff_ffff],
+};
+
+/**
+ * Generate a layout's decoder and encoder as straight-line code, one statement per field, from
+ * the declarations (the way register dispatch is generated from a register table). A generic
+ * loop over fields costs a megamorphic property access per field and allocates per value; this
+ * makes an ioctl's struct round trip several times cheaper. Field names only appear as quoted
+ * property keys (JSON.stringify), offsets and sizes as numbers: no declaration text becomes code.
+ * The encoder writes in-range numbers (and bigints for u64) inline and hands anything else to
+ * the general writer, which applies every check and throws the same errors.
+ */
+function compileCodec(fields: readonly LayoutField[], size: number): Codec {
+  const read = (t: ScalarType, at: number) => (t === 'u8' ? `dv.getUint8(b + ${at})` : `dv.${GETTER[t]}(b + ${at}, true)`);
+  const props = fields.map((f) => {
+    const el = SIZE[f.type];
+    const value = f.count === undefined ? read(f.type, f.offset) : `[${Array.from({ length: f.count }, (_, k) => read(f.type, f.offset + k * el)).join(', ')}]`;
+    return `${JSON.stringify(f.name)}: ${value}`;
+  });
+  const enc = ['let x;'];
+  fields.forEach((f, i) => {
+    enc.push(`x = v[${JSON.stringify(f.name)}];`);
+    if (f.name === 'size' && f.offset === 0) enc.push(`if (x === undefined) x = ${size};`);
+    const at = `b + ${f.offset}`;
+    let fast: string;
+    if (f.count !== undefined) fast = 'false';
+    else if (f.type === 'u64') fast = `typeof x === 'bigint' && x >= 0n && x <= 0xffffffffffffffffn`;
+    else {
+      const [lo, hi] = RANGE[f.type];
+      fast = `typeof x === 'number' && x >= ${lo} && x <= ${hi} && Math.floor(x) === x`;
+    }
+    const set = f.type === 'u8' ? `dv.setUint8(${at}, x)` : `dv.${SETTER[f.type]}(${at}, x, true)`;
+    enc.push(`if (x !== undefined) { if (${fast}) ${set}; else general(dv, b, ${i}, x); }`);
+  });
+  const decode = new Function('dv', 'b', `return { ${props.join(', ')} };`) as Codec['decode'];
+  const encode = new Function('dv', 'b', 'v', 'general', enc.join('\n')) as Codec['encode'];
+  return { decode, encode };
 }
 
 function writeScalar(dv: DataView, at: number, type: ScalarType, x: number | bigint, s: string, f: string): void {
