@@ -453,6 +453,8 @@ export class Iotlb {
   readonly capacity: number;
 
   private readonly vms = new Map<number, Vm>();
+  /** 1 for each VMID with entries (mirrors `vms`): the per-command check is a byte load. */
+  private readonly vmidLive = new Uint8Array(0x1_0000);
   private count = 0;
   private seq = 0;
 
@@ -549,6 +551,7 @@ export class Iotlb {
     if (vm === undefined) {
       vm = new Vm(e.vmid);
       this.vms.set(e.vmid, vm);
+      this.vmidLive[e.vmid] = 1;
     }
     const ctx = vm.ctx(tag) ?? this.newCtx(vm, tag);
 
@@ -610,12 +613,13 @@ export class Iotlb {
   /** TLBI_NSNH_ALL: every entry. */
   /** Whether any entry is tagged with `vmid` (lets callers skip decoding an invalidation). */
   hasVmid(vmid: number): boolean {
-    return this.vms.has(vmid);
+    return this.vmidLive[vmid] === 1;
   }
 
   invalidateAll(): number {
     const removed = this.count;
     this.vms.clear();
+    this.vmidLive.fill(0);
     this.count = 0;
     this.rec = new Float64Array(INITIAL_POOL * REC);
     this.ents = [];
@@ -652,6 +656,7 @@ export class Iotlb {
       this.releaseCtx(ctx);
     }
     this.vms.delete(vmid);
+    this.vmidLive[vmid] = 0;
     this.count -= removed;
     this.stats.invalidated += removed;
     return removed;
@@ -820,6 +825,7 @@ export class Iotlb {
     this.count--;
     if (--vm.count === 0) {
       this.vms.delete(vm.vmid);
+      this.vmidLive[vm.vmid] = 0;
       for (const c of vm.contexts(true)) this.releaseCtx(c);
     } else if (ctx.pages.count === 0) {
       this.detachCtx(ctx);
@@ -860,6 +866,7 @@ export class Iotlb {
     this.stats.invalidated += removed;
     if (vm.count === 0) {
       this.vms.delete(vm.vmid);
+      this.vmidLive[vm.vmid] = 0;
       for (const c of vm.contexts(true)) this.releaseCtx(c);
     } else {
       this.detachCtx(ctx);

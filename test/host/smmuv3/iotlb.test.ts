@@ -489,6 +489,9 @@ test('randomized operations agree with a naive array-scanning model', () => {
         assert.equal(got, want, `seed ${seed} step ${step} op ${op} len ${len}`);
       }
       assert.equal(t.size, ref.list.length, `seed ${seed} step ${step} size`);
+      for (const v of [0, 1, 2, 3]) {
+        assert.equal(t.hasVmid(v), ref.list.some((e) => e.vmid === v), `seed ${seed} step ${step} hasVmid(${v})`);
+      }
       if (step % 97 === 0) assert.deepEqual(t.entries(), ref.list, `seed ${seed} step ${step} entries`);
     }
     assert.deepEqual(t.entries(), ref.list);
