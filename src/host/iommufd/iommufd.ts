@@ -533,22 +533,8 @@ export class IommufdContext {
       }
     }
     let done = 0;
-    const vmid = vi.vmid;
-    const opVa = Op.TLBI_NH_VA;
-    const opAsid = Op.TLBI_NH_ASID;
-    const opVaa = Op.TLBI_NH_VAA;
-    const opAll = Op.TLBI_NH_ALL;
     try {
-      for (; done < num; done++) {
-        const i = done * 4;
-        const op = words[i]! & 0xff;
-        // The stage-1 TLBIs (nearly every entry) only take the VM's VMID: done here, inline.
-        if (op === opVa || op === opAsid || op === opVaa || op === opAll) {
-          words[i + 1] = ((words[i + 1]! & 0xffff_0000) | vmid) >>> 0;
-        } else {
-          convertGuestCommand(words, i, vi);
-        }
-      }
+      for (; done < num; done++) convertGuestCommand(words, done * 4, vi);
     } catch (e) {
       // Commands converted before the bad one are still issued (the kernel's loop can drop them;
       // see docs/design.md), then entry_num reports how many were handled.
@@ -692,18 +678,19 @@ function s2Ste(d: PagingDomain, cfg: number): Uint32Array {
  */
 function convertGuestCommand(w: Uint32Array, i: number, vi: ViommuObj): void {
   const op = w[i]! & 0xff;
+  // Cases are compared in order: the stage-1 TLBIs (nearly every entry) come first.
   switch (op) {
-    case Op.TLBI_NSNH_ALL:
-      w[i] = Op.TLBI_NH_ALL;
-      w[i + 1] = vi.vmid;
-      w[i + 2] = 0;
-      w[i + 3] = 0;
-      return;
     case Op.TLBI_NH_VA:
     case Op.TLBI_NH_VAA:
     case Op.TLBI_NH_ALL:
     case Op.TLBI_NH_ASID:
       w[i + 1] = ((w[i + 1]! & 0xffff_0000) | vi.vmid) >>> 0;
+      return;
+    case Op.TLBI_NSNH_ALL:
+      w[i] = Op.TLBI_NH_ALL;
+      w[i + 1] = vi.vmid;
+      w[i + 2] = 0;
+      w[i + 3] = 0;
       return;
     case Op.ATC_INV:
     case Op.CFGI_CD:
