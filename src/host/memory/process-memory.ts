@@ -6,7 +6,7 @@
  */
 
 import type { RegionOps } from '../../kit/memory-region.js';
-import { CHUNK_SIZE, type WordWindow } from '../../kit/sparse-memory.js';
+import { WordWindow } from '../../kit/sparse-memory.js';
 import { Errno, ErrnoError } from '../../uapi/errno.js';
 import type { PhysicalMemory } from './physical-memory.js';
 
@@ -232,6 +232,8 @@ export class UserMemoryOps implements RegionOps {
   private pageOff = -1;
   private pagePa = 0;
   private pageSize = 0;
+  /** Window reused by {@link readWords}. */
+  private readonly scratchWindow = new WordWindow();
 
   constructor(
     private readonly proc: ProcessMemory,
@@ -266,14 +268,10 @@ export class UserMemoryOps implements RegionOps {
    * memory chunk (the fast path for queue walks); returns false otherwise.
    */
   readWords(offset: number, out: Uint32Array, at: number, count: number): boolean {
-    const pa = this.pa(offset, count * 4);
-    if (pa < 0 || pa % 4 !== 0) return false;
-    const inChunk = pa % CHUNK_SIZE;
-    if (inChunk + count * 4 > CHUNK_SIZE) return false;
-    const words = this.proc.phys.mem.chunkWords(pa);
-    if (!words) return false;
-    const i = inChunk >>> 2;
-    for (let k = 0; k < count; k++) out[at + k] = words[i + k]!;
+    const win = this.scratchWindow;
+    if (!this.mapWords(offset, win) || win.bytes < count * 4) return false;
+    const { words, index } = win;
+    for (let k = 0; k < count; k++) out[at + k] = words[index + k]!;
     return true;
   }
 
