@@ -5,22 +5,21 @@
  * looks up a new one only when the address leaves it.
  */
 
-import { CHUNK_SIZE, type SparseMemory } from '../../kit/sparse-memory.js';
+import { WordWindow, type SparseMemory } from '../../kit/sparse-memory.js';
 
 /** A cursor over host memory for command fetches. */
 export class CommandReader {
-  private chunk: Uint32Array | undefined;
-  /** [chunkBase, chunkEnd) is the cached chunk's address range (empty when none). */
-  private chunkBase = 0;
-  private chunkEnd = 0;
+  private readonly win = new WordWindow();
+  /** [lo, hi) is the address range `win` maps (empty when none). */
+  private lo = 0;
+  private hi = 0;
 
   constructor(private readonly mem: SparseMemory) {}
 
-  /** Forget the cached chunk (call before a new walk). */
+  /** Forget the mapped chunk (call before a new walk). */
   reset(): void {
-    this.chunk = undefined;
-    this.chunkBase = 0;
-    this.chunkEnd = 0;
+    this.lo = 0;
+    this.hi = 0;
   }
 
   /**
@@ -28,28 +27,28 @@ export class CommandReader {
    * command fetch).
    */
   read(addr: number, w: Uint32Array): boolean {
-    if (addr >= this.chunkEnd || addr < this.chunkBase) {
-      // Leaving the cached chunk (rare: once per 4096 commands): bounds check and look it up.
+    const win = this.win;
+    if (addr >= this.hi || addr < this.lo) {
+      // Leaving the mapped chunk (rare: once per 4096 commands): bounds check and map the next.
       const mem = this.mem;
       if (addr < 0 || addr + 16 > mem.size) return false;
-      this.chunkBase = addr - (addr % CHUNK_SIZE);
-      this.chunkEnd = this.chunkBase + CHUNK_SIZE;
-      this.chunk = mem.chunkWords(addr);
+      if (!mem.mapWords(addr, win)) {
+        this.reset();
+        w[0] = mem.read32(addr);
+        w[1] = mem.read32(addr + 4);
+        w[2] = mem.read32(addr + 8);
+        w[3] = mem.read32(addr + 12);
+        return true;
+      }
+      this.lo = addr;
+      this.hi = addr + win.bytes;
     }
-    const c = this.chunk;
-    if (c) {
-      const i = (addr - this.chunkBase) >>> 2;
-      w[0] = c[i]!;
-      w[1] = c[i + 1]!;
-      w[2] = c[i + 2]!;
-      w[3] = c[i + 3]!;
-    } else {
-      const mem = this.mem;
-      w[0] = mem.read32(addr);
-      w[1] = mem.read32(addr + 4);
-      w[2] = mem.read32(addr + 8);
-      w[3] = mem.read32(addr + 12);
-    }
+    const c = win.words;
+    const i = win.index + ((addr - this.lo) >>> 2);
+    w[0] = c[i]!;
+    w[1] = c[i + 1]!;
+    w[2] = c[i + 2]!;
+    w[3] = c[i + 3]!;
     return true;
   }
 }
