@@ -8,7 +8,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { DEFAULT_COST_MODEL, parseCostModel } from '../src/run/cost-model.js';
+import { DEFAULT_COST_MODEL, parseCostModel } from '../src/platform/cost-model.js';
 import { si, table, type Row } from './harness.js';
 import { benchIotlb } from './iotlb.bench.js';
 import { renderPlot } from './plot.js';

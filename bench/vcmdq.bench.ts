@@ -12,9 +12,10 @@ import { buildCommand, Op } from '../src/arch/smmuv3/commands.js';
 import { HostKernel } from '../src/host/kernel/host-kernel.js';
 import * as R from '../src/arch/smmuv3/registers.js';
 import * as U from '../src/uapi/iommufd.js';
+import { mmapAnonymous } from '../src/uapi/syscalls.js';
 import { Tracer } from '../src/kit/trace.js';
 import { IommufdBackend } from '../src/vmm/backends/iommufd.js';
-import { Machine, VIRT_RAM_BASE } from '../src/vmm/virt/machine.js';
+import { Machine, VIRT_RAM_BASE } from '../src/platform/machine.js';
 import { measureRate, type Row } from './harness.js';
 
 /** The ring contents of the peer script: TLBI_NH_VA i with ASID i & 0xffff and VA i << 12, then CMD_SYNC. */
@@ -35,7 +36,7 @@ export function vcmdqSetup(log2: number) {
   const kernel = new HostKernel();
   const proc = kernel.createProcess();
   const be = new IommufdBackend('iommufd0', proc, new Tracer());
-  const ram = proc.mmapAnon(2 ** 30, true);
+  const ram = mmapAnonymous(proc, 2 ** 30, true);
   const { devId } = be.bindDevice('/dev/vfio/devices/vfio0');
   const ioas = be.allocIoas();
   be.mapDma(ioas, 0, 2 ** 30, ram);

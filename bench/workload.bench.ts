@@ -7,9 +7,9 @@ import { buildCommand, Op } from '../src/arch/smmuv3/commands.js';
 import { GuestKernel } from '../src/guest/kernel.js';
 import { DEFAULT_HOST, type HostConfig } from '../src/host/config.js';
 import { HostKernel } from '../src/host/kernel/host-kernel.js';
-import { DEFAULT_COST_MODEL, modelLatency, type CostModel, type PathCounts } from '../src/run/cost-model.js';
-import { runWorkload } from '../src/run/workload.js';
-import { Machine } from '../src/vmm/virt/machine.js';
+import { DEFAULT_COST_MODEL, modelLatency, type CostModel, type PathCounts } from '../src/platform/cost-model.js';
+import { runWorkload } from '../src/platform/workload.js';
+import { Machine } from '../src/platform/machine.js';
 import type { Row } from './harness.js';
 
 function machineArgs(cmdqv: 'on' | 'off', host = '0009:01:00.0', mem = '4G'): string[] {

@@ -6,7 +6,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { DEFAULT_ARGS, Machine } from '../vmm/virt/machine.js';
+import { DEFAULT_ARGS, Machine } from '../platform/machine.js';
 
 /** Run the subcommand; returns the text to print. */
 export function acpiCommand(argv: readonly string[]): string {

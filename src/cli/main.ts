@@ -3,7 +3,7 @@
  */
 
 import { parseArgs } from 'node:util';
-import { OptionError } from '../vmm/virt/options.js';
+import { OptionError } from '../platform/machine.js';
 import { acpiCommand } from './acpi-command.js';
 import { RUN_USAGE, runCommand } from './run-command.js';
 import { runUapiCommand } from './uapi-command.js';

@@ -5,8 +5,8 @@
 
 import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { DEFAULT_WORKLOAD, runWorkload, type WorkloadReport } from '../run/workload.js';
-import { DEFAULT_ARGS, Machine } from '../vmm/virt/machine.js';
+import { DEFAULT_WORKLOAD, runWorkload, type WorkloadReport } from '../platform/workload.js';
+import { DEFAULT_ARGS, Machine } from '../platform/machine.js';
 import { UsageError } from './usage-error.js';
 
 export const RUN_USAGE = `usage: cmdqv run [--ops N] [--batch N] [--pages N] [--cmdqv on|off|auto]

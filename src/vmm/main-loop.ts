@@ -1,3 +1,6 @@
+import type { VirtualClock } from '../kit/clock.js';
+import type { Syscalls } from '../uapi/syscalls.js';
+
 /**
  * The VMM's main loop, as devices see it (QEMU's `qemu_set_fd_handler` and bottom halves).
  * Devices receive it as an explicit dependency: a device that owns a file descriptor (a
@@ -12,4 +15,19 @@ export interface MainLoop {
   setFdHandler(fd: number, handler: (() => void) | undefined): number;
   /** Run `fn` on the loop, after the current guest access returns. */
   defer(fn: () => void): void;
+}
+
+/** The main loop of a VMM process whose loop is the virtual clock (see docs/design.md). */
+export class ClockMainLoop implements MainLoop {
+  constructor(
+    private readonly sys: Pick<Syscalls, 'watchFd'>,
+    private readonly clock: VirtualClock,
+  ) {}
+  setFdHandler(fd: number, handler: (() => void) | undefined): number {
+    const clock = this.clock;
+    return this.sys.watchFd(fd, handler ? () => clock.schedule(0, handler) : undefined);
+  }
+  defer(fn: () => void): void {
+    this.clock.schedule(0, fn);
+  }
 }

@@ -5,8 +5,8 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { AccessSize } from '../../src/kit/memory-region.js';
 import { mulberry32 } from '../../src/kit/prng.js';
-import { runWorkload } from '../../src/run/workload.js';
-import { Machine, VIRT_RAM_BASE } from '../../src/vmm/virt/machine.js';
+import { runWorkload } from '../../src/platform/workload.js';
+import { Machine, VIRT_RAM_BASE } from '../../src/platform/machine.js';
 
 test('random guest MMIO and queue contents never throw; the machine still runs the workload after reset', () => {
   const m = Machine.create([]);

@@ -5,8 +5,8 @@ import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { describe, test } from 'node:test';
 import { DEFAULT_HOST, type HostConfig } from '../../src/host/config.js';
-import { runWorkload } from '../../src/run/workload.js';
-import { Machine } from '../../src/vmm/virt/machine.js';
+import { runWorkload } from '../../src/platform/workload.js';
+import { Machine } from '../../src/platform/machine.js';
 import { OptionError } from '../../src/vmm/virt/options.js';
 
 const bin = fileURLToPath(new URL('../../src/cli/bin.js', import.meta.url));

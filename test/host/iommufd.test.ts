@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { HostKernel } from '../../src/host/kernel/host-kernel.js';
-import { PROT_EXEC, PROT_READ, PROT_WRITE } from '../../src/host/kernel/process.js';
+import { mmapAnonymous, PROT_EXEC, PROT_READ, PROT_WRITE } from '../../src/uapi/syscalls.js';
 import { Errno } from '../../src/uapi/errno.js';
 import * as U from '../../src/uapi/iommufd.js';
 import { makeVm, UapiClient } from './uapi-client.js';
@@ -54,7 +54,7 @@ describe('IOAS map/unmap', () => {
   const { c } = vm;
 
   test('flags and ranges are checked as the kernel does', () => {
-    const buf = c.proc.mmapAnon(0x10000);
+    const buf = mmapAnonymous(c.proc, 0x10000);
     const map = (v: Record<string, unknown>) => c.call(U.IOMMU_IOAS_MAP, { ioas_id: vm.ioasId, user_va: BigInt(buf), length: 0x4000n, flags: 7, iova: 0x1000_0000n, ...v }).ret;
     assert.equal(map({ flags: 1 << 3 }), -E.EOPNOTSUPP);
     assert.equal(map({ __reserved: 1 }), -E.EOPNOTSUPP);

@@ -2,7 +2,7 @@
 // the process's own memory and calls ioctl/mmap/read with pointers to them, like a VMM would.
 import type { Process } from '../../src/host/kernel/process.js';
 import { HostKernel } from '../../src/host/kernel/host-kernel.js';
-import { PROT_READ, PROT_WRITE, MAP_SHARED } from '../../src/host/kernel/process.js';
+import { mmapAnonymous, PROT_READ, PROT_WRITE, MAP_SHARED } from '../../src/uapi/syscalls.js';
 import * as U from '../../src/uapi/iommufd.js';
 import type { AnyStruct } from '../../src/uapi/layout.js';
 import * as V from '../../src/uapi/vfio.js';
@@ -18,7 +18,7 @@ export class UapiClient {
   readonly fd: number;
 
   constructor(readonly proc: Process) {
-    this.scratch = proc.mmapAnon(1 << 20);
+    this.scratch = mmapAnonymous(proc, 1 << 20);
     this.fd = proc.open('/dev/iommu');
   }
 
@@ -75,7 +75,7 @@ export class UapiClient {
 
   /** mmap of the iommufd file. */
   mmap(length: number, offset: number, prot = PROT_READ | PROT_WRITE, flags = MAP_SHARED): number {
-    return this.proc.mmap(this.fd, length, prot, flags, offset);
+    return this.proc.mmap(0, length, prot, flags, this.fd, offset);
   }
 }
 
@@ -95,7 +95,7 @@ export interface VmSetup {
 export function makeVm(kernel: HostKernel, devIndex: number, ramBytes = 2 ** 30, hugepages = true): VmSetup {
   const proc = kernel.createProcess();
   const c = new UapiClient(proc);
-  const ramVa = proc.mmapAnon(ramBytes, hugepages);
+  const ramVa = mmapAnonymous(proc, ramBytes, hugepages);
   const { vfio, devId } = c.bind(devIndex);
   const ioasId = c.ok(U.IOMMU_IOAS_ALLOC, {}).out_ioas_id as number;
   c.ok(U.IOMMU_IOAS_MAP, {

@@ -11,7 +11,7 @@ function setup(depth: number) {
   const proc = kernel.createProcess();
   const be = new IommufdBackend('iommufd0', proc, new Tracer());
   const hostQ = new VeventQueue(2, depth);
-  const fd = proc.installFile({ kind: 'veventq', read: (n) => hostQ.read(n), close: () => {}, watch: () => {} });
+  const fd = proc.installFile({ kind: 'veventq', read: (n) => hostQ.read(n), readable: () => hostQ.pending > 0, close: () => {}, watch: () => {} });
   const q: Veventq = { id: 7, fd, type: 2, lastSeq: 0, started: false };
   return { be, hostQ, q };
 }

@@ -7,6 +7,8 @@ import { MemoryRegion } from '../../src/kit/memory-region.js';
 import { TextTraceSink, Tracer } from '../../src/kit/trace.js';
 import { HostKernel } from '../../src/host/kernel/host-kernel.js';
 import { UserMemoryOps } from '../../src/host/memory/process-memory.js';
+import type { Process } from '../../src/host/kernel/process.js';
+import { mmapAnonymous } from '../../src/uapi/syscalls.js';
 import { IommufdBackend } from '../../src/vmm/backends/iommufd.js';
 import type { AccelHostDevice } from '../../src/vmm/smmuv3/cmdqv-ops.js';
 import { Tegra241Cmdqv } from '../../src/vmm/tegra241-cmdqv/cmdqv.js';
@@ -17,6 +19,8 @@ export const RAM_BASE = 0x4000_0000;
 
 export interface Rig {
   kernel: HostKernel;
+  /** The VMM process (host side). */
+  proc: Process;
   backend: IommufdBackend;
   cmdqv: Tegra241Cmdqv;
   as: AddressSpace;
@@ -46,7 +50,7 @@ export function rig(opts: { ramBytes?: number; hugepages?: boolean; ramPage?: nu
   if (opts.tracePattern) tracer.enable(opts.tracePattern);
   const clock = new VirtualClock();
   const backend = new IommufdBackend('iommufd0', proc, tracer);
-  const ramVa = proc.mmapAnon(ramBytes, opts.hugepages ?? true);
+  const ramVa = mmapAnonymous(proc, ramBytes, opts.hugepages ?? true);
   const { vfioFd, devId } = backend.bindDevice('/dev/vfio/devices/vfio0');
   const ioas = backend.allocIoas();
   backend.mapDma(ioas, RAM_BASE, ramBytes, ramVa);
@@ -68,7 +72,7 @@ export function rig(opts: { ramBytes?: number; hugepages?: boolean; ramPage?: nu
   root.addSubregion(RAM_BASE, new MemoryRegion('ram', ramBytes, 'ram', new UserMemoryOps(proc.mem, ramVa), { sizes: [1, 2, 4, 8], unaligned: true }));
   const as = new AddressSpace('memory', root, log);
   const r: Rig = {
-    kernel, backend, cmdqv, as, log, tracer, trace, clock, dev, s2, ramVa, cmdqs,
+    kernel, proc, backend, cmdqv, as, log, tracer, trace, clock, dev, s2, ramVa, cmdqs,
     w: (off, v) => as.write(CMDQV_BASE + off, 4, v).trapped,
     r: (off) => Number(as.read(CMDQV_BASE + off, 4).value),
     w64: (off, v) => as.write(CMDQV_BASE + off, 8, v).trapped,

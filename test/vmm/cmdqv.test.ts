@@ -141,14 +141,14 @@ describe('Linux guest walk-through (spec §3.8)', () => {
     assert.ok(r.cmdqv.hwQueue.every((id) => id !== undefined));
     // The host maps the queues into this VM's VINTF with the ring's host PA.
     const hostHw = r.kernel.smmus.get('smmu0')!.cmdqvHw!;
-    assert.equal(Number(hostHw.read64(0x20000 + 0x80 * 2) & ~0x1fn), r.backend.proc.mem.translate(r.ramVa + 0x10_0000));
+    assert.equal(Number(hostHw.read64(0x20000 + 0x80 * 2) & ~0x1fn), r.proc.mem.translate(r.ramVa + 0x10_0000));
     // 12. enable each queue through page0 (direct), poll EN_OK.
     for (const q of [0, 1]) {
       assert.equal(r.w(0x30000 + 0x80 * q + 0x8, 1), false);
       assert.equal(r.r(0x30000 + 0x80 * q + 0xc), 1);
     }
     // 13. run: commands in the ring, PROD through page0, no trap, HW consumes.
-    const mem = r.backend.proc.mem;
+    const mem = r.proc.mem;
     const cmd = buildCommand(Op.TLBI_NH_ASID, { asid: 3 });
     const sync = buildCommand(Op.SYNC);
     [cmd, sync].forEach((w, k) => w.forEach((x, i) => mem.write32(r.ramVa + 0x10_0000 + k * 16 + i * 4, x)));
@@ -336,7 +336,7 @@ describe('error propagation (spec §4)', () => {
     return r;
   }
   function illegal(r: ReturnType<typeof rig>) {
-    const mem = r.backend.proc.mem;
+    const mem = r.proc.mem;
     buildCommand(Op.CFGI_STE, { sid: 8 }).forEach((x, i) => mem.write32(r.ramVa + 0x10_0000 + i * 4, x));
     r.w(0x30004, 1);
   }

@@ -486,6 +486,7 @@ export class IommufdContext {
     q.fd = this.proc.installFile({
       kind: 'veventq',
       read: (max: number) => q.queue.read(max),
+      readable: () => q.queue.pending > 0,
       close: () => {
         q.users--;
         q.queue.onReport = undefined;

@@ -4,29 +4,61 @@
  * errno, like the raw system calls.
  */
 
+import type { RegionOps } from '../../kit/memory-region.js';
 import { Errno, ErrnoError } from '../../uapi/errno.js';
 import * as V from '../../uapi/vfio.js';
 import { copyStructFromUser } from '../../uapi/extensible.js';
+import { MAP_ANONYMOUS, MAP_HUGETLB, MAP_SHARED, POLLIN, type MemoryView, type Syscalls, type UserMemory } from '../../uapi/syscalls.js';
 import { IommufdContext } from '../iommufd/iommufd.js';
-import { ProcessMemory } from '../memory/process-memory.js';
+import { ProcessMemory, UserMemoryOps } from '../memory/process-memory.js';
 import type { HostDevice } from './host-device.js';
 import type { HostKernel } from './host-kernel.js';
 
-/** MAP_SHARED, PROT_* as in Linux. */
-export const PROT_READ = 1;
-export const PROT_WRITE = 2;
-export const PROT_EXEC = 4;
-export const MAP_SHARED = 1;
+/** The process's own loads and stores, over its address space. */
+class ProcessUserMemory implements UserMemory {
+  constructor(private readonly mem: ProcessMemory) {}
+  load(va: number, length: number): Uint8Array {
+    return this.mem.copyFromUser(va, length);
+  }
+  store(va: number, data: Uint8Array): void {
+    this.mem.copyToUser(va, data);
+  }
+  read32(va: number): number {
+    return this.mem.read32(va);
+  }
+  write32(va: number, value: number): void {
+    this.mem.write32(va, value);
+  }
+  view(va: number): MemoryView {
+    const m = this.mem.find(va);
+    if (!m || m.kind !== 'anon' || m.va !== va) throw new ErrnoError(Errno.EFAULT, `no anonymous mapping starts at 0x${va.toString(16)}`);
+    return new UserMemoryOps(this.mem, va);
+  }
+  device(va: number): RegionOps {
+    const m = this.mem.find(va);
+    if (!m || m.kind !== 'device' || !m.ops || m.va !== va) throw new ErrnoError(Errno.EFAULT, `no device mapping starts at 0x${va.toString(16)}`);
+    return m.ops;
+  }
+}
 
 /** An open file. */
 export type OpenFile =
   | { kind: 'iommufd'; ctx: IommufdContext }
   | { kind: 'vfio'; dev: HostDevice; ctx: IommufdContext | undefined }
-  | { kind: 'veventq'; read: (max: number) => Uint8Array; close: () => void; watch: (cb: (() => void) | undefined) => void };
+  | {
+      kind: 'veventq';
+      read: (max: number) => Uint8Array;
+      readable: () => boolean;
+      close: () => void;
+      watch: (cb: (() => void) | undefined) => void;
+    };
 
-/** A host process. */
-export class Process {
+/** A host process: the {@link Syscalls} a VMM makes, and the kernel's side of its state. */
+export class Process implements Syscalls {
+  /** The address space (kernel side: translation, pinning, copy_{from,to}_user). */
   readonly mem: ProcessMemory;
+  readonly memory: UserMemory;
+  readonly pageSize: number;
   private readonly fds = new Map<number, OpenFile>();
   private nextFd = 3;
 
@@ -35,6 +67,8 @@ export class Process {
     readonly pid: number,
   ) {
     this.mem = new ProcessMemory(kernel.phys);
+    this.memory = new ProcessUserMemory(this.mem);
+    this.pageSize = kernel.phys.pageSize;
   }
 
   /** Install a file in the fd table (kernel side). */
@@ -117,22 +151,21 @@ export class Process {
     }
   }
 
-  /** mmap(2) of a file (only iommufd files can be mapped). */
-  mmap(fd: number, length: number, prot: number, flags: number, offset: number): number {
+  /** mmap(2): anonymous memory, or a file (only iommufd files can be mapped). */
+  mmap(_addr: number, length: number, prot: number, flags: number, fd: number, offset: number): number {
+    if (flags & MAP_ANONYMOUS) {
+      if (fd !== -1 || offset !== 0) return -Errno.EINVAL;
+      try {
+        return this.mem.mmapAnon(length, { hugepages: (flags & MAP_HUGETLB) !== 0 });
+      } catch (e) {
+        if (e instanceof ErrnoError) return -e.errno;
+        throw e;
+      }
+    }
     const f = this.fds.get(fd);
     if (!f) return -Errno.EBADF;
     if (f.kind !== 'iommufd') return -Errno.ENODEV;
     return f.ctx.mmap(length, prot, (flags & MAP_SHARED) !== 0, offset);
-  }
-
-  /** Anonymous mmap (guest RAM); returns the address or a negative errno. */
-  mmapAnon(length: number, hugepages = false): number {
-    try {
-      return this.mem.mmapAnon(length, { hugepages });
-    } catch (e) {
-      if (e instanceof ErrnoError) return -e.errno;
-      throw e;
-    }
   }
 
   /** munmap(2). */
@@ -156,6 +189,30 @@ export class Process {
     if (f.kind !== 'veventq') return -Errno.EPERM;
     f.watch(cb);
     return 0;
+  }
+
+  /** poll(2) without waiting: POLLIN when a vEVENTQ holds a record. */
+  poll(fd: number): number {
+    const f = this.fds.get(fd);
+    if (!f) return -Errno.EBADF;
+    if (f.kind !== 'veventq') return 0;
+    return f.readable() ? POLLIN : 0;
+  }
+
+  /** Entries of the sysfs directories the VMM reads: PCI devices and their VFIO cdev. */
+  readdir(path: string): string[] | number {
+    if (path === '/sys/bus/pci/devices') return this.kernel.devices.map((d) => d.bdf);
+    const m = /^\/sys\/bus\/pci\/devices\/([^/]+)\/vfio-dev$/.exec(path);
+    if (!m) return -Errno.ENOENT;
+    const index = this.kernel.devices.findIndex((d) => d.bdf === m[1]);
+    return index < 0 ? -Errno.ENOENT : [`vfio${index}`];
+  }
+
+  /** sysfs links the VMM reads: a PCI device's `iommu` (its IOMMU instance). */
+  readlink(path: string): string | number {
+    const m = /^\/sys\/bus\/pci\/devices\/([^/]+)\/iommu$/.exec(path);
+    const dev = m ? this.kernel.devices.find((d) => d.bdf === m[1]) : undefined;
+    return dev ? `../../../../virtual/iommu/${dev.smmu.name}` : -Errno.ENOENT;
   }
 
   /** read(2): vEVENTQ files return whole records and never block (0 when empty). */

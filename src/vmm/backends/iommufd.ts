@@ -4,12 +4,12 @@
  * answers. Failures carry the errno and QEMU's message text (spec qemu-cmdqv.md §6.1).
  */
 
+import type { RegionOps } from '../../kit/memory-region.js';
 import { defineTrace, type Tracer } from '../../kit/trace.js';
-import type { Process } from '../../host/kernel/process.js';
-import { MAP_SHARED, PROT_READ, PROT_WRITE } from '../../host/kernel/process.js';
 import { errnoName } from '../../uapi/errno.js';
 import * as U from '../../uapi/iommufd.js';
 import type { AnyStruct } from '../../uapi/layout.js';
+import { MAP_SHARED, mmapAnonymous, PROT_READ, PROT_WRITE, type Syscalls } from '../../uapi/syscalls.js';
 import * as V from '../../uapi/vfio.js';
 
 const T_CALL = defineTrace(
@@ -122,24 +122,27 @@ export class IommufdBackend {
 
   constructor(
     readonly id: string,
-    readonly proc: Process,
+    readonly sys: Syscalls,
     private readonly tracer: Tracer,
   ) {
-    this.fd = proc.open('/dev/iommu');
-    this.scratch = proc.mmapAnon(this.scratchSize);
+    this.fd = sys.open('/dev/iommu');
+    if (this.fd < 0) throw new BackendError(-this.fd, 'Could not open /dev/iommu');
+    // Anonymous memory of the VMM process for ioctl arguments.
+    this.scratch = mmapAnonymous(sys, this.scratchSize);
+    if (this.scratch < 0) throw new BackendError(-this.scratch, 'failed to map memory for ioctl arguments');
   }
 
   /** Run an ioctl with `value` encoded at a user address; returns the decoded struct. */
   private ioctl(io: U.IoctlDef, value: Record<string, unknown>, what: string, extraIn?: { at: number; bytes: Uint8Array }): Record<string, unknown> {
     const layout = io.struct as AnyStruct;
     const va = this.scratch;
-    this.proc.mem.copyToUser(va, layout.encode(value as never));
-    if (extraIn) this.proc.mem.copyToUser(extraIn.at, extraIn.bytes);
-    const ret = this.proc.ioctl(this.fd, io.number, va);
+    this.sys.memory.store(va, layout.encode(value as never));
+    if (extraIn) this.sys.memory.store(extraIn.at, extraIn.bytes);
+    const ret = this.sys.ioctl(this.fd, io.number, va);
     this.record(io.name, value, ret);
     this.tracer.emit(T_CALL, this.fd, io.name, ret);
     if (ret < 0) throw new BackendError(-ret, what);
-    return layout.decode(this.proc.mem.copyFromUser(va, layout.size)) as Record<string, unknown>;
+    return layout.decode(this.sys.memory.load(va, layout.size)) as Record<string, unknown>;
   }
 
   private record(name: string, args: Record<string, unknown>, ret: number): void {
@@ -156,11 +159,11 @@ export class IommufdBackend {
    */
   private entriesBuffer(bytes: number): number {
     if (bytes > this.entriesSize) {
-      const page = this.proc.mem.phys.pageSize;
+      const page = this.sys.pageSize;
       const size = Math.ceil(Math.max(bytes, 2 * this.entriesSize) / page) * page;
-      const va = this.proc.mmapAnon(size);
+      const va = mmapAnonymous(this.sys, size);
       if (va < 0) throw new BackendError(-va, 'failed to map the invalidation array');
-      if (this.entriesVa) this.proc.munmap(this.entriesVa, this.entriesSize);
+      if (this.entriesVa) this.sys.munmap(this.entriesVa, this.entriesSize);
       this.entriesVa = va;
       this.entriesSize = size;
     }
@@ -174,20 +177,20 @@ export class IommufdBackend {
 
   /** Bind a VFIO device cdev to this iommufd; returns its dev_id. */
   bindDevice(vfioPath: string): { vfioFd: number; devId: number } {
-    const vfioFd = this.proc.open(vfioPath);
+    const vfioFd = this.sys.open(vfioPath);
     if (vfioFd < 0) throw new BackendError(-vfioFd, `failed to open ${vfioPath}`);
     const va = this.dataVa(8);
-    this.proc.mem.copyToUser(va, V.vfio_device_bind_iommufd.encode({ argsz: 16, iommufd: this.fd }));
-    const ret = this.proc.ioctl(vfioFd, V.VFIO_DEVICE_BIND_IOMMUFD, va);
+    this.sys.memory.store(va, V.vfio_device_bind_iommufd.encode({ argsz: 16, iommufd: this.fd }));
+    const ret = this.sys.ioctl(vfioFd, V.VFIO_DEVICE_BIND_IOMMUFD, va);
     if (ret < 0) throw new BackendError(-ret, 'error bind device fd');
-    return { vfioFd, devId: V.vfio_device_bind_iommufd.decode(this.proc.mem.copyFromUser(va, 16)).out_devid as number };
+    return { vfioFd, devId: V.vfio_device_bind_iommufd.decode(this.sys.memory.load(va, 16)).out_devid as number };
   }
 
   /** VFIO_DEVICE_ATTACH_IOMMUFD_PT. */
   attachDevice(vfioFd: number, ptId: number): void {
     const va = this.dataVa(9);
-    this.proc.mem.copyToUser(va, V.vfio_device_attach_iommufd_pt.encode({ argsz: 16, pt_id: ptId }));
-    const ret = this.proc.ioctl(vfioFd, V.VFIO_DEVICE_ATTACH_IOMMUFD_PT, va);
+    this.sys.memory.store(va, V.vfio_device_attach_iommufd_pt.encode({ argsz: 16, pt_id: ptId }));
+    const ret = this.sys.ioctl(vfioFd, V.VFIO_DEVICE_ATTACH_IOMMUFD_PT, va);
     this.record('VFIO_DEVICE_ATTACH_IOMMUFD_PT', { pt_id: ptId }, ret);
     if (ret < 0) throw new BackendError(-ret, `error attach to hwpt ${ptId}`);
   }
@@ -216,7 +219,7 @@ export class IommufdBackend {
     );
     return {
       type: out.out_data_type as number,
-      data: this.proc.mem.copyFromUser(data, dataLen),
+      data: this.sys.memory.load(data, dataLen),
       caps: out.out_capabilities as bigint,
       maxPasidLog2: out.out_max_pasid_log2 as number,
     };
@@ -225,7 +228,7 @@ export class IommufdBackend {
   /** IOMMU_HWPT_ALLOC (paging on an IOAS, or nested on a vIOMMU with an STE). */
   allocHwpt(devId: number, ptId: number, flags: number, dataType: number, data?: Uint8Array): number {
     const va = this.dataVa(1);
-    if (data) this.proc.mem.copyToUser(va, data);
+    if (data) this.sys.memory.store(va, data);
     return this.ioctl(
       U.IOMMU_HWPT_ALLOC,
       { flags, dev_id: devId, pt_id: ptId, data_type: dataType, data_len: data?.length ?? 0, data_uptr: data ? BigInt(va) : 0n },
@@ -236,13 +239,13 @@ export class IommufdBackend {
   /** IOMMU_VIOMMU_ALLOC with optional driver data (in/out). */
   allocViommu(devId: number, type: number, hwptId: number, data?: Uint8Array): { viommuId: number; data: Uint8Array | undefined } {
     const va = this.dataVa(2);
-    if (data) this.proc.mem.copyToUser(va, data);
+    if (data) this.sys.memory.store(va, data);
     const out = this.ioctl(
       U.IOMMU_VIOMMU_ALLOC,
       { type, dev_id: devId, hwpt_id: hwptId, data_len: data?.length ?? 0, data_uptr: data ? BigInt(va) : 0n },
       'IOMMU_VIOMMU_ALLOC failed',
     );
-    return { viommuId: out.out_viommu_id as number, data: data ? this.proc.mem.copyFromUser(va, data.length) : undefined };
+    return { viommuId: out.out_viommu_id as number, data: data ? this.sys.memory.load(va, data.length) : undefined };
   }
 
   /** IOMMU_VDEVICE_ALLOC. */
@@ -273,13 +276,18 @@ export class IommufdBackend {
   /** mmap of a vIOMMU region (VINTF page0); returns the VMM address. */
   viommuMmap(viommuId: number, size: number, offset: number): number {
     this.tracer.emit(T_MMAP, this.fd, viommuId, size, offset);
-    const va = this.proc.mmap(this.fd, size, PROT_READ | PROT_WRITE, MAP_SHARED, offset);
+    const va = this.sys.mmap(0, size, PROT_READ | PROT_WRITE, MAP_SHARED, this.fd, offset);
     if (va < 0) throw new BackendError(-va, 'IOMMUFD vIOMMU mmap failed');
     return va;
   }
 
   munmap(va: number, size: number): void {
-    this.proc.munmap(va, size);
+    this.sys.munmap(va, size);
+  }
+
+  /** The device behind a mapping made by {@link viommuMmap} (loads/stores reach it directly). */
+  mappedDevice(va: number): RegionOps {
+    return this.sys.memory.device(va);
   }
 
   /** IOMMU_VEVENTQ_ALLOC. */
@@ -290,7 +298,7 @@ export class IommufdBackend {
 
   /** Close a vEVENTQ fd. */
   closeFd(fd: number): void {
-    this.proc.close(fd);
+    this.sys.close(fd);
   }
 
   /**
@@ -301,10 +309,10 @@ export class IommufdBackend {
   readVevent(q: Veventq, payloadLen: number): VeventRead {
     const want = 8 + payloadLen;
     const va = this.dataVa(3);
-    const n = this.proc.read(q.fd, va, want);
+    const n = this.sys.read(q.fd, va, want);
     if (n === 0) return { kind: 'none' };
     if (n < 0) return { kind: 'error', message: `vEVENTQ(type ${q.type} id ${q.id}): read failed (${strerror(-n)})` };
-    const bytes = this.proc.mem.copyFromUser(va, n);
+    const bytes = this.sys.memory.load(va, n);
     const hdr = U.iommufd_vevent_header.decode(bytes);
     if (n === 8 && hdr.flags & U.iommu_veventq_flag.IOMMU_VEVENTQ_FLAG_LOST_EVENTS) {
       q.started = false;
@@ -324,7 +332,7 @@ export class IommufdBackend {
    */
   invalidateCache(id: number, dataType: number, entries: Uint8Array, entryLen = 16): number {
     const va = this.entriesBuffer(entries.length);
-    this.proc.mem.copyToUser(va, entries);
+    this.sys.memory.store(va, entries);
     try {
       const out = this.ioctl(
         U.IOMMU_HWPT_INVALIDATE,
@@ -336,7 +344,7 @@ export class IommufdBackend {
       if (e instanceof BackendError) {
         // The kernel copies the struct back with entry_num even when it fails.
         const f = U.iommu_hwpt_invalidate.field('entry_num');
-        e.entryNum = this.proc.mem.read32(this.scratch + f.offset);
+        e.entryNum = this.sys.memory.read32(this.scratch + f.offset);
       }
       throw e;
     }

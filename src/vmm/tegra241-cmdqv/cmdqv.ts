@@ -163,9 +163,8 @@ export class Tegra241Cmdqv implements CmdqvOps, RegionOps {
     this.viommuId = viommuId;
     this.page0Va = va;
     this.veventq = q;
-    const mapping = be.proc.mem.find(va);
-    this.page0Ops = mapping?.ops;
-    be.proc.watchFd(q.fd, () => this.deps.defer(() => this.pollEvents()));
+    this.page0Ops = be.mappedDevice(va);
+    be.sys.watchFd(q.fd, () => this.deps.defer(() => this.pollEvents()));
     return viommuId;
   }
 
@@ -175,7 +174,7 @@ export class Tegra241Cmdqv implements CmdqvOps, RegionOps {
     const be = this.deps.host.backend;
     const report = (m: string) => this.errors.push(m);
     if (this.veventq) {
-      be.proc.watchFd(this.veventq.fd, undefined);
+      be.sys.watchFd(this.veventq.fd, undefined);
       be.closeFd(this.veventq.fd);
       be.freeId(this.veventq.id, report);
       this.veventq = undefined;

@@ -1,8 +1,8 @@
 /**
- * The virt machine: guest RAM, the platform bus with the accelerated SMMUv3s and their Tegra241
- * CMDQVs, PCIe root buses (pcie.0 and pxb-pcie expanders) with the VFIO devices behind each
- * SMMU, GIC-level interrupt lines, the ACPI tables, and the simulated host it runs on. Built
- * from a QEMU-style command line; the library's `Machine`.
+ * The virt machine as the VMM builds it: guest RAM, the platform bus with the accelerated
+ * SMMUv3s and their Tegra241 CMDQVs, PCIe root buses (pcie.0 and pxb-pcie expanders) with the
+ * VFIO devices behind each SMMU, GIC-level interrupt lines and the ACPI tables. It reaches its
+ * host only through {@link Syscalls}; `src/platform` gives it one (the library's `Machine`).
  */
 
 import { AddressSpace, type AccessResult } from '../../kit/address-space.js';
@@ -11,10 +11,7 @@ import type { IrqLine } from '../../kit/irq.js';
 import { ModelLog } from '../../kit/log.js';
 import { MemoryRegion, RAM_RULES, type AccessSize } from '../../kit/memory-region.js';
 import { ChromeTraceSink, TextTraceSink, Tracer } from '../../kit/trace.js';
-import { DEFAULT_HOST, type HostConfig } from '../../host/config.js';
-import { HostKernel } from '../../host/kernel/host-kernel.js';
-import type { Process } from '../../host/kernel/process.js';
-import { UserMemoryOps } from '../../host/memory/process-memory.js';
+import { mmapAnonymous, type MemoryView, type Syscalls } from '../../uapi/syscalls.js';
 import { buildDsdt } from '../acpi/dsdt.js';
 import { buildIort } from '../acpi/iort.js';
 import type { AcpiTopology } from '../acpi/topology.js';
@@ -24,7 +21,8 @@ import type { AccelHostDevice } from '../smmuv3/cmdqv-ops.js';
 import type { GuestMemory } from '../smmuv3/ste-install.js';
 import { Tegra241Cmdqv } from '../tegra241-cmdqv/cmdqv.js';
 import type { GuestPlatform } from '../../kit/guest-seam.js';
-import { OptionError, parseVirtArgs, type SmmuOpts, type VfioOpts, type VirtOptions } from './options.js';
+import { ClockMainLoop } from '../main-loop.js';
+import { OptionError, type SmmuOpts, type VfioOpts, type VirtOptions } from './options.js';
 import { PlatformBus } from './platform-bus.js';
 
 /** Guest RAM base of the virt machine (VIRT_MEM). */
@@ -67,21 +65,34 @@ export interface MachineDevice {
   readonly hostIndex: number;
 }
 
-/** Options of {@link Machine.create}. */
-export interface MachineCreateOptions {
-  /** Host description or an existing host (several machines can share one). */
-  host?: HostConfig | HostKernel;
+/** How guest RAM is backed on the host (QEMU's memory backend). */
+export interface RamBacking {
+  /** Hugepage-backed (hugetlbfs): IDR1.CMDQS and the HW-queue contiguity check depend on it. */
+  readonly hugepages: boolean;
+  /** Backing page size in bytes. */
+  readonly pageSize: number;
 }
 
-/** The machine. */
-export class Machine {
+/** What the VMM process runs with: its system calls, clock, log and tracer. */
+export interface VmmEnvironment {
+  readonly sys: Syscalls;
+  readonly clock: VirtualClock;
+  readonly log: ModelLog;
+  readonly tracer: Tracer;
+  readonly ramBacking: RamBacking;
+}
+
+/** The VMM's machine. */
+export class VirtMachine {
   readonly clock: VirtualClock;
   readonly log: ModelLog;
   readonly tracer: Tracer;
   readonly traceText: TextTraceSink;
   readonly traceChrome: ChromeTraceSink;
-  readonly host: HostKernel;
-  readonly proc: Process;
+  /** The VMM process's system calls. */
+  readonly sys: Syscalls;
+  /** The VMM's main loop (fd handlers and deferred work run on the virtual clock). */
+  readonly mainLoop: ClockMainLoop;
   readonly as: AddressSpace;
   readonly ramVa: number;
   readonly ramBytes: number;
@@ -96,17 +107,17 @@ export class Machine {
   private readonly s2 = new Map<string, number>();
   private readonly ioas = new Map<string, number>();
   private readonly watchedEventFds = new Set<number>();
-  private readonly ramOps: UserMemoryOps;
+  private readonly ramOps: MemoryView;
 
-  private constructor(
+  constructor(
     readonly options: VirtOptions,
-    opts: MachineCreateOptions,
+    env: VmmEnvironment,
   ) {
-    this.clock = new VirtualClock();
-    this.log = new ModelLog();
-    this.log.now = () => this.clock.now;
-    this.tracer = new Tracer();
-    this.tracer.now = () => this.clock.now;
+    this.clock = env.clock;
+    this.log = env.log;
+    this.tracer = env.tracer;
+    this.sys = env.sys;
+    this.mainLoop = new ClockMainLoop(env.sys, env.clock);
     this.traceText = new TextTraceSink();
     this.traceChrome = new ChromeTraceSink();
     this.tracer.addSink(this.traceText);
@@ -115,20 +126,24 @@ export class Machine {
       const unmatched = this.tracer.enable(p);
       if (unmatched.length) throw new OptionError(`-trace ${p}: no trace event matches '${unmatched.join("', '")}'`);
     }
-    this.host = opts.host instanceof HostKernel ? opts.host : new HostKernel(opts.host ?? DEFAULT_HOST, { log: this.log, tracer: this.tracer, clock: this.clock });
-    this.proc = this.host.createProcess();
-    // Guest RAM: hugepage-backed when the host has them (QEMU memory-backend with hugetlb).
+    // Guest RAM, backed as the memory backend says (hugepages: hugetlbfs).
     this.ramBytes = options.memBytes;
-    const huge = this.host.config.hugepages;
-    this.ramPageSize = huge ? this.host.config.hugepageSize : this.host.config.pageSize;
-    const ramVa = this.proc.mmapAnon(Math.ceil(this.ramBytes / this.ramPageSize) * this.ramPageSize, huge);
+    const huge = env.ramBacking.hugepages;
+    this.ramPageSize = env.ramBacking.pageSize;
+    const ramVa = mmapAnonymous(this.sys, Math.ceil(this.ramBytes / this.ramPageSize) * this.ramPageSize, huge);
     if (ramVa < 0) throw new OptionError(`-m: cannot allocate ${this.ramBytes} bytes of guest RAM on the host (errno ${-ramVa})`);
     this.ramVa = ramVa;
     const root = MemoryRegion.container('system', 2 ** 44);
-    this.ramOps = new UserMemoryOps(this.proc.mem, ramVa);
+    this.ramOps = this.sys.memory.view(ramVa);
     root.addSubregion(VIRT_RAM_BASE, new MemoryRegion('mach-virt.ram', this.ramBytes, 'ram', this.ramOps, RAM_RULES));
     this.as = new AddressSpace('memory', root, this.log);
-    for (const id of options.iommufds) this.backends.set(id, new IommufdBackend(id, this.proc, this.tracer));
+    for (const id of options.iommufds) {
+      try {
+        this.backends.set(id, new IommufdBackend(id, this.sys, this.tracer));
+      } catch (e) {
+        throw new OptionError(`-object iommufd,id=${id}: ${(e as Error).message}`);
+      }
+    }
     this.buses.push({ id: 'pcie.0', busNr: 0, nextSlot: 1 });
     for (const p of options.pxbs) {
       if (!this.buses.some((b) => b.id === p.bus)) throw new OptionError(`-device pxb-pcie,id=${p.id}: Bus '${p.bus}' not found`);
@@ -140,14 +155,6 @@ export class Machine {
     this.machineInitDone();
     this.acpi = { iort: buildIort(this.acpiTopology()), dsdt: buildDsdt(this.acpiTopology()) };
     this.reset();
-  }
-
-  /**
-   * Build a machine from a QEMU-style argument list (empty = the embedded default).
-   * @throws OptionError for bad options or impossible topologies (message says which)
-   */
-  static create(argv: readonly string[] = DEFAULT_ARGS, opts: MachineCreateOptions = {}): Machine {
-    return new Machine(parseVirtArgs(argv.length ? argv : DEFAULT_ARGS), opts);
   }
 
   private plugSmmu(s: SmmuOpts, index: number): void {
@@ -168,7 +175,7 @@ export class Machine {
           guestMemory: this.dmaMemory(),
           log: this.log,
           tracer: this.tracer,
-          cmdqvFactory: (host) => new Tegra241Cmdqv({ host, log: this.log, tracer: this.tracer, defer: (fn) => this.clock.schedule(0, fn) }),
+          cmdqvFactory: (host) => new Tegra241Cmdqv({ host, log: this.log, tracer: this.tracer, defer: (fn) => this.mainLoop.defer(fn) }),
           minRamPageSize: () => this.ramPageSize,
         },
       );
@@ -227,7 +234,7 @@ export class Machine {
     const q = dev.veventq;
     if (!q || this.watchedEventFds.has(q.fd)) return;
     this.watchedEventFds.add(q.fd);
-    this.proc.watchFd(q.fd, () => this.clock.schedule(0, () => dev.pollEvents()));
+    this.mainLoop.setFdHandler(q.fd, () => dev.pollEvents());
   }
 
   private plugVfio(v: VfioOpts): void {
@@ -243,11 +250,20 @@ export class Machine {
     if (first && first.iommufd !== v.iommufd) {
       throw new OptionError(`${ctx}: all devices behind ${smmu.dev.props.id} must use one iommufd (${first.iommufd})`);
     }
-    const hostIndex = this.host.devices.findIndex((d) => d.bdf === v.host);
-    if (hostIndex < 0) throw new OptionError(`${ctx}: vfio ${v.host}: no such host device (host has ${this.host.devices.map((d) => d.bdf).join(', ')})`);
-    const hostDev = this.host.devices[hostIndex]!;
+    // The device's VFIO cdev and its host IOMMU, as QEMU finds them in sysfs.
+    const sysfs = `/sys/bus/pci/devices/${v.host}`;
+    const cdevs = this.sys.readdir(`${sysfs}/vfio-dev`);
+    const cdev = typeof cdevs === 'number' ? undefined : cdevs.find((n) => /^vfio\d+$/.test(n));
+    if (!cdev) {
+      const all = this.sys.readdir('/sys/bus/pci/devices');
+      throw new OptionError(`${ctx}: vfio ${v.host}: no such host device (host has ${typeof all === 'number' ? 'none' : all.join(', ')})`);
+    }
+    const hostIndex = Number(cdev.slice('vfio'.length));
+    const iommuLink = this.sys.readlink(`${sysfs}/iommu`);
+    if (typeof iommuLink === 'number') throw new OptionError(`${ctx}: vfio ${v.host}: the device has no IOMMU`);
+    const hostIommu = iommuLink.slice(iommuLink.lastIndexOf('/') + 1);
     try {
-      const { vfioFd, devId } = backend.bindDevice(`/dev/vfio/devices/vfio${hostIndex}`);
+      const { vfioFd, devId } = backend.bindDevice(`/dev/vfio/devices/${cdev}`);
       // One IOAS with guest RAM (IOVA = guest PA) and one nesting-parent HWPT per host SMMU.
       let ioas = this.ioas.get(v.iommufd);
       if (ioas === undefined) {
@@ -255,7 +271,7 @@ export class Machine {
         backend.mapDma(ioas, VIRT_RAM_BASE, this.ramBytes, this.ramVa);
         this.ioas.set(v.iommufd, ioas);
       }
-      const key = `${v.iommufd}:${hostDev.smmu.name}`;
+      const key = `${v.iommufd}:${hostIommu}`;
       let s2 = this.s2.get(key);
       if (s2 === undefined) {
         s2 = backend.allocHwpt(devId, ioas, 1, 0);
@@ -333,12 +349,12 @@ export class Machine {
 
   /** Copy bytes out of guest RAM. */
   readRam(gpa: number, length: number): Uint8Array {
-    return this.proc.mem.copyFromUser(this.ramVa + (gpa - VIRT_RAM_BASE), length);
+    return this.sys.memory.load(this.ramVa + (gpa - VIRT_RAM_BASE), length);
   }
 
   /** Copy bytes into guest RAM. */
   writeRam(gpa: number, data: Uint8Array): void {
-    this.proc.mem.copyToUser(this.ramVa + (gpa - VIRT_RAM_BASE), data);
+    this.sys.memory.store(this.ramVa + (gpa - VIRT_RAM_BASE), data);
   }
 
   /** Interrupts raised, by line name. */

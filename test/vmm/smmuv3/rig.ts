@@ -11,6 +11,7 @@ import { UserMemoryOps } from '../../../src/host/memory/process-memory.js';
 import { ModelLog } from '../../../src/kit/log.js';
 import { Tracer, type TraceEvent, type TraceSink } from '../../../src/kit/trace.js';
 import { iommufd_hwpt_alloc_flags } from '../../../src/uapi/iommufd.js';
+import { mmapAnonymous } from '../../../src/uapi/syscalls.js';
 import { IommufdBackend } from '../../../src/vmm/backends/iommufd.js';
 import { AccelSmmuV3, type AccelSmmuV3Deps } from '../../../src/vmm/smmuv3/accel-smmuv3.js';
 import type { AccelHostDevice, CmdqvHost, CmdqvOps } from '../../../src/vmm/smmuv3/cmdqv-ops.js';
@@ -93,7 +94,7 @@ export function makeRig(o: RigOptions = {}): Rig {
   tracer.addSink(traces);
   if (!o.fastRam) tracer.enable('smmuv3_*,smmu_*');
   const backend = new IommufdBackend('iommufd0', proc, tracer);
-  const ramVa = proc.mmapAnon(RAM_BYTES, !o.smallPages);
+  const ramVa = mmapAnonymous(proc, RAM_BYTES, !o.smallPages);
   const ioasId = backend.allocIoas();
   backend.mapDma(ioasId, 0, RAM_BYTES, ramVa);
   const devs: AccelHostDevice[] = [];

@@ -8,7 +8,7 @@
 import { buildCommand, Op } from '../arch/smmuv3/commands.js';
 import { GuestKernel } from '../guest/kernel.js';
 import type { IommuDomain } from '../guest/iommu-domain.js';
-import type { Machine } from '../vmm/virt/machine.js';
+import type { Machine } from './machine.js';
 
 /** Workload options. */
 export interface WorkloadOptions {

@@ -1,0 +1,61 @@
+/**
+ * The composition root: the one module that knows every layer. It parses the command line,
+ * builds (or shares) the simulated host, starts the VMM process on it, and gives the VMM's
+ * machine that process's system calls — the only way the VMM reaches the host. The guest
+ * reaches the machine through `guestPlatform()` (MMIO, guest RAM, IRQs).
+ */
+
+import { VirtualClock } from '../kit/clock.js';
+import { ModelLog } from '../kit/log.js';
+import { Tracer } from '../kit/trace.js';
+import { DEFAULT_HOST, type HostConfig } from '../host/config.js';
+import { HostKernel } from '../host/kernel/host-kernel.js';
+import type { Process } from '../host/kernel/process.js';
+import { DEFAULT_ARGS, VirtMachine, type RamBacking } from '../vmm/virt/machine.js';
+import { parseVirtArgs, type VirtOptions } from '../vmm/virt/options.js';
+
+export { DEFAULT_ARGS, VIRT_RAM_BASE } from '../vmm/virt/machine.js';
+export type { MachineDevice, MachineSmmu, RootBus } from '../vmm/virt/machine.js';
+export { OptionError } from '../vmm/virt/options.js';
+export { HostKernel } from '../host/kernel/host-kernel.js';
+export { DEFAULT_HOST, type HostConfig } from '../host/config.js';
+
+/** Options of {@link Machine.create}. */
+export interface MachineCreateOptions {
+  /** Host description or an existing host (several machines can share one). */
+  host?: HostConfig | HostKernel;
+}
+
+/** A VM on a host: the VMM's machine plus the host and the VMM process it runs as. */
+export class Machine extends VirtMachine {
+  /** The host the VMM runs on (shared when several machines were given the same one). */
+  readonly host: HostKernel;
+  /** The VMM process (the host's side: fds, address space). */
+  readonly proc: Process;
+
+  private constructor(options: VirtOptions, host: HostKernel, proc: Process, clock: VirtualClock, log: ModelLog, tracer: Tracer) {
+    super(options, { sys: proc, clock, log, tracer, ramBacking: ramBacking(host.config) });
+    this.host = host;
+    this.proc = proc;
+  }
+
+  /**
+   * Build a machine from a QEMU-style argument list (empty = the embedded default).
+   * @throws OptionError for bad options or impossible topologies (message says which)
+   */
+  static create(argv: readonly string[] = DEFAULT_ARGS, opts: MachineCreateOptions = {}): Machine {
+    const options = parseVirtArgs(argv.length ? argv : DEFAULT_ARGS);
+    const clock = new VirtualClock();
+    const log = new ModelLog();
+    log.now = () => clock.now;
+    const tracer = new Tracer();
+    tracer.now = () => clock.now;
+    const host = opts.host instanceof HostKernel ? opts.host : new HostKernel(opts.host ?? DEFAULT_HOST, { log, tracer, clock });
+    return new Machine(options, host, host.createProcess(), clock, log, tracer);
+  }
+}
+
+/** Guest RAM is hugepage-backed when the host has hugepages (QEMU memory-backend on hugetlbfs). */
+function ramBacking(config: HostConfig): RamBacking {
+  return config.hugepages ? { hugepages: true, pageSize: config.hugepageSize } : { hugepages: false, pageSize: config.pageSize };
+}
