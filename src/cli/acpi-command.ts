@@ -6,7 +6,16 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { DEFAULT_ARGS, Machine } from '../platform/machine.js';
+import { cmdqvDeviceName, DEFAULT_ARGS, Machine } from '../platform/machine.js';
+
+/** `cmdqv acpi --help`. */
+export const ACPI_USAGE = `usage: cmdqv acpi [--out DIR] [-- QEMU options]
+
+Build the machine (the embedded default, or the QEMU options after --) and summarise its ACPI
+tables: the IORT SMMUv3 nodes and the DSDT's CMDQV devices.
+
+  --out DIR   also write DIR/IORT.dat and DIR/DSDT.dat (raw tables, for iasl -d)
+  -h, --help  show this text`;
 
 /** Run the subcommand; returns the text to print. */
 export function acpiCommand(argv: readonly string[]): string {
@@ -17,7 +26,7 @@ export function acpiCommand(argv: readonly string[]): string {
   const m = Machine.create(qemu);
   const lines = [`IORT ${m.acpi.iort.length} bytes, DSDT ${m.acpi.dsdt.length} bytes`];
   for (const s of m.smmus) {
-    lines.push(`  SMMUv3 identifier ${s.opts.identifier} at 0x${s.base.toString(16)}` + (s.cmdqv ? `; DSDT CV${s.opts.identifier.toString(16).padStart(2, '0').toUpperCase()} (NVDA200C, _UID ${s.opts.identifier}) at 0x${s.cmdqvBase!.toString(16)}, GSIV ${s.cmdqvGsiv}` : ''));
+    lines.push(`  SMMUv3 identifier ${s.opts.identifier} at 0x${s.base.toString(16)}` + (s.cmdqv ? `; DSDT ${cmdqvDeviceName(s.opts.identifier)} (NVDA200C, _UID ${s.opts.identifier}) at 0x${s.cmdqvBase!.toString(16)}, GSIV ${s.cmdqvGsiv}` : ''));
   }
   if (values.out) {
     mkdirSync(values.out, { recursive: true });

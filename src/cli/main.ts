@@ -4,9 +4,9 @@
 
 import { parseArgs } from 'node:util';
 import { OptionError } from '../platform/machine.js';
-import { acpiCommand } from './acpi-command.js';
+import { ACPI_USAGE, acpiCommand } from './acpi-command.js';
 import { RUN_USAGE, runCommand } from './run-command.js';
-import { runUapiCommand } from './uapi-command.js';
+import { runUapiCommand, UAPI_USAGE } from './uapi-command.js';
 import { UsageError } from './usage-error.js';
 
 export { UsageError };
@@ -21,12 +21,28 @@ commands:
   uapi [--json]   print every iommufd uAPI struct layout, ioctl number and enum value
   help            show this text
 
+Every command answers --help.
+
 ${RUN_USAGE}
 `;
+
+/** Each subcommand's own usage text (`cmdqv <command> --help`). */
+const COMMAND_USAGE: Readonly<Record<string, string>> = { run: RUN_USAGE, acpi: ACPI_USAGE, uapi: UAPI_USAGE, help: USAGE };
+
+/** Whether the subcommand's own options (before any `--`) ask for help. */
+function wantsHelp(args: readonly string[]): boolean {
+  const split = args.indexOf('--');
+  return (split >= 0 ? args.slice(0, split) : args).some((a) => a === '--help' || a === '-h');
+}
 
 /** Run the CLI with `argv` (without node and script); returns the exit status. */
 export function main(argv: readonly string[], out: (s: string) => void, err: (s: string) => void): number {
   const [command, ...rest] = argv;
+  const usage = command === undefined ? undefined : COMMAND_USAGE[command];
+  if (usage !== undefined && wantsHelp(rest)) {
+    out(usage);
+    return 0;
+  }
   try {
     switch (command) {
       case 'run':

@@ -4,6 +4,15 @@
 
 import { describeUapi } from '../uapi/describe.js';
 
+/** `cmdqv uapi --help`. */
+export const UAPI_USAGE = `usage: cmdqv uapi [--json]
+
+Print every iommufd uAPI struct layout (offsets and sizes), ioctl number and enum value the
+model implements (Linux 7.0 headers).
+
+  --json      machine-readable output
+  -h, --help  show this text`;
+
 /** Render the description as an aligned text table. */
 export function formatUapiTable(): string {
   const d = describeUapi();

@@ -17,6 +17,7 @@ import { parseVirtArgs, type VirtOptions } from '../vmm/virt/options.js';
 export { DEFAULT_ARGS, VIRT_RAM_BASE } from '../vmm/virt/machine.js';
 export type { MachineDevice, MachineSmmu, RootBus } from '../vmm/virt/machine.js';
 export { OptionError } from '../vmm/virt/options.js';
+export { cmdqvDeviceName } from '../vmm/acpi/dsdt.js';
 export { HostKernel } from '../host/kernel/host-kernel.js';
 export { DEFAULT_HOST, type HostConfig } from '../host/config.js';
 
