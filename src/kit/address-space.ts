@@ -7,7 +7,7 @@
 
 import { hex } from './bits.js';
 import type { ModelLog } from './log.js';
-import { currentTopologyEpoch, type AccessSize, type MemoryRegion } from './memory-region.js';
+import type { AccessSize, MemoryRegion } from './memory-region.js';
 
 /** Access outcome flags (bitwise OR). */
 export const ACCESS_OK = 0;
@@ -163,7 +163,7 @@ export class AddressSpace {
   }
 
   private lookup(addr: number): FlatRange | undefined {
-    if (this.epoch !== currentTopologyEpoch()) this.sync();
+    if (this.epoch !== this.root.topologyVersion) this.sync();
     const h = this.hit;
     if (h && addr >= h.start && addr < h.end) return h;
     const s = this.starts;
@@ -183,7 +183,7 @@ export class AddressSpace {
   }
 
   private sync(): void {
-    const epoch = currentTopologyEpoch();
+    const epoch = this.root.topologyVersion;
     if (epoch === this.epoch) return;
     const out: FlatRange[] = [];
     render(this.root, 0, 0, this.root.size, out);

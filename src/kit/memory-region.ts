@@ -47,16 +47,8 @@ export interface Subregion {
   readonly offset: number;
   readonly region: MemoryRegion;
   readonly priority: number;
-  /** Insertion order, to break priority ties (the newer wins, as in QEMU). */
+  /** Insertion order in its container, to break priority ties (the newer wins, as in QEMU). */
   readonly seq: number;
-}
-
-let topologyEpoch = 0;
-let subregionSeq = 0;
-
-/** Bumped on every topology change; address spaces re-flatten when it moves. */
-export function currentTopologyEpoch(): number {
-  return topologyEpoch;
 }
 
 /** Per-region access counters. */
@@ -69,6 +61,11 @@ export interface RegionStats {
 export class MemoryRegion {
   private readonly subs: Subregion[] = [];
   private isEnabled = true;
+  /** Containers this region is placed in (changes below propagate up to their address spaces). */
+  private readonly containers: MemoryRegion[] = [];
+  /** Next insertion sequence number among this container's subregions. */
+  private nextSeq = 0;
+  private version = 0;
   /** Bitmask of allowed sizes (bit n set = size n allowed). */
   readonly sizeMask: number;
   readonly stats: RegionStats = { reads: 0, writes: 0 };
@@ -122,6 +119,24 @@ export class MemoryRegion {
     return new MemoryRegion(name, size, 'container', undefined, RAM_RULES);
   }
 
+  /**
+   * Bumped on every change of the tree below (and including) this region: placement, removal,
+   * enable/disable. An address space re-flattens when its root's version moves.
+   */
+  get topologyVersion(): number {
+    return this.version;
+  }
+
+  private topologyChanged(): void {
+    this.version++;
+    for (const c of this.containers) c.topologyChanged();
+  }
+
+  /** Whether `region` is this region or lies below it. */
+  private contains(region: MemoryRegion): boolean {
+    return region === this || this.subs.some((s) => s.region.contains(region));
+  }
+
   /** Whether the region takes part in dispatch. */
   get enabled(): boolean {
     return this.isEnabled;
@@ -131,7 +146,7 @@ export class MemoryRegion {
   setEnabled(on: boolean): void {
     if (on !== this.isEnabled) {
       this.isEnabled = on;
-      topologyEpoch++;
+      this.topologyChanged();
     }
   }
 
@@ -149,9 +164,11 @@ export class MemoryRegion {
       throw new RangeError(`subregion ${region.name} at 0x${offset.toString(16)} does not fit in ${this.name}`);
     }
     if (this.subs.some((s) => s.region === region)) throw new Error(`${region.name} is already in ${this.name}`);
-    this.subs.push({ offset, region, priority, seq: subregionSeq++ });
+    if (region.contains(this)) throw new Error(`${region.name} contains ${this.name}: placing it there would make a loop`);
+    this.subs.push({ offset, region, priority, seq: this.nextSeq++ });
     this.subs.sort((a, b) => b.priority - a.priority || b.seq - a.seq);
-    topologyEpoch++;
+    region.containers.push(this);
+    this.topologyChanged();
   }
 
   /** Remove a subregion. */
@@ -159,7 +176,8 @@ export class MemoryRegion {
     const i = this.subs.findIndex((s) => s.region === region);
     if (i < 0) throw new Error(`${region.name} is not in ${this.name}`);
     this.subs.splice(i, 1);
-    topologyEpoch++;
+    region.containers.splice(region.containers.indexOf(this), 1);
+    this.topologyChanged();
   }
 
   /** Whether `region` is a direct subregion. */

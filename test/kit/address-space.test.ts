@@ -154,3 +154,19 @@ test('sparse RAM costs only what is touched', () => {
   assert.equal(mem.residentBytes, 3 * 65536, 'zero fill of untouched memory allocates nothing');
   assert.throws(() => mem.read(16 * 2 ** 30 - 2, 4), RangeError);
 });
+
+test('topology versions are per tree: a change in one machine does not re-flatten another', () => {
+  const a = MemoryRegion.container('a', 0x10000);
+  const b = MemoryRegion.container('b', 0x10000);
+  const inner = MemoryRegion.container('inner', 0x1000);
+  a.addSubregion(0, inner);
+  const va = a.topologyVersion;
+  const vb = b.topologyVersion;
+  inner.addSubregion(0, MemoryRegion.container('leaf', 0x100));
+  assert.ok(a.topologyVersion > va, 'a change below propagates to the root');
+  assert.equal(b.topologyVersion, vb, 'an unrelated tree is untouched');
+  const p = MemoryRegion.container('p', 0x1000);
+  const q = MemoryRegion.container('q', 0x1000);
+  p.addSubregion(0, q);
+  assert.throws(() => q.addSubregion(0, p), /loop/);
+});
