@@ -45,6 +45,10 @@ export interface StructInfo {
 export interface Struct<S extends object> extends StructInfo {
   decode(bytes: Uint8Array, offset?: number): S;
   encode(value: Partial<S>, out?: Uint8Array, offset?: number): Uint8Array;
+  /** The codec decoding and encoding this layout (see {@link CodecKind}). */
+  readonly codec: CodecKind;
+  /** The same layout with its codec forced to `kind`. */
+  withCodec(kind: CodecKind): Struct<S>;
 }
 
 /**
