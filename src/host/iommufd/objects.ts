@@ -10,6 +10,7 @@
  * per-vIOMMU maps are indexes of that graph by virt_id, HW queue index and vEVENTQ type.
  */
 
+import type { RegionOps } from '../../kit/memory-region.js';
 import type { HostDevice } from '../kernel/host-device.js';
 import type { IommuDomain, IommuPagingDomain, ViommuCore, ViommuOps } from './driver.js';
 import type { IoAddressSpace, IoasArea } from './io-pagetable.js';
@@ -138,13 +139,13 @@ export class ViommuObj extends IommufdObject<ViommuState> implements ViommuCore 
   }
 
   reportEvent(type: number, payload: Uint8Array): boolean {
-    const q = this.veventqs.get(type);
-    if (!q) return false;
-    q.queue.report(payload);
+    const veventq = this.veventqs.get(type);
+    if (!veventq) return false;
+    veventq.queue.report(payload);
     return true;
   }
 
-  allocMmap(length: number, ops: Parameters<ViommuCore['allocMmap']>[1]): number {
+  allocMmap(length: number, ops: RegionOps): number {
     return this.mmaps.alloc(this, length, ops);
   }
 }
