@@ -5,7 +5,7 @@
  */
 
 import { Errno, ErrnoError } from './errno.js';
-import type { AnyStruct } from './layout.js';
+import type { StructInfo } from './layout.js';
 
 /** Whether every byte of `bytes[from..]` is zero. */
 export function isZeroTail(bytes: Uint8Array, from: number): boolean {
@@ -18,7 +18,7 @@ export function isZeroTail(bytes: Uint8Array, from: number): boolean {
  * bytes the caller declared (its first u32 must equal `user.length`).
  * @throws ErrnoError EINVAL below the minimum size, E2BIG on a non-zero unknown tail
  */
-export function copyStructFromUser(layout: AnyStruct, user: Uint8Array): Uint8Array {
+export function copyStructFromUser(layout: StructInfo, user: Uint8Array): Uint8Array {
   if (user.length < layout.minSize) {
     throw new ErrnoError(Errno.EINVAL, `${layout.name}: size ${user.length} below minimum ${layout.minSize}`);
   }
@@ -31,7 +31,7 @@ export function copyStructFromUser(layout: AnyStruct, user: Uint8Array): Uint8Ar
 }
 
 /** Bytes the kernel writes back to a user struct of `userSize` bytes: min(user, kernel). */
-export function copyOutLength(layout: AnyStruct, userSize: number): number {
+export function copyOutLength(layout: StructInfo, userSize: number): number {
   return Math.min(userSize, layout.size);
 }
 

@@ -3,7 +3,7 @@
  * ioctl numbers. Names are exactly the kernel header's. Facts: spec linux-cmdqv.md §3.
  */
 
-import { defineStruct, type AnyStruct } from './layout.js';
+import { defineStruct, type AnyStruct, type Struct } from './layout.js';
 
 // ---------------------------------------------------------------------------------------------
 // Structs (declaration order, offsets and sizes as the 7.0 header compiles on arm64)
@@ -313,17 +313,27 @@ export function _IO(type: number, nr: number): number {
   return ((type & 0xff) << 8) | (nr & 0xff);
 }
 
-/** One ioctl of the iommufd table. */
-export interface IoctlDef {
+/**
+ * One ioctl of the iommufd table, typed by the decoded value `S` of its argument struct, so a
+ * handler written against `IoctlDef<S>` receives an `S`.
+ */
+export interface IoctlDef<S extends object = Record<string, unknown>> {
   readonly name: string;
   /** Command number (`IOMMUFD_CMD_*`). */
   readonly nr: number;
   /** Full ioctl request number. */
   readonly number: number;
   /** Argument struct, when cmdqv models this ioctl. */
-  readonly struct: AnyStruct | undefined;
+  readonly struct: Struct<S> | undefined;
 }
 
+/** An ioctl whose argument struct cmdqv declares. */
+export interface ModelledIoctlDef<S extends object> extends IoctlDef<S> {
+  readonly struct: Struct<S>;
+}
+
+function ioctl<S extends object>(name: string, nr: number, struct: Struct<S>): ModelledIoctlDef<S>;
+function ioctl(name: string, nr: number): IoctlDef;
 function ioctl(name: string, nr: number, struct?: AnyStruct): IoctlDef {
   return { name, nr, number: _IO(IOMMUFD_TYPE, nr), struct };
 }

@@ -32,21 +32,48 @@ export interface LayoutField extends FieldDecl {
   readonly size: number;
 }
 
+/** What generic code needs of any layout whatever its value type: its name, sizes and fields. */
+export interface StructInfo {
+  readonly name: string;
+  readonly size: number;
+  /** Smallest `size` the kernel accepts for this struct as an ioctl argument. */
+  readonly minSize: number;
+  readonly fields: readonly LayoutField[];
+}
+
+/** A struct layout that decodes to (and encodes from) values of type `S`. */
+export interface Struct<S extends object> extends StructInfo {
+  decode(bytes: Uint8Array, offset?: number): S;
+  encode(value: Partial<S>, out?: Uint8Array, offset?: number): Uint8Array;
+  /** The codec decoding and encoding this layout (see {@link CodecKind}). */
+  readonly codec: CodecKind;
+  /** The same layout with its codec forced to `kind`. */
+  withCodec(kind: CodecKind): Struct<S>;
+}
+
 /**
  * Any struct layout with its field types erased: what generic code (ioctl dispatch, the
  * `cmdqv uapi` dump, copy rules) works with.
  */
-export interface AnyStruct {
-  readonly name: string;
-  readonly size: number;
-  readonly minSize: number;
-  readonly fields: readonly LayoutField[];
-  decode(bytes: Uint8Array, offset?: number): Record<string, unknown>;
-  encode(value: Record<string, unknown>, out?: Uint8Array, offset?: number): Uint8Array;
-}
+export type AnyStruct = Struct<Record<string, unknown>>;
+
+/** The decoded value type of a layout (`StructOf<typeof iommu_ioas_map>`). */
+export type StructOf<L> = L extends Struct<infer S> ? S : never;
+
+/**
+ * How a layout turns bytes into values: `compiled` generates straight-line code per struct
+ * (fast; needs `new Function`), `interpreted` walks the field table (works where code
+ * generation is forbidden, e.g. a page under a strict Content-Security-Policy). Both give the
+ * same values, bytes and errors.
+ */
+export type CodecKind = 'compiled' | 'interpreted';
+
+/** Field names become property keys of decoded values: plain identifiers, never prototype keys. */
+const SAFE_NAME = /^[A-Za-z_$][A-Za-z0-9_$]*$/;
+const FORBIDDEN_NAMES: ReadonlySet<string> = new Set(['__proto__', 'constructor', 'prototype']);
 
 /** A struct layout. */
-export class StructLayout<Fs extends readonly FieldDecl[] = readonly FieldDecl[]> {
+export class StructLayout<Fs extends readonly FieldDecl[] = readonly FieldDecl[]> implements Struct<StructValue<Fs>> {
   readonly fields: readonly LayoutField[];
   /** Smallest `size` the kernel accepts: the end of the field named as `last` (default: size). */
   readonly minSize: number;
@@ -55,8 +82,10 @@ export class StructLayout<Fs extends readonly FieldDecl[] = readonly FieldDecl[]
   constructor(
     readonly name: string,
     readonly size: number,
-    decls: Fs,
-    last?: Fs[number]['name'],
+    private readonly decls: Fs,
+    private readonly last?: Fs[number]['name'],
+    /** Force a codec; by default the compiled one where code generation is available. */
+    private readonly codecKind?: CodecKind,
   ) {
     const fields: LayoutField[] = [];
     let cursor = 0;
@@ -66,6 +95,7 @@ export class StructLayout<Fs extends readonly FieldDecl[] = readonly FieldDecl[]
       const count = d.count ?? 1;
       const f: LayoutField = { ...d, size: el * count };
       maxAlign = Math.max(maxAlign, el);
+      if (!SAFE_NAME.test(d.name) || FORBIDDEN_NAMES.has(d.name)) throw new Error(`${name}: field name ${JSON.stringify(d.name)} is not a safe identifier`);
       if (d.offset % el !== 0) throw new Error(`${name}.${d.name}: offset ${d.offset} not aligned to ${el}`);
       if (d.union) {
         const prev = fields[fields.length - 1];
@@ -111,7 +141,7 @@ export class StructLayout<Fs extends readonly FieldDecl[] = readonly FieldDecl[]
       base = 0;
     }
     const dv = new DataView(src.buffer, src.byteOffset, src.byteLength);
-    return this.codec.decode(dv, base) as StructValue<Fs>;
+    return this.codecImpl.decode(dv, base) as StructValue<Fs>;
   }
 
   /**
@@ -123,7 +153,7 @@ export class StructLayout<Fs extends readonly FieldDecl[] = readonly FieldDecl[]
     if (offset + this.size > buf.length) throw new RangeError(`${this.name}: buffer too small`);
     if (out) buf.fill(0, offset, offset + this.size);
     const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-    this.codec.encode(dv, offset, value as Record<string, unknown>, this.writeField);
+    this.codecImpl.encode(dv, offset, value as Record<string, unknown>, this.writeField);
     return buf;
   }
 
@@ -144,15 +174,26 @@ export class StructLayout<Fs extends readonly FieldDecl[] = readonly FieldDecl[]
     }
   };
 
-  /** Straight-line decode/encode code generated from the field table (built on first use). */
-  private compiled: Codec | undefined;
-  private get codec(): Codec {
-    return (this.compiled ??= compileCodec(this.fields, this.size));
+  /** The same layout with its codec forced to `kind` (tests, and builds that forbid `new Function`). */
+  withCodec(kind: CodecKind): StructLayout<Fs> {
+    return new StructLayout(this.name, this.size, this.decls, this.last, kind);
+  }
+
+  /** The codec in use (built on first use). */
+  get codec(): CodecKind {
+    return this.codecImpl.kind;
+  }
+
+  /** Decoder and encoder built from the field table on first use. */
+  private built: Codec | undefined;
+  private get codecImpl(): Codec {
+    return (this.built ??= buildCodec(this.fields, this.size, this.codecKind));
   }
 }
 
-/** A layout's generated code (see {@link compileCodec}). */
+/** A layout's decoder and encoder (see {@link compileCodec} and {@link interpretCodec}). */
 interface Codec {
+  readonly kind: CodecKind;
   decode(dv: DataView, base: number): Record<string, number | bigint | (number | bigint)[]>;
   encode(dv: DataView, base: number, v: Record<string, unknown>, general: (dv: DataView, base: number, i: number, x: unknown) => void): void;
 }
@@ -171,7 +212,8 @@ const RANGE: Record<Exclude<ScalarType, 'u64'>, [number, number]> = {
  * the declarations (the way register dispatch is generated from a register table). A generic
  * loop over fields costs a megamorphic property access per field and allocates per value; this
  * makes an ioctl's struct round trip several times cheaper. Field names only appear as quoted
- * property keys (JSON.stringify), offsets and sizes as numbers: no declaration text becomes code.
+ * property keys (JSON.stringify; names are checked identifiers, never `__proto__`), offsets and
+ * sizes as numbers: no declaration text becomes code.
  * The encoder writes in-range numbers (and bigints for u64) inline and hands anything else to
  * the general writer, which applies every check and throws the same errors.
  */
@@ -199,7 +241,76 @@ function compileCodec(fields: readonly LayoutField[], size: number): Codec {
   });
   const decode = new Function('dv', 'b', `return { ${props.join(', ')} };`) as Codec['decode'];
   const encode = new Function('dv', 'b', 'v', 'general', enc.join('\n')) as Codec['encode'];
-  return { decode, encode };
+  return { kind: 'compiled', decode, encode };
+}
+
+/**
+ * The plain codec: the same decoding and encoding as {@link compileCodec}'s, by a loop over the
+ * field table. Every encoded value goes through the general writer (same checks and errors).
+ */
+function interpretCodec(fields: readonly LayoutField[], size: number): Codec {
+  return {
+    kind: 'interpreted',
+    decode(dv, b) {
+      const out: Record<string, number | bigint | (number | bigint)[]> = {};
+      for (const f of fields) {
+        if (f.count === undefined) {
+          out[f.name] = readScalar(dv, b + f.offset, f.type);
+        } else {
+          const el = SIZE[f.type];
+          const values: (number | bigint)[] = [];
+          for (let k = 0; k < f.count; k++) values.push(readScalar(dv, b + f.offset + k * el, f.type));
+          out[f.name] = values;
+        }
+      }
+      return out;
+    },
+    encode(dv, b, v, general) {
+      for (let i = 0; i < fields.length; i++) {
+        const f = fields[i]!;
+        let x = v[f.name];
+        if (x === undefined && f.name === 'size' && f.offset === 0) x = size;
+        if (x !== undefined) general(dv, b, i, x);
+      }
+    },
+  };
+}
+
+function readScalar(dv: DataView, at: number, type: ScalarType): number | bigint {
+  switch (type) {
+    case 'u8':
+      return dv.getUint8(at);
+    case 'u16':
+      return dv.getUint16(at, true);
+    case 'u32':
+      return dv.getUint32(at, true);
+    case 's32':
+      return dv.getInt32(at, true);
+    case 'u64':
+      return dv.getBigUint64(at, true);
+  }
+}
+
+/**
+ * Whether this environment allows code generation, probed once on first need (a strict
+ * Content-Security-Policy makes `new Function` throw EvalError).
+ */
+let codegenAllowed: boolean | undefined;
+function canGenerateCode(): boolean {
+  if (codegenAllowed === undefined) {
+    try {
+      codegenAllowed = (new Function('return 1') as () => number)() === 1;
+    } catch {
+      codegenAllowed = false;
+    }
+  }
+  return codegenAllowed;
+}
+
+/** The codec of a layout: `kind` when forced, else compiled where code generation works. */
+function buildCodec(fields: readonly LayoutField[], size: number, kind: CodecKind | undefined): Codec {
+  const compiled = kind === 'compiled' || (kind === undefined && canGenerateCode());
+  return compiled ? compileCodec(fields, size) : interpretCodec(fields, size);
 }
 
 function writeScalar(dv: DataView, at: number, type: ScalarType, x: number | bigint, s: string, f: string): void {

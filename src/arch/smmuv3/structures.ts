@@ -49,6 +49,33 @@ export const STE_CFG_S1 = 0b101;
 export const STE_CFG_S2 = 0b110;
 export const STE_CFG_NESTED = 0b111;
 
+/** STE.EATS values: ATS translation requests aborted, or fully translated. */
+export const STE_EATS_ABT = 0b00;
+export const STE_EATS_TRANS = 0b01;
+
+/**
+ * STE fields a guest may set in a nested HWPT (spec linux-cmdqv.md §3.8): in dword 0 V, Config,
+ * S1Fmt, S1ContextPtr and S1CDMax; in dword 1 S1DSS, S1CIR, S1COR, S1CSH, S1STALLD and EATS.
+ */
+export const STE_NESTED_FIELDS = {
+  dword0: [STE.V, STE.CFG, STE.S1FMT, STE.S1CTXPTR, STE.S1CDMAX],
+  dword1: [STE.S1DSS, STE.S1CIR, STE.S1COR, STE.S1CSH, STE.S1STALLD, STE.EATS],
+} as const;
+
+const orMasks = (fields: readonly Field[]): bigint => fields.reduce((m, f) => m | f.mask, 0n);
+
+/** The nested-STE masks as 64-bit dword masks (0xF80F_FFFF_FFFF_FFFF, 0x3800_00FF). */
+export const STE_NESTED_MASK_D0: bigint = orMasks(STE_NESTED_FIELDS.dword0);
+export const STE_NESTED_MASK_D1: bigint = orMasks(STE_NESTED_FIELDS.dword1);
+
+/** The same masks as 32-bit words 0..3 (dword 0 low, high; dword 1 low, high). */
+export const NESTED_STE_MASK: readonly [number, number, number, number] = [
+  Number(STE_NESTED_MASK_D0 & 0xffff_ffffn),
+  Number(STE_NESTED_MASK_D0 >> 32n),
+  Number(STE_NESTED_MASK_D1 & 0xffff_ffffn),
+  Number(STE_NESTED_MASK_D1 >> 32n),
+];
+
 /** CD word 0..3 fields. */
 export const CD = {
   T0SZ: new Field('T0SZ', 0, 6),
@@ -92,9 +119,22 @@ export function granuleFromTg(tg: number): 4096 | 16384 | 65536 | 0 {
   return tg === 0 ? 4096 : tg === 1 ? 65536 : tg === 2 ? 16384 : 0;
 }
 
+/** The CD TG0 / STE S2TG encoding of a granule (inverse of {@link granuleFromTg}). */
+export function tgFromGranule(granule: 4096 | 16384 | 65536): number {
+  return granule === 4096 ? 0 : granule === 65536 ? 1 : 2;
+}
+
+/** Address sizes in bits, indexed by their IPS/PS/OAS encoding. */
+const ADDRESS_BITS = [32, 36, 40, 42, 44, 48, 52] as const;
+
 /** Output address size in bits from an IPS/PS/OAS encoding. */
 export function addressBits(ps: number): number {
-  return [32, 36, 40, 42, 44, 48, 52][ps] ?? 48;
+  return ADDRESS_BITS[ps] ?? 48;
+}
+
+/** The IPS/PS/OAS encoding of an address size in bits (inverse of {@link addressBits}). */
+export function addressSizeEncoding(bits: (typeof ADDRESS_BITS)[number]): number {
+  return ADDRESS_BITS.indexOf(bits);
 }
 
 /** Event IDs (§4.6). */

@@ -1,15 +1,12 @@
 /**
- * IOAS address spaces and their paging domains (spec linux-cmdqv.md §3.11): IOVA ranges of
- * pinned user memory, and stage-2 page tables in host memory (the kernel's io-pgtable) that
- * the SMMU walks. A range pinned by an internal access (a HW queue) cannot be unmapped (EBUSY).
+ * IOAS address spaces (spec linux-cmdqv.md §3.11): IOVA ranges of pinned user memory, mirrored
+ * into the paging domains of the HWPTs allocated on them (the driver builds their page tables).
+ * A range pinned by an internal access (a HW queue) cannot be unmapped (EBUSY).
  */
 
-import { PageTableBuilder } from '../../kit/page-table-builder.js';
 import { Errno, ErrnoError } from '../../uapi/errno.js';
-import type { PhysicalMemory } from '../memory/physical-memory.js';
 import type { PinnedRuns } from '../memory/process-memory.js';
-import type { SmmuDriver } from '../kernel/arm-smmu-v3.js';
-import { Op } from '../../arch/smmuv3/commands.js';
+import type { IommuPagingDomain } from './driver.js';
 
 /** One mapped IOVA range. */
 export interface IoasArea {
@@ -22,47 +19,14 @@ export interface IoasArea {
   locks: number;
 }
 
-/** Input address size of the stage-2 tables the kernel builds. */
-export const S2_INPUT_BITS = 48;
-
-/** A stage-2 paging domain (NEST_PARENT HWPT) mirroring an IOAS. */
-export class PagingDomain {
-  readonly tables: PageTableBuilder;
-  constructor(
-    readonly vmid: number,
-    readonly driver: SmmuDriver,
-    readonly granule: 4096 | 16384 | 65536,
-    phys: PhysicalMemory,
-  ) {
-    this.tables = new PageTableBuilder(phys.mem, {
-      stage: 2,
-      granule,
-      inputBits: S2_INPUT_BITS,
-      allocTable: () => phys.allocKernel(granule, granule),
-    });
-  }
-
-  /** Map an area, coalescing physically contiguous runs so hugepages become block entries. */
-  mapArea(a: IoasArea): void {
-    const perm = 1 | (a.writable ? 2 : 0);
-    const r = a.runs;
-    for (let i = 0; i < r.count; i++) this.tables.map(a.iova + r.offsets[i]!, r.pas[i]!, r.lens[i]!, perm);
-  }
-
-  /** Unmap an area and invalidate stage 2 for this VMID. */
-  unmapArea(a: IoasArea): void {
-    this.tables.unmap(a.iova, a.length);
-    const w = new Uint32Array(4);
-    w[0] = Op.TLBI_S12_VMALL;
-    w[1] = this.vmid;
-    this.driver.submit([w]);
-  }
-}
+/** Input address size of an IOAS: the IOVA window every domain mirroring it must cover. */
+export const IOVA_BITS = 48;
 
 /** An IOAS: IOVA → pinned host pages. */
 export class IoAddressSpace {
   readonly areas: IoasArea[] = [];
-  readonly domains = new Set<PagingDomain>();
+  /** The paging domains (HWPTs) mirroring this IOAS. */
+  readonly domains = new Set<IommuPagingDomain>();
 
   constructor(readonly pageSize: number) {}
 
@@ -74,7 +38,7 @@ export class IoAddressSpace {
       if (cand + length <= a.iova) break;
       cand = Math.max(cand, Math.ceil((a.iova + a.length) / align) * align);
     }
-    if (cand + length > 2 ** S2_INPUT_BITS) throw new ErrnoError(Errno.ENOSPC, 'no free IOVA window');
+    if (cand + length > 2 ** IOVA_BITS) throw new ErrnoError(Errno.ENOSPC, 'no free IOVA window');
     return cand;
   }
 
@@ -83,7 +47,7 @@ export class IoAddressSpace {
     if (iova % this.pageSize !== 0 || length % this.pageSize !== 0 || length === 0) {
       throw new ErrnoError(Errno.EINVAL, 'IOVA or length not aligned to the IOAS page size');
     }
-    if (iova + length > 2 ** S2_INPUT_BITS) throw new ErrnoError(Errno.EINVAL, 'IOVA beyond the input address size');
+    if (iova + length > 2 ** IOVA_BITS) throw new ErrnoError(Errno.EINVAL, 'IOVA beyond the input address size');
     for (const a of this.areas) {
       if (iova < a.iova + a.length && a.iova < iova + length) throw new ErrnoError(Errno.EEXIST, 'IOVA range already mapped');
     }

@@ -3,21 +3,25 @@
  * user pointer, copies the argument struct in under the extensible-struct rules, validates it
  * the way the kernel does (spec linux-cmdqv.md §3), acts, and copies the result out. Errors are
  * returned as negative errnos, as the system call does.
+ *
+ * This is iommufd core: the object table, IOAS, reference counts and ioctl dispatch. What
+ * depends on the IOMMU (hardware info, domains, device-table entries, vIOMMU types, command
+ * conversion, HW queues, events) is asked of the driver behind the device's host IOMMU through
+ * the operations of ./driver.ts.
  */
 
 import { LITTLE_ENDIAN_HOST } from '../../kit/sparse-memory.js';
-import { defineTrace } from '../../kit/trace.js';
-import { Op } from '../../arch/smmuv3/commands.js';
-import * as R from '../../arch/smmuv3/registers.js';
-import { STE } from '../../arch/smmuv3/structures.js';
 import { Errno, ErrnoError } from '../../uapi/errno.js';
 import { copyArrayEntry, copyStructFromUser } from '../../uapi/extensible.js';
 import * as U from '../../uapi/iommufd.js';
-import type { AnyStruct } from '../../uapi/layout.js';
+import type { StructInfo, StructOf } from '../../uapi/layout.js';
 import type { HostDevice } from '../kernel/host-device.js';
-import type { HostKernel, SmmuInstance } from '../kernel/host-kernel.js';
+import type { HostKernel } from '../kernel/host-kernel.js';
 import type { Process } from '../kernel/process.js';
-import { IoAddressSpace, PagingDomain } from './io-pagetable.js';
+import { PROT_EXEC } from '../../uapi/syscalls.js';
+import { InvalidateEntryError, type IommuDriverOps, type UserData } from './driver.js';
+import { IoAddressSpace } from './io-pagetable.js';
+import { MmapTable } from './mmap-table.js';
 import {
   DeviceObj,
   HwptNestedObj,
@@ -29,33 +33,73 @@ import {
   VeventqObj,
   ViommuObj,
 } from './objects.js';
+import { T_IOMMUFD_IOCTL } from './trace-events.js';
 import { VeventQueue } from './veventq.js';
 
-const T_IOCTL = defineTrace(
-  'iommufd_ioctl',
-  [
-    { name: 'name', type: 'str' },
-    { name: 'ret', type: 'i32' },
-  ],
-  '%s ret=%d',
-);
-
 const U64_MAX = 0xffff_ffff_ffff_ffffn;
-/** Guest STE bits a nested HWPT may carry (spec §3.8). */
-const STE0_ALLOWED = 0xf80f_ffff_ffff_ffffn;
-const STE1_ALLOWED = 0x0000_0000_3800_00ffn;
-/** Event IDs forwarded to a vEVENTQ (spec §4.6). */
-const FORWARDED_EVENTS = new Set([0x04, 0x06, 0x08, 0x0a, 0x10, 0x11, 0x12, 0x13]);
+/** Bytes of one word of an invalidation array. */
+const WORD_BYTES = 4;
+/** Every IOMMU_IOAS_MAP flag. */
+const IOAS_MAP_FLAGS =
+  U.iommufd_ioas_map_flags.IOMMU_IOAS_MAP_FIXED_IOVA | U.iommufd_ioas_map_flags.IOMMU_IOAS_MAP_WRITEABLE | U.iommufd_ioas_map_flags.IOMMU_IOAS_MAP_READABLE;
 
-type Handler = (v: Record<string, unknown>) => void;
+/** A modelled ioctl: its uAPI definition and the handler that receives its decoded struct. */
+export interface IoctlHandler<S extends object> {
+  readonly def: U.ModelledIoctlDef<S>;
+  handle(arg: S): void;
+}
+
+/** Bind `handle` to `def`, the struct type flowing from the definition to the handler. */
+function ioctlHandler<S extends object>(def: U.ModelledIoctlDef<S>, handle: (arg: S) => void): IoctlHandler<S> {
+  return { def, handle };
+}
+
+/** The decoded argument of each handled ioctl. */
+type IoasAllocArg = StructOf<typeof U.iommu_ioas_alloc>;
+type IoasMapArg = StructOf<typeof U.iommu_ioas_map>;
+type IoasUnmapArg = StructOf<typeof U.iommu_ioas_unmap>;
+type HwInfoArg = StructOf<typeof U.iommu_hw_info>;
+type HwptAllocArg = StructOf<typeof U.iommu_hwpt_alloc>;
+type HwptInvalidateArg = StructOf<typeof U.iommu_hwpt_invalidate>;
+type ViommuAllocArg = StructOf<typeof U.iommu_viommu_alloc>;
+type VdeviceAllocArg = StructOf<typeof U.iommu_vdevice_alloc>;
+type HwQueueAllocArg = StructOf<typeof U.iommu_hw_queue_alloc>;
+type VeventqAllocArg = StructOf<typeof U.iommu_veventq_alloc>;
+
+/** Driver data behind an ioctl's (type, length, user pointer) triple. */
+class UserBuffer implements UserData {
+  constructor(
+    private readonly proc: Process,
+    readonly type: number,
+    readonly length: number,
+    private readonly uptr: bigint,
+  ) {}
+
+  copyIn(): Uint8Array {
+    return this.proc.mem.copyFromUser(Number(this.uptr), this.length);
+  }
+
+  copyOut(bytes: Uint8Array): void {
+    this.proc.mem.copyToUser(Number(this.uptr), bytes);
+  }
+}
+
+/** The context's own state: ID allocation and the file's lifetime. */
+interface ContextState {
+  nextId: number;
+  /** close(2) was called; released when the last mapping goes. */
+  closed: boolean;
+  /** Live mmaps of the file (each holds it open). */
+  mappings: number;
+}
 
 /** The iommufd context behind one file descriptor. */
 export class IommufdContext {
+  /** The object table: ID → object, or null for an ID kept as a tombstone. */
   private readonly objects = new Map<number, IommufdObject | null>();
-  private nextId = 1;
-  private readonly mmaps = new Map<number, { viommu: ViommuObj; length: number }>();
-  private nextMmapOffset: number;
-  private readonly handlers = new Map<number, { layout: AnyStruct; fn: Handler }>();
+  private readonly state: ContextState = { nextId: 1, closed: false, mappings: 0 };
+  private readonly mmaps: MmapTable;
+  private readonly handlers = new Map<number, IoctlHandler<object>>();
   /** Set by a handler that must copy its struct out even though it fails (entry_num). */
   private copyOutOnError = false;
 
@@ -63,19 +107,21 @@ export class IommufdContext {
     readonly kernel: HostKernel,
     readonly proc: Process,
   ) {
-    this.nextMmapOffset = kernel.config.pageSize;
-    const h = (io: U.IoctlDef, fn: Handler) => this.handlers.set(io.number, { layout: io.struct!, fn });
-    h(U.IOMMU_DESTROY, (v) => this.destroy(v.id as number));
-    h(U.IOMMU_IOAS_ALLOC, (v) => this.ioasAlloc(v));
-    h(U.IOMMU_IOAS_MAP, (v) => this.ioasMap(v));
-    h(U.IOMMU_IOAS_UNMAP, (v) => this.ioasUnmap(v));
-    h(U.IOMMU_GET_HW_INFO, (v) => this.getHwInfo(v));
-    h(U.IOMMU_HWPT_ALLOC, (v) => this.hwptAlloc(v));
-    h(U.IOMMU_HWPT_INVALIDATE, (v) => this.hwptInvalidate(v));
-    h(U.IOMMU_VIOMMU_ALLOC, (v) => this.viommuAlloc(v));
-    h(U.IOMMU_VDEVICE_ALLOC, (v) => this.vdeviceAlloc(v));
-    h(U.IOMMU_HW_QUEUE_ALLOC, (v) => this.hwQueueAlloc(v));
-    h(U.IOMMU_VEVENTQ_ALLOC, (v) => this.veventqAlloc(v));
+    this.mmaps = new MmapTable(kernel.config.pageSize);
+    const handlers: IoctlHandler<object>[] = [
+      ioctlHandler(U.IOMMU_DESTROY, (arg) => this.destroy(arg.id)),
+      ioctlHandler(U.IOMMU_IOAS_ALLOC, (arg) => this.ioasAlloc(arg)),
+      ioctlHandler(U.IOMMU_IOAS_MAP, (arg) => this.ioasMap(arg)),
+      ioctlHandler(U.IOMMU_IOAS_UNMAP, (arg) => this.ioasUnmap(arg)),
+      ioctlHandler(U.IOMMU_GET_HW_INFO, (arg) => this.getHwInfo(arg)),
+      ioctlHandler(U.IOMMU_HWPT_ALLOC, (arg) => this.hwptAlloc(arg)),
+      ioctlHandler(U.IOMMU_HWPT_INVALIDATE, (arg) => this.hwptInvalidate(arg)),
+      ioctlHandler(U.IOMMU_VIOMMU_ALLOC, (arg) => this.viommuAlloc(arg)),
+      ioctlHandler(U.IOMMU_VDEVICE_ALLOC, (arg) => this.vdeviceAlloc(arg)),
+      ioctlHandler(U.IOMMU_HW_QUEUE_ALLOC, (arg) => this.hwQueueAlloc(arg)),
+      ioctlHandler(U.IOMMU_VEVENTQ_ALLOC, (arg) => this.veventqAlloc(arg)),
+    ];
+    for (const handler of handlers) this.handlers.set(handler.def.number, handler);
   }
 
   // ------------------------------------------------------------------------------------------
@@ -88,48 +134,47 @@ export class IommufdContext {
     let ret = 0;
     try {
       if (!def) throw new ErrnoError(Errno.ENOTTY, 'unknown ioctl');
-      const h = this.handlers.get(request);
-      if (!h) {
+      const handler = this.handlers.get(request);
+      if (!handler) {
         this.kernel.log.unimp('iommufd', `${def.name} is not modelled`);
         throw new ErrnoError(Errno.EOPNOTSUPP, `${def.name} is not modelled`);
       }
+      const layout = handler.def.struct;
       const size = this.readUser32(argp);
       const user = this.proc.mem.copyFromUser(argp, size);
-      const k = copyStructFromUser(h.layout, user);
-      const v = h.layout.decode(k) as Record<string, unknown>;
+      const arg = layout.decode(copyStructFromUser(layout, user));
       this.copyOutOnError = false;
       try {
-        h.fn(v);
+        handler.handle(arg);
       } catch (e) {
-        if (this.copyOutOnError) this.copyOut(h.layout, v, argp, size);
+        if (this.copyOutOnError) this.copyOut(layout, layout.encode(arg), argp, size);
         throw e;
       }
-      this.copyOut(h.layout, v, argp, size);
+      this.copyOut(layout, layout.encode(arg), argp, size);
     } catch (e) {
       if (!(e instanceof ErrnoError)) throw e;
       ret = -e.errno;
       this.kernel.lastError = e.message;
     }
-    this.kernel.tracer.emit(T_IOCTL, name, ret);
+    this.kernel.tracer.emit(T_IOMMUFD_IOCTL, name, ret);
     this.kernel.stats.ioctls++;
     return ret;
   }
 
   private readUser32(va: number): number {
-    const b = this.proc.mem.copyFromUser(va, 4);
-    return new DataView(b.buffer).getUint32(0, true);
+    const bytes = this.proc.mem.copyFromUser(va, 4);
+    return new DataView(bytes.buffer).getUint32(0, true);
   }
 
-  private copyOut(layout: AnyStruct, v: Record<string, unknown>, argp: number, size: number): void {
-    const out = layout.encode(v as never);
-    this.proc.mem.copyToUser(argp, out.subarray(0, Math.min(size, layout.size)));
+  private copyOut(layout: StructInfo, bytes: Uint8Array, argp: number, size: number): void {
+    this.proc.mem.copyToUser(argp, bytes.subarray(0, Math.min(size, layout.size)));
   }
 
   // ------------------------------------------------------------------------------------------
   // Object table
 
   private add<T extends IommufdObject>(o: T): T {
-    o.id = this.nextId++;
+    o.state.id = this.state.nextId++;
     this.objects.set(o.id, o);
     return o;
   }
@@ -154,6 +199,11 @@ export class IommufdContext {
     return n;
   }
 
+  /** The driver of the IOMMU a device sits behind. */
+  private driverOf(dev: HostDevice): IommuDriverOps {
+    return dev.smmu.iommufd;
+  }
+
   /** Bind a device (VFIO_DEVICE_BIND_IOMMUFD); returns its dev_id. */
   bindDevice(dev: HostDevice): number {
     if (dev.binding) throw new ErrnoError(Errno.EBUSY, `${dev.bdf} is already bound`);
@@ -165,13 +215,13 @@ export class IommufdContext {
 
   /** Unbind (close of the VFIO file): detach, and destroy its vDEVICE leaving a tombstone. */
   unbindDevice(dev: HostDevice): void {
-    const b = dev.binding;
-    if (!b || b.ctx !== this) return;
-    const o = b.obj;
+    const binding = dev.binding;
+    if (!binding || binding.ctx !== this) return;
+    const o = binding.obj;
     if (o.vdevice) {
-      const vd = o.vdevice;
-      this.destroyObject(vd);
-      this.objects.set(vd.id, null);
+      const vdevice = o.vdevice;
+      this.destroyObject(vdevice);
+      this.objects.set(vdevice.id, null);
     }
     this.detach(o);
     o.users--;
@@ -179,20 +229,17 @@ export class IommufdContext {
     dev.binding = undefined;
   }
 
+  /** close(2) of the file: released now, or at the last munmap (a mapping holds the file). */
+  close(): void {
+    this.state.closed = true;
+    if (this.state.mappings === 0) this.release();
+  }
+
   /**
    * The last reference to the iommufd file went away (close, or process exit): every object is
    * destroyed, newest first, releasing what it holds on the hardware (HW queues, SID pairs,
    * VINTFs, VMIDs); bound devices are detached and unbound, as the kernel's release does.
    */
-  private closed = false;
-  private mappings = 0;
-
-  /** close(2) of the file: released now, or at the last munmap (a mapping holds the file). */
-  close(): void {
-    this.closed = true;
-    if (this.mappings === 0) this.release();
-  }
-
   private release(): void {
     for (const o of this.objects.values()) {
       if (o?.kind === 'device') this.unbindDevice((o as DeviceObj).dev);
@@ -213,35 +260,35 @@ export class IommufdContext {
   private destroyObject(o: IommufdObject): void {
     switch (o.kind) {
       case 'hwpt_paging': {
-        const h = o as HwptPagingObj;
-        h.ioas.ioas.domains.delete(h.domain);
-        this.smmuOf(h.smmuName).driver.freeVmid(h.domain.vmid);
+        const hwpt = o as HwptPagingObj;
+        hwpt.ioas.ioas.domains.delete(hwpt.domain);
+        hwpt.domain.free();
         break;
       }
       case 'viommu': {
-        const v = o as ViommuObj;
-        if (v.vintf) this.smmuOf(v.smmuName).cmdqv!.freeVintf(v.vintf);
-        this.mmaps.delete(v.mmapOffset);
+        const viommu = o as ViommuObj;
+        viommu.ops.destroy();
+        this.mmaps.release(viommu);
         break;
       }
       case 'vdevice': {
-        const vd = o as VdeviceObj;
-        const vi = vd.viommu;
-        if (vi.vintf && vd.sidSlot >= 0) this.smmuOf(vi.smmuName).cmdqv!.freeSid(vi.vintf, vd.sidSlot);
-        vi.vdevices.delete(vd.virtId);
-        vd.device.vdevice = undefined;
+        const vdevice = o as VdeviceObj;
+        const viommu = vdevice.viommu;
+        viommu.ops.vdeviceDestroy(vdevice.virtId);
+        viommu.vdevices.delete(vdevice.virtId);
+        vdevice.device.vdevice = undefined;
         break;
       }
       case 'hw_queue': {
-        const q = o as HwQueueObj;
-        this.smmuOf(q.viommu.smmuName).cmdqv!.freeQueue(q.viommu.vintf!, q.index);
-        q.area.locks--;
-        q.viommu.hwQueues.delete(q.index);
+        const queue = o as HwQueueObj;
+        queue.viommu.ops.hwQueueDestroy(queue.index);
+        queue.area.locks--;
+        queue.viommu.hwQueues.delete(queue.index);
         break;
       }
       case 'veventq': {
-        const e = o as VeventqObj;
-        e.viommu.veventqs.delete(e.queue.type);
+        const veventq = o as VeventqObj;
+        veventq.viommu.veventqs.delete(veventq.queue.type);
         break;
       }
       default:
@@ -250,46 +297,40 @@ export class IommufdContext {
     o.releaseHolds();
   }
 
-  private smmuOf(name: string): SmmuInstance {
-    return this.kernel.smmus.get(name)!;
-  }
-
   // ------------------------------------------------------------------------------------------
   // IOAS
 
-  private ioasAlloc(v: Record<string, unknown>): void {
-    if (v.flags !== 0) throw new ErrnoError(Errno.EOPNOTSUPP, 'flags');
-    v.out_ioas_id = this.add(new IoasObj(new IoAddressSpace(this.kernel.config.pageSize))).id;
+  private ioasAlloc(arg: IoasAllocArg): void {
+    if (arg.flags !== 0) throw new ErrnoError(Errno.EOPNOTSUPP, 'flags');
+    arg.out_ioas_id = this.add(new IoasObj(new IoAddressSpace(this.kernel.config.pageSize))).id;
   }
 
-  private ioasMap(v: Record<string, unknown>): void {
+  private ioasMap(arg: IoasMapArg): void {
     const F = U.iommufd_ioas_map_flags;
-    const flags = v.flags as number;
-    if (flags & ~7 || v.__reserved !== 0) throw new ErrnoError(Errno.EOPNOTSUPP, 'unknown flags or reserved field');
-    const iova = v.iova as bigint;
-    const length = v.length as bigint;
+    const flags = arg.flags;
+    if (flags & ~IOAS_MAP_FLAGS || arg.__reserved !== 0) throw new ErrnoError(Errno.EOPNOTSUPP, 'unknown flags or reserved field');
+    const { iova, length } = arg;
     if (iova >= U64_MAX || length >= U64_MAX || iova + length > 2n ** 53n) throw new ErrnoError(Errno.EOVERFLOW, 'iova/length');
     if (!(flags & (F.IOMMU_IOAS_MAP_READABLE | F.IOMMU_IOAS_MAP_WRITEABLE))) throw new ErrnoError(Errno.EINVAL, 'neither readable nor writeable');
-    const ioas = this.getKind<IoasObj>(v.ioas_id as number, 'ioas');
+    const ioas = this.getKind<IoasObj>(arg.ioas_id, 'ioas');
     const len = Number(length);
-    const ps = this.kernel.config.pageSize;
-    if (len === 0 || len % ps !== 0) throw new ErrnoError(Errno.EINVAL, 'length not a multiple of the IOAS alignment');
-    const uva = Number(v.user_va as bigint);
-    if (uva % ps !== 0) throw new ErrnoError(Errno.EINVAL, 'user_va not page aligned');
+    const pageSize = this.kernel.config.pageSize;
+    if (len === 0 || len % pageSize !== 0) throw new ErrnoError(Errno.EINVAL, 'length not a multiple of the IOAS alignment');
+    const uva = Number(arg.user_va);
+    if (uva % pageSize !== 0) throw new ErrnoError(Errno.EINVAL, 'user_va not page aligned');
     const runs = this.proc.mem.pinRuns(uva, len);
     const at = flags & F.IOMMU_IOAS_MAP_FIXED_IOVA ? Number(iova) : ioas.ioas.allocIova(len);
     ioas.ioas.map(at, runs, len, (flags & F.IOMMU_IOAS_MAP_WRITEABLE) !== 0);
-    v.iova = BigInt(at);
+    arg.iova = BigInt(at);
   }
 
-  private ioasUnmap(v: Record<string, unknown>): void {
-    const ioas = this.getKind<IoasObj>(v.ioas_id as number, 'ioas');
-    const iova = v.iova as bigint;
-    const length = v.length as bigint;
+  private ioasUnmap(arg: IoasUnmapArg): void {
+    const ioas = this.getKind<IoasObj>(arg.ioas_id, 'ioas');
+    const { iova, length } = arg;
     const all = iova === 0n && length === U64_MAX;
     if (!all && (iova >= U64_MAX || length >= U64_MAX)) throw new ErrnoError(Errno.EOVERFLOW, 'iova/length');
-    const r = ioas.ioas.unmap(Number(iova), Number(length), all);
-    v.length = BigInt(r.bytes);
+    const unmapped = ioas.ioas.unmap(Number(iova), Number(length), all);
+    arg.length = BigInt(unmapped.bytes);
   }
 
   // ------------------------------------------------------------------------------------------
@@ -299,320 +340,246 @@ export class IommufdContext {
     return this.getKind<DeviceObj>(id, 'device');
   }
 
-  private getHwInfo(v: Record<string, unknown>): void {
-    const flags = v.flags as number;
-    if (flags & ~U.iommufd_hw_info_flags.IOMMU_HW_INFO_FLAG_INPUT_TYPE) throw new ErrnoError(Errno.EOPNOTSUPP, 'flags');
-    if ((v.__reserved as number[]).some((x) => x !== 0)) throw new ErrnoError(Errno.EOPNOTSUPP, 'reserved');
-    const dev = this.deviceObj(v.dev_id as number).dev;
-    const T = U.iommu_hw_info_type;
-    const want = flags & 1 ? (v.in_data_type as number) : T.IOMMU_HW_INFO_TYPE_DEFAULT;
-    let data: Uint8Array;
-    let type: number;
-    if (want === T.IOMMU_HW_INFO_TYPE_DEFAULT || want === T.IOMMU_HW_INFO_TYPE_ARM_SMMUV3) {
-      const b = dev.smmu.hw.bank;
-      const idr = [0, 1, 2, 3, 4, 5].map((i) => b.read(i * 4, 4));
-      data = U.iommu_hw_info_arm_smmuv3.encode({ idr, iidr: b.read(R.IIDR.spec.offset, 4), aidr: b.read(R.AIDR.spec.offset, 4) });
-      type = T.IOMMU_HW_INFO_TYPE_ARM_SMMUV3;
-    } else if (want === T.IOMMU_HW_INFO_TYPE_TEGRA241_CMDQV && dev.smmu.cmdqv) {
-      const c = dev.smmu.cmdqv;
-      data = U.iommu_hw_info_tegra241_cmdqv.encode({
-        version: c.version,
-        log2vcmdqs: Math.log2(c.perVintf),
-        log2vsids: Math.log2(c.sidsPerVintf),
-      });
-      type = want;
-    } else {
-      throw new ErrnoError(Errno.EOPNOTSUPP, `hw_info type ${want} not supported by this IOMMU`);
-    }
-    const userLen = v.data_len as number;
+  private getHwInfo(arg: HwInfoArg): void {
+    const INPUT_TYPE = U.iommufd_hw_info_flags.IOMMU_HW_INFO_FLAG_INPUT_TYPE;
+    const flags = arg.flags;
+    if (flags & ~INPUT_TYPE) throw new ErrnoError(Errno.EOPNOTSUPP, 'flags');
+    if (arg.__reserved.some((x) => x !== 0)) throw new ErrnoError(Errno.EOPNOTSUPP, 'reserved');
+    const dev = this.deviceObj(arg.dev_id).dev;
+    const want = flags & INPUT_TYPE ? arg.in_data_type : U.iommu_hw_info_type.IOMMU_HW_INFO_TYPE_DEFAULT;
+    const { type, data } = this.driverOf(dev).hwInfo(want);
+    const userLen = arg.data_len;
     if (userLen > 0) {
       const buf = new Uint8Array(userLen);
       buf.set(data.subarray(0, Math.min(userLen, data.length)));
-      this.proc.mem.copyToUser(Number(v.data_uptr as bigint), buf);
+      this.proc.mem.copyToUser(Number(arg.data_uptr), buf);
     }
-    v.data_len = data.length;
-    v.in_data_type = type;
-    v.out_data_type = type;
-    v.out_max_pasid_log2 = 0;
-    v.out_capabilities = 0n;
+    arg.data_len = data.length;
+    arg.in_data_type = type;
+    arg.out_data_type = type;
+    arg.out_max_pasid_log2 = 0;
+    arg.out_capabilities = 0n;
   }
 
-  private hwptAlloc(v: Record<string, unknown>): void {
-    if (v.__reserved !== 0) throw new ErrnoError(Errno.EOPNOTSUPP, 'reserved');
+  private hwptAlloc(arg: HwptAllocArg): void {
+    if (arg.__reserved !== 0) throw new ErrnoError(Errno.EOPNOTSUPP, 'reserved');
     const DT = U.iommu_hwpt_data_type;
-    const dataType = v.data_type as number;
-    const dataLen = v.data_len as number;
+    const { data_type: dataType, data_len: dataLen, flags } = arg;
     if ((dataType === DT.IOMMU_HWPT_DATA_NONE) !== (dataLen === 0)) throw new ErrnoError(Errno.EINVAL, 'data_type/data_len mismatch');
-    const dev = this.deviceObj(v.dev_id as number);
-    const pt = this.get(v.pt_id as number);
-    const flags = v.flags as number;
+    const dev = this.deviceObj(arg.dev_id);
+    const pt = this.get(arg.pt_id);
     const AF = U.iommufd_hwpt_alloc_flags;
+    const driver = this.driverOf(dev.dev);
     if (pt.kind === 'ioas') {
       if (flags & ~(AF.IOMMU_HWPT_ALLOC_NEST_PARENT | AF.IOMMU_HWPT_ALLOC_DIRTY_TRACKING)) throw new ErrnoError(Errno.EOPNOTSUPP, 'flags');
       if (flags & AF.IOMMU_HWPT_ALLOC_DIRTY_TRACKING) throw new ErrnoError(Errno.EOPNOTSUPP, 'dirty tracking not supported');
       if (dataType !== DT.IOMMU_HWPT_DATA_NONE) throw new ErrnoError(Errno.EOPNOTSUPP, 'data for a paging HWPT');
       const ioasObj = pt as IoasObj;
-      const smmu = dev.dev.smmu;
-      const domain = new PagingDomain(smmu.driver.allocVmid(), smmu.driver, this.kernel.config.pageSize, this.kernel.phys);
-      for (const a of ioasObj.ioas.areas) domain.mapArea(a);
+      const domain = driver.allocPagingDomain(this.kernel.config.pageSize);
+      for (const area of ioasObj.ioas.areas) domain.mapArea(area);
       ioasObj.ioas.domains.add(domain);
-      const h = this.add(new HwptPagingObj(ioasObj, domain, (flags & AF.IOMMU_HWPT_ALLOC_NEST_PARENT) !== 0, smmu.name));
-      h.hold(ioasObj);
-      v.out_hwpt_id = h.id;
+      const hwpt = this.add(new HwptPagingObj(ioasObj, domain, (flags & AF.IOMMU_HWPT_ALLOC_NEST_PARENT) !== 0, driver.instance));
+      hwpt.hold(ioasObj);
+      arg.out_hwpt_id = hwpt.id;
       return;
     }
     if (pt.kind !== 'viommu') throw new ErrnoError(Errno.EINVAL, `pt_id is a ${pt.kind}`);
-    const vi = pt as ViommuObj;
+    const viommu = pt as ViommuObj;
     if (flags & ~AF.IOMMU_HWPT_FAULT_ID_VALID) throw new ErrnoError(Errno.EOPNOTSUPP, 'flags for a nested HWPT');
-    if (vi.smmuName !== dev.dev.smmu.name) throw new ErrnoError(Errno.EINVAL, 'vIOMMU of another IOMMU');
-    if (flags & AF.IOMMU_HWPT_FAULT_ID_VALID) throw new ErrnoError(Errno.ENOENT, `no fault object ${v.fault_id as number}`);
-    if (dataType !== DT.IOMMU_HWPT_DATA_ARM_SMMUV3 || dataLen !== U.iommu_hwpt_arm_smmuv3.size) {
-      throw new ErrnoError(Errno.EINVAL, 'data must be an iommu_hwpt_arm_smmuv3');
-    }
-    const raw = U.iommu_hwpt_arm_smmuv3.decode(this.proc.mem.copyFromUser(Number(v.data_uptr as bigint), dataLen));
-    const ste = validateGuestSte(raw.ste[0]!, raw.ste[1]!);
-    const h = this.add(new HwptNestedObj(vi, ste));
-    h.hold(vi);
-    v.out_hwpt_id = h.id;
+    if (viommu.state.iommu !== driver.instance) throw new ErrnoError(Errno.EINVAL, 'vIOMMU of another IOMMU');
+    if (flags & AF.IOMMU_HWPT_FAULT_ID_VALID) throw new ErrnoError(Errno.ENOENT, `no fault object ${arg.fault_id}`);
+    const domain = viommu.ops.allocNestedDomain(new UserBuffer(this.proc, dataType, dataLen, arg.data_uptr));
+    const hwpt = this.add(new HwptNestedObj(viommu, domain));
+    hwpt.hold(viommu);
+    arg.out_hwpt_id = hwpt.id;
   }
 
   // ------------------------------------------------------------------------------------------
   // vIOMMU, vDEVICE, HW queue, vEVENTQ
 
-  private viommuAlloc(v: Record<string, unknown>): void {
-    const VT = U.iommu_viommu_type;
-    const type = v.type as number;
-    if (v.flags !== 0 || type === VT.IOMMU_VIOMMU_TYPE_DEFAULT) throw new ErrnoError(Errno.EOPNOTSUPP, 'flags or type');
-    const dev = this.deviceObj(v.dev_id as number);
-    const smmu = dev.dev.smmu;
-    if (type !== VT.IOMMU_VIOMMU_TYPE_ARM_SMMUV3 && !(type === VT.IOMMU_VIOMMU_TYPE_TEGRA241_CMDQV && smmu.cmdqv)) {
-      throw new ErrnoError(Errno.EOPNOTSUPP, `vIOMMU type ${type} not supported`);
+  private viommuAlloc(arg: ViommuAllocArg): void {
+    const type = arg.type;
+    if (arg.flags !== 0 || type === U.iommu_viommu_type.IOMMU_VIOMMU_TYPE_DEFAULT) throw new ErrnoError(Errno.EOPNOTSUPP, 'flags or type');
+    const dev = this.deviceObj(arg.dev_id);
+    const driver = this.driverOf(dev.dev);
+    if (!driver.supportsViommu(type)) throw new ErrnoError(Errno.EOPNOTSUPP, `vIOMMU type ${type} not supported`);
+    const parent = this.getKind<HwptPagingObj>(arg.hwpt_id, 'hwpt_paging');
+    if (!parent.state.nestParent) throw new ErrnoError(Errno.EINVAL, 'HWPT is not a nesting parent');
+    if (parent.state.iommu !== driver.instance) throw new ErrnoError(Errno.EINVAL, 'parent HWPT of another SMMU');
+    const data = new UserBuffer(this.proc, type, arg.data_len, arg.data_uptr);
+    const ops = driver.allocViommu(type, parent.domain, data);
+    const viommu = this.add(new ViommuObj(type, driver.instance, parent, ops, this.mmaps));
+    viommu.hold(parent);
+    try {
+      ops.init(viommu, data);
+    } catch (e) {
+      this.destroyObject(viommu);
+      this.objects.delete(viommu.id);
+      throw e;
     }
-    const parent = this.getKind<HwptPagingObj>(v.hwpt_id as number, 'hwpt_paging');
-    if (!parent.nestParent) throw new ErrnoError(Errno.EINVAL, 'HWPT is not a nesting parent');
-    if (parent.smmuName !== smmu.name) throw new ErrnoError(Errno.EINVAL, 'parent HWPT of another SMMU');
-    let vintf;
-    let out: Uint8Array | undefined;
-    if (type === VT.IOMMU_VIOMMU_TYPE_TEGRA241_CMDQV) {
-      const len = v.data_len as number;
-      if (len !== U.iommu_viommu_tegra241_cmdqv.size) throw new ErrnoError(Errno.EINVAL, 'user data must be iommu_viommu_tegra241_cmdqv');
-      this.proc.mem.copyFromUser(Number(v.data_uptr as bigint), len);
-      vintf = smmu.cmdqv!.allocVintf(parent.domain.vmid);
-    }
-    const vi = this.add(new ViommuObj(type, parent, smmu.name, parent.domain.vmid, vintf));
-    vi.hold(parent);
-    if (vintf) {
-      vi.mmapOffset = this.nextMmapOffset;
-      this.nextMmapOffset += 0x10000;
-      this.mmaps.set(vi.mmapOffset, { viommu: vi, length: 0x10000 });
-      vintf.onError = (map) => {
-        const q = vi.veventqs.get(U.iommu_veventq_type.IOMMU_VEVENTQ_TYPE_TEGRA241_CMDQV);
-        q?.queue.report(U.iommu_vevent_tegra241_cmdqv.encode({ lvcmdq_err_map: map }));
-      };
-      out = U.iommu_viommu_tegra241_cmdqv.encode({ out_vintf_mmap_offset: BigInt(vi.mmapOffset), out_vintf_mmap_length: 0x10000n });
-      try {
-        this.proc.mem.copyToUser(Number(v.data_uptr as bigint), out);
-      } catch (e) {
-        this.destroyObject(vi);
-        this.objects.delete(vi.id);
-        throw e;
-      }
-    }
-    v.out_viommu_id = vi.id;
+    arg.out_viommu_id = viommu.id;
   }
 
-  private vdeviceAlloc(v: Record<string, unknown>): void {
-    const virtId = v.virt_id as bigint;
-    const vi = this.getKind<ViommuObj>(v.viommu_id as number, 'viommu');
-    const dev = this.deviceObj(v.dev_id as number);
-    if (dev.dev.smmu.name !== vi.smmuName) throw new ErrnoError(Errno.EINVAL, 'device behind another IOMMU');
+  private vdeviceAlloc(arg: VdeviceAllocArg): void {
+    const virtId = arg.virt_id;
+    const viommu = this.getKind<ViommuObj>(arg.viommu_id, 'viommu');
+    const dev = this.deviceObj(arg.dev_id);
+    if (this.driverOf(dev.dev).instance !== viommu.state.iommu) throw new ErrnoError(Errno.EINVAL, 'device behind another IOMMU');
     if (dev.vdevice) throw new ErrnoError(Errno.EEXIST, 'device already has a vDEVICE');
-    if (virtId > 0xffff_ffffn) throw new ErrnoError(Errno.EINVAL, 'virt_id wider than a StreamID');
+    if (virtId > viommu.ops.maxVirtId) throw new ErrnoError(Errno.EINVAL, 'virt_id wider than a StreamID');
     const id = Number(virtId);
-    if (vi.vdevices.has(id)) throw new ErrnoError(Errno.EEXIST, `virt_id 0x${id.toString(16)} in use`);
-    const vd = new VdeviceObj(vi, dev, id);
-    if (vi.vintf) vd.sidSlot = this.smmuOf(vi.smmuName).cmdqv!.allocSid(vi.vintf, id, dev.dev.sid);
-    this.add(vd);
-    vd.hold(vi);
-    vi.vdevices.set(id, vd);
-    dev.vdevice = vd;
-    v.out_vdevice_id = vd.id;
+    if (viommu.vdevices.has(id)) throw new ErrnoError(Errno.EEXIST, `virt_id 0x${id.toString(16)} in use`);
+    const vdevice = new VdeviceObj(viommu, dev, id);
+    viommu.ops.vdeviceInit(id, dev.dev);
+    this.add(vdevice);
+    vdevice.hold(viommu);
+    viommu.vdevices.set(id, vdevice);
+    dev.vdevice = vdevice;
+    arg.out_vdevice_id = vdevice.id;
   }
 
-  private hwQueueAlloc(v: Record<string, unknown>): void {
-    const QT = U.iommu_hw_queue_type;
-    if (v.flags !== 0 || v.type === QT.IOMMU_HW_QUEUE_TYPE_DEFAULT) throw new ErrnoError(Errno.EOPNOTSUPP, 'flags or type');
-    const length = v.length as bigint;
-    const iova = v.nesting_parent_iova as bigint;
+  private hwQueueAlloc(arg: HwQueueAllocArg): void {
+    if (arg.flags !== 0 || arg.type === U.iommu_hw_queue_type.IOMMU_HW_QUEUE_TYPE_DEFAULT) throw new ErrnoError(Errno.EOPNOTSUPP, 'flags or type');
+    const { length, nesting_parent_iova: iova } = arg;
     if (length === 0n) throw new ErrnoError(Errno.EINVAL, 'length 0');
     if (iova + length - 1n > U64_MAX) throw new ErrnoError(Errno.EOVERFLOW, 'iova + length overflows');
-    const vi = this.getKind<ViommuObj>(v.viommu_id as number, 'viommu');
-    if (!vi.vintf || v.type !== QT.IOMMU_HW_QUEUE_TYPE_TEGRA241_CMDQV) throw new ErrnoError(Errno.EOPNOTSUPP, 'vIOMMU has no HW queues of this type');
-    const ps = this.kernel.config.pageSize;
+    const viommu = this.getKind<ViommuObj>(arg.viommu_id, 'viommu');
+    if (!viommu.ops.supportsHwQueue(arg.type)) throw new ErrnoError(Errno.EOPNOTSUPP, 'vIOMMU has no HW queues of this type');
+    const pageSize = this.kernel.config.pageSize;
     const start = Number(iova);
     const len = Number(length);
-    const first = Math.floor(start / ps) * ps;
-    const end = Math.ceil((start + len) / ps) * ps;
-    const area = vi.parent.ioas.ioas.areaFor(first, end - first);
+    const first = Math.floor(start / pageSize) * pageSize;
+    const end = Math.ceil((start + len) / pageSize) * pageSize;
+    const area = viommu.parent.ioas.ioas.areaFor(first, end - first);
     if (!area) throw new ErrnoError(Errno.ENOENT, 'queue memory not mapped in the parent IOAS');
     const pa = IoAddressSpace.paOf(area, start);
     if (!area.runs.contiguous(first - area.iova, end - first)) {
       throw new ErrnoError(Errno.EFAULT, 'queue memory is not physically contiguous');
     }
-    const index = v.index as number;
-    const smmu = this.smmuOf(vi.smmuName);
-    smmu.cmdqv!.allocQueue(vi.vintf, index, pa, len, smmu.driver.cmdqs);
-    const q = this.add(new HwQueueObj(vi, index, area, pa, len));
+    const index = arg.index;
+    viommu.ops.hwQueueInit(index, pa, len);
+    const queue = this.add(new HwQueueObj(viommu, index, area, pa, len));
     area.locks++;
-    q.hold(vi);
-    const prev = vi.hwQueues.get(index - 1);
-    if (prev) q.hold(prev);
-    vi.hwQueues.set(index, q);
+    queue.hold(viommu);
+    const previous = viommu.hwQueues.get(index - 1);
+    if (previous) queue.hold(previous);
+    viommu.hwQueues.set(index, queue);
     this.kernel.stats.hwQueues++;
-    v.out_hw_queue_id = q.id;
+    arg.out_hw_queue_id = queue.id;
   }
 
-  private veventqAlloc(v: Record<string, unknown>): void {
-    const type = v.type as number;
-    if (v.flags !== 0 || v.__reserved !== 0 || type === U.iommu_veventq_type.IOMMU_VEVENTQ_TYPE_DEFAULT) {
+  private veventqAlloc(arg: VeventqAllocArg): void {
+    const type = arg.type;
+    if (arg.flags !== 0 || arg.__reserved !== 0 || type === U.iommu_veventq_type.IOMMU_VEVENTQ_TYPE_DEFAULT) {
       throw new ErrnoError(Errno.EOPNOTSUPP, 'flags, reserved or type');
     }
-    if (v.veventq_depth === 0) throw new ErrnoError(Errno.EINVAL, 'depth 0');
-    const vi = this.getKind<ViommuObj>(v.viommu_id as number, 'viommu');
-    if (vi.veventqs.has(type)) throw new ErrnoError(Errno.EEXIST, `a vEVENTQ of type ${type} exists`);
-    const q = this.add(new VeventqObj(vi, new VeventQueue(type, v.veventq_depth as number)));
-    q.hold(vi);
-    vi.veventqs.set(type, q);
-    q.fd = this.proc.installFile({
+    if (arg.veventq_depth === 0) throw new ErrnoError(Errno.EINVAL, 'depth 0');
+    const viommu = this.getKind<ViommuObj>(arg.viommu_id, 'viommu');
+    if (viommu.veventqs.has(type)) throw new ErrnoError(Errno.EEXIST, `a vEVENTQ of type ${type} exists`);
+    const veventq = this.add(new VeventqObj(viommu, new VeventQueue(type, arg.veventq_depth)));
+    veventq.hold(viommu);
+    viommu.veventqs.set(type, veventq);
+    veventq.state.fd = this.proc.installFile({
       kind: 'veventq',
-      read: (max: number) => q.queue.read(max),
-      readable: () => q.queue.pending > 0,
+      read: (max: number) => veventq.queue.read(max),
+      readable: () => veventq.queue.pending > 0,
       close: () => {
-        q.users--;
-        q.queue.onReport = undefined;
+        veventq.users--;
+        veventq.queue.onReport = undefined;
       },
-      watch: (cb) => {
-        q.queue.onReport = cb;
+      watch: (onReady) => {
+        veventq.queue.onReport = onReady;
       },
     });
-    q.users++;
-    v.out_veventq_id = q.id;
-    v.out_veventq_fd = q.fd;
+    veventq.users++;
+    arg.out_veventq_id = veventq.id;
+    arg.out_veventq_fd = veventq.state.fd;
   }
 
-  private hwptInvalidate(v: Record<string, unknown>): void {
-    const num = v.entry_num as number;
-    v.entry_num = 0;
-    if (v.__reserved !== 0) {
+  private hwptInvalidate(arg: HwptInvalidateArg): void {
+    const num = arg.entry_num;
+    arg.entry_num = 0;
+    if (arg.__reserved !== 0) {
       this.copyOutOnError = true;
       throw new ErrnoError(Errno.EOPNOTSUPP, 'reserved');
     }
-    const uptr = Number(v.data_uptr as bigint);
-    const entryLen = v.entry_len as number;
+    const uptr = Number(arg.data_uptr);
+    const entryLen = arg.entry_len;
     if (num !== 0 && (uptr === 0 || entryLen === 0)) throw new ErrnoError(Errno.EINVAL, 'no array');
-    const o = this.get(v.hwpt_id as number);
+    const o = this.get(arg.hwpt_id);
     if (o.kind !== 'hwpt_nested' && o.kind !== 'viommu') throw new ErrnoError(Errno.EINVAL, `${o.kind} cannot be invalidated`);
-    const vi = o.kind === 'viommu' ? (o as ViommuObj) : (o as HwptNestedObj).viommu;
-    if (v.data_type !== U.iommu_hwpt_invalidate_data_type.IOMMU_VIOMMU_INVALIDATE_DATA_ARM_SMMUV3) {
-      throw new ErrnoError(Errno.EINVAL, 'data_type');
-    }
+    const ops = (o.kind === 'viommu' ? (o as ViommuObj) : (o as HwptNestedObj).viommu).ops;
+    if (arg.data_type !== ops.invalidateDataType) throw new ErrnoError(Errno.EINVAL, 'data_type');
     if (num === 0) throw new ErrnoError(Errno.EINVAL, 'empty array');
-    const driver = this.smmuOf(vi.smmuName).driver;
     const all = this.proc.mem.copyFromUser(uptr, num * entryLen);
-    // The commands as words, converted in place: a view of the copy when entries are exactly
-    // 16 bytes (the common case), else normalised entry by entry.
+    // The entries as words, converted in place by the driver: a view of the copy when entries
+    // are exactly the kernel's size (the common case), else normalised entry by entry.
+    const entrySize = ops.invalidateEntrySize;
+    const entryWords = entrySize / WORD_BYTES;
     let words: Uint32Array;
-    if (entryLen === 16 && LITTLE_ENDIAN_HOST) {
-      words = new Uint32Array(all.buffer, all.byteOffset, num * 4);
+    if (entryLen === entrySize && LITTLE_ENDIAN_HOST) {
+      words = new Uint32Array(all.buffer, all.byteOffset, num * entryWords);
     } else {
-      words = new Uint32Array(num * 4);
-      const entry = new Uint8Array(16);
-      const dv = new DataView(entry.buffer);
+      words = new Uint32Array(num * entryWords);
+      const entry = new Uint8Array(entrySize);
+      const view = new DataView(entry.buffer);
       for (let i = 0; i < num; i++) {
-        copyArrayEntry(16, all.subarray(i * entryLen, (i + 1) * entryLen), entry);
-        for (let k = 0; k < 4; k++) words[i * 4 + k] = dv.getUint32(k * 4, true);
+        copyArrayEntry(entrySize, all.subarray(i * entryLen, (i + 1) * entryLen), entry);
+        for (let k = 0; k < entryWords; k++) words[i * entryWords + k] = view.getUint32(k * WORD_BYTES, true);
       }
     }
-    let done = 0;
     try {
-      for (; done < num; done++) convertGuestCommand(words, done * 4, vi);
+      ops.invalidate(words, num);
     } catch (e) {
-      // Commands converted before the bad one are still issued (the kernel's loop can drop them;
-      // see docs/design.md), then entry_num reports how many were handled.
-      if (done) driver.submitWords(words, done);
-      v.entry_num = done;
+      if (!(e instanceof InvalidateEntryError)) throw e;
+      // Entries before the rejected one were issued: entry_num reports how many.
+      arg.entry_num = e.handled;
       this.copyOutOnError = true;
       throw e;
     }
-    driver.submitWords(words, num);
     this.kernel.stats.invalidatedCommands += num;
-    v.entry_num = num;
+    arg.entry_num = num;
   }
 
   // ------------------------------------------------------------------------------------------
   // Attach (VFIO_DEVICE_ATTACH_IOMMUFD_PT) and events
 
-  /** Attach a bound device to a HWPT: writes its STE. */
+  /** Attach a bound device to a HWPT: writes its device-table entry. */
   attach(devId: number, ptId: number): void {
     const dev = this.deviceObj(devId);
     const pt = this.get(ptId);
-    const smmu = dev.dev.smmu;
-    let ste: Uint32Array;
+    const driver = this.driverOf(dev.dev);
+    let entry: Uint32Array;
     if (pt.kind === 'hwpt_paging') {
-      const h = pt as HwptPagingObj;
-      if (h.smmuName !== smmu.name) throw new ErrnoError(Errno.EINVAL, 'HWPT of another SMMU');
-      ste = s2Ste(h.domain, 0b110);
+      const hwpt = pt as HwptPagingObj;
+      if (hwpt.state.iommu !== driver.instance) throw new ErrnoError(Errno.EINVAL, 'HWPT of another SMMU');
+      entry = hwpt.domain.prepareAttach(dev.dev, false);
     } else if (pt.kind === 'hwpt_nested') {
-      const h = pt as HwptNestedObj;
-      if (h.viommu.smmuName !== smmu.name) throw new ErrnoError(Errno.EINVAL, 'HWPT of another SMMU');
-      const cfg = STE.CFG.getWords(h.ste[0]!, h.ste[1]!);
-      const valid = STE.V.getWords(h.ste[0]!, h.ste[1]!) === 1;
-      if (valid && cfg === 0b101) {
-        if (dev.vdevice?.viommu !== h.viommu) throw new ErrnoError(Errno.ENOENT, 'nested HWPT needs a vDEVICE for the device');
-        ste = s2Ste(h.viommu.parent.domain, 0b111);
-        ste[0] = ((h.ste[0]! & ~0b1110) | (ste[0]! & 0b1111)) >>> 0;
-        ste[1] = h.ste[1]!;
-        ste[2] = h.ste[2]!;
-        ste[3] = h.ste[3]!;
-        STE.MEV.setWords(ste, 2, 1);
-      } else if (valid && cfg === 0b100) {
-        ste = s2Ste(h.viommu.parent.domain, 0b110);
-      } else {
-        ste = new Uint32Array(8);
-        ste[0] = 1; // V = 1, Config = abort
-      }
+      const hwpt = pt as HwptNestedObj;
+      if (hwpt.viommu.state.iommu !== driver.instance) throw new ErrnoError(Errno.EINVAL, 'HWPT of another SMMU');
+      entry = hwpt.domain.prepareAttach(dev.dev, dev.vdevice?.viommu === hwpt.viommu);
     } else {
       throw new ErrnoError(Errno.EINVAL, `cannot attach to a ${pt.kind}`);
     }
     this.detach(dev);
-    smmu.driver.writeSte(dev.dev.sid, ste);
+    driver.install(dev.dev, entry);
     dev.attached = pt as HwptPagingObj | HwptNestedObj;
     pt.users++;
   }
 
-  /** Detach: the STE becomes abort. */
+  /** Detach: the device aborts DMA. */
   detach(dev: DeviceObj): void {
     if (!dev.attached) return;
     dev.attached.users--;
     dev.attached = undefined;
-    const abort = new Uint32Array(8);
-    abort[0] = 1;
-    dev.dev.smmu.driver.writeSte(dev.dev.sid, abort);
+    this.driverOf(dev.dev).block(dev.dev);
   }
 
-  /** Forward an SMMU event of a device bound here to its vIOMMU's vEVENTQ, if it qualifies. */
-  forwardEvent(dev: DeviceObj, rec: Uint32Array): boolean {
-    const id = rec[0]! & 0xff;
-    const stall = (rec[2]! >>> 31) & 1;
-    const s2 = (rec[3]! >>> 7) & 1;
-    const vd = dev.vdevice;
-    if (!FORWARDED_EVENTS.has(id) || stall || s2 || !vd || dev.attached?.kind !== 'hwpt_nested') return false;
-    const q = vd.viommu.veventqs.get(U.iommu_veventq_type.IOMMU_VEVENTQ_TYPE_ARM_SMMUV3);
-    if (!q) return false;
-    const out = new Uint32Array(rec);
-    out[1] = vd.virtId;
-    q.queue.report(new Uint8Array(out.buffer));
-    return true;
+  /** Forward an IOMMU event of a device bound here to its vIOMMU's vEVENTQ, if it qualifies. */
+  forwardEvent(dev: DeviceObj, record: Uint32Array): boolean {
+    const vdevice = dev.vdevice;
+    if (!vdevice || dev.attached?.kind !== 'hwpt_nested') return false;
+    return vdevice.viommu.ops.forwardEvent(vdevice.viommu, vdevice.virtId, record);
   }
 
   // ------------------------------------------------------------------------------------------
@@ -620,88 +587,18 @@ export class IommufdContext {
 
   /** mmap(2) on this file (spec §3.10); returns the user address or a negative errno. */
   mmap(length: number, prot: number, shared: boolean, offset: number): number {
-    const ps = this.kernel.config.pageSize;
-    if (length % ps !== 0 || length === 0 || !shared) return -Errno.EINVAL;
-    if (prot & 4) return -Errno.EPERM;
-    const m = this.mmaps.get(offset);
-    if (!m || m.length !== length) return -Errno.ENXIO;
-    const vi = m.viommu;
-    const hw = this.smmuOf(vi.smmuName).cmdqv!.hw;
-    vi.users++;
-    this.mappings++;
-    return this.proc.mem.mapDevice(length, hw.vintfPage0Ops(vi.vintf!.index), () => {
-      vi.users--;
-      this.mappings--;
-      if (this.closed && this.mappings === 0) this.release();
+    const pageSize = this.kernel.config.pageSize;
+    if (length % pageSize !== 0 || length === 0 || !shared) return -Errno.EINVAL;
+    if (prot & PROT_EXEC) return -Errno.EPERM;
+    const region = this.mmaps.get(offset);
+    if (!region || region.length !== length) return -Errno.ENXIO;
+    const viommu = region.viommu;
+    viommu.users++;
+    this.state.mappings++;
+    return this.proc.mem.mapDevice(length, region.ops, () => {
+      viommu.users--;
+      this.state.mappings--;
+      if (this.state.closed && this.state.mappings === 0) this.release();
     });
-  }
-}
-
-/** Check a guest STE against what a nested HWPT may carry (spec §3.8); returns its 4 words. */
-function validateGuestSte(d0: bigint, d1: bigint): Uint32Array {
-  const w = new Uint32Array(4);
-  if ((d0 & 1n) === 0n) return w; // V = 0: an abort STE
-  if ((d0 & ~STE0_ALLOWED) !== 0n || (d1 & ~STE1_ALLOWED) !== 0n) throw new ErrnoError(Errno.EIO, 'STE has bits outside the allowed masks');
-  const cfg = Number((d0 >> 1n) & 7n);
-  if (cfg !== 0 && cfg !== 0b100 && cfg !== 0b101) throw new ErrnoError(Errno.EIO, `STE Config ${cfg} not allowed`);
-  const eats = Number((d1 >> 28n) & 3n);
-  if (eats > 1) throw new ErrnoError(Errno.EIO, `STE EATS ${eats} not allowed`);
-  const d1s = d1 & ~(3n << 28n);
-  w[0] = Number(d0 & 0xffff_ffffn);
-  w[1] = Number(d0 >> 32n);
-  w[2] = Number(d1s & 0xffff_ffffn);
-  w[3] = Number(d1s >> 32n);
-  return w;
-}
-
-/** A stage-2 (or nested, cfg 0b111) STE for a paging domain. */
-function s2Ste(d: PagingDomain, cfg: number): Uint32Array {
-  const w = new Uint32Array(8);
-  w[0] = (1 | (cfg << 1)) >>> 0;
-  const tg = d.granule === 4096 ? 0 : d.granule === 65536 ? 1 : 2;
-  const levels = Math.ceil((48 - Math.log2(d.granule)) / (Math.log2(d.granule) - 3));
-  const start = 4 - levels;
-  const sl0 = d.granule === 4096 ? 2 - start : 3 - start;
-  STE.S2VMID.setWords(w, 4, d.vmid);
-  STE.S2T0SZ.setWords(w, 4, 64 - 48);
-  STE.S2SL0.setWords(w, 4, sl0);
-  STE.S2TG.setWords(w, 4, tg);
-  STE.S2PS.setWords(w, 4, 5);
-  STE.S2AA64.setWords(w, 4, 1);
-  STE.S2R.setWords(w, 4, 1);
-  STE.S2TTB.setWords(w, 6, d.tables.root / 16);
-  return w;
-}
-
-/**
- * Convert one guest command for the host (spec §3.9), in place: VMID forced on TLBIs,
- * NSNH_ALL turned into NH_ALL, vSID → physical SID on ATC_INV/CFGI_CD*. Anything else: EIO.
- */
-function convertGuestCommand(w: Uint32Array, i: number, vi: ViommuObj): void {
-  const op = w[i]! & 0xff;
-  // Cases are compared in order: the stage-1 TLBIs (nearly every entry) come first.
-  switch (op) {
-    case Op.TLBI_NH_VA:
-    case Op.TLBI_NH_VAA:
-    case Op.TLBI_NH_ALL:
-    case Op.TLBI_NH_ASID:
-      w[i + 1] = ((w[i + 1]! & 0xffff_0000) | vi.vmid) >>> 0;
-      return;
-    case Op.TLBI_NSNH_ALL:
-      w[i] = Op.TLBI_NH_ALL;
-      w[i + 1] = vi.vmid;
-      w[i + 2] = 0;
-      w[i + 3] = 0;
-      return;
-    case Op.ATC_INV:
-    case Op.CFGI_CD:
-    case Op.CFGI_CD_ALL: {
-      const vd = vi.vdevices.get(w[i + 1]!);
-      if (!vd) throw new ErrnoError(Errno.EIO, `no vDEVICE for vSID 0x${w[i + 1]!.toString(16)}`);
-      w[i + 1] = vd.device.dev.sid;
-      return;
-    }
-    default:
-      throw new ErrnoError(Errno.EIO, `command 0x${op.toString(16)} not allowed`);
   }
 }

@@ -2,58 +2,86 @@
  * A vEVENTQ: the per-vIOMMU event queue of one type, read through its own file descriptor
  * (spec linux-cmdqv.md §3.7). Sequence numbers, depth-limited queueing with a single trailing
  * "lost events" header, and read() copying whole records without blocking — as the kernel does.
+ *
+ * The queue's kernel state (records, sequence, counters) is one plain record, `state`; the
+ * reader's wake-up callback is runtime.
  */
 
 import { iommufd_vevent_header, iommu_veventq_flag } from '../../uapi/iommufd.js';
 
-interface Record_ {
+/** One queued record: an event, or the header saying events were lost. */
+export interface VeventRecord {
   readonly lost: boolean;
   readonly sequence: number;
   readonly payload: Uint8Array;
 }
 
-/** The queue state behind a vEVENTQ object. */
-export class VeventQueue {
-  private readonly records: Record_[] = [];
-  private nextSeq = 0;
+/** The kernel state of a vEVENTQ. */
+export interface VeventQueueState {
+  /** `iommu_veventq_type`. */
+  readonly type: number;
+  readonly depth: number;
+  readonly records: VeventRecord[];
+  nextSequence: number;
   /** Normal events queued (the lost-events header does not count). */
-  private count = 0;
+  count: number;
   /** Events dropped because the queue was full. */
-  dropped = 0;
+  dropped: number;
+}
+
+/** Sequence numbers wrap at 2^31. */
+const SEQUENCE_MASK = 0x7fff_ffff;
+
+/** The queue behind a vEVENTQ object. */
+export class VeventQueue {
+  readonly state: VeventQueueState;
   /** Readiness notification (poll(2)/epoll wake-up of the reader). */
   onReport: (() => void) | undefined;
 
-  constructor(
-    readonly type: number,
-    readonly depth: number,
-  ) {}
+  constructor(type: number, depth: number) {
+    this.state = { type, depth, records: [], nextSequence: 0, count: 0, dropped: 0 };
+  }
+
+  get type(): number {
+    return this.state.type;
+  }
+
+  get depth(): number {
+    return this.state.depth;
+  }
+
+  /** Events dropped because the queue was full. */
+  get dropped(): number {
+    return this.state.dropped;
+  }
 
   /** Number of records (including a lost-events header) waiting. */
   get pending(): number {
-    return this.records.length;
+    return this.state.records.length;
   }
 
   /** Report one event (driver side). */
   report(payload: Uint8Array): void {
-    const last = this.records[this.records.length - 1];
-    if (this.count >= this.depth) {
-      this.dropped++;
+    const { records } = this.state;
+    const last = records[records.length - 1];
+    if (this.state.count >= this.state.depth) {
+      this.state.dropped++;
       // Replace (or add) the trailing lost-events header with the newest sequence number.
-      if (last?.lost) this.records.pop();
-      this.records.push({ lost: true, sequence: this.takeSeq(), payload: new Uint8Array(0) });
+      if (last?.lost) records.pop();
+      records.push({ lost: true, sequence: this.takeSequence(), payload: new Uint8Array(0) });
       this.onReport?.();
       return;
     }
-    if (last?.lost) this.records.pop();
-    this.records.push({ lost: false, sequence: this.takeSeq(), payload: payload.slice() });
-    this.count++;
+    if (last?.lost) records.pop();
+    records.push({ lost: false, sequence: this.takeSequence(), payload: payload.slice() });
+    this.state.count++;
     this.onReport?.();
   }
 
-  private takeSeq(): number {
-    const s = this.nextSeq;
-    this.nextSeq = (this.nextSeq + 1) & 0x7fff_ffff;
-    return s;
+  private takeSequence(): number {
+    const sequence = this.state.nextSequence;
+    this.state.nextSequence = (sequence + 1) & SEQUENCE_MASK;
+    return sequence;
   }
 
   /**
@@ -61,28 +89,29 @@ export class VeventQueue {
    * Returns the bytes (possibly empty: nothing queued or the first record does not fit).
    */
   read(max: number): Uint8Array {
+    const { records } = this.state;
     const parts: Uint8Array[] = [];
     let used = 0;
-    while (this.records.length > 0) {
-      const r = this.records[0]!;
-      const need = iommufd_vevent_header.size + r.payload.length;
+    while (records.length > 0) {
+      const record = records[0]!;
+      const need = iommufd_vevent_header.size + record.payload.length;
       if (used + need > max) break;
-      const rec = new Uint8Array(need);
+      const bytes = new Uint8Array(need);
       iommufd_vevent_header.encode(
-        { flags: r.lost ? iommu_veventq_flag.IOMMU_VEVENTQ_FLAG_LOST_EVENTS : 0, sequence: r.sequence },
-        rec,
+        { flags: record.lost ? iommu_veventq_flag.IOMMU_VEVENTQ_FLAG_LOST_EVENTS : 0, sequence: record.sequence },
+        bytes,
       );
-      rec.set(r.payload, iommufd_vevent_header.size);
-      parts.push(rec);
+      bytes.set(record.payload, iommufd_vevent_header.size);
+      parts.push(bytes);
       used += need;
-      this.records.shift();
-      if (!r.lost) this.count--;
+      records.shift();
+      if (!record.lost) this.state.count--;
     }
     const out = new Uint8Array(used);
     let at = 0;
-    for (const p of parts) {
-      out.set(p, at);
-      at += p.length;
+    for (const part of parts) {
+      out.set(part, at);
+      at += part.length;
     }
     return out;
   }

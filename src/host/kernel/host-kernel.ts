@@ -11,10 +11,13 @@ import { DEFAULT_HOST, validateHostConfig, type HostConfig } from '../config.js'
 import { PhysicalMemory } from '../memory/physical-memory.js';
 import { HostSmmu } from '../smmuv3/smmu.js';
 import { Tegra241CmdqvHw } from '../tegra241-cmdqv/cmdqv.js';
+import type { IommuDriverOps } from '../iommufd/driver.js';
 import { SmmuDriver } from './arm-smmu-v3.js';
+import { ArmSmmuV3Iommufd } from './arm-smmu-v3-iommufd.js';
 import { HostDevice } from './host-device.js';
 import { Process } from './process.js';
 import { CmdqvDriver } from './tegra241-cmdqv-driver.js';
+import { Tegra241CmdqvIommufd } from './tegra241-cmdqv-iommufd.js';
 
 /** One SMMU with its driver and optional CMDQV. */
 export interface SmmuInstance {
@@ -23,6 +26,8 @@ export interface SmmuInstance {
   readonly driver: SmmuDriver;
   readonly cmdqvHw: Tegra241CmdqvHw | undefined;
   readonly cmdqv: CmdqvDriver | undefined;
+  /** The driver's iommufd operations (the SMMUv3's, extended by the CMDQV's when present). */
+  readonly iommufd: IommuDriverOps;
 }
 
 /** Counters of the kernel's work. */
@@ -62,7 +67,10 @@ export class HostKernel {
       const driver = new SmmuDriver(hw, this.phys, this.log);
       const cmdqvHw = s.cmdqv ? new Tegra241CmdqvHw(s.cmdqv, hw, this.phys, this.log, this.tracer) : undefined;
       const cmdqv = cmdqvHw ? new CmdqvDriver(cmdqvHw, driver, this.log) : undefined;
-      const inst: SmmuInstance = { name: s.name, hw, driver, cmdqvHw, cmdqv };
+      const iommufd = cmdqv
+        ? new Tegra241CmdqvIommufd(s.name, hw, driver, this.phys, cmdqv)
+        : new ArmSmmuV3Iommufd(s.name, hw, driver, this.phys);
+      const inst: SmmuInstance = { name: s.name, hw, driver, cmdqvHw, cmdqv, iommufd };
       driver.onEvent = (rec) => this.handleEvent(inst, rec);
       this.smmus.set(s.name, inst);
     }

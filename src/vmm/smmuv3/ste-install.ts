@@ -5,7 +5,7 @@
  * installs nothing, as QEMU's `smmu_find_ste` + `smmuv3_accel_install_ste` do.
  */
 
-import { Evt, STE, STE_CFG_BYPASS, STE_CFG_S1 } from '../../arch/smmuv3/structures.js';
+import { Evt, NESTED_STE_MASK, STE, STE_CFG_BYPASS, STE_CFG_S1 } from '../../arch/smmuv3/structures.js';
 import { Field } from '../../kit/bits.js';
 import type { WordWindow } from '../../kit/sparse-memory.js';
 import { iommu_hwpt_arm_smmuv3 } from '../../uapi/iommufd.js';
@@ -125,13 +125,6 @@ export function classifySte(w: Uint32Array): SteKind {
   if (cfg === STE_CFG_S1) return 'translate';
   return 'invalid';
 }
-
-/**
- * Guest STE bits the host accepts in a nested HWPT (linux-cmdqv.md §3.8): word 0
- * V, Config, S1Fmt, S1ContextPtr[51:6], S1CDMax (0xF80F_FFFF_FFFF_FFFF); word 1 S1DSS,
- * S1CIR, S1COR, S1CSH, S1STALLD, EATS (0x3800_00FF). As 32-bit word masks, words 0..3.
- */
-export const NESTED_STE_MASK: readonly [number, number, number, number] = [0xffff_ffff, 0xf80f_ffff, 0x3800_00ff, 0];
 
 /** The 16-byte `iommu_hwpt_arm_smmuv3` for a guest STE's first two dwords, masked. */
 export function nestedSteData(w: Uint32Array): { data: Uint8Array; ste0: bigint; ste1: bigint } {
