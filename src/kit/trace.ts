@@ -27,7 +27,10 @@ export type TraceArgValues<A extends readonly TraceArg[]> = { -readonly [K in ke
 
 /** A declared trace event. */
 export interface TraceEvent<A extends readonly TraceArg[] = readonly TraceArg[]> {
-  /** Dense id, index into a tracer's enable table. */
+  /**
+   * Dense identity of the event object, the index into a tracer's enable table. Never shown
+   * or saved: names are what patterns, sinks and catalogs use.
+   */
   readonly id: number;
   readonly name: string;
   readonly args: A;
@@ -35,30 +38,43 @@ export interface TraceEvent<A extends readonly TraceArg[] = readonly TraceArg[]>
   readonly format: string;
 }
 
-const catalog: TraceEvent[] = [];
-const byName = new Map<string, TraceEvent>();
+/**
+ * Next event identity. Identities only make enable tables dense: nothing observable depends on
+ * them or on the order modules declare events (the catalog a tracer is given decides what it
+ * can enable, and names decide everything else).
+ */
+let nextEventId = 0;
 
 /**
- * Declare a trace event. Names are global and unique, like QEMU's trace-events files.
+ * Declare a trace event (one folder's `trace-events.ts` declares all of its own). Names are
+ * unique in a {@link traceCatalog}, like QEMU's trace-events files.
  * @example
  * const T = defineTrace('tegra241_cmdqv_write_mmio', [{ name: 'offset', type: 'u32' }], 'offset: 0x%x');
  */
 export function defineTrace<const A extends readonly TraceArg[]>(name: string, args: A, format: string): TraceEvent<A> {
   if (!/^[a-z0-9_]+$/.test(name)) throw new Error(`trace event name ${JSON.stringify(name)} must be [a-z0-9_]+`);
-  if (byName.has(name)) throw new Error(`trace event ${name} declared twice`);
   const conversions = format.match(/%[#0-9]*[udxXs]/g) ?? [];
   if (conversions.length !== args.length) {
     throw new Error(`trace event ${name}: format has ${conversions.length} conversions for ${args.length} args`);
   }
-  const ev: TraceEvent<A> = { id: catalog.length, name, args, format };
-  catalog.push(ev);
-  byName.set(name, ev);
-  return ev;
+  return { id: nextEventId++, name, args, format };
 }
 
-/** Every declared trace event, in declaration order. */
-export function traceCatalog(): readonly TraceEvent[] {
-  return catalog;
+/**
+ * A catalog of trace events: the groups given (each folder's `TRACE_EVENTS`), sorted by name,
+ * with every name unique.
+ * @throws Error naming an event declared twice
+ */
+export function traceCatalog(...groups: readonly (readonly TraceEvent[])[]): readonly TraceEvent[] {
+  const byName = new Map<string, TraceEvent>();
+  for (const group of groups) {
+    for (const ev of group) {
+      const seen = byName.get(ev.name);
+      if (seen && seen !== ev) throw new Error(`trace event ${ev.name} declared twice`);
+      byName.set(ev.name, ev);
+    }
+  }
+  return [...byName.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 }
 
 /** Format a record's arguments with the event's printf-style format. */
@@ -101,13 +117,20 @@ export interface TraceSink {
  * Enable with patterns; a leading `-` disables (`-trace 'tegra241_cmdqv_*,-*_read_*'`).
  */
 export class Tracer {
-  private on = new Uint8Array(0);
+  private on: Uint8Array;
   private readonly patterns: { re: RegExp; enable: boolean }[] = [];
   private readonly sinks: TraceSink[] = [];
   /** Time source for records (model nanoseconds). */
   now: () => number = () => 0;
   /** Number of records emitted while enabled. */
   emitted = 0;
+
+  /** @param catalog the events this tracer can enable (see {@link traceCatalog}); others stay off */
+  constructor(readonly catalog: readonly TraceEvent[] = []) {
+    let size = 0;
+    for (const ev of catalog) size = Math.max(size, ev.id + 1);
+    this.on = new Uint8Array(size);
+  }
 
   /** Apply comma-separated glob patterns in order; returns the names that matched none. */
   enable(patterns: string): string[] {
@@ -116,7 +139,7 @@ export class Tracer {
       const enable = !raw.startsWith('-');
       const re = globToRegExp(enable ? raw : raw.slice(1));
       this.patterns.push({ re, enable });
-      if (!catalog.some((e) => re.test(e.name))) unmatched.push(raw);
+      if (!this.catalog.some((e) => re.test(e.name))) unmatched.push(raw);
     }
     this.refresh();
     return unmatched;
@@ -135,13 +158,11 @@ export class Tracer {
 
   /** Whether `ev` is enabled (for call sites that must compute arguments first). */
   enabled(ev: TraceEvent): boolean {
-    if (ev.id >= this.on.length) this.refresh();
     return this.on[ev.id] === 1;
   }
 
   /** Emit a record if the event is enabled. */
   emit<A extends readonly TraceArg[]>(ev: TraceEvent<A>, ...values: TraceArgValues<A>): void {
-    if (ev.id >= this.on.length) this.refresh();
     if (this.on[ev.id] !== 1) return;
     this.emitted++;
     const t = this.now();
@@ -150,13 +171,12 @@ export class Tracer {
 
   /** Names of enabled events. */
   enabledNames(): string[] {
-    this.refresh();
-    return catalog.filter((e) => this.on[e.id] === 1).map((e) => e.name);
+    return this.catalog.filter((e) => this.on[e.id] === 1).map((e) => e.name);
   }
 
   private refresh(): void {
-    const on = new Uint8Array(catalog.length);
-    for (const ev of catalog) {
+    const on = this.on;
+    for (const ev of this.catalog) {
       let state = 0;
       for (const p of this.patterns) if (p.re.test(ev.name)) state = p.enable ? 1 : 0;
       on[ev.id] = state;

@@ -5,46 +5,13 @@
  */
 
 import type { RegionOps } from '../../kit/memory-region.js';
-import { defineTrace, type Tracer } from '../../kit/trace.js';
+import type { Tracer } from '../../kit/trace.js';
 import { errnoName } from '../../uapi/errno.js';
 import * as U from '../../uapi/iommufd.js';
 import type { AnyStruct } from '../../uapi/layout.js';
 import { MAP_SHARED, mmapAnonymous, PROT_READ, PROT_WRITE, type Syscalls } from '../../uapi/syscalls.js';
 import * as V from '../../uapi/vfio.js';
-
-const T_CALL = defineTrace(
-  'iommufd_backend_call',
-  [
-    { name: 'iommufd', type: 'i32' },
-    { name: 'ioctl', type: 'str' },
-    { name: 'ret', type: 'i32' },
-  ],
-  'iommufd=%d %s ret=%d',
-);
-const T_HWQ = defineTrace(
-  'iommufd_backend_alloc_hw_queue',
-  [
-    { name: 'iommufd', type: 'i32' },
-    { name: 'viommu_id', type: 'u32' },
-    { name: 'vqueue_type', type: 'u32' },
-    { name: 'index', type: 'u32' },
-    { name: 'addr', type: 'u64' },
-    { name: 'size', type: 'u64' },
-    { name: 'vqueue_id', type: 'u32' },
-    { name: 'ret', type: 'i32' },
-  ],
-  ' iommufd=%d viommu_id=%u vqueue_type=%u index=%u addr=0x%x size=0x%x vqueue_id=%u (%d)',
-);
-const T_MMAP = defineTrace(
-  'iommufd_backend_viommu_mmap',
-  [
-    { name: 'iommufd', type: 'i32' },
-    { name: 'viommu_id', type: 'u32' },
-    { name: 'size', type: 'u64' },
-    { name: 'offset', type: 'u64' },
-  ],
-  ' iommufd=%d viommu_id=%u size=0x%x offset=0x%x',
-);
+import { T_CALL, T_HWQ, T_MMAP } from './trace-events.js';
 
 /** Linux strerror texts for the errnos the stack returns. */
 const STRERROR: Record<string, string> = {
