@@ -4,7 +4,8 @@
  * host silicon model and the VMM's emulated CMDQV.
  */
 
-import { defineRegister } from '../../kit/registers.js';
+import { defineRegister, instanceOffset } from '../../kit/registers.js';
+import { Op } from '../smmuv3/commands.js';
 
 /** Aperture layout (offsets from the CMDQV base). */
 export const CMDQV_CONFIG_PAGE = 0x00000;
@@ -23,6 +24,36 @@ export const VINTF_BLOCK_STRIDE = 0x100;
 /** Aperture size for `vintfs` VINTFs: 0x30000 + 0x20000·vintfs (64 → 0x830000). */
 export function cmdqvApertureSize(vintfs: number): number {
   return CMDQV_VINTF_PAGES + CMDQV_VINTF_STRIDE * vintfs;
+}
+
+/** Offset of VINTF `vintf`'s register block in the config page. */
+export function vintfBlockOffset(vintf: number): number {
+  return VINTF_BLOCK + VINTF_BLOCK_STRIDE * vintf;
+}
+
+/** Offset of global VCMDQ `vcmdq`'s page0 slot (the direct, global view). */
+export function vcmdqPage0Offset(vcmdq: number): number {
+  return CMDQV_VCMDQ_PAGE0 + VCMDQ_SLOT * vcmdq;
+}
+
+/** Offset of global VCMDQ `vcmdq`'s page1 slot (the direct, global view). */
+export function vcmdqPage1Offset(vcmdq: number): number {
+  return CMDQV_VCMDQ_PAGE1 + VCMDQ_SLOT * vcmdq;
+}
+
+/** Offset of VINTF `vintf`'s page0 (the page a user VINTF's owner maps). */
+export function vintfPage0Offset(vintf: number): number {
+  return CMDQV_VINTF_PAGES + CMDQV_VINTF_STRIDE * vintf;
+}
+
+/** Offset of logical VCMDQ `lvcmdq`'s page0 slot in VINTF `vintf`'s page0. */
+export function lvcmdqPage0Offset(vintf: number, lvcmdq: number): number {
+  return vintfPage0Offset(vintf) + VCMDQ_SLOT * lvcmdq;
+}
+
+/** Offset of logical VCMDQ `lvcmdq`'s page1 slot in VINTF `vintf`'s page1. */
+export function lvcmdqPage1Offset(vintf: number, lvcmdq: number): number {
+  return vintfPage0Offset(vintf) + CMDQV_PAGE_SIZE + VCMDQ_SLOT * lvcmdq;
 }
 
 // ---- global registers ------------------------------------------------------------------
@@ -52,12 +83,30 @@ export const STATUS = defineRegister({
 export const VI_ERR_MAP = defineRegister({ name: 'VI_ERR_MAP_{i}', offset: 0x14, width: 32, access: 'RO', repeat: { count: 2, stride: 4 } });
 export const VI_INT_MASK = defineRegister({ name: 'VI_INT_MASK_{i}', offset: 0x1c, width: 32, repeat: { count: 2, stride: 4 } });
 export const CMDQ_ERR_MAP = defineRegister({ name: 'CMDQ_ERR_MAP_{i}', offset: 0x24, width: 32, access: 'RO', repeat: { count: 4, stride: 4 } });
-/** CMDQ_ALLOC_MAP_q for every global VCMDQ (the host has 128; a VMM exposes fewer). */
-export function cmdqAllocMap(count: number) {
-  return defineRegister({
-    name: 'CMDQ_ALLOC_MAP_{i}', offset: 0x200, width: 32, repeat: { count, stride: 4 },
-    fields: { ALLOC: { lsb: 0, width: 1 }, LVCMDQ: { lsb: 1, width: 7 }, VIRT_INTF_INDX: { lsb: 15, width: 6 } },
-  });
+/** CMDQ_ALLOC_MAP_q for each of the (up to 128) global VCMDQs; a VMM exposes fewer. */
+export const CMDQ_ALLOC_MAP = defineRegister({
+  name: 'CMDQ_ALLOC_MAP_{i}', offset: 0x200, width: 32, repeat: { count: 128, stride: 4 },
+  fields: { ALLOC: { lsb: 0, width: 1 }, LVCMDQ: { lsb: 1, width: 7 }, VIRT_INTF_INDX: { lsb: 15, width: 6 } },
+});
+
+/** PARAM value describing a CMDQV of the given version and log2 sizes. */
+export function paramValue(p: { readonly version: number; readonly log2Vcmdqs: number; readonly log2Vintfs: number; readonly log2SidsPerVintf: number }): number {
+  const F = PARAM.f;
+  let v = F.CMDQV_VER.set(0, p.version);
+  v = F.CMDQV_NUM_CMDQ_LOG2.set(v, p.log2Vcmdqs);
+  v = F.CMDQV_NUM_VI_LOG2.set(v, p.log2Vintfs);
+  return F.CMDQV_NUM_SID_PER_VI_LOG2.set(v, p.log2SidsPerVintf);
+}
+
+/** CMDQ_ALLOC_MAP value mapping a global VCMDQ as logical queue `lvcmdq` of VINTF `vintf`. */
+export function allocMapValue(vintf: number, lvcmdq: number, alloc: boolean): number {
+  const F = CMDQ_ALLOC_MAP.f;
+  return F.ALLOC.set(F.LVCMDQ.set(F.VIRT_INTF_INDX.set(0, vintf), lvcmdq), alloc ? 1 : 0);
+}
+
+/** Offset of CMDQ_ALLOC_MAP for global VCMDQ `vcmdq`. */
+export function allocMapOffset(vcmdq: number): number {
+  return instanceOffset(CMDQ_ALLOC_MAP, vcmdq);
 }
 
 // ---- per-VINTF block (0x100 bytes at 0x1000 + 0x100·v); offsets relative to the block --------
@@ -110,5 +159,8 @@ export const VCMDQ_CONS_INDX_BASE = defineRegister({
 /** CERROR code 4 of a VCMDQ (CMDQV only): illegal access. */
 export const CERROR_ILL_ACCESS = 4;
 
-/** Opcodes a guest-owned (HYP_OWN = 0) VCMDQ executes (spec linux-cmdqv.md §2.9). */
-export const GUEST_VCMDQ_OPCODES: readonly number[] = [0x11, 0x12, 0x40, 0x46];
+/**
+ * Opcodes a guest-owned (HYP_OWN = 0) VCMDQ executes (spec linux-cmdqv.md §2.9): the one list
+ * the silicon's filter and the guest driver's routing both derive from.
+ */
+export const GUEST_VCMDQ_OPCODES: readonly number[] = [Op.TLBI_NH_ASID, Op.TLBI_NH_VA, Op.ATC_INV, Op.SYNC];

@@ -49,7 +49,7 @@ const MAX_LVCMDQ = 128;
 const NO_QUEUE = -1;
 
 let layouts: { global: RegisterLayout; vintf: RegisterLayout; page0: RegisterLayout; page1: RegisterLayout } | undefined;
-const ALLOC_MAP = C.cmdqAllocMap(128);
+const ALLOC_MAP = C.CMDQ_ALLOC_MAP;
 
 function cmdqvLayouts() {
   layouts ??= {
