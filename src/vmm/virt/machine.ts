@@ -168,7 +168,16 @@ export class Machine {
           guestMemory: this.dmaMemory(),
           log: this.log,
           tracer: this.tracer,
-          cmdqvFactory: (host) => new Tegra241Cmdqv({ host, log: this.log, tracer: this.tracer, defer: (fn) => this.clock.schedule(0, fn) }),
+          cmdqvFactory: (host) =>
+            new Tegra241Cmdqv({
+              host,
+              log: this.log,
+              tracer: this.tracer,
+              mainLoop: {
+                setFdHandler: (fd, h) => this.proc.watchFd(fd, h ? () => this.clock.schedule(0, h) : undefined),
+                defer: (fn) => this.clock.schedule(0, fn),
+              },
+            }),
           minRamPageSize: () => this.ramPageSize,
         },
       );
