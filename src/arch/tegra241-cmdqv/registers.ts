@@ -4,6 +4,7 @@
  * host silicon model and the VMM's emulated CMDQV.
  */
 
+import type { Field } from '../../kit/bits.js';
 import { defineRegister, instanceOffset } from '../../kit/registers.js';
 import { Op } from '../smmuv3/commands.js';
 
@@ -155,6 +156,45 @@ export const VCMDQ_BASE = defineRegister({
 export const VCMDQ_CONS_INDX_BASE = defineRegister({
   name: 'CONS_INDX_BASE_DRAM', offset: 0x8, width: 64, fields: { ADDR: { lsb: 0, width: 48 } },
 });
+
+/** BASE value of a VCMDQ ring at `addr` (32-byte aligned, below 2^48) of 2^`log2size` entries. */
+export function vcmdqBaseValue(addr: number, log2size: number): bigint {
+  const F = VCMDQ_BASE.f;
+  return F.ADDR.setBig(F.LOG2SIZE.setBig(0n, BigInt(log2size)), BigInt(addr) >> BigInt(F.ADDR.lsb));
+}
+
+/**
+ * A CONFIG register whose enable bit a STATUS bit follows (the global CMDQV, a VINTF, a VCMDQ):
+ * drivers write the enable and poll the status. Offsets are in the CMDQV aperture.
+ */
+export interface EnableHandshake {
+  readonly config: number;
+  readonly status: number;
+  readonly enable: Field;
+  readonly enabled: Field;
+}
+
+/** The global CMDQV enable (CONFIG.CMDQV_EN → STATUS.CMDQV_ENABLED). */
+export const CMDQV_ENABLE: EnableHandshake = {
+  config: CONFIG.spec.offset, status: STATUS.spec.offset, enable: CONFIG.f.CMDQV_EN, enabled: STATUS.f.CMDQV_ENABLED,
+};
+
+/** VINTF `vintf`'s enable (CONFIG.ENABLE → STATUS.ENABLE_OK). */
+export function vintfEnable(vintf: number): EnableHandshake {
+  const block = vintfBlockOffset(vintf);
+  return {
+    config: block + VINTF_CONFIG.spec.offset, status: block + VINTF_STATUS.spec.offset,
+    enable: VINTF_CONFIG.f.ENABLE, enabled: VINTF_STATUS.f.ENABLE_OK,
+  };
+}
+
+/** The enable of the VCMDQ whose page0 slot is at `page0` (CONFIG.CMDQ_EN → STATUS.CMDQ_EN_OK). */
+export function vcmdqEnable(page0: number): EnableHandshake {
+  return {
+    config: page0 + VCMDQ_CONFIG.spec.offset, status: page0 + VCMDQ_STATUS.spec.offset,
+    enable: VCMDQ_CONFIG.f.CMDQ_EN, enabled: VCMDQ_STATUS.f.CMDQ_EN_OK,
+  };
+}
 
 /** CERROR code 4 of a VCMDQ (CMDQV only): illegal access. */
 export const CERROR_ILL_ACCESS = 4;
