@@ -8,8 +8,7 @@ import type { Field } from '../../kit/bits.js';
 import { defineRegister, instanceOffset } from '../../kit/registers.js';
 import { Op } from '../smmuv3/commands.js';
 
-/** Aperture layout (offsets from the CMDQV base). */
-export const CMDQV_CONFIG_PAGE = 0x00000;
+/** Aperture layout (offsets from the CMDQV base; the config page is at 0). */
 export const CMDQV_VCMDQ_PAGE0 = 0x10000;
 export const CMDQV_VCMDQ_PAGE1 = 0x20000;
 export const CMDQV_VINTF_PAGES = 0x30000;

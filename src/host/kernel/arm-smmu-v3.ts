@@ -19,7 +19,7 @@ const CMDQ_LOG2 = 12;
 /** log2 entries of the kernel's event queue. */
 const EVTQ_LOG2 = 10;
 /** Commands per chunk before a CMD_SYNC (the kernel batches 64 including the sync). */
-export const CMDQ_BATCH = 63;
+const CMDQ_BATCH = 63;
 /** Read-allocate hint of STRTAB_BASE / CMDQ_BASE. */
 const STRTAB_RA = R.STRTAB_BASE.f.RA.setBig(0n, 1n);
 const CMDQ_RA = R.CMDQ_BASE.f.RA.setBig(0n, 1n);
@@ -220,7 +220,7 @@ export class SmmuDriver {
 const SYNC_WORDS = cmdWords(Op.SYNC, 0, 0, 0, SYNC_CS_SEV);
 
 /** Build a command from the fields the kernel uses (dword0 high word, dword1 low word, CS). */
-export function cmdWords(op: number, vmidOrNone: number, sid: number, d1lo: number, cs: number): Uint32Array {
+function cmdWords(op: number, vmidOrNone: number, sid: number, d1lo: number, cs: number): Uint32Array {
   const w = new Uint32Array(4);
   D0.OPCODE.setWords(w, 0, op);
   D0.SYNC_CS.setWords(w, 0, cs);

@@ -11,7 +11,7 @@ import * as C from '../../arch/tegra241-cmdqv/registers.js';
 
 /** Number of VCMDQs and SID pairs exposed (QEMU: CMDQV_NUM_CMDQ_LOG2 = 1, SIDs log2 4). */
 export const VCMDQS = 2;
-export const SIDS = 16;
+const SIDS = 16;
 /** PARAM: VER 1, 2 VCMDQs, 1 VINTF, 16 SIDs (0x4011). */
 export const PARAM_VALUE = C.paramValue({ version: 1, log2Vcmdqs: Math.log2(VCMDQS), log2Vintfs: 0, log2SidsPerVintf: Math.log2(SIDS) });
 /** Size of the block: the global pages plus VINTF0's page pair. */
