@@ -268,7 +268,7 @@ export interface AmlDeviceInfo {
 
 class AmlReader {
   constructor(
-    readonly b: Uint8Array,
+    readonly bytes: Uint8Array,
     public at: number,
   ) {}
 
@@ -277,8 +277,8 @@ class AmlReader {
   }
 
   u8(): number {
-    if (this.at >= this.b.length) this.fail('unexpected end of AML');
-    return this.b[this.at++]!;
+    if (this.at >= this.bytes.length) this.fail('unexpected end of AML');
+    return this.bytes[this.at++]!;
   }
 
   le(n: number): bigint {
@@ -295,7 +295,7 @@ class AmlReader {
     let len = follow === 0 ? lead & 0x3f : lead & 0x0f;
     for (let i = 0; i < follow; i++) len |= this.u8() << (4 + 8 * i);
     const end = start + len;
-    if (end > this.b.length || end < this.at) this.fail(`PkgLength ${len} runs past the end of its scope`, start);
+    if (end > this.bytes.length || end < this.at) this.fail(`PkgLength ${len} runs past the end of its scope`, start);
     return end;
   }
 
@@ -312,11 +312,11 @@ class AmlReader {
   /** Reads a NameString, returning its text form (`\`, `^` prefixes, dot-joined segments). */
   nameString(): string {
     let prefix = '';
-    if (this.b[this.at] === AmlOp.RootChar) {
+    if (this.bytes[this.at] === AmlOp.RootChar) {
       this.at++;
       prefix = '\\';
     } else {
-      while (this.b[this.at] === AmlOp.ParentPrefix) {
+      while (this.bytes[this.at] === AmlOp.ParentPrefix) {
         this.at++;
         prefix += '^';
       }
@@ -367,7 +367,7 @@ function readData(r: AmlReader): AmlValue {
       const end = r.pkgEnd();
       const size = readData(r);
       if (size.kind !== 'integer') r.fail('Buffer size is not an integer constant', at);
-      const init = r.b.subarray(r.at, end);
+      const init = r.bytes.subarray(r.at, end);
       if (BigInt(init.length) > size.value) r.fail(`Buffer initializer (${init.length} bytes) exceeds its size ${size.value}`, at);
       const bytes = new Uint8Array(Number(size.value));
       bytes.set(init);
@@ -385,7 +385,7 @@ function readData(r: AmlReader): AmlValue {
         n = Number(c.value);
       }
       const elements: AmlValue[] = [];
-      while (r.at < end) elements.push(isNameLead(r.b[r.at]) ? { kind: 'name', path: r.nameString() } : readData(r));
+      while (r.at < end) elements.push(isNameLead(r.bytes[r.at]) ? { kind: 'name', path: r.nameString() } : readData(r));
       if (r.at !== end) r.fail('Package elements overrun the package', at);
       if (elements.length > n) r.fail(`Package declares ${n} elements but holds ${elements.length}`, at);
       return { kind: 'package', elements };
@@ -415,7 +415,7 @@ function walkTerms(r: AmlReader, end: number, scope: string, device: AmlDeviceIn
     if (op === AmlOp.Scope) {
       const pkgEnd = r.pkgEnd();
       walkTerms(r, pkgEnd, joinPath(scope, r.nameString()), undefined, out);
-    } else if (op === AmlOp.ExtOpPrefix && r.b[r.at] === AmlOp.Device) {
+    } else if (op === AmlOp.ExtOpPrefix && r.bytes[r.at] === AmlOp.Device) {
       r.at++;
       const pkgEnd = r.pkgEnd();
       const info: AmlDeviceInfo = { path: joinPath(scope, r.nameString()), offset: at, names: new Map(), methods: [] };
@@ -453,7 +453,7 @@ export type AcpiResource =
   | { kind: 'other'; tag: number };
 
 /** Decodes a resource template buffer up to its End Tag. */
-export function parseResourceTemplate(buf: Uint8Array): AcpiResource[] {
+function parseResourceTemplate(buf: Uint8Array): AcpiResource[] {
   const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
   const out: AcpiResource[] = [];
   let at = 0;

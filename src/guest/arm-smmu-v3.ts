@@ -6,7 +6,7 @@
  * for the commands it accepts (see {@link GuestCmdqv}).
  */
 
-import { buildCommand, CERROR_ILL, Op, SYNC_CS_SEV } from '../arch/smmuv3/commands.js';
+import { buildCommand, CERROR_ATC_INV_SYNC, CERROR_ILL, Op, SYNC_CS_SEV } from '../arch/smmuv3/commands.js';
 import { qAdvance, qEmpty, qIndex } from '../arch/smmuv3/queue.js';
 import { GuestCommandQueue } from './command-queue.js';
 import * as R from '../arch/smmuv3/registers.js';
@@ -15,6 +15,15 @@ import { GuestAllocator, pollTimeout, type GuestPlatform } from './platform.js';
 /** The driver's cap on its command queue (log2 entries). */
 const CMDQ_MAX_LOG2 = 10;
 const EVTQ_LOG2 = 8;
+/** CR0 values of the enable sequence: CMDQ first, then the event queue, then the SMMU. */
+const CR0_CMDQ = R.CR0.f.CMDQEN.set(0, 1);
+const CR0_QUEUES = R.CR0.f.EVENTQEN.set(CR0_CMDQ, 1);
+const CR0_ALL = R.CR0.f.SMMUEN.set(CR0_QUEUES, 1);
+/** IRQ_CTRL: global error and event queue interrupts. */
+const IRQS = R.IRQ_CTRL.f.EVENTQ_IRQEN.set(R.IRQ_CTRL.f.GERROR_IRQEN.set(0, 1), 1);
+/** Read-allocate hint of STRTAB_BASE / CMDQ_BASE. */
+const STRTAB_RA = R.STRTAB_BASE.f.RA.setBig(0n, 1n);
+const CMDQ_RA = R.CMDQ_BASE.f.RA.setBig(0n, 1n);
 
 /** Counters of the guest driver's work. */
 export interface GuestSmmuStats {
@@ -40,12 +49,12 @@ export class GuestSmmu {
   private evtCons = 0;
 
   constructor(
-    readonly p: GuestPlatform,
+    readonly platform: GuestPlatform,
     readonly base: number,
     readonly mem: GuestAllocator,
     readonly identifier: number,
   ) {
-    const b = p.bus;
+    const b = platform.bus;
     this.idr1 = b.read32(base + R.IDR1.spec.offset);
     const idr3 = b.read32(base + R.IDR3.spec.offset);
     this.sidBits = Math.min(R.IDR1.f.SIDSIZE.get(this.idr1), 16);
@@ -55,31 +64,31 @@ export class GuestSmmu {
     this.writeCr0(0);
     this.strtab = mem.alloc(2 ** this.sidBits * 64);
     const cmdq = mem.alloc(2 ** this.cmdqLog2 * 16);
-    this.queue = new GuestCommandQueue(p.bus, p.clock, cmdq, this.cmdqLog2, base + R.CMDQ_PROD.spec.offset, base + R.CMDQ_CONS.spec.offset, SYNC_CS_SEV, (cons) => {
-      const gerror = p.bus.read32(base + R.GERROR.spec.offset);
-      if ((gerror ^ p.bus.read32(base + R.GERRORN.spec.offset)) & 1) this.skipError(cons, gerror);
+    this.queue = new GuestCommandQueue(b, platform.clock, cmdq, this.cmdqLog2, base + R.CMDQ_PROD.spec.offset, base + R.CMDQ_CONS.spec.offset, SYNC_CS_SEV, (cons) => {
+      const gerror = b.read32(base + R.GERROR.spec.offset);
+      if (R.GERROR.f.CMDQ_ERR.get(gerror ^ b.read32(base + R.GERRORN.spec.offset))) this.skipError(cons, gerror);
     }, `SMMU ${identifier}`);
     this.evtq = mem.alloc(2 ** EVTQ_LOG2 * 32);
-    b.write64(base + R.STRTAB_BASE.spec.offset, BigInt(this.strtab) | (1n << 62n));
+    b.write64(base + R.STRTAB_BASE.spec.offset, BigInt(this.strtab) | STRTAB_RA);
     b.write32(base + R.STRTAB_BASE_CFG.spec.offset, this.sidBits);
-    b.write64(base + R.CMDQ_BASE.spec.offset, BigInt(cmdq) | BigInt(this.cmdqLog2) | (1n << 62n));
+    b.write64(base + R.CMDQ_BASE.spec.offset, BigInt(cmdq) | BigInt(this.cmdqLog2) | CMDQ_RA);
     b.write32(base + R.CMDQ_PROD.spec.offset, 0);
     b.write32(base + R.CMDQ_CONS.spec.offset, 0);
-    this.writeCr0(R.CR0.f.CMDQEN.set(0, 1));
+    this.writeCr0(CR0_CMDQ);
     this.submit([buildCommand(Op.CFGI_STE_RANGE, { range: 31 }), buildCommand(Op.TLBI_NSNH_ALL)]);
     b.write64(base + R.EVENTQ_BASE.spec.offset, BigInt(this.evtq) | BigInt(EVTQ_LOG2));
     b.write32(base + R.EVENTQ_PROD.spec.offset, 0);
     b.write32(base + R.EVENTQ_CONS.spec.offset, 0);
-    this.writeCr0(0b1100);
-    b.write32(base + R.IRQ_CTRL.spec.offset, 0b101);
-    if (!pollTimeout(p.clock, () => b.read32(base + R.IRQ_CTRLACK.spec.offset) === 0b101)) throw new Error('failed to enable irqs');
-    this.writeCr0(0b1101);
+    this.writeCr0(CR0_QUEUES);
+    b.write32(base + R.IRQ_CTRL.spec.offset, IRQS);
+    if (!pollTimeout(platform.clock, () => b.read32(base + R.IRQ_CTRLACK.spec.offset) === IRQS)) throw new Error('failed to enable irqs');
+    this.writeCr0(CR0_ALL);
   }
 
   private writeCr0(v: number): void {
-    const b = this.p.bus;
+    const b = this.platform.bus;
     b.write32(this.base + R.CR0.spec.offset, v);
-    if (!pollTimeout(this.p.clock, () => b.read32(this.base + R.CR0ACK.spec.offset) === v)) {
+    if (!pollTimeout(this.platform.clock, () => b.read32(this.base + R.CR0ACK.spec.offset) === v)) {
       throw new Error(`SMMU ${this.identifier}: CR0 write of 0x${v.toString(16)} not acknowledged`);
     }
   }
@@ -87,7 +96,7 @@ export class GuestSmmu {
   /** Write an STE (8 words) for `sid` and invalidate it. */
   writeSte(sid: number, ste: Uint32Array): void {
     const addr = this.strtab + sid * 64;
-    for (let i = 0; i < 16; i++) this.p.bus.write32(addr + i * 4, i < 8 ? ste[i]! : 0);
+    for (let i = 0; i < 16; i++) this.platform.bus.write32(addr + i * 4, i < 8 ? ste[i]! : 0);
     this.submit([buildCommand(Op.CFGI_STE, { sid, leaf: true })]);
   }
 
@@ -104,21 +113,21 @@ export class GuestSmmu {
   /** Linux's skip-error routine on the main CMDQ. */
   private skipError(cons: number, gerror: number): void {
     const err = R.CMDQ_CONS.f.ERR.get(cons);
-    if (err === CERROR_ILL || err > 3) {
+    if (err === CERROR_ILL || err > CERROR_ATC_INV_SYNC) {
       const at = this.queue.slot(cons);
       const sync = buildCommand(Op.SYNC, { cs: SYNC_CS_SEV });
-      for (let i = 0; i < 4; i++) this.p.bus.write32(at + i * 4, sync[i]!);
+      for (let i = 0; i < 4; i++) this.platform.bus.write32(at + i * 4, sync[i]!);
     }
     this.stats.cerrorsSkipped++;
-    this.p.bus.write32(this.base + R.GERRORN.spec.offset, gerror);
+    this.platform.bus.write32(this.base + R.GERRORN.spec.offset, gerror);
   }
 
   /** Event queue interrupt handler: drain records. */
   drainEvents(): number {
-    const b = this.p.bus;
+    const b = this.platform.bus;
     const prod = b.read32(this.base + R.EVENTQ_PROD.spec.offset);
     let n = 0;
-    while (!qEmpty(prod & 0xfffff, this.evtCons, EVTQ_LOG2)) {
+    while (!qEmpty(R.EVENTQ_PROD.f.WR.get(prod), this.evtCons, EVTQ_LOG2)) {
       const at = this.evtq + qIndex(this.evtCons, EVTQ_LOG2) * 32;
       const rec = new Uint32Array(8);
       for (let i = 0; i < 8; i++) rec[i] = b.read32(at + i * 4);
@@ -127,7 +136,8 @@ export class GuestSmmu {
       this.evtCons = qAdvance(this.evtCons, 1, EVTQ_LOG2);
       n++;
     }
-    b.write32(this.base + R.EVENTQ_CONS.spec.offset, ((prod & 0x8000_0000) | this.evtCons) >>> 0);
+    // Acknowledge an overflow by copying its flag.
+    b.write32(this.base + R.EVENTQ_CONS.spec.offset, R.EVENTQ_CONS.f.OVACKFLG.set(this.evtCons, R.EVENTQ_PROD.f.OVFLG.get(prod)));
     this.stats.events += n;
     return n;
   }

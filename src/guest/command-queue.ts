@@ -6,8 +6,12 @@
 import type { VirtualClock } from '../kit/clock.js';
 import { buildCommand, Op } from '../arch/smmuv3/commands.js';
 import { qAdvance, qEmpty, qIndex, qUsed } from '../arch/smmuv3/queue.js';
+import { CMDQ_CONS } from '../arch/smmuv3/registers.js';
 import type { GuestBus } from './platform.js';
 import { pollTimeout } from './platform.js';
+
+/** CONS.RD: the read index (with wrap bit) below the error field (same in SMMU CMDQ and VCMDQ CONS). */
+const CONS_RD = CMDQ_CONS.f.RD;
 
 /** One queue: its ring in guest RAM and its PROD/CONS registers. */
 export class GuestCommandQueue {
@@ -46,7 +50,7 @@ export class GuestCommandQueue {
     const sync = buildCommand(Op.SYNC, { cs: this.syncCs });
     for (let k = 0; k <= cmds.length; k++) {
       const c = k < cmds.length ? cmds[k]! : sync;
-      if (qUsed(this.prod, b.read32(this.consReg) & 0xfffff, this.log2) >= 2 ** this.log2 - 1) this.kick();
+      if (qUsed(this.prod, CONS_RD.get(b.read32(this.consReg)), this.log2) >= 2 ** this.log2 - 1) this.kick();
       const at = this.slot(this.prod);
       for (let i = 0; i < 4; i++) b.write32(at + i * 4, c[i]!);
       this.prod = qAdvance(this.prod, 1, this.log2);
@@ -61,7 +65,7 @@ export class GuestCommandQueue {
     b.write32(this.prodReg, this.prod);
     const done = pollTimeout(this.clock, () => {
       const cons = b.read32(this.consReg);
-      if (qEmpty(this.prod, cons & 0xfffff, this.log2)) return true;
+      if (qEmpty(this.prod, CONS_RD.get(cons), this.log2)) return true;
       this.onPoll?.(cons);
       return false;
     });

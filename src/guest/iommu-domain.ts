@@ -6,11 +6,16 @@
  */
 
 import { buildCommand, Op } from '../arch/smmuv3/commands.js';
+import { CD, STE, STE_CFG_ABORT, STE_CFG_S1 } from '../arch/smmuv3/structures.js';
 import { PageTableBuilder } from '../kit/page-table-builder.js';
 import type { GuestSmmu } from './arm-smmu-v3.js';
 import type { GuestCmdqv } from './tegra241-cmdqv.js';
 
 const PAGE = 4096;
+/** CD.IPS encoding of a 48-bit intermediate physical address size. */
+const IPS_48BIT = 5;
+/** CD.T0SZ for a 48-bit input range. */
+const T0SZ_48BIT = 64 - 48;
 
 /** Where invalidations went. */
 export interface RouteStats {
@@ -42,9 +47,9 @@ export class CommandRouter {
       run = [];
     };
     for (const c of cmds) {
-      const v = this.cmdqv !== undefined && this.cmdqv.accepts(c);
-      if (run.length > 0 && v !== onVcmdq) flush();
-      onVcmdq = v;
+      const toVcmdq = this.cmdqv !== undefined && this.cmdqv.accepts(c);
+      if (run.length > 0 && toVcmdq !== onVcmdq) flush();
+      onVcmdq = toVcmdq;
       run.push(c);
     }
     flush();
@@ -61,31 +66,38 @@ export class IommuDomain {
     readonly asid: number,
   ) {
     const smmu = router.smmu;
-    const bus = smmu.p.bus;
+    const bus = smmu.platform.bus;
     this.tables = new PageTableBuilder(
       { read32: (a) => bus.read32(a), write32: (a, v) => bus.write32(a, v) },
       { stage: 1, granule: 4096, inputBits: 48, allocTable: () => smmu.mem.alloc(PAGE) },
     );
     this.cd = smmu.mem.alloc(64);
     // CD: T0SZ = 16 (48-bit), TG0 = 4K, EPD1, V, IPS = 48-bit, AA64, ASID; TTB0.
-    bus.write32(this.cd, (16 | (1 << 30) | (1 << 31)) >>> 0);
-    bus.write32(this.cd + 4, (5 | (1 << 9) | (asid << 16)) >>> 0);
-    bus.write32(this.cd + 8, this.tables.root % 2 ** 32);
-    bus.write32(this.cd + 12, Math.floor(this.tables.root / 2 ** 32));
+    const cd = new Uint32Array(4);
+    CD.T0SZ.setWords(cd, 0, T0SZ_48BIT);
+    CD.EPD1.setWords(cd, 0, 1);
+    CD.V.setWords(cd, 0, 1);
+    CD.IPS.setWords(cd, 0, IPS_48BIT);
+    CD.AA64.setWords(cd, 0, 1);
+    CD.ASID.setWords(cd, 0, asid);
+    CD.TTB0.setWords(cd, 2, this.tables.root / 2 ** CD.TTB0.lsb);
+    cd.forEach((word, i) => bus.write32(this.cd + 4 * i, word));
   }
 
   /** Point device `sid` at this domain (STE: S1 translate, one CD). */
   attach(sid: number): void {
     const ste = new Uint32Array(8);
-    ste[0] = ((this.cd % 2 ** 32) | 0b1011) >>> 0; // V | Config = S1 translate | S1ContextPtr
-    ste[1] = Math.floor(this.cd / 2 ** 32);
+    STE.V.setWords(ste, 0, 1);
+    STE.CFG.setWords(ste, 0, STE_CFG_S1);
+    STE.S1CTXPTR.setWords(ste, 0, this.cd / 2 ** STE.S1CTXPTR.lsb);
     this.router.smmu.writeSte(sid, ste);
   }
 
   /** Detach: the STE becomes abort. */
   detach(sid: number): void {
     const ste = new Uint32Array(8);
-    ste[0] = 1;
+    STE.V.setWords(ste, 0, 1);
+    STE.CFG.setWords(ste, 0, STE_CFG_ABORT);
     this.router.smmu.writeSte(sid, ste);
   }
 

@@ -29,16 +29,16 @@ export class GuestKernel {
   private nextAsid = 1;
 
   constructor(
-    readonly p: GuestPlatform,
+    readonly platform: GuestPlatform,
     tables: { iort: Uint8Array; dsdt: Uint8Array },
   ) {
     // Keep the first 256 MiB of RAM for "the rest of the kernel"; IOMMU structures come after.
-    this.mem = new GuestAllocator(p.ramBase + 0x1000_0000, Math.min(p.ramSize - 0x1000_0000, 0x4000_0000));
+    this.mem = new GuestAllocator(platform.ramBase + 0x1000_0000, Math.min(platform.ramSize - 0x1000_0000, 0x4000_0000));
     this.iort = parseIort(tables.iort);
     const cmdqvs = parseDsdtCmdqvDevices(tables.dsdt);
     for (const node of this.iort.smmus) {
       const dmesg: string[] = [];
-      const smmu = new GuestSmmu(p, node.base, this.mem, node.identifier);
+      const smmu = new GuestSmmu(platform, node.base, this.mem, node.identifier);
       dmesg.push(`arm-smmu-v3: SMMUv3 at 0x${node.base.toString(16)} (identifier ${node.identifier}), ${smmu.ril ? 'RIL, ' : ''}cmdq 2^${smmu.cmdqLog2}`);
       let cmdqv: GuestCmdqv | undefined;
       // Linux formats the identifier as "%u" and matches it against the NVDA200C _UID.
@@ -46,10 +46,10 @@ export class GuestKernel {
       if (dev) {
         dmesg.push(`arm-smmu-v3: found companion CMDQV device: CV${node.identifier.toString(16).padStart(2, '0').toUpperCase()}`);
         if (dev.gsiv === undefined) dmesg.push('tegra241-cmdqv: no interrupt. errors will not be reported');
-        cmdqv = new GuestCmdqv(p, dev.memBase, smmu, dev.gsiv);
+        cmdqv = new GuestCmdqv(platform, dev.memBase, smmu, dev.gsiv);
         dmesg.push(`tegra241-cmdqv: ${cmdqv.numVintfs} VINTF, ${cmdqv.numVcmdqs} VCMDQs, hyp_own=${cmdqv.hypOwn ? 1 : 0}`);
       }
-      const line = p.irq(node.gsiv.event);
+      const line = platform.irq(node.gsiv.event);
       if (line) line.onRaise = () => smmu.drainEvents();
       this.iommus.push({ identifier: node.identifier, smmu, cmdqv, router: new CommandRouter(smmu, cmdqv), dmesg });
     }

@@ -6,7 +6,8 @@
  * interrupt handler that skips the bad command and acknowledges through GERRORN.
  */
 
-import { buildCommand, CERROR_ILL, Op, SYNC_CS_NONE } from '../arch/smmuv3/commands.js';
+import { buildCommand, CERROR_ILL, D0, Op, SYNC_CS_NONE } from '../arch/smmuv3/commands.js';
+import { instanceOffset } from '../kit/registers.js';
 import { GuestCommandQueue } from './command-queue.js';
 import * as R from '../arch/smmuv3/registers.js';
 import * as C from '../arch/tegra241-cmdqv/registers.js';
@@ -15,11 +16,27 @@ import { pollTimeout, type GuestPlatform } from './platform.js';
 
 /** The driver's own ring cap (log2 entries), below the SMMU's IDR1.CMDQS cap. */
 const VCMDQ_MAX_LOG2 = 12;
-/** Opcodes a guest-owned VCMDQ accepts (the driver's filter). */
-const GUEST_OPS: ReadonlySet<number> = new Set([Op.TLBI_NH_ASID, Op.TLBI_NH_VA, Op.ATC_INV]);
+/**
+ * Opcodes the driver routes to a guest-owned VCMDQ: the ones the VCMDQ executes, less CMD_SYNC,
+ * which the queue adds itself after every batch.
+ */
+const GUEST_OPS: ReadonlySet<number> = new Set(C.GUEST_VCMDQ_OPCODES.filter((op) => op !== Op.SYNC));
+/** The guest sees one VINTF: VINTF0. */
+const VINTF0 = 0;
+/** VINTF0's bit in VI_ERR_MAP (bit v is VINTF v). */
+const VINTF0_BIT = 1 << VINTF0;
+
+/** Register offsets inside a VCMDQ's page0 slot. */
+const P0 = {
+  CONS: C.VCMDQ_CONS.spec.offset,
+  PROD: C.VCMDQ_PROD.spec.offset,
+  GERROR: C.VCMDQ_GERROR.spec.offset,
+  GERRORN: C.VCMDQ_GERRORN.spec.offset,
+} as const;
 
 interface Vcmdq {
-  readonly l: number;
+  /** Logical queue index in VINTF0. */
+  readonly lvcmdq: number;
   readonly queue: GuestCommandQueue;
   enabled: boolean;
 }
@@ -43,7 +60,7 @@ export class GuestCmdqv {
   readonly stats: GuestCmdqvStats = { commands: 0, batches: 0, errorsHandled: 0, irqs: 0 };
 
   constructor(
-    readonly p: GuestPlatform,
+    readonly platform: GuestPlatform,
     readonly base: number,
     readonly smmu: GuestSmmu,
     readonly gsiv: number | undefined,
@@ -53,93 +70,99 @@ export class GuestCmdqv {
     this.numVintfs = 2 ** C.PARAM.f.CMDQV_NUM_VI_LOG2.get(param);
     this.perVintf = this.numVcmdqs / this.numVintfs;
     // Probe: make sure the CMDQV is enabled.
-    this.writeConfig(C.CONFIG.spec.offset, C.STATUS.spec.offset, this.rd(0) | 1);
+    this.writeConfig(C.CMDQV_ENABLE, C.CMDQV_ENABLE.enable.set(this.rd(C.CMDQV_ENABLE.config), 1));
     this.deviceReset();
     if (gsiv !== undefined) {
-      const line = p.irq(gsiv);
+      const line = platform.irq(gsiv);
       if (line) line.onRaise = () => this.isr();
     }
   }
 
   private rd(off: number): number {
-    return this.p.bus.read32(this.base + off);
+    return this.platform.bus.read32(this.base + off);
   }
   private wr(off: number, v: number): void {
-    this.p.bus.write32(this.base + off, v);
+    this.platform.bus.write32(this.base + off, v);
   }
 
-  private writeConfig(cfg: number, status: number, v: number): void {
-    this.wr(cfg, v);
-    if (!pollTimeout(this.p.clock, () => (this.rd(status) & 1) === (v & 1))) {
-      throw new Error(`tegra241-cmdqv: failed to ${v & 1 ? 'enable' : 'disable'} (0x${cfg.toString(16)})`);
+  /** Write an enable register and poll its status until it follows. */
+  private writeConfig(reg: C.EnableHandshake, value: number): void {
+    this.wr(reg.config, value);
+    const on = reg.enable.get(value);
+    if (!pollTimeout(this.platform.clock, () => reg.enabled.get(this.rd(reg.status)) === on)) {
+      throw new Error(`tegra241-cmdqv: failed to ${on ? 'enable' : 'disable'} (0x${reg.config.toString(16)})`);
     }
   }
 
-  private page0(l: number): number {
-    return C.CMDQV_VINTF_PAGES + C.VCMDQ_SLOT * l;
+  private page0(lvcmdq: number): number {
+    return C.lvcmdqPage0Offset(VINTF0, lvcmdq);
   }
-  private page1(l: number): number {
-    return C.CMDQV_VINTF_PAGES + C.CMDQV_PAGE_SIZE + C.VCMDQ_SLOT * l;
+  private page1(lvcmdq: number): number {
+    return C.lvcmdqPage1Offset(VINTF0, lvcmdq);
   }
 
   /** device_reset, then VINTF0 init with hyp_own = true (the VMM forces it to 0). */
   private deviceReset(): void {
-    const cfg = this.rd(C.CONFIG.spec.offset);
-    this.writeConfig(C.CONFIG.spec.offset, C.STATUS.spec.offset, cfg & ~1);
-    this.writeConfig(C.CONFIG.spec.offset, C.STATUS.spec.offset, cfg | 1);
+    const cfg = this.rd(C.CMDQV_ENABLE.config);
+    this.writeConfig(C.CMDQV_ENABLE, C.CMDQV_ENABLE.enable.set(cfg, 0));
+    this.writeConfig(C.CMDQV_ENABLE, C.CMDQV_ENABLE.enable.set(cfg, 1));
     let q = 0;
-    for (let vi = 0; vi < this.numVintfs; vi++) {
-      for (let l = 0; l < this.perVintf; l++) this.wr(0x200 + 4 * q++, (vi << 15) | (l << 1) | 1);
+    for (let vintf = 0; vintf < this.numVintfs; vintf++) {
+      for (let l = 0; l < this.perVintf; l++) this.wr(C.allocMapOffset(q++), C.allocMapValue(vintf, l, true));
     }
     // Rings: min(driver cap, SMMU IDR1.CMDQS), naturally aligned in guest RAM.
     const log2 = Math.min(VCMDQ_MAX_LOG2, R.IDR1.f.CMDQS.get(this.smmu.idr1));
-    for (let l = 0; l < this.perVintf; l++) {
-      const p0 = this.base + this.page0(l);
-      const queue = new GuestCommandQueue(this.p.bus, this.p.clock, this.smmu.mem.alloc(2 ** log2 * 16), log2, p0 + 0x4, p0, SYNC_CS_NONE, undefined, `VCMDQ ${l}`);
-      this.queues.push({ l, queue, enabled: false });
+    for (let lvcmdq = 0; lvcmdq < this.perVintf; lvcmdq++) {
+      const p0 = this.base + this.page0(lvcmdq);
+      const ring = this.smmu.mem.alloc(2 ** log2 * 16);
+      const queue = new GuestCommandQueue(this.platform.bus, this.platform.clock, ring, log2, p0 + P0.PROD, p0 + P0.CONS, SYNC_CS_NONE, undefined, `VCMDQ ${lvcmdq}`);
+      this.queues.push({ lvcmdq, queue, enabled: false });
     }
     this.vintfDeinit();
-    this.wr(C.VINTF_BLOCK, 1 << 17);
-    this.writeConfig(C.VINTF_BLOCK, C.VINTF_BLOCK + 4, (1 << 17) | 1);
-    this.hypOwn = ((this.rd(C.VINTF_BLOCK) >>> 17) & 1) === 1;
+    const vintf = C.vintfEnable(VINTF0);
+    const hypOwn = C.VINTF_CONFIG.f.HYP_OWN.set(0, 1);
+    this.wr(vintf.config, hypOwn);
+    this.writeConfig(vintf, vintf.enable.set(hypOwn, 1));
+    this.hypOwn = C.VINTF_CONFIG.f.HYP_OWN.get(this.rd(vintf.config)) === 1;
     for (const q of this.queues) this.queueInit(q);
   }
 
   private vintfDeinit(): void {
     for (const q of this.queues) this.queueDeinit(q);
-    this.writeConfig(C.VINTF_BLOCK, C.VINTF_BLOCK + 4, 0);
+    this.writeConfig(C.vintfEnable(VINTF0), 0);
   }
 
   private queueDeinit(q: Vcmdq): void {
-    const p0 = this.page0(q.l);
-    this.writeConfig(p0 + 0x8, p0 + 0xc, 0);
-    this.wr(p0 + 0x4, 0);
-    this.wr(p0 + 0x0, 0);
-    this.p.bus.write64(this.base + this.page1(q.l), 0n);
-    this.p.bus.write64(this.base + this.page1(q.l) + 8, 0n);
-    const gerror = this.rd(p0 + 0x10);
-    if (this.rd(p0 + 0x14) !== gerror) this.wr(p0 + 0x14, gerror);
+    const p0 = this.page0(q.lvcmdq);
+    const p1 = this.base + this.page1(q.lvcmdq);
+    this.writeConfig(C.vcmdqEnable(p0), 0);
+    this.wr(p0 + P0.PROD, 0);
+    this.wr(p0 + P0.CONS, 0);
+    this.platform.bus.write64(p1 + C.VCMDQ_BASE.spec.offset, 0n);
+    this.platform.bus.write64(p1 + C.VCMDQ_CONS_INDX_BASE.spec.offset, 0n);
+    const gerror = this.rd(p0 + P0.GERROR);
+    if (this.rd(p0 + P0.GERRORN) !== gerror) this.wr(p0 + P0.GERRORN, gerror);
     q.queue.resetIndexes();
     q.enabled = false;
   }
 
   private queueInit(q: Vcmdq): void {
     this.queueDeinit(q);
-    this.p.bus.write64(this.base + this.page1(q.l), BigInt(q.queue.ring) | BigInt(q.queue.log2));
-    const p0 = this.page0(q.l);
-    this.writeConfig(p0 + 0x8, p0 + 0xc, 1);
+    this.platform.bus.write64(this.base + this.page1(q.lvcmdq) + C.VCMDQ_BASE.spec.offset, C.vcmdqBaseValue(q.queue.ring, q.queue.log2));
+    const enable = C.vcmdqEnable(this.page0(q.lvcmdq));
+    this.writeConfig(enable, enable.enable.set(0, 1));
     q.enabled = true;
   }
 
   /** Whether a command may go to a VCMDQ (the guest filter of a non-hyp-owned VINTF). */
   accepts(cmd: Uint32Array): boolean {
-    return this.hypOwn || GUEST_OPS.has(cmd[0]! & 0xff);
+    return this.hypOwn || GUEST_OPS.has(D0.OPCODE.get(cmd[0]!));
   }
 
-  /** Submit accepted commands on logical queue `l` (the CPU's), then a CMD_SYNC (CS = NONE). */
-  submit(cmds: readonly Uint32Array[], l = 0): void {
-    const q = this.queues[l % this.queues.length]!;
-    if (!q.enabled) throw new Error(`VCMDQ ${q.l} not enabled`);
+  /** Submit accepted commands on logical queue `lvcmdq` (the CPU's), then a CMD_SYNC (CS = NONE). */
+  submit(cmds: readonly Uint32Array[], lvcmdq = 0): void {
+    const q = this.queues[lvcmdq % this.queues.length]!;
+    if (!q.enabled) throw new Error(`VCMDQ ${q.lvcmdq} not enabled`);
     q.queue.submit(cmds);
     this.stats.commands += cmds.length + 1;
     this.stats.batches++;
@@ -148,26 +171,27 @@ export class GuestCmdqv {
   /** Error interrupt: for VINTF0's queues in error, skip the bad command and acknowledge. */
   isr(): void {
     this.stats.irqs++;
-    const vmap = this.rd(0x14);
-    if (!(vmap & 1)) return;
-    for (let w = 0; w < 2; w++) {
-      const map = this.p.bus.read64(this.base + C.VINTF_BLOCK + 0xc0 + 8 * w);
+    const vintfErrors = this.rd(instanceOffset(C.VI_ERR_MAP, 0));
+    if (!(vintfErrors & VINTF0_BIT)) return;
+    const maps = C.VINTF_LVCMDQ_ERR_MAP_64.spec.repeat!.count;
+    for (let m = 0; m < maps; m++) {
+      const map = this.platform.bus.read64(this.base + C.vintfBlockOffset(VINTF0) + instanceOffset(C.VINTF_LVCMDQ_ERR_MAP_64, m));
       for (let bit = 0; bit < 64; bit++) {
         if (((map >> BigInt(bit)) & 1n) === 0n) continue;
-        const l = 64 * w + bit;
-        const q = this.queues[l];
+        const lvcmdq = 64 * m + bit;
+        const q = this.queues[lvcmdq];
         if (!q) continue;
-        const p0 = this.page0(l);
-        const gerror = this.rd(p0 + 0x10);
-        if (((gerror ^ this.rd(p0 + 0x14)) & 1) === 0) continue;
-        const cons = this.rd(p0);
-        const err = (cons >>> 24) & 0x7f;
-        if (err === CERROR_ILL || err > 3) {
+        const p0 = this.page0(lvcmdq);
+        const gerror = this.rd(p0 + P0.GERROR);
+        if (C.VCMDQ_GERROR.f.CMDQ_ERR.get(gerror ^ this.rd(p0 + P0.GERRORN)) === 0) continue;
+        const cons = this.rd(p0 + P0.CONS);
+        const err = C.VCMDQ_CONS.f.ERR.get(cons);
+        if (err === CERROR_ILL || err >= C.CERROR_ILL_ACCESS) {
           const at = q.queue.slot(cons);
           const sync = buildCommand(Op.SYNC, { cs: SYNC_CS_NONE });
-          for (let i = 0; i < 4; i++) this.p.bus.write32(at + i * 4, sync[i]!);
+          for (let i = 0; i < 4; i++) this.platform.bus.write32(at + i * 4, sync[i]!);
         }
-        this.wr(p0 + 0x14, gerror);
+        this.wr(p0 + P0.GERRORN, gerror);
         this.stats.errorsHandled++;
       }
     }

@@ -80,6 +80,60 @@ export function defineRegister<const F extends string>(spec: RegisterSpec<F>): R
   return { spec, f };
 }
 
+/** What {@link variant} may change in a register declaration; fields keep their positions. */
+export interface RegisterOverrides<F extends string = string> {
+  readonly name?: string;
+  readonly offset?: number;
+  /** A different width for a register without fields (e.g. a 32-bit view of a 64-bit map). */
+  readonly width?: 32 | 64;
+  readonly reset?: number | bigint;
+  readonly access?: Access;
+  readonly reserved?: 'raz' | 'stored';
+  /** A different replication (`count`, `stride`). */
+  readonly repeat?: { readonly count: number; readonly stride: number };
+  /** Per-field access rules replacing the declared ones (e.g. a bit a model forces to zero). */
+  readonly fieldAccess?: { readonly [K in F]?: Access };
+}
+
+/**
+ * Derive a register from a declared one: same fields at the same positions, with a different
+ * name, offset, reset value, access rules or replication. A model whose view of a register
+ * differs from the architecture's (a VMM's emulation) declares only the differences, so the
+ * architecture table stays the one place offsets and field positions are written.
+ */
+export function variant<const F extends string>(def: RegisterDef<F>, overrides: RegisterOverrides<F>): RegisterDef<F> {
+  const { fieldAccess, ...rest } = overrides;
+  const base = def.spec;
+  let fields = base.fields;
+  if (fields && fieldAccess) {
+    const changed = {} as Record<F, FieldSpec>;
+    for (const name of Object.keys(fields) as F[]) {
+      const access = fieldAccess[name];
+      changed[name] = access === undefined ? fields[name] : { ...fields[name], access };
+    }
+    fields = changed;
+  }
+  for (const name of Object.keys(fieldAccess ?? {})) {
+    if (!fields || !(name in fields)) throw new Error(`register ${base.name}: no field ${name} to override`);
+  }
+  return defineRegister<F>({ ...base, ...rest, ...(fields ? { fields } : {}) });
+}
+
+/** Byte offset of instance `instance` of a (possibly repeated) register. */
+export function instanceOffset(def: RegisterDef, instance = 0): number {
+  const count = def.spec.repeat?.count ?? 1;
+  if (!Number.isInteger(instance) || instance < 0 || instance >= count) {
+    throw new RangeError(`register ${def.spec.name}: no instance ${instance} (of ${count})`);
+  }
+  return def.spec.offset + instance * (def.spec.repeat?.stride ?? 0);
+}
+
+/** Byte range [start, end) covered by every instance of a register. */
+export function registerSpan(def: RegisterDef): { readonly start: number; readonly end: number } {
+  const count = def.spec.repeat?.count ?? 1;
+  return { start: def.spec.offset, end: instanceOffset(def, count - 1) + def.spec.width / 8 };
+}
+
 /** One register instance in a layout (a repeated declaration yields several). */
 export interface RegisterInfo {
   /** Index in {@link RegisterLayout.registers}. */
@@ -251,6 +305,20 @@ export class RegisterLayout {
   get(name: string): RegisterInfo {
     const r = this.byName.get(name);
     if (!r) throw new Error(`${this.name}: no register named ${name}`);
+    return r;
+  }
+
+  /** Every instance of `def` in this layout, by instance number. Throws if `def` is absent. */
+  instancesOf(def: RegisterDef): readonly RegisterInfo[] {
+    const found = this.registers.filter((r) => r.def === def).sort((a, b) => a.instance - b.instance);
+    if (found.length === 0) throw new Error(`${this.name}: register ${def.spec.name} is not in this layout`);
+    return found;
+  }
+
+  /** Instance `instance` of `def` in this layout. Throws if absent (a model bug). */
+  of(def: RegisterDef, instance = 0): RegisterInfo {
+    const r = this.instancesOf(def)[instance];
+    if (!r) throw new Error(`${this.name}: register ${def.spec.name} has no instance ${instance}`);
     return r;
   }
 

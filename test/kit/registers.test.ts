@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { ModelLog } from '../../src/kit/log.js';
 import { RegisterBank } from '../../src/kit/register-bank.js';
-import { defineRegister, RegisterFile, RegisterLayout } from '../../src/kit/registers.js';
+import { defineRegister, instanceOffset, RegisterFile, RegisterLayout, registerSpan, variant } from '../../src/kit/registers.js';
 
 // A small block in the style of the CMDQV config page (spec linux-cmdqv.md §1.2).
 const CONFIG = defineRegister({
@@ -139,4 +139,38 @@ test('read hooks refresh state; undefined offsets are RAZ/WI guest errors', () =
   assert.equal(b.read(0x18, 4), 0);
   b.write(0x18, 4, 5);
   assert.equal(log.count('guest_error'), 2);
+});
+
+test('variant derives a register with other rules and keeps field positions', () => {
+  // A model's view of MIXED: placed elsewhere, EN reset to 1, STS writable, reserved bits stored.
+  const view = variant(MIXED, { name: 'VIEW', offset: 0x20, reset: 1, reserved: 'stored', fieldAccess: { STS: 'RW' } });
+  assert.equal(view.spec.name, 'VIEW');
+  assert.equal(view.f.STS.lsb, MIXED.f.STS.lsb);
+  assert.equal(MIXED.spec.fields!.STS.access, 'RO', 'the declaration itself is unchanged');
+  const L = new RegisterLayout('view', 0x40, [view]);
+  const b = new RegisterBank('dev', L, new ModelLog());
+  assert.equal(b.read(0x20, 4), 1, 'reset override');
+  b.write(0x20, 4, 0xffff_ffff);
+  assert.equal(b.read(0x20, 4), 0xfffd_ffff, 'STS and reserved bits now stored; HYP_OWN still forced to 0');
+  // A 32-bit view of a 64-bit register without fields, with a different replication.
+  const words = variant(defineRegister({ name: 'MAP64_{i}', offset: 0x0, width: 64, access: 'RO', repeat: { count: 2, stride: 8 } }), {
+    name: 'MAP_{i}', width: 32, repeat: { count: 4, stride: 4 },
+  });
+  assert.deepEqual(new RegisterLayout('w', 0x10, [words]).registers.map((r) => [r.name, r.offset, r.width]), [
+    ['MAP_0', 0x0, 32], ['MAP_1', 0x4, 32], ['MAP_2', 0x8, 32], ['MAP_3', 0xc, 32],
+  ]);
+  assert.throws(() => variant(MIXED, { fieldAccess: { NOPE: 'RW' } as never }), /no field NOPE/);
+});
+
+test('instance offsets, spans and lookups by declaration', () => {
+  assert.equal(instanceOffset(BASE, 2), 0xa0);
+  assert.equal(instanceOffset(CONFIG), 0x0);
+  assert.throws(() => instanceOffset(BASE, 4), /no instance 4/);
+  assert.deepEqual(registerSpan(BASE), { start: 0x80, end: 0xb8 });
+  assert.deepEqual(registerSpan(STATUS), { start: 0x4, end: 0x8 });
+  assert.deepEqual(layout.instancesOf(BASE).map((r) => r.name), ['VCMDQ0_BASE', 'VCMDQ1_BASE', 'VCMDQ2_BASE', 'VCMDQ3_BASE']);
+  assert.equal(layout.of(BASE, 3), layout.get('VCMDQ3_BASE'));
+  assert.equal(layout.of(CONFIG), layout.get('CONFIG'));
+  assert.throws(() => layout.of(BASE, 4), /no instance 4/);
+  assert.throws(() => layout.instancesOf(defineRegister({ name: 'Z', offset: 0, width: 32 })), /not in this layout/);
 });

@@ -65,7 +65,10 @@ export function rig(opts: { ramBytes?: number; hugepages?: boolean; ramPage?: nu
     },
     log,
     tracer,
-    defer: (fn) => clock.schedule(0, fn),
+    mainLoop: {
+      setFdHandler: (fd, handler) => proc.watchFd(fd, handler ? () => clock.schedule(0, handler) : undefined),
+      defer: (fn) => clock.schedule(0, fn),
+    },
   });
   const dev: AccelHostDevice = { host: '0009:01:00.0', devId, vfioFd, guestSid: 0x8 };
   const root = MemoryRegion.container('system', 2 ** 40);

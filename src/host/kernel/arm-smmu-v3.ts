@@ -7,7 +7,7 @@
 
 import type { ModelLog } from '../../kit/log.js';
 import { WordWindow } from '../../kit/sparse-memory.js';
-import { Op, SYNC_CS_SEV } from '../../arch/smmuv3/commands.js';
+import { D0, Op, SYNC_CS_SEV } from '../../arch/smmuv3/commands.js';
 import { qAdvance, qEmpty, qIndex, qUsed } from '../../arch/smmuv3/queue.js';
 import * as R from '../../arch/smmuv3/registers.js';
 import { Errno, ErrnoError } from '../../uapi/errno.js';
@@ -19,7 +19,16 @@ const CMDQ_LOG2 = 12;
 /** log2 entries of the kernel's event queue. */
 const EVTQ_LOG2 = 10;
 /** Commands per chunk before a CMD_SYNC (the kernel batches 64 including the sync). */
-export const CMDQ_BATCH = 63;
+const CMDQ_BATCH = 63;
+/** Read-allocate hint of STRTAB_BASE / CMDQ_BASE. */
+const STRTAB_RA = R.STRTAB_BASE.f.RA.setBig(0n, 1n);
+const CMDQ_RA = R.CMDQ_BASE.f.RA.setBig(0n, 1n);
+/** CR0 values: the command queue alone, then everything (SMMUEN | EVENTQEN | CMDQEN). */
+const CR0_CMDQ = R.CR0.f.CMDQEN.set(0, 1);
+const CR0_ALL = R.CR0.f.SMMUEN.set(R.CR0.f.EVENTQEN.set(CR0_CMDQ, 1), 1);
+/** IRQ_CTRL: global error and event queue interrupts. */
+const IRQS = R.IRQ_CTRL.f.EVENTQ_IRQEN.set(R.IRQ_CTRL.f.GERROR_IRQEN.set(0, 1), 1);
+const CONS_RD = R.CMDQ_CONS.f.RD;
 
 /** The kernel-side driver of one SMMU. */
 export class SmmuDriver {
@@ -58,18 +67,18 @@ export class SmmuDriver {
     this.ringWords = phys.mem.mapWords(this.cmdq, win) && win.index === 0 && win.bytes >= 2 ** CMDQ_LOG2 * 16 ? win.words : undefined;
     this.evtq = phys.allocKernel(2 ** EVTQ_LOG2 * 32);
     b.write(R.CR0.spec.offset, 4, 0);
-    b.write64(R.STRTAB_BASE.spec.offset, BigInt(this.strtab) | (1n << 62n));
-    b.write(R.STRTAB_BASE_CFG.spec.offset, 4, this.sidBits);
-    b.write64(R.CMDQ_BASE.spec.offset, BigInt(this.cmdq) | BigInt(CMDQ_LOG2) | (1n << 62n));
+    b.write64(R.STRTAB_BASE.spec.offset, BigInt(this.strtab) | STRTAB_RA);
+    b.write(R.STRTAB_BASE_CFG.spec.offset, 4, R.STRTAB_BASE_CFG.f.LOG2SIZE.set(0, this.sidBits));
+    b.write64(R.CMDQ_BASE.spec.offset, BigInt(this.cmdq) | BigInt(CMDQ_LOG2) | CMDQ_RA);
     b.write(R.CMDQ_PROD.spec.offset, 4, 0);
     b.write(R.CMDQ_CONS.spec.offset, 4, 0);
     b.write64(R.EVENTQ_BASE.spec.offset, BigInt(this.evtq) | BigInt(EVTQ_LOG2));
     b.write(R.EVENTQ_PROD.spec.offset, 4, 0);
     b.write(R.EVENTQ_CONS.spec.offset, 4, 0);
-    b.write(R.CR0.spec.offset, 4, 0b1000); // CMDQEN
+    b.write(R.CR0.spec.offset, 4, CR0_CMDQ);
     this.submit([cmdWords(Op.CFGI_STE_RANGE, 0, 0, 31, 0), cmdWords(Op.TLBI_NSNH_ALL, 0, 0, 0, 0)]);
-    b.write(R.IRQ_CTRL.spec.offset, 4, 0b101); // GERROR + EVENTQ interrupts
-    b.write(R.CR0.spec.offset, 4, 0b1101); // SMMUEN | EVENTQEN | CMDQEN
+    b.write(R.IRQ_CTRL.spec.offset, 4, IRQS);
+    b.write(R.CR0.spec.offset, 4, CR0_ALL);
     hw.onEventIrq = () => this.drainEvents();
   }
 
@@ -178,13 +187,13 @@ export class SmmuDriver {
     b.write(R.CMDQ_PROD.spec.offset, 4, this.prod);
     for (let tries = 0; tries < 4; tries++) {
       const cons = b.read(R.CMDQ_CONS.spec.offset, 4);
-      this.consShadow = cons & 0xfffff;
-      if (qEmpty(this.prod, cons & 0xfffff, CMDQ_LOG2)) return;
+      this.consShadow = CONS_RD.get(cons);
+      if (qEmpty(this.prod, this.consShadow, CMDQ_LOG2)) return;
       if (!this.hw.cmdqErrorActive) break;
       // CERROR: replace the bad command with a CMD_SYNC and acknowledge (skip-error routine).
       const addr = this.cmdq + qIndex(cons, CMDQ_LOG2) * 16;
       const bad = [0, 1, 2, 3].map((i) => this.phys.mem.read32(addr + i * 4));
-      this.log.guestError(this.hw.bank.source, `CMDQ error ${(cons >>> 24) & 0x7f} on command ${bad.map((x) => x.toString(16)).join(' ')}; skipped`);
+      this.log.guestError(this.hw.bank.source, `CMDQ error ${R.CMDQ_CONS.f.ERR.get(cons)} on command ${bad.map((x) => x.toString(16)).join(' ')}; skipped`);
       const sync = cmdWords(Op.SYNC, 0, 0, 0, SYNC_CS_SEV);
       for (let i = 0; i < 4; i++) this.phys.mem.write32(addr + i * 4, sync[i]!);
       b.write(R.GERRORN.spec.offset, 4, b.read(R.GERROR.spec.offset, 4));
@@ -197,24 +206,27 @@ export class SmmuDriver {
     const b = this.hw.bank;
     const prod = b.read(R.EVENTQ_PROD.spec.offset, 4);
     const rec = new Uint32Array(8);
-    while (!qEmpty(prod & 0xfffff, this.evtCons, EVTQ_LOG2)) {
+    while (!qEmpty(R.EVENTQ_PROD.f.WR.get(prod), this.evtCons, EVTQ_LOG2)) {
       const addr = this.evtq + qIndex(this.evtCons, EVTQ_LOG2) * 32;
       for (let i = 0; i < 8; i++) rec[i] = this.phys.mem.read32(addr + i * 4);
       this.evtCons = qAdvance(this.evtCons, 1, EVTQ_LOG2);
       this.onEvent(rec);
     }
     // Acknowledge overflow by copying the flag.
-    b.write(R.EVENTQ_CONS.spec.offset, 4, ((prod & 0x8000_0000) | this.evtCons) >>> 0);
+    b.write(R.EVENTQ_CONS.spec.offset, 4, R.EVENTQ_CONS.f.OVACKFLG.set(this.evtCons, R.EVENTQ_PROD.f.OVFLG.get(prod)));
   }
 }
 
 const SYNC_WORDS = cmdWords(Op.SYNC, 0, 0, 0, SYNC_CS_SEV);
 
 /** Build a command from the fields the kernel uses (dword0 high word, dword1 low word, CS). */
-export function cmdWords(op: number, vmidOrNone: number, sid: number, d1lo: number, cs: number): Uint32Array {
+function cmdWords(op: number, vmidOrNone: number, sid: number, d1lo: number, cs: number): Uint32Array {
   const w = new Uint32Array(4);
-  w[0] = (op | (cs << 12)) >>> 0;
-  w[1] = op === Op.CFGI_STE || op === Op.CFGI_STE_RANGE || op === Op.CFGI_CD || op === Op.CFGI_CD_ALL || op === Op.ATC_INV ? sid : vmidOrNone;
-  w[2] = d1lo;
+  D0.OPCODE.setWords(w, 0, op);
+  D0.SYNC_CS.setWords(w, 0, cs);
+  const bySid = op === Op.CFGI_STE || op === Op.CFGI_STE_RANGE || op === Op.CFGI_CD || op === Op.CFGI_CD_ALL || op === Op.ATC_INV;
+  if (bySid) D0.SID.setWords(w, 0, sid);
+  else D0.VMID.setWords(w, 0, vmidOrNone);
+  w[2] = d1lo; // dword1's low word: the RANGE / LEAF bits the kernel's commands use
   return w;
 }

@@ -6,16 +6,28 @@
  */
 
 import type { ModelLog } from '../../kit/log.js';
+import { instanceOffset } from '../../kit/registers.js';
 import * as C from '../../arch/tegra241-cmdqv/registers.js';
 import { Errno, ErrnoError } from '../../uapi/errno.js';
 import type { Tegra241CmdqvHw } from '../tegra241-cmdqv/cmdqv.js';
 import type { SmmuDriver } from './arm-smmu-v3.js';
 
-const VINTF_STRIDE = C.VINTF_BLOCK_STRIDE;
+const SRC = 'tegra241-cmdqv';
+/** VINTF0 is the host's. */
+const HOST_VINTF = 0;
 
-/** Lowest index in [from, to) not used as a key of `used`, or -1 (the driver's id allocators). */
-function firstFree(from: number, to: number, used: ReadonlyMap<number, unknown>): number {
-  for (let i = from; i < to; i++) if (!used.has(i)) return i;
+/** Register offsets inside a VCMDQ's page0 and page1 slots. */
+const P0 = {
+  CONS: C.VCMDQ_CONS.spec.offset,
+  PROD: C.VCMDQ_PROD.spec.offset,
+  GERROR: C.VCMDQ_GERROR.spec.offset,
+  GERRORN: C.VCMDQ_GERRORN.spec.offset,
+} as const;
+const P1 = { BASE: C.VCMDQ_BASE.spec.offset, CONS_INDX_BASE: C.VCMDQ_CONS_INDX_BASE.spec.offset } as const;
+
+/** Lowest index in [from, to) whose entry in `used` is undefined, or -1 (the driver's id allocators). */
+function firstFree(from: number, to: number, used: readonly unknown[]): number {
+  for (let i = from; i < to; i++) if (used[i] === undefined) return i;
   return -1;
 }
 
@@ -24,9 +36,9 @@ export interface UserVintf {
   readonly index: number;
   readonly vmid: number;
   /** Logical queue → global queue, for queues that exist. */
-  readonly queues: Map<number, number>;
-  /** SID pair slot → physical SID. */
-  readonly sids: Map<number, number>;
+  readonly queues: (number | undefined)[];
+  /** SID pair slot → physical SID, for pairs in use. */
+  readonly sids: (number | undefined)[];
   /** Called with the two LVCMDQ_ERR_MAP_64 words when the ISR sees an error on this VINTF. */
   onError: (map: [bigint, bigint]) => void;
 }
@@ -39,7 +51,8 @@ export class CmdqvDriver {
   readonly perVintf: number;
   readonly sidsPerVintf: number;
   readonly version: number;
-  private readonly vintfs = new Map<number, UserVintf>();
+  /** User VINTFs by index. */
+  private readonly vintfs: (UserVintf | undefined)[] = [];
 
   constructor(
     readonly hw: Tegra241CmdqvHw,
@@ -63,152 +76,158 @@ export class CmdqvDriver {
     this.hw.write(off, 4, v);
   }
 
-  /** Write a CONFIG value and poll STATUS bit 0 until it follows EN (spec §2.5). */
-  private writeConfig(cfgOff: number, statusOff: number, value: number, what: string): void {
-    this.wr(cfgOff, value);
-    if ((this.rd(statusOff) & 1) !== (value & 1)) {
-      throw new ErrnoError(Errno.ETIMEDOUT, `${what}: failed to ${value & 1 ? 'enable' : 'disable'}`);
+  /** Write an enable register and check that its status follows (spec §2.5). */
+  private writeConfig(reg: C.EnableHandshake, value: number, what: string): void {
+    this.wr(reg.config, value);
+    const on = reg.enable.get(value);
+    if (reg.enabled.get(this.rd(reg.status)) !== on) {
+      throw new ErrnoError(Errno.ETIMEDOUT, `${what}: failed to ${on ? 'enable' : 'disable'}`);
     }
   }
 
   /** device_reset: toggle the global enable and pre-assign every VCMDQ (ALLOC = 0). */
   private deviceReset(): void {
-    const cfg = this.rd(C.CONFIG.spec.offset);
-    this.writeConfig(C.CONFIG.spec.offset, C.STATUS.spec.offset, cfg & ~1, 'CMDQV');
-    this.writeConfig(C.CONFIG.spec.offset, C.STATUS.spec.offset, cfg | 1, 'CMDQV');
+    const EN = C.CMDQV_ENABLE.enable;
+    const cfg = this.rd(C.CMDQV_ENABLE.config);
+    this.writeConfig(C.CMDQV_ENABLE, EN.set(cfg, 0), 'CMDQV');
+    this.writeConfig(C.CMDQV_ENABLE, EN.set(cfg, 1), 'CMDQV');
     let q = 0;
-    for (let vi = 0; vi < this.numVintfs; vi++) {
-      for (let l = 0; l < this.perVintf; l++) this.wr(0x200 + 4 * q++, (vi << 15) | (l << 1));
+    for (let vintf = 0; vintf < this.numVintfs; vintf++) {
+      for (let l = 0; l < this.perVintf; l++) this.wr(C.allocMapOffset(q++), C.allocMapValue(vintf, l, false));
     }
     // VINTF0 belongs to the host (HYP_OWN = 1, VMID 0). Host invalidations use the main CMDQ.
-    this.writeConfig(C.VINTF_BLOCK, C.VINTF_BLOCK + 4, (1 << 17) | 1, 'VINTF0');
-  }
-
-  private vintfBase(vi: number): number {
-    return C.VINTF_BLOCK + VINTF_STRIDE * vi;
+    const hostVintf = C.vintfEnable(HOST_VINTF);
+    this.writeConfig(hostVintf, hostVintf.enable.set(C.VINTF_CONFIG.f.HYP_OWN.set(0, 1), 1), 'VINTF0');
   }
 
   /** vIOMMU alloc: a free VINTF, guest-owned, with the stage-2 VMID; no queue is mapped. */
   allocVintf(vmid: number): UserVintf {
-    const index = firstFree(1, this.numVintfs, this.vintfs);
+    const index = firstFree(HOST_VINTF + 1, this.numVintfs, this.vintfs);
     if (index < 0) throw new ErrnoError(Errno.ENOSPC, 'no more available vintf');
-    const base = this.vintfBase(index);
+    const enable = C.vintfEnable(index);
     this.vintfDeinit(index);
     const value = C.VINTF_CONFIG.f.VMID.set(0, vmid);
-    this.wr(base, value);
-    this.writeConfig(base, base + 4, value | 1, `VINTF${index}`);
-    const v: UserVintf = { index, vmid, queues: new Map(), sids: new Map(), onError: () => {} };
-    this.vintfs.set(index, v);
-    return v;
+    this.wr(enable.config, value);
+    this.writeConfig(enable, enable.enable.set(value, 1), `VINTF${index}`);
+    const vintf: UserVintf = { index, vmid, queues: [], sids: [], onError: () => {} };
+    this.vintfs[index] = vintf;
+    return vintf;
   }
 
   /** vIOMMU destroy: disable and unmap its queues, disable the VINTF, clear its SIDs. */
-  freeVintf(v: UserVintf): void {
-    for (const l of [...v.queues.keys()].sort((a, b) => b - a)) this.freeQueue(v, l);
-    this.vintfDeinit(v.index);
-    this.vintfs.delete(v.index);
+  freeVintf(vintf: UserVintf): void {
+    for (let l = vintf.queues.length - 1; l >= 0; l--) if (vintf.queues[l] !== undefined) this.freeQueue(vintf, l);
+    this.vintfDeinit(vintf.index);
+    this.vintfs[vintf.index] = undefined;
   }
 
-  private vintfDeinit(vi: number): void {
-    const base = this.vintfBase(vi);
-    this.writeConfig(base, base + 4, 0, `VINTF${vi}`);
-    for (let s = 0; s < this.sidsPerVintf; s++) {
-      this.wr(base + 0x40 + 4 * s, 0);
-      this.wr(base + 0x80 + 4 * s, 0);
-    }
+  private vintfDeinit(index: number): void {
+    this.writeConfig(C.vintfEnable(index), 0, `VINTF${index}`);
+    for (let s = 0; s < this.sidsPerVintf; s++) this.clearSidPair(index, s);
+  }
+
+  /** Offsets of SID pair `slot` of VINTF `index`. */
+  private sidPair(index: number, slot: number): { match: number; replace: number } {
+    const block = C.vintfBlockOffset(index);
+    return { match: block + instanceOffset(C.VINTF_SID_MATCH, slot), replace: block + instanceOffset(C.VINTF_SID_REPLACE, slot) };
+  }
+
+  private clearSidPair(index: number, slot: number): void {
+    const pair = this.sidPair(index, slot);
+    this.wr(pair.match, 0);
+    this.wr(pair.replace, 0);
   }
 
   /** Offset of the VINTF's page0 in the aperture (what mmap exports). */
-  page0Offset(v: UserVintf): number {
-    return this.hw.vintfPage0Offset(v.index);
+  page0Offset(vintf: UserVintf): number {
+    return this.hw.vintfPage0Offset(vintf.index);
   }
 
   /**
-   * HW queue alloc (spec §2.10.4): logical queue `l` at host PA `pa`, `length` bytes. Maps the
-   * LVCMDQ, resets it, writes BASE; enabling is left to the guest.
+   * HW queue alloc (spec §2.10.4): logical queue `lvcmdq` at host PA `pa`, `length` bytes. Maps
+   * the LVCMDQ, resets it, writes BASE; enabling is left to the guest.
    */
-  allocQueue(v: UserVintf, l: number, pa: number, length: number, cmdqs: number): void {
-    if (l >= this.perVintf) throw new ErrnoError(Errno.EINVAL, `logical queue ${l} >= ${this.perVintf}`);
-    if (v.queues.has(l)) throw new ErrnoError(Errno.EEXIST, `logical queue ${l} exists`);
-    if (l > 0 && !v.queues.has(l - 1)) throw new ErrnoError(Errno.EIO, `logical queue ${l - 1} must be allocated first`);
+  allocQueue(vintf: UserVintf, lvcmdq: number, pa: number, length: number, cmdqs: number): void {
+    if (lvcmdq >= this.perVintf) throw new ErrnoError(Errno.EINVAL, `logical queue ${lvcmdq} >= ${this.perVintf}`);
+    if (vintf.queues[lvcmdq] !== undefined) throw new ErrnoError(Errno.EEXIST, `logical queue ${lvcmdq} exists`);
+    if (lvcmdq > 0 && vintf.queues[lvcmdq - 1] === undefined) throw new ErrnoError(Errno.EIO, `logical queue ${lvcmdq - 1} must be allocated first`);
     if (length < 32 || (length & (length - 1)) !== 0 || length > 2 ** (cmdqs + 4)) {
       throw new ErrnoError(Errno.EINVAL, `queue length ${length} not a power of two in [32, 2^${cmdqs + 4}]`);
     }
     if (pa % length !== 0 || pa >= 2 ** 48 || pa % 32 !== 0) {
       throw new ErrnoError(Errno.EINVAL, `queue base 0x${pa.toString(16)} not aligned to its length or above 48 bits`);
     }
-    const q = v.index * this.perVintf + l;
-    const alloc = 0x200 + 4 * q;
-    this.wr(alloc, this.rd(alloc) | 1);
-    v.queues.set(l, q);
+    const q = vintf.index * this.perVintf + lvcmdq;
+    const alloc = C.allocMapOffset(q);
+    this.wr(alloc, C.CMDQ_ALLOC_MAP.f.ALLOC.set(this.rd(alloc), 1));
+    vintf.queues[lvcmdq] = q;
     this.queueDeinit(q);
     const log2size = Math.log2(length) - 4;
-    this.hw.write64(C.CMDQV_VCMDQ_PAGE1 + 0x80 * q, BigInt(pa) | BigInt(log2size));
+    this.hw.write64(C.vcmdqPage1Offset(q) + P1.BASE, C.vcmdqBaseValue(pa, log2size));
   }
 
   /** HW queue destroy: reset and unmap. */
-  freeQueue(v: UserVintf, l: number): void {
-    const q = v.queues.get(l);
+  freeQueue(vintf: UserVintf, lvcmdq: number): void {
+    const q = vintf.queues[lvcmdq];
     if (q === undefined) return;
     this.queueDeinit(q);
-    const alloc = 0x200 + 4 * q;
-    this.wr(alloc, this.rd(alloc) & ~1);
-    v.queues.delete(l);
+    const alloc = C.allocMapOffset(q);
+    this.wr(alloc, C.CMDQ_ALLOC_MAP.f.ALLOC.set(this.rd(alloc), 0));
+    vintf.queues[lvcmdq] = undefined;
   }
 
   /** VCMDQ deinit through the global page0/page1 views (spec §2.5). */
   private queueDeinit(q: number): void {
-    const p0 = C.CMDQV_VCMDQ_PAGE0 + 0x80 * q;
-    const p1 = C.CMDQV_VCMDQ_PAGE1 + 0x80 * q;
-    this.writeConfig(p0 + 0x8, p0 + 0xc, 0, `VCMDQ${q}`);
+    const p0 = C.vcmdqPage0Offset(q);
+    const p1 = C.vcmdqPage1Offset(q);
+    this.writeConfig(C.vcmdqEnable(p0), 0, `VCMDQ${q}`);
     // Flush a pending ATC_INV timeout on the main CMDQ before the queue changes hands.
     this.smmu.sync();
-    this.wr(p0 + 0x4, 0);
-    this.wr(p0 + 0x0, 0);
-    this.hw.write64(p1, 0n);
-    this.hw.write64(p1 + 0x8, 0n);
-    const gerror = this.rd(p0 + 0x10);
-    if (this.rd(p0 + 0x14) !== gerror) {
-      this.log.guestError('tegra241-cmdqv', `VCMDQ${q}: uncleared error detected, resetting`);
-      this.wr(p0 + 0x14, gerror);
+    this.wr(p0 + P0.PROD, 0);
+    this.wr(p0 + P0.CONS, 0);
+    this.hw.write64(p1 + P1.BASE, 0n);
+    this.hw.write64(p1 + P1.CONS_INDX_BASE, 0n);
+    const gerror = this.rd(p0 + P0.GERROR);
+    if (this.rd(p0 + P0.GERRORN) !== gerror) {
+      this.log.guestError(SRC, `VCMDQ${q}: uncleared error detected, resetting`);
+      this.wr(p0 + P0.GERRORN, gerror);
     }
   }
 
   /** vDEVICE: program a SID_MATCH/SID_REPLACE pair. Returns the pair index. */
-  allocSid(v: UserVintf, vsid: number, psid: number): number {
-    if (vsid > 0xfffff) throw new ErrnoError(Errno.EINVAL, `vSID 0x${vsid.toString(16)} wider than 20 bits`);
-    const s = firstFree(0, this.sidsPerVintf, v.sids);
-    if (s < 0) throw new ErrnoError(Errno.ENOSPC, 'no free SID pair');
-    const base = this.vintfBase(v.index);
-    this.wr(base + 0x80 + 4 * s, psid);
-    this.wr(base + 0x40 + 4 * s, ((vsid << 1) | 1) >>> 0);
-    v.sids.set(s, psid);
-    return s;
+  allocSid(vintf: UserVintf, vsid: number, psid: number): number {
+    const { ENABLE, VIRT_SID } = C.VINTF_SID_MATCH.f;
+    if (vsid > VIRT_SID.max) throw new ErrnoError(Errno.EINVAL, `vSID 0x${vsid.toString(16)} wider than ${VIRT_SID.width} bits`);
+    const slot = firstFree(0, this.sidsPerVintf, vintf.sids);
+    if (slot < 0) throw new ErrnoError(Errno.ENOSPC, 'no free SID pair');
+    const pair = this.sidPair(vintf.index, slot);
+    this.wr(pair.replace, psid);
+    this.wr(pair.match, VIRT_SID.set(ENABLE.set(0, 1), vsid));
+    vintf.sids[slot] = psid;
+    return slot;
   }
 
   /** vDEVICE destroy: clear its pair. */
-  freeSid(v: UserVintf, s: number): void {
-    const base = this.vintfBase(v.index);
-    this.wr(base + 0x40 + 4 * s, 0);
-    this.wr(base + 0x80 + 4 * s, 0);
-    v.sids.delete(s);
+  freeSid(vintf: UserVintf, slot: number): void {
+    this.clearSidPair(vintf.index, slot);
+    vintf.sids[slot] = undefined;
   }
 
   /** Error interrupt: user VINTF errors become vEVENTs; the host acknowledges nothing for them. */
   private isr(): void {
-    const map = BigInt(this.rd(0x14)) | (BigInt(this.rd(0x18)) << 32n);
-    for (let vi = 0; vi < this.numVintfs; vi++) {
-      if (((map >> BigInt(vi)) & 1n) === 0n) continue;
-      const base = this.vintfBase(vi);
-      const m0 = this.hw.read64(base + 0xc0);
-      const m1 = this.hw.read64(base + 0xc8);
-      if (vi === 0) {
-        this.log.guestError('tegra241-cmdqv', `host VINTF0 queue error, map 0x${m0.toString(16)}`);
+    const map = BigInt(this.rd(instanceOffset(C.VI_ERR_MAP, 0))) | (BigInt(this.rd(instanceOffset(C.VI_ERR_MAP, 1))) << 32n);
+    for (let index = 0; index < this.numVintfs; index++) {
+      if (((map >> BigInt(index)) & 1n) === 0n) continue;
+      const block = C.vintfBlockOffset(index);
+      const map0 = this.hw.read64(block + instanceOffset(C.VINTF_LVCMDQ_ERR_MAP_64, 0));
+      const map1 = this.hw.read64(block + instanceOffset(C.VINTF_LVCMDQ_ERR_MAP_64, 1));
+      if (index === HOST_VINTF) {
+        this.log.guestError(SRC, `host VINTF0 queue error, map 0x${map0.toString(16)}`);
         continue;
       }
-      const v = this.vintfs.get(vi);
-      if (v) v.onError([m0, m1]);
-      else this.log.guestError('tegra241-cmdqv', `error on unowned VINTF${vi}`);
+      const vintf = this.vintfs[index];
+      if (vintf) vintf.onError([map0, map1]);
+      else this.log.guestError(SRC, `error on unowned VINTF${index}`);
     }
   }
 }

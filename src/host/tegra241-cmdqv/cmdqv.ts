@@ -12,49 +12,55 @@
 
 import type { ModelLog } from '../../kit/log.js';
 import { MemoryRegion, type RegionOps } from '../../kit/memory-region.js';
+import { cloneState, type Persist } from '../../kit/persist.js';
 import { RegisterBank } from '../../kit/register-bank.js';
-import { RegisterLayout, type RegisterInfo } from '../../kit/registers.js';
-import { defineTrace, type Tracer } from '../../kit/trace.js';
-import { CERROR_ABT, CERROR_ILL, Op, opName } from '../../arch/smmuv3/commands.js';
+import { RegisterLayout, type RegisterFile, type RegisterInfo } from '../../kit/registers.js';
+import type { Tracer } from '../../kit/trace.js';
+import { CERROR_ABT, CERROR_ILL, D0, Op, opName } from '../../arch/smmuv3/commands.js';
 import { qIndexMask, qWrapMask } from '../../arch/smmuv3/queue.js';
 import { CommandReader } from '../smmuv3/command-reader.js';
 import * as C from '../../arch/tegra241-cmdqv/registers.js';
 import type { CmdqvConfig } from '../config.js';
 import type { PhysicalMemory } from '../memory/physical-memory.js';
 import type { HostSmmu } from '../smmuv3/smmu.js';
+import { T_HW_CONSUME, T_HW_QUEUE_ERROR } from './trace-events.js';
 
-const T_QUEUE_ERROR = defineTrace(
-  'tegra241_cmdqv_hw_queue_error',
-  [
-    { name: 'vcmdq', type: 'u32' },
-    { name: 'vintf', type: 'u32' },
-    { name: 'lvcmdq', type: 'u32' },
-    { name: 'cons', type: 'u32' },
-    { name: 'cerror', type: 'u32' },
-    { name: 'opcode', type: 'str' },
-  ],
-  'vcmdq %u (vintf %u lvcmdq %u) stopped at cons=0x%x cerror=%u on %s',
-);
-const T_CONSUME = defineTrace(
-  'tegra241_cmdqv_hw_consume',
-  [
-    { name: 'vcmdq', type: 'u32' },
-    { name: 'count', type: 'u32' },
-    { name: 'cons', type: 'u32' },
-  ],
-  'vcmdq %u consumed %u commands, cons=0x%x',
-);
-
-const MAX_LVCMDQ = 128;
+/** Logical VCMDQs a VINTF can address (CMDQ_ALLOC_MAP.LVCMDQ is 7 bits). */
+const MAX_LVCMDQ = 2 ** C.CMDQ_ALLOC_MAP.f.LVCMDQ.width;
 const NO_QUEUE = -1;
+const SRC = 'tegra241-cmdqv-hw';
+
+// Decode and hot-path masks, derived once from the register and command tables.
+const SLOT_SHIFT = Math.log2(C.VCMDQ_SLOT);
+const SLOT_MASK = C.VCMDQ_SLOT - 1;
+const VINTF_BLOCK_SHIFT = Math.log2(C.VINTF_BLOCK_STRIDE);
+const VINTF_BLOCK_MASK = C.VINTF_BLOCK_STRIDE - 1;
+const PROD_WR_MASK = C.VCMDQ_PROD.f.WR.wordMask(0);
+const CONS_ERR_MASK = C.VCMDQ_CONS.f.ERR.wordMask(0);
+const GERROR_CMDQ_ERR = C.VCMDQ_GERROR.f.CMDQ_ERR.wordMask(0);
+const OPCODE_MASK = D0.OPCODE.wordMask(0);
+/** VMID of a TLBI command, in its second word (dword0 [47:32]). */
+const VMID_W1_MASK = D0.VMID.wordMask(1);
+/** What a guest-owned VINTF does with a command, by opcode. */
+const GUEST_REFUSE = 0;
+/** Runs as is (CMD_SYNC). */
+const GUEST_RUN = 1;
+/** Runs under the VINTF's VMID (the TLBIs). */
+const GUEST_FORCE_VMID = 2;
+/** Runs with its StreamID replaced through SID_MATCH/SID_REPLACE (ATC_INV). */
+const GUEST_REPLACE_SID = 3;
+/** Opcode → action, built once from the one list of guest opcodes in the arch table. */
+const GUEST_ACTION = new Uint8Array(OPCODE_MASK + 1).fill(GUEST_REFUSE);
+for (const op of C.GUEST_VCMDQ_OPCODES) {
+  GUEST_ACTION[op] = op === Op.SYNC ? GUEST_RUN : op === Op.ATC_INV ? GUEST_REPLACE_SID : GUEST_FORCE_VMID;
+}
 
 let layouts: { global: RegisterLayout; vintf: RegisterLayout; page0: RegisterLayout; page1: RegisterLayout } | undefined;
-const ALLOC_MAP = C.cmdqAllocMap(128);
 
 function cmdqvLayouts() {
   layouts ??= {
-    global: new RegisterLayout('tegra241-cmdqv-global', 0x1000, [
-      C.CONFIG, C.PARAM, C.STATUS, C.VI_ERR_MAP, C.VI_INT_MASK, C.CMDQ_ERR_MAP, ALLOC_MAP,
+    global: new RegisterLayout('tegra241-cmdqv-global', C.VINTF_BLOCK, [
+      C.CONFIG, C.PARAM, C.STATUS, C.VI_ERR_MAP, C.VI_INT_MASK, C.CMDQ_ERR_MAP, C.CMDQ_ALLOC_MAP,
     ]),
     vintf: new RegisterLayout('tegra241-cmdqv-vintf', C.VINTF_BLOCK_STRIDE, [
       C.VINTF_CONFIG, C.VINTF_STATUS, C.VINTF_SID_MATCH, C.VINTF_SID_REPLACE, C.VINTF_LVCMDQ_ERR_MAP_64,
@@ -72,6 +78,19 @@ function wordSlots(regs: readonly RegisterInfo[]): number[] {
   return regs.flatMap((r) => (r.width === 64 ? [r.slot, r.slot + 1] : [r.slot]));
 }
 
+/**
+ * Architectural state of the silicon: the words of every register file (held, not copied, by
+ * the live banks) and the logical-queue decode that CMDQ_ALLOC_MAP writes build up.
+ */
+export interface CmdqvHwState {
+  readonly global: Uint32Array;
+  readonly vintfs: readonly Uint32Array[];
+  readonly page0: readonly Uint32Array[];
+  readonly page1: readonly Uint32Array[];
+  /** (vintf · 128 + lvcmdq) → global VCMDQ, or -1. */
+  readonly logical: Int32Array;
+}
+
 /** Counters of the silicon's work. */
 export interface CmdqvStats {
   /** Commands consumed from VCMDQs (executed or stopped on). */
@@ -87,7 +106,7 @@ export interface CmdqvStats {
 }
 
 /** The CMDQV hardware model attached to one host SMMU. */
-export class Tegra241CmdqvHw {
+export class Tegra241CmdqvHw implements Persist<CmdqvHwState> {
   readonly numVcmdqs: number;
   readonly numVintfs: number;
   readonly sidsPerVintf: number;
@@ -100,14 +119,18 @@ export class Tegra241CmdqvHw {
   /** Error interrupt line (edge) to the host kernel. */
   onErrorIrq: () => void = () => {};
 
-  /** (vintf · 128 + lvcmdq) → global VCMDQ, from CMDQ_ALLOC_MAP entries with ALLOC = 1. */
-  private readonly logical: Int16Array;
+  private readonly state: CmdqvHwState;
+  /** One command, read from a ring (reused: no allocation per command). */
   private readonly cmd = new Uint32Array(4);
   private readonly reader: CommandReader;
-  private readonly allocRegs: RegisterInfo[];
-  private readonly g;
-  private readonly v;
-  private readonly q;
+  /** Register instances of the global block, looked up once. */
+  private readonly globalRegs;
+  /** Register instances of a VINTF block. */
+  private readonly vintfRegs;
+  /** Register instances of a VCMDQ's page0 and page1. */
+  private readonly vcmdqRegs;
+  /** End of the VINTF register blocks in the config page. */
+  private readonly vintfBlocksEnd: number;
 
   constructor(
     readonly config: CmdqvConfig,
@@ -119,39 +142,46 @@ export class Tegra241CmdqvHw {
     this.numVcmdqs = 2 ** config.log2Vcmdqs;
     this.numVintfs = 2 ** config.log2Vintfs;
     this.sidsPerVintf = 2 ** config.log2SidsPerVintf;
+    this.vintfBlocksEnd = C.vintfBlockOffset(this.numVintfs);
     this.reader = new CommandReader(phys.mem);
     const L = cmdqvLayouts();
-    this.global = new RegisterBank('tegra241-cmdqv-hw', L.global, log);
-    for (let i = 0; i < this.numVintfs; i++) this.vintfs.push(new RegisterBank(`tegra241-cmdqv-hw vintf${i}`, L.vintf, log));
+    this.global = new RegisterBank(SRC, L.global, log);
+    for (let i = 0; i < this.numVintfs; i++) this.vintfs.push(new RegisterBank(`${SRC} vintf${i}`, L.vintf, log));
     for (let i = 0; i < this.numVcmdqs; i++) {
-      this.page0.push(new RegisterBank(`tegra241-cmdqv-hw vcmdq${i}`, L.page0, log));
-      this.page1.push(new RegisterBank(`tegra241-cmdqv-hw vcmdq${i}`, L.page1, log));
+      this.page0.push(new RegisterBank(`${SRC} vcmdq${i}`, L.page0, log));
+      this.page1.push(new RegisterBank(`${SRC} vcmdq${i}`, L.page1, log));
     }
-    this.logical = new Int16Array(this.numVintfs * MAX_LVCMDQ).fill(NO_QUEUE);
-    this.allocRegs = Array.from({ length: 128 }, (_, i) => L.global.get(`CMDQ_ALLOC_MAP_${i}`));
-    this.g = {
-      config: L.global.get('CONFIG'),
-      param: L.global.get('PARAM'),
-      status: L.global.get('STATUS'),
-      viErr: wordSlots([L.global.get('VI_ERR_MAP_0'), L.global.get('VI_ERR_MAP_1')]),
-      viMask: wordSlots([L.global.get('VI_INT_MASK_0'), L.global.get('VI_INT_MASK_1')]),
-      cmdqErr: wordSlots([0, 1, 2, 3].map((i) => L.global.get(`CMDQ_ERR_MAP_${i}`))),
+    this.state = {
+      global: this.global.file.words,
+      vintfs: this.vintfs.map((bank) => bank.file.words),
+      page0: this.page0.map((bank) => bank.file.words),
+      page1: this.page1.map((bank) => bank.file.words),
+      logical: new Int32Array(this.numVintfs * MAX_LVCMDQ).fill(NO_QUEUE),
     };
-    this.v = {
-      config: L.vintf.get('CONFIG'),
-      status: L.vintf.get('STATUS'),
-      match: Array.from({ length: 16 }, (_, i) => L.vintf.get(`SID_MATCH_${i}`)),
-      replace: Array.from({ length: 16 }, (_, i) => L.vintf.get(`SID_REPLACE_${i}`)),
-      err: wordSlots([L.vintf.get('LVCMDQ_ERR_MAP_64_0'), L.vintf.get('LVCMDQ_ERR_MAP_64_1')]),
+    this.globalRegs = {
+      config: L.global.of(C.CONFIG),
+      param: L.global.of(C.PARAM),
+      status: L.global.of(C.STATUS),
+      alloc: L.global.instancesOf(C.CMDQ_ALLOC_MAP),
+      viErr: wordSlots(L.global.instancesOf(C.VI_ERR_MAP)),
+      viMask: wordSlots(L.global.instancesOf(C.VI_INT_MASK)),
+      cmdqErr: wordSlots(L.global.instancesOf(C.CMDQ_ERR_MAP)),
     };
-    this.q = {
-      cons: L.page0.get('CONS_INDX'),
-      prod: L.page0.get('PROD_INDX'),
-      config: L.page0.get('CONFIG'),
-      status: L.page0.get('STATUS'),
-      gerror: L.page0.get('GERROR'),
-      gerrorn: L.page0.get('GERRORN'),
-      base: L.page1.get('BASE'),
+    this.vintfRegs = {
+      config: L.vintf.of(C.VINTF_CONFIG),
+      status: L.vintf.of(C.VINTF_STATUS),
+      match: L.vintf.instancesOf(C.VINTF_SID_MATCH),
+      replace: L.vintf.instancesOf(C.VINTF_SID_REPLACE),
+      err: wordSlots(L.vintf.instancesOf(C.VINTF_LVCMDQ_ERR_MAP_64)),
+    };
+    this.vcmdqRegs = {
+      cons: L.page0.of(C.VCMDQ_CONS),
+      prod: L.page0.of(C.VCMDQ_PROD),
+      config: L.page0.of(C.VCMDQ_CONFIG),
+      status: L.page0.of(C.VCMDQ_STATUS),
+      gerror: L.page0.of(C.VCMDQ_GERROR),
+      gerrorn: L.page0.of(C.VCMDQ_GERRORN),
+      base: L.page1.of(C.VCMDQ_BASE),
     };
     this.wireHooks();
     this.reset();
@@ -161,35 +191,47 @@ export class Tegra241CmdqvHw {
   /** Power-on reset of every register. */
   reset(): void {
     this.global.reset();
-    this.global.file.set32(
-      this.g.param,
-      this.config.version | (this.config.log2Vcmdqs << 4) | (this.config.log2Vintfs << 8) | (this.config.log2SidsPerVintf << 12),
-    );
-    for (const b of this.vintfs) b.reset();
-    for (const b of this.page0) b.reset();
-    for (const b of this.page1) b.reset();
-    this.logical.fill(NO_QUEUE);
+    this.global.file.set32(this.globalRegs.param, C.paramValue(this.config));
+    for (const bank of this.vintfs) bank.reset();
+    for (const bank of this.page0) bank.reset();
+    for (const bank of this.page1) bank.reset();
+    this.state.logical.fill(NO_QUEUE);
+  }
+
+  /** A copy of every register and of the logical-queue decode. */
+  save(): CmdqvHwState {
+    return cloneState(this.state);
+  }
+
+  /** Load a state saved from silicon of the same configuration. */
+  restore(saved: CmdqvHwState): void {
+    const state = this.state;
+    state.global.set(saved.global);
+    saved.vintfs.forEach((words, i) => state.vintfs[i]!.set(words));
+    saved.page0.forEach((words, i) => state.page0[i]!.set(words));
+    saved.page1.forEach((words, i) => state.page1[i]!.set(words));
+    state.logical.set(saved.logical);
   }
 
   private wireHooks(): void {
     this.global.onWrite(C.CONFIG, () => {
-      const en = C.CONFIG.f.CMDQV_EN.get(this.global.file.get32(this.g.config));
-      this.global.file.set32(this.g.status, en);
-      if (en) for (let q = 0; q < this.numVcmdqs; q++) this.consume(q);
+      const enabled = C.CONFIG.f.CMDQV_EN.get(this.global.file.get32(this.globalRegs.config));
+      this.global.file.setField(this.globalRegs.status, C.STATUS.f.CMDQV_ENABLED, enabled);
+      if (enabled) for (let q = 0; q < this.numVcmdqs; q++) this.consume(q);
     });
-    this.global.onWrite(ALLOC_MAP, (reg, prev) => this.remap(reg.instance, prev));
-    this.vintfs.forEach((bank, vi) => {
+    this.global.onWrite(C.CMDQ_ALLOC_MAP, (reg, prev) => this.remap(reg.instance, prev));
+    this.vintfs.forEach((bank, vintf) => {
       bank.onWrite(C.VINTF_CONFIG, () => {
-        const en = C.VINTF_CONFIG.f.ENABLE.get(bank.file.get32(this.v.config));
-        bank.file.setField(this.v.status, C.VINTF_STATUS.f.ENABLE_OK, en);
-        if (en) for (let l = 0; l < MAX_LVCMDQ; l++) this.consumeLogical(vi, l);
+        const enabled = C.VINTF_CONFIG.f.ENABLE.get(bank.file.get32(this.vintfRegs.config));
+        bank.file.setField(this.vintfRegs.status, C.VINTF_STATUS.f.ENABLE_OK, enabled);
+        if (enabled) for (let l = 0; l < MAX_LVCMDQ; l++) this.consumeLogical(vintf, l);
       });
     });
     this.page0.forEach((bank, q) => {
       bank.onWrite(C.VCMDQ_CONFIG, () => {
-        const en = C.VCMDQ_CONFIG.f.CMDQ_EN.get(bank.file.get32(this.q.config));
-        bank.file.set32(this.q.status, en);
-        if (en) this.consume(q);
+        const enabled = C.VCMDQ_CONFIG.f.CMDQ_EN.get(bank.file.get32(this.vcmdqRegs.config));
+        bank.file.setField(this.vcmdqRegs.status, C.VCMDQ_STATUS.f.CMDQ_EN_OK, enabled);
+        if (enabled) this.consume(q);
       });
       bank.onWrite(C.VCMDQ_PROD, () => this.consume(q));
       bank.onWrite(C.VCMDQ_GERRORN, () => this.acknowledge(q));
@@ -198,62 +240,64 @@ export class Tegra241CmdqvHw {
 
   /** CMDQ_ALLOC_MAP_q changed: update the logical-queue decode of the VINTF apertures. */
   private remap(q: number, prev: number): void {
-    const now = this.global.file.get32(this.allocRegs[q]!);
-    const F = ALLOC_MAP.f;
+    const now = this.global.file.get32(this.globalRegs.alloc[q]!);
+    const F = C.CMDQ_ALLOC_MAP.f;
+    const logical = this.state.logical;
     if (F.ALLOC.get(prev)) {
       const key = F.VIRT_INTF_INDX.get(prev) * MAX_LVCMDQ + F.LVCMDQ.get(prev);
-      if (this.logical[key] === q) this.logical[key] = NO_QUEUE;
+      if (logical[key] === q) logical[key] = NO_QUEUE;
     }
     if (F.ALLOC.get(now) && q < this.numVcmdqs) {
-      const vi = F.VIRT_INTF_INDX.get(now);
-      if (vi >= this.numVintfs) {
-        this.log.guestError('tegra241-cmdqv-hw', `CMDQ_ALLOC_MAP_${q}: VINTF ${vi} does not exist`);
+      const vintf = F.VIRT_INTF_INDX.get(now);
+      if (vintf >= this.numVintfs) {
+        this.log.guestError(SRC, `CMDQ_ALLOC_MAP_${q}: VINTF ${vintf} does not exist`);
         return;
       }
-      this.logical[vi * MAX_LVCMDQ + F.LVCMDQ.get(now)] = q;
+      logical[vintf * MAX_LVCMDQ + F.LVCMDQ.get(now)] = q;
     }
   }
 
-  /** Global VCMDQ mapped as logical queue `l` of VINTF `vi`, or -1. */
-  globalQueue(vi: number, l: number): number {
-    return vi < this.numVintfs && l < MAX_LVCMDQ ? this.logical[vi * MAX_LVCMDQ + l]! : NO_QUEUE;
+  /** Global VCMDQ mapped as logical queue `lvcmdq` of VINTF `vintf`, or -1. */
+  globalQueue(vintf: number, lvcmdq: number): number {
+    return vintf < this.numVintfs && lvcmdq < MAX_LVCMDQ ? this.state.logical[vintf * MAX_LVCMDQ + lvcmdq]! : NO_QUEUE;
   }
 
-  private consumeLogical(vi: number, l: number): void {
-    const q = this.globalQueue(vi, l);
+  private consumeLogical(vintf: number, lvcmdq: number): void {
+    const q = this.globalQueue(vintf, lvcmdq);
     if (q !== NO_QUEUE) this.consume(q);
   }
 
   /** Whether queue q may run: CMDQV, its VINTF and the queue enabled, mapped, no active error. */
   private runnable(q: number): number {
     const gf = this.global.file;
-    if (!(gf.get32(this.g.status) & 1)) return -1;
-    const alloc = gf.get32(this.allocRegs[q]!);
-    if (!(alloc & 1)) return -1;
-    const vi = ALLOC_MAP.f.VIRT_INTF_INDX.get(alloc);
-    if (vi >= this.numVintfs || !(this.vintfs[vi]!.file.get32(this.v.status) & 1)) return -1;
+    if (!gf.field(this.globalRegs.status, C.STATUS.f.CMDQV_ENABLED)) return -1;
+    const alloc = gf.get32(this.globalRegs.alloc[q]!);
+    if (!C.CMDQ_ALLOC_MAP.f.ALLOC.get(alloc)) return -1;
+    const vintf = C.CMDQ_ALLOC_MAP.f.VIRT_INTF_INDX.get(alloc);
+    if (vintf >= this.numVintfs || !this.vintfs[vintf]!.file.field(this.vintfRegs.status, C.VINTF_STATUS.f.ENABLE_OK)) return -1;
     const p0 = this.page0[q]!.file;
-    if (!(p0.get32(this.q.status) & 1)) return -1;
-    if ((p0.get32(this.q.gerror) ^ p0.get32(this.q.gerrorn)) & 1) return -1;
-    return vi;
+    if (!p0.field(this.vcmdqRegs.status, C.VCMDQ_STATUS.f.CMDQ_EN_OK)) return -1;
+    if ((p0.get32(this.vcmdqRegs.gerror) ^ p0.get32(this.vcmdqRegs.gerrorn)) & GERROR_CMDQ_ERR) return -1;
+    return vintf;
   }
 
   /** Consume queue q until empty or stopped (hot path: no allocation per command). */
   consume(q: number): void {
-    const vi = this.runnable(q);
-    if (vi < 0) return;
+    const vintf = this.runnable(q);
+    if (vintf < 0) return;
+    const regs = this.vcmdqRegs;
     const p0 = this.page0[q]!.file;
     const p1 = this.page1[q]!.file;
-    const baseLo = p1.words[this.q.base.slot]!;
-    const baseHi = p1.words[this.q.base.slot + 1]!;
+    const baseLo = p1.words[regs.base.slot]!;
+    const baseHi = p1.words[regs.base.slot + 1]!;
     const log2 = Math.min(C.VCMDQ_BASE.f.LOG2SIZE.getWords(baseLo, baseHi), 19);
     const ring = C.VCMDQ_BASE.f.ADDR.getWords(baseLo, baseHi) * 32;
-    const vf = this.vintfs[vi]!.file;
-    const vcfg = vf.get32(this.v.config);
-    const guestOwned = !C.VINTF_CONFIG.f.HYP_OWN.get(vcfg);
-    const vmid = C.VINTF_CONFIG.f.VMID.get(vcfg);
-    const prod = p0.get32(this.q.prod) & 0xfffff;
-    const consReg = p0.get32(this.q.cons);
+    const vf = this.vintfs[vintf]!.file;
+    const vintfConfig = vf.get32(this.vintfRegs.config);
+    const guestOwned = !C.VINTF_CONFIG.f.HYP_OWN.get(vintfConfig);
+    const vmid = C.VINTF_CONFIG.f.VMID.get(vintfConfig);
+    const prod = p0.get32(regs.prod) & PROD_WR_MASK;
+    const consReg = p0.get32(regs.cons);
     const wrapMask = qWrapMask(log2);
     const idxMask = qIndexMask(log2);
     const end = prod & wrapMask;
@@ -262,9 +306,10 @@ export class Tegra241CmdqvHw {
     let n = 0;
     let vmidReplaced = 0;
     const reader = this.reader;
-    const opAsid = Op.TLBI_NH_ASID;
-    const opVa = Op.TLBI_NH_VA;
-    const opSync = Op.SYNC;
+    // Loop constants in locals (module-level bindings are slower to reach in the loop).
+    const guestAction = GUEST_ACTION;
+    const opcodeMask = OPCODE_MASK;
+    const keepNonVmid = ~VMID_W1_MASK;
     reader.reset();
     while (cons !== end) {
       let err = 0;
@@ -273,12 +318,12 @@ export class Tegra241CmdqvHw {
       } else {
         if (guestOwned) {
           // The guest-owned VINTF rules, inlined for the common TLBI case.
-          const op = w[0]! & 0xff;
-          if (op === opAsid || op === opVa) {
-            w[1] = ((w[1]! & 0xffff_0000) | vmid) >>> 0;
+          const action = guestAction[w[0]! & opcodeMask]!;
+          if (action === GUEST_FORCE_VMID) {
+            w[1] = ((w[1]! & keepNonVmid) | vmid) >>> 0;
             vmidReplaced++;
-          } else if (op !== opSync) {
-            err = this.filterGuestCommand(vf, w);
+          } else if (action !== GUEST_RUN) {
+            err = this.filterGuestCommand(vf, w, action);
           }
         }
         if (err === 0) err = this.smmu.execute(w, 'vcmdq');
@@ -287,29 +332,31 @@ export class Tegra241CmdqvHw {
       if (err !== 0) {
         this.stats.commands += n;
         this.stats.vmidReplaced += vmidReplaced;
-        this.stop(q, vi, cons, err, w[0]! & 0xff);
+        this.stop(q, vintf, cons, err, w[0]! & opcodeMask);
         return;
       }
       cons = (cons + 1) & wrapMask;
     }
     this.stats.vmidReplaced += vmidReplaced;
     this.stats.commands += n;
-    p0.set32(this.q.cons, ((consReg & 0x7f00_0000) | cons) >>> 0);
-    if (n > 0 && this.tracer.enabled(T_CONSUME)) this.tracer.emit(T_CONSUME, q, n, cons);
+    p0.set32(regs.cons, ((consReg & CONS_ERR_MASK) | cons) >>> 0);
+    if (n > 0 && this.tracer.enabled(T_HW_CONSUME)) this.tracer.emit(T_HW_CONSUME, q, n, cons);
   }
 
   /**
-   * The guest-owned VINTF rules for the commands the consume loop does not inline: ATC_INV
-   * gets its StreamID replaced through SID_MATCH/SID_REPLACE; anything else is refused.
-   * Returns a CERROR code, 0 if the command may run.
+   * The guest-owned VINTF rules for the commands the consume loop does not inline (`action`
+   * from the opcode table): ATC_INV gets its StreamID replaced through SID_MATCH/SID_REPLACE;
+   * anything else is refused. Returns a CERROR code, 0 if the command may run.
    */
-  private filterGuestCommand(vf: RegisterBank['file'], w: Uint32Array): number {
-    if ((w[0]! & 0xff) === Op.ATC_INV) {
-      const vsid = w[1]!;
+  private filterGuestCommand(vf: RegisterFile, w: Uint32Array, action: number): number {
+    if (action === GUEST_REPLACE_SID) {
+      const vsid = D0.SID.getWords(w[0]!, w[1]!);
+      const ENABLE = C.VINTF_SID_MATCH.f.ENABLE;
+      const VIRT_SID = C.VINTF_SID_MATCH.f.VIRT_SID;
       for (let s = 0; s < this.sidsPerVintf; s++) {
-        const m = vf.get32(this.v.match[s]!);
-        if (m & 1 && C.VINTF_SID_MATCH.f.VIRT_SID.get(m) === vsid) {
-          w[1] = vf.get32(this.v.replace[s]!);
+        const match = vf.get32(this.vintfRegs.match[s]!);
+        if (ENABLE.get(match) && VIRT_SID.get(match) === vsid) {
+          D0.SID.setWords(w, 0, vf.get32(this.vintfRegs.replace[s]!));
           this.stats.sidReplaced++;
           return 0;
         }
@@ -321,18 +368,19 @@ export class Tegra241CmdqvHw {
   }
 
   /** Stop queue q at `cons` with a CERROR and report it through the error maps and the IRQ. */
-  private stop(q: number, vi: number, cons: number, err: number, op: number): void {
+  private stop(q: number, vintf: number, cons: number, err: number, op: number): void {
+    const regs = this.vcmdqRegs;
     const p0 = this.page0[q]!.file;
-    p0.set32(this.q.cons, C.VCMDQ_CONS.f.ERR.set(cons, err));
-    p0.set32(this.q.gerror, (p0.get32(this.q.gerror) ^ 1) >>> 0);
-    const l = ALLOC_MAP.f.LVCMDQ.get(this.global.file.get32(this.allocRegs[q]!));
-    this.setBit(this.global.file, this.g.cmdqErr, q, true);
-    const vf = this.vintfs[vi]!.file;
-    this.setBit(vf, this.v.err, l, true);
-    vf.setField(this.v.status, C.VINTF_STATUS.f.STATUS, 1);
-    this.setBit(this.global.file, this.g.viErr, vi, true);
-    this.tracer.emit(T_QUEUE_ERROR, q, vi, l, cons, err, opName(op));
-    const masked = this.bitOf(this.global.file, this.g.viMask, vi);
+    p0.set32(regs.cons, C.VCMDQ_CONS.f.ERR.set(cons, err));
+    p0.set32(regs.gerror, (p0.get32(regs.gerror) ^ GERROR_CMDQ_ERR) >>> 0);
+    const lvcmdq = C.CMDQ_ALLOC_MAP.f.LVCMDQ.get(this.global.file.get32(this.globalRegs.alloc[q]!));
+    this.setBit(this.global.file, this.globalRegs.cmdqErr, q, true);
+    const vf = this.vintfs[vintf]!.file;
+    this.setBit(vf, this.vintfRegs.err, lvcmdq, true);
+    vf.setField(this.vintfRegs.status, C.VINTF_STATUS.f.STATUS, 1);
+    this.setBit(this.global.file, this.globalRegs.viErr, vintf, true);
+    this.tracer.emit(T_HW_QUEUE_ERROR, q, vintf, lvcmdq, cons, err, opName(op));
+    const masked = this.bitOf(this.global.file, this.globalRegs.viMask, vintf);
     if (!masked) {
       this.stats.irqs++;
       this.onErrorIrq();
@@ -342,30 +390,30 @@ export class Tegra241CmdqvHw {
   /** GERRORN written: once it matches GERROR the queue's error is cleared and it resumes. */
   private acknowledge(q: number): void {
     const p0 = this.page0[q]!.file;
-    if ((p0.get32(this.q.gerror) ^ p0.get32(this.q.gerrorn)) & 1) return;
-    const alloc = this.global.file.get32(this.allocRegs[q]!);
-    const vi = ALLOC_MAP.f.VIRT_INTF_INDX.get(alloc);
-    const l = ALLOC_MAP.f.LVCMDQ.get(alloc);
-    this.setBit(this.global.file, this.g.cmdqErr, q, false);
-    if (vi < this.numVintfs) {
-      const vf = this.vintfs[vi]!.file;
-      this.setBit(vf, this.v.err, l, false);
-      if (this.v.err.every((slot) => vf.words[slot] === 0)) {
-        vf.setField(this.v.status, C.VINTF_STATUS.f.STATUS, 0);
-        this.setBit(this.global.file, this.g.viErr, vi, false);
+    if ((p0.get32(this.vcmdqRegs.gerror) ^ p0.get32(this.vcmdqRegs.gerrorn)) & GERROR_CMDQ_ERR) return;
+    const alloc = this.global.file.get32(this.globalRegs.alloc[q]!);
+    const vintf = C.CMDQ_ALLOC_MAP.f.VIRT_INTF_INDX.get(alloc);
+    const lvcmdq = C.CMDQ_ALLOC_MAP.f.LVCMDQ.get(alloc);
+    this.setBit(this.global.file, this.globalRegs.cmdqErr, q, false);
+    if (vintf < this.numVintfs) {
+      const vf = this.vintfs[vintf]!.file;
+      this.setBit(vf, this.vintfRegs.err, lvcmdq, false);
+      if (this.vintfRegs.err.every((slot) => vf.words[slot] === 0)) {
+        vf.setField(this.vintfRegs.status, C.VINTF_STATUS.f.STATUS, 0);
+        this.setBit(this.global.file, this.globalRegs.viErr, vintf, false);
       }
     }
     this.consume(q);
   }
 
   /** Set or clear bit `bit` of a bitmap held in the word slots `slots` (LSB word first). */
-  private setBit(file: RegisterBank['file'], slots: readonly number[], bit: number, on: boolean): void {
+  private setBit(file: RegisterFile, slots: readonly number[], bit: number, on: boolean): void {
     const slot = slots[bit >>> 5]!;
-    const m = (1 << (bit & 31)) >>> 0;
-    file.words[slot] = on ? file.words[slot]! | m : file.words[slot]! & ~m;
+    const mask = (1 << (bit & 31)) >>> 0;
+    file.words[slot] = on ? file.words[slot]! | mask : file.words[slot]! & ~mask;
   }
 
-  private bitOf(file: RegisterBank['file'], slots: readonly number[], bit: number): boolean {
+  private bitOf(file: RegisterFile, slots: readonly number[], bit: number): boolean {
     return ((file.words[slots[bit >>> 5]!]! >>> (bit & 31)) & 1) === 1;
   }
 
@@ -377,32 +425,32 @@ export class Tegra241CmdqvHw {
 
   /** Resolve an aperture offset to a register bank, leaving the offset inside it in `inner`. */
   private decode(off: number): RegisterBank | undefined {
-    if (off < 0x1000) {
+    if (off < C.VINTF_BLOCK) {
       this.inner = off;
       return this.global;
     }
-    if (off >= C.VINTF_BLOCK && off < C.VINTF_BLOCK + this.numVintfs * C.VINTF_BLOCK_STRIDE) {
+    if (off < this.vintfBlocksEnd) {
       const rel = off - C.VINTF_BLOCK;
-      this.inner = rel & 0xff;
-      return this.vintfs[rel >>> 8];
+      this.inner = rel & VINTF_BLOCK_MASK;
+      return this.vintfs[rel >>> VINTF_BLOCK_SHIFT];
     }
     if (off >= C.CMDQV_VCMDQ_PAGE0 && off < C.CMDQV_VINTF_PAGES) {
       const page1 = off >= C.CMDQV_VCMDQ_PAGE1;
       const rel = off - (page1 ? C.CMDQV_VCMDQ_PAGE1 : C.CMDQV_VCMDQ_PAGE0);
-      const q = rel >>> 7;
+      const q = rel >>> SLOT_SHIFT;
       if (q >= this.numVcmdqs) return undefined;
-      this.inner = rel & 0x7f;
+      this.inner = rel & SLOT_MASK;
       return (page1 ? this.page1 : this.page0)[q];
     }
     if (off >= C.CMDQV_VINTF_PAGES) {
       const rel = off - C.CMDQV_VINTF_PAGES;
-      const vi = Math.floor(rel / C.CMDQV_VINTF_STRIDE);
-      const inPair = rel - vi * C.CMDQV_VINTF_STRIDE;
+      const vintf = Math.floor(rel / C.CMDQV_VINTF_STRIDE);
+      const inPair = rel - vintf * C.CMDQV_VINTF_STRIDE;
       const page1 = inPair >= C.CMDQV_PAGE_SIZE;
       const inPage = page1 ? inPair - C.CMDQV_PAGE_SIZE : inPair;
-      const q = this.globalQueue(vi, inPage >>> 7);
+      const q = this.globalQueue(vintf, inPage >>> SLOT_SHIFT);
       if (q === NO_QUEUE) return undefined;
-      this.inner = inPage & 0x7f;
+      this.inner = inPage & SLOT_MASK;
       return (page1 ? this.page1 : this.page0)[q];
     }
     return undefined;
@@ -416,7 +464,7 @@ export class Tegra241CmdqvHw {
   write(offset: number, size: 1 | 2 | 4, value: number): void {
     const bank = this.decode(offset);
     if (bank) bank.write(this.inner, size, value);
-    else this.log.guestError('tegra241-cmdqv-hw', `write to unmapped offset 0x${offset.toString(16)} dropped`);
+    else this.log.guestError(SRC, `write to unmapped offset 0x${offset.toString(16)} dropped`);
   }
 
   read64(offset: number): bigint {
@@ -427,17 +475,17 @@ export class Tegra241CmdqvHw {
   write64(offset: number, value: bigint): void {
     const bank = this.decode(offset);
     if (bank) bank.write64(this.inner, value);
-    else this.log.guestError('tegra241-cmdqv-hw', `64-bit write to unmapped offset 0x${offset.toString(16)} dropped`);
+    else this.log.guestError(SRC, `64-bit write to unmapped offset 0x${offset.toString(16)} dropped`);
   }
 
-  /** Offset of VINTF `vi`'s page0 in the aperture (what the kernel exports through mmap). */
-  vintfPage0Offset(vi: number): number {
-    return C.CMDQV_VINTF_PAGES + C.CMDQV_VINTF_STRIDE * vi;
+  /** Offset of VINTF `vintf`'s page0 in the aperture (what the kernel exports through mmap). */
+  vintfPage0Offset(vintf: number): number {
+    return C.vintfPage0Offset(vintf);
   }
 
-  /** Ops of VINTF `vi`'s page0 alone, for a user mapping of that page. */
-  vintfPage0Ops(vi: number): RegionOps {
-    const base = this.vintfPage0Offset(vi);
+  /** Ops of VINTF `vintf`'s page0 alone, for a user mapping of that page. */
+  vintfPage0Ops(vintf: number): RegionOps {
+    const base = this.vintfPage0Offset(vintf);
     return {
       read: (o, s) => this.read(base + o, s),
       write: (o, s, v) => this.write(base + o, s, v),

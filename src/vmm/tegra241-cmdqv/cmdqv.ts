@@ -8,49 +8,80 @@
  * IDR1.CMDQS cap. It implements the accelerated SMMU's {@link CmdqvOps}.
  */
 
-import { hex } from '../../kit/bits.js';
+import { hex, joinU64, splitU64 } from '../../kit/bits.js';
 import { IrqLine } from '../../kit/irq.js';
 import type { ModelLog } from '../../kit/log.js';
 import { MemoryRegion, type RegionOps } from '../../kit/memory-region.js';
+import { cloneState, type Persist } from '../../kit/persist.js';
 import { RegisterBank } from '../../kit/register-bank.js';
-import { RegisterFile } from '../../kit/registers.js';
-import { defineTrace, type Tracer } from '../../kit/trace.js';
+import { instanceOffset, RegisterFile, registerSpan } from '../../kit/registers.js';
+import type { Tracer } from '../../kit/trace.js';
+import * as C from '../../arch/tegra241-cmdqv/registers.js';
 import * as U from '../../uapi/iommufd.js';
 import { BackendError, type Veventq } from '../backends/iommufd.js';
+import type { MainLoop } from '../main-loop.js';
 import { SMMUV3_CMDQV_TEGRA241, type AccelHostDevice, type CmdqvHost, type CmdqvOps } from '../smmuv3/cmdqv-ops.js';
 import * as R from './registers.js';
-
-const T_READ = defineTrace('tegra241_cmdqv_read_mmio', [{ name: 'offset', type: 'u64' }, { name: 'val', type: 'u64' }, { name: 'size', type: 'u32' }], 'offset: 0x%x val: 0x%x size: 0x%x');
-const T_WRITE = defineTrace('tegra241_cmdqv_write_mmio', [{ name: 'offset', type: 'u64' }, { name: 'val', type: 'u64' }, { name: 'size', type: 'u32' }], 'offset: 0x%x val: 0x%x size: 0x%x');
-const P0_ARGS = [
-  { name: 'index', type: 'i32' }, { name: 'aperture', type: 'str' }, { name: 'backing', type: 'str' },
-  { name: 'offset0', type: 'u64' }, { name: 'val', type: 'u64' },
-] as const;
-const T_P0_READ = defineTrace('tegra241_cmdqv_read_vcmdq_page0', P0_ARGS, 'vcmdq %d (%s, %s) offset 0x%x val 0x%x');
-const T_P0_WRITE = defineTrace('tegra241_cmdqv_write_vcmdq_page0', P0_ARGS, 'vcmdq %d (%s, %s) offset 0x%x val 0x%x');
-const P1_ARGS = [{ name: 'index', type: 'i32' }, { name: 'aperture', type: 'str' }, { name: 'offset0', type: 'u64' }, { name: 'val', type: 'u64' }] as const;
-const T_P1_READ = defineTrace('tegra241_cmdqv_read_vcmdq_page1', P1_ARGS, 'vcmdq %d (%s) offset 0x%x val 0x%x');
-const T_P1_WRITE = defineTrace('tegra241_cmdqv_write_vcmdq_page1', P1_ARGS, 'vcmdq %d (%s) offset 0x%x val 0x%x');
-const T_ERR_MAP = defineTrace(
-  'tegra241_cmdqv_err_map',
-  [{ name: 'map3', type: 'u32' }, { name: 'map2', type: 'u32' }, { name: 'map1', type: 'u32' }, { name: 'map0', type: 'u32' }],
-  'hw irq received. error (hex) maps: %04X:%04X:%04X:%04X',
-);
-const T_INIT = defineTrace('tegra241_cmdqv_init_regs', [{ name: 'param', type: 'u32' }], 'register init, param=0x%08X');
+import * as T from './trace-events.js';
 
 const SRC = 'tegra241-cmdqv';
-const PAGE = 0x10000;
+const PAGE = C.CMDQV_PAGE_SIZE;
 /** vEVENTQ depth: 1 << SMMU_EVENTQS. */
 const VEVENTQ_DEPTH = 1 << 19;
-const INIT_ERR = 1 << 2;
+const INIT_ERR = R.P0_GERROR.f.CMDQ_INIT_ERR.wordMask(0);
+/** VINTF0's bit in VI_ERR_MAP / VI_INT_MASK (bit v is VINTF v). */
+const VINTF0_BIT = 1;
+
+// Register offsets inside a VCMDQ's page0 and page1 slots (the decode switch cases).
+const P0_CONS = instanceOffset(R.P0_CONS);
+const P0_PROD = instanceOffset(R.P0_PROD);
+const P0_CONFIG = instanceOffset(R.P0_CONFIG);
+const P0_GERRORN = instanceOffset(R.P0_GERRORN);
+const P1_BASE_LO = instanceOffset(R.P1_BASE);
+const P1_BASE_HI = P1_BASE_LO + 4;
+const P1_DRAM_LO = instanceOffset(R.P1_CONS_INDX_BASE);
+const P1_DRAM_HI = P1_DRAM_LO + 4;
+
+// The decoded windows: VCMDQ 0..1 page0 up to GERRORN, page1 up to CONS_INDX_BASE_DRAM's high
+// word, each in the direct (global) aperture and aliased through VINTF0's pages.
+const SLOT_SHIFT = Math.log2(C.VCMDQ_SLOT);
+const PAGE0_DIRECT = C.vcmdqPage0Offset(0);
+const PAGE0_DIRECT_LAST = C.vcmdqPage0Offset(R.VCMDQS - 1) + P0_GERRORN;
+const PAGE0_VI = C.lvcmdqPage0Offset(0, 0);
+const PAGE0_VI_LAST = C.lvcmdqPage0Offset(0, R.VCMDQS - 1) + P0_GERRORN;
+const PAGE1_DIRECT = C.vcmdqPage1Offset(0);
+const PAGE1_DIRECT_LAST = C.vcmdqPage1Offset(R.VCMDQS - 1) + P1_DRAM_HI;
+const PAGE1_VI = C.lvcmdqPage1Offset(0, 0);
+const PAGE1_VI_LAST = C.lvcmdqPage1Offset(0, R.VCMDQS - 1) + P1_DRAM_HI;
+
+/** Config-page windows the decoder hands to the register table (others are unhandled). */
+const CONFIG_WINDOWS = [
+  [registerSpan(R.CONFIG).start, registerSpan(R.STATUS).end],
+  [registerSpan(R.VI_ERR_MAP).start, registerSpan(R.CMDQ_ERR_MAP).end],
+  [registerSpan(R.CMDQ_ALLOC_MAP).start, registerSpan(R.CMDQ_ALLOC_MAP).end],
+  [registerSpan(R.VINTF0_CONFIG).start, registerSpan(R.VINTF0_LVCMDQ_ERR_MAP).end],
+] as const;
 
 /** Options of the device. */
 export interface CmdqvDeviceDeps {
   readonly host: CmdqvHost;
   readonly log: ModelLog;
   readonly tracer: Tracer;
-  /** Schedules the vEVENTQ handler on the VMM's main loop (run it later, not re-entrantly). */
-  readonly defer: (fn: () => void) => void;
+  /** The VMM's main loop: runs the vEVENTQ handler (later, not re-entrantly). */
+  readonly mainLoop: MainLoop;
+}
+
+/**
+ * Architectural state of the emulated CMDQV: its register files' words, held (not copied) by
+ * the live register files.
+ */
+export interface CmdqvDeviceState {
+  /** Config page (the words of {@link R.CONFIG_PAGE}). */
+  readonly config: Uint32Array;
+  /** Per-VCMDQ page0 cache (the words of {@link R.PAGE0}). */
+  readonly page0: readonly Uint32Array[];
+  /** Per-VCMDQ page1 cache (the words of {@link R.PAGE1}). */
+  readonly page1: readonly Uint32Array[];
 }
 
 /** Counters. */
@@ -63,12 +94,13 @@ export interface CmdqvDeviceStats {
 }
 
 /** The emulated Tegra241 CMDQV. */
-export class Tegra241Cmdqv implements CmdqvOps, RegionOps {
+export class Tegra241Cmdqv implements CmdqvOps, RegionOps, Persist<CmdqvDeviceState> {
   /** The 0x50000 "tegra241-cmdqv" block (sysbus MMIO index 1); present after init(). */
   mmio: MemoryRegion | undefined;
   /** The error interrupt (sysbus IRQ index 4). */
   readonly irq = new IrqLine('tegra241-cmdqv');
-  readonly cfg: RegisterBank;
+  /** The config page: global registers and VINTF0's block. */
+  readonly configPage: RegisterBank;
   readonly page0: RegisterFile[] = [];
   readonly page1: RegisterFile[] = [];
   readonly stats: CmdqvDeviceStats = { hwQueueAllocs: 0, hwQueueFrees: 0, allocFailures: 0, errorEvents: 0, irqs: 0 };
@@ -83,36 +115,52 @@ export class Tegra241Cmdqv implements CmdqvOps, RegionOps {
   /** The RAM-device subregion at 0x30000, present while VINTF0 is enabled. */
   page0Region: MemoryRegion | undefined;
   veventq: Veventq | undefined;
+  private readonly state: CmdqvDeviceState;
   private page0Ops: RegionOps | undefined;
   private readonly warned = new Set<string>();
-  private readonly r;
+  /** The vEVENTQ fd handler, made once. */
+  private readonly onVeventqReadable = () => this.pollEvents();
+  /** Register instances of the config page and the VCMDQ pages, looked up once. */
+  private readonly regs;
 
   constructor(private readonly deps: CmdqvDeviceDeps) {
-    this.cfg = new RegisterBank(SRC, R.CONFIG_PAGE, deps.log);
-    this.cfg.logKind = 'unimp';
+    this.configPage = new RegisterBank(SRC, R.CONFIG_PAGE, deps.log);
+    this.configPage.logKind = 'unimp';
     for (let i = 0; i < R.VCMDQS; i++) {
       this.page0.push(new RegisterFile(R.PAGE0));
       this.page1.push(new RegisterFile(R.PAGE1));
     }
-    const L = R.CONFIG_PAGE;
-    this.r = {
-      config: L.get('CONFIG'),
-      status: L.get('STATUS'),
-      viErr0: L.get('VI_ERR_MAP_0'),
-      viMask0: L.get('VI_INT_MASK_0'),
-      cmdqErr: [0, 1, 2, 3].map((i) => L.get(`CMDQ_ERR_MAP_${i}`)),
-      alloc: [0, 1].map((i) => L.get(`CMDQ_ALLOC_MAP_${i}`)),
-      vintfConfig: L.get('VINTF0_CONFIG'),
-      vintfStatus: L.get('VINTF0_STATUS'),
-      lvErr: [0, 1, 2, 3].map((i) => L.get(`VINTF0_LVCMDQ_ERR_MAP_${i}`)),
-      sids: L.registers.filter((x) => x.name.startsWith('VINTF0_SID_')),
-      p0: { cons: R.PAGE0.get('CONS_INDX'), prod: R.PAGE0.get('PROD_INDX'), config: R.PAGE0.get('CONFIG'), status: R.PAGE0.get('STATUS'), gerror: R.PAGE0.get('GERROR'), gerrorn: R.PAGE0.get('GERRORN') },
-      base: R.PAGE1.get('BASE'),
-      dram: R.PAGE1.get('CONS_INDX_BASE_DRAM'),
+    this.state = {
+      config: this.configPage.file.words,
+      page0: this.page0.map((file) => file.words),
+      page1: this.page1.map((file) => file.words),
     };
-    this.cfg.onWrite(R.CONFIG, () => this.configWritten());
-    this.cfg.onWrite(R.CMDQ_ALLOC_MAP, (reg, prev) => this.allocMapWritten(reg.instance, prev));
-    this.cfg.onWrite(R.VINTF0_CONFIG, () => this.vintfConfigWritten());
+    const L = R.CONFIG_PAGE;
+    this.regs = {
+      config: L.of(R.CONFIG),
+      status: L.of(R.STATUS),
+      viErr0: L.of(R.VI_ERR_MAP, 0),
+      viMask0: L.of(R.VI_INT_MASK, 0),
+      cmdqErr: L.instancesOf(R.CMDQ_ERR_MAP),
+      alloc: L.instancesOf(R.CMDQ_ALLOC_MAP),
+      vintfConfig: L.of(R.VINTF0_CONFIG),
+      vintfStatus: L.of(R.VINTF0_STATUS),
+      lvErr: L.instancesOf(R.VINTF0_LVCMDQ_ERR_MAP),
+      sids: [...L.instancesOf(R.VINTF0_SID_MATCH), ...L.instancesOf(R.VINTF0_SID_REPLACE)],
+      p0: {
+        cons: R.PAGE0.of(R.P0_CONS),
+        prod: R.PAGE0.of(R.P0_PROD),
+        config: R.PAGE0.of(R.P0_CONFIG),
+        status: R.PAGE0.of(R.P0_STATUS),
+        gerror: R.PAGE0.of(R.P0_GERROR),
+        gerrorn: R.PAGE0.of(R.P0_GERRORN),
+      },
+      base: R.PAGE1.of(R.P1_BASE),
+      dram: R.PAGE1.of(R.P1_CONS_INDX_BASE),
+    };
+    this.configPage.onWrite(R.CONFIG, () => this.configWritten());
+    this.configPage.onWrite(R.CMDQ_ALLOC_MAP, (reg, prev) => this.allocMapWritten(reg.instance, prev));
+    this.configPage.onWrite(R.VINTF0_CONFIG, () => this.vintfConfigWritten());
   }
 
   // ------------------------------------------------------------------------------------------
@@ -124,65 +172,65 @@ export class Tegra241Cmdqv implements CmdqvOps, RegionOps {
 
   /** Probe the host (spec §3.2): hw_info of type TEGRA241_CMDQV with the required minimums. */
   probe(dev: AccelHostDevice): void {
-    const T = U.iommu_hw_info_type.IOMMU_HW_INFO_TYPE_TEGRA241_CMDQV;
-    const info = this.deps.host.backend.getDeviceInfo(dev.devId, T, U.iommu_hw_info_tegra241_cmdqv.size);
-    if (info.type !== T) throw new Error(`Host CMDQV: unexpected data type ${info.type} (expected ${T})`);
-    const d = U.iommu_hw_info_tegra241_cmdqv.decode(info.data);
-    if (d.version !== 1) throw new Error(`Host CMDQV: unsupported version ${d.version} (expected 1)`);
-    if (d.log2vcmdqs < 1) throw new Error(`Host CMDQV: insufficient vCMDQs log2=${d.log2vcmdqs} (need >= 1)`);
-    if (d.log2vsids < 4) throw new Error(`Host CMDQV: insufficient SIDs log2=${d.log2vsids} (need >= 4)`);
+    const type = U.iommu_hw_info_type.IOMMU_HW_INFO_TYPE_TEGRA241_CMDQV;
+    const info = this.deps.host.backend.getDeviceInfo(dev.devId, type, U.iommu_hw_info_tegra241_cmdqv.size);
+    if (info.type !== type) throw new Error(`Host CMDQV: unexpected data type ${info.type} (expected ${type})`);
+    const hwInfo = U.iommu_hw_info_tegra241_cmdqv.decode(info.data);
+    if (hwInfo.version !== 1) throw new Error(`Host CMDQV: unsupported version ${hwInfo.version} (expected 1)`);
+    if (hwInfo.log2vcmdqs < 1) throw new Error(`Host CMDQV: insufficient vCMDQs log2=${hwInfo.log2vcmdqs} (need >= 1)`);
+    if (hwInfo.log2vsids < 4) throw new Error(`Host CMDQV: insufficient SIDs log2=${hwInfo.log2vsids} (need >= 4)`);
   }
 
   /** Create the MMIO block and IRQ; registers read zero until the first reset (spec §3.3). */
   init(): void {
     this.mmio = MemoryRegion.mmio(SRC, R.CMDQV_IO_LEN, this);
-    this.cfg.file.words.fill(0);
-    for (const f of [...this.page0, ...this.page1]) f.words.fill(0);
+    this.state.config.fill(0);
+    for (const words of [...this.state.page0, ...this.state.page1]) words.fill(0);
   }
 
   /** vIOMMU of type TEGRA241_CMDQV, page0 mmap, CMDQV vEVENTQ (spec §3.4.1). */
   allocViommu(dev: AccelHostDevice, s2HwptId: number): number {
-    const be = this.deps.host.backend;
-    const { viommuId, data } = be.allocViommu(dev.devId, U.iommu_viommu_type.IOMMU_VIOMMU_TYPE_TEGRA241_CMDQV, s2HwptId, new Uint8Array(16));
+    const backend = this.deps.host.backend;
+    const { viommuId, data } = backend.allocViommu(dev.devId, U.iommu_viommu_type.IOMMU_VIOMMU_TYPE_TEGRA241_CMDQV, s2HwptId, new Uint8Array(16));
     const out = U.iommu_viommu_tegra241_cmdqv.decode(data!);
     let va: number;
     try {
-      va = be.viommuMmap(viommuId, PAGE, Number(out.out_vintf_mmap_offset));
+      va = backend.viommuMmap(viommuId, PAGE, Number(out.out_vintf_mmap_offset));
     } catch (e) {
-      be.freeId(viommuId, (m) => this.errors.push(m));
+      backend.freeId(viommuId, (m) => this.errors.push(m));
       throw new Error(`${(e as Error).message}: Tegra241 CMDQV: failed to mmap VINTF page0`);
     }
-    let q: Veventq;
+    let veventq: Veventq;
     try {
-      q = be.allocVeventq(viommuId, U.iommu_veventq_type.IOMMU_VEVENTQ_TYPE_TEGRA241_CMDQV, VEVENTQ_DEPTH);
+      veventq = backend.allocVeventq(viommuId, U.iommu_veventq_type.IOMMU_VEVENTQ_TYPE_TEGRA241_CMDQV, VEVENTQ_DEPTH);
     } catch (e) {
-      be.munmap(va, PAGE);
-      be.freeId(viommuId, (m) => this.errors.push(m));
+      backend.munmap(va, PAGE);
+      backend.freeId(viommuId, (m) => this.errors.push(m));
       throw new Error(`${(e as Error).message}: Tegra241 CMDQV: failed to alloc veventq`);
     }
     this.viommuId = viommuId;
     this.page0Va = va;
-    this.veventq = q;
-    this.page0Ops = be.mappedDevice(va);
-    be.sys.watchFd(q.fd, () => this.deps.defer(() => this.pollEvents()));
+    this.veventq = veventq;
+    this.page0Ops = backend.mappedDevice(va);
+    this.deps.mainLoop.setFdHandler(veventq.fd, this.onVeventqReadable);
     return viommuId;
   }
 
   /** Error-unwind release (spec §3.4.3). */
   freeViommu(): void {
     if (this.viommuId === undefined) return;
-    const be = this.deps.host.backend;
+    const backend = this.deps.host.backend;
     const report = (m: string) => this.errors.push(m);
     if (this.veventq) {
-      be.sys.watchFd(this.veventq.fd, undefined);
-      be.closeFd(this.veventq.fd);
-      be.freeId(this.veventq.id, report);
+      this.deps.mainLoop.setFdHandler(this.veventq.fd, undefined);
+      backend.closeFd(this.veventq.fd);
+      backend.freeId(this.veventq.id, report);
       this.veventq = undefined;
     }
-    if (this.page0Va !== undefined) be.munmap(this.page0Va, PAGE);
+    if (this.page0Va !== undefined) backend.munmap(this.page0Va, PAGE);
     this.page0Va = undefined;
     this.page0Ops = undefined;
-    be.freeId(this.viommuId, report);
+    backend.freeId(this.viommuId, report);
     this.viommuId = undefined;
   }
 
@@ -191,52 +239,88 @@ export class Tegra241Cmdqv implements CmdqvOps, RegionOps {
     this.unmapPage0();
     this.freeAll();
     // VINTF0 SID tables survive reset in QEMU (quirk Q4, kept: they are stored only).
-    const sids = this.r.sids.map((reg) => this.cfg.file.get32(reg));
-    this.cfg.reset();
-    this.r.sids.forEach((reg, i) => this.cfg.file.set32(reg, sids[i]!));
-    for (const f of [...this.page0, ...this.page1]) f.reset();
-    this.deps.tracer.emit(T_INIT, R.PARAM_VALUE);
-    const pg = this.deps.host.minRamPageSize();
-    const cap = Math.min(Math.log2(pg) - 4, this.deps.host.getCmdqs());
+    const file = this.configPage.file;
+    const sids = this.regs.sids.map((reg) => file.get32(reg));
+    this.configPage.reset();
+    this.regs.sids.forEach((reg, i) => file.set32(reg, sids[i]!));
+    for (const page of [...this.page0, ...this.page1]) page.reset();
+    this.deps.tracer.emit(T.T_INIT_REGS, R.PARAM_VALUE);
+    const pageSize = this.deps.host.minRamPageSize();
+    const cap = Math.min(Math.log2(pageSize) - 4, this.deps.host.getCmdqs());
     this.deps.host.setCmdqs(cap);
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Persist
+
+  /**
+   * A copy of the registers. A VCMDQ in HW mode keeps its page0 registers in the host's VINTF
+   * page, so the copy takes them from there.
+   */
+  save(): CmdqvDeviceState {
+    const saved = cloneState(this.state);
+    for (let i = 0; i < R.VCMDQS; i++) {
+      if (!this.hwMode(i)) continue;
+      for (const reg of R.PAGE0.registers) saved.page0[i]![reg.slot] = this.hostRead(i, reg.offset);
+    }
+    return saved;
+  }
+
+  /**
+   * Load registers saved by {@link save}, then re-derive what follows from them: the HW queues
+   * (allocated again from the cached page0 values when ready) and the VINTF page0 mapping.
+   */
+  restore(saved: CmdqvDeviceState): void {
+    this.unmapPage0();
+    this.freeAll();
+    this.state.config.set(saved.config);
+    saved.page0.forEach((words, i) => this.state.page0[i]!.set(words));
+    saved.page1.forEach((words, i) => this.state.page1[i]!.set(words));
+    if (this.vintfEnabled) {
+      this.setupAll();
+      this.mapPage0();
+    }
   }
 
   // ------------------------------------------------------------------------------------------
   // Register side effects
 
   private get cmdqvEnabled(): boolean {
-    return (this.cfg.file.get32(this.r.status) & 1) === 1;
+    return this.configPage.file.field(this.regs.status, R.STATUS.f.CMDQV_ENABLED) === 1;
   }
 
   private get vintfEnabled(): boolean {
-    return (this.cfg.file.get32(this.r.vintfStatus) & 1) === 1;
+    return this.configPage.file.field(this.regs.vintfStatus, R.VINTF0_STATUS.f.ENABLE_OK) === 1;
   }
 
   private configWritten(): void {
-    if (this.cfg.file.get32(this.r.config) & 1) {
-      this.cfg.file.set32(this.r.status, 1);
+    const file = this.configPage.file;
+    if (file.field(this.regs.config, R.CONFIG.f.CMDQV_EN)) {
+      file.set32(this.regs.status, R.STATUS.f.CMDQV_ENABLED.set(0, 1));
       this.setupAll();
     } else {
       this.freeAll();
-      this.cfg.file.set32(this.r.status, 0);
+      file.set32(this.regs.status, 0);
     }
   }
 
   private allocMapWritten(i: number, prev: number): void {
-    const now = this.cfg.file.get32(this.r.alloc[i]!) & 1;
-    if (now && !(prev & 1)) this.setup(i);
-    else if (!now && prev & 1) this.free(i);
+    const ALLOC = R.CMDQ_ALLOC_MAP.f.ALLOC;
+    const now = this.configPage.file.field(this.regs.alloc[i]!, ALLOC);
+    if (now && !ALLOC.get(prev)) this.setup(i);
+    else if (!now && ALLOC.get(prev)) this.free(i);
   }
 
   private vintfConfigWritten(): void {
-    if (this.cfg.file.get32(this.r.vintfConfig) & 1) {
-      this.cfg.file.setField(this.r.vintfStatus, R.VINTF0_STATUS.f.ENABLE_OK, 1);
+    const file = this.configPage.file;
+    if (file.field(this.regs.vintfConfig, R.VINTF0_CONFIG.f.ENABLE)) {
+      file.setField(this.regs.vintfStatus, R.VINTF0_STATUS.f.ENABLE_OK, 1);
       this.setupAll();
       this.mapPage0();
     } else {
       this.unmapPage0();
       this.freeAll();
-      this.cfg.file.setField(this.r.vintfStatus, R.VINTF0_STATUS.f.ENABLE_OK, 0);
+      file.setField(this.regs.vintfStatus, R.VINTF0_STATUS.f.ENABLE_OK, 0);
     }
   }
 
@@ -246,7 +330,7 @@ export class Tegra241Cmdqv implements CmdqvOps, RegionOps {
       skipIommuMap: true,
       rules: { sizes: [4, 8], unaligned: false },
     });
-    this.mmio.addSubregion(0x30000, this.page0Region, 1);
+    this.mmio.addSubregion(C.vintfPage0Offset(0), this.page0Region, 1);
   }
 
   private unmapPage0(): void {
@@ -261,8 +345,8 @@ export class Tegra241Cmdqv implements CmdqvOps, RegionOps {
   /** Whether VCMDQ i may be allocated: BASE ≠ 0, ALLOC, CMDQV enabled, VINTF0 enabled. */
   ready(i: number): boolean {
     return (
-      this.page1[i]!.get64(this.r.base) !== 0n &&
-      (this.cfg.file.get32(this.r.alloc[i]!) & 1) === 1 &&
+      this.page1[i]!.get64(this.regs.base) !== 0n &&
+      this.configPage.file.field(this.regs.alloc[i]!, R.CMDQ_ALLOC_MAP.f.ALLOC) === 1 &&
       this.cmdqvEnabled &&
       this.vintfEnabled
     );
@@ -271,30 +355,30 @@ export class Tegra241Cmdqv implements CmdqvOps, RegionOps {
   /** Allocate (or re-allocate) VCMDQ i's HW queue when ready; returns false on failure. */
   setup(i: number): boolean {
     if (!this.ready(i) || this.viommuId === undefined) return true;
-    const base = this.page1[i]!.get64(this.r.base);
-    const addr = Number(base & 0x0000_ffff_ffff_ffe0n);
-    const size = 2 ** (Number(base & 0x1fn) + 4);
+    const base = this.page1[i]!.get64(this.regs.base);
+    const addr = Number(base & R.P1_BASE.f.ADDR.mask);
+    const size = 2 ** (Number(R.P1_BASE.f.LOG2SIZE.getBig(base)) + 4);
     this.free(i);
-    const p0 = this.page0[i]!;
+    const cache = this.page0[i]!;
+    const { p0 } = this.regs;
     try {
       this.hwQueue[i] = this.deps.host.backend.allocHwQueue(this.viommuId, U.iommu_hw_queue_type.IOMMU_HW_QUEUE_TYPE_TEGRA241_CMDQV, i, addr, size);
     } catch (e) {
       if (!(e instanceof BackendError)) throw e;
-      p0.set32(this.r.p0.gerror, p0.get32(this.r.p0.gerror) | INIT_ERR);
-      p0.set32(this.r.p0.status, 0);
+      cache.set32(p0.gerror, cache.get32(p0.gerror) | INIT_ERR);
+      cache.set32(p0.status, 0);
       this.stats.allocFailures++;
       this.errors.push(e.message);
       this.deps.log.guestError(SRC, `vcmdq${i}: ${e.message}`);
       return false;
     }
     this.stats.hwQueueAllocs++;
-    p0.set32(this.r.p0.gerror, p0.get32(this.r.p0.gerror) & ~INIT_ERR);
-    p0.set32(this.r.p0.status, 1);
+    cache.set32(p0.gerror, cache.get32(p0.gerror) & ~INIT_ERR);
+    cache.set32(p0.status, R.P0_STATUS.f.CMDQ_EN_OK.set(0, 1));
     // Push the cache to HW. GERRORN is not replayed (quirk Q3: a stale GERRORN could stall the queue).
-    const hw = this.hostSlot(i);
-    hw.write(0x0, 4, p0.get32(this.r.p0.cons));
-    hw.write(0x4, 4, p0.get32(this.r.p0.prod));
-    hw.write(0x8, 4, p0.get32(this.r.p0.config));
+    this.hostWrite(i, P0_CONS, cache.get32(p0.cons));
+    this.hostWrite(i, P0_PROD, cache.get32(p0.prod));
+    this.hostWrite(i, P0_CONFIG, cache.get32(p0.config));
     return true;
   }
 
@@ -317,10 +401,14 @@ export class Tegra241Cmdqv implements CmdqvOps, RegionOps {
     for (let i = R.VCMDQS - 1; i >= 0; i--) this.free(i);
   }
 
-  /** Ops of logical queue i's slot in the host VINTF page0. */
-  private hostSlot(i: number): { read(o: number, s: 4): number; write(o: number, s: 4, v: number): void } {
-    const ops = this.page0Ops!;
-    return { read: (o, s) => ops.read(0x80 * i + o, s), write: (o, s, v) => ops.write(0x80 * i + o, s, v) };
+  /** Read register `reg` of logical queue i's slot in the host VINTF page0. */
+  private hostRead(i: number, reg: number): number {
+    return this.page0Ops!.read(C.VCMDQ_SLOT * i + reg, 4);
+  }
+
+  /** Write register `reg` of logical queue i's slot in the host VINTF page0. */
+  private hostWrite(i: number, reg: number, value: number): void {
+    this.page0Ops!.write(C.VCMDQ_SLOT * i + reg, 4, value);
   }
 
   private hwMode(i: number): boolean {
@@ -344,167 +432,171 @@ export class Tegra241Cmdqv implements CmdqvOps, RegionOps {
       return;
     }
     this.write32(offset, value >>> 0);
-    this.deps.tracer.emit(T_WRITE, offset, value >>> 0, 4);
+    this.deps.tracer.emit(T.T_WRITE_MMIO, offset, value >>> 0, 4);
   }
 
   write64(offset: number, value: bigint): void {
     const p1 = this.page1Decode(offset);
-    if (p1 && (p1.reg === 0x0 || p1.reg === 0x8)) {
+    if (p1 && (p1.reg === P1_BASE_LO || p1.reg === P1_DRAM_LO)) {
       this.page1Write(p1.index, p1.aperture, p1.reg, value, 8);
     } else {
       this.deps.log.unimp(SRC, `tegra241_cmdqv_write unhandled 64-bit write at ${hex(offset, 5)} (WI)`);
     }
-    this.deps.tracer.emit(T_WRITE, offset, value, 8);
+    this.deps.tracer.emit(T.T_WRITE_MMIO, offset, value, 8);
   }
 
   private readAny(offset: number, size: number): bigint {
     if (offset >= R.CMDQV_IO_LEN) {
-      this.deps.log.unimp(SRC, `tegra241_cmdqv_read offset ${hex(offset, 5)} off limit (0x50000)`);
-      this.deps.tracer.emit(T_READ, offset, 0n, size);
+      this.deps.log.unimp(SRC, `tegra241_cmdqv_read offset ${hex(offset, 5)} off limit (${hex(R.CMDQV_IO_LEN, 5)})`);
+      this.deps.tracer.emit(T.T_READ_MMIO, offset, 0n, size);
       return 0n;
     }
     const p0 = this.page0Decode(offset);
     if (p0) return BigInt(this.page0Read(p0.index, p0.aperture, p0.reg));
     const p1 = this.page1Decode(offset);
     if (p1) return this.page1Read(p1.index, p1.aperture, p1.reg, size);
-    let v = 0;
-    if (this.isConfigOffset(offset)) v = this.cfg.read(offset, 4);
+    let value = 0;
+    if (this.isConfigOffset(offset)) value = this.configPage.read(offset, 4);
     else this.deps.log.unimp(SRC, `tegra241_cmdqv_read unhandled read access at ${hex(offset, 5)}`);
-    this.deps.tracer.emit(T_READ, offset, v, size);
-    return BigInt(v);
+    this.deps.tracer.emit(T.T_READ_MMIO, offset, value, size);
+    return BigInt(value);
   }
 
   private write32(offset: number, value: number): void {
     if (offset >= R.CMDQV_IO_LEN) {
-      this.deps.log.unimp(SRC, `tegra241_cmdqv_write offset ${hex(offset, 5)} off limit (0x50000)`);
+      this.deps.log.unimp(SRC, `tegra241_cmdqv_write offset ${hex(offset, 5)} off limit (${hex(R.CMDQV_IO_LEN, 5)})`);
       return;
     }
     const p0 = this.page0Decode(offset);
     if (p0) return this.page0Write(p0.index, p0.aperture, p0.reg, value);
     const p1 = this.page1Decode(offset);
     if (p1) return this.page1Write(p1.index, p1.aperture, p1.reg, BigInt(value), 4);
-    if (this.isConfigOffset(offset)) this.cfg.write(offset, 4, value);
+    if (this.isConfigOffset(offset)) this.configPage.write(offset, 4, value);
     else this.deps.log.unimp(SRC, `tegra241_cmdqv_write unhandled write access at ${hex(offset, 5)}`);
   }
 
   /** Config-page offsets the decoder hands to the register table (others are unhandled). */
-  private isConfigOffset(o: number): boolean {
-    return o <= 0x8 || (o >= 0x14 && o <= 0x30) || (o >= 0x200 && o <= 0x204) || (o >= 0x1000 && o <= 0x10cc);
+  private isConfigOffset(offset: number): boolean {
+    for (const [start, end] of CONFIG_WINDOWS) if (offset >= start && offset < end) return true;
+    return false;
   }
 
-  /** Page0 decode: direct 0x10000–0x10094, VINTF 0x30000–0x30094 (alias by −0x20000). */
-  private page0Decode(off: number): { index: number; aperture: 'direct' | 'vi'; reg: number } | undefined {
+  /** Page0 decode: direct 0x10000–0x10094, VINTF 0x30000–0x30094 (an alias of the direct view). */
+  private page0Decode(offset: number): { index: number; aperture: 'direct' | 'vi'; reg: number } | undefined {
     let aperture: 'direct' | 'vi' = 'direct';
-    let o = off;
-    if (o >= 0x30000 && o <= 0x30094) {
-      o -= 0x20000;
+    let o = offset;
+    if (o >= PAGE0_VI && o <= PAGE0_VI_LAST) {
+      o -= PAGE0_VI - PAGE0_DIRECT;
       aperture = 'vi';
     }
-    if (o < 0x10000 || o > 0x10094) return undefined;
-    const index = (o - 0x10000) >>> 7;
-    return { index, aperture, reg: o - 0x10000 - index * 0x80 };
+    if (o < PAGE0_DIRECT || o > PAGE0_DIRECT_LAST) return undefined;
+    const index = (o - PAGE0_DIRECT) >>> SLOT_SHIFT;
+    return { index, aperture, reg: o - C.vcmdqPage0Offset(index) };
   }
 
   /** Page1 decode: direct 0x20000–0x2008C, VINTF 0x40000–0x4008C. */
-  private page1Decode(off: number): { index: number; aperture: 'direct' | 'vi'; reg: number } | undefined {
+  private page1Decode(offset: number): { index: number; aperture: 'direct' | 'vi'; reg: number } | undefined {
     let aperture: 'direct' | 'vi' = 'direct';
-    let o = off;
-    if (o >= 0x40000 && o <= 0x4008c) {
-      o -= 0x20000;
+    let o = offset;
+    if (o >= PAGE1_VI && o <= PAGE1_VI_LAST) {
+      o -= PAGE1_VI - PAGE1_DIRECT;
       aperture = 'vi';
     }
-    if (o < 0x20000 || o > 0x2008c) return undefined;
-    const index = (o - 0x20000) >>> 7;
-    return { index, aperture, reg: o - 0x20000 - index * 0x80 };
+    if (o < PAGE1_DIRECT || o > PAGE1_DIRECT_LAST) return undefined;
+    const index = (o - PAGE1_DIRECT) >>> SLOT_SHIFT;
+    return { index, aperture, reg: o - C.vcmdqPage1Offset(index) };
   }
 
-  private page0Read(i: number, ap: string, reg: number): number {
-    let v: number;
+  private page0Read(i: number, aperture: string, reg: number): number {
+    let value: number;
     let backing = 'cache';
     if (this.hwMode(i)) {
       backing = 'hw';
-      v = this.hostSlot(i).read(reg, 4);
-    } else if (reg <= 0x14) {
-      v = this.page0[i]!.get32(R.PAGE0.registerAt(reg)!);
+      value = this.hostRead(i, reg);
+    } else if (reg <= P0_GERRORN) {
+      value = this.page0[i]!.get32(R.PAGE0.registerAt(reg)!);
     } else {
-      this.deps.log.unimp(SRC, `tegra241_cmdqv_read_vcmdq_page0 unhandled read access at ${hex(0x10000 + reg, 5)}`);
-      v = 0;
+      this.deps.log.unimp(SRC, `tegra241_cmdqv_read_vcmdq_page0 unhandled read access at ${hex(PAGE0_DIRECT + reg, 5)}`);
+      value = 0;
     }
-    this.deps.tracer.emit(T_P0_READ, i, ap, backing, 0x10000 + reg, v);
-    return v;
+    this.deps.tracer.emit(T.T_READ_VCMDQ_PAGE0, i, aperture, backing, PAGE0_DIRECT + reg, value);
+    return value;
   }
 
-  private page0Write(i: number, ap: string, reg: number, value: number): void {
-    const hwReg = reg === 0x0 || reg === 0x4 || reg === 0x8 || reg === 0x14;
+  private page0Write(i: number, aperture: string, reg: number, value: number): void {
+    const hwReg = reg === P0_CONS || reg === P0_PROD || reg === P0_CONFIG || reg === P0_GERRORN;
     if (this.hwMode(i) && hwReg) {
-      this.hostSlot(i).write(reg, 4, value);
-      this.deps.tracer.emit(T_P0_WRITE, i, ap, 'hw', 0x10000 + reg, value);
+      this.hostWrite(i, reg, value);
+      this.deps.tracer.emit(T.T_WRITE_VCMDQ_PAGE0, i, aperture, 'hw', PAGE0_DIRECT + reg, value);
       return;
     }
-    const p0 = this.page0[i]!;
+    const cache = this.page0[i]!;
+    const { p0 } = this.regs;
     switch (reg) {
-      case 0x0:
-        p0.set32(this.r.p0.cons, value);
+      case P0_CONS:
+        cache.set32(p0.cons, value);
         break;
-      case 0x4:
-        p0.set32(this.r.p0.prod, value);
+      case P0_PROD:
+        cache.set32(p0.prod, value);
         break;
-      case 0x8:
-        if (value & 1) {
-          if (!(p0.get32(this.r.p0.gerror) & INIT_ERR)) p0.set32(this.r.p0.status, 1);
+      case P0_CONFIG:
+        if (R.P0_CONFIG.f.CMDQ_EN.get(value)) {
+          if (!(cache.get32(p0.gerror) & INIT_ERR)) cache.set32(p0.status, R.P0_STATUS.f.CMDQ_EN_OK.set(0, 1));
         } else {
-          p0.set32(this.r.p0.status, 0);
+          cache.set32(p0.status, 0);
         }
-        p0.set32(this.r.p0.config, value);
+        cache.set32(p0.config, value);
         break;
-      case 0x14:
-        p0.set32(this.r.p0.gerrorn, value);
+      case P0_GERRORN:
+        cache.set32(p0.gerrorn, value);
         break;
       default:
-        this.deps.log.unimp(SRC, `tegra241_cmdqv_write_vcmdq_page0 unhandled write access at ${hex(0x10000 + reg, 5)}`);
+        this.deps.log.unimp(SRC, `tegra241_cmdqv_write_vcmdq_page0 unhandled write access at ${hex(PAGE0_DIRECT + reg, 5)}`);
     }
-    this.deps.tracer.emit(T_P0_WRITE, i, ap, 'cache', 0x10000 + reg, value);
+    this.deps.tracer.emit(T.T_WRITE_VCMDQ_PAGE0, i, aperture, 'cache', PAGE0_DIRECT + reg, value);
   }
 
-  private page1Read(i: number, ap: string, reg: number, size: number): bigint {
-    const f = this.page1[i]!;
-    const base = f.get64(this.r.base);
-    const dram = f.get64(this.r.dram);
-    let v: bigint;
+  private page1Read(i: number, aperture: string, reg: number, size: number): bigint {
+    const cache = this.page1[i]!;
+    const base = cache.get64(this.regs.base);
+    const dram = cache.get64(this.regs.dram);
+    let value: bigint;
     switch (reg) {
-      case 0x0:
-        v = size === 8 ? base : base & 0xffff_ffffn;
+      case P1_BASE_LO:
+        value = size === 8 ? base : BigInt(splitU64(base)[0]);
         break;
-      case 0x4:
-        v = base >> 32n;
+      case P1_BASE_HI:
+        value = BigInt(splitU64(base)[1]);
         break;
-      case 0x8:
-        v = size === 8 ? dram : dram & 0xffff_ffffn;
+      case P1_DRAM_LO:
+        value = size === 8 ? dram : BigInt(splitU64(dram)[0]);
         break;
-      case 0xc:
-        v = dram >> 32n;
+      case P1_DRAM_HI:
+        value = BigInt(splitU64(dram)[1]);
         break;
       default:
-        this.deps.log.unimp(SRC, `tegra241_cmdqv_read_vcmdq_page1 unhandled read access at ${hex(0x20000 + reg, 5)}`);
-        v = 0n;
+        this.deps.log.unimp(SRC, `tegra241_cmdqv_read_vcmdq_page1 unhandled read access at ${hex(PAGE1_DIRECT + reg, 5)}`);
+        value = 0n;
     }
-    this.deps.tracer.emit(T_P1_READ, i, ap, 0x20000 + reg, v);
-    return v;
+    this.deps.tracer.emit(T.T_READ_VCMDQ_PAGE1, i, aperture, PAGE1_DIRECT + reg, value);
+    return value;
   }
 
-  private page1Write(i: number, ap: string, reg: number, value: bigint, size: number): void {
-    const f = this.page1[i]!;
-    const isBase = reg === 0x0 || reg === 0x4;
-    const r = isBase ? this.r.base : this.r.dram;
-    const old = f.get64(r);
+  private page1Write(i: number, aperture: string, reg: number, value: bigint, size: number): void {
+    const cache = this.page1[i]!;
+    const isBase = reg === P1_BASE_LO || reg === P1_BASE_HI;
+    const target = isBase ? this.regs.base : this.regs.dram;
+    const [oldLo, oldHi] = splitU64(cache.get64(target));
+    const low = reg === P1_BASE_LO || reg === P1_DRAM_LO;
+    const high = reg === P1_BASE_HI || reg === P1_DRAM_HI;
     let handled = true;
-    if (size === 8 && (reg === 0x0 || reg === 0x8)) f.set64(r, value);
-    else if (size === 4 && (reg === 0x0 || reg === 0x8)) f.set64(r, (old & 0xffff_ffff_0000_0000n) | (value & 0xffff_ffffn));
-    else if (size === 4 && (reg === 0x4 || reg === 0xc)) f.set64(r, (old & 0xffff_ffffn) | ((value & 0xffff_ffffn) << 32n));
+    if (size === 8 && low) cache.set64(target, value);
+    else if (size === 4 && low) cache.set64(target, joinU64(splitU64(value)[0], oldHi));
+    else if (size === 4 && high) cache.set64(target, joinU64(oldLo, splitU64(value)[0]));
     else handled = false;
-    this.deps.tracer.emit(T_P1_WRITE, i, ap, 0x20000 + reg, value);
+    this.deps.tracer.emit(T.T_WRITE_VCMDQ_PAGE1, i, aperture, PAGE1_DIRECT + reg, value);
     if (!handled) {
-      this.deps.log.unimp(SRC, `tegra241_cmdqv_write_vcmdq_page1 unhandled ${size === 8 ? '64-bit ' : ''}write at ${hex(0x20000 + reg, 5)}`);
+      this.deps.log.unimp(SRC, `tegra241_cmdqv_write_vcmdq_page1 unhandled ${size === 8 ? '64-bit ' : ''}write at ${hex(PAGE1_DIRECT + reg, 5)}`);
       return;
     }
     if (isBase) {
@@ -518,45 +610,45 @@ export class Tegra241Cmdqv implements CmdqvOps, RegionOps {
 
   /** The vEVENTQ fd handler: read records, validate, propagate into registers and the IRQ. */
   pollEvents(): void {
-    const q = this.veventq;
-    if (!q) return;
+    const veventq = this.veventq;
+    if (!veventq) return;
     for (;;) {
-      const r = this.deps.host.backend.readVevent(q, U.iommu_vevent_tegra241_cmdqv.size);
-      if (r.kind === 'none') return;
-      if (r.kind === 'error') {
-        this.warnOnce(r.message);
+      const record = this.deps.host.backend.readVevent(veventq, U.iommu_vevent_tegra241_cmdqv.size);
+      if (record.kind === 'none') return;
+      if (record.kind === 'error') {
+        this.warnOnce(record.message);
         continue;
       }
-      if (r.lost) this.deps.log.guestError(SRC, `vEVENTQ(type ${q.type} id ${q.id}): lost ${r.lost} event(s)`);
-      this.propagate(U.iommu_vevent_tegra241_cmdqv.decode(r.payload).lvcmdq_err_map);
+      if (record.lost) this.deps.log.guestError(SRC, `vEVENTQ(type ${veventq.type} id ${veventq.id}): lost ${record.lost} event(s)`);
+      this.propagate(U.iommu_vevent_tegra241_cmdqv.decode(record.payload).lvcmdq_err_map);
     }
   }
 
-  private warnOnce(msg: string): void {
-    const key = msg.replace(/\d+/g, '#');
+  private warnOnce(message: string): void {
+    const key = message.replace(/\d+/g, '#');
     if (this.warned.has(key)) return;
     this.warned.add(key);
-    this.errors.push(msg);
-    this.deps.log.guestError(SRC, msg);
+    this.errors.push(message);
+    this.deps.log.guestError(SRC, message);
   }
 
   /** Copy the host's LVCMDQ error map into the VINTF0/global maps and pulse the IRQ if unmasked. */
   propagate(map: readonly bigint[]): void {
-    const m0 = map[0]!;
-    const m1 = map[1]!;
-    if (m0 === 0n && m1 === 0n) return;
-    const words = [m0 & 0xffff_ffffn, m0 >> 32n, m1 & 0xffff_ffffn, m1 >> 32n].map(Number);
-    const f = this.cfg.file;
-    words.forEach((w, k) => {
-      f.set32(this.r.lvErr[k]!, w);
-      f.set32(this.r.cmdqErr[k]!, w);
+    const map0 = map[0]!;
+    const map1 = map[1]!;
+    if (map0 === 0n && map1 === 0n) return;
+    const words = [...splitU64(map0), ...splitU64(map1)];
+    const file = this.configPage.file;
+    words.forEach((word, k) => {
+      file.set32(this.regs.lvErr[k]!, word);
+      file.set32(this.regs.cmdqErr[k]!, word);
     });
-    f.set32(this.r.viErr0, f.get32(this.r.viErr0) | 1);
+    file.set32(this.regs.viErr0, file.get32(this.regs.viErr0) | VINTF0_BIT);
     this.stats.errorEvents++;
-    if (!(f.get32(this.r.viMask0) & 1)) {
+    if (!(file.get32(this.regs.viMask0) & VINTF0_BIT)) {
       this.stats.irqs++;
       this.irq.pulse();
     }
-    this.deps.tracer.emit(T_ERR_MAP, words[3]!, words[2]!, words[1]!, words[0]!);
+    this.deps.tracer.emit(T.T_ERR_MAP, words[3]!, words[2]!, words[1]!, words[0]!);
   }
 }

@@ -175,7 +175,7 @@ export class VirtMachine {
           guestMemory: this.dmaMemory(),
           log: this.log,
           tracer: this.tracer,
-          cmdqvFactory: (host) => new Tegra241Cmdqv({ host, log: this.log, tracer: this.tracer, defer: (fn) => this.mainLoop.defer(fn) }),
+          cmdqvFactory: (host) => new Tegra241Cmdqv({ host, log: this.log, tracer: this.tracer, mainLoop: this.mainLoop }),
           minRamPageSize: () => this.ramPageSize,
         },
       );
