@@ -69,6 +69,8 @@ export const D1 = {
   TG: new Field('TG', 10, 2),
   /** VA / IPA [63:12]; read as a page number (fits in a number for 52-bit addresses). */
   ADDR_PAGE: new Field('ADDR', 12, 41),
+  /** TLBI_S2_IPA: IPA [51:12], as a page number. */
+  IPA_PAGE: new Field('ADDR', 12, 40),
   ATC_SIZE: new Field('SIZE', 0, 6),
   SYNC_MSIADDR: new Field('MSIADDR', 2, 50),
   STAG: new Field('STAG', 0, 16),

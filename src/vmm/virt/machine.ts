@@ -95,7 +95,6 @@ export class Machine {
   private readonly platformBus = new PlatformBus();
   private readonly s2 = new Map<string, number>();
   private readonly ioas = new Map<string, number>();
-  private readonly watchedEventFds = new Set<number>();
   private readonly ramOps: UserMemoryOps;
 
   private constructor(
@@ -166,6 +165,7 @@ export class Machine {
           // The iommufd of the VFIO devices behind this SMMU (QEMU learns it from the first one).
           backend: this.backends.get(this.options.vfios.find((v) => v.bus === s.primaryBus)?.iommufd ?? ''),
           guestMemory: this.dmaMemory(),
+          mainLoop: { setFdHandler: (fd, h) => this.proc.watchFd(fd, h ? () => this.clock.schedule(0, h) : undefined), defer: (fn) => this.clock.schedule(0, fn) },
           log: this.log,
           tracer: this.tracer,
           cmdqvFactory: (host) => new Tegra241Cmdqv({ host, log: this.log, tracer: this.tracer, defer: (fn) => this.clock.schedule(0, fn) }),
@@ -180,7 +180,7 @@ export class Machine {
     const irqBaseGsiv = this.platformBus.allocIrq(`${id} eventq`);
     for (let k = 1; k < 4; k++) this.platformBus.allocIrq(`${id} irq${k}`);
     dev.irqs.forEach((line, k) => this.irqs.set(irqBaseGsiv + k, line));
-    this.as.root.addSubregion(base, this.trackEvents(dev));
+    this.as.root.addSubregion(base, dev.mmio);
     this.smmus.push({ opts: s, dev, base, irqBaseGsiv, cmdqv: undefined, cmdqvBase: undefined, cmdqvGsiv: undefined });
   }
 
@@ -204,30 +204,6 @@ export class Machine {
         else this.as.write32(a, v);
       },
     };
-  }
-
-  /** Wrap the SMMU's MMIO so the machine notices when the guest enables its event queue. */
-  private trackEvents(dev: AccelSmmuV3): MemoryRegion {
-    const inner = dev.mmio.ops!;
-    return MemoryRegion.mmio(dev.mmio.name, dev.mmio.size, {
-      read: (o, s) => inner.read(o, s),
-      read64: (o) => inner.read64(o),
-      write: (o, s, v) => {
-        inner.write(o, s, v);
-        this.watchEventQueue(dev);
-      },
-      write64: (o, v) => {
-        inner.write64(o, v);
-        this.watchEventQueue(dev);
-      },
-    });
-  }
-
-  private watchEventQueue(dev: AccelSmmuV3): void {
-    const q = dev.veventq;
-    if (!q || this.watchedEventFds.has(q.fd)) return;
-    this.watchedEventFds.add(q.fd);
-    this.proc.watchFd(q.fd, () => this.clock.schedule(0, () => dev.pollEvents()));
   }
 
   private plugVfio(v: VfioOpts): void {
