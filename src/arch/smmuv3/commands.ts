@@ -34,7 +34,7 @@ export const Op = {
 } as const;
 
 /** Opcode names for logs and traces. */
-export const OP_NAMES: Readonly<Record<number, string>> = Object.fromEntries(
+const OP_NAMES: Readonly<Record<number, string>> = Object.fromEntries(
   Object.entries(Op).map(([k, v]) => [v, k === 'SYNC' ? 'CMD_SYNC' : `CMD_${k}`]),
 );
 
@@ -127,11 +127,4 @@ export function buildCommand(
   if (f.addr !== undefined) D1.ADDR_PAGE.setWords(w, 2, Math.floor(f.addr / 4096));
   if (f.size !== undefined) D1.ATC_SIZE.setWords(w, 2, f.size);
   return w;
-}
-
-/** A command's two dwords as bigints (uAPI edge). */
-export function commandDwords(w: Uint32Array, i = 0): [bigint, bigint] {
-  const d0 = (BigInt(w[i + 1]!) << 32n) | BigInt(w[i]!);
-  const d1 = (BigInt(w[i + 3]!) << 32n) | BigInt(w[i + 2]!);
-  return [d0, d1];
 }

@@ -21,7 +21,10 @@ function hash32(hi: number, lo: number): number {
   return h ^ (h >>> 16);
 }
 
-/** Page number (as int32 halves) → entry id; grows and shrinks with its contents. */
+/**
+ * Page number (as int32 halves; the high half is never negative, -1 marks an empty slot) →
+ * entry id; grows and shrinks with its contents.
+ */
 export class IdTable {
   /** slots[4i] = lo, slots[4i + 1] = hi (NONE when empty), slots[4i + 2] = id. */
   private slots: Int32Array;

@@ -52,7 +52,7 @@
  */
 
 import * as R from '../../arch/smmuv3/registers.js';
-import { hex } from '../../kit/bits.js';
+import { Field, hex } from '../../kit/bits.js';
 import type { IrqLine } from '../../kit/irq.js';
 import type { ModelLog } from '../../kit/log.js';
 import type { MemoryRegion } from '../../kit/memory-region.js';
@@ -83,7 +83,10 @@ export const MIGRATION_BLOCKER_TEXT = 'Migration not supported with SMMUv3 accel
 export const CMDQV_UNPLUG_BLOCKER_TEXT =
   'CMDQV is active: removing the device that established the viommu association would break the guest CMDQV';
 /** Hint appended when cmdqv=on and the host cannot provide it (§3.2). */
-export const CMDQV_NOT_SUPPORTED_HINT = 'CMDQV requested but not supported';
+const CMDQV_NOT_SUPPORTED_HINT = 'CMDQV requested but not supported';
+
+/** The devfn of a PCI requester ID (bus << 8 | devfn), which the attach traces name. */
+const RID_DEVFN = new Field('devfn', 0, 8);
 
 /** What the SMMU needs from the machine. */
 export interface AccelSmmuV3Deps {
@@ -260,7 +263,7 @@ export class AccelSmmuV3 implements Persist<AccelSmmuV3State> {
     this.state.devices.push(device);
     // Attached while the SMMU is on (hot-plug): its STE is in force, not GBPA.
     if (this.frame.smmuEnabled) this.viommu.installSteReporting(device);
-    this.deps.tracer.emit(T.T_ACCEL_SET_IOMMU_DEVICE, dev.guestSid & 0xff, dev.devId);
+    this.deps.tracer.emit(T.T_ACCEL_SET_IOMMU_DEVICE, RID_DEVFN.get(dev.guestSid), dev.devId);
   }
 
   /**
@@ -286,7 +289,7 @@ export class AccelSmmuV3 implements Persist<AccelSmmuV3State> {
     if (device.s1Hwpt !== undefined) this.hostCalls.freeId(device.s1Hwpt);
     if (device.vdevId !== undefined) this.hostCalls.freeId(device.vdevId);
     devices.splice(index, 1);
-    this.deps.tracer.emit(T.T_ACCEL_UNSET_IOMMU_DEVICE, guestSid & 0xff, devId);
+    this.deps.tracer.emit(T.T_ACCEL_UNSET_IOMMU_DEVICE, RID_DEVFN.get(guestSid), devId);
     if (devices.length === 0) this.viommu.freeViommu();
   }
 
