@@ -93,7 +93,7 @@ export const CERROR_ATC_INV_SYNC = 3;
  */
 export function buildCommand(
   op: number,
-  f: {
+  fields: {
     sid?: number;
     ssid?: number;
     vmid?: number;
@@ -112,19 +112,19 @@ export function buildCommand(
 ): Uint32Array {
   const w = new Uint32Array(4);
   D0.OPCODE.setWords(w, 0, op);
-  if (f.ssid !== undefined) D0.SSID.setWords(w, 0, f.ssid);
-  if (f.ssv) D0.SSV.setWords(w, 0, 1);
-  if (f.sid !== undefined) D0.SID.setWords(w, 0, f.sid);
-  if (f.vmid !== undefined) D0.VMID.setWords(w, 0, f.vmid);
-  if (f.asid !== undefined) D0.ASID.setWords(w, 0, f.asid);
-  if (f.num !== undefined) D0.NUM.setWords(w, 0, f.num);
-  if (f.scale !== undefined) D0.SCALE.setWords(w, 0, f.scale);
-  if (f.cs !== undefined) D0.SYNC_CS.setWords(w, 0, f.cs);
-  if (f.leaf) D1.LEAF.setWords(w, 2, 1);
-  if (f.range !== undefined) D1.RANGE.setWords(w, 2, f.range);
-  if (f.ttl !== undefined) D1.TTL.setWords(w, 2, f.ttl);
-  if (f.tg !== undefined) D1.TG.setWords(w, 2, f.tg);
-  if (f.addr !== undefined) D1.ADDR_PAGE.setWords(w, 2, Math.floor(f.addr / 4096));
-  if (f.size !== undefined) D1.ATC_SIZE.setWords(w, 2, f.size);
+  if (fields.ssid !== undefined) D0.SSID.setWords(w, 0, fields.ssid);
+  if (fields.ssv) D0.SSV.setWords(w, 0, 1);
+  if (fields.sid !== undefined) D0.SID.setWords(w, 0, fields.sid);
+  if (fields.vmid !== undefined) D0.VMID.setWords(w, 0, fields.vmid);
+  if (fields.asid !== undefined) D0.ASID.setWords(w, 0, fields.asid);
+  if (fields.num !== undefined) D0.NUM.setWords(w, 0, fields.num);
+  if (fields.scale !== undefined) D0.SCALE.setWords(w, 0, fields.scale);
+  if (fields.cs !== undefined) D0.SYNC_CS.setWords(w, 0, fields.cs);
+  if (fields.leaf) D1.LEAF.setWords(w, 2, 1);
+  if (fields.range !== undefined) D1.RANGE.setWords(w, 2, fields.range);
+  if (fields.ttl !== undefined) D1.TTL.setWords(w, 2, fields.ttl);
+  if (fields.tg !== undefined) D1.TG.setWords(w, 2, fields.tg);
+  if (fields.addr !== undefined) D1.ADDR_PAGE.setWords(w, 2, Math.floor(fields.addr / 4096));
+  if (fields.size !== undefined) D1.ATC_SIZE.setWords(w, 2, fields.size);
   return w;
 }
