@@ -6,7 +6,7 @@
 
 import { EVENTQ_ENTRY_BYTES, qAdvance, qEmpty, qFull, qIndex, qWrapMask } from '../../arch/smmuv3/queue.js';
 import * as R from '../../arch/smmuv3/registers.js';
-import { Evt } from '../../arch/smmuv3/structures.js';
+import { EVT, Evt } from '../../arch/smmuv3/structures.js';
 import { hex } from '../../kit/bits.js';
 import type { ModelLog } from '../../kit/log.js';
 import type { Tracer } from '../../kit/trace.js';
@@ -21,9 +21,6 @@ import * as T from './trace-events.js';
 
 /** Event ID → name, for traces. */
 const EVENT_NAMES: ReadonlyMap<number, string> = new Map(Object.entries(Evt).map(([name, id]) => [id, name]));
-
-/** Byte offset of the StreamID in an event record (dword0 [63:32]). */
-const EVENT_SID_OFFSET = 4;
 
 /** GERROR.EVENTQ_ABT_ERR as a toggle mask. */
 const EVENTQ_ABT_ERR = R.GERROR.f.EVENTQ_ABT_ERR.set(0, 1);
@@ -114,8 +111,10 @@ export class EventPath {
     const { frame, stats } = this.deps;
     const { file, regs } = frame;
     const view = new DataView(record.buffer, record.byteOffset, record.byteLength);
-    const id = record[0]!;
-    const sid = view.getUint32(EVENT_SID_OFFSET, true);
+    const word0 = view.getUint32(0, true);
+    const word1 = view.getUint32(4, true);
+    const id = EVT.ID.get(word0);
+    const sid = EVT.SID.getWords(word0, word1);
     this.deps.tracer.emit(T.T_PROPAGATE_EVENT, EVENT_NAMES.get(id) ?? `0x${id.toString(16)}`, sid);
     if (!frame.eventqEnabled) {
       stats.eventsLost++;
