@@ -7,11 +7,11 @@
 
 import { VirtualClock } from '../kit/clock.js';
 import { ModelLog } from '../kit/log.js';
-import { Tracer } from '../kit/trace.js';
+import { traceCatalog, Tracer, type TraceEvent } from '../kit/trace.js';
 import { DEFAULT_HOST, type HostConfig } from '../host/config.js';
-import { HostKernel } from '../host/kernel/host-kernel.js';
+import { HOST_TRACE_EVENTS, HostKernel } from '../host/kernel/host-kernel.js';
 import type { Process } from '../host/kernel/process.js';
-import { DEFAULT_ARGS, VirtMachine, type RamBacking } from '../vmm/virt/machine.js';
+import { DEFAULT_ARGS, VirtMachine, VMM_TRACE_EVENTS, type RamBacking } from '../vmm/virt/machine.js';
 import { parseVirtArgs, type VirtOptions } from '../vmm/virt/options.js';
 
 export { DEFAULT_ARGS, VIRT_RAM_BASE } from '../vmm/virt/machine.js';
@@ -20,6 +20,9 @@ export { OptionError } from '../vmm/virt/options.js';
 export { cmdqvDeviceName } from '../vmm/acpi/dsdt.js';
 export { HostKernel } from '../host/kernel/host-kernel.js';
 export { DEFAULT_HOST, type HostConfig } from '../host/config.js';
+
+/** Every trace event of the stack: what `-trace` patterns are matched against. */
+export const TRACE_CATALOG: readonly TraceEvent[] = traceCatalog(HOST_TRACE_EVENTS, VMM_TRACE_EVENTS);
 
 /** Options of {@link Machine.create}. */
 export interface MachineCreateOptions {
@@ -49,7 +52,7 @@ export class Machine extends VirtMachine {
     const clock = new VirtualClock();
     const log = new ModelLog();
     log.now = () => clock.now;
-    const tracer = new Tracer();
+    const tracer = new Tracer(TRACE_CATALOG);
     tracer.now = () => clock.now;
     const host = opts.host instanceof HostKernel ? opts.host : new HostKernel(opts.host ?? DEFAULT_HOST, { log, tracer, clock });
     return new Machine(options, host, host.createProcess(), clock, log, tracer);

@@ -4,6 +4,8 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { buildCommand, Op } from '../../src/arch/smmuv3/commands.js';
 import { HostKernel } from '../../src/host/kernel/host-kernel.js';
+import { ACCESS_READ, HostSmmu, Translation } from '../../src/host/smmuv3/smmu.js';
+import { assertPlainState } from '../../src/kit/persist.js';
 import { VeventQueue } from '../../src/host/iommufd/veventq.js';
 import { Errno } from '../../src/uapi/errno.js';
 import * as U from '../../src/uapi/iommufd.js';
@@ -102,4 +104,26 @@ test('several SMMUs: a device behind one cannot join a vIOMMU or HWPT of the oth
   assert.equal(vm.c.call(U.IOMMU_VDEVICE_ALLOC, { viommu_id: vi.out_viommu_id as number, dev_id: devId, virt_id: 1n }).ret, -Errno.EINVAL);
   assert.equal(vm.c.call(U.IOMMU_VIOMMU_ALLOC, { type: 1, dev_id: devId, hwpt_id: vm.s2Id }).ret, -Errno.EINVAL);
   assert.throws(() => new HostKernel({ ...base, devices: [{ bdf: 'x', sid: 1, smmu: 'nope' }] }), /no SMMU named nope/);
+});
+
+test('HostSmmu save / restore: the register file as plain state; a restored SMMU translates and queues as before', () => {
+  const kernel = new HostKernel();
+  const vm = makeVm(kernel, 0, 2 ** 22, false);
+  assert.equal(vm.c.attach(vm.vfio, vm.s2Id), 0);
+  const dev = kernel.devices[0]!;
+  const smmu = kernel.smmus.get('smmu0')!;
+  assert.equal(dev.dmaRead(0x3000, 4).ok, true);
+  smmu.driver.submit([buildCommand(Op.TLBI_NSNH_ALL)]);
+  const hw = smmu.hw;
+  const saved = hw.save();
+  assertPlainState(saved);
+  const restored = new HostSmmu(hw.config, hw.phys, kernel.log, kernel.tracer);
+  restored.restore(saved);
+  assert.deepEqual(restored.save(), saved);
+  assert.equal(restored.iotlb.size, 0, 'caches start empty');
+  const before = hw.translate(dev.sid, 0, 0x3000, ACCESS_READ, new Translation());
+  const after = restored.translate(dev.sid, 0, 0x3000, ACCESS_READ, new Translation());
+  assert.deepEqual({ ok: after.ok, pa: after.pa }, { ok: before.ok, pa: before.pa });
+  assert.equal(after.hit, false, 'refilled from the tables');
+  for (const offset of [0x20, 0x90, 0x98, 0x9c, 0xa0, 0x100a8, 0x100ac]) assert.equal(restored.bank.read(offset, 4), hw.bank.read(offset, 4));
 });

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { VirtualClock } from '../../src/kit/clock.js';
 import { ModelLog } from '../../src/kit/log.js';
-import { ChromeTraceSink, defineTrace, formatTrace, TextTraceSink, Tracer } from '../../src/kit/trace.js';
+import { ChromeTraceSink, defineTrace, formatTrace, TextTraceSink, traceCatalog, Tracer } from '../../src/kit/trace.js';
 
 const T_WRITE = defineTrace(
   'kittest_dev_write_mmio',
@@ -15,9 +15,10 @@ const T_WRITE = defineTrace(
 );
 const T_READ = defineTrace('kittest_dev_read_mmio', [{ name: 'offset', type: 'u32' }], 'offset: 0x%x');
 const T_OTHER = defineTrace('kittest_other_event', [{ name: 'name', type: 'str' }, { name: 'on', type: 'bool' }], '%s on=%u');
+const CATALOG = traceCatalog([T_WRITE, T_READ], [T_OTHER]);
 
 test('trace events are off by default and enabled by glob patterns', () => {
-  const tr = new Tracer();
+  const tr = new Tracer(CATALOG);
   const sink = new TextTraceSink();
   tr.addSink(sink);
   tr.emit(T_WRITE, 0x10, 5n, 4);
@@ -32,14 +33,14 @@ test('trace events are off by default and enabled by glob patterns', () => {
   assert.equal(tr.enabled(T_READ), false);
   assert.equal(tr.enabled(T_WRITE), true);
   assert.deepEqual(tr.enable('nosuch_*'), ['nosuch_*'], 'a pattern that matches nothing is reported');
-  assert.throws(() => defineTrace('kittest_dev_write_mmio', [], ''), /declared twice/);
+  assert.throws(() => traceCatalog(CATALOG, [defineTrace('kittest_dev_write_mmio', [], '')]), /declared twice/);
   assert.throws(() => defineTrace('kittest_bad_args', [{ name: 'a', type: 'u32' }], 'no conversions'), /conversions/);
 });
 
 test('trace formatting and Chrome/Perfetto JSON sink', () => {
   assert.equal(formatTrace(T_OTHER, ['vcmdq', false]), 'vcmdq on=0');
   const clock = new VirtualClock();
-  const tr = new Tracer();
+  const tr = new Tracer(CATALOG);
   tr.now = () => clock.now;
   const chrome = new ChromeTraceSink(7, 3);
   tr.addSink(chrome);
@@ -93,4 +94,15 @@ test('virtual clock fires timers in time order and polls with a timeout', () => 
   assert.equal(c.poll(() => false, 1_000, 10_000), false, 'times out');
   assert.equal(c.now, 11_250);
   assert.deepEqual(fired, ['a@100', 'b@100', 'c@300']);
+});
+
+test('a tracer enables only what its catalog holds; catalogs are sorted by name, whatever the declaration order', () => {
+  const late = defineTrace('kittest_aaa_declared_last', [], '');
+  assert.deepEqual(traceCatalog([T_OTHER, late], [T_READ]).map((e) => e.name), ['kittest_aaa_declared_last', 'kittest_dev_read_mmio', 'kittest_other_event']);
+  const tr = new Tracer(traceCatalog([T_READ]));
+  assert.deepEqual(tr.enable('kittest_*'), []);
+  assert.equal(tr.enabled(T_READ), true);
+  assert.equal(tr.enabled(T_WRITE), false, 'not in this tracer\'s catalog');
+  assert.equal(tr.enabled(late), false);
+  assert.deepEqual(new Tracer().enable('kittest_*'), ['kittest_*'], 'an empty catalog matches nothing');
 });

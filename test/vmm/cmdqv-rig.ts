@@ -5,6 +5,7 @@ import { VirtualClock } from '../../src/kit/clock.js';
 import { ModelLog } from '../../src/kit/log.js';
 import { MemoryRegion } from '../../src/kit/memory-region.js';
 import { TextTraceSink, Tracer } from '../../src/kit/trace.js';
+import { TRACE_CATALOG } from '../../src/platform/machine.js';
 import { HostKernel } from '../../src/host/kernel/host-kernel.js';
 import { UserMemoryOps } from '../../src/host/memory/process-memory.js';
 import type { Process } from '../../src/host/kernel/process.js';
@@ -44,7 +45,7 @@ export function rig(opts: { ramBytes?: number; hugepages?: boolean; ramPage?: nu
   const kernel = new HostKernel();
   const proc = kernel.createProcess();
   const log = new ModelLog();
-  const tracer = new Tracer();
+  const tracer = new Tracer(TRACE_CATALOG);
   const trace = new TextTraceSink();
   tracer.addSink(trace);
   if (opts.tracePattern) tracer.enable(opts.tracePattern);

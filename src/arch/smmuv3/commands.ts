@@ -34,7 +34,7 @@ export const Op = {
 } as const;
 
 /** Opcode names for logs and traces. */
-export const OP_NAMES: Readonly<Record<number, string>> = Object.fromEntries(
+const OP_NAMES: Readonly<Record<number, string>> = Object.fromEntries(
   Object.entries(Op).map(([k, v]) => [v, k === 'SYNC' ? 'CMD_SYNC' : `CMD_${k}`]),
 );
 
@@ -69,6 +69,8 @@ export const D1 = {
   TG: new Field('TG', 10, 2),
   /** VA / IPA [63:12]; read as a page number (fits in a number for 52-bit addresses). */
   ADDR_PAGE: new Field('ADDR', 12, 41),
+  /** TLBI_S2_IPA: IPA [51:12], as a page number. */
+  IPA_PAGE: new Field('ADDR', 12, 40),
   ATC_SIZE: new Field('SIZE', 0, 6),
   SYNC_MSIADDR: new Field('MSIADDR', 2, 50),
   STAG: new Field('STAG', 0, 16),
@@ -91,7 +93,7 @@ export const CERROR_ATC_INV_SYNC = 3;
  */
 export function buildCommand(
   op: number,
-  f: {
+  fields: {
     sid?: number;
     ssid?: number;
     vmid?: number;
@@ -110,26 +112,19 @@ export function buildCommand(
 ): Uint32Array {
   const w = new Uint32Array(4);
   D0.OPCODE.setWords(w, 0, op);
-  if (f.ssid !== undefined) D0.SSID.setWords(w, 0, f.ssid);
-  if (f.ssv) D0.SSV.setWords(w, 0, 1);
-  if (f.sid !== undefined) D0.SID.setWords(w, 0, f.sid);
-  if (f.vmid !== undefined) D0.VMID.setWords(w, 0, f.vmid);
-  if (f.asid !== undefined) D0.ASID.setWords(w, 0, f.asid);
-  if (f.num !== undefined) D0.NUM.setWords(w, 0, f.num);
-  if (f.scale !== undefined) D0.SCALE.setWords(w, 0, f.scale);
-  if (f.cs !== undefined) D0.SYNC_CS.setWords(w, 0, f.cs);
-  if (f.leaf) D1.LEAF.setWords(w, 2, 1);
-  if (f.range !== undefined) D1.RANGE.setWords(w, 2, f.range);
-  if (f.ttl !== undefined) D1.TTL.setWords(w, 2, f.ttl);
-  if (f.tg !== undefined) D1.TG.setWords(w, 2, f.tg);
-  if (f.addr !== undefined) D1.ADDR_PAGE.setWords(w, 2, Math.floor(f.addr / 4096));
-  if (f.size !== undefined) D1.ATC_SIZE.setWords(w, 2, f.size);
+  if (fields.ssid !== undefined) D0.SSID.setWords(w, 0, fields.ssid);
+  if (fields.ssv) D0.SSV.setWords(w, 0, 1);
+  if (fields.sid !== undefined) D0.SID.setWords(w, 0, fields.sid);
+  if (fields.vmid !== undefined) D0.VMID.setWords(w, 0, fields.vmid);
+  if (fields.asid !== undefined) D0.ASID.setWords(w, 0, fields.asid);
+  if (fields.num !== undefined) D0.NUM.setWords(w, 0, fields.num);
+  if (fields.scale !== undefined) D0.SCALE.setWords(w, 0, fields.scale);
+  if (fields.cs !== undefined) D0.SYNC_CS.setWords(w, 0, fields.cs);
+  if (fields.leaf) D1.LEAF.setWords(w, 2, 1);
+  if (fields.range !== undefined) D1.RANGE.setWords(w, 2, fields.range);
+  if (fields.ttl !== undefined) D1.TTL.setWords(w, 2, fields.ttl);
+  if (fields.tg !== undefined) D1.TG.setWords(w, 2, fields.tg);
+  if (fields.addr !== undefined) D1.ADDR_PAGE.setWords(w, 2, Math.floor(fields.addr / 4096));
+  if (fields.size !== undefined) D1.ATC_SIZE.setWords(w, 2, fields.size);
   return w;
-}
-
-/** A command's two dwords as bigints (uAPI edge). */
-export function commandDwords(w: Uint32Array, i = 0): [bigint, bigint] {
-  const d0 = (BigInt(w[i + 1]!) << 32n) | BigInt(w[i]!);
-  const d1 = (BigInt(w[i + 3]!) << 32n) | BigInt(w[i + 2]!);
-  return [d0, d1];
 }

@@ -3,6 +3,11 @@
  * `wrap | index` in LOG2SIZE + 1 bits; empty when equal, full when only the wrap bits differ.
  */
 
+/** Bytes per command-queue entry (a command is two dwords). */
+export const CMDQ_ENTRY_BYTES = 16;
+/** Bytes per event-queue entry (an event record is four dwords). */
+export const EVENTQ_ENTRY_BYTES = 32;
+
 /** Mask of the index bits. */
 export function qIndexMask(log2: number): number {
   return log2 >= 32 ? 0xffff_ffff : ((1 << log2) >>> 0) - 1;

@@ -6,7 +6,10 @@
 
 import { VirtualClock } from '../../kit/clock.js';
 import { ModelLog } from '../../kit/log.js';
-import { Tracer } from '../../kit/trace.js';
+import { traceCatalog, Tracer, type TraceEvent } from '../../kit/trace.js';
+import { TRACE_EVENTS as IOMMUFD_EVENTS } from '../iommufd/trace-events.js';
+import { TRACE_EVENTS as SMMUV3_EVENTS } from '../smmuv3/trace-events.js';
+import { TRACE_EVENTS as CMDQV_EVENTS } from '../tegra241-cmdqv/trace-events.js';
 import { DEFAULT_HOST, validateHostConfig, type HostConfig } from '../config.js';
 import { PhysicalMemory } from '../memory/physical-memory.js';
 import { HostSmmu } from '../smmuv3/smmu.js';
@@ -18,6 +21,9 @@ import { HostDevice } from './host-device.js';
 import { Process } from './process.js';
 import { CmdqvDriver } from './tegra241-cmdqv-driver.js';
 import { Tegra241CmdqvIommufd } from './tegra241-cmdqv-iommufd.js';
+
+/** Every trace event of the host (iommufd, SMMUv3, Tegra241 CMDQV). */
+export const HOST_TRACE_EVENTS: readonly TraceEvent[] = traceCatalog(IOMMUFD_EVENTS, SMMUV3_EVENTS, CMDQV_EVENTS);
 
 /** One SMMU with its driver and optional CMDQV. */
 export interface SmmuInstance {
@@ -59,7 +65,7 @@ export class HostKernel {
     const errs = validateHostConfig(config);
     if (errs.length) throw new Error(`invalid host description: ${errs.join('; ')}`);
     this.log = opts.log ?? new ModelLog();
-    this.tracer = opts.tracer ?? new Tracer();
+    this.tracer = opts.tracer ?? new Tracer(HOST_TRACE_EVENTS);
     this.clock = opts.clock ?? new VirtualClock();
     this.phys = new PhysicalMemory(config.ramBytes, config.pageSize, config.hugepages ? config.hugepageSize : config.pageSize);
     for (const s of config.smmus) {

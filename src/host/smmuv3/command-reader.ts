@@ -5,6 +5,7 @@
  * looks up a new one only when the address leaves it.
  */
 
+import { CMDQ_ENTRY_BYTES } from '../../arch/smmuv3/queue.js';
 import { WordWindow, type SparseMemory } from '../../kit/sparse-memory.js';
 
 /** A cursor over host memory for command fetches. */
@@ -31,7 +32,7 @@ export class CommandReader {
     if (addr >= this.hi || addr < this.lo) {
       // Leaving the mapped chunk (rare: once per 4096 commands): bounds check and map the next.
       const mem = this.mem;
-      if (addr < 0 || addr + 16 > mem.size) return false;
+      if (addr < 0 || addr + CMDQ_ENTRY_BYTES > mem.size) return false;
       if (!mem.mapWords(addr, win)) {
         this.reset();
         w[0] = mem.read32(addr);

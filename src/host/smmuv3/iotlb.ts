@@ -29,6 +29,8 @@
  * numbers (a `Map` keyed by numbers above 2^31 allocates one per probe and is ~3x slower).
  */
 
+import { IdTable, NONE } from './id-table.js';
+
 /** Read permission bit of {@link IotlbEntry.perm}. */
 export const PERM_R = 1;
 /** Write permission bit of {@link IotlbEntry.perm}. */
@@ -135,120 +137,6 @@ function bucketKey(pn: number, s: number): number {
   return Math.floor(pn / BUCKET_PAGES) * 32 + s;
 }
 
-// ---------------------------------------------------------------------------------------------
-// IdTable: open-addressing hash table from a page number to an id.
-//
-// Keys travel as two int32 halves (hi, lo): small integers, so no call boxes a heap number (a
-// double argument to a call TurboFan does not inline would). A slot is four int32s,
-// [lo, hi, id, unused]: a probe reads one 16-byte slot. Linear probing, backward-shift deletion
-// (no tombstones), load factor at most 1/2.
-
-const NONE = -1;
-const SLOT = 4;
-
-/** Slot hash of a key's halves (fmix32). */
-function hash32(hi: number, lo: number): number {
-  let h = lo ^ Math.imul(hi, 0x9e3779b1);
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  return h ^ (h >>> 16);
-}
-
-class IdTable {
-  /** slots[4i] = lo, slots[4i + 1] = hi (NONE when empty), slots[4i + 2] = id. */
-  private slots: Int32Array;
-  private mask: number;
-  /** Number of keys present. */
-  count = 0;
-
-  constructor(capacity = 8) {
-    this.slots = emptySlots(capacity);
-    this.mask = capacity - 1;
-  }
-
-  /** Number of slots (for iteration with {@link idAt}). */
-  get capacity(): number {
-    return this.mask + 1;
-  }
-
-  /** Id stored in slot `i`, or NONE for an empty slot. */
-  idAt(i: number): number {
-    return this.slots[SLOT * i + 1] === NONE ? NONE : this.slots[SLOT * i + 2];
-  }
-
-  get(hi: number, lo: number): number {
-    const slots = this.slots;
-    const mask = this.mask;
-    for (let i = hash32(hi, lo) & mask; ; i = (i + 1) & mask) {
-      const h = slots[SLOT * i + 1];
-      if (h === hi && slots[SLOT * i] === lo) return slots[SLOT * i + 2];
-      if (h === NONE) return NONE;
-    }
-  }
-
-  /** Insert or replace. */
-  set(hi: number, lo: number, id: number): void {
-    const slots = this.slots;
-    const mask = this.mask;
-    for (let i = hash32(hi, lo) & mask; ; i = (i + 1) & mask) {
-      const h = slots[SLOT * i + 1];
-      if (h === hi && slots[SLOT * i] === lo) {
-        slots[SLOT * i + 2] = id;
-        return;
-      }
-      if (h === NONE) {
-        slots[SLOT * i] = lo;
-        slots[SLOT * i + 1] = hi;
-        slots[SLOT * i + 2] = id;
-        if (++this.count * 2 > mask + 1) this.resize(2 * (mask + 1));
-        return;
-      }
-    }
-  }
-
-  /** Remove a key that is present. */
-  delete(hi: number, lo: number): void {
-    const slots = this.slots;
-    const mask = this.mask;
-    let i = hash32(hi, lo) & mask;
-    while (slots[SLOT * i + 1] !== hi || slots[SLOT * i] !== lo) i = (i + 1) & mask;
-    // Backward shift: pull later members of the probe run into the hole unless their home
-    // slot lies cyclically in (hole, their slot], where moving them would hide them.
-    for (let j = (i + 1) & mask; slots[SLOT * j + 1] !== NONE; j = (j + 1) & mask) {
-      const home = hash32(slots[SLOT * j + 1], slots[SLOT * j]) & mask;
-      const stays = i <= j ? home > i && home <= j : home > i || home <= j;
-      if (!stays) {
-        slots[SLOT * i] = slots[SLOT * j];
-        slots[SLOT * i + 1] = slots[SLOT * j + 1];
-        slots[SLOT * i + 2] = slots[SLOT * j + 2];
-        i = j;
-      }
-    }
-    slots[SLOT * i + 1] = NONE;
-    this.count--;
-    // Shrink a table that emptied out, so walking its slots stays proportional to its contents.
-    if (mask >= 64 && this.count * 8 < mask + 1) this.resize((mask + 1) / 4);
-  }
-
-  private resize(capacity: number): void {
-    const old = this.slots;
-    this.slots = emptySlots(capacity);
-    this.mask = capacity - 1;
-    this.count = 0;
-    for (let i = 0; i < old.length; i += SLOT) {
-      if (old[i + 1] !== NONE) this.set(old[i + 1], old[i], old[i + 2]);
-    }
-  }
-}
-
-function emptySlots(capacity: number): Int32Array {
-  const slots = new Int32Array(SLOT * capacity);
-  for (let i = 1; i < slots.length; i += SLOT) slots[i] = NONE;
-  return slots;
-}
-
 /**
  * One IdTable per size class in use, and the mask of those classes. A table that empties is
  * dropped, so the mask always says which sizes are present.
@@ -306,7 +194,7 @@ const R_VPN = 0;
 /** Page number of the IPA at the entry's size. */
 const R_IPN = 1;
 /** Size class. */
-const R_S = 2;
+const R_SIZE_CLASS = 2;
 /** Context id; NONE when the id is free. */
 const R_CTX = 3;
 /** Previous / next id with the same (VMID, size class, IPA page); NONE at the ends. */
@@ -325,13 +213,13 @@ class Bucket {
   ids = new Int32Array(4);
   seqs = new Float64Array(4);
   /** References held (live and stale). */
-  n = 0;
+  held = 0;
   live = 0;
 
   constructor(
     /** Bucket number (page number / BUCKET_PAGES) and size class. */
     readonly index: number,
-    readonly s: number,
+    readonly sizeClass: number,
   ) {}
 }
 
@@ -364,7 +252,7 @@ class BucketIndex {
   drop(key: number): void {
     const b = this.map.get(key) as Bucket;
     if (--b.live === 0) {
-      b.n = 0; // every reference left is stale
+      b.held = 0; // every reference left is stale
       this.nonEmpty--;
     }
   }
@@ -561,7 +449,7 @@ export class Iotlb {
     const o = id * REC;
     rec[o + R_VPN] = vpn;
     rec[o + R_IPN] = ipn;
-    rec[o + R_S] = s;
+    rec[o + R_SIZE_CLASS] = s;
     rec[o + R_CTX] = ctx.id;
     rec[o + R_SEQ] = seq;
     this.ents[id] = Object.freeze({
@@ -610,12 +498,12 @@ export class Iotlb {
   // -------------------------------------------------------------------------------------------
   // Invalidations. Each returns the number of entries removed.
 
-  /** TLBI_NSNH_ALL: every entry. */
   /** Whether any entry is tagged with `vmid` (lets callers skip decoding an invalidation). */
   hasVmid(vmid: number): boolean {
     return this.vmidLive[vmid] === 1;
   }
 
+  /** TLBI_NSNH_ALL: every entry. */
   invalidateAll(): number {
     const removed = this.count;
     this.vms.clear();
@@ -774,15 +662,15 @@ export class Iotlb {
         const bucket = buckets.get(b * 32 + s);
         if (bucket !== undefined) {
           scratch.push(bucket);
-          walk += bucket.n;
+          walk += bucket.held;
         }
       }
     } else {
       // More buckets in the range than in the index: look at each of the index's instead.
       for (const bucket of buckets.values()) {
-        if (bucket.s === s && bucket.index >= b0 && bucket.index <= b1) {
+        if (bucket.sizeClass === s && bucket.index >= b0 && bucket.index <= b1) {
           scratch.push(bucket);
-          walk += bucket.n;
+          walk += bucket.held;
         }
       }
     }
@@ -793,9 +681,9 @@ export class Iotlb {
   private walkBuckets(field: number, p0: number, p1: number): number {
     let removed = 0;
     for (const bucket of this.scratch) {
-      // A removal that empties the bucket resets n, ending the loop: nothing live is left.
+      // A removal that empties the bucket resets `held`, ending the loop: nothing live is left.
       const { ids, seqs } = bucket;
-      for (let j = 0; j < bucket.n; j++) {
+      for (let j = 0; j < bucket.held; j++) {
         const o = ids[j] * REC;
         if (this.rec[o + R_SEQ] !== seqs[j]) continue;
         const pn = this.rec[o + field];
@@ -804,7 +692,7 @@ export class Iotlb {
           removed++;
         }
       }
-      if (bucket.live > 0 && bucket.n > 2 * bucket.live + 16) this.compactBucket(bucket);
+      if (bucket.live > 0 && bucket.held > 2 * bucket.live + 16) this.compactBucket(bucket);
     }
     this.scratch.length = 0;
     return removed;
@@ -816,7 +704,7 @@ export class Iotlb {
     const o = id * REC;
     const ctx = this.ctxs[rec[o + R_CTX]] as Ctx;
     const vm = ctx.vm;
-    const s = rec[o + R_S];
+    const s = rec[o + R_SIZE_CLASS];
     const vpn = rec[o + R_VPN];
     ctx.pages.delete(s, pnHi(vpn), pnLo(vpn));
     ctx.buckets.drop(bucketKey(vpn, s));
@@ -835,7 +723,7 @@ export class Iotlb {
   private unlinkIpa(vm: Vm, id: number): void {
     const rec = this.rec;
     const o = id * REC;
-    const s = rec[o + R_S];
+    const s = rec[o + R_SIZE_CLASS];
     const ipn = rec[o + R_IPN];
     const prev = rec[o + R_IPPREV];
     const next = rec[o + R_IPNEXT];
@@ -909,32 +797,32 @@ export class Iotlb {
       index.nonEmpty++;
     } else if (b.live === 0) {
       index.nonEmpty++;
-    } else if (b.n > 2 * b.live + 16) {
+    } else if (b.held > 2 * b.live + 16) {
       this.compactBucket(b);
     }
-    if (b.n === b.ids.length) {
-      const ids = new Int32Array(2 * b.n);
+    if (b.held === b.ids.length) {
+      const ids = new Int32Array(2 * b.held);
       ids.set(b.ids);
       b.ids = ids;
-      const seqs = new Float64Array(2 * b.n);
+      const seqs = new Float64Array(2 * b.held);
       seqs.set(b.seqs);
       b.seqs = seqs;
     }
-    b.ids[b.n] = id;
-    b.seqs[b.n++] = seq;
+    b.ids[b.held] = id;
+    b.seqs[b.held++] = seq;
     b.live++;
   }
 
   private compactBucket(b: Bucket): void {
     const { ids, seqs } = b;
     let n = 0;
-    for (let j = 0; j < b.n; j++) {
+    for (let j = 0; j < b.held; j++) {
       if (this.rec[ids[j] * REC + R_SEQ] === seqs[j]) {
         ids[n] = ids[j];
         seqs[n++] = seqs[j];
       }
     }
-    b.n = n;
+    b.held = n;
   }
 
   private allocId(): number {

@@ -136,7 +136,7 @@ export class WalkResult {
 
 const TWO32 = 0x1_0000_0000;
 /** Largest output address size: 48 bits (no 52-bit LPA). */
-export const MAX_OA_BITS = 48;
+const MAX_OA_BITS = 48;
 
 /** 2^n for n in 0..64, so the walk divides by a table entry instead of calling `2 **`. */
 const POW2 = new Float64Array(65);
@@ -154,7 +154,7 @@ const H_OA_MASK = 0x000f_ffff; // descriptor bits [51:32]: OA[47:32] plus the RE
 const H_APTABLE_RO = 1 << 30; // bit 62, stage-1 table descriptors
 
 /** log2 of a granule, or 0 for anything else. */
-export function granuleShift(granule: number): number {
+function granuleShift(granule: number): number {
   return granule === 4096 ? 12 : granule === 16384 ? 14 : granule === 65536 ? 16 : 0;
 }
 
@@ -168,7 +168,7 @@ export function defaultStartLevel(granule: Granule, inputBits: number): number {
 }
 
 /** Size of a block at `level`, or 0 when the granule has no block descriptors there. */
-export function blockSizeAt(granule: Granule, level: number): number {
+function blockSizeAt(granule: Granule, level: number): number {
   const p = granuleShift(granule);
   if (level === 3) return POW2[p]!;
   const ok = p === 12 ? level === 1 || level === 2 : level === 2;

@@ -5,22 +5,24 @@
  *
  * The host kernel model drives it through its registers (like the real driver); devices use
  * {@link HostSmmu.translate} for DMA.
+ *
+ * State apart from runtime: the architectural state is {@link HostSmmuState}, the register
+ * file's words (every queue index, GERROR/GERRORN, the stream-table and queue bases), saved and
+ * restored through {@link Persist}. The configuration cache (decoded STEs and CDs) and the
+ * IOTLB are runtime accelerations and are not saved: a restore empties them, which the
+ * architecture allows at any time (an SMMU may drop cached entries whenever it likes), and
+ * they refill from the tables in memory on the next access.
  */
 
 import type { ModelLog } from '../../kit/log.js';
 import { MemoryRegion } from '../../kit/memory-region.js';
 import { RegisterBank } from '../../kit/register-bank.js';
-import type { RegisterLayout } from '../../kit/registers.js';
-import { defineTrace, type Tracer } from '../../kit/trace.js';
-import {
-  CERROR_ABT,
-  CERROR_ILL,
-  D0,
-  D1,
-  Op,
-  opName,
-} from '../../arch/smmuv3/commands.js';
-import { qAdvance, qFull, qIndex, qIndexMask, qWrapMask } from '../../arch/smmuv3/queue.js';
+import type { Field } from '../../kit/bits.js';
+import type { RegisterDef, RegisterInfo } from '../../kit/registers.js';
+import { cloneState, type Persist } from '../../kit/persist.js';
+import type { Tracer } from '../../kit/trace.js';
+import { CERROR_ABT, CERROR_ILL, D0, D1, Op, opName } from '../../arch/smmuv3/commands.js';
+import { CMDQ_ENTRY_BYTES, EVENTQ_ENTRY_BYTES, qAdvance, qFull, qIndex, qIndexMask, qWrapMask } from '../../arch/smmuv3/queue.js';
 import * as R from '../../arch/smmuv3/registers.js';
 import {
   addressBits,
@@ -36,12 +38,11 @@ import {
   STE_CFG_NESTED,
   STE_CFG_S1,
   STE_CFG_S2,
-  STRTAB,
 } from '../../arch/smmuv3/structures.js';
 import type { SmmuConfig } from '../config.js';
 import type { PhysicalMemory } from '../memory/physical-memory.js';
 import { CommandReader } from './command-reader.js';
-import { Iotlb, PERM_R, PERM_W } from './iotlb.js';
+import { Iotlb, MIN_ENTRY_SIZE, NO_ASID, PERM_R, PERM_W } from './iotlb.js';
 import {
   FAULT_ACCESS,
   FAULT_ADDR_SIZE,
@@ -56,36 +57,7 @@ import {
   type TableReader,
   type WalkConfig,
 } from './page-table.js';
-
-const T_CMD = defineTrace(
-  'smmuv3_host_cmd',
-  [
-    { name: 'smmu', type: 'str' },
-    { name: 'queue', type: 'str' },
-    { name: 'opcode', type: 'str' },
-    { name: 'cerror', type: 'u32' },
-  ],
-  '%s %s %s cerror=%u',
-);
-const T_EVENT = defineTrace(
-  'smmuv3_host_event',
-  [
-    { name: 'smmu', type: 'str' },
-    { name: 'id', type: 'u32' },
-    { name: 'sid', type: 'u32' },
-    { name: 'iova', type: 'u64' },
-  ],
-  '%s event 0x%x sid=0x%x iova=0x%x',
-);
-const T_CMDQ_ERR = defineTrace(
-  'smmuv3_host_cmdq_error',
-  [
-    { name: 'smmu', type: 'str' },
-    { name: 'cons', type: 'u32' },
-    { name: 'cerror', type: 'u32' },
-  ],
-  '%s CMDQ stopped at cons=0x%x cerror=%u',
-);
+import { T_HOST_CMD, T_HOST_CMDQ_ERROR, T_HOST_EVENT } from './trace-events.js';
 
 /** Access kinds for {@link HostSmmu.translate}. */
 export const ACCESS_READ = 1;
@@ -131,10 +103,79 @@ export interface SmmuStats {
   walks: number;
 }
 
-const NEVER_ASID = 0x1_0000; // an ASID no entry has: stage-2-only lookups
+/** Bytes per STE and per CD. */
+const STE_BYTES = 64;
+const CD_BYTES = 64;
+/** Words of an STE / a CD the model decodes. */
+const STE_WORDS = 8;
+const CD_WORDS = 8;
+/** Words of an event record holding the input address (dword2) and the IPA (dword3). */
+const EVT_INPUT_ADDR_WORD = 4;
+const EVT_IPA_WORD = 6;
+
+// The command switch's fields, as masks and shifts on the words they live in (derived once
+// from the command tables: the switch runs for every command of every queue).
+const OPCODE_MASK = D0.OPCODE.wordMask(0);
+/** dword0 [63:32] is word 1: VMID [47:32], ASID [63:48], StreamID [63:32]. */
+const VMID_SHIFT = D0.VMID.lsb - 32;
+const VMID_MASK = D0.VMID.max;
+const ASID_SHIFT = D0.ASID.lsb - 32;
+const ASID_MASK = D0.ASID.max;
+/** GERROR.CMDQ_ERR as a toggle mask. */
+const CMDQ_ERR = R.GERROR.f.CMDQ_ERR.set(0, 1);
+/** EVENTQ_PROD.OVFLG in place. */
+const OVFLG_MASK = R.EVENTQ_PROD.f.OVFLG.wordMask(0);
+
+/** The VMID of a command (words). */
+function cmdVmid(w: Uint32Array): number {
+  return (w[1]! >>> VMID_SHIFT) & VMID_MASK;
+}
+
+/** The ASID of a command (words). */
+function cmdAsid(w: Uint32Array): number {
+  return (w[1]! >>> ASID_SHIFT) & ASID_MASK;
+}
+
+/** The StreamID of a command (words). */
+function cmdSid(w: Uint32Array): number {
+  return D0.SID.getWords(w[0]!, w[1]!);
+}
+
+/** Byte address of an address field read from a 64-bit value's halves (the field's lsb is its unit). */
+function addressOf(field: Field, lo: number, hi: number): number {
+  return field.getWords(lo, hi) * 2 ** field.lsb;
+}
+
+/** The host SMMU's architectural state (see the module comment). */
+export interface HostSmmuState {
+  /** The register file's words (the `RegisterFile` array itself, not a copy). */
+  readonly registers: Uint32Array;
+}
+
+/** The registers the model acts on, by name. */
+interface HostSmmuRegisters {
+  readonly idr: readonly RegisterInfo[];
+  readonly iidr: RegisterInfo;
+  readonly aidr: RegisterInfo;
+  readonly cr0: RegisterInfo;
+  readonly cr0ack: RegisterInfo;
+  readonly gbpa: RegisterInfo;
+  readonly irqCtrl: RegisterInfo;
+  readonly irqCtrlAck: RegisterInfo;
+  readonly gerror: RegisterInfo;
+  readonly gerrorn: RegisterInfo;
+  readonly strtabBase: RegisterInfo;
+  readonly strtabCfg: RegisterInfo;
+  readonly cmdqBase: RegisterInfo;
+  readonly cmdqProd: RegisterInfo;
+  readonly cmdqCons: RegisterInfo;
+  readonly eventqBase: RegisterInfo;
+  readonly eventqProd: RegisterInfo;
+  readonly eventqCons: RegisterInfo;
+}
 
 /** The host SMMUv3 hardware model. */
-export class HostSmmu {
+export class HostSmmu implements Persist<HostSmmuState> {
   readonly bank: RegisterBank;
   readonly mmio: MemoryRegion;
   readonly iotlb: Iotlb;
@@ -145,15 +186,16 @@ export class HostSmmu {
   onEventIrq: () => void = () => {};
   onGerrorIrq: () => void = () => {};
 
+  private readonly state: HostSmmuState;
+  /** Configuration cache: decoded STEs (and their CDs) by StreamID. */
   private readonly streams = new Map<number, StreamConfig | null>();
   private readonly mem;
-  private readonly cmd = new Uint32Array(4);
+  private readonly command = new Uint32Array(CMDQ_ENTRY_BYTES / 4);
   private readonly reader: CommandReader;
   private readonly walkOut = new WalkResult();
   private readonly s2Out = new WalkResult();
-  private readonly evt = new Uint32Array(8);
-  private readonly layout: RegisterLayout;
-  private readonly r;
+  private readonly eventRecord = new Uint32Array(EVENTQ_ENTRY_BYTES / 4);
+  private readonly regs: HostSmmuRegisters;
 
   constructor(
     readonly config: SmmuConfig,
@@ -163,37 +205,26 @@ export class HostSmmu {
   ) {
     this.mem = phys.mem;
     this.reader = new CommandReader(phys.mem);
-    this.layout = R.smmuv3Layout();
-    this.bank = new RegisterBank(`smmuv3:${config.name}`, this.layout, log);
+    const layout = R.smmuv3Layout();
+    this.bank = new RegisterBank(`smmuv3:${config.name}`, layout, log);
+    this.state = { registers: this.bank.file.words };
     this.iotlb = new Iotlb();
-    const L = this.layout;
-    this.r = {
-      idr: [R.IDR0, R.IDR1, R.IDR2, R.IDR3, R.IDR4, R.IDR5].map((d) => L.get(d.spec.name)),
-      iidr: L.get('IIDR'),
-      aidr: L.get('AIDR'),
-      cr0: L.get('CR0'),
-      cr0ack: L.get('CR0ACK'),
-      gbpa: L.get('GBPA'),
-      irqCtrl: L.get('IRQ_CTRL'),
-      irqCtrlAck: L.get('IRQ_CTRLACK'),
-      gerror: L.get('GERROR'),
-      gerrorn: L.get('GERRORN'),
-      strtabBase: L.get('STRTAB_BASE'),
-      strtabCfg: L.get('STRTAB_BASE_CFG'),
-      cmdqBase: L.get('CMDQ_BASE'),
-      cmdqProd: L.get('CMDQ_PROD'),
-      cmdqCons: L.get('CMDQ_CONS'),
-      evtqBase: L.get('EVENTQ_BASE'),
-      evtqProd: L.get('EVENTQ_PROD'),
-      evtqCons: L.get('EVENTQ_CONS'),
+    const get = (def: RegisterDef) => layout.get(def.spec.name);
+    this.regs = {
+      idr: [R.IDR0, R.IDR1, R.IDR2, R.IDR3, R.IDR4, R.IDR5].map(get),
+      iidr: get(R.IIDR), aidr: get(R.AIDR), cr0: get(R.CR0), cr0ack: get(R.CR0ACK), gbpa: get(R.GBPA),
+      irqCtrl: get(R.IRQ_CTRL), irqCtrlAck: get(R.IRQ_CTRLACK), gerror: get(R.GERROR), gerrorn: get(R.GERRORN),
+      strtabBase: get(R.STRTAB_BASE), strtabCfg: get(R.STRTAB_BASE_CFG), cmdqBase: get(R.CMDQ_BASE),
+      cmdqProd: get(R.CMDQ_PROD), cmdqCons: get(R.CMDQ_CONS), eventqBase: get(R.EVENTQ_BASE),
+      eventqProd: get(R.EVENTQ_PROD), eventqCons: get(R.EVENTQ_CONS),
     };
     this.reset();
     this.bank.onWrite(R.CR0, () => {
       // Enables take effect at once: CR0ACK mirrors CR0.
-      this.bank.file.set32(this.r.cr0ack, this.bank.file.get32(this.r.cr0));
+      this.bank.file.set32(this.regs.cr0ack, this.bank.file.get32(this.regs.cr0));
       this.processCmdq();
     });
-    this.bank.onWrite(R.IRQ_CTRL, () => this.bank.file.set32(this.r.irqCtrlAck, this.bank.file.get32(this.r.irqCtrl)));
+    this.bank.onWrite(R.IRQ_CTRL, () => this.bank.file.set32(this.regs.irqCtrlAck, this.bank.file.get32(this.regs.irqCtrl)));
     this.bank.onWrite(R.CMDQ_PROD, () => this.processCmdq());
     this.bank.onWrite(R.GERRORN, () => this.processCmdq());
     this.bank.onWrite(R.STRTAB_BASE, () => this.streams.clear());
@@ -204,10 +235,25 @@ export class HostSmmu {
   /** Restore every register to reset and empty all caches. */
   reset(): void {
     this.bank.reset();
-    const f = this.bank.file;
-    this.config.idr.forEach((v, i) => f.set32(this.r.idr[i]!, v));
-    f.set32(this.r.iidr, this.config.iidr);
-    f.set32(this.r.aidr, this.config.aidr);
+    const file = this.bank.file;
+    this.config.idr.forEach((value, i) => file.set32(this.regs.idr[i]!, value));
+    file.set32(this.regs.iidr, this.config.iidr);
+    file.set32(this.regs.aidr, this.config.aidr);
+    this.dropCaches();
+  }
+
+  /** A deep copy of the architectural state (the register file). */
+  save(): HostSmmuState {
+    return cloneState(this.state);
+  }
+
+  /** Load a saved state; the configuration cache and the IOTLB start empty (see the module comment). */
+  restore(saved: HostSmmuState): void {
+    this.state.registers.set(saved.registers);
+    this.dropCaches();
+  }
+
+  private dropCaches(): void {
     this.streams.clear();
     this.iotlb.invalidateAll();
   }
@@ -220,7 +266,7 @@ export class HostSmmu {
   /** Whether the main command queue is stopped on an unacknowledged error. */
   get cmdqErrorActive(): boolean {
     const f = this.bank.file;
-    return ((f.get32(this.r.gerror) ^ f.get32(this.r.gerrorn)) & 1) !== 0;
+    return R.GERROR.f.CMDQ_ERR.get((f.get32(this.regs.gerror) ^ f.get32(this.regs.gerrorn)) >>> 0) === 1;
   }
 
   // ------------------------------------------------------------------------------------------
@@ -229,18 +275,19 @@ export class HostSmmu {
   /** Consume the main command queue until empty, disabled, or stopped by an error. */
   private processCmdq(): void {
     const f = this.bank.file;
-    if (!R.CR0.f.CMDQEN.get(f.get32(this.r.cr0)) || this.cmdqErrorActive) return;
-    const base = R.CMDQ_BASE.f.ADDR.getWords(f.words[this.r.cmdqBase.slot]!, f.words[this.r.cmdqBase.slot + 1]!) * 32;
-    const log2 = Math.min(R.CMDQ_BASE.f.LOG2SIZE.getWords(f.words[this.r.cmdqBase.slot]!, 0), this.cmdqs);
+    if (!R.CR0.f.CMDQEN.get(f.get32(this.regs.cr0)) || this.cmdqErrorActive) return;
+    const baseLo = f.words[this.regs.cmdqBase.slot]!;
+    const base = addressOf(R.CMDQ_BASE.f.ADDR, baseLo, f.words[this.regs.cmdqBase.slot + 1]!);
+    const log2 = Math.min(R.CMDQ_BASE.f.LOG2SIZE.get(baseLo), this.cmdqs);
     const wrapMask = qWrapMask(log2);
     const idxMask = qIndexMask(log2);
-    const end = f.get32(this.r.cmdqProd) & wrapMask;
-    let cons = f.get32(this.r.cmdqCons) & wrapMask;
-    const w = this.cmd;
+    const end = f.get32(this.regs.cmdqProd) & wrapMask;
+    let cons = f.get32(this.regs.cmdqCons) & wrapMask;
+    const w = this.command;
     const reader = this.reader;
     reader.reset();
     while (cons !== end) {
-      if (!reader.read(base + (cons & idxMask) * 16, w)) {
+      if (!reader.read(base + (cons & idxMask) * CMDQ_ENTRY_BYTES, w)) {
         this.stopQueue(cons, CERROR_ABT);
         return;
       }
@@ -251,15 +298,15 @@ export class HostSmmu {
       }
       cons = (cons + 1) & wrapMask;
     }
-    f.set32(this.r.cmdqCons, cons);
+    f.set32(this.regs.cmdqCons, cons);
   }
 
   private stopQueue(cons: number, err: number): void {
     const f = this.bank.file;
-    f.set32(this.r.cmdqCons, R.CMDQ_CONS.f.ERR.set(cons, err));
-    f.set32(this.r.gerror, f.get32(this.r.gerror) ^ 1);
+    f.set32(this.regs.cmdqCons, R.CMDQ_CONS.f.ERR.set(cons, err));
+    f.set32(this.regs.gerror, f.get32(this.regs.gerror) ^ CMDQ_ERR);
     this.stats.cerrors++;
-    this.tracer.emit(T_CMDQ_ERR, this.config.name, cons, err);
+    this.tracer.emit(T_HOST_CMDQ_ERROR, this.config.name, cons, err);
     this.onGerrorIrq();
   }
 
@@ -269,7 +316,7 @@ export class HostSmmu {
    */
   execute(w: Uint32Array, queue: string): number {
     this.stats.commands++;
-    const op = w[0]! & 0xff;
+    const op = w[0]! & OPCODE_MASK;
     let err = 0;
     // Cases are compared in order: the hot ones (a run of TLBIs, each batch's CMD_SYNC) first.
     switch (op) {
@@ -277,20 +324,15 @@ export class HostSmmu {
       case Op.TLBI_NH_VAA: {
         this.stats.tlbi++;
         // Nothing cached for the VMID: no need to decode the range (the common steady state).
-        if (!this.iotlb.hasVmid(w[1]! & 0xffff)) break;
-        const va = D1.ADDR_PAGE.getWords(w[2]!, w[3]!) * 4096;
-        this.iotlb.invalidateVa(
-          w[1]! & 0xffff,
-          op === Op.TLBI_NH_VA ? w[1]! >>> 16 : undefined,
-          va,
-          rangeLength(w),
-          (w[2]! & 1) === 1,
-        );
+        const vmid = cmdVmid(w);
+        if (!this.iotlb.hasVmid(vmid)) break;
+        const va = addressOf(D1.ADDR_PAGE, w[2]!, w[3]!);
+        this.iotlb.invalidateVa(vmid, op === Op.TLBI_NH_VA ? cmdAsid(w) : undefined, va, rangeLength(w), D1.LEAF.get(w[2]!) === 1);
         break;
       }
       case Op.TLBI_NH_ASID:
         this.stats.tlbi++;
-        this.iotlb.invalidateAsid(w[1]! & 0xffff, w[1]! >>> 16);
+        this.iotlb.invalidateAsid(cmdVmid(w), cmdAsid(w));
         break;
       case Op.SYNC:
         this.stats.syncs++;
@@ -303,7 +345,7 @@ export class HostSmmu {
         break;
       case Op.CFGI_STE:
         this.stats.cfgi++;
-        this.streams.delete(w[1]!);
+        this.streams.delete(cmdSid(w));
         break;
       case Op.CFGI_STE_RANGE: {
         this.stats.cfgi++;
@@ -311,31 +353,31 @@ export class HostSmmu {
         if (range >= 31) this.streams.clear();
         else {
           const span = 2 ** (range + 1);
-          const first = Math.floor(w[1]! / span) * span;
+          const first = Math.floor(cmdSid(w) / span) * span;
           for (const sid of [...this.streams.keys()]) if (sid >= first && sid < first + span) this.streams.delete(sid);
         }
         break;
       }
       case Op.CFGI_CD:
         this.stats.cfgi++;
-        this.streams.get(w[1]!)?.cds.delete(D0.SSID.get(w[0]!));
+        this.streams.get(cmdSid(w))?.cds.delete(D0.SSID.get(w[0]!));
         break;
       case Op.CFGI_CD_ALL:
         this.stats.cfgi++;
-        this.streams.get(w[1]!)?.cds.clear();
+        this.streams.get(cmdSid(w))?.cds.clear();
         break;
       case Op.TLBI_NH_ALL:
         this.stats.tlbi++;
-        this.iotlb.invalidateVmidStage1(w[1]! & 0xffff);
+        this.iotlb.invalidateVmidStage1(cmdVmid(w));
         break;
       case Op.TLBI_S12_VMALL:
         this.stats.tlbi++;
-        this.iotlb.invalidateVmid(w[1]! & 0xffff);
+        this.iotlb.invalidateVmid(cmdVmid(w));
         break;
       case Op.TLBI_S2_IPA: {
         this.stats.tlbi++;
-        const ipa = D1.ADDR_PAGE.getWords(w[2]!, w[3]! & 0xf_ffff) * 4096;
-        this.iotlb.invalidateIpa(w[1]! & 0xffff, ipa, rangeLength(w));
+        const ipa = addressOf(D1.IPA_PAGE, w[2]!, w[3]!);
+        this.iotlb.invalidateIpa(cmdVmid(w), ipa, rangeLength(w));
         break;
       }
       case Op.TLBI_NSNH_ALL:
@@ -356,7 +398,7 @@ export class HostSmmu {
       default:
         err = CERROR_ILL;
     }
-    if (this.tracer.enabled(T_CMD)) this.tracer.emit(T_CMD, this.config.name, queue, opName(op), err);
+    if (this.tracer.enabled(T_HOST_CMD)) this.tracer.emit(T_HOST_CMD, this.config.name, queue, opName(op), err);
     return err;
   }
 
@@ -367,9 +409,9 @@ export class HostSmmu {
     const cached = this.streams.get(sid);
     if (cached) return cached;
     const f = this.bank.file;
-    const cfgWord = f.get32(this.r.strtabCfg);
-    const log2 = STRTAB.LOG2SIZE.get(cfgWord);
-    if (STRTAB.FMT.get(cfgWord) !== 0) {
+    const cfgWord = f.get32(this.regs.strtabCfg);
+    const log2 = R.STRTAB_BASE_CFG.f.LOG2SIZE.get(cfgWord);
+    if (R.STRTAB_BASE_CFG.f.FMT.get(cfgWord) !== 0) {
       this.log.unimp(this.bank.source, '2-level stream table');
       return undefined;
     }
@@ -377,10 +419,10 @@ export class HostSmmu {
       this.event(Evt.C_BAD_STREAMID, sid, iova, 0, 0);
       return undefined;
     }
-    const base = R.STRTAB_BASE.f.ADDR.getWords(f.words[this.r.strtabBase.slot]!, f.words[this.r.strtabBase.slot + 1]!) * 64;
-    const steAddr = base + sid * 64;
-    const w = new Uint32Array(8);
-    for (let i = 0; i < 8; i++) w[i] = this.mem.read32(steAddr + i * 4);
+    const base = addressOf(R.STRTAB_BASE.f.ADDR, f.words[this.regs.strtabBase.slot]!, f.words[this.regs.strtabBase.slot + 1]!);
+    const steAddr = base + sid * STE_BYTES;
+    const w = new Uint32Array(STE_WORDS);
+    for (let i = 0; i < STE_WORDS; i++) w[i] = this.mem.read32(steAddr + i * 4);
     const sc = this.decodeSte(w);
     if (!sc) {
       this.event(Evt.C_BAD_STE, sid, iova, 0, 0);
@@ -393,7 +435,7 @@ export class HostSmmu {
   private decodeSte(w: Uint32Array): StreamConfig | undefined {
     if (!STE.V.getWords(w[0]!, w[1]!)) return undefined;
     const cfg = STE.CFG.getWords(w[0]!, w[1]!);
-    const base = { s1ctxPtr: STE.S1CTXPTR.getWords(w[0]!, w[1]!) * 64, s1cdmax: STE.S1CDMAX.getWords(w[0]!, w[1]!), cds: new Map() };
+    const base = { s1ctxPtr: addressOf(STE.S1CTXPTR, w[0]!, w[1]!), s1cdmax: STE.S1CDMAX.getWords(w[0]!, w[1]!), cds: new Map() };
     if (cfg === STE_CFG_ABORT) return { kind: 'abort', vmid: 0, s2: undefined, ...base };
     if (cfg === STE_CFG_BYPASS) return { kind: 'bypass', vmid: 0, s2: undefined, ...base };
     let s2: WalkConfig | undefined;
@@ -409,7 +451,7 @@ export class HostSmmu {
         granule: granule as Granule,
         inputBits: 64 - STE.S2T0SZ.getWords(lo, hi),
         oasBits: addressBits(STE.S2PS.getWords(lo, hi)),
-        ttb: STE.S2TTB.getWords(w[6]!, w[7]!) * 16,
+        ttb: addressOf(STE.S2TTB, w[6]!, w[7]!),
         startLevel: s2StartLevel(granule, STE.S2SL0.getWords(lo, hi)),
       };
     }
@@ -426,7 +468,7 @@ export class HostSmmu {
       this.event(Evt.C_BAD_SUBSTREAMID, sid, iova, 0, 0);
       return undefined;
     }
-    let addr = sc.s1ctxPtr + ssid * 64;
+    let addr = sc.s1ctxPtr + ssid * CD_BYTES;
     if (sc.kind === 'nested') {
       // The CD pointer is an IPA: fetch through stage 2.
       const r = walk(sc.s2!, this.physReader, addr, ACCESS_READ, this.s2Out);
@@ -436,8 +478,8 @@ export class HostSmmu {
       }
       addr = r.outputAddress;
     }
-    const w = new Uint32Array(8);
-    for (let i = 0; i < 8; i++) w[i] = this.mem.read32(addr + i * 4);
+    const w = new Uint32Array(CD_WORDS);
+    for (let i = 0; i < CD_WORDS; i++) w[i] = this.mem.read32(addr + i * 4);
     const lo = w[0]!;
     const hi = w[1]!;
     const granule = granuleFromTg(CD.TG0.getWords(lo, hi));
@@ -452,7 +494,7 @@ export class HostSmmu {
         granule: granule as Granule,
         inputBits: 64 - CD.T0SZ.getWords(lo, hi),
         oasBits: addressBits(CD.IPS.getWords(lo, hi)),
-        ttb: CD.TTB0.getWords(w[2]!, w[3]!) * 16,
+        ttb: addressOf(CD.TTB0, w[2]!, w[3]!),
       },
     };
     sc.cds.set(ssid, cd);
@@ -492,8 +534,8 @@ export class HostSmmu {
     out.hit = false;
     out.event = 0;
     const f = this.bank.file;
-    if (!R.CR0.f.SMMUEN.get(f.get32(this.r.cr0))) {
-      if (R.GBPA.f.ABORT.get(f.get32(this.r.gbpa))) return out;
+    if (!R.CR0.f.SMMUEN.get(f.get32(this.regs.cr0))) {
+      if (R.GBPA.f.ABORT.get(f.get32(this.regs.gbpa))) return out;
       out.pa = iova;
       out.ok = true;
       return out;
@@ -507,7 +549,7 @@ export class HostSmmu {
       return out;
     }
     const perm = access === ACCESS_WRITE ? PERM_W : PERM_R;
-    let asid = NEVER_ASID;
+    let asid = NO_ASID;
     let cd: CdConfig | undefined;
     if (sc.kind !== 's2') {
       cd = this.fetchCd(sc, sid, ssid, iova);
@@ -564,7 +606,7 @@ export class HostSmmu {
       size = Math.min(size, r2.blockSize);
       s2Perm = r2.perm;
     }
-    if (!Number.isFinite(size)) size = 4096;
+    if (!Number.isFinite(size)) size = MIN_ENTRY_SIZE;
     const combined = s1Perm & s2Perm;
     const base = Math.floor(iova / size) * size;
     this.iotlb.insert({
@@ -601,7 +643,7 @@ export class HostSmmu {
   /** Build and queue an event record (spec §4.6). */
   private event(id: number, sid: number, iova: number, s2: number, ipa: number, access = ACCESS_READ, ssid = 0, cls = CLASS_IN): void {
     this.lastEventId = id;
-    const e = this.evt;
+    const e = this.eventRecord;
     e.fill(0);
     EVT.ID.setWords(e, 0, id);
     if (ssid !== 0) {
@@ -612,10 +654,10 @@ export class HostSmmu {
     EVT.RNW.setWords(e, 2, access === ACCESS_READ ? 1 : 0);
     EVT.S2.setWords(e, 2, s2);
     EVT.CLASS.setWords(e, 2, cls);
-    e[4] = iova % 2 ** 32;
-    e[5] = Math.floor(iova / 2 ** 32);
-    EVT.IPA_PAGE.setWords(e, 6, Math.floor(ipa / 4096));
-    this.tracer.emit(T_EVENT, this.config.name, id, sid, iova);
+    e[EVT_INPUT_ADDR_WORD] = iova % 2 ** 32;
+    e[EVT_INPUT_ADDR_WORD + 1] = Math.floor(iova / 2 ** 32);
+    EVT.IPA_PAGE.setWords(e, EVT_IPA_WORD, Math.floor(ipa / 2 ** EVT.IPA_PAGE.lsb));
+    this.tracer.emit(T_HOST_EVENT, this.config.name, id, sid, iova);
     this.pushEvent(e);
   }
 
@@ -623,25 +665,26 @@ export class HostSmmu {
   private pushEvent(e: Uint32Array): void {
     this.stats.events++;
     const f = this.bank.file;
-    if (!R.CR0.f.EVENTQEN.get(f.get32(this.r.cr0))) {
+    if (!R.CR0.f.EVENTQEN.get(f.get32(this.regs.cr0))) {
       this.stats.eventsLost++;
       return;
     }
-    const lo = f.words[this.r.evtqBase.slot]!;
-    const hi = f.words[this.r.evtqBase.slot + 1]!;
-    const base = R.EVENTQ_BASE.f.ADDR.getWords(lo, hi) * 32;
+    const lo = f.words[this.regs.eventqBase.slot]!;
+    const hi = f.words[this.regs.eventqBase.slot + 1]!;
+    const base = addressOf(R.EVENTQ_BASE.f.ADDR, lo, hi);
     const log2 = R.EVENTQ_BASE.f.LOG2SIZE.getWords(lo, hi);
-    const prodReg = f.get32(this.r.evtqProd);
-    const cons = f.get32(this.r.evtqCons);
+    const prodReg = f.get32(this.regs.eventqProd);
+    const cons = f.get32(this.regs.eventqCons);
     if (qFull(prodReg, cons, log2)) {
       this.stats.eventsLost++;
-      f.set32(this.r.evtqProd, (prodReg ^ 0x8000_0000) >>> 0);
+      const overflow = R.EVENTQ_PROD.f.OVFLG;
+      f.set32(this.regs.eventqProd, overflow.set(prodReg, overflow.get(prodReg) ^ 1));
       return;
     }
-    const addr = base + qIndex(prodReg, log2) * 32;
-    for (let i = 0; i < 8; i++) this.mem.write32(addr + i * 4, e[i]!);
-    f.set32(this.r.evtqProd, ((prodReg & 0x8000_0000) | qAdvance(prodReg, 1, log2)) >>> 0);
-    if (R.IRQ_CTRL.f.EVENTQ_IRQEN.get(f.get32(this.r.irqCtrl))) this.onEventIrq();
+    const addr = base + qIndex(prodReg, log2) * EVENTQ_ENTRY_BYTES;
+    for (let i = 0; i < e.length; i++) this.mem.write32(addr + i * 4, e[i]!);
+    f.set32(this.regs.eventqProd, ((prodReg & OVFLG_MASK) | qAdvance(prodReg, 1, log2)) >>> 0);
+    if (R.IRQ_CTRL.f.EVENTQ_IRQEN.get(f.get32(this.regs.irqCtrl))) this.onEventIrq();
   }
 }
 

@@ -17,6 +17,7 @@
 import { LITTLE_ENDIAN_HOST } from '../../kit/sparse-memory.js';
 import { Field } from '../../kit/bits.js';
 import { Op } from '../../arch/smmuv3/commands.js';
+import { CMDQ_ENTRY_BYTES } from '../../arch/smmuv3/queue.js';
 
 /** How the accelerated SMMUv3 handles an opcode. */
 export type CommandClass =
@@ -116,8 +117,8 @@ export class CommandBatch {
    * a little-endian host this is a view of the batch (no copy): use it before the batch changes.
    */
   bytes(from = 0, n = this.count - from): Uint8Array {
-    if (LITTLE_ENDIAN_HOST) return new Uint8Array(this.words.buffer, from * 16, n * 16);
-    const out = new Uint8Array(n * 16);
+    if (LITTLE_ENDIAN_HOST) return new Uint8Array(this.words.buffer, from * CMDQ_ENTRY_BYTES, n * CMDQ_ENTRY_BYTES);
+    const out = new Uint8Array(n * CMDQ_ENTRY_BYTES);
     const dv = new DataView(out.buffer);
     for (let k = 0; k < n * 4; k++) dv.setUint32(k * 4, this.words[from * 4 + k]!, true);
     return out;

@@ -13,13 +13,13 @@ import { SSIDSIZE_MAX, type AccelSmmuV3Properties } from './properties.js';
 export type Idr = [number, number, number, number, number, number];
 
 /** QEMU's SMMU_IDR1_SIDSIZE: 16-bit StreamIDs. */
-export const SMMU_SIDSIZE = 16;
+const SMMU_SIDSIZE = 16;
 /** QEMU's SMMU_CMDQS / SMMU_EVENTQS: 2^19 entries. */
 export const SMMU_CMDQS = 19;
 export const SMMU_EVENTQS = 19;
 /** IDR5.OAS encodings QEMU uses. */
-export const OAS_44 = 4;
-export const OAS_48 = 5;
+const OAS_44 = 4;
+const OAS_48 = 5;
 /** QEMU's AIDR (SMMUv3.1). */
 export const SMMU_AIDR = 0x1;
 

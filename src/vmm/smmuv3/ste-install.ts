@@ -29,6 +29,14 @@ export interface GuestMemory {
 /** STRTAB_BASE_CFG.FMT: 2-level stream table. */
 export const STRTAB_FMT_2LVL = 1;
 
+/** Bytes per STE, and its log2 (a linear table of 2^n STEs spans 2^(n + STE_BYTES_LOG2) bytes). */
+const STE_BYTES_LOG2 = 6;
+const STE_BYTES = 2 ** STE_BYTES_LOG2;
+/** Bytes per level-1 stream table descriptor. */
+const L1STD_BYTES = 8;
+/** STE.Config bit 2: set for bypass and the translating configurations, clear for abort. */
+const STE_CFG_NOT_ABORT = 0b100;
+
 /** Level-1 stream table descriptor (8 bytes): Span [4:0], L2Ptr [51:6]. */
 const L1STD = {
   SPAN: new Field('Span', 0, 5),
@@ -90,18 +98,18 @@ export function findSte(mem: GuestMemory, st: StreamTable, sid: number, trace: S
     const base = alignDown(st.base, shift);
     const l1Off = Math.floor(sid / 2 ** st.split);
     const l2Off = sid % 2 ** st.split;
-    const l1ptr = base + l1Off * 8;
+    const l1ptr = base + l1Off * L1STD_BYTES;
     const d = readWords(mem, l1ptr, 2);
     if (!d) return { ok: false, event: Evt.F_STE_FETCH, addr: l1ptr };
     const span = L1STD.SPAN.getWords(d[0]!, d[1]!);
     if (span === 0) return { ok: false, event: Evt.C_BAD_STREAMID, addr: l1ptr };
-    const l2ptr = L1STD.L2PTR.getWords(d[0]!, d[1]!) * 64;
+    const l2ptr = L1STD.L2PTR.getWords(d[0]!, d[1]!) * 2 ** L1STD.L2PTR.lsb;
     const maxL2 = 2 ** (span - 1) - 1;
     trace.twoLevel?.(st.base, l1ptr, l1Off, l2ptr, l2Off, maxL2);
     if (l2Off > maxL2) return { ok: false, event: Evt.C_BAD_STE, addr: l1ptr };
-    addr = l2ptr + l2Off * 64;
+    addr = l2ptr + l2Off * STE_BYTES;
   } else {
-    addr = alignDown(st.base, log2 + 6) + sid * 64;
+    addr = alignDown(st.base, log2 + STE_BYTES_LOG2) + sid * STE_BYTES;
   }
   trace.fetch?.(addr);
   const words = readWords(mem, addr, 4);
@@ -120,7 +128,7 @@ export type SteKind = 'abort' | 'bypass' | 'translate' | 'invalid';
 export function classifySte(w: Uint32Array): SteKind {
   const v = STE.V.getWords(w[0]!, w[1]!);
   const cfg = STE.CFG.getWords(w[0]!, w[1]!);
-  if (!v || !(cfg & 0b100)) return 'abort';
+  if (!v || !(cfg & STE_CFG_NOT_ABORT)) return 'abort';
   if (cfg === STE_CFG_BYPASS) return 'bypass';
   if (cfg === STE_CFG_S1) return 'translate';
   return 'invalid';

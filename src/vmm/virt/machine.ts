@@ -10,7 +10,10 @@ import { VirtualClock } from '../../kit/clock.js';
 import type { IrqLine } from '../../kit/irq.js';
 import { ModelLog } from '../../kit/log.js';
 import { MemoryRegion, RAM_RULES, type AccessSize } from '../../kit/memory-region.js';
-import { ChromeTraceSink, TextTraceSink, Tracer } from '../../kit/trace.js';
+import { ChromeTraceSink, TextTraceSink, traceCatalog, Tracer, type TraceEvent } from '../../kit/trace.js';
+import { TRACE_EVENTS as BACKEND_EVENTS } from '../backends/trace-events.js';
+import { TRACE_EVENTS as SMMUV3_EVENTS } from '../smmuv3/trace-events.js';
+import { TRACE_EVENTS as CMDQV_EVENTS } from '../tegra241-cmdqv/trace-events.js';
 import { mmapAnonymous, type MemoryView, type Syscalls } from '../../uapi/syscalls.js';
 import { buildDsdt } from '../acpi/dsdt.js';
 import { buildIort } from '../acpi/iort.js';
@@ -35,6 +38,9 @@ export const DEFAULT_ARGS: readonly string[] = [
   '-device', 'arm-smmuv3,primary-bus=pcie.0,id=smmuv3.0,accel=on,cmdqv=on,identifier=1',
   '-device', 'vfio-pci,host=0009:01:00.0,iommufd=iommufd0,id=hostdev0',
 ];
+
+/** Every trace event of the VMM (iommufd backend, SMMUv3, Tegra241 CMDQV). */
+export const VMM_TRACE_EVENTS: readonly TraceEvent[] = traceCatalog(BACKEND_EVENTS, SMMUV3_EVENTS, CMDQV_EVENTS);
 
 /** A PCIe root bus. */
 export interface RootBus {
@@ -106,7 +112,6 @@ export class VirtMachine {
   private readonly platformBus = new PlatformBus();
   private readonly s2 = new Map<string, number>();
   private readonly ioas = new Map<string, number>();
-  private readonly watchedEventFds = new Set<number>();
   private readonly ramOps: MemoryView;
 
   constructor(
@@ -173,6 +178,7 @@ export class VirtMachine {
           // The iommufd of the VFIO devices behind this SMMU (QEMU learns it from the first one).
           backend: this.backends.get(this.options.vfios.find((v) => v.bus === s.primaryBus)?.iommufd ?? ''),
           guestMemory: this.dmaMemory(),
+          mainLoop: this.mainLoop,
           log: this.log,
           tracer: this.tracer,
           cmdqvFactory: (host) => new Tegra241Cmdqv({ host, log: this.log, tracer: this.tracer, mainLoop: this.mainLoop }),
@@ -187,7 +193,7 @@ export class VirtMachine {
     const irqBaseGsiv = this.platformBus.allocIrq(`${id} eventq`);
     for (let k = 1; k < 4; k++) this.platformBus.allocIrq(`${id} irq${k}`);
     dev.irqs.forEach((line, k) => this.irqs.set(irqBaseGsiv + k, line));
-    this.as.root.addSubregion(base, this.trackEvents(dev));
+    this.as.root.addSubregion(base, dev.mmio);
     this.smmus.push({ opts: s, dev, base, irqBaseGsiv, cmdqv: undefined, cmdqvBase: undefined, cmdqvGsiv: undefined });
   }
 
@@ -211,30 +217,6 @@ export class VirtMachine {
         else this.as.write32(a, v);
       },
     };
-  }
-
-  /** Wrap the SMMU's MMIO so the machine notices when the guest enables its event queue. */
-  private trackEvents(dev: AccelSmmuV3): MemoryRegion {
-    const inner = dev.mmio.ops!;
-    return MemoryRegion.mmio(dev.mmio.name, dev.mmio.size, {
-      read: (o, s) => inner.read(o, s),
-      read64: (o) => inner.read64(o),
-      write: (o, s, v) => {
-        inner.write(o, s, v);
-        this.watchEventQueue(dev);
-      },
-      write64: (o, v) => {
-        inner.write64(o, v);
-        this.watchEventQueue(dev);
-      },
-    });
-  }
-
-  private watchEventQueue(dev: AccelSmmuV3): void {
-    const q = dev.veventq;
-    if (!q || this.watchedEventFds.has(q.fd)) return;
-    this.watchedEventFds.add(q.fd);
-    this.mainLoop.setFdHandler(q.fd, () => dev.pollEvents());
   }
 
   private plugVfio(v: VfioOpts): void {

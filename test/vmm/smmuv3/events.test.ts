@@ -136,6 +136,19 @@ describe('event path', () => {
     assert.equal(rig.mem.read32(EVENTQ), 0);
   });
 
+  test('the SMMU watches its vEVENTQ on the main loop, and stops with the last device', () => {
+    const { rig, g } = faulting(4);
+    const fd = rig.smmu.veventq!.fd;
+    const handler = rig.mainLoop.fdHandlers.get(fd);
+    assert.ok(handler, 'handler registered with the vEVENTQ');
+    fault(rig, 2);
+    handler();
+    assert.equal(g.r32(R.EVENTQ_PROD.spec.offset), 1, 'the handler drained the vEVENTQ');
+    rig.smmu.unplug(rig.devs[0]!);
+    assert.equal(rig.smmu.veventq, undefined);
+    assert.equal(rig.mainLoop.fdHandlers.has(fd), false, 'handler removed with the vEVENTQ');
+  });
+
   test('pollEvents without a vEVENTQ does nothing', () => {
     const rig = makeRig();
     assert.equal(rig.smmu.pollEvents(), 0);

@@ -10,9 +10,11 @@ import type { Process } from '../../../src/host/kernel/process.js';
 import { UserMemoryOps } from '../../../src/host/memory/process-memory.js';
 import { ModelLog } from '../../../src/kit/log.js';
 import { Tracer, type TraceEvent, type TraceSink } from '../../../src/kit/trace.js';
+import { TRACE_CATALOG } from '../../../src/platform/machine.js';
 import { iommufd_hwpt_alloc_flags } from '../../../src/uapi/iommufd.js';
 import { mmapAnonymous } from '../../../src/uapi/syscalls.js';
 import { IommufdBackend } from '../../../src/vmm/backends/iommufd.js';
+import type { MainLoop } from '../../../src/vmm/main-loop.js';
 import { AccelSmmuV3, type AccelSmmuV3Deps } from '../../../src/vmm/smmuv3/accel-smmuv3.js';
 import type { AccelHostDevice, CmdqvHost, CmdqvOps } from '../../../src/vmm/smmuv3/cmdqv-ops.js';
 import type { AccelSmmuV3Properties } from '../../../src/vmm/smmuv3/properties.js';
@@ -41,6 +43,19 @@ export const DEFAULT_PROPS: AccelSmmuV3Properties = {
   ssidsize: 'auto',
   oas: 'auto',
 };
+
+/** A main loop that only records the fd handlers registered on it (tests poll by hand). */
+export class RecordingMainLoop implements MainLoop {
+  readonly fdHandlers = new Map<number, () => void>();
+  setFdHandler(fd: number, handler: (() => void) | undefined): number {
+    if (handler) this.fdHandlers.set(fd, handler);
+    else this.fdHandlers.delete(fd);
+    return 0;
+  }
+  defer(fn: () => void): void {
+    fn();
+  }
+}
 
 /** Trace records, for asserting on trace points. */
 export class TraceLog implements TraceSink {
@@ -81,6 +96,7 @@ export interface Rig {
   devs: AccelHostDevice[];
   mem: GuestMemory & { writes: number };
   smmu: AccelSmmuV3;
+  mainLoop: RecordingMainLoop;
   deps: AccelSmmuV3Deps;
 }
 
@@ -89,7 +105,7 @@ export function makeRig(o: RigOptions = {}): Rig {
   const kernel = new HostKernel(o.host ?? DEFAULT_HOST);
   const proc = kernel.createProcess();
   const log = new ModelLog();
-  const tracer = new Tracer();
+  const tracer = new Tracer(TRACE_CATALOG);
   const traces = new TraceLog();
   tracer.addSink(traces);
   if (!o.fastRam) tracer.enable('smmuv3_*,smmu_*');
@@ -119,9 +135,11 @@ export function makeRig(o: RigOptions = {}): Rig {
     },
   };
   if (o.fastRam) mem.mapWords = (gpa, win) => gpa >= 0 && gpa + 4 <= RAM_BYTES && ramOps.mapWords(gpa, win);
+  const mainLoop = new RecordingMainLoop();
   const deps: AccelSmmuV3Deps = {
     backend,
     guestMemory: mem,
+    mainLoop,
     log,
     tracer,
     cmdqvFactory: o.cmdqvFactory,
@@ -129,7 +147,7 @@ export function makeRig(o: RigOptions = {}): Rig {
   };
   const smmu = o.noSmmu ? (undefined as unknown as AccelSmmuV3) : new AccelSmmuV3({ ...DEFAULT_PROPS, ...o.props }, deps);
   if (smmu) smmu.setS2Hwpt(s2);
-  return { kernel, proc, backend, log, tracer, traces, ramVa, ioasId, s2, devs, mem, smmu, deps };
+  return { kernel, proc, backend, log, tracer, traces, ramVa, ioasId, s2, devs, mem, smmu, mainLoop, deps };
 }
 
 /** ioctl names the backend issued since `from`. */

@@ -3,7 +3,7 @@
  * (smmuv3.c and smmuv3-accel.c sections; spec qemu-cmdqv.md §8.2).
  */
 
-import { defineTrace } from '../../kit/trace.js';
+import { defineTrace, type TraceEvent } from '../../kit/trace.js';
 
 const u32 = (name: string) => ({ name, type: 'u32' }) as const;
 const i32 = (name: string) => ({ name, type: 'i32' }) as const;
@@ -55,3 +55,12 @@ export const T_ACCEL_TRANSLATE_STE = defineTrace(
   'vSID=0x%x hwpt_id=0x%x ste=%x:%x',
 );
 export const T_ACCEL_INSTALL_STE = defineTrace('smmuv3_accel_install_ste', [u32('vsid'), str('type'), u32('hwpt_id')], 'vSID=0x%x ste type=%s hwpt_id=0x%x');
+
+/** Every trace event of the accelerated SMMUv3. */
+export const TRACE_EVENTS: readonly TraceEvent[] = [
+  T_READ_MMIO, T_WRITE_MMIO, T_TRIGGER_IRQ, T_WRITE_GERROR, T_WRITE_GERRORN, T_CMDQ_CONSUME,
+  T_CMDQ_OPCODE, T_CMDQ_CONSUME_OUT, T_CMDQ_CONSUME_ERROR, T_CMDQ_CFGI_STE, T_CMDQ_CFGI_STE_RANGE,
+  T_CMDQ_CFGI_CD, T_CMDQ_TLBI_NH_ASID, T_CMDQ_TLBI_NSNH, T_RANGE_INVAL, T_UNHANDLED_CMD,
+  T_FIND_STE, T_FIND_STE_2LVL, T_GET_STE, T_PROPAGATE_EVENT, T_RESET_EXIT,
+  T_ACCEL_SET_IOMMU_DEVICE, T_ACCEL_UNSET_IOMMU_DEVICE, T_ACCEL_TRANSLATE_STE, T_ACCEL_INSTALL_STE,
+];
