@@ -1,7 +1,7 @@
 /**
  * The guest side of cmdqv's ACPI: decoders for the IORT and DSDT the VMM builds, used by the
  * guest driver model to discover SMMUs, their RID routing and their CMDQV companions the way
- * Linux does (spec acpi.md §2.3, §3.4).
+ * Linux does (docs/reference/acpi.md §2.3, §3.4).
  *
  * The IORT decoder handles every node type QEMU emits (ITS group, SMMUv3, root complex, RMR)
  * and skips others by Length. The AML walker understands the constructs cmdqv's DSDT uses

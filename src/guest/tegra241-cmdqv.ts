@@ -1,6 +1,6 @@
 /**
- * The guest's tegra241-cmdqv driver model (Linux's, as it runs in a VM — spec linux-cmdqv.md
- * §2.2–2.9, the sequence replayed in qemu-cmdqv.md §3.8): probe, device reset, VINTF0 init
+ * The guest's tegra241-cmdqv driver model (Linux's, as it runs in a VM — docs/reference/tegra241-cmdqv.md
+ * §4.2–4.9, the sequence replayed in docs/reference/qemu-accel-smmuv3.md §6): probe, device reset, VINTF0 init
  * (learning HYP_OWN = 0, so only TLBI_NH_ASID, TLBI_NH_VA and ATC_INV go to its queues), VCMDQ
  * rings sized by the SMMU's IDR1.CMDQS, command submission with CONS polling, and the error
  * interrupt handler that skips the bad command and acknowledges through GERRORN.

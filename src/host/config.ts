@@ -3,7 +3,7 @@
  * without a Tegra241 CMDQV), and assignable PCI devices. The default matches a Grace system.
  */
 
-/** One Tegra241 CMDQV attached to an SMMU (spec linux-cmdqv.md §1.2 PARAM). */
+/** One Tegra241 CMDQV attached to an SMMU (docs/reference/tegra241-cmdqv.md §3.1 PARAM). */
 export interface CmdqvConfig {
   /** PARAM.CMDQV_VER. */
   readonly version: number;

@@ -1,6 +1,6 @@
 /**
- * The kernel's extensible-struct rules for ioctl arguments and array entries (spec
- * linux-cmdqv.md §3.1): a user struct may be larger than the kernel's if the extra tail is zero
+ * The kernel's extensible-struct rules for ioctl arguments and array entries (
+ * docs/reference/iommufd-uapi.md §2.1): a user struct may be larger than the kernel's if the extra tail is zero
  * (else E2BIG), smaller ones are zero-extended, and anything below the minimum size is EINVAL.
  */
 

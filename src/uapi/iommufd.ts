@@ -1,6 +1,6 @@
 /**
  * The iommufd uAPI (include/uapi/linux/iommufd.h, Linux 7.0): struct layouts, enum values and
- * ioctl numbers. Names are exactly the kernel header's. Facts: spec linux-cmdqv.md §3.
+ * ioctl numbers. Names are exactly the kernel header's. Facts: docs/reference/iommufd-uapi.md §2–13.
  */
 
 import { defineStruct, type AnyStruct, type Struct } from './layout.js';
@@ -219,7 +219,7 @@ export const STRUCTS: Readonly<Record<string, AnyStruct>> = Object.fromEntries(
 );
 
 // ---------------------------------------------------------------------------------------------
-// Enums (spec §3.2)
+// Enums (docs/reference/iommufd-uapi.md §3)
 
 export const iommu_hw_info_type = {
   IOMMU_HW_INFO_TYPE_NONE: 0,
@@ -303,7 +303,7 @@ export const ENUMS: Readonly<Record<string, Readonly<Record<string, number>>>> =
 };
 
 // ---------------------------------------------------------------------------------------------
-// Ioctls (spec §3.1): `_IO(';', nr)`, no direction or size bits.
+// Ioctls (docs/reference/iommufd-uapi.md §2.3): `_IO(';', nr)`, no direction or size bits.
 
 /** `IOMMUFD_TYPE`, the ioctl type byte `';'`. */
 export const IOMMUFD_TYPE = 0x3b;

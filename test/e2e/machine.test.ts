@@ -67,7 +67,7 @@ describe('two SMMUs each with a CMDQV on separate pxb-pcie buses', () => {
       '-device', 'vfio-pci,host=0009:01:00.0,iommufd=iommufd0,bus=pcie.1',
       '-device', 'vfio-pci,host=0019:01:00.0,iommufd=iommufd0,bus=pcie.2',
     ], { host });
-    // Spec qemu-cmdqv.md §1.4: SMMUs at 0x0C000000 / 0x0C020000, CMDQVs at 0x0C080000 / 0x0C100000.
+    // docs/reference/qemu-accel-smmuv3.md §2.2: SMMUs at 0x0C000000 / 0x0C020000, CMDQVs at 0x0C080000 / 0x0C100000.
     assert.deepEqual(m.smmus.map((s) => [s.base, s.irqBaseGsiv, s.cmdqvBase, s.cmdqvGsiv]), [
       [0x0c00_0000, 144, 0x0c08_0000, 152],
       [0x0c02_0000, 148, 0x0c10_0000, 153],

@@ -1,4 +1,4 @@
-// Register-level tests of the Tegra241 CMDQV silicon model (spec linux-cmdqv.md §1).
+// Register-level tests of the Tegra241 CMDQV silicon model (docs/reference/tegra241-cmdqv.md §2–3).
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { buildCommand, Op } from '../../src/arch/smmuv3/commands.js';
@@ -21,7 +21,7 @@ test('after the driver probe: CMDQV enabled, every VCMDQ pre-assigned but not ma
   const { hw: h } = hw();
   assert.equal(h.read(0x0, 4) & 1, 1);
   assert.equal(h.read(0x8, 4) & 1, 1, 'STATUS follows CONFIG');
-  // Spec §1.5 worked example: VINTF1/LVCMDQ1 -> q = 3, CMDQ_ALLOC(3) at 0x20C = 0x8002 while pre-assigned.
+  // docs/reference/tegra241-cmdqv.md §2.2 worked example: VINTF1/LVCMDQ1 -> q = 3, CMDQ_ALLOC(3) at 0x20C = 0x8002 while pre-assigned.
   assert.equal(h.read(0x20c, 4), 0x8002);
   assert.equal(h.read(0x1000, 4), 0x0002_0001, 'VINTF0 CONFIG = HYP_OWN | EN');
   assert.equal(h.read(0x1004, 4) & 1, 1);
@@ -35,7 +35,7 @@ test('CMDQ_ALLOC_MAP drives the logical VINTF apertures; unmapped slots drop wri
   h.write(0x50080 + 0x4, 4, 0x12);
   assert.equal(h.read(0x10000 + 0x80 * 3 + 0x4, 4), 0x12, 'same register through the global page0 view');
   h.write64(0x60080, 0x8_0000_000cn);
-  assert.equal(h.read64(0x20000 + 0x80 * 3), 0x8_0000_000cn, 'spec §1.5: BASE for a 64 KiB ring at PA 0x8_0000_0000');
+  assert.equal(h.read64(0x20000 + 0x80 * 3), 0x8_0000_000cn, 'docs/reference/tegra241-cmdqv.md §2.2: BASE for a 64 KiB ring at PA 0x8_0000_0000');
   const before = log.count('guest_error');
   h.write(0x50000 + 0x4, 4, 1); // LVCMDQ0 of VINTF1 is not mapped
   assert.equal(log.count('guest_error'), before + 1);

@@ -1,5 +1,5 @@
 // Seam tests: the simulated host driven only through uAPI bytes, ioctl numbers and mmap, with
-// the kernel's errnos (spec linux-cmdqv.md §3 and the selftests listed in §5).
+// the kernel's errnos (docs/reference/iommufd-uapi.md §2–13 and the selftests listed in its §14).
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { HostKernel } from '../../src/host/kernel/host-kernel.js';

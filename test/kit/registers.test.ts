@@ -4,7 +4,7 @@ import { ModelLog } from '../../src/kit/log.js';
 import { RegisterBank } from '../../src/kit/register-bank.js';
 import { defineRegister, instanceOffset, RegisterFile, RegisterLayout, registerSpan, variant } from '../../src/kit/registers.js';
 
-// A small block in the style of the CMDQV config page (spec linux-cmdqv.md §1.2).
+// A small block in the style of the CMDQV config page (docs/reference/tegra241-cmdqv.md §3.1).
 const CONFIG = defineRegister({
   name: 'CONFIG',
   offset: 0x0,

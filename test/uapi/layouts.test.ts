@@ -1,4 +1,4 @@
-// Sizes and offsets below are copied from spec linux-cmdqv.md §3 (verified there by compiling
+// Sizes and offsets below are copied from docs/reference/iommufd-uapi.md §2–13 (verified there by compiling
 // the Linux 7.0 header), not computed from our tables.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';

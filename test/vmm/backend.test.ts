@@ -1,4 +1,4 @@
-// The VMM's iommufd backend: vEVENT read-and-validate (spec qemu-cmdqv.md §4.2 and §11.2 vectors).
+// The VMM's iommufd backend: vEVENT read-and-validate (docs/reference/qemu-accel-smmuv3.md §11.2 and §16 vectors).
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Tracer } from '../../src/kit/trace.js';

@@ -14,7 +14,7 @@ import { IommufdBackend } from '../../src/vmm/backends/iommufd.js';
 import type { AccelHostDevice } from '../../src/vmm/smmuv3/cmdqv-ops.js';
 import { Tegra241Cmdqv } from '../../src/vmm/tegra241-cmdqv/cmdqv.js';
 
-/** Guest-physical base of the CMDQV block in the rig (the virt platform-bus slot of spec §1.4). */
+/** Guest-physical base of the CMDQV block in the rig (the virt platform-bus slot of docs/reference/qemu-accel-smmuv3.md §2.2). */
 export const CMDQV_BASE = 0x0c08_0000;
 export const RAM_BASE = 0x4000_0000;
 

@@ -1,4 +1,4 @@
-// The VMM's Tegra241 CMDQV device over MMIO, against the simulated host (spec qemu-cmdqv.md).
+// The VMM's Tegra241 CMDQV device over MMIO, against the simulated host (docs/reference/qemu-accel-smmuv3.md).
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { buildCommand, Op } from '../../src/arch/smmuv3/commands.js';
@@ -7,7 +7,7 @@ import { boot, CMDQV_BASE, RAM_BASE, rig } from './cmdqv-rig.js';
 
 const hwq = (r: ReturnType<typeof rig>) => r.backend.calls.filter((c) => c.name === 'IOMMU_HW_QUEUE_ALLOC');
 
-describe('reset values and register rules (spec §2.3, §11.2)', () => {
+describe('reset values and register rules (docs/reference/qemu-accel-smmuv3.md §3.3, §16)', () => {
   test('reset values', () => {
     const r = boot(rig());
     assert.equal(r.r(0x0), 0x0002_0083);
@@ -19,7 +19,7 @@ describe('reset values and register rules (spec §2.3, §11.2)', () => {
     assert.equal(r.cmdqs.value, 19, '1 GiB hugepages keep CMDQS at 19');
   });
 
-  test('before the first reset every register reads zero (spec §3.3)', () => {
+  test('before the first reset every register reads zero (docs/reference/qemu-accel-smmuv3.md §4.3)', () => {
     const r = rig();
     r.cmdqv.probe(r.dev);
     r.cmdqv.init();
@@ -53,7 +53,7 @@ describe('reset values and register rules (spec §2.3, §11.2)', () => {
     assert.equal(r.as.read(CMDQV_BASE + 0x4, 8).ok, false, 'unaligned 8-byte access rejected by the memory core');
   });
 
-  test('spec §11.2 vectors: BASE 0x1_2345_6008 -> HW_QUEUE_ALLOC(0, 0x1_2345_6000, 4096); LOG2SIZE 19 -> 8 MiB', () => {
+  test('docs/reference/qemu-accel-smmuv3.md §16 vectors: BASE 0x1_2345_6008 -> HW_QUEUE_ALLOC(0, 0x1_2345_6000, 4096); LOG2SIZE 19 -> 8 MiB', () => {
     const r = boot(rig());
     r.w(0x200, 1);
     r.w(0x1000, 1);
@@ -83,7 +83,7 @@ describe('reset values and register rules (spec §2.3, §11.2)', () => {
   });
 });
 
-describe('Linux guest walk-through (spec §3.8)', () => {
+describe('Linux guest walk-through (docs/reference/qemu-accel-smmuv3.md §6)', () => {
   test('every step: register values, uAPI calls in order, traps vs direct accesses, HW queue state', () => {
     const r = boot(rig());
     const ring = [RAM_BASE + 0x10_0000, RAM_BASE + 0x20_0000];
@@ -164,7 +164,7 @@ describe('Linux guest walk-through (spec §3.8)', () => {
   });
 });
 
-describe('HW-queue state machines (spec §3.5–3.7)', () => {
+describe('HW-queue state machines (docs/reference/qemu-accel-smmuv3.md §5.5–5.7)', () => {
   const pre: [string, (r: ReturnType<typeof rig>) => void][] = [
     ['BASE', (r) => r.w64(0x20000, BigInt(RAM_BASE + 0x10_0000) | 8n)],
     ['ALLOC', (r) => r.w(0x200, 1)],
@@ -251,7 +251,7 @@ describe('HW-queue state machines (spec §3.5–3.7)', () => {
     r.w64(0x20080, BigInt(RAM_BASE + 0x20_0000) | 8n); // C1: index 1 before 0 -> EIO
     assert.equal(r.r(0x10090) & 4, 4);
     r.w(0x204, 0); // predicate false: C0, but no HW queue existed so the cache is not zeroed
-    assert.equal(r.r(0x10090) & 4, 4, 'INIT_ERR persists in C0 (spec §3.5.7)');
+    assert.equal(r.r(0x10090) & 4, 4, 'INIT_ERR persists in C0 (docs/reference/qemu-accel-smmuv3.md §5.5)');
     // VINTF D -> D: disable while disabled is a no-op pass.
     r.w(0x1000, 0);
     r.w(0x1000, 0);
@@ -318,7 +318,7 @@ describe('HW-queue state machines (spec §3.5–3.7)', () => {
     }
   });
 
-  test('IDR1.CMDQS cap from the RAM backing page size (spec §3.10)', () => {
+  test('IDR1.CMDQS cap from the RAM backing page size (docs/reference/qemu-accel-smmuv3.md §7.2)', () => {
     for (const [pg, want] of [[4096, 8], [2 ** 21, 17], [2 ** 30, 19]] as const) {
       const r = boot(rig({ ramBytes: 2 ** 22, hugepages: false, ramPage: pg }));
       assert.equal(r.cmdqs.value, want);
@@ -326,7 +326,7 @@ describe('HW-queue state machines (spec §3.5–3.7)', () => {
   });
 });
 
-describe('error propagation (spec §4)', () => {
+describe('error propagation (docs/reference/qemu-accel-smmuv3.md §11)', () => {
   function live() {
     const r = boot(rig());
     r.w(0x200, 1);

@@ -1,4 +1,4 @@
-/** IORT layout constants (Arm DEN0049; spec acpi.md §2): shared by the VMM's builder and the guest's parser. */
+/** IORT layout constants (Arm DEN0049; docs/reference/acpi.md §2): shared by the VMM's builder and the guest's parser. */
 
 /** IORT table revision QEMU writes (E.d, the first with usable RMR nodes). */
 export const IORT_REVISION = 5;

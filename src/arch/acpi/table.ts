@@ -1,7 +1,7 @@
 /**
  * ACPI system description table framing: the 36-byte header every table starts with, the
  * whole-table checksum, and a little-endian byte writer the table builders share
- * (spec acpi.md §1).
+ * (docs/reference/acpi.md §1).
  *
  * QEMU writes the checksum as 0 and lets the firmware fill it in through a linker/loader
  * command; cmdqv has no firmware step, so {@link finishTable} computes it directly, which is

@@ -1,5 +1,5 @@
 /**
- * SMMUv3 command formats (spec linux-cmdqv.md §4.1–4.2). A command is 16 bytes: dword0 in
+ * SMMUv3 command formats (docs/reference/smmuv3.md §4.1–4.2). A command is 16 bytes: dword0 in
  * words w0 (low) / w1 (high), dword1 in w2 / w3. Fields are declared once on their dword.
  */
 
@@ -81,7 +81,7 @@ export const SYNC_CS_NONE = 0;
 export const SYNC_CS_IRQ = 1;
 export const SYNC_CS_SEV = 2;
 
-/** CERROR codes in CONS.ERR [30:24] (§4.4). */
+/** CERROR codes in CONS.ERR [30:24] (docs/reference/smmuv3.md §4.4). */
 export const CERROR_NONE = 0;
 export const CERROR_ILL = 1;
 export const CERROR_ABT = 2;

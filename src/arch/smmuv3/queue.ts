@@ -1,5 +1,5 @@
 /**
- * SMMUv3 circular-queue index arithmetic (spec linux-cmdqv.md §4.3): an index register holds
+ * SMMUv3 circular-queue index arithmetic (docs/reference/smmuv3.md §3.2): an index register holds
  * `wrap | index` in LOG2SIZE + 1 bits; empty when equal, full when only the wrap bits differ.
  */
 

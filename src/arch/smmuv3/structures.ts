@@ -1,7 +1,7 @@
 /**
  * SMMUv3 in-memory structures: stream table entries (64 bytes) and context descriptors
  * (64 bytes), fields declared on their 64-bit words (Arm IHI 0070, as Linux's arm-smmu-v3.h
- * names them), and event records (32 bytes, spec linux-cmdqv.md §4.6).
+ * names them), and event records (32 bytes, docs/reference/smmuv3.md §6).
  */
 
 import { Field } from '../../kit/bits.js';
@@ -54,7 +54,7 @@ export const STE_EATS_ABT = 0b00;
 export const STE_EATS_TRANS = 0b01;
 
 /**
- * STE fields a guest may set in a nested HWPT (spec linux-cmdqv.md §3.8): in dword 0 V, Config,
+ * STE fields a guest may set in a nested HWPT (docs/reference/iommufd-uapi.md §9): in dword 0 V, Config,
  * S1Fmt, S1ContextPtr and S1CDMax; in dword 1 S1DSS, S1CIR, S1COR, S1CSH, S1STALLD and EATS.
  */
 export const STE_NESTED_FIELDS = {
@@ -137,7 +137,7 @@ export function addressSizeEncoding(bits: (typeof ADDRESS_BITS)[number]): number
   return ADDRESS_BITS.indexOf(bits);
 }
 
-/** Event IDs (§4.6). */
+/** Event IDs (docs/reference/smmuv3.md §6.2). */
 export const Evt = {
   F_UUT: 0x01,
   C_BAD_STREAMID: 0x02,

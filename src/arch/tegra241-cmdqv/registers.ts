@@ -1,6 +1,6 @@
 /**
- * Tegra241 CMDQV register map (spec linux-cmdqv.md §1; field names after the NVIDIA QEMU
- * prototype where Linux names none, qemu-cmdqv.md §2). Declared once as data and shared by the
+ * Tegra241 CMDQV register map (docs/reference/tegra241-cmdqv.md §2–3; field names after the NVIDIA QEMU
+ * prototype where Linux names none, docs/reference/tegra241-cmdqv.md §3.6). Declared once as data and shared by the
  * host silicon model and the VMM's emulated CMDQV.
  */
 
@@ -199,7 +199,7 @@ export function vcmdqEnable(page0: number): EnableHandshake {
 export const CERROR_ILL_ACCESS = 4;
 
 /**
- * Opcodes a guest-owned (HYP_OWN = 0) VCMDQ executes (spec linux-cmdqv.md §2.9): the one list
+ * Opcodes a guest-owned (HYP_OWN = 0) VCMDQ executes (docs/reference/tegra241-cmdqv.md §4.9): the one list
  * the silicon's filter and the guest driver's routing both derive from.
  */
 export const GUEST_VCMDQ_OPCODES: readonly number[] = [Op.TLBI_NH_ASID, Op.TLBI_NH_VA, Op.ATC_INV, Op.SYNC];

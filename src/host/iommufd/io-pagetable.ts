@@ -1,5 +1,5 @@
 /**
- * IOAS address spaces (spec linux-cmdqv.md §3.11): IOVA ranges of pinned user memory, mirrored
+ * IOAS address spaces (docs/reference/iommufd-uapi.md §12): IOVA ranges of pinned user memory, mirrored
  * into the paging domains of the HWPTs allocated on them (the driver builds their page tables).
  * A range pinned by an internal access (a HW queue) cannot be unmapped (EBUSY).
  */

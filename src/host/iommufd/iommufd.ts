@@ -1,7 +1,7 @@
 /**
  * One open /dev/iommu: the kernel's iommufd context. `ioctl()` takes the request number and a
  * user pointer, copies the argument struct in under the extensible-struct rules, validates it
- * the way the kernel does (spec linux-cmdqv.md §3), acts, and copies the result out. Errors are
+ * the way the kernel does (docs/reference/iommufd-uapi.md §2–13), acts, and copies the result out. Errors are
  * returned as negative errnos, as the system call does.
  *
  * This is iommufd core: the object table, IOAS, reference counts and ioctl dispatch. What
@@ -585,7 +585,7 @@ export class IommufdContext {
   // ------------------------------------------------------------------------------------------
   // mmap
 
-  /** mmap(2) on this file (spec §3.10); returns the user address or a negative errno. */
+  /** mmap(2) on this file (docs/reference/iommufd-uapi.md §11); returns the user address or a negative errno. */
   mmap(length: number, prot: number, shared: boolean, offset: number): number {
     const pageSize = this.kernel.config.pageSize;
     if (length % pageSize !== 0 || length === 0 || !shared) return -Errno.EINVAL;

@@ -1,5 +1,5 @@
 /**
- * The mmap(2) offsets of one iommufd file (spec linux-cmdqv.md §3.10): a driver exports device
+ * The mmap(2) offsets of one iommufd file (docs/reference/iommufd-uapi.md §11): a driver exports device
  * registers of a vIOMMU (a VINTF's page0) at an offset the VMM then maps. Offsets start at one
  * page and are never reused within the file.
  */

@@ -1,5 +1,5 @@
 /**
- * iommufd objects (spec linux-cmdqv.md §3.12): each has an ID in its context's table and a
+ * iommufd objects (docs/reference/iommufd-uapi.md §13): each has an ID in its context's table and a
  * count of users — other objects, open file descriptors or mappings that reference it. An
  * object can be destroyed only when nothing uses it (else EBUSY).
  *

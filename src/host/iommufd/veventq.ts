@@ -1,6 +1,6 @@
 /**
  * A vEVENTQ: the per-vIOMMU event queue of one type, read through its own file descriptor
- * (spec linux-cmdqv.md §3.7). Sequence numbers, depth-limited queueing with a single trailing
+ * (docs/reference/iommufd-uapi.md §8). Sequence numbers, depth-limited queueing with a single trailing
  * "lost events" header, and read() copying whole records without blocking — as the kernel does.
  *
  * The queue's kernel state (records, sequence, counters) is one plain record, `state`; the

@@ -1,5 +1,5 @@
 /**
- * The arm-smmu-v3 driver's iommufd operations (spec linux-cmdqv.md §3.8–3.9), behind the seam
+ * The arm-smmu-v3 driver's iommufd operations (docs/reference/iommufd-uapi.md §9–10), behind the seam
  * of ../iommufd/driver.ts: IOMMU_GET_HW_INFO's IDR registers, stage-2 paging domains (VMID and
  * io-pgtable), nested domains built from a validated guest STE, the STEs attach installs, and a
  * vIOMMU that converts guest invalidation commands for the host queue and forwards events of
@@ -55,7 +55,7 @@ const STE_VALID_CFG_MASK_W0 = STE.V.wordMask(0) | STE_CFG_MASK_W0;
 /** Granule of the stage-2 tables' page-table entries (8-byte descriptors): log2 of 8. */
 const LOG2_DESCRIPTOR_BYTES = 3;
 
-/** Event IDs forwarded to a vEVENTQ (spec §4.6): the guest's own configuration and faults. */
+/** Event IDs forwarded to a vEVENTQ (docs/reference/smmuv3.md §6.3): the guest's own configuration and faults. */
 const FORWARDED_EVENTS: ReadonlySet<number> = new Set([
   Evt.C_BAD_STE,
   Evt.F_STREAM_DISABLED,
@@ -169,7 +169,7 @@ export class Smmuv3NestedDomain implements IommuDomain {
   }
 }
 
-/** Check a guest STE against what a nested HWPT may carry (spec §3.8); returns its 4 words. */
+/** Check a guest STE against what a nested HWPT may carry (docs/reference/iommufd-uapi.md §9); returns its 4 words. */
 export function validateGuestSte(dword0: bigint, dword1: bigint): Uint32Array {
   const words = new Uint32Array(4);
   if (STE.V.getBig(dword0) === 0n) return words; // an invalid STE: abort
@@ -186,7 +186,7 @@ export function validateGuestSte(dword0: bigint, dword1: bigint): Uint32Array {
 }
 
 /**
- * Convert the guest command at word `at` for the host (spec §3.9), in place: VMID forced on
+ * Convert the guest command at word `at` for the host (docs/reference/iommufd-uapi.md §10), in place: VMID forced on
  * TLBIs, NSNH_ALL turned into NH_ALL, vSID → physical SID on ATC_INV/CFGI_CD*. Anything else,
  * or a vSID without a vDEVICE: EIO, reporting the commands before it as handled.
  */

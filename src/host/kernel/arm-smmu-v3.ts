@@ -2,7 +2,7 @@
  * The host kernel's arm-smmu-v3 driver model: programs the SMMU through its registers, owns
  * the stream table, the main command queue and the event queue in host memory, allocates
  * VMIDs, and writes STEs. Invalidation commands from user space are pushed to the main CMDQ
- * in chunks with a CMD_SYNC, as the kernel does (spec linux-cmdqv.md §3.9).
+ * in chunks with a CMD_SYNC, as the kernel does (docs/reference/iommufd-uapi.md §10).
  */
 
 import type { ModelLog } from '../../kit/log.js';

@@ -1,5 +1,5 @@
 /**
- * The host kernel's tegra241-cmdqv driver model (spec linux-cmdqv.md §2.2–2.10): probe and
+ * The host kernel's tegra241-cmdqv driver model (docs/reference/tegra241-cmdqv.md §4–5): probe and
  * device reset, VINTF0 for the host, user VINTFs (one per vIOMMU), logical VCMDQs for HW
  * queues, SID match/replace pairs for vDEVICEs, and the error ISR that reports user VINTF
  * errors as vEVENTs. It programs the silicon only through its register aperture.
@@ -76,7 +76,7 @@ export class CmdqvDriver {
     this.hw.write(off, 4, v);
   }
 
-  /** Write an enable register and check that its status follows (spec §2.5). */
+  /** Write an enable register and check that its status follows (docs/reference/tegra241-cmdqv.md §4.5). */
   private writeConfig(reg: C.EnableHandshake, value: number, what: string): void {
     this.wr(reg.config, value);
     const on = reg.enable.get(value);
@@ -144,7 +144,7 @@ export class CmdqvDriver {
   }
 
   /**
-   * HW queue alloc (spec §2.10.4): logical queue `lvcmdq` at host PA `pa`, `length` bytes. Maps
+   * HW queue alloc (docs/reference/tegra241-cmdqv.md §5.4): logical queue `lvcmdq` at host PA `pa`, `length` bytes. Maps
    * the LVCMDQ, resets it, writes BASE; enabling is left to the guest.
    */
   allocQueue(vintf: UserVintf, lvcmdq: number, pa: number, length: number, cmdqs: number): void {
@@ -176,7 +176,7 @@ export class CmdqvDriver {
     vintf.queues[lvcmdq] = undefined;
   }
 
-  /** VCMDQ deinit through the global page0/page1 views (spec §2.5). */
+  /** VCMDQ deinit through the global page0/page1 views (docs/reference/tegra241-cmdqv.md §4.5). */
   private queueDeinit(q: number): void {
     const p0 = C.vcmdqPage0Offset(q);
     const p1 = C.vcmdqPage1Offset(q);

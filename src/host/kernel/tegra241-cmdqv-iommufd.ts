@@ -1,6 +1,6 @@
 /**
- * The tegra241-cmdqv extension of the arm-smmu-v3 iommufd operations (spec linux-cmdqv.md
- * §2.10, §3.5–3.7): its IOMMU_GET_HW_INFO type, a vIOMMU type backed by a user VINTF whose
+ * The tegra241-cmdqv extension of the arm-smmu-v3 iommufd operations (docs/reference/tegra241-cmdqv.md
+ * §5; docs/reference/iommufd-uapi.md §4–8): its IOMMU_GET_HW_INFO type, a vIOMMU type backed by a user VINTF whose
  * page0 the VMM mmaps, logical VCMDQs as HW queues, SID match/replace pairs for vDEVICEs, and
  * VINTF queue errors reported on its own vEVENTQ type. Everything else is the SMMUv3's.
  */

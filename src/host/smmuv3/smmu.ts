@@ -640,7 +640,7 @@ export class HostSmmu implements Persist<HostSmmuState> {
 
   private lastEventId = 0;
 
-  /** Build and queue an event record (spec §4.6). */
+  /** Build and queue an event record (docs/reference/smmuv3.md §6.1). */
   private event(id: number, sid: number, iova: number, s2: number, ipa: number, access = ACCESS_READ, ssid = 0, cls = CLASS_IN): void {
     this.lastEventId = id;
     const e = this.eventRecord;

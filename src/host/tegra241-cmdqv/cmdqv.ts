@@ -1,5 +1,5 @@
 /**
- * The Tegra241 CMDQV silicon (spec linux-cmdqv.md §1): global config page, VINTF register
+ * The Tegra241 CMDQV silicon (docs/reference/tegra241-cmdqv.md §2–3): global config page, VINTF register
  * blocks with SID match/replace tables and error maps, 128 physical VCMDQs with page0/page1,
  * CMDQ_ALLOC_MAP mapping them into VINTFs as logical queues, and per-queue command consumption
  * from host-physical memory into the SMMU's command engine.

@@ -1,6 +1,6 @@
 /**
  * A small AML encoder: each function returns the bytes of one AML construct, so a DSDT is
- * built by composing calls the way its ASL reads (spec acpi.md §4).
+ * built by composing calls the way its ASL reads (docs/reference/acpi.md §4).
  *
  * The encodings follow the choices QEMU's AML builder makes wherever AML allows several
  * (smallest integer prefix, Zero/One opcodes, smallest PkgLength, resource-template end tag

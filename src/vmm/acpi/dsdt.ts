@@ -1,7 +1,7 @@
 /**
  * The DSDT cmdqv gives a guest: the PCIe root bridges (enough to find the buses) and, for
  * every SMMUv3 with an active Tegra241 CMDQV, the `NVDA200C` companion device exactly as
- * QEMU emits it (spec acpi.md §3). QEMU's full `virt` board DSDT (CPUs, UART, fw_cfg,
+ * QEMU emits it (docs/reference/acpi.md §3). QEMU's full `virt` board DSDT (CPUs, UART, fw_cfg,
  * virtio-mmio, GED, _OSC/_DSM/_PRT methods…) is deliberately not reproduced.
  */
 import {

@@ -1,5 +1,5 @@
 /**
- * The IO Remapping Table of QEMU's `virt` machine (spec acpi.md §2): ITS group, SMMUv3
+ * The IO Remapping Table of QEMU's `virt` machine (docs/reference/acpi.md §2): ITS group, SMMUv3
  * nodes, one PCI root-complex node with the RID-space split between SMMUs and the ITS, and
  * an RMR node per accelerated SMMU. Node order, revisions, identifiers and mapping order
  * are QEMU's, so the non-accelerated topologies reproduce QEMU's bios-tables-test blobs

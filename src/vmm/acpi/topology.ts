@@ -2,7 +2,7 @@
  * The machine description the ACPI builders take: PCIe host bridges, SMMUv3s (legacy
  * machine-wide or user-created on the platform bus, optionally accelerated with a Tegra241
  * CMDQV) and the MSI controller — plus the resolution of that description into the RID
- * ranges QEMU's IORT builder works with (spec acpi.md §2.5–2.6).
+ * ranges QEMU's IORT builder works with (docs/reference/acpi.md §2.5–2.6).
  */
 import type { AcpiOem } from '../../arch/acpi/table.js';
 import { CMDQV_IO_LEN } from '../tegra241-cmdqv/registers.js';

@@ -1,7 +1,7 @@
 /**
  * The VMM's iommufd backend (QEMU's `-object iommufd`): thin wrappers that build uAPI structs
  * as bytes in the VMM process's memory, call the host through ioctl/mmap/read, and decode the
- * answers. Failures carry the errno and QEMU's message text (spec qemu-cmdqv.md §6.1).
+ * answers. Failures carry the errno and QEMU's message text (docs/reference/qemu-accel-smmuv3.md §13.1).
  */
 
 import type { RegionOps } from '../../kit/memory-region.js';
@@ -271,7 +271,7 @@ export class IommufdBackend {
   /**
    * Read one record of `payloadLen` bytes and validate it: tri-state (record / nothing to
    * read / error), sequence gaps reported as `lost`, overflow headers as an error that
-   * restarts sequence tracking (spec §4.2, with quirks Q1 and Q2 fixed).
+   * restarts sequence tracking (docs/reference/qemu-accel-smmuv3.md §11.2, with quirks Q1 and Q2 of §11.7 fixed).
    */
   readVevent(q: Veventq, payloadLen: number): VeventRead {
     const want = 8 + payloadLen;

@@ -7,7 +7,7 @@
  * forwarded with IOMMU_HWPT_INVALIDATE, and host faults come back through a vEVENTQ into the
  * guest's event queue. Stage 1 is walked by the host SMMU in guest memory; stage 2 is the
  * VMM's nesting-parent HWPT over guest RAM. A CMDQV extension (Tegra241) plugs in through
- * {@link CmdqvOps} (spec qemu-cmdqv.md §3.1–3.4, §3.9–3.15, §5.2).
+ * {@link CmdqvOps} (docs/reference/qemu-accel-smmuv3.md §4, §7–10, §12.2).
  *
  * The device is assembled from its parts, one file each: the register frame
  * (`register-frame.ts`), the trapped command-queue walk (`cmdq-walk.ts`, with the command table
@@ -32,7 +32,7 @@
  *   attached while SMMUEN = 1 gets abort, then its STE (QEMU: the GBPA HWPT).
  * - ATC_INV is forwarded when IDR0.ATS is advertised (QEMU tests its OnOffAuto `ats` field
  *   for zero, which is true only for `auto`).
- * - TLBI_S12_VMALL / TLBI_S2_IPA are "unhandled" (traced) as spec §5.2 says; QEMU's code
+ * - TLBI_S12_VMALL / TLBI_S2_IPA are "unhandled" (traced) as docs/reference/qemu-accel-smmuv3.md §12.2 says; QEMU's code
  *   raises CERROR_ILL for them on a stage-1-only SMMU.
  * - Nested STE data is masked to the bits the host accepts (S1ContextPtr [51:6]); QEMU's
  *   mask keeps RES0 bits 55:52, which the host refuses with EIO.
@@ -40,7 +40,7 @@
  *   accepts indexes up to 2^s - 1); a linear table is aligned to 2^(LOG2SIZE+6) bytes.
  * - A full guest event queue drops the event and toggles EVENTQ_PROD.OVFLG (architecture);
  *   events while EVENTQ is disabled are dropped. QEMU raises GERROR.EVENTQ_ABT_ERR for both.
- * - The command queue is capped at the current IDR1.CMDQS (after the CMDQV's cap, §3.10);
+ * - The command queue is capped at the current IDR1.CMDQS (after the CMDQV's cap, docs/reference/qemu-accel-smmuv3.md §7.2);
  *   QEMU caps it at the constant 19.
  * - `reset()` restores every register's declared reset value (QEMU keeps STRTAB_*, CR1/CR2,
  *   IRQ configuration and queue base addresses across reset, only resetting LOG2SIZE to 19).
@@ -77,12 +77,12 @@ import { AccelViommu } from './viommu.js';
 export { SMMU_IRQ_CMD_SYNC, SMMU_IRQ_EVTQ, SMMU_IRQ_GERROR, SMMU_IRQ_PRIQ } from './register-frame.js';
 export type { AccelDeviceState, AccelSmmuStats, AccelSmmuV3State, ViommuState } from './accel-state.js';
 
-/** Migration blocker text registered when accel=on (§3.13). */
+/** Migration blocker text registered when accel=on (docs/reference/qemu-accel-smmuv3.md §8.3). */
 export const MIGRATION_BLOCKER_TEXT = 'Migration not supported with SMMUv3 accelerator mode enabled';
-/** Unplug blocker on the device that created the vIOMMU while a CMDQV is active (§3.11). */
+/** Unplug blocker on the device that created the vIOMMU while a CMDQV is active (docs/reference/qemu-accel-smmuv3.md §8.1). */
 export const CMDQV_UNPLUG_BLOCKER_TEXT =
   'CMDQV is active: removing the device that established the viommu association would break the guest CMDQV';
-/** Hint appended when cmdqv=on and the host cannot provide it (§3.2). */
+/** Hint appended when cmdqv=on and the host cannot provide it (docs/reference/qemu-accel-smmuv3.md §4.2). */
 const CMDQV_NOT_SUPPORTED_HINT = 'CMDQV requested but not supported';
 
 /** The devfn of a PCI requester ID (bus << 8 | devfn), which the attach traces name. */
@@ -234,7 +234,7 @@ export class AccelSmmuV3 implements Persist<AccelSmmuV3State> {
   }
 
   /**
-   * A VFIO device behind this SMMU is realized (QEMU's set_iommu_device, §3.1 step 3): check
+   * A VFIO device behind this SMMU is realized (QEMU's set_iommu_device, docs/reference/qemu-accel-smmuv3.md §4.1 step 3): check
    * the host SMMU, resolve `auto` properties, and — for the first device — select the CMDQV,
    * allocate the vIOMMU with its abort/bypass HWPTs and attach the GBPA-selected one. Throws an
    * Error with QEMU's message when the device cannot be used (its realize fails).
@@ -267,7 +267,7 @@ export class AccelSmmuV3 implements Persist<AccelSmmuV3State> {
   }
 
   /**
-   * `device_del` of a device (QEMU's unset_iommu_device, §3.11): refused while it holds the
+   * `device_del` of a device (QEMU's unset_iommu_device, docs/reference/qemu-accel-smmuv3.md §8.1): refused while it holds the
    * CMDQV unplug blocker; otherwise it returns to the stage-2 HWPT, its nested HWPT and vDEVICE
    * are destroyed, and the vIOMMU goes with the last device.
    */
@@ -294,7 +294,7 @@ export class AccelSmmuV3 implements Persist<AccelSmmuV3State> {
   }
 
   /**
-   * Device reset (§3.9): the SMMUv3 registers (IDR1.CMDQS back to 19), then the accel reset
+   * Device reset (docs/reference/qemu-accel-smmuv3.md §7.1): the SMMUv3 registers (IDR1.CMDQS back to 19), then the accel reset
    * (the GBPA-selected HWPT for every device), then the CMDQV's reset (which may cap CMDQS).
    */
   reset(): void {
@@ -406,7 +406,7 @@ export class AccelSmmuV3 implements Persist<AccelSmmuV3State> {
     if (why) throw new Error(why);
   }
 
-  /** CMDQV selection (§3.2): off / auto (errors suppressed) / on (errors fail the attach). */
+  /** CMDQV selection (docs/reference/qemu-accel-smmuv3.md §4.2): off / auto (errors suppressed) / on (errors fail the attach). */
   private selectCmdqv(dev: AccelHostDevice): void {
     const mode = this.props.cmdqv;
     if (mode === 'off') return;

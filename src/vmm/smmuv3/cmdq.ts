@@ -1,6 +1,6 @@
 /**
- * The trapped SMMU command queue of the accelerated SMMUv3: what each opcode does (spec
- * qemu-cmdqv.md §5.2, as data) and the batching of invalidations forwarded to the host with
+ * The trapped SMMU command queue of the accelerated SMMUv3: what each opcode does (
+ * docs/reference/qemu-accel-smmuv3.md §12.2, as data) and the batching of invalidations forwarded to the host with
  * IOMMU_HWPT_INVALIDATE.
  *
  * Batching (a deliberate difference from QEMU, which issues one ioctl per command):

@@ -1,5 +1,5 @@
 /**
- * The CMDQV operations interface of the accelerated SMMUv3 (spec qemu-cmdqv.md §3.14): the
+ * The CMDQV operations interface of the accelerated SMMUv3 (docs/reference/qemu-accel-smmuv3.md §9): the
  * SMMU knows a command-queue-virtualization extension only through these calls. Tegra241 is
  * the one implementation.
  */
@@ -27,7 +27,7 @@ export interface CmdqvHost {
   readonly backend: IommufdBackend;
   /** Current emulated IDR1.CMDQS. */
   getCmdqs(): number;
-  /** Cap the emulated IDR1.CMDQS (spec §3.10). */
+  /** Cap the emulated IDR1.CMDQS (docs/reference/qemu-accel-smmuv3.md §7.2). */
   setCmdqs(cmdqs: number): void;
   /** Smallest page size backing guest RAM (for the CMDQS cap). */
   minRamPageSize(): number;

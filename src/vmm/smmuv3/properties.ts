@@ -1,6 +1,6 @@
 /**
  * The `-device arm-smmuv3,...` properties of the accelerated SMMUv3 and their validation at
- * realize time, with QEMU's exact error texts (spec qemu-cmdqv.md §9.2–9.3).
+ * realize time, with QEMU's exact error texts (docs/reference/qemu-accel-smmuv3.md §15.2–15.3).
  */
 
 /** QEMU's OnOffAuto. */

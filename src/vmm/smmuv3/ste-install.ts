@@ -1,6 +1,6 @@
 /**
  * Guest stream table lookup and the nested-STE data the accelerated SMMUv3 hands to the host
- * (spec qemu-cmdqv.md §3.15, linux-cmdqv.md §3.8). The stream table lives in guest memory; a
+ * (docs/reference/qemu-accel-smmuv3.md §10, docs/reference/iommufd-uapi.md §9). The stream table lives in guest memory; a
  * lookup that fails is reported as the event the architecture names, and the accel path then
  * installs nothing, as QEMU's `smmu_find_ste` + `smmuv3_accel_install_ste` do.
  */
@@ -146,6 +146,6 @@ export function nestedSteData(w: Uint32Array): { data: Uint8Array; ste0: bigint;
   return { data: iommu_hwpt_arm_smmuv3.encode({ ste: [ste0, ste1] }), ste0, ste1 };
 }
 
-/** The pre-allocated abort and bypass HWPTs' STE data (§3.4.2 step 2). */
+/** The pre-allocated abort and bypass HWPTs' STE data (docs/reference/qemu-accel-smmuv3.md §4.5 step 2). */
 export const ABORT_STE_DATA = (): Uint8Array => iommu_hwpt_arm_smmuv3.encode({ ste: [1n, 0n] });
 export const BYPASS_STE_DATA = (): Uint8Array => iommu_hwpt_arm_smmuv3.encode({ ste: [1n | (BigInt(STE_CFG_BYPASS) << 1n), 0n] });

@@ -1,6 +1,6 @@
 /**
  * Trace events of the accelerated SMMUv3, named and shaped as QEMU's hw/arm/trace-events
- * (smmuv3.c and smmuv3-accel.c sections; spec qemu-cmdqv.md §8.2).
+ * (smmuv3.c and smmuv3-accel.c sections; docs/reference/qemu-accel-smmuv3.md §14.2).
  */
 
 import { defineTrace, type TraceEvent } from '../../kit/trace.js';

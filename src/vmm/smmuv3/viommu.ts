@@ -1,7 +1,7 @@
 /**
  * The host objects behind the accelerated SMMUv3 (QEMU's smmuv3-accel.c): the iommufd vIOMMU
  * with its abort and bypass nested HWPTs, each device's vDEVICE, and the installation of the
- * guest's STEs as nested stage-1 HWPTs (spec qemu-cmdqv.md §3.4, §3.15). The guest's stream
+ * guest's STEs as nested stage-1 HWPTs (docs/reference/qemu-accel-smmuv3.md §4.4–4.5, §10). The guest's stream
  * table is read from guest memory here; the decoding is `ste-install.ts`.
  */
 
@@ -44,7 +44,7 @@ export class AccelViommu {
   }
 
   /**
-   * Install the guest STE of a device on the host (QEMU's smmuv3_accel_install_ste, §3.15):
+   * Install the guest STE of a device on the host (QEMU's smmuv3_accel_install_ste, docs/reference/qemu-accel-smmuv3.md §10):
    * the vDEVICE first (it programs the host's SID mapping even for abort/bypass), then the
    * abort, bypass or a new nested stage-1 HWPT, and the previous stage-1 HWPT is freed.
    * Throws with QEMU's message on failure.
@@ -131,7 +131,7 @@ export class AccelViommu {
   /**
    * Allocate the vIOMMU (through the CMDQV when selected, else plain ARM_SMMUV3), the abort and
    * bypass HWPTs, the vEVENTQ if the guest already enabled its event queue, and attach the
-   * GBPA-selected HWPT (§3.4). Failures unwind in reverse order.
+   * GBPA-selected HWPT (docs/reference/qemu-accel-smmuv3.md §4.4–4.5). Failures unwind in reverse order.
    */
   allocViommu(dev: AccelHostDevice, ops: CmdqvOps | undefined): void {
     const { state, host, frame, events } = this.deps;

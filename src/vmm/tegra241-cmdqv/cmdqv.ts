@@ -1,6 +1,6 @@
 /**
  * The VMM's Tegra241 CMDQV device (QEMU "Tegra241 CMDQV support for accelerated SMMUv3",
- * spec qemu-cmdqv.md §2–4): the 0x50000 MMIO block with the config page and VINTF0 registers,
+ * docs/reference/qemu-accel-smmuv3.md §3–11): the 0x50000 MMIO block with the config page and VINTF0 registers,
  * VCMDQ page0/page1 in the direct (0x10000/0x20000) and VINTF (0x30000/0x40000) apertures with
  * the hw/cache backing rule, HW-queue allocation as soon as BASE, ALLOC, CMDQV_EN and VINTF
  * ENABLE all hold ("any order"), the VINTF page0 RAM-device subregion (direct guest access,
@@ -170,7 +170,7 @@ export class Tegra241Cmdqv implements CmdqvOps, RegionOps, Persist<CmdqvDeviceSt
     return SMMUV3_CMDQV_TEGRA241;
   }
 
-  /** Probe the host (spec §3.2): hw_info of type TEGRA241_CMDQV with the required minimums. */
+  /** Probe the host (docs/reference/qemu-accel-smmuv3.md §4.2): hw_info of type TEGRA241_CMDQV with the required minimums. */
   probe(dev: AccelHostDevice): void {
     const type = U.iommu_hw_info_type.IOMMU_HW_INFO_TYPE_TEGRA241_CMDQV;
     const info = this.deps.host.backend.getDeviceInfo(dev.devId, type, U.iommu_hw_info_tegra241_cmdqv.size);
@@ -181,14 +181,14 @@ export class Tegra241Cmdqv implements CmdqvOps, RegionOps, Persist<CmdqvDeviceSt
     if (hwInfo.log2vsids < 4) throw new Error(`Host CMDQV: insufficient SIDs log2=${hwInfo.log2vsids} (need >= 4)`);
   }
 
-  /** Create the MMIO block and IRQ; registers read zero until the first reset (spec §3.3). */
+  /** Create the MMIO block and IRQ; registers read zero until the first reset (docs/reference/qemu-accel-smmuv3.md §4.3). */
   init(): void {
     this.mmio = MemoryRegion.mmio(SRC, R.CMDQV_IO_LEN, this);
     this.state.config.fill(0);
     for (const words of [...this.state.page0, ...this.state.page1]) words.fill(0);
   }
 
-  /** vIOMMU of type TEGRA241_CMDQV, page0 mmap, CMDQV vEVENTQ (spec §3.4.1). */
+  /** vIOMMU of type TEGRA241_CMDQV, page0 mmap, CMDQV vEVENTQ (docs/reference/qemu-accel-smmuv3.md §4.4). */
   allocViommu(dev: AccelHostDevice, s2HwptId: number): number {
     const backend = this.deps.host.backend;
     const { viommuId, data } = backend.allocViommu(dev.devId, U.iommu_viommu_type.IOMMU_VIOMMU_TYPE_TEGRA241_CMDQV, s2HwptId, new Uint8Array(16));
@@ -216,7 +216,7 @@ export class Tegra241Cmdqv implements CmdqvOps, RegionOps, Persist<CmdqvDeviceSt
     return viommuId;
   }
 
-  /** Error-unwind release (spec §3.4.3). */
+  /** Error-unwind release (docs/reference/qemu-accel-smmuv3.md §4.6). */
   freeViommu(): void {
     if (this.viommuId === undefined) return;
     const backend = this.deps.host.backend;
@@ -234,7 +234,7 @@ export class Tegra241Cmdqv implements CmdqvOps, RegionOps, Persist<CmdqvDeviceSt
     this.viommuId = undefined;
   }
 
-  /** Device reset (spec §3.9): unmap page0, free queues, re-init registers, cap CMDQS. */
+  /** Device reset (docs/reference/qemu-accel-smmuv3.md §7.1): unmap page0, free queues, re-init registers, cap CMDQS. */
   reset(): void {
     this.unmapPage0();
     this.freeAll();
@@ -340,7 +340,7 @@ export class Tegra241Cmdqv implements CmdqvOps, RegionOps, Persist<CmdqvDeviceSt
   }
 
   // ------------------------------------------------------------------------------------------
-  // HW queues (spec §3.5)
+  // HW queues (docs/reference/qemu-accel-smmuv3.md §5)
 
   /** Whether VCMDQ i may be allocated: BASE ≠ 0, ALLOC, CMDQV enabled, VINTF0 enabled. */
   ready(i: number): boolean {
@@ -416,7 +416,7 @@ export class Tegra241Cmdqv implements CmdqvOps, RegionOps, Persist<CmdqvDeviceSt
   }
 
   // ------------------------------------------------------------------------------------------
-  // MMIO decode (spec §2.1–2.2)
+  // MMIO decode (docs/reference/qemu-accel-smmuv3.md §3.1–3.2)
 
   read(offset: number, size: 1 | 2 | 4): number {
     return Number(this.readAny(offset, size));
@@ -606,7 +606,7 @@ export class Tegra241Cmdqv implements CmdqvOps, RegionOps, Persist<CmdqvDeviceSt
   }
 
   // ------------------------------------------------------------------------------------------
-  // Error path (spec §4)
+  // Error path (docs/reference/qemu-accel-smmuv3.md §11)
 
   /** The vEVENTQ fd handler: read records, validate, propagate into registers and the IRQ. */
   pollEvents(): void {

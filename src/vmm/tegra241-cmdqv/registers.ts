@@ -1,5 +1,5 @@
 /**
- * The register file of the emulated Tegra241 CMDQV (spec qemu-cmdqv.md §2): one VINTF, two
+ * The register file of the emulated Tegra241 CMDQV (docs/reference/qemu-accel-smmuv3.md §3): one VINTF, two
  * VCMDQs. Derived from the architecture's table (`src/arch/tegra241-cmdqv/registers.ts`, the one
  * place offsets and fields are declared) with QEMU's differences: its reset values, reserved
  * bits stored as written, HYP_OWN forced to 0, VINTF0's block at 0x1000 in the config page,

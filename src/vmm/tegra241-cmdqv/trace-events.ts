@@ -1,6 +1,6 @@
 /**
  * Trace events of the VMM's Tegra241 CMDQV, named and shaped as QEMU's hw/arm/trace-events
- * (tegra241-cmdqv.c section; spec qemu-cmdqv.md §8.2).
+ * (tegra241-cmdqv.c section; docs/reference/qemu-accel-smmuv3.md §14.2).
  */
 
 import { defineTrace, type TraceEvent } from '../../kit/trace.js';

@@ -271,7 +271,7 @@ export class VirtMachine {
     }
   }
 
-  /** Machine-init-done: cold-plug checks, then link each CMDQV's MMIO and IRQ (spec §1.4, §3.1). */
+  /** Machine-init-done: cold-plug checks, then link each CMDQV's MMIO and IRQ (docs/reference/qemu-accel-smmuv3.md §2.2, §4.1). */
   private machineInitDone(): void {
     for (const m of this.smmus) {
       const ops = m.dev.cmdqvOps;

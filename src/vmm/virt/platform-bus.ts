@@ -1,5 +1,5 @@
 /**
- * The virt machine's platform bus (spec qemu-cmdqv.md §1.4): dynamic sysbus devices get MMIO
+ * The virt machine's platform bus (docs/reference/qemu-accel-smmuv3.md §2.2): dynamic sysbus devices get MMIO
  * slots aligned to their size rounded up to a power of two (first free aligned range) and the
  * first free of 64 SPIs starting at SPI 112.
  */

@@ -1,4 +1,4 @@
-// AML encoder primitives (spec acpi.md §4), checked against the spec's encodings and against
+// AML encoder primitives (docs/reference/acpi.md §4), checked against those encodings and against
 // byte sequences taken from QEMU's own DSDT (shared/acpi-golden/DSDT.smmuv3-dev).
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
@@ -100,7 +100,7 @@ describe('data objects', () => {
 });
 
 describe('resource descriptors', () => {
-  test('QWordMemory and Extended Interrupt of the CMDQV node (spec §3.3)', () => {
+  test('QWordMemory and Extended Interrupt of the CMDQV node (docs/reference/acpi.md §3.3)', () => {
     const q = qwordMemory({ minimum: 0x0c08_0000, maximum: 0x0c0c_ffff, length: 0x5_0000, cacheability: 'cacheable' });
     assert.equal(q.length, 46);
     assert.equal(hex(q.subarray(0, 6)), '8a2b00000c03');

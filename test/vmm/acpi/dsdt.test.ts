@@ -1,4 +1,4 @@
-// The DSDT: the CMDQV node byte for byte as QEMU emits it (spec acpi.md §3.3), the root
+// The DSDT: the CMDQV node byte for byte as QEMU emits it (docs/reference/acpi.md §3.3), the root
 // bridges, and the guest-side AML walker.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
@@ -24,7 +24,7 @@ import {
 import { parseDsdtCmdqvDevices, parseDsdtDevices, parseDsdtPciRootBridges, parseIort, type DsdtCmdqvDevice } from '../../../src/guest/acpi-parse.js';
 import { fromHex, GOLDEN_TOPOLOGIES, hex, indexOfBytes, ONE_CMDQV, TWO_CMDQV } from './fixtures.js';
 
-// spec acpi.md §3.3, "Verified example: id 1, B 0x0C080000, G 148".
+// docs/reference/acpi.md §3.3, the example for id 1, B = 0x0C080000, G = 148.
 const SPEC_CV01 = fromHex(`
   5b 82 43 06 43 56 30 31 08 5f 48 49 44 0d 4e 56 44 41 32 30 30 43 00 08 5f 55 49 44 01
   08 5f 43 43 41 01 08 5f 43 52 53 11 3c 0a 39 8a 2b 00 00 0c 03 00 00 00 00 00 00 00 00
@@ -39,14 +39,14 @@ function dsdtOf(...terms: Uint8Array[]): Uint8Array {
 }
 
 describe('CMDQV device node', () => {
-  test("equals the spec's exact AML for identifier 1, base 0x0C080000, GSIV 148", () => {
+  test("equals the exact AML of docs/reference/acpi.md §3.3 for identifier 1, base 0x0C080000, GSIV 148", () => {
     const node = buildCmdqvNode({ identifier: 1, base: 0x0c08_0000, size: 0x5_0000, gsiv: 148 });
     assert.equal(node.length, 101);
     assert.equal(hex(node), hex(SPEC_CV01));
     assert.equal(hex(buildCmdqvNode({ identifier: 1, base: 0x0c08_0000, gsiv: 148 })), hex(SPEC_CV01), 'size defaults to 0x50000');
   });
 
-  test('sizes and PkgLength by identifier (spec §3.3): 0/1 → 101 bytes, 2..99 → 102', () => {
+  test('sizes and PkgLength by identifier (docs/reference/acpi.md §3.3): 0/1 → 101 bytes, 2..99 → 102', () => {
     const n0 = buildCmdqvNode({ identifier: 0, base: 0x0c08_0000, gsiv: 148 });
     assert.equal(n0.length, 101);
     assert.equal(hex(n0.subarray(0, 8)), '5b82430643563030');

@@ -1,5 +1,5 @@
 // Shared fixtures of the ACPI tests: the topologies of QEMU's bios-tables-test blobs
-// (shared/acpi-golden/README.md) and of the accelerated CMDQV machine (spec qemu-cmdqv.md §1.4),
+// (shared/acpi-golden/README.md) and of the accelerated CMDQV machine (docs/reference/qemu-accel-smmuv3.md §2.2),
 // and the lookup of the golden directory.
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
@@ -68,7 +68,7 @@ export const GOLDEN_TOPOLOGIES: Record<string, AcpiTopology> = {
   },
 };
 
-/** One accelerated SMMUv3 with CMDQV on pcie.0 (spec qemu-cmdqv.md §1.4 worked example). */
+/** One accelerated SMMUv3 with CMDQV on pcie.0 (docs/reference/qemu-accel-smmuv3.md §2.2 worked example). */
 export const ONE_CMDQV: AcpiTopology = {
   its: true,
   rootComplexes: [{ busNr: 0, subordinateBus: 1, smmu: 0 }],

@@ -1,6 +1,6 @@
 // Cross-check with ACPICA's iasl (Debian acpica-tools; CI installs it): our tables must
 // disassemble without errors, and the DSDT must recompile and keep the CMDQV node's bytes
-// (spec acpi.md §5). Skipped with a message when iasl is not installed.
+// (docs/reference/acpi.md §5). Skipped with a message when iasl is not installed.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -69,7 +69,7 @@ describe('iasl', { skip: NO_IASL }, () => {
     });
   }
 
-  test('the CMDQV node disassembles to the ASL of spec §3.2', () => {
+  test('the CMDQV node disassembles to the ASL of docs/reference/acpi.md §3.2', () => {
     const dsl = disassemble('dsdt_cv', buildDsdt(ONE_CMDQV));
     assert.match(dsl, /Device \(CV01\)\s*\{\s*Name \(_HID, "NVDA200C"\)/);
     assert.match(dsl, /Name \(_UID, One\)/);

@@ -1,5 +1,5 @@
 // The IORT builder against QEMU's bios-tables-test blobs, the accelerated (RMR) layout of
-// spec acpi.md §2.4/§2.7, and the guest-side decoder.
+// docs/reference/acpi.md §2.4/§2.7, and the guest-side decoder.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import {
@@ -26,7 +26,7 @@ describe('IORT byte-for-byte equal to QEMU (shared/acpi-golden)', () => {
     });
   }
 
-  test('HEAD QEMU with default identifier 0 differs only at the SMMU Identifier fields (spec §2.9)', { skip: NO_GOLDEN }, () => {
+  test('HEAD QEMU with default identifier 0 differs only at the SMMU Identifier fields (docs/reference/acpi.md §2.9)', { skip: NO_GOLDEN }, () => {
     const zero = (t: AcpiTopology): AcpiTopology => ({ ...t, smmus: t.smmus.map((s) => ({ ...s, identifier: 0 })) });
     const cases: [string, number[], number][] = [
       ['IORT.smmuv3-legacy', [0x4c], 0x4b],
@@ -64,7 +64,7 @@ describe('IORT layout', () => {
     assert.equal(u32(buildIort({ its: false, rootComplexes: [], smmus: [] }), 48 + 12), 36);
   });
 
-  test('accelerated SMMU with CMDQV: one RMR after the RC, single-mapping to the SMMU (spec §2.4)', () => {
+  test('accelerated SMMU with CMDQV: one RMR after the RC, single-mapping to the SMMU (docs/reference/acpi.md §2.4)', () => {
     const t = buildIort(ONE_CMDQV);
     const p = parseIort(t);
     assert.deepEqual(p.nodes.map((n) => n.kind), ['its', 'smmuv3', 'rc', 'rmr']);
@@ -97,7 +97,7 @@ describe('IORT layout', () => {
     assert.equal(parseIort(buildIort(ONE_CMDQV)).rootComplexes[0]!.ats, 0);
   });
 
-  test('RID-space split: SMMU ranges first, then the ITS gaps (spec §2.6)', () => {
+  test('RID-space split: SMMU ranges first, then the ITS gaps (docs/reference/acpi.md §2.6)', () => {
     const plan = planIort(GOLDEN_TOPOLOGIES['IORT.smmuv3-dev']!);
     assert.deepEqual(plan.itsRanges, [{ start: 0x200, count: 0xe00 }, { start: 0x1100, count: 0xef00 }]);
     const p = parseIort(buildIort(GOLDEN_TOPOLOGIES['IORT.smmuv3-dev']!));

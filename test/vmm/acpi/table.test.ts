@@ -1,4 +1,4 @@
-// The ACPI table header and checksum (spec acpi.md §1).
+// The ACPI table header and checksum (docs/reference/acpi.md §1).
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import {
