@@ -15,14 +15,14 @@ interface Timer extends TimerHandle {
 
 /** A virtual nanosecond clock with a timer queue (binary heap ordered by time, then id). */
 export class VirtualClock {
-  private t = 0;
+  private nowNs = 0;
   private nextId = 1;
   private readonly heap: Timer[] = [];
   private readonly cancelled = new Set<number>();
 
   /** Current model time in nanoseconds. */
   get now(): number {
-    return this.t;
+    return this.nowNs;
   }
 
   /** Number of timers still scheduled. */
@@ -33,7 +33,7 @@ export class VirtualClock {
   /** Run `fn` once the clock reaches `now + delayNs`. */
   schedule(delayNs: number, fn: () => void): TimerHandle {
     if (!(delayNs >= 0)) throw new RangeError(`timer delay must be >= 0, got ${delayNs}`);
-    const timer: Timer = { id: this.nextId++, at: this.t + delayNs, fn };
+    const timer: Timer = { id: this.nextId++, at: this.nowNs + delayNs, fn };
     this.push(timer);
     return { id: timer.id, at: timer.at };
   }
@@ -46,16 +46,16 @@ export class VirtualClock {
   /** Advance time by `ns`, firing due timers in order (each sees `now` = its own time). */
   advance(ns: number): void {
     if (!(ns >= 0)) throw new RangeError(`cannot advance by ${ns}`);
-    const end = this.t + ns;
+    const end = this.nowNs + ns;
     for (;;) {
       const top = this.heap[0];
       if (!top || top.at > end) break;
       this.pop();
-      this.t = top.at;
+      this.nowNs = top.at;
       if (this.cancelled.delete(top.id)) continue;
       top.fn();
     }
-    this.t = end;
+    this.nowNs = end;
   }
 
   /** Fire every pending timer (and those they schedule), up to `limit` firings. */
@@ -64,7 +64,7 @@ export class VirtualClock {
     while (this.heap.length > 0 && n < limit) {
       const top = this.pop()!;
       if (this.cancelled.delete(top.id)) continue;
-      this.t = Math.max(this.t, top.at);
+      this.nowNs = Math.max(this.nowNs, top.at);
       top.fn();
       n++;
     }
@@ -76,11 +76,11 @@ export class VirtualClock {
    * driver's readl_poll_timeout loop does. Returns whether the condition was met.
    */
   poll(cond: () => boolean, intervalNs: number, timeoutNs: number): boolean {
-    const deadline = this.t + timeoutNs;
+    const deadline = this.nowNs + timeoutNs;
     for (;;) {
       if (cond()) return true;
-      if (this.t >= deadline) return false;
-      this.advance(Math.min(intervalNs, deadline - this.t));
+      if (this.nowNs >= deadline) return false;
+      this.advance(Math.min(intervalNs, deadline - this.nowNs));
     }
   }
 

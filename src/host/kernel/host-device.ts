@@ -31,7 +31,7 @@ export class HostDevice {
   readonly sid: number;
   /** The iommufd context and object it is bound to (VFIO cdev bind). */
   binding: { ctx: IommufdContext; obj: DeviceObj } | undefined;
-  private readonly tr = new Translation();
+  private readonly translation = new Translation();
 
   constructor(
     cfg: DeviceConfig,
@@ -69,7 +69,7 @@ export class HostDevice {
     let firstHit = false;
     while (done < len) {
       const a = iova + done;
-      const t = this.smmu.hw.translate(this.sid, ssid, a, access, this.tr);
+      const t = this.smmu.hw.translate(this.sid, ssid, a, access, this.translation);
       if (!t.ok) return { ok: false, pa: -1, event: t.event, iotlbHit: false, data: undefined };
       if (firstPa < 0) {
         firstPa = t.pa;

@@ -21,45 +21,45 @@ import * as U from '../../uapi/iommufd.js';
 import { BackendError, type Veventq } from '../backends/iommufd.js';
 import type { MainLoop } from '../main-loop.js';
 import { SMMUV3_CMDQV_TEGRA241, type AccelHostDevice, type CmdqvHost, type CmdqvOps } from '../smmuv3/cmdqv-ops.js';
-import * as R from './registers.js';
+import * as VmmRegs from './registers.js';
 import * as T from './trace-events.js';
 
 const SRC = 'tegra241-cmdqv';
 const PAGE = C.CMDQV_PAGE_SIZE;
 /** vEVENTQ depth: 1 << SMMU_EVENTQS. */
 const VEVENTQ_DEPTH = 1 << 19;
-const INIT_ERR = R.P0_GERROR.f.CMDQ_INIT_ERR.wordMask(0);
+const INIT_ERR = VmmRegs.P0_GERROR.f.CMDQ_INIT_ERR.wordMask(0);
 /** VINTF0's bit in VI_ERR_MAP / VI_INT_MASK (bit v is VINTF v). */
 const VINTF0_BIT = 1;
 
 // Register offsets inside a VCMDQ's page0 and page1 slots (the decode switch cases).
-const P0_CONS = instanceOffset(R.P0_CONS);
-const P0_PROD = instanceOffset(R.P0_PROD);
-const P0_CONFIG = instanceOffset(R.P0_CONFIG);
-const P0_GERRORN = instanceOffset(R.P0_GERRORN);
-const P1_BASE_LO = instanceOffset(R.P1_BASE);
+const P0_CONS = instanceOffset(VmmRegs.P0_CONS);
+const P0_PROD = instanceOffset(VmmRegs.P0_PROD);
+const P0_CONFIG = instanceOffset(VmmRegs.P0_CONFIG);
+const P0_GERRORN = instanceOffset(VmmRegs.P0_GERRORN);
+const P1_BASE_LO = instanceOffset(VmmRegs.P1_BASE);
 const P1_BASE_HI = P1_BASE_LO + 4;
-const P1_DRAM_LO = instanceOffset(R.P1_CONS_INDX_BASE);
+const P1_DRAM_LO = instanceOffset(VmmRegs.P1_CONS_INDX_BASE);
 const P1_DRAM_HI = P1_DRAM_LO + 4;
 
 // The decoded windows: VCMDQ 0..1 page0 up to GERRORN, page1 up to CONS_INDX_BASE_DRAM's high
 // word, each in the direct (global) aperture and aliased through VINTF0's pages.
 const SLOT_SHIFT = Math.log2(C.VCMDQ_SLOT);
 const PAGE0_DIRECT = C.vcmdqPage0Offset(0);
-const PAGE0_DIRECT_LAST = C.vcmdqPage0Offset(R.VCMDQS - 1) + P0_GERRORN;
+const PAGE0_DIRECT_LAST = C.vcmdqPage0Offset(VmmRegs.VCMDQS - 1) + P0_GERRORN;
 const PAGE0_VI = C.lvcmdqPage0Offset(0, 0);
-const PAGE0_VI_LAST = C.lvcmdqPage0Offset(0, R.VCMDQS - 1) + P0_GERRORN;
+const PAGE0_VI_LAST = C.lvcmdqPage0Offset(0, VmmRegs.VCMDQS - 1) + P0_GERRORN;
 const PAGE1_DIRECT = C.vcmdqPage1Offset(0);
-const PAGE1_DIRECT_LAST = C.vcmdqPage1Offset(R.VCMDQS - 1) + P1_DRAM_HI;
+const PAGE1_DIRECT_LAST = C.vcmdqPage1Offset(VmmRegs.VCMDQS - 1) + P1_DRAM_HI;
 const PAGE1_VI = C.lvcmdqPage1Offset(0, 0);
-const PAGE1_VI_LAST = C.lvcmdqPage1Offset(0, R.VCMDQS - 1) + P1_DRAM_HI;
+const PAGE1_VI_LAST = C.lvcmdqPage1Offset(0, VmmRegs.VCMDQS - 1) + P1_DRAM_HI;
 
 /** Config-page windows the decoder hands to the register table (others are unhandled). */
 const CONFIG_WINDOWS = [
-  [registerSpan(R.CONFIG).start, registerSpan(R.STATUS).end],
-  [registerSpan(R.VI_ERR_MAP).start, registerSpan(R.CMDQ_ERR_MAP).end],
-  [registerSpan(R.CMDQ_ALLOC_MAP).start, registerSpan(R.CMDQ_ALLOC_MAP).end],
-  [registerSpan(R.VINTF0_CONFIG).start, registerSpan(R.VINTF0_LVCMDQ_ERR_MAP).end],
+  [registerSpan(VmmRegs.CONFIG).start, registerSpan(VmmRegs.STATUS).end],
+  [registerSpan(VmmRegs.VI_ERR_MAP).start, registerSpan(VmmRegs.CMDQ_ERR_MAP).end],
+  [registerSpan(VmmRegs.CMDQ_ALLOC_MAP).start, registerSpan(VmmRegs.CMDQ_ALLOC_MAP).end],
+  [registerSpan(VmmRegs.VINTF0_CONFIG).start, registerSpan(VmmRegs.VINTF0_LVCMDQ_ERR_MAP).end],
 ] as const;
 
 /** Options of the device. */
@@ -76,11 +76,11 @@ export interface CmdqvDeviceDeps {
  * the live register files.
  */
 export interface CmdqvDeviceState {
-  /** Config page (the words of {@link R.CONFIG_PAGE}). */
+  /** Config page (the words of {@link VmmRegs.CONFIG_PAGE}). */
   readonly config: Uint32Array;
-  /** Per-VCMDQ page0 cache (the words of {@link R.PAGE0}). */
+  /** Per-VCMDQ page0 cache (the words of {@link VmmRegs.PAGE0}). */
   readonly page0: readonly Uint32Array[];
-  /** Per-VCMDQ page1 cache (the words of {@link R.PAGE1}). */
+  /** Per-VCMDQ page1 cache (the words of {@link VmmRegs.PAGE1}). */
   readonly page1: readonly Uint32Array[];
 }
 
@@ -124,43 +124,43 @@ export class Tegra241Cmdqv implements CmdqvOps, RegionOps, Persist<CmdqvDeviceSt
   private readonly regs;
 
   constructor(private readonly deps: CmdqvDeviceDeps) {
-    this.configPage = new RegisterBank(SRC, R.CONFIG_PAGE, deps.log);
+    this.configPage = new RegisterBank(SRC, VmmRegs.CONFIG_PAGE, deps.log);
     this.configPage.logKind = 'unimp';
-    for (let i = 0; i < R.VCMDQS; i++) {
-      this.page0.push(new RegisterFile(R.PAGE0));
-      this.page1.push(new RegisterFile(R.PAGE1));
+    for (let i = 0; i < VmmRegs.VCMDQS; i++) {
+      this.page0.push(new RegisterFile(VmmRegs.PAGE0));
+      this.page1.push(new RegisterFile(VmmRegs.PAGE1));
     }
     this.state = {
       config: this.configPage.file.words,
       page0: this.page0.map((file) => file.words),
       page1: this.page1.map((file) => file.words),
     };
-    const L = R.CONFIG_PAGE;
+    const L = VmmRegs.CONFIG_PAGE;
     this.regs = {
-      config: L.of(R.CONFIG),
-      status: L.of(R.STATUS),
-      viErr0: L.of(R.VI_ERR_MAP, 0),
-      viMask0: L.of(R.VI_INT_MASK, 0),
-      cmdqErr: L.instancesOf(R.CMDQ_ERR_MAP),
-      alloc: L.instancesOf(R.CMDQ_ALLOC_MAP),
-      vintfConfig: L.of(R.VINTF0_CONFIG),
-      vintfStatus: L.of(R.VINTF0_STATUS),
-      lvErr: L.instancesOf(R.VINTF0_LVCMDQ_ERR_MAP),
-      sids: [...L.instancesOf(R.VINTF0_SID_MATCH), ...L.instancesOf(R.VINTF0_SID_REPLACE)],
+      config: L.of(VmmRegs.CONFIG),
+      status: L.of(VmmRegs.STATUS),
+      viErr0: L.of(VmmRegs.VI_ERR_MAP, 0),
+      viMask0: L.of(VmmRegs.VI_INT_MASK, 0),
+      cmdqErr: L.instancesOf(VmmRegs.CMDQ_ERR_MAP),
+      alloc: L.instancesOf(VmmRegs.CMDQ_ALLOC_MAP),
+      vintfConfig: L.of(VmmRegs.VINTF0_CONFIG),
+      vintfStatus: L.of(VmmRegs.VINTF0_STATUS),
+      lvErr: L.instancesOf(VmmRegs.VINTF0_LVCMDQ_ERR_MAP),
+      sids: [...L.instancesOf(VmmRegs.VINTF0_SID_MATCH), ...L.instancesOf(VmmRegs.VINTF0_SID_REPLACE)],
       p0: {
-        cons: R.PAGE0.of(R.P0_CONS),
-        prod: R.PAGE0.of(R.P0_PROD),
-        config: R.PAGE0.of(R.P0_CONFIG),
-        status: R.PAGE0.of(R.P0_STATUS),
-        gerror: R.PAGE0.of(R.P0_GERROR),
-        gerrorn: R.PAGE0.of(R.P0_GERRORN),
+        cons: VmmRegs.PAGE0.of(VmmRegs.P0_CONS),
+        prod: VmmRegs.PAGE0.of(VmmRegs.P0_PROD),
+        config: VmmRegs.PAGE0.of(VmmRegs.P0_CONFIG),
+        status: VmmRegs.PAGE0.of(VmmRegs.P0_STATUS),
+        gerror: VmmRegs.PAGE0.of(VmmRegs.P0_GERROR),
+        gerrorn: VmmRegs.PAGE0.of(VmmRegs.P0_GERRORN),
       },
-      base: R.PAGE1.of(R.P1_BASE),
-      dram: R.PAGE1.of(R.P1_CONS_INDX_BASE),
+      base: VmmRegs.PAGE1.of(VmmRegs.P1_BASE),
+      dram: VmmRegs.PAGE1.of(VmmRegs.P1_CONS_INDX_BASE),
     };
-    this.configPage.onWrite(R.CONFIG, () => this.configWritten());
-    this.configPage.onWrite(R.CMDQ_ALLOC_MAP, (reg, prev) => this.allocMapWritten(reg.instance, prev));
-    this.configPage.onWrite(R.VINTF0_CONFIG, () => this.vintfConfigWritten());
+    this.configPage.onWrite(VmmRegs.CONFIG, () => this.configWritten());
+    this.configPage.onWrite(VmmRegs.CMDQ_ALLOC_MAP, (reg, prev) => this.allocMapWritten(reg.instance, prev));
+    this.configPage.onWrite(VmmRegs.VINTF0_CONFIG, () => this.vintfConfigWritten());
   }
 
   // ------------------------------------------------------------------------------------------
@@ -183,7 +183,7 @@ export class Tegra241Cmdqv implements CmdqvOps, RegionOps, Persist<CmdqvDeviceSt
 
   /** Create the MMIO block and IRQ; registers read zero until the first reset (docs/reference/qemu-accel-smmuv3.md §4.3). */
   init(): void {
-    this.mmio = MemoryRegion.mmio(SRC, R.CMDQV_IO_LEN, this);
+    this.mmio = MemoryRegion.mmio(SRC, VmmRegs.CMDQV_IO_LEN, this);
     this.state.config.fill(0);
     for (const words of [...this.state.page0, ...this.state.page1]) words.fill(0);
   }
@@ -244,7 +244,7 @@ export class Tegra241Cmdqv implements CmdqvOps, RegionOps, Persist<CmdqvDeviceSt
     this.configPage.reset();
     this.regs.sids.forEach((reg, i) => file.set32(reg, sids[i]!));
     for (const page of [...this.page0, ...this.page1]) page.reset();
-    this.deps.tracer.emit(T.T_INIT_REGS, R.PARAM_VALUE);
+    this.deps.tracer.emit(T.T_INIT_REGS, VmmRegs.PARAM_VALUE);
     const pageSize = this.deps.host.minRamPageSize();
     const cap = Math.min(Math.log2(pageSize) - 4, this.deps.host.getCmdqs());
     this.deps.host.setCmdqs(cap);
@@ -259,9 +259,9 @@ export class Tegra241Cmdqv implements CmdqvOps, RegionOps, Persist<CmdqvDeviceSt
    */
   save(): CmdqvDeviceState {
     const saved = cloneState(this.state);
-    for (let i = 0; i < R.VCMDQS; i++) {
+    for (let i = 0; i < VmmRegs.VCMDQS; i++) {
       if (!this.hwMode(i)) continue;
-      for (const reg of R.PAGE0.registers) saved.page0[i]![reg.slot] = this.hostRead(i, reg.offset);
+      for (const reg of VmmRegs.PAGE0.registers) saved.page0[i]![reg.slot] = this.hostRead(i, reg.offset);
     }
     return saved;
   }
@@ -286,17 +286,17 @@ export class Tegra241Cmdqv implements CmdqvOps, RegionOps, Persist<CmdqvDeviceSt
   // Register side effects
 
   private get cmdqvEnabled(): boolean {
-    return this.configPage.file.field(this.regs.status, R.STATUS.f.CMDQV_ENABLED) === 1;
+    return this.configPage.file.field(this.regs.status, VmmRegs.STATUS.f.CMDQV_ENABLED) === 1;
   }
 
   private get vintfEnabled(): boolean {
-    return this.configPage.file.field(this.regs.vintfStatus, R.VINTF0_STATUS.f.ENABLE_OK) === 1;
+    return this.configPage.file.field(this.regs.vintfStatus, VmmRegs.VINTF0_STATUS.f.ENABLE_OK) === 1;
   }
 
   private configWritten(): void {
     const file = this.configPage.file;
-    if (file.field(this.regs.config, R.CONFIG.f.CMDQV_EN)) {
-      file.set32(this.regs.status, R.STATUS.f.CMDQV_ENABLED.set(0, 1));
+    if (file.field(this.regs.config, VmmRegs.CONFIG.f.CMDQV_EN)) {
+      file.set32(this.regs.status, VmmRegs.STATUS.f.CMDQV_ENABLED.set(0, 1));
       this.setupAll();
     } else {
       this.freeAll();
@@ -305,7 +305,7 @@ export class Tegra241Cmdqv implements CmdqvOps, RegionOps, Persist<CmdqvDeviceSt
   }
 
   private allocMapWritten(i: number, prev: number): void {
-    const ALLOC = R.CMDQ_ALLOC_MAP.f.ALLOC;
+    const ALLOC = VmmRegs.CMDQ_ALLOC_MAP.f.ALLOC;
     const now = this.configPage.file.field(this.regs.alloc[i]!, ALLOC);
     if (now && !ALLOC.get(prev)) this.setup(i);
     else if (!now && ALLOC.get(prev)) this.free(i);
@@ -313,14 +313,14 @@ export class Tegra241Cmdqv implements CmdqvOps, RegionOps, Persist<CmdqvDeviceSt
 
   private vintfConfigWritten(): void {
     const file = this.configPage.file;
-    if (file.field(this.regs.vintfConfig, R.VINTF0_CONFIG.f.ENABLE)) {
-      file.setField(this.regs.vintfStatus, R.VINTF0_STATUS.f.ENABLE_OK, 1);
+    if (file.field(this.regs.vintfConfig, VmmRegs.VINTF0_CONFIG.f.ENABLE)) {
+      file.setField(this.regs.vintfStatus, VmmRegs.VINTF0_STATUS.f.ENABLE_OK, 1);
       this.setupAll();
       this.mapPage0();
     } else {
       this.unmapPage0();
       this.freeAll();
-      file.setField(this.regs.vintfStatus, R.VINTF0_STATUS.f.ENABLE_OK, 0);
+      file.setField(this.regs.vintfStatus, VmmRegs.VINTF0_STATUS.f.ENABLE_OK, 0);
     }
   }
 
@@ -346,7 +346,7 @@ export class Tegra241Cmdqv implements CmdqvOps, RegionOps, Persist<CmdqvDeviceSt
   ready(i: number): boolean {
     return (
       this.page1[i]!.get64(this.regs.base) !== 0n &&
-      this.configPage.file.field(this.regs.alloc[i]!, R.CMDQ_ALLOC_MAP.f.ALLOC) === 1 &&
+      this.configPage.file.field(this.regs.alloc[i]!, VmmRegs.CMDQ_ALLOC_MAP.f.ALLOC) === 1 &&
       this.cmdqvEnabled &&
       this.vintfEnabled
     );
@@ -356,8 +356,8 @@ export class Tegra241Cmdqv implements CmdqvOps, RegionOps, Persist<CmdqvDeviceSt
   setup(i: number): boolean {
     if (!this.ready(i) || this.viommuId === undefined) return true;
     const base = this.page1[i]!.get64(this.regs.base);
-    const addr = Number(base & R.P1_BASE.f.ADDR.mask);
-    const size = 2 ** (Number(R.P1_BASE.f.LOG2SIZE.getBig(base)) + 4);
+    const addr = Number(base & VmmRegs.P1_BASE.f.ADDR.mask);
+    const size = 2 ** (Number(VmmRegs.P1_BASE.f.LOG2SIZE.getBig(base)) + 4);
     this.free(i);
     const cache = this.page0[i]!;
     const { p0 } = this.regs;
@@ -374,7 +374,7 @@ export class Tegra241Cmdqv implements CmdqvOps, RegionOps, Persist<CmdqvDeviceSt
     }
     this.stats.hwQueueAllocs++;
     cache.set32(p0.gerror, cache.get32(p0.gerror) & ~INIT_ERR);
-    cache.set32(p0.status, R.P0_STATUS.f.CMDQ_EN_OK.set(0, 1));
+    cache.set32(p0.status, VmmRegs.P0_STATUS.f.CMDQ_EN_OK.set(0, 1));
     // Push the cache to HW. GERRORN is not replayed (quirk Q3: a stale GERRORN could stall the queue).
     this.hostWrite(i, P0_CONS, cache.get32(p0.cons));
     this.hostWrite(i, P0_PROD, cache.get32(p0.prod));
@@ -383,7 +383,7 @@ export class Tegra241Cmdqv implements CmdqvOps, RegionOps, Persist<CmdqvDeviceSt
   }
 
   private setupAll(): void {
-    for (let i = 0; i < R.VCMDQS; i++) if (!this.setup(i)) return;
+    for (let i = 0; i < VmmRegs.VCMDQS; i++) if (!this.setup(i)) return;
   }
 
   /** Free VCMDQ i's HW queue (if any) and zero its page0 cache. */
@@ -398,7 +398,7 @@ export class Tegra241Cmdqv implements CmdqvOps, RegionOps, Persist<CmdqvDeviceSt
 
   /** Free in descending order (the uAPI requires it). */
   private freeAll(): void {
-    for (let i = R.VCMDQS - 1; i >= 0; i--) this.free(i);
+    for (let i = VmmRegs.VCMDQS - 1; i >= 0; i--) this.free(i);
   }
 
   /** Read register `reg` of logical queue i's slot in the host VINTF page0. */
@@ -446,8 +446,8 @@ export class Tegra241Cmdqv implements CmdqvOps, RegionOps, Persist<CmdqvDeviceSt
   }
 
   private readAny(offset: number, size: number): bigint {
-    if (offset >= R.CMDQV_IO_LEN) {
-      this.deps.log.unimp(SRC, `tegra241_cmdqv_read offset ${hex(offset, 5)} off limit (${hex(R.CMDQV_IO_LEN, 5)})`);
+    if (offset >= VmmRegs.CMDQV_IO_LEN) {
+      this.deps.log.unimp(SRC, `tegra241_cmdqv_read offset ${hex(offset, 5)} off limit (${hex(VmmRegs.CMDQV_IO_LEN, 5)})`);
       this.deps.tracer.emit(T.T_READ_MMIO, offset, 0n, size);
       return 0n;
     }
@@ -463,8 +463,8 @@ export class Tegra241Cmdqv implements CmdqvOps, RegionOps, Persist<CmdqvDeviceSt
   }
 
   private write32(offset: number, value: number): void {
-    if (offset >= R.CMDQV_IO_LEN) {
-      this.deps.log.unimp(SRC, `tegra241_cmdqv_write offset ${hex(offset, 5)} off limit (${hex(R.CMDQV_IO_LEN, 5)})`);
+    if (offset >= VmmRegs.CMDQV_IO_LEN) {
+      this.deps.log.unimp(SRC, `tegra241_cmdqv_write offset ${hex(offset, 5)} off limit (${hex(VmmRegs.CMDQV_IO_LEN, 5)})`);
       return;
     }
     const p0 = this.page0Decode(offset);
@@ -514,7 +514,7 @@ export class Tegra241Cmdqv implements CmdqvOps, RegionOps, Persist<CmdqvDeviceSt
       backing = 'hw';
       value = this.hostRead(i, reg);
     } else if (reg <= P0_GERRORN) {
-      value = this.page0[i]!.get32(R.PAGE0.registerAt(reg)!);
+      value = this.page0[i]!.get32(VmmRegs.PAGE0.registerAt(reg)!);
     } else {
       this.deps.log.unimp(SRC, `tegra241_cmdqv_read_vcmdq_page0 unhandled read access at ${hex(PAGE0_DIRECT + reg, 5)}`);
       value = 0;
@@ -540,8 +540,8 @@ export class Tegra241Cmdqv implements CmdqvOps, RegionOps, Persist<CmdqvDeviceSt
         cache.set32(p0.prod, value);
         break;
       case P0_CONFIG:
-        if (R.P0_CONFIG.f.CMDQ_EN.get(value)) {
-          if (!(cache.get32(p0.gerror) & INIT_ERR)) cache.set32(p0.status, R.P0_STATUS.f.CMDQ_EN_OK.set(0, 1));
+        if (VmmRegs.P0_CONFIG.f.CMDQ_EN.get(value)) {
+          if (!(cache.get32(p0.gerror) & INIT_ERR)) cache.set32(p0.status, VmmRegs.P0_STATUS.f.CMDQ_EN_OK.set(0, 1));
         } else {
           cache.set32(p0.status, 0);
         }
