@@ -32,6 +32,8 @@ export class Field {
   /** wordMask(0) and wordMask(1), precomputed for setWords. */
   private readonly wm0: number;
   private readonly wm1: number;
+  /** 2^lsb: the byte unit of an address field (see {@link addressWords}). */
+  private readonly unit: number;
 
   constructor(
     readonly name: string,
@@ -48,6 +50,15 @@ export class Field {
     this.hiMask = this.msb >= 32 ? ones32(this.msb - 31) : 0;
     this.wm0 = this.wordMask(0);
     this.wm1 = this.wordMask(1);
+    this.unit = 2 ** lsb;
+  }
+
+  /**
+   * An address field read in place from a 64-bit value's halves: the field's bits with the
+   * bits below it as zero (e.g. a page-aligned VA whose field starts at bit 12); exact below 2^53.
+   */
+  addressWords(lo: number, hi: number): number {
+    return this.getWords(lo, hi) * this.unit;
   }
 
   /** Mask of the field's bits within a 64-bit value. */

@@ -53,3 +53,10 @@ test('split/join and hex helpers', () => {
   assert.equal(hex(0x83), '0x00000083');
   assert.equal(hex(1n << 40n, 16), '0x0000010000000000');
 });
+
+test('Field.addressWords reads an address field in place (bits below it zero)', () => {
+  const page = new Field('ADDR', 12, 41);
+  assert.equal(page.addressWords(0x1234_5fff, 0x0000_00ab), 0xab_1234_5000);
+  const low = new Field('ADDR', 5, 43);
+  assert.equal(low.addressWords(0xffff_ffe3, 0), 0xffff_ffe0);
+});

@@ -17,7 +17,6 @@
 import type { ModelLog } from '../../kit/log.js';
 import { MemoryRegion } from '../../kit/memory-region.js';
 import { RegisterBank } from '../../kit/register-bank.js';
-import type { Field } from '../../kit/bits.js';
 import type { RegisterDef, RegisterInfo } from '../../kit/registers.js';
 import { cloneState, type Persist } from '../../kit/persist.js';
 import type { Tracer } from '../../kit/trace.js';
@@ -139,11 +138,6 @@ function cmdAsid(w: Uint32Array): number {
 /** The StreamID of a command (words). */
 function cmdSid(w: Uint32Array): number {
   return D0.SID.getWords(w[0]!, w[1]!);
-}
-
-/** Byte address of an address field read from a 64-bit value's halves (the field's lsb is its unit). */
-function addressOf(field: Field, lo: number, hi: number): number {
-  return field.getWords(lo, hi) * 2 ** field.lsb;
 }
 
 /** The host SMMU's architectural state (see the module comment). */
@@ -277,7 +271,7 @@ export class HostSmmu implements Persist<HostSmmuState> {
     const f = this.bank.file;
     if (!R.CR0.f.CMDQEN.get(f.get32(this.regs.cr0)) || this.cmdqErrorActive) return;
     const baseLo = f.words[this.regs.cmdqBase.slot]!;
-    const base = addressOf(R.CMDQ_BASE.f.ADDR, baseLo, f.words[this.regs.cmdqBase.slot + 1]!);
+    const base = R.CMDQ_BASE.f.ADDR.addressWords(baseLo, f.words[this.regs.cmdqBase.slot + 1]!);
     const log2 = Math.min(R.CMDQ_BASE.f.LOG2SIZE.get(baseLo), this.cmdqs);
     const wrapMask = qWrapMask(log2);
     const idxMask = qIndexMask(log2);
@@ -326,7 +320,7 @@ export class HostSmmu implements Persist<HostSmmuState> {
         // Nothing cached for the VMID: no need to decode the range (the common steady state).
         const vmid = cmdVmid(w);
         if (!this.iotlb.hasVmid(vmid)) break;
-        const va = addressOf(D1.ADDR_PAGE, w[2]!, w[3]!);
+        const va = D1.ADDR_PAGE.addressWords(w[2]!, w[3]!);
         this.iotlb.invalidateVa(vmid, op === Op.TLBI_NH_VA ? cmdAsid(w) : undefined, va, rangeLength(w), D1.LEAF.get(w[2]!) === 1);
         break;
       }
@@ -376,7 +370,7 @@ export class HostSmmu implements Persist<HostSmmuState> {
         break;
       case Op.TLBI_S2_IPA: {
         this.stats.tlbi++;
-        const ipa = addressOf(D1.IPA_PAGE, w[2]!, w[3]!);
+        const ipa = D1.IPA_PAGE.addressWords(w[2]!, w[3]!);
         this.iotlb.invalidateIpa(cmdVmid(w), ipa, rangeLength(w));
         break;
       }
@@ -419,7 +413,7 @@ export class HostSmmu implements Persist<HostSmmuState> {
       this.event(Evt.C_BAD_STREAMID, sid, iova, 0, 0);
       return undefined;
     }
-    const base = addressOf(R.STRTAB_BASE.f.ADDR, f.words[this.regs.strtabBase.slot]!, f.words[this.regs.strtabBase.slot + 1]!);
+    const base = R.STRTAB_BASE.f.ADDR.addressWords(f.words[this.regs.strtabBase.slot]!, f.words[this.regs.strtabBase.slot + 1]!);
     const steAddr = base + sid * STE_BYTES;
     const w = new Uint32Array(STE_WORDS);
     for (let i = 0; i < STE_WORDS; i++) w[i] = this.mem.read32(steAddr + i * 4);
@@ -435,7 +429,7 @@ export class HostSmmu implements Persist<HostSmmuState> {
   private decodeSte(w: Uint32Array): StreamConfig | undefined {
     if (!STE.V.getWords(w[0]!, w[1]!)) return undefined;
     const cfg = STE.CFG.getWords(w[0]!, w[1]!);
-    const base = { s1ctxPtr: addressOf(STE.S1CTXPTR, w[0]!, w[1]!), s1cdmax: STE.S1CDMAX.getWords(w[0]!, w[1]!), cds: new Map() };
+    const base = { s1ctxPtr: STE.S1CTXPTR.addressWords(w[0]!, w[1]!), s1cdmax: STE.S1CDMAX.getWords(w[0]!, w[1]!), cds: new Map() };
     if (cfg === STE_CFG_ABORT) return { kind: 'abort', vmid: 0, s2: undefined, ...base };
     if (cfg === STE_CFG_BYPASS) return { kind: 'bypass', vmid: 0, s2: undefined, ...base };
     let s2: WalkConfig | undefined;
@@ -451,7 +445,7 @@ export class HostSmmu implements Persist<HostSmmuState> {
         granule: granule as Granule,
         inputBits: 64 - STE.S2T0SZ.getWords(lo, hi),
         oasBits: addressBits(STE.S2PS.getWords(lo, hi)),
-        ttb: addressOf(STE.S2TTB, w[6]!, w[7]!),
+        ttb: STE.S2TTB.addressWords(w[6]!, w[7]!),
         startLevel: s2StartLevel(granule, STE.S2SL0.getWords(lo, hi)),
       };
     }
@@ -494,7 +488,7 @@ export class HostSmmu implements Persist<HostSmmuState> {
         granule: granule as Granule,
         inputBits: 64 - CD.T0SZ.getWords(lo, hi),
         oasBits: addressBits(CD.IPS.getWords(lo, hi)),
-        ttb: addressOf(CD.TTB0, w[2]!, w[3]!),
+        ttb: CD.TTB0.addressWords(w[2]!, w[3]!),
       },
     };
     sc.cds.set(ssid, cd);
@@ -671,7 +665,7 @@ export class HostSmmu implements Persist<HostSmmuState> {
     }
     const lo = f.words[this.regs.eventqBase.slot]!;
     const hi = f.words[this.regs.eventqBase.slot + 1]!;
-    const base = addressOf(R.EVENTQ_BASE.f.ADDR, lo, hi);
+    const base = R.EVENTQ_BASE.f.ADDR.addressWords(lo, hi);
     const log2 = R.EVENTQ_BASE.f.LOG2SIZE.getWords(lo, hi);
     const prodReg = f.get32(this.regs.eventqProd);
     const cons = f.get32(this.regs.eventqCons);
