@@ -115,6 +115,8 @@ const EVT_IPA_WORD = 6;
 // The command switch's fields, as masks and shifts on the words they live in (derived once
 // from the command tables: the switch runs for every command of every queue).
 const OPCODE_MASK = D0.OPCODE.wordMask(0);
+/** The per-command trace event, bound in this module: read once per command, and an imported binding costs an extra load. */
+const T_CMD = T_HOST_CMD;
 /** dword0 [63:32] is word 1: VMID [47:32], ASID [63:48], StreamID [63:32]. */
 const VMID_SHIFT = D0.VMID.lsb - 32;
 const VMID_MASK = D0.VMID.max;
@@ -279,9 +281,10 @@ export class HostSmmu implements Persist<HostSmmuState> {
     let cons = f.get32(this.regs.cmdqCons) & wrapMask;
     const w = this.command;
     const reader = this.reader;
+    const entryBytes = CMDQ_ENTRY_BYTES; // read once: an imported binding costs a load per use
     reader.reset();
     while (cons !== end) {
-      if (!reader.read(base + (cons & idxMask) * CMDQ_ENTRY_BYTES, w)) {
+      if (!reader.read(base + (cons & idxMask) * entryBytes, w)) {
         this.stopQueue(cons, CERROR_ABT);
         return;
       }
@@ -392,7 +395,7 @@ export class HostSmmu implements Persist<HostSmmuState> {
       default:
         err = CERROR_ILL;
     }
-    if (this.tracer.enabled(T_HOST_CMD)) this.tracer.emit(T_HOST_CMD, this.config.name, queue, opName(op), err);
+    if (this.tracer.enabled(T_CMD)) this.tracer.emit(T_CMD, this.config.name, queue, opName(op), err);
     return err;
   }
 

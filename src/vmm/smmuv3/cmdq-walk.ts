@@ -27,6 +27,8 @@ import type { AccelViommu } from './viommu.js';
 
 /** Words per command. */
 const CMD_WORDS = CMDQ_ENTRY_BYTES / 4;
+/** A module-local copy: the walk reads it per command, and an imported binding costs a load per use. */
+const CMD_BYTES = CMDQ_ENTRY_BYTES;
 /** dword0's opcode within word 0, for the loop's per-command test. */
 const OPCODE_MASK = D0.OPCODE.wordMask(0);
 /** The opcodes the loop forwards without decoding (they need only a vIOMMU and stage 1). */
@@ -107,7 +109,7 @@ export class CommandQueueWalk {
 
     while (!stopped && ((prod ^ cons) & wrapMask) !== 0) {
       if (traceEach && tracer.enabled(T.T_CMDQ_CONSUME)) tracer.emit(T.T_CMDQ_CONSUME, qIndex(prod, log2), qIndex(cons, log2), qWrap(prod, log2), qWrap(cons, log2));
-      const gpa = base + (cons & indexMask) * CMDQ_ENTRY_BYTES;
+      const gpa = base + (cons & indexMask) * CMD_BYTES;
       const words = this.fetch(gpa);
       if (words === undefined) {
         if (this.flush()) this.error = CERROR_ABT;
@@ -200,7 +202,7 @@ export class CommandQueueWalk {
       if (op !== OP_TLBI_NH_VA && op !== OP_TLBI_NH_ASID && op !== OP_TLBI_NH_VAA) break;
       batch.pushFrom(words, k, cons);
       cons = ((cons & ~wrapMask) | ((cons + 1) & wrapMask)) >>> 0;
-      addr += CMDQ_ENTRY_BYTES;
+      addr += CMD_BYTES;
       k += CMD_WORDS;
       forwarded++;
     }
