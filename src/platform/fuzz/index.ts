@@ -1,0 +1,5 @@
+/** The fuzzing campaign: operations, generators, cases with their invariants, workers, shards. */
+export { applyOp, InvariantError, MAIN_LOOP_LIMIT, type FuzzOp } from './ops.js';
+export { OpGenerator, type FuzzTargets } from './generate.js';
+export { replayOps, runCase, targetsOf, type CaseOptions, type Finding, type FindingKind, type ReplayFile } from './case.js';
+export { runCampaign, shardSeeds, type CampaignOptions, type CampaignSummary } from './campaign.js';
