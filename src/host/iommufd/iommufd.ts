@@ -261,10 +261,14 @@ export class IommufdContext {
     switch (o.kind) {
       case 'hwpt_paging': {
         const hwpt = o as HwptPagingObj;
-        hwpt.ioas.ioas.domains.delete(hwpt.domain);
+        hwpt.ioas.ioas.removeDomain(hwpt.domain);
         hwpt.domain.free();
         break;
       }
+      case 'ioas':
+        // Nothing mirrors it any more (a HWPT holds it): unmap everything, dropping any pins.
+        (o as IoasObj).ioas.unmap(0, 0, true);
+        break;
       case 'viommu': {
         const viommu = o as ViommuObj;
         viommu.ops.destroy();
@@ -302,7 +306,7 @@ export class IommufdContext {
 
   private ioasAlloc(arg: IoasAllocArg): void {
     if (arg.flags !== 0) throw new ErrnoError(Errno.EOPNOTSUPP, 'flags');
-    arg.out_ioas_id = this.add(new IoasObj(new IoAddressSpace(this.kernel.config.pageSize))).id;
+    arg.out_ioas_id = this.add(new IoasObj(new IoAddressSpace(this.kernel.config.pageSize, this.proc.mem))).id;
   }
 
   private ioasMap(arg: IoasMapArg): void {
@@ -318,9 +322,9 @@ export class IommufdContext {
     if (len === 0 || len % pageSize !== 0) throw new ErrnoError(Errno.EINVAL, 'length not a multiple of the IOAS alignment');
     const uva = Number(arg.user_va);
     if (uva % pageSize !== 0) throw new ErrnoError(Errno.EINVAL, 'user_va not page aligned');
-    const runs = this.proc.mem.pinRuns(uva, len);
     const at = flags & F.IOMMU_IOAS_MAP_FIXED_IOVA ? Number(iova) : ioas.ioas.allocIova(len);
-    ioas.ioas.map(at, runs, len, (flags & F.IOMMU_IOAS_MAP_WRITEABLE) !== 0);
+    // Pins now only when a domain needs the pages (docs/reference/iommufd-uapi.md §12).
+    ioas.ioas.map(at, uva, len, (flags & F.IOMMU_IOAS_MAP_WRITEABLE) !== 0);
     arg.iova = BigInt(at);
   }
 
@@ -329,6 +333,9 @@ export class IommufdContext {
     const { iova, length } = arg;
     const all = iova === 0n && length === U64_MAX;
     if (!all && (iova >= U64_MAX || length >= U64_MAX)) throw new ErrnoError(Errno.EOVERFLOW, 'iova/length');
+    // docs/reference/iommufd-uapi.md §12: length 0 is EINVAL, a range past 2^64 EOVERFLOW.
+    if (!all && length === 0n) throw new ErrnoError(Errno.EINVAL, 'length 0');
+    if (!all && iova + length - 1n > U64_MAX) throw new ErrnoError(Errno.EOVERFLOW, 'iova + length wraps');
     const unmapped = ioas.ioas.unmap(Number(iova), Number(length), all);
     arg.length = BigInt(unmapped.bytes);
   }
@@ -376,8 +383,12 @@ export class IommufdContext {
       if (dataType !== DT.IOMMU_HWPT_DATA_NONE) throw new ErrnoError(Errno.EOPNOTSUPP, 'data for a paging HWPT');
       const ioasObj = pt as IoasObj;
       const domain = driver.allocPagingDomain(this.kernel.config.pageSize);
-      for (const area of ioasObj.ioas.areas) domain.mapArea(area);
-      ioasObj.ioas.domains.add(domain);
+      try {
+        ioasObj.ioas.addDomain(domain);
+      } catch (e) {
+        domain.free();
+        throw e;
+      }
       const hwpt = this.add(new HwptPagingObj(ioasObj, domain, (flags & AF.IOMMU_HWPT_ALLOC_NEST_PARENT) !== 0, driver.instance));
       hwpt.hold(ioasObj);
       arg.out_hwpt_id = hwpt.id;
@@ -453,7 +464,7 @@ export class IommufdContext {
     const area = viommu.parent.ioas.ioas.areaFor(first, end - first);
     if (!area) throw new ErrnoError(Errno.ENOENT, 'queue memory not mapped in the parent IOAS');
     const pa = IoAddressSpace.paOf(area, start);
-    if (!area.runs.contiguous(first - area.iova, end - first)) {
+    if (!IoAddressSpace.pinned(area).contiguous(first - area.iova, end - first)) {
       throw new ErrnoError(Errno.EFAULT, 'queue memory is not physically contiguous');
     }
     const index = arg.index;

@@ -38,7 +38,7 @@ import {
   type ViommuCore,
   type ViommuOps,
 } from '../iommufd/driver.js';
-import { IOVA_BITS, type IoasArea } from '../iommufd/io-pagetable.js';
+import { IoAddressSpace, IOVA_BITS, type IoasArea } from '../iommufd/io-pagetable.js';
 import type { PhysicalMemory } from '../memory/physical-memory.js';
 import type { HostSmmu } from '../smmuv3/smmu.js';
 import type { SmmuDriver } from './arm-smmu-v3.js';
@@ -85,25 +85,35 @@ function abortSte(): DeviceTableEntry {
 /** A stage-2 paging domain: the kernel's io-pgtable for one VMID. */
 export class Smmuv3S2Domain implements IommuPagingDomain {
   readonly tables: PageTableBuilder;
+  /** Page-table pages of the domain (kernel zone): freed when a table empties, all on free(). */
+  private readonly tablePages = new Set<number>();
 
   constructor(
     readonly vmid: number,
     private readonly driver: SmmuDriver,
     readonly granule: 4096 | 16384 | 65536,
-    phys: PhysicalMemory,
+    private readonly phys: PhysicalMemory,
   ) {
     this.tables = new PageTableBuilder(phys.mem, {
       stage: 2,
       granule,
       inputBits: IOVA_BITS,
-      allocTable: () => phys.allocKernel(granule, granule),
+      allocTable: () => {
+        const pa = phys.allocKernel(granule, granule);
+        this.tablePages.add(pa);
+        return pa;
+      },
+      freeTable: (pa) => {
+        this.tablePages.delete(pa);
+        phys.freeKernel(pa, granule, granule);
+      },
     });
   }
 
   /** Map an area, coalescing physically contiguous runs so hugepages become block entries. */
   mapArea(area: IoasArea): void {
     const perm = 1 | (area.writable ? 2 : 0);
-    const runs = area.runs;
+    const runs = IoAddressSpace.pinned(area);
     for (let i = 0; i < runs.count; i++) this.tables.map(area.iova + runs.offsets[i]!, runs.pas[i]!, runs.lens[i]!, perm);
   }
 
@@ -113,8 +123,11 @@ export class Smmuv3S2Domain implements IommuPagingDomain {
     this.driver.submit([buildCommand(Op.TLBI_S12_VMALL, { vmid: this.vmid })]);
   }
 
+  /** Release the VMID (invalidating what it tagged), then every page-table page. */
   free(): void {
     this.driver.freeVmid(this.vmid);
+    for (const pa of this.tablePages) this.phys.freeKernel(pa, this.granule, this.granule);
+    this.tablePages.clear();
   }
 
   prepareAttach(_dev: HostDevice, _vdeviceOnViommu: boolean): DeviceTableEntry {

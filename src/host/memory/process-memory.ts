@@ -3,6 +3,16 @@
  * pages (or hugepages), and device mappings (mmap of the iommufd file: a VINTF page0).
  * User pointers in ioctl arguments are addresses here; the kernel copies through
  * {@link copyFromUser}/{@link copyToUser}, and a bad pointer is EFAULT.
+ *
+ * Page references: a page of an anonymous mapping is referenced by the mapping and by every
+ * pin of it (pin_user_pages, as iommufd's IOAS takes them once a domain needs the pages). munmap
+ * drops the mapping's reference; a page goes back to the allocator only when no reference is
+ * left, so DMA to pinned memory never reaches a page another process got since.
+ *
+ * Difference from Linux: anonymous memory is allocated at mmap time, not at first touch (a
+ * mapping larger than the free memory is refused with ENOMEM, as Linux's overcommit heuristic
+ * refuses one larger than RAM); a hugetlb mapping reserves its hugepages at mmap time in both.
+ * A failed mmap takes nothing.
  */
 
 import type { RegionOps } from '../../kit/memory-region.js';
@@ -19,6 +29,8 @@ export interface UserMapping {
   readonly pageSize: number;
   /** Host PA of each backing page (anon). */
   readonly frames: Float64Array;
+  /** The backing pages and their pins (anon). */
+  readonly anon: AnonFrames | undefined;
   /** Device ops (device mappings). */
   readonly ops: RegionOps | undefined;
   /** Called on munmap (device mappings drop their owner's reference). */
@@ -41,27 +53,36 @@ export class ProcessMemory {
     const pageSize = huge ? this.phys.hugepageSize : this.phys.pageSize;
     if (!(length > 0) || length % this.phys.pageSize !== 0) throw new ErrnoError(Errno.EINVAL, 'mmap length');
     const len = Math.ceil(length / pageSize) * pageSize;
+    if (!this.phys.canAllocate(len, huge)) throw new ErrnoError(Errno.ENOMEM, `cannot allocate ${len} bytes`);
     const frames = new Float64Array(len / pageSize);
-    for (let i = 0; i < frames.length; i++) frames[i] = huge ? this.phys.allocHugepage() : this.phys.allocPage();
+    let taken = 0;
+    try {
+      for (; taken < frames.length; taken++) frames[taken] = huge ? this.phys.allocHugepage() : this.phys.allocPage();
+    } catch (e) {
+      // Roll back every frame taken: a failed mmap leaves the host as it was.
+      for (let i = 0; i < taken; i++) this.phys.free(frames[i]!, pageSize);
+      throw e;
+    }
     const va = this.reserve(len, pageSize);
-    this.insert({ va, length: len, kind: 'anon', pageSize, frames, ops: undefined, onUnmap: undefined });
+    const anon = new AnonFrames(this.phys, frames, pageSize);
+    this.insert({ va, length: len, kind: 'anon', pageSize, frames, anon, ops: undefined, onUnmap: undefined });
     return va;
   }
 
   /** Map device memory (the kernel's mmap handler decided what it is). */
   mapDevice(length: number, ops: RegionOps, onUnmap?: () => void): number {
     const va = this.reserve(length, this.phys.pageSize);
-    this.insert({ va, length, kind: 'device', pageSize: this.phys.pageSize, frames: new Float64Array(0), ops, onUnmap });
+    this.insert({ va, length, kind: 'device', pageSize: this.phys.pageSize, frames: new Float64Array(0), anon: undefined, ops, onUnmap });
     return va;
   }
 
-  /** munmap of a whole mapping. */
+  /** munmap of a whole mapping: its pages go back unless pinned (then at their last unpin). */
   munmap(va: number, length: number): void {
     const i = this.maps.findIndex((m) => m.va === va && m.length === length);
     if (i < 0) throw new ErrnoError(Errno.EINVAL, 'munmap of a range that is not one mapping');
     const [m] = this.maps.splice(i, 1);
     this.last = undefined;
-    if (m!.kind === 'anon') for (const pa of m!.frames) this.phys.free(pa, m!.pageSize);
+    m!.anon?.unmap();
     m!.onUnmap?.();
   }
 
@@ -88,33 +109,49 @@ export class ProcessMemory {
   }
 
   /**
-   * Pin [va, va + length) (base-page aligned) and return the physically contiguous runs it is
-   * made of, as PinnedRuns: much smaller than a per-page list for hugepage-backed memory.
+   * Pin [va, va + length) (base-page aligned): take a reference on every page behind it (EFAULT,
+   * pinning nothing, on any byte that is not anonymous memory) and return the physically
+   * contiguous runs it is made of, as PinnedRuns: much smaller than a per-page list for
+   * hugepage-backed memory. {@link PinnedRuns.unpin} drops the references.
    */
   pinRuns(va: number, length: number): PinnedRuns {
     const offsets: number[] = [];
     const pas: number[] = [];
     const lens: number[] = [];
+    const spans: PinnedSpan[] = [];
     let done = 0;
     while (done < length) {
       const a = va + done;
       const m = this.find(a);
-      if (!m || m.kind !== 'anon') throw new ErrnoError(Errno.EFAULT, `no anonymous memory at 0x${a.toString(16)}`);
+      if (!m?.anon) throw new ErrnoError(Errno.EFAULT, `no anonymous memory at 0x${a.toString(16)}`);
       const off = a - m.va;
       const page = Math.floor(off / m.pageSize);
       const inPage = off - page * m.pageSize;
-      const n = Math.min(length - done, m.pageSize - inPage);
-      const pa = m.frames[page]! + inPage;
-      const k = lens.length - 1;
-      if (k >= 0 && pas[k]! + lens[k]! === pa) lens[k]! += n;
-      else {
-        offsets.push(done);
-        pas.push(pa);
-        lens.push(n);
+      const n = Math.min(length - done, m.va + m.length - a);
+      const endPage = Math.ceil((off + n) / m.pageSize);
+      spans.push({ frames: m.anon, first: page, end: endPage });
+      // The runs of this mapping's part, page by page.
+      let p = page;
+      let at = inPage;
+      let left = n;
+      while (left > 0) {
+        const k = Math.min(left, m.pageSize - at);
+        const pa = m.frames[p]! + at;
+        const r = lens.length - 1;
+        if (r >= 0 && pas[r]! + lens[r]! === pa) lens[r]! += k;
+        else {
+          offsets.push(done + n - left);
+          pas.push(pa);
+          lens.push(k);
+        }
+        left -= k;
+        at = 0;
+        p++;
       }
       done += n;
     }
-    return new PinnedRuns(Float64Array.from(offsets), Float64Array.from(pas), Float64Array.from(lens));
+    for (const s of spans) s.frames.pin(s.first, s.end);
+    return new PinnedRuns(Float64Array.from(offsets), Float64Array.from(pas), Float64Array.from(lens), spans);
   }
 
   /** copy_from_user: EFAULT on any unmapped byte. */
@@ -185,13 +222,69 @@ export class ProcessMemory {
   }
 }
 
+/** Pages [first, end) of one mapping's frames, pinned. */
+interface PinnedSpan {
+  readonly frames: AnonFrames;
+  readonly first: number;
+  readonly end: number;
+}
+
+/**
+ * The pages behind an anonymous mapping and their pin counts: a page's references are the
+ * mapping's own (until munmap) plus its pins; it is freed when the last one goes.
+ */
+export class AnonFrames {
+  /** Pins per page (allocated at the first pin). */
+  private pins: Uint32Array | undefined;
+  private mapped = true;
+
+  constructor(
+    private readonly phys: PhysicalMemory,
+    readonly frames: Float64Array,
+    readonly pageSize: number,
+  ) {}
+
+  /** Take a reference on pages [first, end). */
+  pin(first: number, end: number): void {
+    const pins = (this.pins ??= new Uint32Array(this.frames.length));
+    for (let i = first; i < end; i++) pins[i]!++;
+  }
+
+  /** Drop a reference on pages [first, end); after munmap the last one frees the page. */
+  unpin(first: number, end: number): void {
+    const pins = this.pins!;
+    for (let i = first; i < end; i++) {
+      if (--pins[i]! === 0 && !this.mapped) this.phys.free(this.frames[i]!, this.pageSize);
+    }
+  }
+
+  /** munmap: drop the mapping's reference; unpinned pages are freed now. */
+  unmap(): void {
+    this.mapped = false;
+    const pins = this.pins;
+    for (let i = 0; i < this.frames.length; i++) {
+      if (pins === undefined || pins[i] === 0) this.phys.free(this.frames[i]!, this.pageSize);
+    }
+  }
+}
+
 /** Pinned user memory as physically contiguous runs: run i covers [offset, offset + len). */
 export class PinnedRuns {
+  private pinned = true;
+
   constructor(
     readonly offsets: Float64Array,
     readonly pas: Float64Array,
     readonly lens: Float64Array,
+    private readonly spans: readonly PinnedSpan[] = [],
   ) {}
+
+  /** Drop the references taken by the pin (once; later calls do nothing). */
+  unpin(): void {
+    if (!this.pinned) return;
+    this.pinned = false;
+    for (const s of this.spans) s.frames.unpin(s.first, s.end);
+  }
 
   /** Number of runs. */
   get count(): number {
