@@ -45,6 +45,10 @@ export class SmmuDriver {
   private evtCons = 0;
   private readonly vmids = new Set<number>();
   private nextVmid = 1;
+  /** VMIDs allocated now (resource accounting). */
+  get vmidsInUse(): number {
+    return this.vmids.size;
+  }
   /** Commands the kernel pushed to the main CMDQ (including syncs). */
   submitted = 0;
   /** Event records drained from the event queue, handed to `onEvent`. */

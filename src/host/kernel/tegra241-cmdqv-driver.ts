@@ -54,6 +54,20 @@ export class CmdqvDriver {
   /** User VINTFs by index. */
   private readonly vintfs: (UserVintf | undefined)[] = [];
 
+  /** What user VINTFs hold now: VINTFs, logical queues, SID pairs (resource accounting). */
+  get inUse(): { vintfs: number; queues: number; sidPairs: number } {
+    let vintfs = 0;
+    let queues = 0;
+    let sidPairs = 0;
+    for (const vintf of this.vintfs) {
+      if (!vintf) continue;
+      vintfs++;
+      queues += vintf.queues.filter((q) => q !== undefined).length;
+      sidPairs += vintf.sids.filter((s) => s !== undefined).length;
+    }
+    return { vintfs, queues, sidPairs };
+  }
+
   constructor(
     readonly hw: Tegra241CmdqvHw,
     private readonly smmu: SmmuDriver,

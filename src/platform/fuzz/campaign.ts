@@ -17,6 +17,9 @@ export interface CampaignOptions {
   /** Total guest operations (rounded up to whole cases). */
   readonly ops: number;
   readonly opsPerCase?: number;
+  /** Total hostile uAPI calls (rounded up to whole cases of `callsPerCase`); default 0. */
+  readonly uapiCalls?: number;
+  readonly callsPerCase?: number;
   readonly firstSeed?: number;
   /** Worker threads (default: one per core; 0 runs in this thread). */
   readonly workers?: number;
@@ -33,6 +36,7 @@ export interface CampaignOptions {
 export interface CampaignSummary {
   readonly cases: number;
   readonly ops: number;
+  readonly uapiCalls: number;
   readonly ms: number;
   readonly workers: number;
   readonly findings: readonly Finding[];
@@ -48,38 +52,45 @@ export function shardSeeds(totalCases: number, firstSeed: number, shard?: { inde
 /** Run a campaign. */
 export async function runCampaign(o: CampaignOptions): Promise<CampaignSummary> {
   const opsPerCase = o.opsPerCase ?? 10_000;
-  const seeds = shardSeeds(Math.ceil(o.ops / opsPerCase), o.firstSeed ?? 1, o.shard);
+  const callsPerCase = o.callsPerCase ?? 2_000;
+  const firstSeed = o.firstSeed ?? 1;
+  const guestSeeds = shardSeeds(Math.ceil(o.ops / opsPerCase), firstSeed, o.shard);
+  const uapiSeeds = shardSeeds(Math.ceil((o.uapiCalls ?? 0) / callsPerCase), firstSeed, o.shard);
   const argv = o.argv ?? DEFAULT_ARGS;
   const shrink = o.shrink ?? true;
   const timeout = o.caseTimeoutMs ?? 120_000;
-  const workers = Math.min(o.workers ?? availableParallelism(), seeds.length);
+  const requests: CaseRequest[] = [
+    ...uapiSeeds.map((seed): CaseRequest => ({ kind: 'uapi', seed, ops: callsPerCase, argv, shrink })),
+    ...guestSeeds.map((seed): CaseRequest => ({ kind: 'guest', seed, ops: opsPerCase, argv, shrink })),
+  ];
+  const workers = Math.min(o.workers ?? availableParallelism(), requests.length);
   const start = performance.now();
   const findings: Finding[] = [];
   let done = 0;
   const record = (r: CaseResult) => {
     done++;
     if (r.finding) findings.push(r.finding);
-    o.onCase?.(r, done, seeds.length);
+    o.onCase?.(r, done, requests.length);
   };
-  const request = (seed: number): CaseRequest => ({ seed, ops: opsPerCase, argv, shrink });
   if (workers <= 0) {
-    for (const seed of seeds) record(serve(request(seed)));
+    for (const request of requests) record(serve(request));
   } else {
-    const queue = seeds.slice();
+    const queue = requests.slice();
     const url = new URL('./worker.js', import.meta.url);
     await Promise.all(
       Array.from({ length: workers }, async () => {
         let worker = new Worker(url);
         try {
-          for (let seed = queue.shift(); seed !== undefined; seed = queue.shift()) {
-            const current = seed;
+          for (let current = queue.shift(); current !== undefined; current = queue.shift()) {
+            const request = current;
+            const { kind, seed } = request;
             const result = await new Promise<CaseResult>((resolve) => {
               const timer = setTimeout(() => {
                 // A case that never returns is a hang; replace the stuck worker.
                 worker.removeAllListeners();
                 void worker.terminate();
                 worker = new Worker(url);
-                resolve({ seed: current, ops: opsPerCase, ms: timeout, finding: { seed: current, kind: 'timeout', message: `the case did not finish in ${timeout} ms`, index: -1, argv } });
+                resolve({ kind, seed, ops: request.ops, ms: timeout, finding: { seed, kind: 'timeout', message: `the ${kind} case did not finish in ${timeout} ms`, index: -1, argv } });
               }, timeout);
               worker.once('message', (r: CaseResult) => {
                 clearTimeout(timer);
@@ -90,9 +101,9 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignSummary> 
                 clearTimeout(timer);
                 worker.removeAllListeners();
                 worker = new Worker(url);
-                resolve({ seed: current, ops: opsPerCase, ms: 0, finding: { seed: current, kind: 'exception', message: `worker died: ${e.message}`, index: -1, argv } });
+                resolve({ kind, seed, ops: request.ops, ms: 0, finding: { seed, kind: 'exception', message: `worker died: ${e.message}`, index: -1, argv } });
               });
-              worker.postMessage(request(current));
+              worker.postMessage(request);
             });
             record(result);
           }
@@ -102,5 +113,12 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignSummary> 
       }),
     );
   }
-  return { cases: seeds.length, ops: seeds.length * opsPerCase, ms: performance.now() - start, workers, findings };
+  return {
+    cases: requests.length,
+    ops: guestSeeds.length * opsPerCase,
+    uapiCalls: uapiSeeds.length * callsPerCase,
+    ms: performance.now() - start,
+    workers,
+    findings,
+  };
 }

@@ -34,6 +34,8 @@ export interface ReplayFile {
   readonly kind: FindingKind;
   readonly message: string;
   readonly ops: readonly FuzzOp[];
+  /** A uAPI finding: the number of hostile calls of `seed` that reproduce it (ops is empty). */
+  readonly uapiCalls?: number;
 }
 
 /** Heap growth (bytes) one case may cause before it is a memory finding. */

@@ -5,9 +5,11 @@
 
 import { parentPort } from 'node:worker_threads';
 import { runCase, type Finding } from './case.js';
+import { runUapiCase } from './uapi.js';
 
-/** A case request. */
+/** A case request: guest operations on a machine, or hostile uAPI calls next to a victim VM. */
 export interface CaseRequest {
+  readonly kind: 'guest' | 'uapi';
   readonly seed: number;
   readonly ops: number;
   readonly argv: readonly string[];
@@ -16,6 +18,7 @@ export interface CaseRequest {
 
 /** A case result. */
 export interface CaseResult {
+  readonly kind: 'guest' | 'uapi';
   readonly seed: number;
   readonly ops: number;
   readonly ms: number;
@@ -25,8 +28,9 @@ export interface CaseResult {
 /** Run one request (also used in-thread when the campaign has no workers). */
 export function serve(request: CaseRequest): CaseResult {
   const start = performance.now();
-  const finding = runCase(request.seed, request.ops, { argv: request.argv, shrink: request.shrink });
-  return { seed: request.seed, ops: request.ops, ms: performance.now() - start, ...(finding ? { finding } : {}) };
+  const finding =
+    request.kind === 'uapi' ? runUapiCase(request.seed, request.ops) : runCase(request.seed, request.ops, { argv: request.argv, shrink: request.shrink });
+  return { kind: request.kind, seed: request.seed, ops: request.ops, ms: performance.now() - start, ...(finding ? { finding } : {}) };
 }
 
 parentPort?.on('message', (request: CaseRequest) => parentPort!.postMessage(serve(request)));
