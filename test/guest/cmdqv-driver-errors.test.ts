@@ -1,5 +1,5 @@
 // The guest tegra241-cmdqv driver's error interrupt path when one recovery meets the next error
-// (issue 14 #8, #3): nested error edges and a guest that acknowledges without fixing the command.
+// (the CMDQV side of issue 14 #8; the nested SMMU GERROR edge is in smmu-gerror.test.ts).
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { buildCommand, Op } from '../../src/arch/smmuv3/commands.js';
@@ -26,8 +26,8 @@ function guest() {
   return { r, g: new GuestCmdqv(p, CMDQV_BASE, smmu, 148) };
 }
 
-// issue 14 #8: the second error arrives while the first handler still runs (the line is high);
-// a GIC latches that edge as pending and delivers it once the first handler returns.
+// issue 14 #8: the acknowledgement resumes the queue into the second error; its vEVENT reaches
+// the guest as a second interrupt (one main-loop pass later), and both commands are skipped.
 test('two consecutive illegal commands: both error edges are delivered and both commands skipped', () => {
   const { r, g } = guest();
   g.submit([buildCommand(Op.TLBI_NH_ASID, { asid: 1 }), buildCommand(Op.CFGI_STE, { sid: 8 }), buildCommand(Op.CFGI_STE, { sid: 9 }), buildCommand(Op.TLBI_NH_ASID, { asid: 2 })]);
