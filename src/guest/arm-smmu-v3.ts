@@ -47,6 +47,8 @@ export class GuestSmmu {
   private readonly queue: GuestCommandQueue;
   private readonly evtq: number;
   private evtCons = 0;
+  /** Whether {@link handleGerror} is wired to the SMMU's GERROR interrupt (as Linux does). */
+  gerrorIrq = false;
 
   constructor(
     readonly platform: GuestPlatform,
@@ -64,9 +66,9 @@ export class GuestSmmu {
     this.writeCr0(0);
     this.strtab = mem.alloc(2 ** this.sidBits * 64);
     const cmdq = mem.alloc(2 ** this.cmdqLog2 * 16);
+    // Without a GERROR interrupt the poll loop stands in for the handler.
     this.queue = new GuestCommandQueue(b, platform.clock, cmdq, this.cmdqLog2, base + R.CMDQ_PROD.spec.offset, base + R.CMDQ_CONS.spec.offset, SYNC_CS_SEV, (cons) => {
-      const gerror = b.read32(base + R.GERROR.spec.offset);
-      if (R.GERROR.f.CMDQ_ERR.get(gerror ^ b.read32(base + R.GERRORN.spec.offset))) this.skipError(cons, gerror);
+      if (!this.gerrorIrq) this.handleCmdqError(cons);
     }, `SMMU ${identifier}`);
     this.evtq = mem.alloc(2 ** EVTQ_LOG2 * 32);
     b.write64(base + R.STRTAB_BASE.spec.offset, BigInt(this.strtab) | STRTAB_RA);
@@ -108,6 +110,21 @@ export class GuestSmmu {
     this.queue.submit(cmds);
     this.stats.commands = this.queue.commands;
     this.stats.syncs = this.queue.syncs;
+  }
+
+  /**
+   * The GERROR interrupt handler (Linux's arm_smmu_gerror_handler, CMDQ_ERR part): skip the
+   * bad command and acknowledge. Another error the resumed queue hits is a new interrupt.
+   */
+  handleGerror(): void {
+    this.handleCmdqError(this.platform.bus.read32(this.base + R.CMDQ_CONS.spec.offset));
+  }
+
+  /** If CMDQ_ERR is active (GERROR differs from GERRORN), skip the command at CONS and acknowledge. */
+  private handleCmdqError(cons: number): void {
+    const b = this.platform.bus;
+    const gerror = b.read32(this.base + R.GERROR.spec.offset);
+    if (R.GERROR.f.CMDQ_ERR.get(gerror ^ b.read32(this.base + R.GERRORN.spec.offset))) this.skipError(cons, gerror);
   }
 
   /** Linux's skip-error routine on the main CMDQ. */

@@ -51,6 +51,11 @@ export class GuestKernel {
       }
       const line = platform.irq(node.gsiv.event);
       if (line) line.onRaise = () => smmu.drainEvents();
+      const gerr = platform.irq(node.gsiv.gerr);
+      if (gerr) {
+        gerr.onRaise = () => smmu.handleGerror();
+        smmu.gerrorIrq = true;
+      }
       this.iommus.push({ identifier: node.identifier, smmu, cmdqv, router: new CommandRouter(smmu, cmdqv), dmesg });
     }
   }

@@ -6,6 +6,7 @@ export * from './memory-region.js';
 export * from './address-space.js';
 export * from './sparse-memory.js';
 export * from './log.js';
+export * from './recent-list.js';
 export * from './trace.js';
 export * from './clock.js';
 export * from './irq.js';

@@ -3,12 +3,21 @@
  * assertions so tests and reports can see how many interrupts a device raised.
  */
 
-/** One wire (a GIC SPI, for the virt machine). */
+/**
+ * One wire (a GIC SPI, for the virt machine), with the controller's pending latch: an edge
+ * that arrives while the handler of the previous one still runs stays pending and is delivered
+ * once that handler returns, as a GIC does for an edge-triggered SPI that is active and
+ * pending (issue 14 #8). Handlers are never re-entered.
+ */
 export class IrqLine {
   private lvl = false;
+  /** An edge is latched and not yet delivered. */
+  private pending = false;
+  /** The handler is running (the interrupt is active). */
+  private active = false;
   /** Rising edges seen (pulses count once). */
   count = 0;
-  /** Called on every rising edge. */
+  /** Called once per rising edge, after the handler of the previous edge returned. */
   onRaise: (() => void) | undefined;
 
   constructor(readonly name: string) {}
@@ -20,11 +29,9 @@ export class IrqLine {
 
   /** Drive the line high (a rising edge is counted once). */
   raise(): void {
-    if (!this.lvl) {
-      this.lvl = true;
-      this.count++;
-      this.onRaise?.();
-    }
+    if (this.lvl) return;
+    this.lvl = true;
+    this.edge();
   }
 
   /** Drive the line low. */
@@ -32,9 +39,29 @@ export class IrqLine {
     this.lvl = false;
   }
 
-  /** An edge: raise then lower. */
+  /**
+   * An edge: raise then lower. A pulse inside the handler of an earlier one is a new edge
+   * even though that earlier pulse has not returned yet.
+   */
   pulse(): void {
-    this.raise();
-    this.lower();
+    this.lvl = true;
+    this.edge();
+    this.lvl = false;
+  }
+
+  /** Latch an edge; deliver it now unless a handler runs (it is delivered when that returns). */
+  private edge(): void {
+    this.count++;
+    this.pending = true;
+    if (this.active) return;
+    this.active = true;
+    try {
+      while (this.pending) {
+        this.pending = false;
+        this.onRaise?.();
+      }
+    } finally {
+      this.active = false;
+    }
   }
 }

@@ -1,5 +1,5 @@
 import type { VirtualClock } from '../kit/clock.js';
-import type { Syscalls } from '../uapi/syscalls.js';
+import { POLLIN, type Syscalls } from '../uapi/syscalls.js';
 
 /**
  * The VMM's main loop, as devices see it (QEMU's `qemu_set_fd_handler` and bottom halves).
@@ -10,6 +10,8 @@ import type { Syscalls } from '../uapi/syscalls.js';
 export interface MainLoop {
   /**
    * Run `handler` on the loop whenever `fd` becomes readable; `undefined` removes the handler.
+   * The handler reads what it needs (QEMU's read one record per call) and returns; the loop
+   * calls it again while the fd stays readable.
    * @returns 0, or a negative errno from the host (e.g. -EBADF)
    */
   setFdHandler(fd: number, handler: (() => void) | undefined): number;
@@ -17,17 +19,69 @@ export interface MainLoop {
   defer(fn: () => void): void;
 }
 
+/**
+ * Model time of one main-loop iteration. Readiness that arises while a handler runs (the guest
+ * reacting to the interrupt the handler raised, and the host reporting again) is seen by the
+ * next poll, one iteration later: a storm the guest causes runs on the guest's time and never
+ * keeps one iteration from returning (issue 14 #3).
+ */
+export const MAIN_LOOP_ITERATION_NS = 1_000;
+
+/** One watched fd. */
+interface FdWatch {
+  readonly fd: number;
+  readonly handler: () => void;
+  /** Dispatches scheduled and not yet run. */
+  scheduled: number;
+  /** Whether the handler is running. */
+  running: boolean;
+  /** The timer callback of a dispatch, made once. */
+  readonly dispatch: () => void;
+}
+
 /** The main loop of a VMM process whose loop is the virtual clock (see docs/design.md). */
 export class ClockMainLoop implements MainLoop {
+  private readonly watches = new Map<number, FdWatch>();
+
   constructor(
-    private readonly sys: Pick<Syscalls, 'watchFd'>,
+    private readonly sys: Pick<Syscalls, 'watchFd' | 'poll'>,
     private readonly clock: VirtualClock,
   ) {}
+
   setFdHandler(fd: number, handler: (() => void) | undefined): number {
-    const clock = this.clock;
-    return this.sys.watchFd(fd, handler ? () => clock.schedule(0, handler) : undefined);
+    if (!handler) {
+      this.watches.delete(fd);
+      return this.sys.watchFd(fd, undefined);
+    }
+    const watch: FdWatch = { fd, handler, scheduled: 0, running: false, dispatch: () => this.dispatch(watch) };
+    const err = this.sys.watchFd(fd, () => this.notify(watch));
+    if (err === 0) this.watches.set(fd, watch);
+    return err;
   }
+
   defer(fn: () => void): void {
     this.clock.schedule(0, fn);
+  }
+
+  /** The fd became readable: dispatch now, or next iteration if its handler is running. */
+  private notify(watch: FdWatch): void {
+    watch.scheduled++;
+    this.clock.schedule(watch.running ? MAIN_LOOP_ITERATION_NS : 0, watch.dispatch);
+  }
+
+  private dispatch(watch: FdWatch): void {
+    watch.scheduled--;
+    if (this.watches.get(watch.fd) !== watch) return;
+    watch.running = true;
+    try {
+      watch.handler();
+    } finally {
+      watch.running = false;
+    }
+    // Level-triggered: still readable with nothing scheduled, the next poll finds it.
+    if (watch.scheduled === 0 && this.watches.get(watch.fd) === watch && this.sys.poll(watch.fd) & POLLIN) {
+      watch.scheduled++;
+      this.clock.schedule(MAIN_LOOP_ITERATION_NS, watch.dispatch);
+    }
   }
 }

@@ -12,6 +12,7 @@ import type { Process } from '../../src/host/kernel/process.js';
 import { mmapAnonymous } from '../../src/uapi/syscalls.js';
 import { IommufdBackend } from '../../src/vmm/backends/iommufd.js';
 import type { AccelHostDevice } from '../../src/vmm/smmuv3/cmdqv-ops.js';
+import { ClockMainLoop } from '../../src/vmm/main-loop.js';
 import { Tegra241Cmdqv } from '../../src/vmm/tegra241-cmdqv/cmdqv.js';
 
 /** Guest-physical base of the CMDQV block in the rig (the virt platform-bus slot of docs/reference/qemu-accel-smmuv3.md §2.2). */
@@ -66,10 +67,7 @@ export function rig(opts: { ramBytes?: number; hugepages?: boolean; ramPage?: nu
     },
     log,
     tracer,
-    mainLoop: {
-      setFdHandler: (fd, handler) => proc.watchFd(fd, handler ? () => clock.schedule(0, handler) : undefined),
-      defer: (fn) => clock.schedule(0, fn),
-    },
+    mainLoop: new ClockMainLoop(proc, clock),
   });
   const dev: AccelHostDevice = { host: '0009:01:00.0', devId, vfioFd, guestSid: 0x8 };
   const root = MemoryRegion.container('system', 2 ** 40);

@@ -167,9 +167,14 @@ export class AccelSmmuV3 implements Persist<AccelSmmuV3State> {
   // ------------------------------------------------------------------------------------------
   // Public API
 
-  /** Host-side failures, as QEMU would print them with error_report. */
+  /** The most recent host-side failures (QEMU's error_report), oldest first; see {@link hostErrorCount}. */
   get hostErrors(): string[] {
-    return this.hostCalls.errors;
+    return this.hostCalls.errors.entries();
+  }
+
+  /** Host-side failures reported since the device was created (exact, beyond those kept). */
+  get hostErrorCount(): number {
+    return this.hostCalls.errors.total;
   }
 
   /** Whether any property waits for the first host device (`auto`). */

@@ -72,35 +72,43 @@ export class EventPath {
   }
 
   /**
-   * Drain the SMMUv3 vEVENTQ into the guest event queue (what QEMU's fd handler does on each
-   * readiness notification). Returns the number of records delivered.
+   * Drain the SMMUv3 vEVENTQ into the guest event queue, at most its depth plus an overflow
+   * header (so it always ends). Returns the number of records delivered.
    */
   pollEvents(): number {
-    const veventq = this.deps.state.veventq;
-    const { host } = this.deps;
-    const backend = host.backend;
-    if (!veventq || !backend) return 0;
     let delivered = 0;
     // Bounded: a queue cannot hold more records than its depth plus one overflow header.
     for (let i = 0; i <= 2 ** SMMU_EVENTQS + 1; i++) {
-      const read = backend.readVevent(veventq, EVENTQ_ENTRY_BYTES);
-      if (read.kind === 'none') break;
-      if (read.kind === 'error') {
-        host.reportOnce(read.message.replace(/\d+/g, '#'), read.message);
-        // A failed read(2) consumed nothing; stop instead of spinning on it.
-        if (/read failed/.test(read.message)) break;
-        continue;
-      }
-      if (read.lost) host.reportOnce('lost', `vEVENTQ(type ${veventq.type} id ${veventq.id}): lost ${read.lost} event(s)`);
-      this.propagateEvent(read.payload);
-      delivered++;
+      const read = this.readOne();
+      if (read === 'none') break;
+      if (read === 'delivered') delivered++;
     }
     return delivered;
   }
 
+  /**
+   * Read and deliver one record (QEMU's fd handler: one read per call, the main loop calls again
+   * while the fd stays readable). A failed read(2) consumed nothing and reads as 'none'.
+   */
+  private readOne(): 'none' | 'skipped' | 'delivered' {
+    const veventq = this.deps.state.veventq;
+    const { host } = this.deps;
+    const backend = host.backend;
+    if (!veventq || !backend) return 'none';
+    const read = backend.readVevent(veventq, EVENTQ_ENTRY_BYTES);
+    if (read.kind === 'none') return 'none';
+    if (read.kind === 'error') {
+      host.reportOnce(read.message.replace(/\d+/g, '#'), read.message);
+      return /read failed/.test(read.message) ? 'none' : 'skipped';
+    }
+    if (read.lost) host.reportOnce('lost', `vEVENTQ(type ${veventq.type} id ${veventq.id}): lost ${read.lost} event(s)`);
+    this.propagateEvent(read.payload);
+    return 'delivered';
+  }
+
   /** The main loop's read handler: one function for the device's life. */
   private readonly onReadable = (): void => {
-    this.pollEvents();
+    this.readOne();
   };
 
   /**

@@ -4,6 +4,7 @@
  * here, so the ioctl count and the error list are kept in one place.
  */
 
+import { RecentList } from '../../kit/recent-list.js';
 import type { IommufdBackend } from '../backends/iommufd.js';
 import type { AccelSmmuStats } from './accel-state.js';
 
@@ -14,8 +15,11 @@ export function messageOf(e: unknown): string {
 
 /** Counted backend calls and error reports of one SMMU. */
 export class HostCalls {
-  /** Host-side failures, as QEMU would print them with error_report. */
-  readonly errors: string[] = [];
+  /**
+   * Host-side failures, as QEMU would print them with error_report: the newest kept, every one
+   * counted (a guest can cause them at will, e.g. refused CFGI_STEs; issue 14 #9).
+   */
+  readonly errors = new RecentList<string>();
   private readonly reportedKinds = new Set<string>();
 
   constructor(

@@ -11,6 +11,7 @@
 import { hex, joinU64, splitU64 } from '../../kit/bits.js';
 import { IrqLine } from '../../kit/irq.js';
 import type { ModelLog } from '../../kit/log.js';
+import { RecentList } from '../../kit/recent-list.js';
 import { MemoryRegion, type RegionOps } from '../../kit/memory-region.js';
 import { cloneState, type Persist } from '../../kit/persist.js';
 import { RegisterBank } from '../../kit/register-bank.js';
@@ -104,11 +105,19 @@ export class Tegra241Cmdqv implements CmdqvOps, RegionOps, Persist<CmdqvDeviceSt
   readonly page0: RegisterFile[] = [];
   readonly page1: RegisterFile[] = [];
   readonly stats: CmdqvDeviceStats = { hwQueueAllocs: 0, hwQueueFrees: 0, allocFailures: 0, errorEvents: 0, irqs: 0 };
-  /** Errors printed with error_report (stderr in QEMU). */
-  readonly errors: string[] = [];
+  /**
+   * Errors printed with error_report (stderr in QEMU): the newest kept, every one counted (a
+   * guest can cause them at will, e.g. refused BASE writes; issue 14 #9).
+   */
+  readonly errorReports = new RecentList<string>();
 
   /** HW queue id per VCMDQ (HW mode), or undefined (cache mode). */
   readonly hwQueue: (number | undefined)[] = [undefined, undefined];
+  /**
+   * HW queues whose IOMMU_DESTROY failed, per index: no longer used (the VCMDQ left HW mode),
+   * but still the kernel's, so destroyed again before that index is allocated or the vIOMMU freed.
+   */
+  readonly undestroyed: (number | undefined)[] = [undefined, undefined];
   viommuId: number | undefined;
   /** VMM address of the mmap'd host VINTF page0. */
   page0Va: number | undefined;
@@ -120,6 +129,14 @@ export class Tegra241Cmdqv implements CmdqvOps, RegionOps, Persist<CmdqvDeviceSt
   private readonly warned = new Set<string>();
   /** The vEVENTQ fd handler, made once. */
   private readonly onVeventqReadable = () => this.pollEvents();
+  /** error_report into {@link errorReports}, made once. */
+  private readonly report = (message: string): void => this.errorReports.push(message);
+  /** Set by {@link noteDestroyFailure} while one IOMMU_DESTROY runs. */
+  private destroyFailed = false;
+  private readonly noteDestroyFailure = (message: string): void => {
+    this.destroyFailed = true;
+    this.report(message);
+  };
   /** Register instances of the config page and the VCMDQ pages, looked up once. */
   private readonly regs;
 
@@ -163,6 +180,11 @@ export class Tegra241Cmdqv implements CmdqvOps, RegionOps, Persist<CmdqvDeviceSt
     this.configPage.onWrite(VmmRegs.VINTF0_CONFIG, () => this.vintfConfigWritten());
   }
 
+  /** The most recent error_report messages, oldest first (see {@link errorReports} for the count). */
+  get errors(): string[] {
+    return this.errorReports.entries();
+  }
+
   // ------------------------------------------------------------------------------------------
   // CmdqvOps
 
@@ -197,7 +219,7 @@ export class Tegra241Cmdqv implements CmdqvOps, RegionOps, Persist<CmdqvDeviceSt
     try {
       va = backend.viommuMmap(viommuId, PAGE, Number(out.out_vintf_mmap_offset));
     } catch (e) {
-      backend.freeId(viommuId, (m) => this.errors.push(m));
+      backend.freeId(viommuId, this.report);
       throw new Error(`${(e as Error).message}: Tegra241 CMDQV: failed to mmap VINTF page0`);
     }
     let veventq: Veventq;
@@ -205,7 +227,7 @@ export class Tegra241Cmdqv implements CmdqvOps, RegionOps, Persist<CmdqvDeviceSt
       veventq = backend.allocVeventq(viommuId, U.iommu_veventq_type.IOMMU_VEVENTQ_TYPE_TEGRA241_CMDQV, VEVENTQ_DEPTH);
     } catch (e) {
       backend.munmap(va, PAGE);
-      backend.freeId(viommuId, (m) => this.errors.push(m));
+      backend.freeId(viommuId, this.report);
       throw new Error(`${(e as Error).message}: Tegra241 CMDQV: failed to alloc veventq`);
     }
     this.viommuId = viommuId;
@@ -220,7 +242,10 @@ export class Tegra241Cmdqv implements CmdqvOps, RegionOps, Persist<CmdqvDeviceSt
   freeViommu(): void {
     if (this.viommuId === undefined) return;
     const backend = this.deps.host.backend;
-    const report = (m: string) => this.errors.push(m);
+    const report = this.report;
+    // HW queues hold the vIOMMU: they go first (descending), or its destroy would fail EBUSY.
+    this.unmapPage0();
+    this.freeAll();
     if (this.veventq) {
       this.deps.mainLoop.setFdHandler(this.veventq.fd, undefined);
       backend.closeFd(this.veventq.fd);
@@ -352,23 +377,57 @@ export class Tegra241Cmdqv implements CmdqvOps, RegionOps, Persist<CmdqvDeviceSt
     );
   }
 
-  /** Allocate (or re-allocate) VCMDQ i's HW queue when ready; returns false on failure. */
+  /**
+   * Allocate (or re-allocate) VCMDQ i's HW queue when ready; returns false on failure.
+   *
+   * The kernel destroys HW queues only in descending index (each holds the one below it,
+   * docs/reference/qemu-accel-smmuv3.md §5.8), so re-creating queue i first takes down the live
+   * queues above it, keeping their page0 registers, and re-creates them afterwards from those:
+   * on hardware a BASE write changes nothing but that register (issue 14 #2).
+   */
   setup(i: number): boolean {
     if (!this.ready(i) || this.viommuId === undefined) return true;
+    const above = this.takeDownAbove(i);
+    this.free(i);
+    const ok = this.allocate(i, this.viommuId);
+    // Ascending, as the kernel allocates; each from the registers it had.
+    for (let j = i + 1; j < VmmRegs.VCMDQS; j++) if (above & (1 << j)) this.setup(j);
+    return ok;
+  }
+
+  /**
+   * Free the live HW queues above index i, highest first, after copying their page0 registers
+   * into the cache. Returns the set of indexes freed (bit j for queue j).
+   */
+  private takeDownAbove(i: number): number {
+    let above = 0;
+    for (let j = VmmRegs.VCMDQS - 1; j > i; j--) {
+      if (!this.hwMode(j)) continue;
+      const cache = this.state.page0[j]!;
+      for (const reg of VmmRegs.PAGE0.registers) cache[reg.slot] = this.hostRead(j, reg.offset);
+      this.free(j, true);
+      above |= 1 << j;
+    }
+    return above;
+  }
+
+  /** IOMMU_HW_QUEUE_ALLOC for ready queue i from its cached BASE, then sync the cache to HW. */
+  private allocate(i: number, viommuId: number): boolean {
     const base = this.page1[i]!.get64(this.regs.base);
     const addr = Number(base & VmmRegs.P1_BASE.f.ADDR.mask);
     const size = 2 ** (Number(VmmRegs.P1_BASE.f.LOG2SIZE.getBig(base)) + 4);
-    this.free(i);
+    // A queue the VMM once failed to destroy still holds the index (and those below it).
+    this.destroyUndestroyed();
     const cache = this.page0[i]!;
     const { p0 } = this.regs;
     try {
-      this.hwQueue[i] = this.deps.host.backend.allocHwQueue(this.viommuId, U.iommu_hw_queue_type.IOMMU_HW_QUEUE_TYPE_TEGRA241_CMDQV, i, addr, size);
+      this.hwQueue[i] = this.deps.host.backend.allocHwQueue(viommuId, U.iommu_hw_queue_type.IOMMU_HW_QUEUE_TYPE_TEGRA241_CMDQV, i, addr, size);
     } catch (e) {
       if (!(e instanceof BackendError)) throw e;
       cache.set32(p0.gerror, cache.get32(p0.gerror) | INIT_ERR);
       cache.set32(p0.status, 0);
       this.stats.allocFailures++;
-      this.errors.push(e.message);
+      this.report(e.message);
       this.deps.log.guestError(SRC, `vcmdq${i}: ${e.message}`);
       return false;
     }
@@ -386,19 +445,41 @@ export class Tegra241Cmdqv implements CmdqvOps, RegionOps, Persist<CmdqvDeviceSt
     for (let i = 0; i < VmmRegs.VCMDQS; i++) if (!this.setup(i)) return;
   }
 
-  /** Free VCMDQ i's HW queue (if any) and zero its page0 cache. */
-  free(i: number): void {
+  /**
+   * Free VCMDQ i's HW queue (if any): the VCMDQ leaves HW mode and its page0 cache is zeroed
+   * (kept with `keepCache`). A destroy the kernel refuses is remembered in {@link undestroyed}
+   * and retried, never forgotten.
+   */
+  free(i: number, keepCache = false): void {
     const id = this.hwQueue[i];
     if (id === undefined) return;
-    this.deps.host.backend.freeId(id, (m) => this.errors.push(m));
     this.hwQueue[i] = undefined;
-    this.stats.hwQueueFrees++;
-    this.page0[i]!.words.fill(0);
+    if (!keepCache) this.page0[i]!.words.fill(0);
+    if (this.destroy(id)) this.stats.hwQueueFrees++;
+    else this.undestroyed[i] = id;
   }
 
-  /** Free in descending order (the uAPI requires it). */
+  /** Free in descending order (the uAPI requires it), then any queue a past destroy left. */
   private freeAll(): void {
     for (let i = VmmRegs.VCMDQS - 1; i >= 0; i--) this.free(i);
+    this.destroyUndestroyed();
+  }
+
+  /** Retry the destroys the kernel refused before, highest index first. */
+  private destroyUndestroyed(): void {
+    for (let i = VmmRegs.VCMDQS - 1; i >= 0; i--) {
+      const id = this.undestroyed[i];
+      if (id === undefined || !this.destroy(id)) continue;
+      this.undestroyed[i] = undefined;
+      this.stats.hwQueueFrees++;
+    }
+  }
+
+  /** IOMMU_DESTROY of `id`; a failure is reported. Returns whether the kernel destroyed it. */
+  private destroy(id: number): boolean {
+    this.destroyFailed = false;
+    this.deps.host.backend.freeId(id, this.noteDestroyFailure);
+    return !this.destroyFailed;
   }
 
   /** Read register `reg` of logical queue i's slot in the host VINTF page0. */
@@ -608,27 +689,30 @@ export class Tegra241Cmdqv implements CmdqvOps, RegionOps, Persist<CmdqvDeviceSt
   // ------------------------------------------------------------------------------------------
   // Error path (docs/reference/qemu-accel-smmuv3.md §11)
 
-  /** The vEVENTQ fd handler: read records, validate, propagate into registers and the IRQ. */
+  /**
+   * The vEVENTQ fd handler: read one record, validate it, propagate it into the registers and
+   * the IRQ, and return (QEMU's handler; the main loop calls again while records remain). A
+   * record the guest's reaction causes is left for the next call, so a guest that acknowledges
+   * without fixing the command cannot hold the loop (issue 14 #3).
+   */
   pollEvents(): void {
     const veventq = this.veventq;
     if (!veventq) return;
-    for (;;) {
-      const record = this.deps.host.backend.readVevent(veventq, U.iommu_vevent_tegra241_cmdqv.size);
-      if (record.kind === 'none') return;
-      if (record.kind === 'error') {
-        this.warnOnce(record.message);
-        continue;
-      }
-      if (record.lost) this.deps.log.guestError(SRC, `vEVENTQ(type ${veventq.type} id ${veventq.id}): lost ${record.lost} event(s)`);
-      this.propagate(U.iommu_vevent_tegra241_cmdqv.decode(record.payload).lvcmdq_err_map);
+    const record = this.deps.host.backend.readVevent(veventq, U.iommu_vevent_tegra241_cmdqv.size);
+    if (record.kind === 'none') return;
+    if (record.kind === 'error') {
+      this.warnOnce(record.message);
+      return;
     }
+    if (record.lost) this.deps.log.guestError(SRC, `vEVENTQ(type ${veventq.type} id ${veventq.id}): lost ${record.lost} event(s)`);
+    this.propagate(U.iommu_vevent_tegra241_cmdqv.decode(record.payload).lvcmdq_err_map);
   }
 
   private warnOnce(message: string): void {
     const key = message.replace(/\d+/g, '#');
     if (this.warned.has(key)) return;
     this.warned.add(key);
-    this.errors.push(message);
+    this.report(message);
     this.deps.log.guestError(SRC, message);
   }
 
