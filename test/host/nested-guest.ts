@@ -14,7 +14,7 @@ export const VSID = 0x10;
 export const ASID = 5;
 
 /** A guest on a VM: its S1 tables, CD, STE, vIOMMU, vDEVICE, vEVENTQs and one HW queue. */
-export function nestedGuest(vm: VmSetup) {
+export function nestedGuest(vm: VmSetup, opts: { cmdqvDepth?: number } = {}) {
   const { c } = vm;
   const mem = c.proc.mem;
   let nextTable = 0x40_0000;
@@ -42,7 +42,7 @@ export function nestedGuest(vm: VmSetup) {
   const viommu = vi.out_viommu_id as number;
   const off = Number(U.iommu_viommu_tegra241_cmdqv.decode(mem.copyFromUser(data, 16)).out_vintf_mmap_offset);
   const smmuEvq = c.ok(U.IOMMU_VEVENTQ_ALLOC, { viommu_id: viommu, type: 1, veventq_depth: 8 });
-  const cmdqvEvq = c.ok(U.IOMMU_VEVENTQ_ALLOC, { viommu_id: viommu, type: 2, veventq_depth: 8 });
+  const cmdqvEvq = c.ok(U.IOMMU_VEVENTQ_ALLOC, { viommu_id: viommu, type: 2, veventq_depth: opts.cmdqvDepth ?? 8 });
   c.ok(U.IOMMU_VDEVICE_ALLOC, { viommu_id: viommu, dev_id: vm.devId, virt_id: BigInt(VSID) });
   const steBytes = U.iommu_hwpt_arm_smmuv3.encode({ ste: [BigInt(CD_IPA) | 0b1011n, 0n] });
   const nested = c.ok(U.IOMMU_HWPT_ALLOC, {

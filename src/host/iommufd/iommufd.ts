@@ -84,6 +84,11 @@ class UserBuffer implements UserData {
     return this.proc.mem.copyFromUser(Number(this.uptr), this.length);
   }
 
+  copyStruct(kernelSize: number, minSize: number): Uint8Array {
+    if (this.length < minSize) throw new ErrnoError(Errno.EINVAL, `driver data of ${this.length} bytes, below ${minSize}`);
+    return copyStructFromUserVa(this.proc.mem, kernelSize, Number(this.uptr), this.length);
+  }
+
   copyOut(bytes: Uint8Array): void {
     this.proc.mem.copyToUser(Number(this.uptr), bytes);
   }
@@ -143,14 +148,17 @@ export class IommufdContext {
     let ret = 0;
     try {
       if (!def) throw new ErrnoError(Errno.ENOTTY, 'unknown ioctl');
+      // The core copies the argument (size, minimum, tail) before any handler runs, so an ioctl
+      // the model does not implement still answers EFAULT / EINVAL / E2BIG first.
+      const size = def.struct ? this.readUser32(argp) : 0;
+      const kernelArg = def.struct ? copyIoctlArg(this.proc.mem, def.struct, argp, size) : undefined;
       const handler = this.handlers.get(request);
-      if (!handler) {
+      if (!handler || !kernelArg) {
         this.kernel.log.unimp('iommufd', `${def.name} is not modelled`);
         throw new ErrnoError(Errno.EOPNOTSUPP, `${def.name} is not modelled`);
       }
       const layout = handler.def.struct;
-      const size = this.readUser32(argp);
-      const arg = layout.decode(copyIoctlArg(this.proc.mem, layout, argp, size));
+      const arg = layout.decode(kernelArg);
       this.copyOutOnError = false;
       try {
         handler.handle(arg);
