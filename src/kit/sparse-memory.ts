@@ -169,6 +169,27 @@ export class SparseMemory {
     }
   }
 
+  /**
+   * Offset of the first non-zero byte of [addr, addr + len), or -1 when all are zero. Untouched
+   * chunks are skipped without reading, so scanning a large untouched range costs nothing.
+   */
+  firstNonZero(addr: number, len: number): number {
+    this.check(addr, len);
+    let done = 0;
+    while (done < len) {
+      const a = addr + done;
+      const off = a % CHUNK_SIZE;
+      const n = Math.min(len - done, CHUNK_SIZE - off);
+      const c = this.chunks.get(Math.floor(a / CHUNK_SIZE));
+      if (c) {
+        const bytes = c.bytes;
+        for (let i = off; i < off + n; i++) if (bytes[i] !== 0) return done + i - off;
+      }
+      done += n;
+    }
+    return -1;
+  }
+
   /** Copy `len` bytes out (untouched memory reads as zero). */
   readBytes(addr: number, len: number, out = new Uint8Array(len)): Uint8Array {
     this.spans(addr, len, (index, off, n, done) => {

@@ -233,7 +233,7 @@ describe('HW queues (selftest hw_queue)', () => {
 });
 
 describe('lifetimes (viommu_auto_destroy, vdevice_tombstone)', () => {
-  test('closing the iommufd releases the VINTF, its queues and SIDs; a mapping keeps the file alive until munmap', () => {
+  test('closing the iommufd releases the VINTF, its queues and SIDs once the last mapping and bound device are gone', () => {
     const kernel = new HostKernel();
     const hw = kernel.smmus.get('smmu0')!.cmdqvHw!;
     const vm = makeVm(kernel, 0, 2 ** 30);
@@ -245,6 +245,8 @@ describe('lifetimes (viommu_auto_destroy, vdevice_tombstone)', () => {
     assert.equal(vm.c.proc.close(vm.c.fd), 0);
     assert.equal(hw.read(0x1100, 4) & 1, 1, 'still mapped: the file is not released yet');
     assert.equal(vm.c.proc.munmap(va, 0x10000), 0);
+    assert.equal(hw.read(0x1100, 4) & 1, 1, 'the bound device (its VFIO file) still holds the context');
+    assert.equal(vm.c.proc.close(vm.vfio), 0);
     assert.equal(hw.read(0x1100, 4), 0, 'VINTF disabled');
     assert.equal(hw.read(0x1140, 4), 0, 'SID pair cleared');
     assert.equal(hw.read(0x200 + 4 * 2, 4) & 1, 0, 'queue unmapped');

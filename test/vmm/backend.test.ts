@@ -11,7 +11,7 @@ function setup(depth: number) {
   const proc = kernel.createProcess();
   const be = new IommufdBackend('iommufd0', proc, new Tracer());
   const hostQ = new VeventQueue(2, depth);
-  const fd = proc.installFile({ kind: 'veventq', read: (n) => hostQ.read(n), readable: () => hostQ.pending > 0, close: () => {}, watch: () => {} });
+  const fd = proc.installFile({ kind: 'veventq', read: (va, n) => hostQ.read(n, (bytes, at) => proc.mem.copyToUser(va + at, bytes)), readable: () => hostQ.pending > 0, close: () => {}, watch: () => {} });
   const q: Veventq = { id: 7, fd, type: 2, lastSeq: 0, started: false };
   return { be, hostQ, q };
 }
@@ -28,7 +28,7 @@ test('records are read whole; a sequence gap reports lost events; nothing queued
   // Sequence 1 and 2 are consumed elsewhere (e.g. lost): the next one (3) shows a gap of 2.
   hostQ.report(map(2));
   hostQ.report(map(3));
-  hostQ.read(48);
+  hostQ.read(48, () => {});
   hostQ.report(map(4));
   const r2 = be.readVevent(q, 16);
   assert.ok(r2.kind === 'record');

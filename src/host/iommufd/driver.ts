@@ -22,6 +22,12 @@ export interface UserData {
   readonly length: number;
   /** Copy the `length` bytes in from the user (EFAULT on a bad pointer). */
   copyIn(): Uint8Array;
+  /**
+   * Copy the data in as a driver struct of `kernelSize` bytes (Linux's
+   * `iommu_copy_struct_from_user`): shorter than `minSize` is EINVAL, a longer one needs a zero
+   * tail (E2BIG), a shorter one is zero-extended.
+   */
+  copyStruct(kernelSize: number, minSize: number): Uint8Array;
   /** Copy `bytes` out to the user buffer (EFAULT on a bad pointer). */
   copyOut(bytes: Uint8Array): void;
 }

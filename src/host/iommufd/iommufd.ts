@@ -12,7 +12,6 @@
 
 import { LITTLE_ENDIAN_HOST } from '../../kit/sparse-memory.js';
 import { Errno, ErrnoError } from '../../uapi/errno.js';
-import { copyArrayEntry, copyStructFromUser } from '../../uapi/extensible.js';
 import * as U from '../../uapi/iommufd.js';
 import type { StructInfo, StructOf } from '../../uapi/layout.js';
 import type { HostDevice } from '../kernel/host-device.js';
@@ -34,11 +33,17 @@ import {
   ViommuObj,
 } from './objects.js';
 import { T_IOMMUFD_IOCTL } from './trace-events.js';
+import { clearUser, copyIoctlArg, copyStructFromUserVa } from './user-copy.js';
 import { VeventQueue } from './veventq.js';
 
 const U64_MAX = 0xffff_ffff_ffff_ffffn;
 /** Bytes of one word of an invalidation array. */
 const WORD_BYTES = 4;
+/**
+ * log2 of the pages in the largest single kernel allocation (arm64 MAX_PAGE_ORDER: 10 with
+ * 4 KiB pages, 11 with 16 KiB, 13 with 64 KiB): kmalloc beyond page size << order fails (ENOMEM).
+ */
+const MAX_PAGE_ORDER: Readonly<Record<number, number>> = { 4096: 10, 16384: 11, 65536: 13 };
 /** Every IOMMU_IOAS_MAP flag. */
 const IOAS_MAP_FLAGS =
   U.iommufd_ioas_map_flags.IOMMU_IOAS_MAP_FIXED_IOVA | U.iommufd_ioas_map_flags.IOMMU_IOAS_MAP_WRITEABLE | U.iommufd_ioas_map_flags.IOMMU_IOAS_MAP_READABLE;
@@ -79,6 +84,11 @@ class UserBuffer implements UserData {
     return this.proc.mem.copyFromUser(Number(this.uptr), this.length);
   }
 
+  copyStruct(kernelSize: number, minSize: number): Uint8Array {
+    if (this.length < minSize) throw new ErrnoError(Errno.EINVAL, `driver data of ${this.length} bytes, below ${minSize}`);
+    return copyStructFromUserVa(this.proc.mem, kernelSize, Number(this.uptr), this.length);
+  }
+
   copyOut(bytes: Uint8Array): void {
     this.proc.mem.copyToUser(Number(this.uptr), bytes);
   }
@@ -87,27 +97,31 @@ class UserBuffer implements UserData {
 /** The context's own state: ID allocation and the file's lifetime. */
 interface ContextState {
   nextId: number;
-  /** close(2) was called; released when the last mapping goes. */
-  closed: boolean;
-  /** Live mmaps of the file (each holds it open). */
-  mappings: number;
+  /**
+   * References on the file (docs/reference/iommufd-uapi.md §13): its open descriptor, each
+   * mmap, each bound device (its VFIO file) and each open vEVENTQ fd. Released at zero.
+   */
+  fileRefs: number;
 }
 
 /** The iommufd context behind one file descriptor. */
 export class IommufdContext {
   /** The object table: ID → object, or null for an ID kept as a tombstone. */
   private readonly objects = new Map<number, IommufdObject | null>();
-  private readonly state: ContextState = { nextId: 1, closed: false, mappings: 0 };
+  private readonly state: ContextState = { nextId: 1, fileRefs: 1 };
   private readonly mmaps: MmapTable;
   private readonly handlers = new Map<number, IoctlHandler<object>>();
   /** Set by a handler that must copy its struct out even though it fails (entry_num). */
   private copyOutOnError = false;
+  /** Largest single kernel allocation in bytes (KMALLOC_MAX_SIZE). */
+  private readonly kmallocMax: number;
 
   constructor(
     readonly kernel: HostKernel,
     readonly proc: Process,
   ) {
     this.mmaps = new MmapTable(kernel.config.pageSize);
+    this.kmallocMax = kernel.config.pageSize * 2 ** MAX_PAGE_ORDER[kernel.config.pageSize]!;
     const handlers: IoctlHandler<object>[] = [
       ioctlHandler(U.IOMMU_DESTROY, (arg) => this.destroy(arg.id)),
       ioctlHandler(U.IOMMU_IOAS_ALLOC, (arg) => this.ioasAlloc(arg)),
@@ -134,15 +148,17 @@ export class IommufdContext {
     let ret = 0;
     try {
       if (!def) throw new ErrnoError(Errno.ENOTTY, 'unknown ioctl');
+      // The core copies the argument (size, minimum, tail) before any handler runs, so an ioctl
+      // the model does not implement still answers EFAULT / EINVAL / E2BIG first.
+      const size = def.struct ? this.readUser32(argp) : 0;
+      const kernelArg = def.struct ? copyIoctlArg(this.proc.mem, def.struct, argp, size) : undefined;
       const handler = this.handlers.get(request);
-      if (!handler) {
+      if (!handler || !kernelArg) {
         this.kernel.log.unimp('iommufd', `${def.name} is not modelled`);
         throw new ErrnoError(Errno.EOPNOTSUPP, `${def.name} is not modelled`);
       }
       const layout = handler.def.struct;
-      const size = this.readUser32(argp);
-      const user = this.proc.mem.copyFromUser(argp, size);
-      const arg = layout.decode(copyStructFromUser(layout, user));
+      const arg = layout.decode(kernelArg);
       this.copyOutOnError = false;
       try {
         handler.handle(arg);
@@ -210,6 +226,7 @@ export class IommufdContext {
     const o = this.add(new DeviceObj(dev));
     o.users++; // held by the VFIO file until unbind
     dev.binding = { ctx: this, obj: o };
+    this.state.fileRefs++; // the VFIO file holds the context until it unbinds
     return o.id;
   }
 
@@ -227,23 +244,28 @@ export class IommufdContext {
     o.users--;
     this.objects.delete(o.id);
     dev.binding = undefined;
-  }
-
-  /** close(2) of the file: released now, or at the last munmap (a mapping holds the file). */
-  close(): void {
-    this.state.closed = true;
-    if (this.state.mappings === 0) this.release();
+    this.put();
   }
 
   /**
-   * The last reference to the iommufd file went away (close, or process exit): every object is
-   * destroyed, newest first, releasing what it holds on the hardware (HW queues, SID pairs,
-   * VINTFs, VMIDs); bound devices are detached and unbound, as the kernel's release does.
+   * close(2) of the iommufd descriptor. The context lives on while anything else references the
+   * file: a mapping, a bound device or an open vEVENTQ fd (each took a reference).
+   */
+  close(): void {
+    this.put();
+  }
+
+  /** Drop one reference on the file; the last one releases the context. */
+  private put(): void {
+    if (--this.state.fileRefs === 0) this.release();
+  }
+
+  /**
+   * The last reference to the iommufd file went away: every object is destroyed, newest first,
+   * releasing what it holds on the hardware (HW queues, SID pairs, VINTFs, VMIDs). No device is
+   * bound by then (a bound device holds a reference).
    */
   private release(): void {
-    for (const o of this.objects.values()) {
-      if (o?.kind === 'device') this.unbindDevice((o as DeviceObj).dev);
-    }
     const live = [...this.objects.values()].filter((o): o is IommufdObject => o !== null).sort((a, b) => b.id - a.id);
     for (const o of live) this.destroyObject(o);
     this.objects.clear();
@@ -355,12 +377,12 @@ export class IommufdContext {
     const dev = this.deviceObj(arg.dev_id).dev;
     const want = flags & INPUT_TYPE ? arg.in_data_type : U.iommu_hw_info_type.IOMMU_HW_INFO_TYPE_DEFAULT;
     const { type, data } = this.driverOf(dev).hwInfo(want);
+    // The driver's data, cut to the user's length, then the rest of the user buffer cleared.
     const userLen = arg.data_len;
-    if (userLen > 0) {
-      const buf = new Uint8Array(userLen);
-      buf.set(data.subarray(0, Math.min(userLen, data.length)));
-      this.proc.mem.copyToUser(Number(arg.data_uptr), buf);
-    }
+    const uptr = Number(arg.data_uptr);
+    const copied = Math.min(userLen, data.length);
+    if (copied > 0) this.proc.mem.copyToUser(uptr, data.subarray(0, copied));
+    if (userLen > copied) clearUser(this.proc.mem, uptr + copied, userLen - copied);
     arg.data_len = data.length;
     arg.in_data_type = type;
     arg.out_data_type = type;
@@ -492,64 +514,78 @@ export class IommufdContext {
     viommu.veventqs.set(type, veventq);
     veventq.state.fd = this.proc.installFile({
       kind: 'veventq',
-      read: (max: number) => veventq.queue.read(max),
+      read: (va: number, max: number) => veventq.queue.read(max, (bytes, at) => this.proc.mem.copyToUser(va + at, bytes)),
       readable: () => veventq.queue.pending > 0,
       close: () => {
         veventq.users--;
         veventq.queue.onReport = undefined;
+        this.put();
       },
       watch: (onReady) => {
         veventq.queue.onReport = onReady;
       },
     });
     veventq.users++;
+    this.state.fileRefs++; // the vEVENTQ file holds the context until it closes
     arg.out_veventq_id = veventq.id;
     arg.out_veventq_fd = veventq.state.fd;
   }
 
   private hwptInvalidate(arg: HwptInvalidateArg): void {
+    // The kernel copies the struct back on every path, entry_num = the entries handled
+    // (docs/reference/iommufd-uapi.md §10).
+    this.copyOutOnError = true;
     const num = arg.entry_num;
     arg.entry_num = 0;
-    if (arg.__reserved !== 0) {
-      this.copyOutOnError = true;
-      throw new ErrnoError(Errno.EOPNOTSUPP, 'reserved');
-    }
+    if (arg.__reserved !== 0) throw new ErrnoError(Errno.EOPNOTSUPP, 'reserved');
     const uptr = Number(arg.data_uptr);
     const entryLen = arg.entry_len;
     if (num !== 0 && (uptr === 0 || entryLen === 0)) throw new ErrnoError(Errno.EINVAL, 'no array');
     const o = this.get(arg.hwpt_id);
-    if (o.kind !== 'hwpt_nested' && o.kind !== 'viommu') throw new ErrnoError(Errno.EINVAL, `${o.kind} cannot be invalidated`);
-    const ops = (o.kind === 'viommu' ? (o as ViommuObj) : (o as HwptNestedObj).viommu).ops;
+    // A nested HWPT would need its domain's own invalidation op; the SMMUv3 nested domain has
+    // none (its commands go through the vIOMMU).
+    if (o.kind === 'hwpt_nested') throw new ErrnoError(Errno.EOPNOTSUPP, 'nested HWPT has no cache invalidation op');
+    if (o.kind !== 'viommu') throw new ErrnoError(Errno.EINVAL, `${o.kind} cannot be invalidated`);
+    const ops = (o as ViommuObj).ops;
+    // The driver's order: its kernel copy of the array is allocated first (ENOMEM above the
+    // allocator's limit, entry_num left as given), then the type, the count and the copy.
+    const entrySize = ops.invalidateEntrySize;
+    if (num * entrySize > this.kmallocMax) {
+      arg.entry_num = num;
+      throw new ErrnoError(Errno.ENOMEM, `${num} entries exceed one kernel allocation`);
+    }
     if (arg.data_type !== ops.invalidateDataType) throw new ErrnoError(Errno.EINVAL, 'data_type');
     if (num === 0) throw new ErrnoError(Errno.EINVAL, 'empty array');
-    const all = this.proc.mem.copyFromUser(uptr, num * entryLen);
-    // The entries as words, converted in place by the driver: a view of the copy when entries
-    // are exactly the kernel's size (the common case), else normalised entry by entry.
-    const entrySize = ops.invalidateEntrySize;
-    const entryWords = entrySize / WORD_BYTES;
-    let words: Uint32Array;
-    if (entryLen === entrySize && LITTLE_ENDIAN_HOST) {
-      words = new Uint32Array(all.buffer, all.byteOffset, num * entryWords);
-    } else {
-      words = new Uint32Array(num * entryWords);
-      const entry = new Uint8Array(entrySize);
-      const view = new DataView(entry.buffer);
-      for (let i = 0; i < num; i++) {
-        copyArrayEntry(entrySize, all.subarray(i * entryLen, (i + 1) * entryLen), entry);
-        for (let k = 0; k < entryWords; k++) words[i * entryWords + k] = view.getUint32(k * WORD_BYTES, true);
-      }
-    }
+    const words = this.copyInvalidateArray(uptr, entryLen, num, entrySize);
     try {
       ops.invalidate(words, num);
     } catch (e) {
-      if (!(e instanceof InvalidateEntryError)) throw e;
       // Entries before the rejected one were issued: entry_num reports how many.
-      arg.entry_num = e.handled;
-      this.copyOutOnError = true;
+      if (e instanceof InvalidateEntryError) arg.entry_num = e.handled;
       throw e;
     }
     this.kernel.stats.invalidatedCommands += num;
     arg.entry_num = num;
+  }
+
+  /**
+   * The invalidation array as little-endian words at the kernel's entry size: a view of one copy
+   * when entries are exactly that size (the common case), else entry by entry under the
+   * extensible-struct rule (a longer entry needs a zero tail: E2BIG / EFAULT).
+   */
+  private copyInvalidateArray(uptr: number, entryLen: number, num: number, entrySize: number): Uint32Array {
+    const entryWords = entrySize / WORD_BYTES;
+    if (entryLen === entrySize && LITTLE_ENDIAN_HOST) {
+      const all = this.proc.mem.copyFromUser(uptr, num * entrySize);
+      return new Uint32Array(all.buffer, all.byteOffset, num * entryWords);
+    }
+    const words = new Uint32Array(num * entryWords);
+    for (let i = 0; i < num; i++) {
+      const entry = copyStructFromUserVa(this.proc.mem, entrySize, uptr + i * entryLen, entryLen);
+      const view = new DataView(entry.buffer);
+      for (let k = 0; k < entryWords; k++) words[i * entryWords + k] = view.getUint32(k * WORD_BYTES, true);
+    }
+    return words;
   }
 
   // ------------------------------------------------------------------------------------------
@@ -605,11 +641,10 @@ export class IommufdContext {
     if (!region || region.length !== length) return -Errno.ENXIO;
     const viommu = region.viommu;
     viommu.users++;
-    this.state.mappings++;
+    this.state.fileRefs++;
     return this.proc.mem.mapDevice(length, region.ops, () => {
       viommu.users--;
-      this.state.mappings--;
-      if (this.state.closed && this.state.mappings === 0) this.release();
+      this.put();
     });
   }
 }

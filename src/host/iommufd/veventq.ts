@@ -85,12 +85,14 @@ export class VeventQueue {
   }
 
   /**
-   * read(2): copy whole records (8-byte header + payload) while they fit in `max` bytes.
-   * Returns the bytes (possibly empty: nothing queued or the first record does not fit).
+   * read(2): copy whole records (8-byte header + payload) to the reader with `copyOut(bytes, at)`
+   * while they fit in `max` bytes; returns the bytes copied (0: nothing queued, or the first
+   * record does not fit). A record is dequeued only once copied: when `copyOut` faults it stays
+   * at the head, and the fault is thrown if nothing was copied before it (as the kernel restores
+   * the event and returns EFAULT or the bytes done).
    */
-  read(max: number): Uint8Array {
+  read(max: number, copyOut: (bytes: Uint8Array, at: number) => void): number {
     const { records } = this.state;
-    const parts: Uint8Array[] = [];
     let used = 0;
     while (records.length > 0) {
       const record = records[0]!;
@@ -102,17 +104,16 @@ export class VeventQueue {
         bytes,
       );
       bytes.set(record.payload, iommufd_vevent_header.size);
-      parts.push(bytes);
+      try {
+        copyOut(bytes, used);
+      } catch (e) {
+        if (used === 0) throw e;
+        break;
+      }
       used += need;
       records.shift();
       if (!record.lost) this.state.count--;
     }
-    const out = new Uint8Array(used);
-    let at = 0;
-    for (const part of parts) {
-      out.set(part, at);
-      at += part.length;
-    }
-    return out;
+    return used;
   }
 }

@@ -255,10 +255,9 @@ export class ArmSmmuV3Viommu implements ViommuOps {
   destroy(): void {}
 
   allocNestedDomain(data: UserData): IommuDomain {
-    if (data.type !== U.iommu_hwpt_data_type.IOMMU_HWPT_DATA_ARM_SMMUV3 || data.length !== U.iommu_hwpt_arm_smmuv3.size) {
-      throw new ErrnoError(Errno.EINVAL, 'data must be an iommu_hwpt_arm_smmuv3');
-    }
-    const { ste } = U.iommu_hwpt_arm_smmuv3.decode(data.copyIn());
+    if (data.type !== U.iommu_hwpt_data_type.IOMMU_HWPT_DATA_ARM_SMMUV3) throw new ErrnoError(Errno.EINVAL, 'data must be an iommu_hwpt_arm_smmuv3');
+    const layout = U.iommu_hwpt_arm_smmuv3;
+    const { ste } = layout.decode(data.copyStruct(layout.size, layout.minSize));
     return new Smmuv3NestedDomain(this.parent, validateGuestSte(ste[0]!, ste[1]!));
   }
 

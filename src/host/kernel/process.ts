@@ -7,7 +7,6 @@
 import type { RegionOps } from '../../kit/memory-region.js';
 import { Errno, ErrnoError } from '../../uapi/errno.js';
 import * as V from '../../uapi/vfio.js';
-import { copyStructFromUser } from '../../uapi/extensible.js';
 import { MAP_ANONYMOUS, MAP_HUGETLB, MAP_SHARED, POLLIN, type MemoryView, type Syscalls, type UserMemory } from '../../uapi/syscalls.js';
 import { IommufdContext } from '../iommufd/iommufd.js';
 import { ProcessMemory, UserMemoryOps } from '../memory/process-memory.js';
@@ -47,7 +46,8 @@ export type OpenFile =
   | { kind: 'vfio'; dev: HostDevice; ctx: IommufdContext | undefined }
   | {
       kind: 'veventq';
-      read: (max: number) => Uint8Array;
+      /** read(2) into user memory at `va`: bytes copied (EFAULT thrown when none could be). */
+      read: (va: number, max: number) => number;
       readable: () => boolean;
       close: () => void;
       watch: (cb: (() => void) | undefined) => void;
@@ -94,10 +94,8 @@ export class Process implements Syscalls {
     this.fds.delete(fd);
     if (f.kind === 'veventq') f.close();
     if (f.kind === 'vfio' && f.ctx) f.ctx.unbindDevice(f.dev);
-    if (f.kind === 'iommufd') {
-      for (const vf of this.fds.values()) if (vf.kind === 'vfio' && vf.ctx === f.ctx) vf.ctx = undefined;
-      f.ctx.close();
-    }
+    // A VFIO file bound to the context keeps it (and its own use of it) until it closes.
+    if (f.kind === 'iommufd') f.ctx.close();
     return 0;
   }
 
@@ -128,7 +126,10 @@ export class Process implements Syscalls {
               : undefined;
       if (!layout) return -Errno.ENOTTY;
       const argsz = new DataView(this.mem.copyFromUser(argp, 4).buffer).getUint32(0, true);
-      const k = copyStructFromUser(layout, this.mem.copyFromUser(argp, Math.max(argsz, 4)));
+      // VFIO reads only the struct it knows (bytes past it are ignored, whatever argsz says).
+      if (argsz < layout.minSize) return -Errno.EINVAL;
+      const k = new Uint8Array(layout.size);
+      k.set(this.mem.copyFromUser(argp, layout.size));
       const v = layout.decode(k) as Record<string, number>;
       if (v.flags !== 0) return -Errno.EINVAL;
       if (request === V.VFIO_DEVICE_BIND_IOMMUFD) {
@@ -220,13 +221,11 @@ export class Process implements Syscalls {
     const f = this.fds.get(fd);
     if (!f) return -Errno.EBADF;
     if (f.kind !== 'veventq') return -Errno.EINVAL;
-    const data = f.read(count);
     try {
-      if (data.length) this.mem.copyToUser(bufVa, data);
+      return f.read(bufVa, count);
     } catch (e) {
       if (e instanceof ErrnoError) return -e.errno;
       throw e;
     }
-    return data.length;
   }
 }

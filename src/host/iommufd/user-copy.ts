@@ -1,0 +1,76 @@
+/**
+ * The kernel's user-memory helpers for arguments whose length the user chooses
+ * (docs/reference/iommufd-uapi.md §2.1): `check_zeroed_user`, `copy_struct_from_user` and
+ * `clear_user`. They walk the process's mappings page by page and never allocate the
+ * user-chosen length, so a size field of 0xffffffff costs a walk to the first unmapped byte
+ * (EFAULT), not a 4 GiB buffer.
+ */
+
+import { Errno, ErrnoError } from '../../uapi/errno.js';
+import type { StructInfo } from '../../uapi/layout.js';
+import type { ProcessMemory } from '../memory/process-memory.js';
+
+/**
+ * Visit [va, va + length) of anonymous memory one physically contiguous piece at a time:
+ * `fn(pa, n, done)`; a return of true stops the walk. EFAULT at the first byte that is not
+ * anonymous memory, as the kernel's user accessors fault there.
+ */
+function walkUser(mem: ProcessMemory, va: number, length: number, fn: (pa: number, n: number, done: number) => boolean): void {
+  let done = 0;
+  while (done < length) {
+    const a = va + done;
+    const m = mem.find(a);
+    if (!m || m.kind !== 'anon') throw new ErrnoError(Errno.EFAULT, `bad user address 0x${a.toString(16)}`);
+    const off = a - m.va;
+    const page = Math.floor(off / m.pageSize);
+    const inPage = off - page * m.pageSize;
+    const n = Math.min(length - done, m.pageSize - inPage);
+    if (fn(m.frames[page]! + inPage, n, done)) return;
+    done += n;
+  }
+}
+
+/**
+ * check_zeroed_user: whether [va, va + length) is all zero. Scans in address order, so a
+ * non-zero byte before the first unmapped one gives false and an unmapped one first EFAULT.
+ */
+export function checkZeroedUser(mem: ProcessMemory, va: number, length: number): boolean {
+  let zero = true;
+  walkUser(mem, va, length, (pa, n) => {
+    zero = mem.phys.mem.firstNonZero(pa, n) < 0;
+    return !zero;
+  });
+  return zero;
+}
+
+/**
+ * copy_struct_from_user of a `usize`-byte user struct at `va` into a buffer of the kernel's
+ * `kernelSize`: a longer user struct needs a zero tail (checked first: EFAULT or E2BIG), a
+ * shorter one is zero-extended, then the common part is copied (EFAULT).
+ */
+export function copyStructFromUserVa(mem: ProcessMemory, kernelSize: number, va: number, usize: number): Uint8Array {
+  const size = Math.min(kernelSize, usize);
+  if (usize > kernelSize && !checkZeroedUser(mem, va + size, usize - size)) {
+    throw new ErrnoError(Errno.E2BIG, `non-zero bytes beyond the kernel's ${kernelSize}-byte struct`);
+  }
+  const out = new Uint8Array(kernelSize);
+  out.set(mem.copyFromUser(va, size));
+  return out;
+}
+
+/**
+ * An ioctl argument: `size` (the user's first u32) below the minimum is EINVAL, then the
+ * struct is copied by {@link copyStructFromUserVa}.
+ */
+export function copyIoctlArg(mem: ProcessMemory, layout: StructInfo, va: number, size: number): Uint8Array {
+  if (size < layout.minSize) throw new ErrnoError(Errno.EINVAL, `${layout.name}: size ${size} below minimum ${layout.minSize}`);
+  return copyStructFromUserVa(mem, layout.size, va, size);
+}
+
+/** clear_user: zero [va, va + length); EFAULT at the first unmapped byte (earlier ones stay cleared). */
+export function clearUser(mem: ProcessMemory, va: number, length: number): void {
+  walkUser(mem, va, length, (pa, n) => {
+    mem.phys.mem.fill(pa, n, 0);
+    return false;
+  });
+}
