@@ -33,3 +33,18 @@ test('a small campaign runs in worker threads and in this thread alike', async (
   assert.equal(threads.ops, 4000);
   assert.deepEqual(threads.findings.map((f) => [f.seed, f.kind]).sort(), inline.findings.map((f) => [f.seed, f.kind]).sort(), 'results do not depend on the thread a case runs in');
 });
+
+test('found by cmdqv fuzz: an error vEVENT pending at reset no longer sets VI_ERR_MAP on the reset machine', () => {
+  // Seed 104's shrunk reproduction (CMDQV_EN is set at reset): ALLOC VCMDQ0 to VINTF0, enable VINTF0, BASE, CMDQ_EN,
+  // PROD over a ring of zeros (illegal commands), then no main-loop turn before the reset.
+  const m = Machine.create([]);
+  const cv = m.smmus[0]!.cmdqvBase!;
+  const ops: FuzzOp[] = [
+    { op: 'write', addr: cv + 0x200, size: 4, value: '0x1' },
+    { op: 'write', addr: cv + 0x1000, size: 4, value: '0x5' },
+    { op: 'write', addr: cv + 0x40000, size: 8, value: '0x40084003' },
+    { op: 'write', addr: cv + 0x30008, size: 4, value: '0x1' },
+    { op: 'write', addr: cv + 0x30004, size: 4, value: '0x3' },
+  ];
+  assert.equal(replayOps(ops), undefined);
+});

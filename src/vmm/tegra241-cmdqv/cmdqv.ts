@@ -91,6 +91,8 @@ export interface CmdqvDeviceStats {
   hwQueueFrees: number;
   allocFailures: number;
   errorEvents: number;
+  /** vEVENTs pending at a reset, dropped (they describe queues the reset freed). */
+  eventsDiscardedAtReset: number;
   irqs: number;
 }
 
@@ -104,7 +106,7 @@ export class Tegra241Cmdqv implements CmdqvOps, RegionOps, Persist<CmdqvDeviceSt
   readonly configPage: RegisterBank;
   readonly page0: RegisterFile[] = [];
   readonly page1: RegisterFile[] = [];
-  readonly stats: CmdqvDeviceStats = { hwQueueAllocs: 0, hwQueueFrees: 0, allocFailures: 0, errorEvents: 0, irqs: 0 };
+  readonly stats: CmdqvDeviceStats = { hwQueueAllocs: 0, hwQueueFrees: 0, allocFailures: 0, errorEvents: 0, eventsDiscardedAtReset: 0, irqs: 0 };
   /**
    * Errors printed with error_report (stderr in QEMU): the newest kept, every one counted (a
    * guest can cause them at will, e.g. refused BASE writes; issue 14 #9).
@@ -263,6 +265,7 @@ export class Tegra241Cmdqv implements CmdqvOps, RegionOps, Persist<CmdqvDeviceSt
   reset(): void {
     this.unmapPage0();
     this.freeAll();
+    this.discardEvents();
     // VINTF0 SID tables survive reset in QEMU (quirk Q4, kept: they are stored only).
     const file = this.configPage.file;
     const sids = this.regs.sids.map((reg) => file.get32(reg));
@@ -706,6 +709,21 @@ export class Tegra241Cmdqv implements CmdqvOps, RegionOps, Persist<CmdqvDeviceSt
     }
     if (record.lost) this.deps.log.guestError(SRC, `vEVENTQ(type ${veventq.type} id ${veventq.id}): lost ${record.lost} event(s)`);
     this.propagate(U.iommu_vevent_tegra241_cmdqv.decode(record.payload).lvcmdq_err_map);
+  }
+
+  /**
+   * Drop the vEVENTs already queued: they report errors of queues a reset just freed, and
+   * propagating them afterwards would set error maps a new machine does not have (found by
+   * `cmdqv fuzz`: VI_ERR_MAP read 1 after reset).
+   */
+  private discardEvents(): void {
+    const veventq = this.veventq;
+    if (!veventq) return;
+    for (let k = 0; k <= VEVENTQ_DEPTH; k++) {
+      const record = this.deps.host.backend.readVevent(veventq, U.iommu_vevent_tegra241_cmdqv.size);
+      if (record.kind === 'none') break;
+      if (record.kind === 'record') this.stats.eventsDiscardedAtReset++;
+    }
   }
 
   private warnOnce(message: string): void {
