@@ -55,7 +55,26 @@ export class Machine extends VirtMachine {
     const tracer = new Tracer(TRACE_CATALOG);
     tracer.now = () => clock.now;
     const host = opts.host instanceof HostKernel ? opts.host : new HostKernel(opts.host ?? DEFAULT_HOST, { log, tracer, clock });
-    return new Machine(options, host, host.createProcess(), clock, log, tracer);
+    const proc = host.createProcess();
+    try {
+      return new Machine(options, host, proc, clock, log, tracer);
+    } catch (e) {
+      // QEMU exits on a creation error: the kernel releases what the process had taken.
+      proc.exit();
+      throw e;
+    }
+  }
+
+  /**
+   * End the VM as its VMM process's exit does: the VMM closes its files and unmaps its memory,
+   * then the host's process teardown releases anything left (page0 mappings, vEVENTQ files).
+   * Afterwards the host has every VINTF, HW queue, VMID, page and fd of this VM back; calls on
+   * the machine throw.
+   */
+  override close(): void {
+    if (this.isClosed) return;
+    super.close();
+    this.proc.exit();
   }
 }
 

@@ -11,7 +11,8 @@ import { OptionError } from '../../src/vmm/virt/options.js';
 /** A Grace-like host with `n` assignable devices behind its one SMMU. */
 function hostWith(n: number): HostConfig {
   const devices = Array.from({ length: n }, (_, i) => ({ bdf: `0009:${(1 + (i >> 3)).toString(16).padStart(2, '0')}:${(i & 7).toString(16).padStart(2, '0')}.0`, sid: 0x100 + i, smmu: 'smmu0' }));
-  return { ...DEFAULT_HOST, devices };
+  // 128 GiB: room for 64 VMs of one 1 GiB hugepage each.
+  return { ...DEFAULT_HOST, ramBytes: 128 * 2 ** 30, devices };
 }
 
 function argsFor(bdf: string, mem = '1G'): string[] {
@@ -88,9 +89,10 @@ describe('Machine.close', () => {
   test('a machine that failed to build leaves nothing behind on the host', () => {
     const host = new HostKernel(hostWith(2));
     const before = hostResources(host);
-    // The device exists but the identifier clash fails after RAM, the iommufd and the bind.
-    assert.throws(() => Machine.create(['-m', '1G', '-object', 'iommufd,id=i0', '-device', 'vfio-pci,host=0009:99:00.0,iommufd=i0'], { host }), OptionError);
-    assert.throws(() => Machine.create(['-m', '100000G'], { host }), OptionError);
+    // Fails after guest RAM, the iommufd and its buffers exist (an unknown host device).
+    assert.throws(() => Machine.create(['-m', '1G', '-object', 'iommufd,id=i0', '-device', 'pxb-pcie,id=pcie.1,bus_nr=0x10', '-device', 'arm-smmuv3,primary-bus=pcie.1,accel=on,identifier=1', '-device', 'vfio-pci,host=0009:99:00.0,iommufd=i0,bus=pcie.1'], { host }), /no such host device/);
+    // Fails after the device was bound and the vIOMMU built: cmdqv=on on a second SMMU without devices.
+    assert.throws(() => Machine.create([...argsFor('0009:01:00.0'), '-device', 'pxb-pcie,id=pcie.1,bus_nr=0x10', '-device', 'arm-smmuv3,primary-bus=pcie.1,accel=on,cmdqv=on,identifier=2'], { host }), /cmdqv=on requires/);
     assert.deepEqual(hostResources(host), before);
     Machine.create(argsFor('0009:01:00.0'), { host }).close();
   });

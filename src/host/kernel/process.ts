@@ -61,6 +61,9 @@ export class Process implements Syscalls {
   readonly pageSize: number;
   private readonly fds = new Map<number, OpenFile>();
   private nextFd = 3;
+  /** The process's mappings (va -> length), for the unmap at exit. */
+  private readonly mappings = new Map<number, number>();
+  private exited = false;
 
   constructor(
     readonly kernel: HostKernel,
@@ -69,6 +72,18 @@ export class Process implements Syscalls {
     this.mem = new ProcessMemory(kernel.phys);
     this.memory = new ProcessUserMemory(this.mem);
     this.pageSize = kernel.phys.pageSize;
+  }
+
+  /**
+   * Process exit (kernel side), as do_exit: the address space goes first (every mapping,
+   * anonymous and device), then the files are closed in fd order. Whatever the process still
+   * held on the host is released; its fds are gone (EBADF) and its memory unmapped.
+   */
+  exit(): void {
+    if (this.exited) return;
+    this.exited = true;
+    for (const [va, length] of [...this.mappings]) this.munmap(va, length);
+    for (const fd of [...this.fds.keys()].sort((a, b) => a - b)) this.close(fd);
   }
 
   /** Install a file in the fd table (kernel side). */
@@ -153,6 +168,12 @@ export class Process implements Syscalls {
 
   /** mmap(2): anonymous memory, or a file (only iommufd files can be mapped). */
   mmap(_addr: number, length: number, prot: number, flags: number, fd: number, offset: number): number {
+    const va = this.mmapFile(length, prot, flags, fd, offset);
+    if (va >= 0) this.mappings.set(va, this.mem.find(va)!.length);
+    return va;
+  }
+
+  private mmapFile(length: number, prot: number, flags: number, fd: number, offset: number): number {
     if (flags & MAP_ANONYMOUS) {
       if (fd !== -1 || offset !== 0) return -Errno.EINVAL;
       try {
@@ -172,6 +193,7 @@ export class Process implements Syscalls {
   munmap(va: number, length: number): number {
     try {
       this.mem.munmap(va, length);
+      this.mappings.delete(va);
       return 0;
     } catch (e) {
       if (e instanceof ErrnoError) return -e.errno;
