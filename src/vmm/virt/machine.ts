@@ -25,7 +25,7 @@ import type { GuestMemory } from '../smmuv3/ste-install.js';
 import { Tegra241Cmdqv } from '../tegra241-cmdqv/cmdqv.js';
 import type { GuestPlatform } from '../../kit/guest-seam.js';
 import { ClockMainLoop } from '../main-loop.js';
-import { OptionError, type SmmuOpts, type VfioOpts, type VirtOptions } from './options.js';
+import { OptionError, PHYS_ADDR_BITS, type SmmuOpts, type VfioOpts, type VirtOptions } from './options.js';
 import { PlatformBus } from './platform-bus.js';
 
 /** Guest RAM base of the virt machine (VIRT_MEM). */
@@ -142,7 +142,7 @@ export class VirtMachine {
     const ramVa = mmapAnonymous(this.sys, this.ramMapBytes, huge);
     if (ramVa < 0) throw new OptionError(`-m: cannot allocate ${this.ramBytes} bytes of guest RAM on the host (errno ${-ramVa})`);
     this.ramVa = ramVa;
-    const root = MemoryRegion.container('system', 2 ** 44);
+    const root = MemoryRegion.container('system', 2 ** PHYS_ADDR_BITS);
     this.ramOps = this.sys.memory.view(ramVa);
     root.addSubregion(VIRT_RAM_BASE, new MemoryRegion('mach-virt.ram', this.ramBytes, 'ram', this.ramOps, RAM_RULES));
     this.as = new AddressSpace('memory', root, this.log);
