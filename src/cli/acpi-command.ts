@@ -3,10 +3,10 @@
  * IORT.dat and DSDT.dat (raw tables, as `iasl -d` expects), or print a summary.
  */
 
-import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { cmdqvDeviceName, DEFAULT_ARGS, Machine } from '../platform/machine.js';
+import { makeDir, writeOutput } from './output-file.js';
 
 /** `cmdqv acpi --help`. */
 export const ACPI_USAGE = `usage: cmdqv acpi [--out DIR] [-- QEMU options]
@@ -23,15 +23,16 @@ export function acpiCommand(argv: readonly string[]): string {
   const own = split >= 0 ? argv.slice(0, split) : argv;
   const qemu = split >= 0 ? argv.slice(split + 1) : [...DEFAULT_ARGS];
   const { values } = parseArgs({ args: [...own], options: { out: { type: 'string' } }, strict: true });
+  if (values.out) makeDir('--out', values.out);
   const m = Machine.create(qemu);
+  m.close();
   const lines = [`IORT ${m.acpi.iort.length} bytes, DSDT ${m.acpi.dsdt.length} bytes`];
   for (const s of m.smmus) {
     lines.push(`  SMMUv3 identifier ${s.opts.identifier} at 0x${s.base.toString(16)}` + (s.cmdqv ? `; DSDT ${cmdqvDeviceName(s.opts.identifier)} (NVDA200C, _UID ${s.opts.identifier}) at 0x${s.cmdqvBase!.toString(16)}, GSIV ${s.cmdqvGsiv}` : ''));
   }
   if (values.out) {
-    mkdirSync(values.out, { recursive: true });
-    writeFileSync(join(values.out, 'IORT.dat'), m.acpi.iort);
-    writeFileSync(join(values.out, 'DSDT.dat'), m.acpi.dsdt);
+    writeOutput('--out', join(values.out, 'IORT.dat'), m.acpi.iort);
+    writeOutput('--out', join(values.out, 'DSDT.dat'), m.acpi.dsdt);
     lines.push(`wrote ${join(values.out, 'IORT.dat')} and ${join(values.out, 'DSDT.dat')}`);
   }
   return lines.join('\n');

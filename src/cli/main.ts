@@ -4,6 +4,8 @@
 
 import { parseArgs } from 'node:util';
 import { OptionError } from '../platform/machine.js';
+import { WorkloadError } from '../platform/workload.js';
+import { CliError } from './output-file.js';
 import { ACPI_USAGE, acpiCommand } from './acpi-command.js';
 import { RUN_USAGE, runCommand } from './run-command.js';
 import { runUapiCommand, UAPI_USAGE } from './uapi-command.js';
@@ -68,9 +70,13 @@ export function main(argv: readonly string[], out: (s: string) => void, err: (s:
         throw new UsageError(`unknown command '${command}'`);
     }
   } catch (e) {
-    if (e instanceof OptionError) {
+    if (e instanceof OptionError || e instanceof CliError) {
       // QEMU's style: the option and the problem, exit status 1.
       err(`cmdqv: ${e.message}`);
+      return 1;
+    }
+    if (e instanceof WorkloadError) {
+      err(`cmdqv: workload: ${e.message}`);
       return 1;
     }
     if (e instanceof UsageError || (e instanceof TypeError && 'code' in e && String(e.code).startsWith('ERR_PARSE_ARGS'))) {

@@ -3,10 +3,10 @@
  * default, or the given QEMU-style command line), runs the guest workload and prints a report.
  */
 
-import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { DEFAULT_WORKLOAD, runWorkload, type WorkloadReport } from '../platform/workload.js';
 import { DEFAULT_ARGS, Machine } from '../platform/machine.js';
+import { checkWritable, writeOutput } from './output-file.js';
 import { UsageError } from './usage-error.js';
 
 export const RUN_USAGE = `usage: cmdqv run [--ops N] [--batch N] [--pages N] [--cmdqv on|off|auto]
@@ -49,12 +49,16 @@ export function runCommand(argv: readonly string[], progress: (s: string) => voi
   }
   for (const t of values.trace ?? []) qemu.push('-trace', t);
   const ops = int(values.ops, 'ops', DEFAULT_WORKLOAD.ops, 1, 1_000_000);
+  const batch = int(values.batch, 'batch', DEFAULT_WORKLOAD.batch, 1, 4096);
+  const pages = int(values.pages, 'pages', DEFAULT_WORKLOAD.pages, 1, 512);
+  const traceOut = values['trace-out'];
+  if (traceOut) checkWritable('--trace-out', traceOut);
   const m = Machine.create(qemu);
   let last = 0;
   const rep = runWorkload(m, {
     ops,
-    batch: int(values.batch, 'batch', DEFAULT_WORKLOAD.batch, 1, 4096),
-    pages: int(values.pages, 'pages', DEFAULT_WORKLOAD.pages, 1, 512),
+    batch,
+    pages,
     injectError: !values['no-error'],
     skipInvalidation: values['skip-invalidation'] === true,
     progress: (done, total) => {
@@ -65,7 +69,7 @@ export function runCommand(argv: readonly string[], progress: (s: string) => voi
       }
     },
   });
-  if (values['trace-out']) writeFileSync(values['trace-out'], JSON.stringify(m.traceChrome));
+  if (traceOut) writeOutput('--trace-out', traceOut, JSON.stringify(m.traceChrome));
   if (values.json) return JSON.stringify(rep, null, 2);
   const out = formatReport(m, rep);
   return (values.trace?.length ? `${m.traceText.lines.join('\n')}\n\n` : '') + out;

@@ -8,6 +8,14 @@ import type { VirtualClock } from '../kit/clock.js';
 
 export type { GuestBus, GuestPlatform } from '../kit/guest-seam.js';
 
+/** The guest's page allocator has no room for a request (a kernel would fail the allocation). */
+export class GuestOutOfMemory extends Error {
+  constructor(readonly bytes: number) {
+    super(`guest out of memory allocating ${bytes} bytes`);
+    this.name = 'GuestOutOfMemory';
+  }
+}
+
 /** A bump allocator with natural alignment over a guest RAM range (the guest's page allocator). */
 export class GuestAllocator {
   private next: number;
@@ -21,7 +29,7 @@ export class GuestAllocator {
   /** `bytes` of zeroed memory aligned to `align` (default: size rounded to a power of two, min 4 KiB). */
   alloc(bytes: number, align = Math.max(4096, 2 ** Math.ceil(Math.log2(bytes)))): number {
     const at = Math.ceil(this.next / align) * align;
-    if (at + bytes > this.base + this.size) throw new Error(`guest out of memory allocating ${bytes} bytes`);
+    if (at + bytes > this.base + this.size) throw new GuestOutOfMemory(bytes);
     this.next = at + bytes;
     return at;
   }
@@ -29,6 +37,11 @@ export class GuestAllocator {
   /** Bytes handed out so far. */
   get used(): number {
     return this.next - this.base;
+  }
+
+  /** Bytes still free (before alignment). */
+  get free(): number {
+    return Math.max(0, this.base + this.size - this.next);
   }
 }
 

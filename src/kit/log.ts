@@ -16,6 +16,8 @@ export interface LogEntry {
   readonly message: string;
   /** Model time (ns) when logged, if a clock is attached. */
   readonly time: number;
+  /** The process the entry concerns (a host log attributes to the VM's process); 0 when none. */
+  readonly pid: number;
 }
 
 /**
@@ -26,23 +28,26 @@ export class ModelLog {
   private readonly counts = new Map<string, number>();
   private totalGuestErrors = 0;
   private totalUnimp = 0;
+  private readonly subscribers: ((entry: LogEntry) => void)[] = [];
   /** Optional live sink (e.g. stderr when the user asked for `-d guest_errors`). */
   sink: ((entry: LogEntry) => void) | undefined;
   /** Time source for entries. */
   now: () => number = () => 0;
+  /** Which process an entry concerns when logged (the host's `current`); 0 when none. */
+  pid: () => number = () => 0;
 
   constructor(readonly capacity = 1024) {}
 
   /** Record a guest error (the guest did something the hardware does not allow). */
   guestError(source: string, message: string): void {
     this.totalGuestErrors++;
-    this.add({ kind: 'guest_error', source, message, time: this.now() });
+    this.add({ kind: 'guest_error', source, message, time: this.now(), pid: this.pid() });
   }
 
   /** Record use of something the model does not implement. */
   unimp(source: string, message: string): void {
     this.totalUnimp++;
-    this.add({ kind: 'unimp', source, message, time: this.now() });
+    this.add({ kind: 'unimp', source, message, time: this.now(), pid: this.pid() });
   }
 
   private add(entry: LogEntry): void {
@@ -51,6 +56,26 @@ export class ModelLog {
     if (this.ring.length >= this.capacity) this.ring.shift();
     this.ring.push(entry);
     this.sink?.(entry);
+    for (const f of this.subscribers) f(entry);
+  }
+
+  /**
+   * Receive every later entry (e.g. a VM taking the host's entries about its own process);
+   * returns the function that stops it.
+   */
+  subscribe(f: (entry: LogEntry) => void): () => void {
+    this.subscribers.push(f);
+    return () => {
+      const i = this.subscribers.indexOf(f);
+      if (i >= 0) this.subscribers.splice(i, 1);
+    };
+  }
+
+  /** Record an entry logged elsewhere (its source, time and pid kept), counted as if logged here. */
+  append(entry: LogEntry): void {
+    if (entry.kind === 'guest_error') this.totalGuestErrors++;
+    else this.totalUnimp++;
+    this.add(entry);
   }
 
   /** How many entries of `kind` were logged, optionally only from `source`. */

@@ -109,7 +109,8 @@ function globToRegExp(glob: string): RegExp {
 
 /** A consumer of trace records. */
 export interface TraceSink {
-  record(ev: TraceEvent, time: number, values: readonly unknown[]): void;
+  /** One record; `pid` is the process it concerns (as ftrace records the task), 0 when none. */
+  record(ev: TraceEvent, time: number, values: readonly unknown[], pid: number): void;
 }
 
 /**
@@ -122,6 +123,8 @@ export class Tracer {
   private readonly sinks: TraceSink[] = [];
   /** Time source for records (model nanoseconds). */
   now: () => number = () => 0;
+  /** The process a record concerns (a host tracer: the current process); 0 when none. */
+  pid: () => number = () => 0;
   /** Number of records emitted while enabled. */
   emitted = 0;
 
@@ -156,6 +159,19 @@ export class Tracer {
     this.sinks.push(sink);
   }
 
+  /** Detach a sink. */
+  removeSink(sink: TraceSink): void {
+    const i = this.sinks.indexOf(sink);
+    if (i >= 0) this.sinks.splice(i, 1);
+  }
+
+  /** Deliver a record emitted by another tracer to this one's sinks, if `ev` is enabled here. */
+  deliver(ev: TraceEvent, time: number, values: readonly unknown[], pid: number): void {
+    if (this.on[ev.id] !== 1) return;
+    this.emitted++;
+    for (const s of this.sinks) s.record(ev, time, values, pid);
+  }
+
   /** Whether `ev` is enabled (for call sites that must compute arguments first). */
   enabled(ev: TraceEvent): boolean {
     return this.on[ev.id] === 1;
@@ -166,7 +182,8 @@ export class Tracer {
     if (this.on[ev.id] !== 1) return;
     this.emitted++;
     const t = this.now();
-    for (const s of this.sinks) s.record(ev, t, values);
+    const pid = this.pid();
+    for (const s of this.sinks) s.record(ev, t, values, pid);
   }
 
   /** Names of enabled events. */
@@ -221,7 +238,7 @@ export class ChromeTraceSink implements TraceSink {
     private readonly pid = 1,
     private readonly tid = 1,
   ) {}
-  record(ev: TraceEvent, time: number, values: readonly unknown[]): void {
+  record(ev: TraceEvent, time: number, values: readonly unknown[], pid = 0): void {
     const args: Record<string, number | string | boolean> = {};
     ev.args.forEach((a, i) => {
       const v = values[i];
@@ -234,7 +251,7 @@ export class ChromeTraceSink implements TraceSink {
       ph: 'i',
       s: 't',
       ts: time / 1000,
-      pid: this.pid,
+      pid: pid || this.pid,
       tid: this.tid,
       args,
     });

@@ -7,7 +7,7 @@
 
 import { VirtualClock } from '../kit/clock.js';
 import { ModelLog } from '../kit/log.js';
-import { traceCatalog, Tracer, type TraceEvent } from '../kit/trace.js';
+import { traceCatalog, Tracer, type TraceEvent, type TraceSink } from '../kit/trace.js';
 import { DEFAULT_HOST, type HostConfig } from '../host/config.js';
 import { HOST_TRACE_EVENTS, HostKernel } from '../host/kernel/host-kernel.js';
 import type { Process } from '../host/kernel/process.js';
@@ -37,10 +37,14 @@ export class Machine extends VirtMachine {
   /** The VMM process (the host's side: fds, address space). */
   readonly proc: Process;
 
-  private constructor(options: VirtOptions, host: HostKernel, proc: Process, clock: VirtualClock, log: ModelLog, tracer: Tracer) {
+  /** Stops taking the host's log entries and trace records (at close). */
+  private readonly detachFromHost: () => void;
+
+  private constructor(options: VirtOptions, host: HostKernel, proc: Process, clock: VirtualClock, log: ModelLog, tracer: Tracer, detach: () => void) {
     super(options, { sys: proc, clock, log, tracer, ramBacking: ramBacking(host.config) });
     this.host = host;
     this.proc = proc;
+    this.detachFromHost = detach;
   }
 
   /**
@@ -54,9 +58,63 @@ export class Machine extends VirtMachine {
     log.now = () => clock.now;
     const tracer = new Tracer(TRACE_CATALOG);
     tracer.now = () => clock.now;
-    const host = opts.host instanceof HostKernel ? opts.host : new HostKernel(opts.host ?? DEFAULT_HOST, { log, tracer, clock });
-    return new Machine(options, host, host.createProcess(), clock, log, tracer);
+    // A new host runs on this machine's clock but keeps its own log and trace (its dmesg).
+    const host = opts.host instanceof HostKernel ? opts.host : new HostKernel(opts.host ?? DEFAULT_HOST, { clock });
+    const proc = host.createProcess();
+    log.pid = () => proc.pid;
+    tracer.pid = () => proc.pid;
+    // Attached before the VMM starts, so the host's work while the machine is built shows too.
+    const detach = showOwnHostEvents(host, proc, log, tracer, options.trace);
+    try {
+      return new Machine(options, host, proc, clock, log, tracer, detach);
+    } catch (e) {
+      // QEMU exits on a creation error: the kernel releases what the process had taken.
+      proc.exit();
+      detach();
+      throw e;
+    }
   }
+
+  /**
+   * End the VM as its VMM process's exit does: the VMM closes its files and unmaps its memory,
+   * then the host's process teardown releases anything left (page0 mappings, vEVENTQ files).
+   * Afterwards the host has every VINTF, HW queue, VMID, page and fd of this VM back; calls on
+   * the machine throw.
+   */
+  override close(): void {
+    if (this.isClosed) return;
+    super.close();
+    this.proc.exit();
+    this.detachFromHost();
+  }
+}
+
+/**
+ * A VM's log and trace also show what the host did for the VM's own process (entries and
+ * records with its pid), never another VM's. Host trace events the VM's tracer enables are
+ * `patterns` (the VM's -trace) selects are enabled on the host tracer too (by exact name:
+ * enabling is a union over the VMs).
+ * Returns the function that stops it.
+ */
+function showOwnHostEvents(host: HostKernel, proc: Process, log: ModelLog, tracer: Tracer, patterns: readonly string[]): () => void {
+  const unsubscribe = host.log.subscribe((e) => {
+    if (e.pid === proc.pid) log.append(e);
+  });
+  // The host events the VM's patterns select, applied in order on a scratch tracer.
+  const wanted = new Tracer(host.tracer.catalog);
+  for (const p of patterns) wanted.enable(p);
+  const names = wanted.enabledNames();
+  if (names.length) host.tracer.enable(names.join(','));
+  const sink: TraceSink = {
+    record: (ev, time, values, pid) => {
+      if (pid === proc.pid) tracer.deliver(ev, time, values, pid);
+    },
+  };
+  host.tracer.addSink(sink);
+  return () => {
+    unsubscribe();
+    host.tracer.removeSink(sink);
+  };
 }
 
 /** Guest RAM is hugepage-backed when the host has hugepages (QEMU memory-backend on hugetlbfs). */

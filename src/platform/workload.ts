@@ -8,7 +8,30 @@
 import { buildCommand, Op } from '../arch/smmuv3/commands.js';
 import { GuestKernel } from '../guest/kernel.js';
 import type { IommuDomain } from '../guest/iommu-domain.js';
+import { GuestOutOfMemory } from '../guest/platform.js';
 import type { Machine } from './machine.js';
+
+/** The workload asked of a machine does not fit it (the message says what and why). */
+export class WorkloadError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'WorkloadError';
+  }
+}
+
+/** IOVA of the first buffer slot, and how many slots the workload cycles through. */
+const IOVA_BASE = 0x1_0000_0000;
+const IOVA_SLOTS = 4096;
+/** Slot size unit: 1 MiB (a buffer larger than that spans several units, so slots never overlap). */
+const MIN_SLOT = 0x10_0000;
+const PAGE = 4096;
+/** IOVA bytes one table page covers at each level below the root (4 KiB granule: 2 MiB, 1 GiB, 512 GiB). */
+const TABLE_SPANS = [2 ** 21, 2 ** 30, 2 ** 39];
+
+/** The IOVA slot of a `bytes` buffer: whole 1 MiB units. */
+function slotBytes(bytes: number): number {
+  return Math.ceil(bytes / MIN_SLOT) * MIN_SLOT;
+}
 
 /** Workload options. */
 export interface WorkloadOptions {
@@ -54,7 +77,46 @@ export interface WorkloadReport {
 
 /** Run the workload on `m`. */
 export function runWorkload(m: Machine, o: WorkloadOptions = DEFAULT_WORKLOAD): WorkloadReport {
-  const kernel = new GuestKernel(m.guestPlatform(), m.acpi);
+  try {
+    return run(m, o);
+  } catch (e) {
+    // Guarded by checkFits; a guest allocation failing anyway is still the user's sizes, not a crash.
+    if (e instanceof GuestOutOfMemory) throw new WorkloadError(`the guest ran out of memory (${e.message}) with ${m.ramBytes / 2 ** 20} MiB of RAM`);
+    throw e;
+  }
+}
+
+/**
+ * Refuse sizes the guest cannot hold, before anything runs: one pool of `batch` buffers (shared
+ * by every device, used one device at a time) and, per device, the page tables of the IOVA
+ * slots the run touches.
+ * @throws WorkloadError naming the sizes, what they need and what the guest has
+ */
+function checkFits(o: WorkloadOptions, devices: number, free: number): void {
+  const bufBytes = o.pages * PAGE;
+  const poolBytes = Math.min(o.batch, o.ops) * bufBytes;
+  const window = Math.min(o.ops, IOVA_SLOTS) * slotBytes(bufBytes);
+  let tablePages = 0;
+  for (const span of TABLE_SPANS) tablePages += Math.ceil(window / span) + 1;
+  const need = poolBytes + devices * tablePages * PAGE;
+  if (need > free) {
+    const mib = (n: number) => Math.ceil(n / 2 ** 20);
+    throw new WorkloadError(
+      `batch ${o.batch} × pages ${o.pages}: the buffers and their page tables need ${mib(need)} MiB of guest memory, the guest has ${mib(free)} MiB free (lower batch or pages)`,
+    );
+  }
+}
+
+function run(m: Machine, o: WorkloadOptions): WorkloadReport {
+  let kernel: GuestKernel;
+  try {
+    kernel = new GuestKernel(m.guestPlatform(), m.acpi);
+  } catch (e) {
+    if (e instanceof GuestOutOfMemory) {
+      throw new WorkloadError(`the guest cannot boot its IOMMU drivers in ${m.ramBytes / 2 ** 20} MiB of RAM (${e.message}); give it more RAM (-m)`);
+    }
+    throw e;
+  }
   const path = () => ({ commands: 0, batches: 0, exits: 0, ioctls: 0 });
   const rep: WorkloadReport = {
     dmesg: kernel.iommus.flatMap((i) => i.dmesg),
@@ -81,17 +143,19 @@ export function runWorkload(m: Machine, o: WorkloadOptions = DEFAULT_WORKLOAD): 
     doms.push({ d, dev });
     rep.devices.push({ host: dev.opts.host, sid: dev.host.guestSid, smmu: dev.smmu.dev.props.id });
   }
-  const bufBytes = o.pages * 4096;
+  checkFits(o, doms.length, kernel.mem.free);
+  const bufBytes = o.pages * PAGE;
+  const slot = slotBytes(bufBytes);
   const total = o.ops * doms.length;
   let done = 0;
+  const pool = Array.from({ length: Math.min(o.batch, o.ops) }, () => kernel.mem.alloc(bufBytes, PAGE));
   for (const { d, dev } of doms) {
     const hostDev = m.host.devices[dev.hostIndex]!;
-    const pool = Array.from({ length: o.batch }, () => kernel.mem.alloc(bufBytes, 4096));
     for (let op = 0; op < o.ops; op += o.batch) {
       const n = Math.min(o.batch, o.ops - op);
       const iovas: number[] = [];
       for (let k = 0; k < n; k++) {
-        const iova = 0x1_0000_0000 + ((op + k) % 4096) * 0x10_0000;
+        const iova = IOVA_BASE + ((op + k) % IOVA_SLOTS) * slot;
         d.map(iova, pool[k]!, bufBytes);
         iovas.push(iova);
         const pattern = new Uint8Array([op & 0xff, k & 0xff, 0xc3, 0x5a]);

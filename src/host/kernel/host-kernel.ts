@@ -54,6 +54,12 @@ export class HostKernel {
   readonly smmus = new Map<string, SmmuInstance>();
   readonly devices: HostDevice[] = [];
   readonly stats: KernelStats = { ioctls: 0, hwQueues: 0, invalidatedCommands: 0, eventsForwarded: 0, eventsLogged: 0 };
+  /**
+   * The process the kernel is working for (Linux's `current`): set for the length of each of a
+   * process's system calls and of its loads/stores to a device mapping, so the host's log and
+   * trace attribute what a VM causes to that VM's process.
+   */
+  current: Process | undefined = undefined;
   /** Message of the last failed ioctl (what the kernel would have logged, for diagnostics). */
   lastError = '';
   private nextPid = 100;
@@ -64,9 +70,14 @@ export class HostKernel {
   ) {
     const errs = validateHostConfig(config);
     if (errs.length) throw new Error(`invalid host description: ${errs.join('; ')}`);
+    // The host's own dmesg and trace: no VM's log or tracer (a VM sees its own entries by pid).
     this.log = opts.log ?? new ModelLog();
     this.tracer = opts.tracer ?? new Tracer(HOST_TRACE_EVENTS);
     this.clock = opts.clock ?? new VirtualClock();
+    this.log.now = () => this.clock.now;
+    this.tracer.now = () => this.clock.now;
+    this.log.pid = () => this.current?.pid ?? 0;
+    this.tracer.pid = () => this.current?.pid ?? 0;
     this.phys = new PhysicalMemory(config.ramBytes, config.pageSize, config.hugepages ? config.hugepageSize : config.pageSize);
     for (const s of config.smmus) {
       const hw = new HostSmmu(s, this.phys, this.log, this.tracer);
@@ -102,6 +113,10 @@ export class HostKernel {
       return;
     }
     this.stats.eventsLogged++;
+    // The event concerns the VM the device is bound to, whoever the kernel was running for.
+    const prev = this.current;
+    if (dev?.binding) this.current = dev.binding.ctx.proc;
     this.log.guestError(`smmuv3:${smmu.name}`, `event 0x${(rec[0]! & 0xff).toString(16)} for SID 0x${sid.toString(16)} not forwarded`);
+    this.current = prev;
   }
 }

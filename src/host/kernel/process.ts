@@ -13,9 +13,51 @@ import { ProcessMemory, UserMemoryOps } from '../memory/process-memory.js';
 import type { HostDevice } from './host-device.js';
 import type { HostKernel } from './host-kernel.js';
 
+/**
+ * A device mapping as the process reaches it: each load/store runs with the kernel's `current`
+ * set to the process, so what the device does in response (errors, trace records) is the
+ * process's.
+ */
+class ProcessDeviceOps implements RegionOps {
+  constructor(
+    private readonly ops: RegionOps,
+    private readonly proc: Process,
+  ) {}
+  // Device models never throw at an access (bad input is logged), so no try/finally is needed.
+  read(offset: number, size: 1 | 2 | 4): number {
+    const prev = this.proc.kernel.current;
+    this.proc.kernel.current = this.proc;
+    const v = this.ops.read(offset, size);
+    this.proc.kernel.current = prev;
+    return v;
+  }
+  write(offset: number, size: 1 | 2 | 4, value: number): void {
+    const prev = this.proc.kernel.current;
+    this.proc.kernel.current = this.proc;
+    this.ops.write(offset, size, value);
+    this.proc.kernel.current = prev;
+  }
+  read64(offset: number): bigint {
+    const prev = this.proc.kernel.current;
+    this.proc.kernel.current = this.proc;
+    const v = this.ops.read64(offset);
+    this.proc.kernel.current = prev;
+    return v;
+  }
+  write64(offset: number, value: bigint): void {
+    const prev = this.proc.kernel.current;
+    this.proc.kernel.current = this.proc;
+    this.ops.write64(offset, value);
+    this.proc.kernel.current = prev;
+  }
+}
+
 /** The process's own loads and stores, over its address space. */
 class ProcessUserMemory implements UserMemory {
-  constructor(private readonly mem: ProcessMemory) {}
+  constructor(
+    private readonly mem: ProcessMemory,
+    private readonly proc: Process,
+  ) {}
   load(va: number, length: number): Uint8Array {
     return this.mem.copyFromUser(va, length);
   }
@@ -36,7 +78,7 @@ class ProcessUserMemory implements UserMemory {
   device(va: number): RegionOps {
     const m = this.mem.find(va);
     if (!m || m.kind !== 'device' || !m.ops || m.va !== va) throw new ErrnoError(Errno.EFAULT, `no device mapping starts at 0x${va.toString(16)}`);
-    return m.ops;
+    return new ProcessDeviceOps(m.ops, this.proc);
   }
 }
 
@@ -61,14 +103,29 @@ export class Process implements Syscalls {
   readonly pageSize: number;
   private readonly fds = new Map<number, OpenFile>();
   private nextFd = 3;
+  /** The process's mappings (va -> length), for the unmap at exit. */
+  private readonly mappings = new Map<number, number>();
+  private exited = false;
 
   constructor(
     readonly kernel: HostKernel,
     readonly pid: number,
   ) {
     this.mem = new ProcessMemory(kernel.phys);
-    this.memory = new ProcessUserMemory(this.mem);
+    this.memory = new ProcessUserMemory(this.mem, this);
     this.pageSize = kernel.phys.pageSize;
+  }
+
+  /**
+   * Process exit (kernel side), as do_exit: the address space goes first (every mapping,
+   * anonymous and device), then the files are closed in fd order. Whatever the process still
+   * held on the host is released; its fds are gone (EBADF) and its memory unmapped.
+   */
+  exit(): void {
+    if (this.exited) return;
+    this.exited = true;
+    for (const [va, length] of [...this.mappings]) this.munmap(va, length);
+    for (const fd of [...this.fds.keys()].sort((a, b) => a - b)) this.close(fd);
   }
 
   /** Install a file in the fd table (kernel side). */
@@ -89,6 +146,17 @@ export class Process implements Syscalls {
 
   /** close(2). */
   close(fd: number): number {
+    const k = this.kernel;
+    const prev = k.current;
+    k.current = this;
+    try {
+      return this.closeFile(fd);
+    } finally {
+      k.current = prev;
+    }
+  }
+
+  private closeFile(fd: number): number {
     const f = this.fds.get(fd);
     if (!f) return -Errno.EBADF;
     this.fds.delete(fd);
@@ -109,9 +177,16 @@ export class Process implements Syscalls {
   ioctl(fd: number, request: number, argp: number): number {
     const f = this.fds.get(fd);
     if (!f) return -Errno.EBADF;
-    if (f.kind === 'iommufd') return f.ctx.ioctl(request, argp);
-    if (f.kind === 'vfio') return this.vfioIoctl(f, request, argp);
-    return -Errno.ENOTTY;
+    const k = this.kernel;
+    const prev = k.current;
+    k.current = this;
+    try {
+      if (f.kind === 'iommufd') return f.ctx.ioctl(request, argp);
+      if (f.kind === 'vfio') return this.vfioIoctl(f, request, argp);
+      return -Errno.ENOTTY;
+    } finally {
+      k.current = prev;
+    }
   }
 
   private vfioIoctl(f: Extract<OpenFile, { kind: 'vfio' }>, request: number, argp: number): number {
@@ -154,6 +229,19 @@ export class Process implements Syscalls {
 
   /** mmap(2): anonymous memory, or a file (only iommufd files can be mapped). */
   mmap(_addr: number, length: number, prot: number, flags: number, fd: number, offset: number): number {
+    const k = this.kernel;
+    const prev = k.current;
+    k.current = this;
+    try {
+      const va = this.mmapFile(length, prot, flags, fd, offset);
+      if (va >= 0) this.mappings.set(va, this.mem.find(va)!.length);
+      return va;
+    } finally {
+      k.current = prev;
+    }
+  }
+
+  private mmapFile(length: number, prot: number, flags: number, fd: number, offset: number): number {
     if (flags & MAP_ANONYMOUS) {
       if (fd !== -1 || offset !== 0) return -Errno.EINVAL;
       try {
@@ -171,12 +259,18 @@ export class Process implements Syscalls {
 
   /** munmap(2). */
   munmap(va: number, length: number): number {
+    const k = this.kernel;
+    const prev = k.current;
+    k.current = this;
     try {
       this.mem.munmap(va, length);
+      this.mappings.delete(va);
       return 0;
     } catch (e) {
       if (e instanceof ErrnoError) return -e.errno;
       throw e;
+    } finally {
+      k.current = prev;
     }
   }
 

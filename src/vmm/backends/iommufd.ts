@@ -317,6 +317,18 @@ export class IommufdBackend {
     }
   }
 
+  /**
+   * Release the backend at VMM exit: unmap the ioctl buffers and close /dev/iommu (the kernel
+   * then releases every object of the context once nothing else holds the file).
+   */
+  close(): void {
+    if (this.entriesVa) this.sys.munmap(this.entriesVa, this.entriesSize);
+    this.entriesVa = 0;
+    this.entriesSize = 0;
+    this.sys.munmap(this.scratch, this.scratchSize);
+    this.sys.close(this.fd);
+  }
+
   /** IOMMU_DESTROY; failures are only reported, as QEMU's free_id does. */
   freeId(id: number, report: (msg: string) => void): void {
     try {

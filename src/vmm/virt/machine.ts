@@ -25,7 +25,7 @@ import type { GuestMemory } from '../smmuv3/ste-install.js';
 import { Tegra241Cmdqv } from '../tegra241-cmdqv/cmdqv.js';
 import type { GuestPlatform } from '../../kit/guest-seam.js';
 import { ClockMainLoop } from '../main-loop.js';
-import { OptionError, type SmmuOpts, type VfioOpts, type VirtOptions } from './options.js';
+import { OptionError, PHYS_ADDR_BITS, type SmmuOpts, type VfioOpts, type VirtOptions } from './options.js';
 import { PlatformBus } from './platform-bus.js';
 
 /** Guest RAM base of the virt machine (VIRT_MEM). */
@@ -113,6 +113,9 @@ export class VirtMachine {
   private readonly s2 = new Map<string, number>();
   private readonly ioas = new Map<string, number>();
   private readonly ramOps: MemoryView;
+  /** Bytes of the guest RAM mapping (whole backing pages). */
+  private readonly ramMapBytes: number;
+  private closed = false;
 
   constructor(
     readonly options: VirtOptions,
@@ -135,10 +138,11 @@ export class VirtMachine {
     this.ramBytes = options.memBytes;
     const huge = env.ramBacking.hugepages;
     this.ramPageSize = env.ramBacking.pageSize;
-    const ramVa = mmapAnonymous(this.sys, Math.ceil(this.ramBytes / this.ramPageSize) * this.ramPageSize, huge);
+    this.ramMapBytes = Math.ceil(this.ramBytes / this.ramPageSize) * this.ramPageSize;
+    const ramVa = mmapAnonymous(this.sys, this.ramMapBytes, huge);
     if (ramVa < 0) throw new OptionError(`-m: cannot allocate ${this.ramBytes} bytes of guest RAM on the host (errno ${-ramVa})`);
     this.ramVa = ramVa;
-    const root = MemoryRegion.container('system', 2 ** 44);
+    const root = MemoryRegion.container('system', 2 ** PHYS_ADDR_BITS);
     this.ramOps = this.sys.memory.view(ramVa);
     root.addSubregion(VIRT_RAM_BASE, new MemoryRegion('mach-virt.ram', this.ramBytes, 'ram', this.ramOps, RAM_RULES));
     this.as = new AddressSpace('memory', root, this.log);
@@ -310,33 +314,96 @@ export class VirtMachine {
 
   /** System reset: every SMMU (and through it its CMDQV) returns to its reset state. */
   reset(): void {
+    this.checkOpen();
     for (const m of this.smmus) m.dev.reset();
+  }
+
+  /**
+   * End the VM as QEMU's exit does: the VMM closes the files it opened (VFIO devices, then
+   * each iommufd) and unmaps guest RAM and its ioctl buffers. What the devices still hold
+   * (page0 mappings, vEVENTQ fds) goes with the process (the platform's process exit). Every
+   * later call on the machine throws; a second close does nothing.
+   */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const d of this.devices) this.sys.close(d.host.vfioFd);
+    for (const b of this.backends.values()) b.close();
+    this.sys.munmap(this.ramVa, this.ramMapBytes);
+  }
+
+  /** Whether {@link close} was called. */
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  private checkOpen(): void {
+    if (this.closed) throw new Error('machine is closed');
   }
 
   /** Migration/snapshot: refused while an accelerated SMMU exists (QEMU's blocker text). */
   migrate(): never {
+    this.checkOpen();
     const b = this.smmus.find((m) => m.dev.migrationBlocker)?.dev.migrationBlocker;
     throw new Error(b ?? 'migration is not modelled');
   }
 
-  /** Guest-physical read (API edge): value and whether it trapped. */
+  /**
+   * Guest-physical read (API edge): value and whether it trapped.
+   * @throws RangeError for a non-integer address or a size other than 1, 2, 4 or 8
+   */
   read(addr: number, size: AccessSize): AccessResult {
+    this.checkAccess(addr, size);
     return this.as.read(addr, size);
   }
 
-  /** Guest-physical write (API edge). */
+  /**
+   * Guest-physical write (API edge). The value is the register's bits: an integer (number or
+   * bigint), negative values as two's complement, masked to the access size as a CPU store
+   * would. A non-integer (1.5, NaN, Infinity) has no bit pattern and is refused.
+   * @throws RangeError naming the bad address, size or value
+   */
   write(addr: number, size: AccessSize, value: bigint | number): AccessResult {
+    this.checkAccess(addr, size);
+    if (typeof value === 'number' && !Number.isSafeInteger(value)) {
+      throw new RangeError(`write at 0x${addr.toString(16)}: value ${value} is not an integer (a store needs a bit pattern)`);
+    }
     return this.as.write(addr, size, value);
   }
 
-  /** Copy bytes out of guest RAM. */
+  private checkAccess(addr: number, size: number): void {
+    this.checkOpen();
+    if (!Number.isSafeInteger(addr) || addr < 0) throw new RangeError(`guest address ${addr} is not a non-negative integer`);
+    if (size !== 1 && size !== 2 && size !== 4 && size !== 8) throw new RangeError(`access size ${size} at 0x${addr.toString(16)} is not 1, 2, 4 or 8`);
+  }
+
+  /**
+   * Copy bytes out of guest RAM.
+   * @throws RangeError when [gpa, gpa + length) is not inside guest RAM
+   */
   readRam(gpa: number, length: number): Uint8Array {
+    this.checkRam(gpa, length, 'readRam');
     return this.sys.memory.load(this.ramVa + (gpa - VIRT_RAM_BASE), length);
   }
 
-  /** Copy bytes into guest RAM. */
+  /**
+   * Copy bytes into guest RAM.
+   * @throws RangeError when the bytes would not all land inside guest RAM
+   */
   writeRam(gpa: number, data: Uint8Array): void {
+    this.checkRam(gpa, data.length, 'writeRam');
     this.sys.memory.store(this.ramVa + (gpa - VIRT_RAM_BASE), data);
+  }
+
+  /** Guest RAM is [VIRT_RAM_BASE, + ramBytes); the mapping behind it may be longer (whole pages). */
+  private checkRam(gpa: number, length: number, what: string): void {
+    this.checkOpen();
+    const end = VIRT_RAM_BASE + this.ramBytes;
+    if (!Number.isSafeInteger(length) || length < 0) throw new RangeError(`${what}: length ${length} is not a non-negative integer`);
+    if (!Number.isSafeInteger(gpa) || gpa < VIRT_RAM_BASE || gpa + length > end) {
+      const hex = (n: number) => (Number.isFinite(n) ? `0x${n.toString(16)}` : String(n));
+      throw new RangeError(`${what}: [${hex(gpa)}, ${hex(gpa + length)}) is outside guest RAM [${hex(VIRT_RAM_BASE)}, ${hex(end)})`);
+    }
   }
 
   /** Interrupts raised, by line name. */
@@ -348,13 +415,26 @@ export class VirtMachine {
 
   /** The guest's view of the machine, for the guest driver model. */
   guestPlatform(): GuestPlatform {
+    this.checkOpen();
     const as = this.as;
     return {
       bus: {
-        read32: (a) => as.read32(a),
-        write32: (a, v) => void as.write32(a, v),
-        read64: (a) => as.read(a, 8).value,
-        write64: (a, v) => void as.write(a, 8, v),
+        read32: (a) => {
+          this.checkOpen();
+          return as.read32(a);
+        },
+        write32: (a, v) => {
+          this.checkOpen();
+          as.write32(a, v);
+        },
+        read64: (a) => {
+          this.checkOpen();
+          return as.read(a, 8).value;
+        },
+        write64: (a, v) => {
+          this.checkOpen();
+          as.write(a, 8, v);
+        },
       },
       clock: this.clock,
       irq: (gsiv) => this.irqs.get(gsiv),
@@ -365,6 +445,7 @@ export class VirtMachine {
 
   /** Run pending main-loop work (vEVENTQ handlers) at the current time. */
   runMainLoop(): void {
+    this.checkOpen();
     this.clock.advance(0);
   }
 }

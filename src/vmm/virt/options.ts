@@ -13,6 +13,11 @@ export class OptionError extends Error {
   }
 }
 
+/** Guest physical address bits of the virt machine model (its system address space). */
+export const PHYS_ADDR_BITS = 44;
+/** Guest RAM starts at 1 GiB (VIRT_MEM) and must end inside the guest physical space. */
+export const MAX_RAM_BYTES = 2 ** PHYS_ADDR_BITS - 2 ** 30;
+
 type OnOffAuto = 'on' | 'off' | 'auto';
 
 /** `-device arm-smmuv3,...`. */
@@ -92,12 +97,27 @@ export function parseKeyval(s: string, implied: string | undefined): Map<string,
   return out;
 }
 
-/** Parse a size with QEMU suffixes (plain numbers for -m are MiB). */
+/** Sizes are uint64 in QEMU: anything at or above 2^64 bytes is refused. */
+const SIZE_LIMIT = 2n ** 64n;
+const SIZE_ERROR = "Parameter 'size' expects a non-negative number below 2^64";
+
+/**
+ * Parse a size with QEMU suffixes (k, M, G, T; a `B` suffix alone means bytes; plain numbers use
+ * `defaultUnit`, MiB for -m). Exact: the check against 2^64 is done on integers, so a huge
+ * number never rounds into range.
+ * @throws OptionError when the text is not a size or the size is 2^64 bytes or more
+ */
 export function parseSize(v: string, defaultUnit = 1): number {
-  const m = /^(\d+(?:\.\d+)?)([kKmMgGtT]?)[bB]?$/.exec(v.trim());
-  if (!m) throw new OptionError(`Parameter 'size' expects a non-negative number below 2^64`);
-  const mult = { '': defaultUnit, k: 2 ** 10, m: 2 ** 20, g: 2 ** 30, t: 2 ** 40 }[m[2]!.toLowerCase() as '' | 'k' | 'm' | 'g' | 't'];
-  return Math.round(Number(m[1]) * mult);
+  const m = /^(\d+)(?:\.(\d+))?([kKmMgGtT]?)([bB]?)$/.exec(v.trim());
+  if (!m) throw new OptionError(SIZE_ERROR);
+  const suffix = m[3]!.toLowerCase() as '' | 'k' | 'm' | 'g' | 't';
+  const unit = suffix === '' ? (m[4] ? 1 : defaultUnit) : { k: 2 ** 10, m: 2 ** 20, g: 2 ** 30, t: 2 ** 40 }[suffix];
+  const frac = m[2] ?? '';
+  const scale = 10n ** BigInt(frac.length);
+  // bytes = (int.frac) * unit, rounded to the nearest byte, in integers.
+  const bytes = (BigInt(m[1]! + frac) * BigInt(unit) + scale / 2n) / scale;
+  if (bytes >= SIZE_LIMIT) throw new OptionError(SIZE_ERROR);
+  return Number(bytes);
 }
 
 function bool(v: string, key: string): boolean {
@@ -163,9 +183,14 @@ export function parseVirtArgs(argv: readonly string[]): VirtOptions {
         try {
           o.memBytes = parseSize(kv.get('size') ?? '', 2 ** 20);
         } catch {
-          throw new OptionError(`-m ${arg}: Parameter 'size' expects a non-negative number below 2^64`);
+          throw new OptionError(`-m ${arg}: ${SIZE_ERROR}`);
         }
         if (o.memBytes < 2 ** 27) throw new OptionError(`-m ${arg}: at least 128 MiB of RAM is needed`);
+        if (o.memBytes > MAX_RAM_BYTES) {
+          throw new OptionError(`-m ${arg}: more RAM than the virt machine can address (at most ${MAX_RAM_BYTES / 2 ** 30} GiB: RAM at 1 GiB in a ${PHYS_ADDR_BITS}-bit guest physical space)`);
+        }
+        // QEMU rounds the RAM size up to 8 KiB (set_memory_options).
+        o.memBytes = Math.ceil(o.memBytes / 8192) * 8192;
         break;
       }
       case '-object': {

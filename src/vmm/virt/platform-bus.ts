@@ -4,6 +4,8 @@
  * first free of 64 SPIs starting at SPI 112.
  */
 
+import { OptionError } from './options.js';
+
 /** VIRT_PLATFORM_BUS base and size. */
 export const PLATFORM_BUS_BASE = 0x0c00_0000;
 export const PLATFORM_BUS_SIZE = 0x0200_0000;
@@ -18,7 +20,10 @@ export class PlatformBus {
   private readonly used: { start: number; end: number }[] = [];
   private readonly irqs = new Set<number>();
 
-  /** Map an MMIO region of `size` bytes; returns its guest-physical base. */
+  /**
+   * Map an MMIO region of `size` bytes; returns its guest-physical base.
+   * @throws OptionError when the bus has no room left
+   */
   allocMmio(size: number, what: string): number {
     const align = 2 ** Math.ceil(Math.log2(size));
     for (let off = 0; off + size <= PLATFORM_BUS_SIZE; off += align) {
@@ -27,10 +32,14 @@ export class PlatformBus {
         return PLATFORM_BUS_BASE + off;
       }
     }
-    throw new Error(`platform bus: no room for ${what} (0x${size.toString(16)} bytes)`);
+    // A user error: the command line asked for more devices than the bus holds (QEMU exits).
+    throw new OptionError(`${what}: Platform Bus: no room for an MMIO region of 0x${size.toString(16)} bytes`);
   }
 
-  /** Connect one IRQ; returns its GSIV. */
+  /**
+   * Connect one IRQ; returns its GSIV.
+   * @throws OptionError when every SPI of the bus is taken
+   */
   allocIrq(what: string): number {
     for (let i = 0; i < PLATFORM_BUS_NUM_IRQS; i++) {
       if (!this.irqs.has(i)) {
@@ -38,6 +47,6 @@ export class PlatformBus {
         return PLATFORM_BUS_FIRST_SPI + i + SPI_TO_GSIV;
       }
     }
-    throw new Error(`platform bus: no free IRQ for ${what}`);
+    throw new OptionError(`${what}: Platform Bus: no free IRQ (all ${PLATFORM_BUS_NUM_IRQS} SPIs in use)`);
   }
 }

@@ -1,0 +1,70 @@
+// Every bad user input gets one line naming the problem and exit status 1 (usage errors 2),
+// never a stack trace (issue 14 #11). Each case runs through main().
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { main } from '../../src/cli/main.js';
+
+function run(argv: string[]) {
+  let out = '';
+  let err = '';
+  const code = main(argv, (s) => (out += `${s}\n`), (s) => (err += `${s}\n`));
+  return { code, out, err };
+}
+
+const ACCEL = ['-object', 'iommufd,id=iommufd0', '-device', 'arm-smmuv3,primary-bus=pcie.0,accel=on,cmdqv=on,identifier=1', '-device', 'vfio-pci,host=0009:01:00.0,iommufd=iommufd0'];
+
+function seventeenSmmus(): string[] {
+  const a = ['-object', 'iommufd,id=iommufd0'];
+  for (let i = 1; i <= 17; i++) a.push('-device', `pxb-pcie,id=pcie.${i},bus_nr=${i * 8}`, '-device', `arm-smmuv3,primary-bus=pcie.${i},accel=on,identifier=${i}`);
+  return a;
+}
+
+function oneLine(r: { code: number; err: string }, code: number, re: RegExp): void {
+  assert.equal(r.code, code, r.err);
+  const lines = r.err.trim().split('\n');
+  assert.equal(lines.length, 1, `one line: ${r.err}`);
+  assert.match(lines[0]!, /^cmdqv: /);
+  assert.match(lines[0]!, re);
+  assert.doesNotMatch(r.err, /\n\s+at /, 'no stack trace');
+}
+
+describe('bad input: one line and exit 1', () => {
+  const cases: [string, string[], RegExp][] = [
+    ['-m 100000000T', ['run', '--', '-m', '100000000T', ...ACCEL], /-m 100000000T: Parameter 'size' expects a non-negative number below 2\^64/],
+    ['-m 99999999999999999999999', ['run', '--', '-m', '99999999999999999999999', ...ACCEL], /below 2\^64/],
+    ['-m 18446744073709551615 (MiB)', ['run', '--', '-m', '18446744073709551615', ...ACCEL], /below 2\^64/],
+    ['-m beyond the guest physical address space', ['run', '--', '-m', '32T', ...ACCEL], /-m 32T: .*more RAM than the virt machine can address/],
+    ['-m beyond the host', ['run', '--', '-m', '1T', ...ACCEL], /-m: cannot allocate .* guest RAM/],
+    ['17 SMMUs', ['run', '--', ...seventeenSmmus()], /Platform Bus: no free IRQ/i],
+    ['acpi with 17 SMMUs', ['acpi', '--', ...seventeenSmmus()], /Platform Bus: no free IRQ/i],
+    ['guest buffers beyond guest memory', ['run', '--ops', '4096', '--batch', '4096', '--pages', '512'], /batch 4096 × pages 512: .*MiB of guest memory, the guest has \d+ MiB free/],
+    ['a guest too small to boot', ['run', '--', '-m', '128M', ...ACCEL], /the guest cannot boot its IOMMU drivers in 128 MiB of RAM/],
+    ['--trace-out at an unusable path', ['run', '--ops', '8', '--trace-out', '/dev/null/trace.json'], /--trace-out \/dev\/null\/trace\.json: .*not a directory/i],
+    ['acpi --out at an unusable path', ['acpi', '--out', '/dev/null/tables'], /--out \/dev\/null\/tables: .*not a directory/i],
+  ];
+  for (const [name, argv, re] of cases) test(name, () => oneLine(run(argv), 1, re));
+});
+
+describe('workload sizes that fit run', () => {
+  test('--batch 4096 --pages 512 with the default 256 ops: only the buffers in use are allocated', () => {
+    const r = run(['run', '--batch', '4096', '--pages', '512', '--no-error']);
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.out, /DMA checks: 512 passed, 0 failed/);
+  });
+
+  for (const pages of [257, 300, 512]) {
+    test(`--pages ${pages} with --batch 2 (buffers larger than 1 MiB get their own IOVA slots)`, () => {
+      const r = run(['run', '--ops', '8', '--batch', '2', '--pages', String(pages), '--no-error']);
+      assert.equal(r.code, 0, r.err);
+      assert.match(r.out, /DMA checks: 16 passed, 0 failed/);
+    });
+  }
+});
+
+describe('usage errors: one line plus usage, exit 2', () => {
+  test('--batch 0', () => {
+    const r = run(['run', '--batch', '0']);
+    assert.equal(r.code, 2);
+    assert.match(r.err.split('\n')[0]!, /^cmdqv: --batch must be an integer in 1\.\.4096, got '0'$/);
+  });
+});
