@@ -23,19 +23,19 @@ function argsFor(bdf: string, mem = '1G'): string[] {
   ];
 }
 
-/** What the host hands out, read from its kernel's allocators (tests may look inside). */
+/** What the host hands out, from its kernel's resource accounting. */
 function hostResources(host: HostKernel) {
   const smmu = host.smmus.get('smmu0')!;
-  const cmdqv = smmu.cmdqv as unknown as { vintfs: (unknown | undefined)[] };
-  const driver = smmu.driver as unknown as { vmids: Set<number> };
-  const phys = host.phys as unknown as { freePages: number[]; freeHuge: number[]; pageCursor: number; hugeNext: number };
   const hwq = [];
   for (let q = 0; q < 128; q++) hwq.push(smmu.cmdqvHw!.read(0x200 + 4 * q, 4)); // CMDQ_ALLOC_MAP
+  const use = smmu.cmdqv!.inUse;
   return {
-    vintfs: cmdqv.vintfs.filter((v) => v !== undefined).length,
-    vmids: driver.vmids.size,
-    pagesInUse: phys.pageCursor - phys.freePages.length,
-    hugepagesInUse: (host.config.ramBytes - phys.hugeNext) / host.config.hugepageSize - phys.freeHuge.length,
+    vintfs: use.vintfs,
+    queues: use.queues,
+    sidPairs: use.sidPairs,
+    vmids: smmu.driver.vmidsInUse,
+    userBytes: host.phys.userBytesInUse,
+    kernelBytes: host.phys.kernelBytesInUse,
     allocMap: hwq.join(','),
     boundDevices: host.devices.filter((d) => d.binding !== undefined).length,
   };

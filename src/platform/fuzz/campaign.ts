@@ -12,6 +12,9 @@ import { DEFAULT_ARGS } from '../machine.js';
 import type { Finding } from './case.js';
 import { serve, type CaseRequest, type CaseResult } from './worker.js';
 
+/** Workers start clean: the parent's own node flags (e.g. `--input-type` of `node -e`) do not apply to them. */
+const WORKER_OPTIONS = { execArgv: [] as string[] };
+
 /** Options of {@link runCampaign}. */
 export interface CampaignOptions {
   /** Total guest operations (rounded up to whole cases). */
@@ -79,7 +82,7 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignSummary> 
     const url = new URL('./worker.js', import.meta.url);
     await Promise.all(
       Array.from({ length: workers }, async () => {
-        let worker = new Worker(url);
+        let worker = new Worker(url, WORKER_OPTIONS);
         try {
           for (let current = queue.shift(); current !== undefined; current = queue.shift()) {
             const request = current;
@@ -89,7 +92,7 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignSummary> 
                 // A case that never returns is a hang; replace the stuck worker.
                 worker.removeAllListeners();
                 void worker.terminate();
-                worker = new Worker(url);
+                worker = new Worker(url, WORKER_OPTIONS);
                 resolve({ kind, seed, ops: request.ops, ms: timeout, finding: { seed, kind: 'timeout', message: `the ${kind} case did not finish in ${timeout} ms`, index: -1, argv } });
               }, timeout);
               worker.once('message', (r: CaseResult) => {
@@ -100,7 +103,7 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignSummary> 
                 // A worker that dies (e.g. out of memory) is a finding of its case, not the end.
                 clearTimeout(timer);
                 worker.removeAllListeners();
-                worker = new Worker(url);
+                worker = new Worker(url, WORKER_OPTIONS);
                 resolve({ kind, seed, ops: request.ops, ms: 0, finding: { seed, kind: 'exception', message: `worker died: ${e.message}`, index: -1, argv } });
               });
               worker.postMessage(request);

@@ -61,7 +61,7 @@ function registerImage(m: Machine, t: FuzzTargets): Uint32Array {
 
 /** End a fuzzed machine (every host object back), so a campaign's cases do not pile up. */
 function release(m: Machine): void {
-  (m as { close?: () => void }).close?.();
+  m.close();
 }
 
 function messageOf(e: unknown): string {
