@@ -7,6 +7,7 @@ import { OptionError } from '../platform/machine.js';
 import { WorkloadError } from '../platform/workload.js';
 import { CliError } from './output-file.js';
 import { ACPI_USAGE, acpiCommand } from './acpi-command.js';
+import { FUZZ_USAGE, fuzzCommand } from './fuzz-command.js';
 import { RUN_USAGE, runCommand } from './run-command.js';
 import { runUapiCommand, UAPI_USAGE } from './uapi-command.js';
 import { UsageError } from './usage-error.js';
@@ -21,6 +22,8 @@ commands:
   acpi [--out DIR] [-- QEMU options]
                   write the machine's IORT.dat and DSDT.dat (for iasl -d)
   uapi [--json]   print every iommufd uAPI struct layout, ioctl number and enum value
+  fuzz [options] [-- QEMU options]
+                  a seeded campaign of hostile guest operations and uAPI calls; --replay FILE
   help            show this text
 
 Every command answers --help.
@@ -29,12 +32,28 @@ ${RUN_USAGE}
 `;
 
 /** Each subcommand's own usage text (`cmdqv <command> --help`). */
-const COMMAND_USAGE: Readonly<Record<string, string>> = { run: RUN_USAGE, acpi: ACPI_USAGE, uapi: UAPI_USAGE, help: USAGE };
+const COMMAND_USAGE: Readonly<Record<string, string>> = { run: RUN_USAGE, acpi: ACPI_USAGE, uapi: UAPI_USAGE, fuzz: FUZZ_USAGE, help: USAGE };
 
 /** Whether the subcommand's own options (before any `--`) ask for help. */
 function wantsHelp(args: readonly string[]): boolean {
   const split = args.indexOf('--');
   return (split >= 0 ? args.slice(0, split) : args).some((a) => a === '--help' || a === '-h');
+}
+
+/**
+ * Run the CLI, including the commands that run asynchronously (`fuzz` uses worker threads);
+ * returns the exit status.
+ */
+export async function runCli(argv: readonly string[], out: (s: string) => void, err: (s: string) => void): Promise<number> {
+  const [command, ...rest] = argv;
+  if (command !== 'fuzz' || wantsHelp(rest)) return main(argv, out, err);
+  try {
+    const result = await fuzzCommand(rest, err);
+    out(result.text);
+    return result.status;
+  } catch (e) {
+    return reportError(e, err);
+  }
 }
 
 /** Run the CLI with `argv` (without node and script); returns the exit status. */
@@ -58,6 +77,8 @@ export function main(argv: readonly string[], out: (s: string) => void, err: (s:
         out(runUapiCommand(values.json === true));
         return 0;
       }
+      case 'fuzz':
+        throw new UsageError('fuzz runs asynchronously: call runCli (the cmdqv binary does)');
       case 'help':
       case '--help':
       case '-h':
@@ -70,19 +91,24 @@ export function main(argv: readonly string[], out: (s: string) => void, err: (s:
         throw new UsageError(`unknown command '${command}'`);
     }
   } catch (e) {
-    if (e instanceof OptionError || e instanceof CliError) {
-      // QEMU's style: the option and the problem, exit status 1.
-      err(`cmdqv: ${e.message}`);
-      return 1;
-    }
-    if (e instanceof WorkloadError) {
-      err(`cmdqv: workload: ${e.message}`);
-      return 1;
-    }
-    if (e instanceof UsageError || (e instanceof TypeError && 'code' in e && String(e.code).startsWith('ERR_PARSE_ARGS'))) {
-      err(`cmdqv: ${e.message}\n${USAGE}`);
-      return 2;
-    }
-    throw e;
+    return reportError(e, err);
   }
+}
+
+/** One line naming the problem and the exit status: 1 for bad input, 2 for bad usage. */
+function reportError(e: unknown, err: (s: string) => void): number {
+  if (e instanceof OptionError || e instanceof CliError) {
+    // QEMU's style: the option and the problem, exit status 1.
+    err(`cmdqv: ${e.message}`);
+    return 1;
+  }
+  if (e instanceof WorkloadError) {
+    err(`cmdqv: workload: ${e.message}`);
+    return 1;
+  }
+  if (e instanceof UsageError || (e instanceof TypeError && 'code' in e && String(e.code).startsWith('ERR_PARSE_ARGS'))) {
+    err(`cmdqv: ${e.message}\n${USAGE}`);
+    return 2;
+  }
+  throw e;
 }

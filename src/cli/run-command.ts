@@ -6,12 +6,19 @@
 import { parseArgs } from 'node:util';
 import { DEFAULT_WORKLOAD, runWorkload, type WorkloadReport } from '../platform/workload.js';
 import { DEFAULT_ARGS, Machine } from '../platform/machine.js';
-import { checkWritable, writeOutput } from './output-file.js';
+import { checkWritable, CliError, writeOutput } from './output-file.js';
+import { lvcmdqPage0Offset, VCMDQ_GERROR, VCMDQ_STATUS } from '../arch/tegra241-cmdqv/registers.js';
+import { errnoName } from '../uapi/errno.js';
+import { FaultSpecError, parseFaultSpecs, type FaultSpec } from '../platform/fault-injection.js';
 import { UsageError } from './usage-error.js';
 
 export const RUN_USAGE = `usage: cmdqv run [--ops N] [--batch N] [--pages N] [--cmdqv on|off|auto]
                  [--no-error] [--skip-invalidation] [--trace PATTERN]... [--trace-out FILE.json]
-                 [--json] [-- QEMU options]
+                 [--json] [--inject SPEC]... [-- QEMU options]
+
+--inject SPEC fails a host call the VMM makes, as the kernel would: ioctl=NAME:ERRNO[:N] (the N-th
+call of that ioctl), mmap=ERRNO[:N] (the N-th file mmap, e.g. VINTF page0), open=PATH:ERRNO[:N];
+the report says what fired, what the VMM reported and what the guest saw.
 
 Without QEMU options the embedded default machine is used:
   ${DEFAULT_ARGS.join(' ')}`;
@@ -40,6 +47,7 @@ export function runCommand(argv: readonly string[], progress: (s: string) => voi
       trace: { type: 'string', multiple: true },
       'trace-out': { type: 'string' },
       json: { type: 'boolean', default: false },
+      inject: { type: 'string', multiple: true },
     },
     strict: true,
   });
@@ -53,7 +61,14 @@ export function runCommand(argv: readonly string[], progress: (s: string) => voi
   const pages = int(values.pages, 'pages', DEFAULT_WORKLOAD.pages, 1, 512);
   const traceOut = values['trace-out'];
   if (traceOut) checkWritable('--trace-out', traceOut);
-  const m = Machine.create(qemu);
+  let inject: FaultSpec[] = [];
+  try {
+    inject = (values.inject ?? []).flatMap((spec) => parseFaultSpecs(spec));
+  } catch (e) {
+    if (e instanceof FaultSpecError) throw new CliError(e.message);
+    throw e;
+  }
+  const m = Machine.create(qemu, { inject });
   let last = 0;
   const rep = runWorkload(m, {
     ops,
@@ -70,9 +85,49 @@ export function runCommand(argv: readonly string[], progress: (s: string) => voi
     },
   });
   if (traceOut) writeOutput('--trace-out', traceOut, JSON.stringify(m.traceChrome));
-  if (values.json) return JSON.stringify(rep, null, 2);
-  const out = formatReport(m, rep);
+  if (values.json) return JSON.stringify(inject.length ? { ...rep, faults: faultReport(m, inject) } : rep, null, 2);
+  const out = formatReport(m, rep) + (inject.length ? `\n\n${formatFaults(faultReport(m, inject))}` : '');
   return (values.trace?.length ? `${m.traceText.lines.join('\n')}\n\n` : '') + out;
+}
+
+/** What was injected, what fired, and what the VMM and the guest made of it. */
+export interface FaultReport {
+  readonly asked: readonly string[];
+  readonly fired: readonly { readonly spec: string; readonly call: string; readonly nth: number; readonly errno: string }[];
+  /** The VMM's error reports (QEMU's error_report lines) from every device. */
+  readonly vmmReported: readonly string[];
+  /** Guest-visible outcome: each VCMDQ's state as the guest reads it. */
+  readonly guestSaw: readonly string[];
+}
+
+function faultReport(m: Machine, inject: readonly FaultSpec[]): FaultReport {
+  const vmmReported = m.smmus.flatMap((s) => [...s.dev.hostErrors, ...(s.cmdqv?.errors ?? [])]);
+  const guestSaw: string[] = [];
+  for (const s of m.smmus) {
+    if (s.cmdqvBase === undefined) continue;
+    for (let q = 0; q < 2; q++) {
+      const page0 = s.cmdqvBase + lvcmdqPage0Offset(0, q);
+      const gerror = Number(m.read(page0 + VCMDQ_GERROR.spec.offset, 4).value);
+      const status = Number(m.read(page0 + VCMDQ_STATUS.spec.offset, 4).value);
+      const errors = Object.entries(VCMDQ_GERROR.f).filter(([, f]) => f.get(gerror)).map(([name]) => name);
+      guestSaw.push(`${s.dev.props.id} VCMDQ${q}: CMDQ_EN_OK=${VCMDQ_STATUS.f.CMDQ_EN_OK.get(status)} GERROR=${errors.length ? errors.join('|') : 'none'}`);
+    }
+  }
+  const asked = inject.map((f) => (f.call === 'ioctl' ? `ioctl=${f.ioctl}` : f.call === 'open' ? `open=${f.path}` : 'mmap') + `:${errnoName(f.errno)}:${f.nth}`);
+  return { asked, fired: m.faults?.injected ?? [], vmmReported, guestSaw };
+}
+
+function formatFaults(f: FaultReport): string {
+  const L = ['Faults injected'];
+  for (const spec of f.asked) {
+    const hit = f.fired.find((x) => x.spec === spec);
+    L.push(hit ? `  ${spec}: fired (${hit.call} call ${hit.nth} returned -${hit.errno})` : `  ${spec}: did not fire (the call was not made that many times)`);
+  }
+  L.push(`  VMM reported: ${f.vmmReported.length ? '' : 'nothing'}`);
+  for (const line of f.vmmReported) L.push(`    ${line}`);
+  L.push('  guest saw:');
+  for (const line of f.guestSaw) L.push(`    ${line}`);
+  return L.join('\n');
 }
 
 /** The human-readable report. */

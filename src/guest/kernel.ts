@@ -24,6 +24,8 @@ export interface GuestIommu {
 /** The guest kernel. */
 export class GuestKernel {
   readonly iommus: GuestIommu[] = [];
+  /** dmesg of SMMUs whose probe failed (Linux registers no IOMMU for them). */
+  readonly failedProbes: string[][] = [];
   readonly mem: GuestAllocator;
   readonly iort: ParsedIort;
   private nextAsid = 1;
@@ -46,7 +48,15 @@ export class GuestKernel {
       if (dev) {
         dmesg.push(`arm-smmu-v3: found companion CMDQV device: CV${node.identifier.toString(16).padStart(2, '0').toUpperCase()}`);
         if (dev.gsiv === undefined) dmesg.push('tegra241-cmdqv: no interrupt. errors will not be reported');
-        cmdqv = new GuestCmdqv(platform, dev.memBase, smmu, dev.gsiv);
+        try {
+          cmdqv = new GuestCmdqv(platform, dev.memBase, smmu, dev.gsiv);
+        } catch (e) {
+          // The CMDQV is the SMMU's implementation: its reset failing fails the SMMU's device
+          // reset, so the whole SMMU probe fails and no IOMMU is registered (as Linux does).
+          dmesg.push(`${(e as Error).message}`, `arm-smmu-v3: SMMUv3 at 0x${node.base.toString(16)}: failed to reset impl; probe failed`);
+          this.failedProbes.push(dmesg);
+          continue;
+        }
         dmesg.push(`tegra241-cmdqv: ${cmdqv.numVintfs} VINTF, ${cmdqv.numVcmdqs} VCMDQs, hyp_own=${cmdqv.hypOwn ? 1 : 0}`);
       }
       const line = platform.irq(node.gsiv.event);

@@ -12,6 +12,7 @@ import { DEFAULT_HOST, type HostConfig } from '../host/config.js';
 import { HOST_TRACE_EVENTS, HostKernel } from '../host/kernel/host-kernel.js';
 import type { Process } from '../host/kernel/process.js';
 import { DEFAULT_ARGS, VirtMachine, VMM_TRACE_EVENTS, type RamBacking } from '../vmm/virt/machine.js';
+import { FaultInjectingSyscalls, type FaultSpec } from './fault-injection.js';
 import { parseVirtArgs, type VirtOptions } from '../vmm/virt/options.js';
 
 export { DEFAULT_ARGS, VIRT_RAM_BASE } from '../vmm/virt/machine.js';
@@ -28,6 +29,8 @@ export const TRACE_CATALOG: readonly TraceEvent[] = traceCatalog(HOST_TRACE_EVEN
 export interface MachineCreateOptions {
   /** Host description or an existing host (several machines can share one). */
   host?: HostConfig | HostKernel;
+  /** Faults to inject at the VMM's syscall seam (`--inject`; see fault-injection.ts). */
+  inject?: readonly FaultSpec[];
 }
 
 /** A VM on a host: the VMM's machine plus the host and the VMM process it runs as. */
@@ -37,14 +40,23 @@ export class Machine extends VirtMachine {
   /** The VMM process (the host's side: fds, address space). */
   readonly proc: Process;
 
+  /** The fault-injecting syscall layer, when faults were asked for (what fired: `.injected`). */
+  readonly faults: FaultInjectingSyscalls | undefined;
   /** Stops taking the host's log entries and trace records (at close). */
   private readonly detachFromHost: () => void;
 
-  private constructor(options: VirtOptions, host: HostKernel, proc: Process, clock: VirtualClock, log: ModelLog, tracer: Tracer, detach: () => void) {
-    super(options, { sys: proc, clock, log, tracer, ramBacking: ramBacking(host.config) });
+  private constructor(
+    options: VirtOptions,
+    host: HostKernel,
+    proc: Process,
+    faults: FaultInjectingSyscalls | undefined,
+    runtime: { clock: VirtualClock; log: ModelLog; tracer: Tracer; detach: () => void },
+  ) {
+    super(options, { sys: faults ?? proc, clock: runtime.clock, log: runtime.log, tracer: runtime.tracer, ramBacking: ramBacking(host.config) });
     this.host = host;
     this.proc = proc;
-    this.detachFromHost = detach;
+    this.faults = faults;
+    this.detachFromHost = runtime.detach;
   }
 
   /**
@@ -66,7 +78,8 @@ export class Machine extends VirtMachine {
     // Attached before the VMM starts, so the host's work while the machine is built shows too.
     const detach = showOwnHostEvents(host, proc, log, tracer, options.trace);
     try {
-      return new Machine(options, host, proc, clock, log, tracer, detach);
+      const faults = opts.inject?.length ? new FaultInjectingSyscalls(proc, opts.inject) : undefined;
+      return new Machine(options, host, proc, faults, { clock, log, tracer, detach });
     } catch (e) {
       // QEMU exits on a creation error: the kernel releases what the process had taken.
       proc.exit();

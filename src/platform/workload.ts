@@ -119,7 +119,7 @@ function run(m: Machine, o: WorkloadOptions): WorkloadReport {
   }
   const path = () => ({ commands: 0, batches: 0, exits: 0, ioctls: 0 });
   const rep: WorkloadReport = {
-    dmesg: kernel.iommus.flatMap((i) => i.dmesg),
+    dmesg: [...kernel.iommus.flatMap((i) => i.dmesg), ...kernel.failedProbes.flat()],
     devices: [],
     vcmdq: path(),
     smmuCmdq: path(),
@@ -139,6 +139,11 @@ function run(m: Machine, o: WorkloadOptions): WorkloadReport {
   const t0 = m.clock.now;
   const doms: { d: IommuDomain; dev: (typeof m.devices)[number] }[] = [];
   for (const dev of m.devices) {
+    if (!kernel.iommuFor(dev.host.guestSid)) {
+      // Its SMMU's probe failed in the guest: the device has no IOMMU and takes no part.
+      rep.dmesg.push(`vfio-pci ${dev.opts.host}: no IOMMU (its SMMU's probe failed); not used`);
+      continue;
+    }
     const d = kernel.attachDevice(dev.host.guestSid);
     doms.push({ d, dev });
     rep.devices.push({ host: dev.opts.host, sid: dev.host.guestSid, smmu: dev.smmu.dev.props.id });
