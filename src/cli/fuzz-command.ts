@@ -8,17 +8,21 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { DEFAULT_ARGS } from '../platform/machine.js';
-import { replayOps, runCampaign, runUapiCase, type Finding, type ReplayFile } from '../platform/fuzz/index.js';
+import { ISOLATION_OPS_PER_CASE, replayOps, runCampaign, runIsolationCase, runUapiCase, type Finding, type ReplayFile } from '../platform/fuzz/index.js';
 import { UsageError } from './usage-error.js';
 
 /** `cmdqv fuzz --help`. */
-export const FUZZ_USAGE = `usage: cmdqv fuzz [--ops N] [--ops-per-case N] [--uapi-calls N] [--seed S] [--workers K] [--shard I/N]
+export const FUZZ_USAGE = `usage: cmdqv fuzz [--ops N] [--ops-per-case N] [--uapi-calls N] [--isolation-ops N] [--seed S]
+                  [--workers K] [--shard I/N]
                   [--out DIR] [--no-shrink] [--timeout MS] [-- QEMU options]
        cmdqv fuzz --replay FILE
 
 Run N hostile guest operations (default 100000) as cases of --ops-per-case operations (default
 10000), case k with seed S+k, and N hostile uAPI calls (default 10000, cases of 2000) from a
-process next to a victim VM, over K worker threads (default: one per core). After every
+process next to a victim VM, and --isolation-ops N (default 20000) operations of a hostile
+guest VM next to a victim VM running a known workload (its DMA results, registers and IOTLB
+entries must equal a run with an idle neighbour); over K worker threads (default: one per
+core). After every
 operation: no exception escapes, the main loop settles; after every case: reset reads like a
 new machine. A finding prints its seed and a shrunk reproduction, written to DIR (default
 fuzz-findings) as JSON that --replay re-runs. --shard I/N runs the I-th of N slices of the
@@ -50,6 +54,7 @@ export async function fuzzCommand(argv: readonly string[], progress: (s: string)
       ops: { type: 'string' },
       'ops-per-case': { type: 'string' },
       'uapi-calls': { type: 'string' },
+      'isolation-ops': { type: 'string' },
       seed: { type: 'string' },
       workers: { type: 'string' },
       shard: { type: 'string' },
@@ -68,7 +73,12 @@ export async function fuzzCommand(argv: readonly string[], progress: (s: string)
       throw new UsageError(`--replay ${values.replay}: ${(e as Error).message}`);
     }
     if (file.version !== 1 || !Array.isArray(file.ops)) throw new UsageError(`--replay ${values.replay}: not a cmdqv fuzz reproduction (version 1)`);
-    const f = file.uapiCalls !== undefined ? runUapiCase(file.seed, file.uapiCalls) : replayOps(file.ops, file.argv ?? DEFAULT_ARGS, file.seed ?? 0);
+    const f =
+      file.caseOps !== undefined
+        ? file.argv[0] === 'isolation'
+          ? runIsolationCase(file.seed, file.caseOps)
+          : runUapiCase(file.seed, file.caseOps)
+        : replayOps(file.ops, file.argv ?? DEFAULT_ARGS, file.seed ?? 0);
     return f
       ? { text: `reproduced: ${describe(f)}`, status: 1 }
       : { text: `not reproduced: ${file.ops.length} operation(s) ran with every invariant holding (recorded: ${file.kind}: ${file.message})`, status: 0 };
@@ -85,6 +95,7 @@ export async function fuzzCommand(argv: readonly string[], progress: (s: string)
     ops: int(values.ops, 'ops', 100_000, 1),
     opsPerCase: int(values['ops-per-case'], 'ops-per-case', 10_000, 1),
     uapiCalls: int(values['uapi-calls'], 'uapi-calls', 10_000, 0),
+    isolationOps: int(values['isolation-ops'], 'isolation-ops', 20_000, 0),
     firstSeed: int(values.seed, 'seed', 1, 0),
     ...(values.workers !== undefined ? { workers: int(values.workers, 'workers', 1, 0) } : {}),
     ...(shard ? { shard } : {}),
@@ -97,7 +108,7 @@ export async function fuzzCommand(argv: readonly string[], progress: (s: string)
     },
   });
   const lines = [
-    `fuzz: ${summary.cases} case(s), ${summary.ops} guest operations, ${summary.uapiCalls} uAPI calls${shard ? ` (shard ${shard.index}/${shard.count})` : ''}, ${summary.workers} worker(s), ${(summary.ms / 1000).toFixed(1)} s, ${summary.findings.length} finding(s)`,
+    `fuzz: ${summary.cases} case(s), ${summary.ops} guest operations, ${summary.uapiCalls} uAPI calls, ${summary.isolationOps} hostile-neighbour operations${shard ? ` (shard ${shard.index}/${shard.count})` : ''}, ${summary.workers} worker(s), ${(summary.ms / 1000).toFixed(1)} s, ${summary.findings.length} finding(s)`,
   ];
   if (summary.findings.length) {
     const dir = values.out ?? 'fuzz-findings';
@@ -108,8 +119,10 @@ export async function fuzzCommand(argv: readonly string[], progress: (s: string)
     }
     for (const f of summary.findings) {
       const path = join(dir, `seed-${f.seed}-${f.kind}.json`);
-      const uapi = f.argv[0] === 'uapi';
-      const file: ReplayFile = { version: 1, argv: f.argv, seed: f.seed, kind: f.kind, message: f.message, ops: f.reproduction ?? [], ...(uapi ? { uapiCalls: f.index + 1 } : {}) };
+      // uAPI calls are generated in sequence: the prefix up to the failing call reproduces it; an
+      // isolation case is re-run whole.
+      const caseOps = f.argv[0] === 'uapi' ? f.index + 1 : f.argv[0] === 'isolation' ? ISOLATION_OPS_PER_CASE : undefined;
+      const file: ReplayFile = { version: 1, argv: f.argv, seed: f.seed, kind: f.kind, message: f.message, ops: f.reproduction ?? [], ...(caseOps !== undefined ? { caseOps } : {}) };
       writeFileSync(path, `${JSON.stringify(file, null, 1)}\n`);
       lines.push(`  ${describe(f)}`, `    replay: cmdqv fuzz --replay ${path}`);
     }

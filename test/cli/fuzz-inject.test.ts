@@ -14,9 +14,9 @@ async function cli(argv: string[]): Promise<{ code: number; out: string; err: st
 }
 
 test('cmdqv fuzz runs a sharded campaign of guest operations and uAPI calls and reports no finding', async () => {
-  const r = await cli(['fuzz', '--ops', '4000', '--ops-per-case', '1000', '--uapi-calls', '2000', '--shard', '1/2', '--workers', '0']);
+  const r = await cli(['fuzz', '--ops', '4000', '--ops-per-case', '1000', '--uapi-calls', '2000', '--isolation-ops', '8000', '--shard', '1/2', '--workers', '0']);
   assert.equal(r.code, 0, r.err);
-  assert.match(r.out, /fuzz: 3 case\(s\), 2000 guest operations, 2000 uAPI calls \(shard 1\/2\), 0 worker\(s\), [\d.]+ s, 0 finding\(s\)/);
+  assert.match(r.out, /fuzz: 4 case\(s\), 2000 guest operations, 2000 uAPI calls, 4000 hostile-neighbour operations \(shard 1\/2\), 0 worker\(s\), [\d.]+ s, 0 finding\(s\)/);
 });
 
 test('cmdqv fuzz --replay re-runs a reproduction file; bad arguments name the problem', async (t) => {

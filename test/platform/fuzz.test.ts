@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Machine } from '../../src/platform/machine.js';
-import { OpGenerator, replayOps, runCampaign, shardSeeds, targetsOf, type FuzzOp } from '../../src/platform/fuzz/index.js';
+import { OpGenerator, replayOps, runCampaign, runIsolationCase, shardSeeds, targetsOf, type FuzzOp } from '../../src/platform/fuzz/index.js';
 
 test('the same seed generates the same operations; another seed does not', () => {
   const t = targetsOf(Machine.create([]));
@@ -47,4 +47,14 @@ test('found by cmdqv fuzz: an error vEVENT pending at reset no longer sets VI_ER
     { op: 'write', addr: cv + 0x30004, size: 4, value: '0x3' },
   ];
   assert.equal(replayOps(ops), undefined);
+});
+
+test('a case that does not finish in time is a timeout finding and its worker is replaced', async () => {
+  const s = await runCampaign({ ops: 3000, opsPerCase: 1000, firstSeed: 1, workers: 1, shrink: false, caseTimeoutMs: 1 });
+  assert.equal(s.cases, 3);
+  assert.ok(s.findings.length >= 1 && s.findings.every((f) => f.kind === 'timeout'), 'every finding is a timeout');
+});
+
+test('an isolation case: a hostile neighbour leaves the victim VM exactly as an idle one does', () => {
+  assert.equal(runIsolationCase(3, 2000), undefined);
 });

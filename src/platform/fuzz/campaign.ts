@@ -15,6 +15,9 @@ import { serve, type CaseRequest, type CaseResult } from './worker.js';
 /** Workers start clean: the parent's own node flags (e.g. `--input-type` of `node -e`) do not apply to them. */
 const WORKER_OPTIONS = { execArgv: [] as string[] };
 
+/** Attacker operations per isolation case. */
+export const ISOLATION_OPS_PER_CASE = 4000;
+
 /** Options of {@link runCampaign}. */
 export interface CampaignOptions {
   /** Total guest operations (rounded up to whole cases). */
@@ -23,6 +26,8 @@ export interface CampaignOptions {
   /** Total hostile uAPI calls (rounded up to whole cases of `callsPerCase`); default 0. */
   readonly uapiCalls?: number;
   readonly callsPerCase?: number;
+  /** Total attacker guest operations of two-VM isolation cases (cases of 4000); default 0. */
+  readonly isolationOps?: number;
   readonly firstSeed?: number;
   /** Worker threads (default: one per core; 0 runs in this thread). */
   readonly workers?: number;
@@ -40,6 +45,7 @@ export interface CampaignSummary {
   readonly cases: number;
   readonly ops: number;
   readonly uapiCalls: number;
+  readonly isolationOps: number;
   readonly ms: number;
   readonly workers: number;
   readonly findings: readonly Finding[];
@@ -59,11 +65,13 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignSummary> 
   const firstSeed = o.firstSeed ?? 1;
   const guestSeeds = shardSeeds(Math.ceil(o.ops / opsPerCase), firstSeed, o.shard);
   const uapiSeeds = shardSeeds(Math.ceil((o.uapiCalls ?? 0) / callsPerCase), firstSeed, o.shard);
+  const isolationSeeds = shardSeeds(Math.ceil((o.isolationOps ?? 0) / ISOLATION_OPS_PER_CASE), firstSeed, o.shard);
   const argv = o.argv ?? DEFAULT_ARGS;
   const shrink = o.shrink ?? true;
   const timeout = o.caseTimeoutMs ?? 120_000;
   const requests: CaseRequest[] = [
     ...uapiSeeds.map((seed): CaseRequest => ({ kind: 'uapi', seed, ops: callsPerCase, argv, shrink })),
+    ...isolationSeeds.map((seed): CaseRequest => ({ kind: 'isolation', seed, ops: ISOLATION_OPS_PER_CASE, argv, shrink })),
     ...guestSeeds.map((seed): CaseRequest => ({ kind: 'guest', seed, ops: opsPerCase, argv, shrink })),
   ];
   const workers = Math.min(o.workers ?? availableParallelism(), requests.length);
@@ -88,24 +96,27 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignSummary> 
             const request = current;
             const { kind, seed } = request;
             const result = await new Promise<CaseResult>((resolve) => {
-              const timer = setTimeout(() => {
-                // A case that never returns is a hang; replace the stuck worker.
-                worker.removeAllListeners();
-                void worker.terminate();
-                worker = new Worker(url, WORKER_OPTIONS);
-                resolve({ kind, seed, ops: request.ops, ms: timeout, finding: { seed, kind: 'timeout', message: `the ${kind} case did not finish in ${timeout} ms`, index: -1, argv } });
-              }, timeout);
-              worker.once('message', (r: CaseResult) => {
+              const settle = (r: CaseResult, replace: boolean) => {
                 clearTimeout(timer);
+                worker.off('message', onMessage);
+                worker.off('error', onError);
+                if (replace) {
+                  void worker.terminate();
+                  worker = new Worker(url, WORKER_OPTIONS);
+                }
                 resolve(r);
-              });
-              worker.once('error', (e) => {
-                // A worker that dies (e.g. out of memory) is a finding of its case, not the end.
-                clearTimeout(timer);
-                worker.removeAllListeners();
-                worker = new Worker(url, WORKER_OPTIONS);
-                resolve({ kind, seed, ops: request.ops, ms: 0, finding: { seed, kind: 'exception', message: `worker died: ${e.message}`, index: -1, argv } });
-              });
+              };
+              const onMessage = (r: CaseResult) => settle(r, false);
+              // A worker that dies (e.g. out of memory) is a finding of its case, not the end.
+              const onError = (e: Error) =>
+                settle({ kind, seed, ops: request.ops, ms: 0, finding: { seed, kind: 'exception', message: `worker died: ${e.message}`, index: -1, argv } }, true);
+              // A case that never returns is a hang; the stuck worker is replaced.
+              const timer = setTimeout(
+                () => settle({ kind, seed, ops: request.ops, ms: timeout, finding: { seed, kind: 'timeout', message: `the ${kind} case did not finish in ${timeout} ms`, index: -1, argv } }, true),
+                timeout,
+              );
+              worker.on('message', onMessage);
+              worker.on('error', onError);
               worker.postMessage(request);
             });
             record(result);
@@ -120,6 +131,7 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignSummary> 
     cases: requests.length,
     ops: guestSeeds.length * opsPerCase,
     uapiCalls: uapiSeeds.length * callsPerCase,
+    isolationOps: isolationSeeds.length * ISOLATION_OPS_PER_CASE,
     ms: performance.now() - start,
     workers,
     findings,

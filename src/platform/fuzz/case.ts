@@ -34,8 +34,11 @@ export interface ReplayFile {
   readonly kind: FindingKind;
   readonly message: string;
   readonly ops: readonly FuzzOp[];
-  /** A uAPI finding: the number of hostile calls of `seed` that reproduce it (ops is empty). */
-  readonly uapiCalls?: number;
+  /**
+   * A uAPI or isolation finding (argv[0] 'uapi' / 'isolation'): re-run the case of `seed` with
+   * this many calls / attacker operations (ops is empty).
+   */
+  readonly caseOps?: number;
 }
 
 /** Heap growth (bytes) one case may cause before it is a memory finding. */
@@ -49,7 +52,7 @@ export function targetsOf(m: Machine): FuzzTargets {
 }
 
 /** Every guest-visible register word of the SMMU and CMDQV apertures (for the reset invariant). */
-function registerImage(m: Machine, t: FuzzTargets): Uint32Array {
+export function registerImage(m: Machine, t: FuzzTargets): Uint32Array {
   const addrs: number[] = [];
   for (let off = 0; off < 0x200; off += 4) addrs.push(t.smmuBase + off);
   if (t.cmdqvBase !== undefined) {

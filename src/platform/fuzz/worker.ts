@@ -5,11 +5,15 @@
 
 import { parentPort } from 'node:worker_threads';
 import { runCase, type Finding } from './case.js';
+import { runIsolationCase } from './isolation.js';
 import { runUapiCase } from './uapi.js';
 
-/** A case request: guest operations on a machine, or hostile uAPI calls next to a victim VM. */
+/** What a case attacks: one machine's guest, the uAPI next to a victim VM, or a victim VM next to a hostile guest. */
+export type CaseKind = 'guest' | 'uapi' | 'isolation';
+
+/** A case request. */
 export interface CaseRequest {
-  readonly kind: 'guest' | 'uapi';
+  readonly kind: CaseKind;
   readonly seed: number;
   readonly ops: number;
   readonly argv: readonly string[];
@@ -18,7 +22,7 @@ export interface CaseRequest {
 
 /** A case result. */
 export interface CaseResult {
-  readonly kind: 'guest' | 'uapi';
+  readonly kind: CaseKind;
   readonly seed: number;
   readonly ops: number;
   readonly ms: number;
@@ -29,7 +33,11 @@ export interface CaseResult {
 export function serve(request: CaseRequest): CaseResult {
   const start = performance.now();
   const finding =
-    request.kind === 'uapi' ? runUapiCase(request.seed, request.ops) : runCase(request.seed, request.ops, { argv: request.argv, shrink: request.shrink });
+    request.kind === 'uapi'
+      ? runUapiCase(request.seed, request.ops)
+      : request.kind === 'isolation'
+        ? runIsolationCase(request.seed, request.ops)
+        : runCase(request.seed, request.ops, { argv: request.argv, shrink: request.shrink });
   return { kind: request.kind, seed: request.seed, ops: request.ops, ms: performance.now() - start, ...(finding ? { finding } : {}) };
 }
 
