@@ -10,7 +10,7 @@ test('the same seed generates the same operations; another seed does not', () =>
   assert.deepEqual(new OpGenerator(7, t).take(500), new OpGenerator(7, t).take(500));
   assert.notDeepEqual(new OpGenerator(7, t).take(500), new OpGenerator(8, t).take(500));
   const kinds = new Set(new OpGenerator(7, t).take(2000).map((o) => o.op));
-  assert.deepEqual([...kinds].sort(), ['loop', 'ram', 'read', 'reset', 'write'], 'every kind of operation is generated');
+  assert.deepEqual([...kinds].sort(), ['dma', 'loop', 'ram', 'read', 'reset', 'write'], 'every kind of operation is generated');
 });
 
 test('shards partition the seeds of a campaign', () => {

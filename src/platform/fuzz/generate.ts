@@ -115,15 +115,25 @@ export class OpGenerator {
     return [this.u32(), this.u32(), this.u32(), this.u32()];
   }
 
-  /** Fill part of a would-be ring (or STE/CD table) with commands or descriptor-shaped words. */
+  /**
+   * Fill part of a would-be ring, STE/CD table or page table: commands, descriptor-shaped words,
+   * or translation-table descriptors (valid table/page entries pointing into the area, at
+   * themselves (a loop), misaligned or out of RAM).
+   */
   private memory(out: FuzzOp[]): void {
     const gpa = this.areaAddr(16);
     const n = 1 + this.int(16);
     const words: number[] = [];
+    const kind = this.random();
     for (let i = 0; i < n; i++) {
-      if (this.random() < 0.7) words.push(...this.command());
+      if (kind < 0.5) words.push(...this.command());
       // STE/CD-ish: V bit and config fields set, pointers into (or out of) RAM.
-      else words.push(1 | (this.int(8) << 1), this.int(4), this.areaAddr(64) >>> 0, this.int(2) ? 0 : this.u32());
+      else if (kind < 0.75) words.push(1 | (this.int(8) << 1), this.int(4), this.areaAddr(64) >>> 0, this.int(2) ? 0 : this.u32());
+      else {
+        // Two 64-bit descriptors: bits [1:0] = 0b11 (table/page) or 0b01 (block), an output address.
+        const target = this.pick([this.areaAddr(4096), gpa & ~0xfff, this.areaAddr(8), this.targets.ramBase + this.targets.ramSize, this.u32() * 4096]);
+        for (let d = 0; d < 2; d++) words.push(((target % 2 ** 32) & ~0xfff) | this.pick([3, 3, 1, 0, 0x403, 0x703]), Math.floor(target / 2 ** 32) & 0xfffff);
+      }
     }
     out.push({ op: 'ram', gpa, words });
   }
@@ -158,7 +168,8 @@ export class OpGenerator {
     if (r < 0.35) this.access(t.smmuBase, SMMU_REGISTERS, 0x20000, out);
     else if (r < 0.65 && t.cmdqvBase !== undefined) this.access(t.cmdqvBase, CMDQV_OFFSETS, 0x50000, out);
     else if (r < 0.8) this.memory(out);
-    else if (r < 0.92) this.sequence(out);
+    else if (r < 0.9) this.sequence(out);
+    else if (r < 0.92) out.push({ op: 'dma', iova: this.int(4) === 0 ? this.u32() * 4096 : this.int(0x1000) * 4096 + this.int(4096), write: this.random() < 0.5 });
     else if (r < 0.995) out.push({ op: 'loop' });
     else out.push({ op: 'reset' });
   }

@@ -12,10 +12,14 @@ export type FuzzOp =
   | { readonly op: 'read'; readonly addr: number; readonly size: AccessSize }
   | { readonly op: 'ram'; readonly gpa: number; readonly words: readonly number[] }
   | { readonly op: 'loop' }
-  | { readonly op: 'reset' };
+  | { readonly op: 'reset' }
+  /** The guest's passthrough device DMAs (a guest programs its device to do so). */
+  | { readonly op: 'dma'; readonly iova: number; readonly write: boolean };
 
 /** Main-loop work one `loop` operation may run before it counts as a livelock. */
 export const MAIN_LOOP_LIMIT = 10_000;
+
+const DMA_PATTERN = new Uint8Array([0xd5, 0xa5, 0x5a, 0x3c]);
 
 /** A broken invariant: what kind, and a message naming it. */
 export class InvariantError extends Error {
@@ -53,5 +57,13 @@ export function applyOp(m: Machine, o: FuzzOp): void {
     case 'reset':
       m.reset();
       break;
+    case 'dma': {
+      const dev = m.devices[0];
+      if (!dev) break;
+      const hostDev = m.host.devices[dev.hostIndex]!;
+      if (o.write) hostDev.dmaWrite(o.iova, DMA_PATTERN);
+      else hostDev.dmaRead(o.iova, DMA_PATTERN.length);
+      break;
+    }
   }
 }
