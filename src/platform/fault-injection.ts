@@ -104,6 +104,11 @@ export class FaultInjectingSyscalls implements Syscalls {
     private readonly faults: readonly FaultSpec[],
   ) {}
 
+  /** Calls seen so far, by kind (`ioctl NAME`, `mmap`, `open PATH`): the call sites a fault can name. */
+  get callCounts(): ReadonlyMap<string, number> {
+    return this.counts;
+  }
+
   get pageSize(): number {
     return this.inner.pageSize;
   }

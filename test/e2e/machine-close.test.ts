@@ -2,44 +2,11 @@
 // goes back to the host (issue 14 section 3, and #14: a dropped machine kept its VINTF).
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { DEFAULT_HOST, type HostConfig } from '../../src/host/config.js';
 import { HostKernel } from '../../src/host/kernel/host-kernel.js';
 import { Machine } from '../../src/platform/machine.js';
 import { runWorkload } from '../../src/platform/workload.js';
 import { OptionError } from '../../src/vmm/virt/options.js';
-
-/** A Grace-like host with `n` assignable devices behind its one SMMU. */
-function hostWith(n: number): HostConfig {
-  const devices = Array.from({ length: n }, (_, i) => ({ bdf: `0009:${(1 + (i >> 3)).toString(16).padStart(2, '0')}:${(i & 7).toString(16).padStart(2, '0')}.0`, sid: 0x100 + i, smmu: 'smmu0' }));
-  // 128 GiB: room for 64 VMs of one 1 GiB hugepage each.
-  return { ...DEFAULT_HOST, ramBytes: 128 * 2 ** 30, devices };
-}
-
-function argsFor(bdf: string, mem = '1G'): string[] {
-  return [
-    '-m', mem, '-object', 'iommufd,id=iommufd0',
-    '-device', 'arm-smmuv3,primary-bus=pcie.0,accel=on,cmdqv=on,identifier=1',
-    '-device', `vfio-pci,host=${bdf},iommufd=iommufd0`,
-  ];
-}
-
-/** What the host hands out, from its kernel's resource accounting. */
-function hostResources(host: HostKernel) {
-  const smmu = host.smmus.get('smmu0')!;
-  const hwq = [];
-  for (let q = 0; q < 128; q++) hwq.push(smmu.cmdqvHw!.read(0x200 + 4 * q, 4)); // CMDQ_ALLOC_MAP
-  const use = smmu.cmdqv!.inUse;
-  return {
-    vintfs: use.vintfs,
-    queues: use.queues,
-    sidPairs: use.sidPairs,
-    vmids: smmu.driver.vmidsInUse,
-    userBytes: host.phys.userBytesInUse,
-    kernelBytes: host.phys.kernelBytesInUse,
-    allocMap: hwq.join(','),
-    boundDevices: host.devices.filter((d) => d.binding !== undefined).length,
-  };
-}
+import { argsFor, hostResources, hostWith } from '../faults/host-balance.js';
 
 describe('Machine.close', () => {
   test('100 create/run/close cycles on one host give back every VINTF, HW queue, VMID, page and fd', () => {

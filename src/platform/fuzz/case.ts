@@ -52,7 +52,7 @@ export function targetsOf(m: Machine): FuzzTargets {
 }
 
 /** Every guest-visible register word of the SMMU and CMDQV apertures (for the reset invariant). */
-export function registerImage(m: Machine, t: FuzzTargets): Uint32Array {
+export function registerImage(m: Machine, t: FuzzTargets = targetsOf(m)): Uint32Array {
   const addrs: number[] = [];
   for (let off = 0; off < 0x200; off += 4) addrs.push(t.smmuBase + off);
   if (t.cmdqvBase !== undefined) {
@@ -107,15 +107,23 @@ function checkReset(m: Machine, t: FuzzTargets, fresh: Uint32Array, seed: number
   try {
     m.reset();
     if (m.clock.runUntilIdle(MAIN_LOOP_LIMIT) >= MAIN_LOOP_LIMIT) return { seed, kind: 'hang', message: 'the main loop does not settle after reset', index, argv };
-    const after = registerImage(m, t);
-    for (let i = 0; i < after.length; i++) {
-      if (after[i] !== fresh[i] && !preservedByReset(t, registerImageAddress(t, i))) {
-        const addrs = registerImageAddress(t, i);
-        return { seed, kind: 'reset', message: `after reset, 0x${addrs.toString(16)} reads 0x${after[i]!.toString(16)}, a new machine 0x${fresh[i]!.toString(16)}`, index, argv };
-      }
-    }
+    const difference = registerDifference(m, fresh, t);
+    if (difference) return { seed, kind: 'reset', message: `after reset, ${difference}`, index, argv };
   } catch (e) {
     return { seed, kind: 'exception', message: messageOf(e), index, argv };
+  }
+  return undefined;
+}
+
+/**
+ * The first register word where `m` reads other than `fresh` ({@link registerImage} of a new
+ * machine), leaving out what reset deliberately keeps; undefined when it reads like a new one.
+ */
+export function registerDifference(m: Machine, fresh: Uint32Array, t: FuzzTargets = targetsOf(m)): string | undefined {
+  const now = registerImage(m, t);
+  for (let i = 0; i < now.length; i++) {
+    const addr = registerImageAddress(t, i);
+    if (now[i] !== fresh[i] && !preservedByReset(t, addr)) return `0x${addr.toString(16)} reads 0x${now[i]!.toString(16)}, a new machine 0x${fresh[i]!.toString(16)}`;
   }
   return undefined;
 }
