@@ -68,7 +68,7 @@ export interface AcpiSmmu {
   legacy?: boolean;
   /** `accel=on`: gets an RMR node for the MSI window. Default: true when {@link cmdqv} is set. */
   accel?: boolean;
-  /** `ats=on`: sets the root complex's ATS attribute. */
+  /** The vSMMU advertises ATS (IDR0.ATS after `ats=auto` is resolved): sets the root complex's ATS attribute. */
   ats?: boolean;
   /** Present when the CMDQV is active (accel=on and the host has one). */
   cmdqv?: AcpiCmdqv;

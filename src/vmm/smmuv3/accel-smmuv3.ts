@@ -187,6 +187,14 @@ export class AccelSmmuV3 implements Persist<AccelSmmuV3State> {
     return this.state.autoFinalised;
   }
 
+  /**
+   * IDR0.ATS as the guest sees it: `ats=on`, or `ats=auto` once resolved from the host. The
+   * IORT root-complex ATS attribute is built from this (docs/reference/acpi.md §2.4).
+   */
+  get atsAdvertised(): boolean {
+    return R.IDR0.f.ATS.get(this.state.idr[0]) === 1;
+  }
+
   /** The selected CMDQV ops, if any. */
   get cmdqvOps(): CmdqvOps | undefined {
     return this.cmdqv;

@@ -306,7 +306,7 @@ export class VirtMachine {
         base: m.base,
         irqBaseGsiv: m.irqBaseGsiv,
         accel: true,
-        ats: m.opts.ats === 'on',
+        ats: m.dev.atsAdvertised,
         ...(m.cmdqv ? { cmdqv: { base: m.cmdqvBase!, gsiv: m.cmdqvGsiv! } } : {}),
       })),
     };
