@@ -2,8 +2,9 @@
  * The guest's tegra241-cmdqv driver model (Linux's, as it runs in a VM — docs/reference/tegra241-cmdqv.md
  * §4.2–4.9, the sequence replayed in docs/reference/qemu-accel-smmuv3.md §6): probe, device reset, VINTF0 init
  * (learning HYP_OWN = 0, so only TLBI_NH_ASID, TLBI_NH_VA and ATC_INV go to its queues), VCMDQ
- * rings sized by the SMMU's IDR1.CMDQS, command submission with CONS polling, and the error
- * interrupt handler that skips the bad command and acknowledges through GERRORN.
+ * rings sized by the SMMU's IDR1.CMDQS, LVCMDQs mapped only once the VINTF is enabled and torn
+ * down with a flushing CMD_SYNC (§4.5, §4.10), command submission with CONS polling, and the
+ * error interrupt handler that skips the bad command and acknowledges through GERRORN.
  */
 
 import { buildCommand, CERROR_ILL, D0, Op, SYNC_CS_NONE } from '../arch/smmuv3/commands.js';
@@ -21,6 +22,8 @@ const VCMDQ_MAX_LOG2 = 12;
  * which the queue adds itself after every batch.
  */
 const GUEST_OPS: ReadonlySet<number> = new Set(C.GUEST_VCMDQ_OPCODES.filter((op) => op !== Op.SYNC));
+/** The flushing batch: one CMD_SYNC (CS=NONE); the SMMU queue appends its own completion CMD_SYNC after it. */
+const FLUSH_SYNC: readonly Uint32Array[] = [buildCommand(Op.SYNC, { cs: SYNC_CS_NONE })];
 /** The guest sees one VINTF: VINTF0. */
 const VINTF0 = 0;
 /** VINTF0's bit in VI_ERR_MAP (bit v is VINTF v). */
@@ -54,6 +57,8 @@ export class GuestCmdqv {
   readonly numVintfs: number;
   readonly numVcmdqs: number;
   readonly perVintf: number;
+  /** SID_MATCH/SID_REPLACE pairs per VINTF (PARAM). */
+  readonly numSidsPerVintf: number;
   /** Whether the VINTF stayed hypervisor-owned (false in a VM: HYP_OWN reads back 0). */
   hypOwn = false;
   readonly queues: Vcmdq[] = [];
@@ -69,6 +74,7 @@ export class GuestCmdqv {
     this.numVcmdqs = 2 ** C.PARAM.f.CMDQV_NUM_CMDQ_LOG2.get(param);
     this.numVintfs = 2 ** C.PARAM.f.CMDQV_NUM_VI_LOG2.get(param);
     this.perVintf = this.numVcmdqs / this.numVintfs;
+    this.numSidsPerVintf = 2 ** C.PARAM.f.CMDQV_NUM_SID_PER_VI_LOG2.get(param);
     // Probe: make sure the CMDQV is enabled.
     this.writeConfig(C.CMDQV_ENABLE, C.CMDQV_ENABLE.enable.set(this.rd(C.CMDQV_ENABLE.config), 1));
     this.deviceReset();
@@ -101,16 +107,24 @@ export class GuestCmdqv {
     return C.lvcmdqPage1Offset(VINTF0, lvcmdq);
   }
 
-  /** device_reset, then VINTF0 init with hyp_own = true (the VMM forces it to 0). */
+  /**
+   * device_reset: CMDQV off and on, every global VCMDQ assigned to its (VINTF, LVCMDQ) slot but
+   * left unmapped, then VINTF0 init with hyp_own = true (the VMM forces it to 0).
+   */
   private deviceReset(): void {
     const cfg = this.rd(C.CMDQV_ENABLE.config);
     this.writeConfig(C.CMDQV_ENABLE, C.CMDQV_ENABLE.enable.set(cfg, 0));
     this.writeConfig(C.CMDQV_ENABLE, C.CMDQV_ENABLE.enable.set(cfg, 1));
     let q = 0;
     for (let vintf = 0; vintf < this.numVintfs; vintf++) {
-      for (let l = 0; l < this.perVintf; l++) this.wr(C.allocMapOffset(q++), C.allocMapValue(vintf, l, true));
+      for (let l = 0; l < this.perVintf; l++) this.wr(C.allocMapOffset(q++), C.allocMapValue(vintf, l, false));
     }
-    // Rings: min(driver cap, SMMU IDR1.CMDQS), naturally aligned in guest RAM.
+    if (this.queues.length === 0) this.allocQueues();
+    this.vintfInit();
+  }
+
+  /** The LVCMDQ rings: min(driver cap, SMMU IDR1.CMDQS), naturally aligned in guest RAM. */
+  private allocQueues(): void {
     const log2 = Math.min(VCMDQ_MAX_LOG2, R.IDR1.f.CMDQS.get(this.smmu.idr1));
     for (let lvcmdq = 0; lvcmdq < this.perVintf; lvcmdq++) {
       const p0 = this.base + this.page0(lvcmdq);
@@ -118,24 +132,55 @@ export class GuestCmdqv {
       const queue = new GuestCommandQueue(this.platform.bus, this.platform.clock, ring, log2, p0 + P0.PROD, p0 + P0.CONS, SYNC_CS_NONE, undefined, `VCMDQ ${lvcmdq}`);
       this.queues.push({ lvcmdq, queue, enabled: false });
     }
+  }
+
+  /** VINTF0 init: reset it, enable it, then map and initialise its LVCMDQs in ascending order (the hardware requires it). */
+  private vintfInit(): void {
     this.vintfDeinit();
     const vintf = C.vintfEnable(VINTF0);
     const hypOwn = C.VINTF_CONFIG.f.HYP_OWN.set(0, 1);
     this.wr(vintf.config, hypOwn);
     this.writeConfig(vintf, vintf.enable.set(hypOwn, 1));
     this.hypOwn = C.VINTF_CONFIG.f.HYP_OWN.get(this.rd(vintf.config)) === 1;
-    for (const q of this.queues) this.queueInit(q);
+    for (const q of this.queues) {
+      this.mapQueue(q, true);
+      this.queueInit(q);
+    }
   }
 
+  /**
+   * VINTF0 teardown: each LVCMDQ deinitialised and unmapped in descending order (the hardware
+   * requires it), the VINTF disabled, and its SID_MATCH/SID_REPLACE pairs cleared.
+   */
   private vintfDeinit(): void {
-    for (const q of this.queues) this.queueDeinit(q);
+    for (let l = this.queues.length - 1; l >= 0; l--) {
+      const q = this.queues[l]!;
+      this.queueDeinit(q);
+      this.mapQueue(q, false);
+    }
     this.writeConfig(C.vintfEnable(VINTF0), 0);
+    const block = C.vintfBlockOffset(VINTF0);
+    for (let s = 0; s < this.numSidsPerVintf; s++) {
+      this.wr(block + instanceOffset(C.VINTF_SID_MATCH, s), 0);
+      this.wr(block + instanceOffset(C.VINTF_SID_REPLACE, s), 0);
+    }
   }
 
+  /** Set or clear CMDQ_ALLOC_MAP.ALLOC of a queue, keeping its (VINTF, LVCMDQ) assignment. */
+  private mapQueue(q: Vcmdq, map: boolean): void {
+    const off = C.allocMapOffset(VINTF0 * this.perVintf + q.lvcmdq);
+    this.wr(off, C.CMDQ_ALLOC_MAP.f.ALLOC.set(this.rd(off), map ? 1 : 0));
+  }
+
+  /**
+   * Disable a queue, then flush: a CMD_SYNC on the SMMU's own CMDQ makes an ATC_INV timeout the
+   * queue left behind surface now rather than in the VM that gets the queue next.
+   */
   private queueDeinit(q: Vcmdq): void {
     const p0 = this.page0(q.lvcmdq);
     const p1 = this.base + this.page1(q.lvcmdq);
     this.writeConfig(C.vcmdqEnable(p0), 0);
+    this.smmu.submit(FLUSH_SYNC);
     this.wr(p0 + P0.PROD, 0);
     this.wr(p0 + P0.CONS, 0);
     this.platform.bus.write64(p1 + C.VCMDQ_BASE.spec.offset, 0n);
@@ -152,6 +197,11 @@ export class GuestCmdqv {
     const enable = C.vcmdqEnable(this.page0(q.lvcmdq));
     this.writeConfig(enable, enable.enable.set(0, 1));
     q.enabled = true;
+  }
+
+  /** Driver removal (tegra241_cmdqv_remove): VINTF0 torn down; the queues stay allocated in guest RAM. */
+  remove(): void {
+    this.vintfDeinit();
   }
 
   /** Whether a command may go to a VCMDQ (the guest filter of a non-hyp-owned VINTF). */

@@ -22,7 +22,7 @@ function guest() {
     ramBase: RAM_BASE,
     ramSize: 2 ** 30,
   };
-  const smmu = { idr1: 19 << 21, mem: new GuestAllocator(RAM_BASE + 0x100_0000, 0x100_0000) } as unknown as GuestSmmu;
+  const smmu = { idr1: 19 << 21, mem: new GuestAllocator(RAM_BASE + 0x100_0000, 0x100_0000), submit: () => {} } as unknown as GuestSmmu;
   return { r, g: new GuestCmdqv(p, CMDQV_BASE, smmu, 148) };
 }
 

@@ -28,7 +28,7 @@ function guest() {
   const r = boot(rig());
   const p = platform(r);
   // The CMDQV driver needs only the SMMU's IDR1 (CMDQS) and the guest page allocator.
-  const smmu = { idr1: 19 << 21, mem: new GuestAllocator(RAM_BASE + 0x100_0000, 0x100_0000) } as unknown as GuestSmmu;
+  const smmu = { idr1: 19 << 21, mem: new GuestAllocator(RAM_BASE + 0x100_0000, 0x100_0000), submit: () => {} } as unknown as GuestSmmu;
   const g = new GuestCmdqv(p, CMDQV_BASE, smmu, 148);
   return { r, g };
 }
