@@ -34,6 +34,11 @@ export interface DeviceConfig {
   readonly sid: number;
   /** Name of the SMMU it sits behind. */
   readonly smmu: string;
+  /**
+   * The device has a PCIe ATS capability. Default true, as Grace's passthrough devices do; with
+   * false IOMMU_GET_HW_INFO reports IOMMU_HW_CAP_PCI_ATS_NOT_SUPPORTED.
+   */
+  readonly ats?: boolean;
 }
 
 /** A host machine. */

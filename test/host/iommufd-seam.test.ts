@@ -68,6 +68,6 @@ test('kernel objects and vEVENTQs keep their state as plain data', () => {
   for (const o of [device, device.attached!, vdevice, viommu, viommu.parent, veventq]) assertPlainState(o.state, `${o.kind}.state`);
   assertPlainState(veventq.queue.state, 'veventq.queue.state');
   assert.deepEqual(viommu.state, { id: viommuId, users: viommu.users, type: U.iommu_viommu_type.IOMMU_VIOMMU_TYPE_ARM_SMMUV3, iommu: 'smmu0' });
-  assert.equal(vdevice.state.virtId, 0x42);
+  assert.equal(vdevice.state.virtId, 0x42n);
   assert.equal(veventq.queue.state.count, 1);
 });

@@ -28,8 +28,12 @@ export interface UserData {
    * tail (E2BIG), a shorter one is zero-extended.
    */
   copyStruct(kernelSize: number, minSize: number): Uint8Array;
-  /** Copy `bytes` out to the user buffer (EFAULT on a bad pointer). */
-  copyOut(bytes: Uint8Array): void;
+  /**
+   * Report a driver struct back into the user buffer (Linux's `iommu_copy_struct_to_user`): a
+   * buffer shorter than `minSize` or longer than the struct is EINVAL; otherwise the user's
+   * length is copied (EFAULT on a bad pointer).
+   */
+  copyStructOut(bytes: Uint8Array, minSize: number): void;
 }
 
 /**
@@ -81,8 +85,6 @@ export class InvalidateEntryError extends ErrnoError {
 
 /** A driver's vIOMMU (Linux's `iommufd_viommu_ops`). */
 export interface ViommuOps {
-  /** Largest virt_id a vDEVICE of this vIOMMU takes (EINVAL above it). */
-  readonly maxVirtId: bigint;
   /** IOMMU_HWPT_INVALIDATE data type this vIOMMU takes, and its kernel entry size in bytes. */
   readonly invalidateDataType: number;
   readonly invalidateEntrySize: number;
@@ -100,9 +102,12 @@ export interface ViommuOps {
    * issue them. Throws {@link InvalidateEntryError} on a rejected entry.
    */
   invalidate(words: Uint32Array, count: number): void;
-  /** A vDEVICE `virtId` → `dev` was created / is going away. */
-  vdeviceInit(virtId: number, dev: HostDevice): void;
-  vdeviceDestroy(virtId: number): void;
+  /**
+   * A vDEVICE `virtId` (any u64 the core accepted) → `dev` was created / is going away. Init may
+   * throw the driver's errno (a virt_id out of its range); the core then keeps nothing.
+   */
+  vdeviceInit(virtId: bigint, dev: HostDevice): void;
+  vdeviceDestroy(virtId: bigint): void;
   /** Whether the vIOMMU has HW queues of `type`. */
   supportsHwQueue(type: number): boolean;
   /** Set up HW queue `index` on `length` bytes of physically contiguous memory at `pa`. */
@@ -112,7 +117,7 @@ export interface ViommuOps {
    * A hardware event `record` of a device with vDEVICE `virtId` on this vIOMMU, attached to a
    * nested domain: report it to a vEVENTQ if it qualifies; returns whether it was reported.
    */
-  forwardEvent(core: ViommuCore, virtId: number, record: Uint32Array): boolean;
+  forwardEvent(core: ViommuCore, virtId: bigint, record: Uint32Array): boolean;
 }
 
 /** The iommufd side of one IOMMU instance's driver (Linux's `iommu_ops`, iommufd parts). */
@@ -124,6 +129,8 @@ export interface IommuDriverOps {
    * EOPNOTSUPP for types this IOMMU does not report.
    */
   hwInfo(type: number): { type: number; data: Uint8Array };
+  /** Whether `dev` can use PCIe ATS through this IOMMU (`IOMMU_CAP_PCI_ATS_SUPPORTED`). */
+  atsSupported(dev: HostDevice): boolean;
   /** A paging domain of `granule`-sized pages. */
   allocPagingDomain(granule: 4096 | 16384 | 65536): IommuPagingDomain;
   /** Whether vIOMMUs of `type` can be allocated on this IOMMU. */

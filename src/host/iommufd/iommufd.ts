@@ -89,8 +89,11 @@ class UserBuffer implements UserData {
     return copyStructFromUserVa(this.proc.mem, kernelSize, Number(this.uptr), this.length);
   }
 
-  copyOut(bytes: Uint8Array): void {
-    this.proc.mem.copyToUser(Number(this.uptr), bytes);
+  copyStructOut(bytes: Uint8Array, minSize: number): void {
+    if (this.length < minSize || this.length > bytes.length) {
+      throw new ErrnoError(Errno.EINVAL, `driver data of ${this.length} bytes cannot take a ${bytes.length}-byte report (minimum ${minSize})`);
+    }
+    this.proc.mem.copyToUser(Number(this.uptr), bytes.subarray(0, this.length));
   }
 }
 
@@ -387,7 +390,8 @@ export class IommufdContext {
     arg.in_data_type = type;
     arg.out_data_type = type;
     arg.out_max_pasid_log2 = 0;
-    arg.out_capabilities = 0n;
+    // Dirty tracking is not modelled; ATS is reported in the negative so 0 from an older kernel reads as "may use ATS".
+    arg.out_capabilities = this.driverOf(dev).atsSupported(dev) ? 0n : BigInt(U.iommufd_hw_capabilities.IOMMU_HW_CAP_PCI_ATS_NOT_SUPPORTED);
   }
 
   private hwptAlloc(arg: HwptAllocArg): void {
@@ -459,8 +463,8 @@ export class IommufdContext {
     const dev = this.deviceObj(arg.dev_id);
     if (this.driverOf(dev.dev).instance !== viommu.state.iommu) throw new ErrnoError(Errno.EINVAL, 'device behind another IOMMU');
     if (dev.vdevice) throw new ErrnoError(Errno.EEXIST, 'device already has a vDEVICE');
-    if (virtId > viommu.ops.maxVirtId) throw new ErrnoError(Errno.EINVAL, 'virt_id wider than a StreamID');
-    const id = Number(virtId);
+    // The core takes any u64 (its xarray index is an unsigned long); the range is the driver's.
+    const id = virtId;
     if (viommu.vdevices.has(id)) throw new ErrnoError(Errno.EEXIST, `virt_id 0x${id.toString(16)} in use`);
     const vdevice = new VdeviceObj(viommu, dev, id);
     viommu.ops.vdeviceInit(id, dev.dev);

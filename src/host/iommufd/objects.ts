@@ -125,7 +125,7 @@ export interface ViommuState extends ObjectState {
 /** A vIOMMU; its driver's part is `ops`. */
 export class ViommuObj extends IommufdObject<ViommuState> implements ViommuCore {
   readonly kind = 'viommu';
-  readonly vdevices = new Map<number, VdeviceObj>();
+  readonly vdevices = new Map<bigint, VdeviceObj>();
   readonly veventqs = new Map<number, VeventqObj>();
   readonly hwQueues = new Map<number, HwQueueObj>();
   constructor(
@@ -153,7 +153,7 @@ export class ViommuObj extends IommufdObject<ViommuState> implements ViommuCore 
 /** State of a vDEVICE. */
 export interface VdeviceState extends ObjectState {
   /** The guest's ID of the device (a virtual StreamID for SMMUv3). */
-  readonly virtId: number;
+  readonly virtId: bigint;
 }
 
 /** A vDEVICE: virtual ID → device on a vIOMMU. */
@@ -162,12 +162,12 @@ export class VdeviceObj extends IommufdObject<VdeviceState> {
   constructor(
     readonly viommu: ViommuObj,
     readonly device: DeviceObj,
-    virtId: number,
+    virtId: bigint,
   ) {
     super({ ...fresh(), virtId });
   }
 
-  get virtId(): number {
+  get virtId(): bigint {
     return this.state.virtId;
   }
 }

@@ -233,9 +233,11 @@ function convertGuestCommand(words: Uint32Array, at: number, vmid: number, strea
   }
 }
 
+/** Largest vSID a guest command (or event record) can carry: the 32-bit SID field. */
+const MAX_VSID = BigInt(D0.SID.max);
+
 /** An SMMUv3 vIOMMU (IOMMU_VIOMMU_TYPE_ARM_SMMUV3): the guest's view of one host SMMU. */
 export class ArmSmmuV3Viommu implements ViommuOps {
-  readonly maxVirtId = BigInt(D0.SID.max);
   readonly invalidateDataType = U.iommu_hwpt_invalidate_data_type.IOMMU_VIOMMU_INVALIDATE_DATA_ARM_SMMUV3;
   readonly invalidateEntrySize = U.iommu_viommu_arm_smmuv3_invalidate.size;
   /** The stage-2 VMID the guest's commands are tagged with. */
@@ -274,12 +276,14 @@ export class ArmSmmuV3Viommu implements ViommuOps {
     this.driver.submitWords(words, count);
   }
 
-  vdeviceInit(virtId: number, dev: HostDevice): void {
-    this.streams.set(virtId, dev.sid);
+  vdeviceInit(virtId: bigint, dev: HostDevice): void {
+    // The driver has no vdevice_init: any virt_id is taken, but only one that fits a command's
+    // 32-bit SID field can ever be looked up.
+    if (virtId <= MAX_VSID) this.streams.set(Number(virtId), dev.sid);
   }
 
-  vdeviceDestroy(virtId: number): void {
-    this.streams.delete(virtId);
+  vdeviceDestroy(virtId: bigint): void {
+    if (virtId <= MAX_VSID) this.streams.delete(Number(virtId));
   }
 
   supportsHwQueue(_type: number): boolean {
@@ -292,13 +296,14 @@ export class ArmSmmuV3Viommu implements ViommuOps {
 
   hwQueueDestroy(_index: number): void {}
 
-  forwardEvent(core: ViommuCore, virtId: number, record: Uint32Array): boolean {
+  forwardEvent(core: ViommuCore, virtId: bigint, record: Uint32Array): boolean {
     const id = EVT.ID.getWords(record[0]!, record[1]!);
     const stall = EVT.STALL.getWords(record[2]!, record[3]!);
     const stage2 = EVT.S2.getWords(record[2]!, record[3]!);
     if (!FORWARDED_EVENTS.has(id) || stall || stage2) return false;
     const out = new Uint32Array(record);
-    EVT.SID.setWords(out, 0, virtId);
+    // The event's SID field keeps the low 32 bits of the virt_id (FIELD_PREP truncates).
+    EVT.SID.setWords(out, 0, Number(virtId & MAX_VSID));
     return core.reportEvent(U.iommu_veventq_type.IOMMU_VEVENTQ_TYPE_ARM_SMMUV3, new Uint8Array(out.buffer));
   }
 }
@@ -321,6 +326,14 @@ export class ArmSmmuV3Iommufd implements IommuDriverOps {
     const idr = [R.IDR0, R.IDR1, R.IDR2, R.IDR3, R.IDR4, R.IDR5].map((reg) => bank.read(reg.spec.offset, 4));
     const data = U.iommu_hw_info_arm_smmuv3.encode({ idr, iidr: bank.read(R.IIDR.spec.offset, 4), aidr: bank.read(R.AIDR.spec.offset, 4) });
     return { type: T.IOMMU_HW_INFO_TYPE_ARM_SMMUV3, data };
+  }
+
+  /**
+   * arm_smmu_ats_supported: the SMMU implements ATS (IDR0.ATS) and the device has the
+   * capability. The host root complex is taken to support ATS, as Grace's IORT says.
+   */
+  atsSupported(dev: HostDevice): boolean {
+    return R.IDR0.f.ATS.get(this.hw.bank.read(R.IDR0.spec.offset, 4)) === 1 && dev.ats;
   }
 
   allocPagingDomain(granule: 4096 | 16384 | 65536): Smmuv3S2Domain {

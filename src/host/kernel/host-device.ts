@@ -29,6 +29,8 @@ const PAGE = 4096;
 export class HostDevice {
   readonly bdf: string;
   readonly sid: number;
+  /** The device has a PCIe ATS capability. */
+  readonly ats: boolean;
   /** The iommufd context and object it is bound to (VFIO cdev bind). */
   binding: { ctx: IommufdContext; obj: DeviceObj } | undefined;
   private readonly translation = new Translation();
@@ -39,6 +41,7 @@ export class HostDevice {
   ) {
     this.bdf = cfg.bdf;
     this.sid = cfg.sid;
+    this.ats = cfg.ats ?? true;
   }
 
   /** DMA read of `len` bytes at `iova` (SubstreamID `ssid`). Faults stop the transfer. */

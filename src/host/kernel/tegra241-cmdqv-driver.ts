@@ -15,6 +15,8 @@ import type { SmmuDriver } from './arm-smmu-v3.js';
 const SRC = 'tegra241-cmdqv';
 /** VINTF0 is the host's. */
 const HOST_VINTF = 0;
+/** SID_MATCH bit 0: the pair is in use. */
+const SID_MATCH_ENABLE = C.VINTF_SID_MATCH.f.ENABLE.set(0, 1);
 
 /** Register offsets inside a VCMDQ's page0 and page1 slots. */
 const P0 = {
@@ -208,15 +210,17 @@ export class CmdqvDriver {
     }
   }
 
-  /** vDEVICE: program a SID_MATCH/SID_REPLACE pair. Returns the pair index. */
+  /**
+   * vDEVICE: program a SID_MATCH/SID_REPLACE pair. Returns the pair index. `vsid` is any u32:
+   * the driver writes the 32-bit truncation of (vSID << 1 | ENABLE) and the register keeps its
+   * VIRT_SID field (docs/reference/tegra241-cmdqv.md §5.5).
+   */
   allocSid(vintf: UserVintf, vsid: number, psid: number): number {
-    const { ENABLE, VIRT_SID } = C.VINTF_SID_MATCH.f;
-    if (vsid > VIRT_SID.max) throw new ErrnoError(Errno.EINVAL, `vSID 0x${vsid.toString(16)} wider than ${VIRT_SID.width} bits`);
     const slot = firstFree(0, this.sidsPerVintf, vintf.sids);
     if (slot < 0) throw new ErrnoError(Errno.ENOSPC, 'no free SID pair');
     const pair = this.sidPair(vintf.index, slot);
     this.wr(pair.replace, psid);
-    this.wr(pair.match, VIRT_SID.set(ENABLE.set(0, 1), vsid));
+    this.wr(pair.match, ((vsid << 1) | SID_MATCH_ENABLE) >>> 0);
     vintf.sids[slot] = psid;
     return slot;
   }

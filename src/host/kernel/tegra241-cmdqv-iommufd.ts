@@ -16,13 +16,15 @@ import { ArmSmmuV3Iommufd, ArmSmmuV3Viommu, s2Domain, type Smmuv3S2Domain } from
 import type { HostDevice } from './host-device.js';
 import type { CmdqvDriver, UserVintf } from './tegra241-cmdqv-driver.js';
 
+/** Largest vSID a VINTF's SID_MATCH takes from user space (UINT_MAX). */
+const MAX_VSID = 0xffff_ffffn;
 /** What a VMM maps of a VINTF: its page0 (the VCMDQ control registers). */
 const VINTF_MMAP_LENGTH = CMDQV_PAGE_SIZE;
 
 /** A TEGRA241_CMDQV vIOMMU: an SMMUv3 vIOMMU plus a user VINTF. */
 export class Tegra241CmdqvViommu extends ArmSmmuV3Viommu {
   /** Guest StreamID → SID match/replace pair of each vDEVICE. */
-  private readonly sidSlots = new Map<number, number>();
+  private readonly sidSlots = new Map<bigint, number>();
 
   constructor(
     driver: SmmuDriver,
@@ -38,21 +40,23 @@ export class Tegra241CmdqvViommu extends ArmSmmuV3Viommu {
     this.vintf.onError = (map) => {
       core.reportEvent(U.iommu_veventq_type.IOMMU_VEVENTQ_TYPE_TEGRA241_CMDQV, U.iommu_vevent_tegra241_cmdqv.encode({ lvcmdq_err_map: map }));
     };
-    data.copyOut(
-      U.iommu_viommu_tegra241_cmdqv.encode({ out_vintf_mmap_offset: BigInt(offset), out_vintf_mmap_length: BigInt(VINTF_MMAP_LENGTH) }),
-    );
+    // Reported last: a failure here (a user buffer longer than the struct) undoes the VINTF and mmap.
+    const layout = U.iommu_viommu_tegra241_cmdqv;
+    data.copyStructOut(layout.encode({ out_vintf_mmap_offset: BigInt(offset), out_vintf_mmap_length: BigInt(VINTF_MMAP_LENGTH) }), layout.size);
   }
 
   override destroy(): void {
     this.cmdqv.freeVintf(this.vintf);
   }
 
-  override vdeviceInit(virtId: number, dev: HostDevice): void {
-    this.sidSlots.set(virtId, this.cmdqv.allocSid(this.vintf, virtId, dev.sid));
+  override vdeviceInit(virtId: bigint, dev: HostDevice): void {
+    // tegra241_vintf_init_vsid takes a u32 vSID (docs/reference/iommufd-uapi.md §6).
+    if (virtId > MAX_VSID) throw new ErrnoError(Errno.EINVAL, `virt_id 0x${virtId.toString(16)} above UINT_MAX`);
+    this.sidSlots.set(virtId, this.cmdqv.allocSid(this.vintf, Number(virtId), dev.sid));
     super.vdeviceInit(virtId, dev);
   }
 
-  override vdeviceDestroy(virtId: number): void {
+  override vdeviceDestroy(virtId: bigint): void {
     const slot = this.sidSlots.get(virtId);
     if (slot !== undefined) this.cmdqv.freeSid(this.vintf, slot);
     this.sidSlots.delete(virtId);
@@ -95,8 +99,9 @@ export class Tegra241CmdqvIommufd extends ArmSmmuV3Iommufd {
 
   override allocViommu(type: number, parent: IommuPagingDomain, data: UserData): ViommuOps {
     if (type !== U.iommu_viommu_type.IOMMU_VIOMMU_TYPE_TEGRA241_CMDQV) return super.allocViommu(type, parent, data);
-    if (data.length !== U.iommu_viommu_tegra241_cmdqv.size) throw new ErrnoError(Errno.EINVAL, 'user data must be iommu_viommu_tegra241_cmdqv');
-    data.copyIn();
+    // copy_struct_from_user rules (docs/reference/iommufd-uapi.md §5): every field is in the first version.
+    const layout = U.iommu_viommu_tegra241_cmdqv;
+    data.copyStruct(layout.size, layout.size);
     const domain = s2Domain(parent);
     return new Tegra241CmdqvViommu(this.driver, domain, this.cmdqv, this.cmdqv.allocVintf(domain.vmid));
   }

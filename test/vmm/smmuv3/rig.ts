@@ -163,7 +163,7 @@ export function attachedTo(rig: Rig, i: number): number | undefined {
 /** The vDEVICE of host device `i`, as the host kernel sees it. */
 export function hostVdevice(rig: Rig, i: number): { id: number; virtId: number } | undefined {
   const vd = rig.kernel.devices[i]!.binding?.obj.vdevice;
-  return vd && { id: vd.id, virtId: vd.virtId };
+  return vd && { id: vd.id, virtId: Number(vd.virtId) };
 }
 
 /** A minimal guest SMMUv3 driver: MMIO programming and rings in guest RAM. */
