@@ -24,9 +24,11 @@ export function acpiCommand(argv: readonly string[]): string {
   const qemu = split >= 0 ? argv.slice(split + 1) : [...DEFAULT_ARGS];
   const { values } = parseArgs({ args: [...own], options: { out: { type: 'string' } }, strict: true });
   if (values.out) makeDir('--out', values.out);
-  const m = Machine.create(qemu);
+  const m = Machine.create(qemu, { emulatedSmmus: 'describe' });
   m.close();
   const lines = [`IORT ${m.acpi.iort.length} bytes, DSDT ${m.acpi.dsdt.length} bytes`];
+  for (const e of m.emulatedSmmus) lines.push(`  SMMUv3 ${e.opts ? `${e.id} (emulated)` : '(machine-wide, iommu=smmuv3)'} at 0x${e.base.toString(16)}`);
+  if (m.options.notModelled.length) lines.push(`not modelled: ${m.options.notModelled.join(', ')}`);
   for (const s of m.smmus) {
     lines.push(`  SMMUv3 identifier ${s.opts.identifier} at 0x${s.base.toString(16)}` + (s.cmdqv ? `; DSDT ${cmdqvDeviceName(s.opts.identifier)} (NVDA200C, _UID ${s.opts.identifier}) at 0x${s.cmdqvBase!.toString(16)}, GSIV ${s.cmdqvGsiv}` : ''));
   }

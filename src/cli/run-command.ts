@@ -144,6 +144,7 @@ export function formatReport(m: Machine, r: WorkloadReport): string {
       (s.cmdqv ? `CMDQV at 0x${s.cmdqvBase!.toString(16)} GSIV ${s.cmdqvGsiv}` : 'no CMDQV'));
   }
   for (const d of r.devices) L.push(`  vfio-pci ${d.host} -> guest SID 0x${d.sid.toString(16)} behind ${d.smmu}`);
+  if (m.options.notModelled.length) L.push(`  not modelled: ${m.options.notModelled.join(', ')}`);
   L.push('');
   L.push('Guest');
   for (const line of r.dmesg) L.push(`  ${line}`);

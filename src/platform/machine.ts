@@ -5,6 +5,7 @@
  * reaches the machine through `guestPlatform()` (MMIO, guest RAM, IRQs).
  */
 
+import { readFileSync } from 'node:fs';
 import { VirtualClock } from '../kit/clock.js';
 import { ModelLog } from '../kit/log.js';
 import { traceCatalog, Tracer, type TraceEvent, type TraceSink } from '../kit/trace.js';
@@ -13,10 +14,10 @@ import { HOST_TRACE_EVENTS, HostKernel } from '../host/kernel/host-kernel.js';
 import type { Process } from '../host/kernel/process.js';
 import { DEFAULT_ARGS, VirtMachine, VMM_TRACE_EVENTS, type RamBacking } from '../vmm/virt/machine.js';
 import { FaultInjectingSyscalls, type FaultSpec } from './fault-injection.js';
-import { parseVirtArgs, type VirtOptions } from '../vmm/virt/options.js';
+import { OptionError, parseVirtArgs, type VirtOptions } from '../vmm/virt/options.js';
 
 export { DEFAULT_ARGS, VIRT_RAM_BASE } from '../vmm/virt/machine.js';
-export type { MachineDevice, MachineSmmu, RootBus } from '../vmm/virt/machine.js';
+export type { EmulatedSmmu, MachineDevice, MachineSmmu, RootBus } from '../vmm/virt/machine.js';
 export { OptionError } from '../vmm/virt/options.js';
 export { cmdqvDeviceName } from '../vmm/acpi/dsdt.js';
 export { HostKernel } from '../host/kernel/host-kernel.js';
@@ -31,6 +32,8 @@ export interface MachineCreateOptions {
   host?: HostConfig | HostKernel;
   /** Faults to inject at the VMM's syscall seam (`--inject`; see fault-injection.ts). */
   inject?: readonly FaultSpec[];
+  /** Emulated SMMUv3s: `describe` them in the ACPI tables (`cmdqv acpi`) or `refuse` the line (default). */
+  emulatedSmmus?: 'describe' | 'refuse';
 }
 
 /** A VM on a host: the VMM's machine plus the host and the VMM process it runs as. */
@@ -50,9 +53,16 @@ export class Machine extends VirtMachine {
     host: HostKernel,
     proc: Process,
     faults: FaultInjectingSyscalls | undefined,
-    runtime: { clock: VirtualClock; log: ModelLog; tracer: Tracer; detach: () => void },
+    runtime: { clock: VirtualClock; log: ModelLog; tracer: Tracer; detach: () => void; emulatedSmmus: 'describe' | 'refuse' },
   ) {
-    super(options, { sys: faults ?? proc, clock: runtime.clock, log: runtime.log, tracer: runtime.tracer, ramBacking: ramBacking(host.config) });
+    super(options, {
+      sys: faults ?? proc,
+      clock: runtime.clock,
+      log: runtime.log,
+      tracer: runtime.tracer,
+      ramBacking: ramBacking(host.config, options),
+      emulatedSmmus: runtime.emulatedSmmus,
+    });
     this.host = host;
     this.proc = proc;
     this.faults = faults;
@@ -65,6 +75,7 @@ export class Machine extends VirtMachine {
    */
   static create(argv: readonly string[] = DEFAULT_ARGS, opts: MachineCreateOptions = {}): Machine {
     const options = parseVirtArgs(argv.length ? argv : DEFAULT_ARGS);
+    for (const file of options.traceEventFiles) options.trace.push(...readTraceEventsFile(file));
     const clock = new VirtualClock();
     const log = new ModelLog();
     log.now = () => clock.now;
@@ -79,7 +90,7 @@ export class Machine extends VirtMachine {
     const detach = showOwnHostEvents(host, proc, log, tracer, options.trace);
     try {
       const faults = opts.inject?.length ? new FaultInjectingSyscalls(proc, opts.inject) : undefined;
-      return new Machine(options, host, proc, faults, { clock, log, tracer, detach });
+      return new Machine(options, host, proc, faults, { clock, log, tracer, detach, emulatedSmmus: opts.emulatedSmmus ?? 'refuse' });
     } catch (e) {
       // QEMU exits on a creation error: the kernel releases what the process had taken.
       proc.exit();
@@ -130,7 +141,28 @@ function showOwnHostEvents(host: HostKernel, proc: Process, log: ModelLog, trace
   };
 }
 
-/** Guest RAM is hugepage-backed when the host has hugepages (QEMU memory-backend on hugetlbfs). */
-function ramBacking(config: HostConfig): RamBacking {
-  return config.hugepages ? { hugepages: true, pageSize: config.hugepageSize } : { hugepages: false, pageSize: config.pageSize };
+/**
+ * How guest RAM is backed. With a memory backend (`memory-backend=`, `-numa node,memdev=`) it
+ * is what the backend says: a hugetlbfs `mem-path` means hugepages (refused when the host has
+ * none, as QEMU fails to open the path), anything else normal pages. Without one: hugepages
+ * when the host has them (the embedded default stands for a hugepage-backed line).
+ */
+function ramBacking(config: HostConfig, options: VirtOptions): RamBacking {
+  const b = options.memBackend;
+  const huge = b === undefined ? config.hugepages : b.hugepages;
+  if (huge && !config.hugepages) {
+    throw new OptionError(`-object ${b!.type},id=${b!.id}: can't open backing store ${b!.memPath} for guest RAM: No such file or directory`);
+  }
+  return huge ? { hugepages: true, pageSize: config.hugepageSize } : { hugepages: false, pageSize: config.pageSize };
+}
+
+/** `-trace events=FILE`: one pattern a line, `#` comments and blank lines skipped (QEMU's format). */
+function readTraceEventsFile(file: string): string[] {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new OptionError(`-trace events=${file}: Could not open '${file}': ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'No such file or directory' : (e as Error).message}`);
+  }
+  return text.split('\n').map((l) => l.trim()).filter((l) => l !== '' && !l.startsWith('#'));
 }

@@ -26,7 +26,9 @@ import { Tegra241Cmdqv } from '../tegra241-cmdqv/cmdqv.js';
 import type { GuestPlatform } from '../../kit/guest-seam.js';
 import { ClockMainLoop } from '../main-loop.js';
 import { OptionError, PHYS_ADDR_BITS, type SmmuOpts, type VfioOpts, type VirtOptions } from './options.js';
+import { placePciDevices, type PciPlacement } from './pci-topology.js';
 import { PlatformBus } from './platform-bus.js';
+import { LEGACY_SMMU_BASE, LEGACY_SMMU_GSIV_BASE, planIort, type AcpiSmmu } from '../acpi/topology.js';
 
 /** Guest RAM base of the virt machine (VIRT_MEM). */
 export const VIRT_RAM_BASE = 0x4000_0000;
@@ -42,11 +44,32 @@ export const DEFAULT_ARGS: readonly string[] = [
 /** Every trace event of the VMM (iommufd backend, SMMUv3, Tegra241 CMDQV). */
 export const VMM_TRACE_EVENTS: readonly TraceEvent[] = traceCatalog(BACKEND_EVENTS, SMMUV3_EVENTS, CMDQV_EVENTS);
 
-/** A PCIe root bus. */
+/** A PCIe bus: a root bus (pcie.0, a pxb-pcie) or the secondary bus of a pcie-root-port. */
 export interface RootBus {
   readonly id: string;
   readonly busNr: number;
-  nextSlot: number;
+  /** The root bus it lies under (itself for a root bus). */
+  readonly root: string;
+  /** Highest bus number under a root bus (firmware's numbering of the root ports behind it). */
+  readonly subordinate: number;
+  /** `bypass_iommu=on` (pxb-pcie). */
+  readonly bypassIommu: boolean;
+}
+
+/** Size of an SMMUv3's register frame (two 64 KiB pages). */
+const SMMU_MMIO_SIZE = 0x2_0000;
+
+/**
+ * An emulated (non-accel) SMMUv3 of the command line, or the machine-wide one of
+ * `iommu=smmuv3`: described in the ACPI tables (`cmdqv acpi`), not run (the emulated SMMUv3
+ * is not modelled yet).
+ */
+export interface EmulatedSmmu {
+  /** The `-device arm-smmuv3` options; undefined for the machine-wide (legacy) SMMU. */
+  readonly opts: SmmuOpts | undefined;
+  readonly id: string;
+  readonly base: number;
+  readonly irqBaseGsiv: number;
 }
 
 /** An SMMU of the machine with its platform-bus resources. */
@@ -86,6 +109,23 @@ export interface VmmEnvironment {
   readonly log: ModelLog;
   readonly tracer: Tracer;
   readonly ramBacking: RamBacking;
+  /**
+   * What to do with emulated SMMUv3s (accel=off, `iommu=smmuv3`): `describe` them in the ACPI
+   * tables (`cmdqv acpi`), or `refuse` the line (`cmdqv run`: not modelled yet). Default refuse.
+   */
+  readonly emulatedSmmus?: 'describe' | 'refuse';
+}
+
+/** `cmdqv run`'s refusal of an emulated SMMUv3 (until the emulated SMMUv3 is modelled). */
+const EMULATED_REFUSED = (ctx: string, what: string) =>
+  `${ctx}: ${what} is not modelled yet by cmdqv run (only accel=on SMMUs run); cmdqv acpi describes it`;
+
+function smmuPrimaryBus(m: MachineSmmu | EmulatedSmmu): string | undefined {
+  return m.opts?.primaryBus;
+}
+
+function smmuId(m: MachineSmmu | EmulatedSmmu): string {
+  return 'dev' in m ? m.dev.props.id : m.id;
 }
 
 /** The VMM's machine. */
@@ -106,6 +146,11 @@ export class VirtMachine {
   readonly backends = new Map<string, IommufdBackend>();
   readonly buses: RootBus[] = [];
   readonly smmus: MachineSmmu[] = [];
+  /** Emulated SMMUv3s (only when built to describe them). */
+  readonly emulatedSmmus: EmulatedSmmu[] = [];
+  /** Every SMMU (accelerated or emulated) in creation order: the platform-bus and ACPI order. */
+  private readonly smmuOrder: (MachineSmmu | EmulatedSmmu)[] = [];
+  private readonly placement: PciPlacement;
   readonly devices: MachineDevice[] = [];
   readonly irqs = new Map<number, IrqLine>();
   readonly acpi: { iort: Uint8Array; dsdt: Uint8Array };
@@ -153,26 +198,38 @@ export class VirtMachine {
         throw new OptionError(`-object iommufd,id=${id}: ${(e as Error).message}`);
       }
     }
-    this.buses.push({ id: 'pcie.0', busNr: 0, nextSlot: 1 });
     for (const p of options.pxbs) {
-      if (!this.buses.some((b) => b.id === p.bus)) throw new OptionError(`-device pxb-pcie,id=${p.id}: Bus '${p.bus}' not found`);
-      if (this.buses.some((b) => b.busNr === p.busNr)) throw new OptionError(`-device pxb-pcie,id=${p.id}: bus_nr ${p.busNr} is already in use`);
-      this.buses.push({ id: p.id, busNr: p.busNr, nextSlot: 0 });
+      if (p.busNr === 0) throw new OptionError(`-device pxb-pcie,id=${p.id}: bus_nr 0 is already in use (pcie.0)`);
+      const other = options.pxbs.find((q) => q !== p && q.busNr === p.busNr);
+      if (other) throw new OptionError(`-device pxb-pcie,id=${p.id}: bus_nr ${p.busNr} is already in use`);
     }
-    options.smmus.forEach((s, i) => this.plugSmmu(s, i));
+    this.placement = placePciDevices(options.pciDevices);
+    for (const b of this.placement.buses) {
+      this.buses.push({ id: b.id, busNr: b.busNr, root: b.root, subordinate: b.subordinate, bypassIommu: options.pxbs.find((p) => p.id === b.id)?.bypassIommu ?? false });
+    }
+    const mode = env.emulatedSmmus ?? 'refuse';
+    if (options.legacySmmu) {
+      if (mode === 'refuse') throw new OptionError(EMULATED_REFUSED('-machine virt,iommu=smmuv3', 'the machine-wide SMMUv3'));
+      const legacy: EmulatedSmmu = { opts: undefined, id: 'virt-smmu', base: LEGACY_SMMU_BASE, irqBaseGsiv: LEGACY_SMMU_GSIV_BASE };
+      this.emulatedSmmus.push(legacy);
+      this.smmuOrder.push(legacy);
+    }
+    options.smmus.forEach((s, i) => this.plugSmmu(s, i, mode));
     for (const v of options.vfios) this.plugVfio(v);
     this.machineInitDone();
     this.acpi = { iort: buildIort(this.acpiTopology()), dsdt: buildDsdt(this.acpiTopology()) };
     this.reset();
   }
 
-  private plugSmmu(s: SmmuOpts, index: number): void {
+  private plugSmmu(s: SmmuOpts, index: number, mode: 'describe' | 'refuse'): void {
     const id = s.id ?? `smmuv3.${index}`;
     const ctx = `-device arm-smmuv3,id=${id}`;
-    if (!this.buses.some((b) => b.id === s.primaryBus)) throw new OptionError(`${ctx}: primary-bus '${s.primaryBus}' not found`);
-    const clash = this.smmus.find((m) => m.opts.primaryBus === s.primaryBus);
-    if (clash) throw new OptionError(`${ctx}: bus '${s.primaryBus}' already has an SMMU (${clash.dev.props.id})`);
-    const same = this.smmus.find((m) => m.opts.identifier === s.identifier);
+    const bus = this.buses.find((b) => b.id === s.primaryBus);
+    if (!bus) throw new OptionError(`${ctx}: primary-bus '${s.primaryBus}' not found`);
+    if (bus.root !== bus.id) throw new OptionError(`${ctx}: primary-bus '${s.primaryBus}' is not a root bus (pcie.0 or a pxb-pcie)`);
+    const clash = this.smmuOrder.find((m) => smmuPrimaryBus(m) === s.primaryBus);
+    if (clash) throw new OptionError(`${ctx}: bus '${s.primaryBus}' already has an SMMU (${smmuId(clash)})`);
+    const same = this.smmus.find((m) => s.accel && m.opts.identifier === s.identifier);
     if (same) throw new OptionError(`${ctx}: identifier ${s.identifier} is already used by ${same.dev.props.id} (IORT node and CMDQV _UID must be unique)`);
     let dev: AccelSmmuV3;
     try {
@@ -180,7 +237,7 @@ export class VirtMachine {
         { id, identifier: s.identifier, primaryBus: s.primaryBus, accel: s.accel, cmdqv: s.cmdqv, ats: s.ats, ril: s.ril, ssidsize: s.ssidsize, oas: s.oas, stage: s.stage },
         {
           // The iommufd of the VFIO devices behind this SMMU (QEMU learns it from the first one).
-          backend: this.backends.get(this.options.vfios.find((v) => v.bus === s.primaryBus)?.iommufd ?? ''),
+          backend: this.backends.get(this.options.vfios.find((v) => this.buses.find((b) => b.id === v.bus)?.root === s.primaryBus)?.iommufd ?? ''),
           guestMemory: this.dmaMemory(),
           mainLoop: this.mainLoop,
           log: this.log,
@@ -192,13 +249,34 @@ export class VirtMachine {
     } catch (e) {
       throw new OptionError(`${ctx}: ${(e as Error).message}`);
     }
-    if (!s.accel) throw new OptionError(`${ctx}: only accel=on SMMUs are modelled by cmdqv`);
-    const base = this.platformBus.allocMmio(dev.mmio.size, id);
+    if (!s.accel && mode === 'refuse') throw new OptionError(EMULATED_REFUSED(ctx, 'an emulated (accel=off) SMMUv3'));
+    const base = this.platformBus.allocMmio(s.accel ? dev.mmio.size : SMMU_MMIO_SIZE, id);
     const irqBaseGsiv = this.platformBus.allocIrq(`${id} eventq`);
     for (let k = 1; k < 4; k++) this.platformBus.allocIrq(`${id} irq${k}`);
+    if (!s.accel) {
+      const emulated: EmulatedSmmu = { opts: s, id, base, irqBaseGsiv };
+      this.emulatedSmmus.push(emulated);
+      this.smmuOrder.push(emulated);
+      return;
+    }
     dev.irqs.forEach((line, k) => this.irqs.set(irqBaseGsiv + k, line));
     this.as.root.addSubregion(base, dev.mmio);
-    this.smmus.push({ opts: s, dev, base, irqBaseGsiv, cmdqv: undefined, cmdqvBase: undefined, cmdqvGsiv: undefined });
+    const m: MachineSmmu = { opts: s, dev, base, irqBaseGsiv, cmdqv: undefined, cmdqvBase: undefined, cmdqvGsiv: undefined };
+    this.smmus.push(m);
+    this.smmuOrder.push(m);
+  }
+
+  /** Where the placement put a vfio-pci device: the k-th vfio-pci of the PCI devices is the k-th of `vfios`. */
+  private devfnOf(v: VfioOpts): number {
+    let k = this.options.vfios.indexOf(v);
+    const at = this.options.pciDevices.findIndex((d) => d.driver === 'vfio-pci' && k-- === 0);
+    return this.placement.devices[at]!.devfn;
+  }
+
+  /** Whether the guest has a GICv3 ITS: gic-version 3+ (KVM's default on a GICv3 host; TCG's default is v2) and its=on. */
+  get hasIts(): boolean {
+    const v = this.options.gicVersion ?? (this.options.accel === 'kvm' ? 'host' : 2);
+    return this.options.itsProp && v !== 2;
   }
 
   /**
@@ -227,12 +305,13 @@ export class VirtMachine {
     const ctx = `-device vfio-pci,host=${v.host}`;
     const bus = this.buses.find((b) => b.id === v.bus);
     if (!bus) throw new OptionError(`${ctx}: Bus '${v.bus}' not found`);
-    const smmu = this.smmus.find((m) => m.opts.primaryBus === bus.id);
+    // The SMMU of the device's root bus (a root port's devices are behind their root bus's SMMU).
+    const smmu = this.smmus.find((m) => m.opts.primaryBus === bus.root);
     if (!smmu) throw new OptionError(`${ctx}: bus '${bus.id}' is behind no arm-smmuv3 (every passthrough device needs an accelerated SMMU)`);
     if (!v.iommufd) throw new OptionError(`${ctx}: vfio-pci endpoint devices without an iommufd backend not allowed when using arm-smmuv3,accel=on`);
     const backend = this.backends.get(v.iommufd);
     if (!backend) throw new OptionError(`${ctx}: iommufd '${v.iommufd}' not found`);
-    const first = this.options.vfios.find((x) => x.bus === v.bus);
+    const first = this.options.vfios.find((x) => this.buses.find((b) => b.id === x.bus)?.root === bus.root);
     if (first && first.iommufd !== v.iommufd) {
       throw new OptionError(`${ctx}: all devices behind ${smmu.dev.props.id} must use one iommufd (${first.iommufd})`);
     }
@@ -264,8 +343,8 @@ export class VirtMachine {
         this.s2.set(key, s2);
       }
       backend.attachDevice(vfioFd, s2);
-      const slot = bus.nextSlot++;
-      const host: AccelHostDevice = { host: v.host, devId, vfioFd, guestSid: (bus.busNr << 8) | (slot << 3) };
+      const devfn = this.devfnOf(v);
+      const host: AccelHostDevice = { host: v.host, devId, vfioFd, guestSid: (bus.busNr << 8) | devfn };
       if (smmu.dev.s2HwptId === undefined) smmu.dev.setS2Hwpt(s2);
       smmu.dev.attachDevice(host);
       this.devices.push({ opts: v, host, smmu, bus, hostIndex });
@@ -295,21 +374,44 @@ export class VirtMachine {
 
   /** The topology the ACPI tables describe. */
   acpiTopology(): AcpiTopology {
-    return {
-      its: true,
-      rootComplexes: this.buses.map((b) => {
-        const i = this.smmus.findIndex((m) => m.opts.primaryBus === b.id);
-        return i >= 0 ? { busNr: b.busNr, smmu: i } : { busNr: b.busNr };
-      }),
-      smmus: this.smmus.map((m) => ({
+    const smmus: AcpiSmmu[] = this.smmuOrder.map((m) => {
+      if (!('dev' in m)) return { identifier: 0, base: m.base, irqBaseGsiv: m.irqBaseGsiv, ...(m.opts ? {} : { legacy: true }) };
+      return {
         identifier: m.opts.identifier,
         base: m.base,
         irqBaseGsiv: m.irqBaseGsiv,
         accel: true,
         ats: m.dev.atsAdvertised,
         ...(m.cmdqv ? { cmdqv: { base: m.cmdqvBase!, gsiv: m.cmdqvGsiv! } } : {}),
-      })),
+      };
+    });
+    const topo: AcpiTopology = {
+      its: this.hasIts,
+      rootComplexes: this.buses.filter((b) => b.root === b.id).map((b) => {
+        const i = this.smmuOrder.findIndex((m) => smmuPrimaryBus(m) === b.id);
+        return {
+          busNr: b.busNr,
+          ...(b.subordinate !== b.busNr ? { subordinateBus: b.subordinate } : {}),
+          ...(i >= 0 ? { smmu: i } : {}),
+          ...(b.bypassIommu ? { bypassIommu: true } : {}),
+        };
+      }),
+      smmus,
     };
+    // QEMU 11.1 writes, for an emulated -device arm-smmuv3, its IORT node counter (the ITS
+    // takes 0, then each SMMU node in IORT order), whatever identifier= says; the machine-wide
+    // SMMU gets 0 (docs/design.md "Command lines").
+    let plan;
+    try {
+      plan = planIort(topo);
+    } catch (e) {
+      throw new OptionError(`-device arm-smmuv3: ${(e as Error).message}`);
+    }
+    plan.smmus.forEach((p, k) => {
+      const m = this.smmuOrder[p.index]!;
+      if (!('dev' in m) && m.opts) smmus[p.index]!.identifier = (topo.its ? 1 : 0) + k;
+    });
+    return topo;
   }
 
   /** System reset: every SMMU (and through it its CMDQV) returns to its reset state. */

@@ -1,3 +1,6 @@
+import { parsePciAddr, type PciDeviceSpec } from './pci-topology.js';
+import { NOT_MODELLED_DEVICES, NOT_MODELLED_OPTIONS, notModelledEntry } from './unmodelled.js';
+
 /**
  * QEMU-style command line for the virt machine: `-machine virt`, `-m`, `-object iommufd`,
  * `-device pxb-pcie|arm-smmuv3|vfio-pci`, `-trace`. Values follow QEMU's key=value rules (the
@@ -50,15 +53,60 @@ export interface VfioOpts {
   bus: string;
 }
 
+/** `-device pcie-root-port,...`. */
+export interface RootPortOpts {
+  id: string;
+  bus: string;
+  chassis: number;
+  slot: number;
+  port: number;
+}
+
+/** A memory backend (`-object memory-backend-ram|memory-backend-file`). */
+export interface MemoryBackendOpts {
+  id: string;
+  type: 'memory-backend-ram' | 'memory-backend-file';
+  sizeBytes: number;
+  /** `mem-path` (memory-backend-file). */
+  memPath: string | undefined;
+  /** A hugetlbfs mount as `mem-path`: guest RAM is hugepage-backed. */
+  hugepages: boolean;
+  prealloc: boolean;
+  share: boolean;
+}
+
+/** The accelerator QEMU ends up with (the first of `-accel`/`accel=` that exists). */
+export type Accelerator = 'kvm' | 'tcg' | 'qtest';
+
 /** The parsed command line. */
 export interface VirtOptions {
   machine: string;
+  /**
+   * The accelerator. A line that names none gets `kvm`: cmdqv models a KVM host (QEMU would
+   * default to TCG; docs/design.md "Command lines").
+   */
+  accel: Accelerator;
+  /** `gic-version` (default: the host's with KVM, 2 with TCG/qtest). */
+  gicVersion: 2 | 3 | 4 | 'host' | 'max' | undefined;
+  /** `its` machine property (default on). */
+  itsProp: boolean;
+  /** `-machine virt,iommu=smmuv3`: the machine-wide (legacy) emulated SMMUv3. */
+  legacySmmu: boolean;
   memBytes: number;
+  /** The backend behind guest RAM (`memory-backend=` or a `-numa node,memdev=`), if any. */
+  memBackend: MemoryBackendOpts | undefined;
   iommufds: string[];
   pxbs: PxbOpts[];
+  rootPorts: RootPortOpts[];
   smmus: SmmuOpts[];
   vfios: VfioOpts[];
+  /** Every PCI device in creation order, for placement (pci-topology.ts). */
+  pciDevices: PciDeviceSpec[];
   trace: string[];
+  /** `-trace events=FILE`: files of trace patterns, one a line. */
+  traceEventFiles: string[];
+  /** What the line asks for that cmdqv does not model, once each ("-kernel Image", "virtio-net-pci net0"). */
+  notModelled: string[];
 }
 
 /** Split a QEMU option string into [implied-or-undefined, pairs]. */
@@ -139,27 +187,80 @@ function uint(v: string, driver: string, key: string, max: number): number {
   return n;
 }
 
-/** Properties a device accepts; anything else is "Property 'drv.key' not found". */
+/** Properties a modelled device accepts; anything else is "Property 'drv.key' not found". */
 const DEVICE_PROPS: Record<string, readonly string[]> = {
   'arm-smmuv3': ['driver', 'id', 'primary-bus', 'accel', 'cmdqv', 'identifier', 'ats', 'ril', 'ssidsize', 'oas', 'stage', 'bus'],
-  'pxb-pcie': ['driver', 'id', 'bus_nr', 'bus', 'bypass_iommu', 'numa_node'],
-  'vfio-pci': ['driver', 'id', 'host', 'iommufd', 'bus', 'addr'],
+  'pxb-pcie': ['driver', 'id', 'bus_nr', 'bus', 'bypass_iommu', 'numa_node', 'addr'],
+  'vfio-pci': ['driver', 'id', 'host', 'iommufd', 'bus', 'addr', 'rombar', 'x-pci-sub-device-id', 'x-pci-vendor-id', 'bootindex', 'multifunction'],
+  'pcie-root-port': ['driver', 'id', 'bus', 'addr', 'chassis', 'slot', 'port', 'multifunction', 'io-reserve', 'mem-reserve', 'pref64-reserve', 'pref32-reserve', 'bus-reserve', 'hotplug'],
 };
+
+/** `-machine virt` properties cmdqv reads or accepts (the rest of QEMU's are refused). */
+const MACHINE_PROPS = [
+  'type', 'accel', 'kernel-irqchip', 'gic-version', 'its', 'iommu', 'highmem', 'highmem-ecam', 'highmem-mmio',
+  'highmem-redists', 'highmem-mmio-size', 'acpi', 'memory-backend', 'virtualization', 'secure', 'ras', 'mte', 'dump-guest-core',
+  'mem-merge', 'usb', 'graphics', 'default-bus-bypass-iommu', 'x-oem-id', 'x-oem-table-id', 'dtb-randomness', 'compact-highmem',
+] as const;
+
+const ACCELERATORS = ['kvm', 'tcg', 'qtest', 'hvf', 'xen', 'whpx', 'nvmm'] as const;
+
+/** CPU models of qemu-system-aarch64 cmdqv accepts (any `+feat`/`-feat`/`prop=` suffix too). */
+const CPU_MODELS = new Set([
+  'host', 'max', 'cortex-a35', 'cortex-a53', 'cortex-a55', 'cortex-a57', 'cortex-a72', 'cortex-a76', 'cortex-a710',
+  'neoverse-n1', 'neoverse-n2', 'neoverse-v1', 'a64fx',
+]);
+
+/** A hugetlbfs mount (the usual mount points): memory-backend-file there is hugepage-backed. */
+export function isHugetlbfsPath(path: string): boolean {
+  return /^\/(dev\/hugepages|hugetlbfs|mnt\/huge)(\d*|[-_/].*)?$/.test(path) || /hugepages?-?\d*[kKmMgG]?/.test(path);
+}
+
+/** Options that take an argument (`-opt ARG`) and that cmdqv accepts without modelling. */
+const TAKES_ARG = new Set(NOT_MODELLED_OPTIONS.filter((o) => o.arg).map((o) => o.name));
+const NO_ARG = new Set(NOT_MODELLED_OPTIONS.filter((o) => !o.arg).map((o) => o.name));
+
+/** QEMU accepts `--opt` for `-opt`. */
+function canonical(opt: string): string {
+  return opt.startsWith('--') ? opt.slice(1) : opt;
+}
 
 /** Parse a QEMU-style argument list. */
 export function parseVirtArgs(argv: readonly string[]): VirtOptions {
-  const o: VirtOptions = { machine: 'virt', memBytes: 4 * 2 ** 30, iommufds: [], pxbs: [], smmus: [], vfios: [], trace: [] };
+  const o: VirtOptions = {
+    machine: 'virt', accel: 'kvm', gicVersion: undefined, itsProp: true, legacySmmu: false, memBytes: 4 * 2 ** 30,
+    memBackend: undefined, iommufds: [], pxbs: [], rootPorts: [], smmus: [], vfios: [], pciDevices: [], trace: [],
+    traceEventFiles: [], notModelled: [],
+  };
   const ids = new Set<string>();
   const claim = (id: string | undefined, ctx: string) => {
     if (id === undefined) return;
     if (ids.has(id)) throw new OptionError(`${ctx}: Duplicate ID '${id}' for device`);
     ids.add(id);
   };
+  const note = (entry: string) => {
+    if (!o.notModelled.includes(entry)) o.notModelled.push(entry);
+  };
+  const accels: string[] = [];
+  const backends = new Map<string, MemoryBackendOpts>();
+  let memBackendId: string | undefined;
+  let memGiven = false;
+  const globals = new Map<string, Map<string, string>>();
+  // -global applies whatever its position (QEMU sets them as defaults before devices are made).
+  for (let i = 0; i < argv.length - 1; i++) {
+    if (canonical(argv[i]!) === '-global') {
+      const arg = argv[i + 1]!;
+      const m = /^([^.=]+)\.([^=]+)=(.*)$/.exec(arg);
+      if (!m) throw new OptionError(`-global ${arg}: Invalid parameter '${arg}'`);
+      const g = globals.get(m[1]!) ?? new Map<string, string>();
+      g.set(m[2]!, m[3]!);
+      globals.set(m[1]!, g);
+    }
+  }
   for (let i = 0; i < argv.length; i++) {
-    const opt = argv[i]!;
+    const opt = canonical(argv[i]!);
     const needArg = () => {
       const v = argv[++i];
-      if (v === undefined) throw new OptionError(`${opt}: requires an argument`);
+      if (v === undefined) throw new OptionError(`${argv[i - 1]}: requires an argument`);
       return v;
     };
     switch (opt) {
@@ -167,28 +268,67 @@ export function parseVirtArgs(argv: readonly string[]): VirtOptions {
       case '-M': {
         const arg = needArg();
         const kv = parseKeyval(arg, 'type');
-        const type = kv.get('type') ?? 'virt';
-        if (type !== 'virt') throw new OptionError(`${opt} ${arg}: unsupported machine type '${type}' (only 'virt')`);
-        for (const k of kv.keys()) {
-          if (!['type', 'accel', 'kernel-irqchip', 'gic-version', 'its', 'iommu'].includes(k)) {
-            throw new OptionError(`${opt} ${arg}: Property 'virt-machine.${k}' not found`);
+        const type = kv.get('type');
+        if (type !== undefined && type !== 'virt' && !/^virt-\d+\.\d+$/.test(type)) {
+          if (type === 'help' || type === '?') throw new OptionError(`${opt} ${arg}: Supported machines are: virt`);
+          throw new OptionError(`${opt} ${arg}: unsupported machine type '${type}' (only 'virt')`);
+        }
+        for (const [k, v] of kv) {
+          if (!(MACHINE_PROPS as readonly string[]).includes(k)) throw new OptionError(`${opt} ${arg}: Property 'virt-machine.${k}' not found`);
+          try {
+            machineProp(o, k, v, accels, (id) => (memBackendId = id));
+          } catch (e) {
+            if (e instanceof OptionError) throw new OptionError(`${opt} ${arg}: ${e.message}`);
+            throw e;
           }
         }
-        o.machine = type;
         break;
       }
+      case '-accel': {
+        const arg = needArg();
+        const kv = parseKeyval(arg, 'accel');
+        const a = kv.get('accel') ?? '';
+        if (!(ACCELERATORS as readonly string[]).includes(a)) throw new OptionError(`-accel ${arg}: invalid accelerator ${a}`);
+        accels.push(a);
+        break;
+      }
+      case '-enable-kvm':
+        accels.push('kvm');
+        break;
+      case '-cpu': {
+        const arg = needArg();
+        const model = arg.split(',')[0]!;
+        if (!CPU_MODELS.has(model)) throw new OptionError(`unable to find CPU model '${model}'`);
+        break;
+      }
+      case '-smp':
+        parseSmp(needArg());
+        break;
       case '-m': {
         const arg = needArg();
         const kv = parseKeyval(arg, 'size');
-        try {
-          o.memBytes = parseSize(kv.get('size') ?? '', 2 ** 20);
-        } catch {
-          throw new OptionError(`-m ${arg}: ${SIZE_ERROR}`);
+        for (const k of kv.keys()) if (!['size', 'slots', 'maxmem'].includes(k)) throw new OptionError(`-m ${arg}: Invalid parameter '${k}'`);
+        if (kv.has('size')) {
+          try {
+            o.memBytes = parseSize(kv.get('size')!, 2 ** 20);
+          } catch {
+            throw new OptionError(`-m ${arg}: ${SIZE_ERROR}`);
+          }
+          memGiven = true;
         }
-        if (o.memBytes < 2 ** 27) throw new OptionError(`-m ${arg}: at least 128 MiB of RAM is needed`);
-        if (o.memBytes > MAX_RAM_BYTES) {
-          throw new OptionError(`-m ${arg}: more RAM than the virt machine can address (at most ${MAX_RAM_BYTES / 2 ** 30} GiB: RAM at 1 GiB in a ${PHYS_ADDR_BITS}-bit guest physical space)`);
+        checkRamSize(o.memBytes, `-m ${arg}`);
+        if (kv.has('maxmem')) {
+          let max: number;
+          try {
+            max = parseSize(kv.get('maxmem')!, 1);
+          } catch {
+            throw new OptionError(`-m ${arg}: Parameter 'maxmem' expects a size`);
+          }
+          if (max < o.memBytes) {
+            throw new OptionError(`-m ${arg}: invalid value of maxmem: maximum memory size (0x${max.toString(16)}) must be at least the initial memory size (0x${o.memBytes.toString(16)})`);
+          }
         }
+        if (kv.has('slots')) uint(kv.get('slots')!, 'memory', 'slots', 0xffff_ffff);
         // QEMU rounds the RAM size up to 8 KiB (set_memory_options).
         o.memBytes = Math.ceil(o.memBytes / 8192) * 8192;
         break;
@@ -197,56 +337,244 @@ export function parseVirtArgs(argv: readonly string[]): VirtOptions {
         const arg = needArg();
         const kv = parseKeyval(arg, 'qom-type');
         const t = kv.get('qom-type');
-        if (t !== 'iommufd') throw new OptionError(`-object ${arg}: invalid object type: ${t}`);
         const id = kv.get('id');
+        if (t !== 'iommufd' && t !== 'memory-backend-ram' && t !== 'memory-backend-file') {
+          throw new OptionError(`-object ${arg}: invalid object type: ${t}`);
+        }
         if (!id) throw new OptionError(`-object ${arg}: Parameter 'id' is missing`);
-        for (const k of kv.keys()) if (!['qom-type', 'id', 'fd'].includes(k)) throw new OptionError(`-object ${arg}: Property 'iommufd.${k}' not found`);
         claim(id, `-object ${arg}`);
-        o.iommufds.push(id);
+        if (t === 'iommufd') {
+          for (const k of kv.keys()) if (!['qom-type', 'id', 'fd'].includes(k)) throw new OptionError(`-object ${arg}: Property 'iommufd.${k}' not found`);
+          o.iommufds.push(id);
+        } else {
+          backends.set(id, parseMemoryBackend(t, id, kv, arg));
+        }
         break;
       }
+      case '-numa': {
+        const arg = needArg();
+        const kv = parseKeyval(arg, 'type');
+        const memdev = kv.get('memdev');
+        if (kv.get('type') === 'node' && memdev !== undefined) memBackendId ??= memdev;
+        note(`-numa ${arg}`);
+        break;
+      }
+      case '-global':
+        needArg();
+        break;
       case '-device':
-        parseDevice(needArg(), o, claim);
+        parseDevice(needArg(), o, claim, globals, note);
         break;
       case '-trace': {
         const arg = needArg();
         const kv = parseKeyval(arg, 'enable');
-        const pat = kv.get('enable');
-        if (!pat) throw new OptionError(`-trace ${arg}: Parameter 'enable' is missing`);
-        o.trace.push(pat);
+        for (const k of kv.keys()) if (!['enable', 'events', 'file'].includes(k)) throw new OptionError(`-trace ${arg}: Invalid parameter '${k}'`);
+        if (kv.has('enable')) o.trace.push(kv.get('enable')!);
+        if (kv.has('events')) o.traceEventFiles.push(kv.get('events')!);
+        if (kv.has('file')) note(`-trace file=${kv.get('file')!}`);
+        break;
+      }
+      case '-d': {
+        const arg = needArg();
+        // `-d trace:PATTERN` enables trace events; the other log items are TCG's.
+        for (const item of arg.split(',')) {
+          if (item.startsWith('trace:')) o.trace.push(item.slice('trace:'.length));
+          else note(`-d ${item}`);
+        }
+        break;
+      }
+      case '-uuid': {
+        const arg = needArg();
+        if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(arg)) throw new OptionError('Fail to parse UUID string. Wrong format.');
         break;
       }
       default:
-        throw new OptionError(`${opt}: invalid option`);
+        if (TAKES_ARG.has(opt)) {
+          const arg = needArg();
+          const entry = notModelledEntry(opt, arg);
+          if (entry) note(entry);
+        } else if (NO_ARG.has(opt)) {
+          const entry = notModelledEntry(opt, undefined);
+          if (entry) note(entry);
+        } else {
+          throw new OptionError(`${argv[i]}: invalid option`);
+        }
     }
+  }
+  o.accel = resolveAccel(accels);
+  if (o.legacySmmu && o.smmus.length) {
+    // QEMU keeps one kind: the machine-wide SMMU or user-created ones.
+    throw new OptionError('-device arm-smmuv3: cannot be used together with -machine virt,iommu=smmuv3');
+  }
+  if (memBackendId !== undefined) {
+    const b = backends.get(memBackendId);
+    if (!b) throw new OptionError(`Memory backend '${memBackendId}' not found`);
+    if (memGiven && b.sizeBytes !== o.memBytes) throw new OptionError('Machine memory size does not match the size of the memory backend');
+    o.memBytes = b.sizeBytes;
+    o.memBackend = b;
   }
   return o;
 }
 
-function parseDevice(arg: string, o: VirtOptions, claim: (id: string | undefined, ctx: string) => void): void {
+function checkRamSize(bytes: number, ctx: string): void {
+  if (bytes < 2 ** 27) throw new OptionError(`${ctx}: at least 128 MiB of RAM is needed`);
+  if (bytes > MAX_RAM_BYTES) {
+    throw new OptionError(`${ctx}: more RAM than the virt machine can address (at most ${MAX_RAM_BYTES / 2 ** 30} GiB: RAM at 1 GiB in a ${PHYS_ADDR_BITS}-bit guest physical space)`);
+  }
+}
+
+/** The first accelerator QEMU can start, in the order given; none given: KVM (see {@link VirtOptions.accel}). */
+function resolveAccel(accels: readonly string[]): Accelerator {
+  for (const a of accels.flatMap((x) => x.split(':'))) if (a === 'kvm' || a === 'tcg' || a === 'qtest') return a;
+  if (accels.length) throw new OptionError(`-accel ${accels[0]}: accelerator ${accels[0]} is not available on this host`);
+  return 'kvm';
+}
+
+function machineProp(o: VirtOptions, k: string, v: string, accels: string[], memBackend: (id: string) => void): void {
+  switch (k) {
+    case 'accel':
+      for (const a of v.split(':')) if (!(ACCELERATORS as readonly string[]).includes(a)) throw new OptionError(`invalid accelerator ${a}`);
+      accels.push(v);
+      break;
+    case 'gic-version':
+      if (v === '2' || v === '3' || v === '4') o.gicVersion = Number(v) as 2 | 3 | 4;
+      else if (v === 'host' || v === 'max') o.gicVersion = v;
+      else throw new OptionError(`Invalid gic-version value\nValid values are 3, 2, 4, host, max.`);
+      break;
+    case 'its':
+      o.itsProp = bool(v, k);
+      break;
+    case 'iommu':
+      if (v === 'smmuv3') o.legacySmmu = true;
+      else if (v !== 'none') throw new OptionError(`Invalid iommu value\nValid values are none, smmuv3.`);
+      break;
+    case 'memory-backend':
+      memBackend(v);
+      break;
+    case 'kernel-irqchip':
+      if (!['on', 'off', 'split'].includes(v)) throw new OptionError(`Parameter 'kernel-irqchip' does not accept value '${v}'`);
+      break;
+    case 'highmem-mmio-size':
+      parseSize(v);
+      break;
+    case 'type':
+    case 'x-oem-id':
+    case 'x-oem-table-id':
+      break;
+    default:
+      bool(v, k);
+  }
+}
+
+/** `-smp [cpus=]n[,maxcpus=][,sockets=][,dies=][,clusters=][,cores=][,threads=]`: values checked as QEMU does. */
+function parseSmp(arg: string): void {
+  const kv = parseKeyval(arg, 'cpus');
+  const keys = ['cpus', 'maxcpus', 'sockets', 'dies', 'clusters', 'cores', 'threads', 'books', 'drawers', 'modules'];
+  const n: Record<string, number> = {};
+  for (const [k, v] of kv) {
+    if (!keys.includes(k)) throw new OptionError(`-smp ${arg}: Invalid parameter '${k}'`);
+    if (!/^\d+$/.test(v)) throw new OptionError(`-smp ${arg}: Parameter '${k}' expects a number`);
+    n[k] = Number(v);
+    if (n[k] === 0 && k !== 'cpus' && k !== 'maxcpus') throw new OptionError(`-smp ${arg}: Invalid CPU topology: CPU topology parameters must be greater than zero`);
+  }
+  const parts = ['sockets', 'dies', 'clusters', 'cores', 'threads'].filter((k) => n[k] !== undefined);
+  if (parts.length === 5 || (n.sockets !== undefined && n.cores !== undefined && n.threads !== undefined)) {
+    const product = ['sockets', 'dies', 'clusters', 'cores', 'threads'].reduce((p, k) => p * (n[k] ?? 1), 1);
+    const max = n.maxcpus ?? n.cpus ?? product;
+    if (product !== max) {
+      throw new OptionError(`Invalid CPU topology: product of the hierarchy must match maxcpus: sockets (${n.sockets ?? 1}) * clusters (${n.clusters ?? 1}) * cores (${n.cores ?? 1}) * threads (${n.threads ?? 1}) != maxcpus (${max})`);
+    }
+  }
+  if (n.cpus !== undefined && n.maxcpus !== undefined && n.maxcpus < n.cpus) {
+    throw new OptionError(`Invalid CPUs topology: maxcpus must be equal to or greater than smp: sockets (${n.sockets ?? 1}) * cores (${n.cores ?? 1}) * threads (${n.threads ?? 1}) == maxcpus (${n.maxcpus}) < smp_cpus (${n.cpus})`);
+  }
+}
+
+function parseMemoryBackend(t: 'memory-backend-ram' | 'memory-backend-file', id: string, kv: Map<string, string>, arg: string): MemoryBackendOpts {
+  const allowed = ['qom-type', 'id', 'size', 'prealloc', 'share', 'merge', 'dump', 'host-nodes', 'policy', 'reserve', 'prealloc-threads', 'x-use-canonical-path-for-ramblock-id']
+    .concat(t === 'memory-backend-file' ? ['mem-path', 'align', 'discard-data', 'pmem', 'readonly', 'offset', 'rom'] : []);
+  for (const k of kv.keys()) if (!allowed.includes(k)) throw new OptionError(`-object ${arg}: Property '${t}.${k}' not found`);
+  const size = kv.get('size');
+  if (size === undefined) throw new OptionError(`-object ${arg}: can't create backend with size 0`);
+  let sizeBytes: number;
+  try {
+    sizeBytes = parseSize(size, 1);
+  } catch {
+    throw new OptionError(`-object ${arg}: ${SIZE_ERROR}`);
+  }
+  if (sizeBytes === 0) throw new OptionError(`-object ${arg}: can't create backend with size 0`);
+  const memPath = kv.get('mem-path');
+  if (t === 'memory-backend-file' && memPath === undefined) throw new OptionError(`-object ${arg}: mem-path property not set`);
+  return {
+    id,
+    type: t,
+    sizeBytes,
+    memPath,
+    hugepages: memPath !== undefined && isHugetlbfsPath(memPath),
+    prealloc: kv.has('prealloc') ? bool(kv.get('prealloc')!, 'prealloc') : false,
+    share: kv.has('share') ? bool(kv.get('share')!, 'share') : false,
+  };
+}
+
+function parseDevice(
+  arg: string,
+  o: VirtOptions,
+  claim: (id: string | undefined, ctx: string) => void,
+  globals: ReadonlyMap<string, ReadonlyMap<string, string>>,
+  note: (entry: string) => void,
+): void {
   const ctx = `-device ${arg}`;
   const kv = parseKeyval(arg, 'driver');
   const drv = kv.get('driver') ?? '';
-  const props = DEVICE_PROPS[drv];
-  if (!props) throw new OptionError(`${ctx}: '${drv}' is not a valid device model name`);
-  for (const k of kv.keys()) if (!props.includes(k)) throw new OptionError(`${ctx}: Property '${drv}.${k}' not found`);
+  for (const [k, v] of globals.get(drv) ?? []) if (!kv.has(k)) kv.set(k, v);
   const id = kv.get('id');
   try {
+    const unmodelled = NOT_MODELLED_DEVICES.get(drv);
+    if (unmodelled !== undefined) {
+      claim(id, ctx);
+      note(`${drv}${id ? ` ${id}` : ''}`);
+      if (unmodelled === 'pci') {
+        o.pciDevices.push({ driver: drv, id, bus: kv.get('bus') ?? 'pcie.0', devfn: kv.has('addr') ? parsePciAddr(kv.get('addr')!, drv) : undefined });
+      }
+      return;
+    }
+    const props = DEVICE_PROPS[drv];
+    if (!props) throw new OptionError(`'${drv}' is not a valid device model name`);
+    for (const k of kv.keys()) if (!props.includes(k)) throw new OptionError(`Property '${drv}.${k}' not found`);
     claim(id, ctx);
+    const devfn = kv.has('addr') ? parsePciAddr(kv.get('addr')!, drv) : undefined;
     if (drv === 'pxb-pcie') {
-      if (!id) throw new OptionError(`${ctx}: pxb-pcie needs an id (it names the new bus)`);
-      o.pxbs.push({
+      if (!id) throw new OptionError('pxb-pcie needs an id (it names the new bus)');
+      const pxb = {
         id,
         busNr: uint(kv.get('bus_nr') ?? '0', drv, 'bus_nr', 255),
         bus: kv.get('bus') ?? 'pcie.0',
         bypassIommu: kv.has('bypass_iommu') ? bool(kv.get('bypass_iommu')!, 'bypass_iommu') : false,
-      });
+      };
+      o.pxbs.push(pxb);
+      o.pciDevices.push({ driver: drv, id, bus: pxb.bus, devfn, opens: { kind: 'root', busNr: pxb.busNr } });
+    } else if (drv === 'pcie-root-port') {
+      if (!id) throw new OptionError('pcie-root-port needs an id (it names the bus behind it)');
+      for (const k of ['io-reserve', 'mem-reserve', 'pref64-reserve', 'pref32-reserve']) if (kv.has(k)) parseSize(kv.get(k)!);
+      for (const k of ['multifunction', 'hotplug']) if (kv.has(k)) bool(kv.get(k)!, k);
+      const port = {
+        id,
+        bus: kv.get('bus') ?? 'pcie.0',
+        chassis: uint(kv.get('chassis') ?? '0', drv, 'chassis', 255),
+        slot: uint(kv.get('slot') ?? '0', drv, 'slot', 0xffff),
+        port: uint(kv.get('port') ?? '0', drv, 'port', 255),
+      };
+      // QEMU: two ports with one chassis/slot pair clash (pcie_chassis_add_slot).
+      const clash = o.rootPorts.find((r) => r.chassis === port.chassis && r.slot === port.slot);
+      if (clash) throw new OptionError(`Can't add chassis slot, error -16`);
+      o.rootPorts.push(port);
+      o.pciDevices.push({ driver: drv, id, bus: port.bus, devfn, opens: { kind: 'port' } });
     } else if (drv === 'arm-smmuv3') {
       const primaryBus = kv.get('primary-bus');
-      if (!primaryBus) throw new OptionError(`${ctx}: SMMU is not attached to any PCI bus!`);
+      if (!primaryBus) throw new OptionError('SMMU is not attached to any PCI bus!');
       const ssid = kv.get('ssidsize') ?? 'auto';
       const oas = kv.get('oas') ?? 'auto';
-      if (oas !== 'auto' && oas !== '44' && oas !== '48') throw new OptionError(`${ctx}: Parameter 'oas' does not accept value '${oas}'`);
+      if (oas !== 'auto' && oas !== '44' && oas !== '48') throw new OptionError(`Parameter 'oas' does not accept value '${oas}'`);
       o.smmus.push({
         id,
         primaryBus,
@@ -261,8 +589,10 @@ function parseDevice(arg: string, o: VirtOptions, claim: (id: string | undefined
       });
     } else {
       const host = kv.get('host');
-      if (!host) throw new OptionError(`${ctx}: No provided host device - Use -device vfio-pci,host=DDDD:BB:DD.F`);
-      o.vfios.push({ id, host, iommufd: kv.get('iommufd'), bus: kv.get('bus') ?? 'pcie.0' });
+      if (!host) throw new OptionError('No provided host device - Use -device vfio-pci,host=DDDD:BB:DD.F');
+      const bus = kv.get('bus') ?? 'pcie.0';
+      o.vfios.push({ id, host, iommufd: kv.get('iommufd'), bus });
+      o.pciDevices.push({ driver: drv, id, bus, devfn });
     }
   } catch (e) {
     if (e instanceof OptionError && !e.message.startsWith('-device')) throw new OptionError(`${ctx}: ${e.message}`);
