@@ -17,7 +17,7 @@ import { RegisterBank } from '../../kit/register-bank.js';
 import { RegisterLayout, type RegisterFile, type RegisterInfo } from '../../kit/registers.js';
 import type { Tracer } from '../../kit/trace.js';
 import { CERROR_ABT, CERROR_ILL, D0, Op, opName } from '../../arch/smmuv3/commands.js';
-import { qIndexMask, qWrapMask } from '../../arch/smmuv3/queue.js';
+import { CMDQ_ENTRY_BYTES, qIndexMask, qWrapMask } from '../../arch/smmuv3/queue.js';
 import { CommandReader } from '../smmuv3/command-reader.js';
 import * as C from '../../arch/tegra241-cmdqv/registers.js';
 import type { CmdqvConfig } from '../config.js';
@@ -291,7 +291,7 @@ export class Tegra241CmdqvHw implements Persist<CmdqvHwState> {
     const baseLo = p1.words[regs.base.slot]!;
     const baseHi = p1.words[regs.base.slot + 1]!;
     const log2 = Math.min(C.VCMDQ_BASE.f.LOG2SIZE.getWords(baseLo, baseHi), 19);
-    const ring = C.VCMDQ_BASE.f.ADDR.getWords(baseLo, baseHi) * 32;
+    const ring = C.VCMDQ_BASE.f.ADDR.addressWords(baseLo, baseHi);
     const vf = this.vintfs[vintf]!.file;
     const vintfConfig = vf.get32(this.vintfRegs.config);
     const guestOwned = !C.VINTF_CONFIG.f.HYP_OWN.get(vintfConfig);
@@ -310,10 +310,11 @@ export class Tegra241CmdqvHw implements Persist<CmdqvHwState> {
     const guestAction = GUEST_ACTION;
     const opcodeMask = OPCODE_MASK;
     const keepNonVmid = ~VMID_W1_MASK;
+    const entryBytes = CMDQ_ENTRY_BYTES;
     reader.reset();
     while (cons !== end) {
       let err = 0;
-      if (!reader.read(ring + (cons & idxMask) * 16, w)) {
+      if (!reader.read(ring + (cons & idxMask) * entryBytes, w)) {
         err = CERROR_ABT;
       } else {
         if (guestOwned) {
