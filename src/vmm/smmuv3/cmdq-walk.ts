@@ -290,6 +290,9 @@ export class CommandQueueWalk {
     batch.count = 0;
     if (result.failedAt === undefined) {
       this.deps.stats.forwarded += count;
+      if (result.batchError !== undefined) {
+        this.deps.host.report(`${messageOf(result.batchError)} (batch of ${count}; every command passed when re-sent alone)`);
+      }
       return -1;
     }
     this.deps.stats.forwarded += result.failedAt;

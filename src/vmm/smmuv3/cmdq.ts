@@ -131,6 +131,11 @@ export interface FlushResult {
   readonly error: unknown;
   /** Ioctls issued. */
   readonly calls: number;
+  /**
+   * The batch's own failure when every command then went through on its own (a transient host
+   * refusal): nothing was lost, but it is reported, not dropped.
+   */
+  readonly batchError?: unknown;
 }
 
 const FLUSHED: FlushResult = Object.freeze({ failedAt: undefined, error: undefined, calls: 1 });
@@ -142,11 +147,13 @@ const FLUSHED: FlushResult = Object.freeze({ failedAt: undefined, error: undefin
 export function flushCommands(batch: CommandBatch, issue: (entries: Uint8Array) => void): FlushResult {
   if (batch.count === 0) return { failedAt: undefined, error: undefined, calls: 0 };
   let handled = 0;
+  let refused: unknown;
   try {
     issue(batch.bytes());
     return FLUSHED;
   } catch (batchError) {
     if (batch.count === 1) return { failedAt: 0, error: batchError, calls: 1 };
+    refused = batchError;
     // The kernel reports how many entries it handled before the refused one: start there.
     const n = (batchError as { entryNum?: unknown }).entryNum;
     if (typeof n === 'number' && Number.isInteger(n) && n >= 0 && n < batch.count) handled = n;
@@ -161,5 +168,5 @@ export function flushCommands(batch: CommandBatch, issue: (entries: Uint8Array) 
     }
   }
   // Every command went through on its own: the batch failure was not about a command.
-  return { failedAt: undefined, error: undefined, calls };
+  return { failedAt: undefined, error: undefined, calls, batchError: refused };
 }

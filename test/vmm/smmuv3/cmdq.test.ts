@@ -6,7 +6,7 @@ import { describe, test } from 'node:test';
 import { buildCommand, Op } from '../../../src/arch/smmuv3/commands.js';
 import * as R from '../../../src/arch/smmuv3/registers.js';
 import { SMMU_IRQ_CMD_SYNC, SMMU_IRQ_GERROR } from '../../../src/vmm/smmuv3/accel-smmuv3.js';
-import { MAX_BATCH } from '../../../src/vmm/smmuv3/cmdq.js';
+import { CommandBatch, flushCommands, MAX_BATCH } from '../../../src/vmm/smmuv3/cmdq.js';
 import { DEFAULT_HOST } from '../../../src/host/config.js';
 import { ABORT_STE, attachedTo, callsSince, Guest, GSID, hostVdevice, makeRig, type Rig } from './rig.js';
 
@@ -380,4 +380,21 @@ describe('trapped command queue: the fast path (RAM mapped directly, tracing off
     assert.deepEqual(fast.sent.map((w) => w.length / 4), [MAX_BATCH, 36]);
     assert.equal(fast.cons, MAX_BATCH + 37);
   });
+});
+
+test('a batch the host refuses whose commands each pass alone is not lost, and its failure is reported', () => {
+  const batch = new CommandBatch();
+  for (let i = 0; i < 3; i++) batch.push(buildCommand(Op.TLBI_NH_ASID, { asid: i }), i);
+  const sent: number[] = [];
+  let first = true;
+  const result = flushCommands(batch, (entries) => {
+    sent.push(entries.length / 16);
+    if (first) {
+      first = false;
+      throw Object.assign(new Error('IOMMU_HWPT_INVALIDATE failed: Device or resource busy'), { entryNum: 1 });
+    }
+  });
+  assert.equal(result.failedAt, undefined);
+  assert.deepEqual(sent, [3, 1, 1], 'the batch, then the commands from the kernel entry_num one by one');
+  assert.match(String((result.batchError as Error).message), /Device or resource busy/);
 });
