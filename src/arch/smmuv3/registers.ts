@@ -3,7 +3,7 @@
  * once and shared by the host hardware model and the VMM's emulated SMMU.
  */
 
-import { defineRegister, RegisterLayout } from '../../kit/registers.js';
+import { defineRegister, RegisterLayout, type RegisterDef, type RegisterInfo } from '../../kit/registers.js';
 
 const ro = 'RO' as const;
 
@@ -125,4 +125,44 @@ let sharedLayout: RegisterLayout | undefined;
 export function smmuv3Layout(): RegisterLayout {
   sharedLayout ??= new RegisterLayout('smmuv3', SMMUV3_MMIO_SIZE, [...SMMUV3_REGISTERS]);
   return sharedLayout;
+}
+
+/** The registers an SMMUv3 model acts on, by name, in the shared layout (its slots and offsets). */
+export interface Smmuv3Registers {
+  readonly idr: readonly RegisterInfo[];
+  readonly iidr: RegisterInfo;
+  readonly aidr: RegisterInfo;
+  readonly cr0: RegisterInfo;
+  readonly cr0ack: RegisterInfo;
+  readonly gbpa: RegisterInfo;
+  readonly irqCtrl: RegisterInfo;
+  readonly irqCtrlAck: RegisterInfo;
+  readonly gerror: RegisterInfo;
+  readonly gerrorn: RegisterInfo;
+  readonly strtabBase: RegisterInfo;
+  readonly strtabCfg: RegisterInfo;
+  readonly cmdqBase: RegisterInfo;
+  readonly cmdqProd: RegisterInfo;
+  readonly cmdqCons: RegisterInfo;
+  readonly eventqBase: RegisterInfo;
+  readonly eventqProd: RegisterInfo;
+  readonly eventqCons: RegisterInfo;
+}
+
+let sharedRegisters: Smmuv3Registers | undefined;
+/** The named registers of {@link smmuv3Layout} (built once; the host and VMM models share them). */
+export function smmuv3Registers(): Smmuv3Registers {
+  if (!sharedRegisters) {
+    const layout = smmuv3Layout();
+    const get = (def: RegisterDef) => layout.get(def.spec.name);
+    sharedRegisters = {
+      idr: [IDR0, IDR1, IDR2, IDR3, IDR4, IDR5].map(get),
+      iidr: get(IIDR), aidr: get(AIDR), cr0: get(CR0), cr0ack: get(CR0ACK), gbpa: get(GBPA),
+      irqCtrl: get(IRQ_CTRL), irqCtrlAck: get(IRQ_CTRLACK), gerror: get(GERROR), gerrorn: get(GERRORN),
+      strtabBase: get(STRTAB_BASE), strtabCfg: get(STRTAB_BASE_CFG), cmdqBase: get(CMDQ_BASE),
+      cmdqProd: get(CMDQ_PROD), cmdqCons: get(CMDQ_CONS), eventqBase: get(EVENTQ_BASE),
+      eventqProd: get(EVENTQ_PROD), eventqCons: get(EVENTQ_CONS),
+    };
+  }
+  return sharedRegisters;
 }

@@ -17,7 +17,6 @@
 import type { ModelLog } from '../../kit/log.js';
 import { MemoryRegion } from '../../kit/memory-region.js';
 import { RegisterBank } from '../../kit/register-bank.js';
-import type { RegisterDef, RegisterInfo } from '../../kit/registers.js';
 import { cloneState, type Persist } from '../../kit/persist.js';
 import type { Tracer } from '../../kit/trace.js';
 import { CERROR_ABT, CERROR_ILL, D0, D1, Op, opName } from '../../arch/smmuv3/commands.js';
@@ -148,27 +147,6 @@ export interface HostSmmuState {
   readonly registers: Uint32Array;
 }
 
-/** The registers the model acts on, by name. */
-interface HostSmmuRegisters {
-  readonly idr: readonly RegisterInfo[];
-  readonly iidr: RegisterInfo;
-  readonly aidr: RegisterInfo;
-  readonly cr0: RegisterInfo;
-  readonly cr0ack: RegisterInfo;
-  readonly gbpa: RegisterInfo;
-  readonly irqCtrl: RegisterInfo;
-  readonly irqCtrlAck: RegisterInfo;
-  readonly gerror: RegisterInfo;
-  readonly gerrorn: RegisterInfo;
-  readonly strtabBase: RegisterInfo;
-  readonly strtabCfg: RegisterInfo;
-  readonly cmdqBase: RegisterInfo;
-  readonly cmdqProd: RegisterInfo;
-  readonly cmdqCons: RegisterInfo;
-  readonly eventqBase: RegisterInfo;
-  readonly eventqProd: RegisterInfo;
-  readonly eventqCons: RegisterInfo;
-}
 
 /** The host SMMUv3 hardware model. */
 export class HostSmmu implements Persist<HostSmmuState> {
@@ -191,7 +169,7 @@ export class HostSmmu implements Persist<HostSmmuState> {
   private readonly walkOut = new WalkResult();
   private readonly s2Out = new WalkResult();
   private readonly eventRecord = new Uint32Array(EVENTQ_ENTRY_BYTES / 4);
-  private readonly regs: HostSmmuRegisters;
+  private readonly regs: R.Smmuv3Registers;
 
   constructor(
     readonly config: SmmuConfig,
@@ -205,15 +183,7 @@ export class HostSmmu implements Persist<HostSmmuState> {
     this.bank = new RegisterBank(`smmuv3:${config.name}`, layout, log);
     this.state = { registers: this.bank.file.words };
     this.iotlb = new Iotlb();
-    const get = (def: RegisterDef) => layout.get(def.spec.name);
-    this.regs = {
-      idr: [R.IDR0, R.IDR1, R.IDR2, R.IDR3, R.IDR4, R.IDR5].map(get),
-      iidr: get(R.IIDR), aidr: get(R.AIDR), cr0: get(R.CR0), cr0ack: get(R.CR0ACK), gbpa: get(R.GBPA),
-      irqCtrl: get(R.IRQ_CTRL), irqCtrlAck: get(R.IRQ_CTRLACK), gerror: get(R.GERROR), gerrorn: get(R.GERRORN),
-      strtabBase: get(R.STRTAB_BASE), strtabCfg: get(R.STRTAB_BASE_CFG), cmdqBase: get(R.CMDQ_BASE),
-      cmdqProd: get(R.CMDQ_PROD), cmdqCons: get(R.CMDQ_CONS), eventqBase: get(R.EVENTQ_BASE),
-      eventqProd: get(R.EVENTQ_PROD), eventqCons: get(R.EVENTQ_CONS),
-    };
+    this.regs = R.smmuv3Registers();
     this.reset();
     this.bank.onWrite(R.CR0, () => {
       // Enables take effect at once: CR0ACK mirrors CR0.

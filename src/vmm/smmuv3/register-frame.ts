@@ -12,7 +12,7 @@ import type { ModelLog } from '../../kit/log.js';
 import { MemoryRegion, type RegionOps } from '../../kit/memory-region.js';
 import { RegisterBank } from '../../kit/register-bank.js';
 import type { Field } from '../../kit/bits.js';
-import type { RegisterDef, RegisterFile, RegisterInfo } from '../../kit/registers.js';
+import type { RegisterFile, RegisterInfo } from '../../kit/registers.js';
 import type { Tracer } from '../../kit/trace.js';
 import { SMMU_AIDR, SMMU_CMDQS, SMMU_EVENTQS, type Idr } from './idr.js';
 import * as T from './trace-events.js';
@@ -23,33 +23,12 @@ export const SMMU_IRQ_PRIQ = 1;
 export const SMMU_IRQ_CMD_SYNC = 2;
 export const SMMU_IRQ_GERROR = 3;
 
-/** The registers the device model acts on, by name. */
-export interface FrameRegisters {
-  readonly idr: readonly RegisterInfo[];
-  readonly iidr: RegisterInfo;
-  readonly aidr: RegisterInfo;
-  readonly cr0: RegisterInfo;
-  readonly cr0ack: RegisterInfo;
-  readonly gbpa: RegisterInfo;
-  readonly irqCtrl: RegisterInfo;
-  readonly irqCtrlAck: RegisterInfo;
-  readonly gerror: RegisterInfo;
-  readonly gerrorn: RegisterInfo;
-  readonly strtabBase: RegisterInfo;
-  readonly strtabCfg: RegisterInfo;
-  readonly cmdqBase: RegisterInfo;
-  readonly cmdqProd: RegisterInfo;
-  readonly cmdqCons: RegisterInfo;
-  readonly eventqBase: RegisterInfo;
-  readonly eventqProd: RegisterInfo;
-  readonly eventqCons: RegisterInfo;
-}
 
 /** Register file, MMIO region and interrupt lines of one accelerated SMMUv3. */
 export class SmmuRegisterFrame {
   /** Register file and MMIO dispatch. */
   readonly bank: RegisterBank;
-  readonly regs: FrameRegisters;
+  readonly regs: R.Smmuv3Registers;
   /** The 0x20000-byte register frame (sysbus MMIO 0). */
   readonly mmio: MemoryRegion;
   /** EVENTQ, PRIQ, CMD_SYNC, GERROR (sysbus IRQs 0–3). */
@@ -65,15 +44,7 @@ export class SmmuRegisterFrame {
   ) {
     const layout = R.smmuv3Layout();
     this.bank = new RegisterBank(logSource, layout, log);
-    const get = (def: RegisterDef) => layout.get(def.spec.name);
-    this.regs = {
-      idr: [R.IDR0, R.IDR1, R.IDR2, R.IDR3, R.IDR4, R.IDR5].map(get),
-      iidr: get(R.IIDR), aidr: get(R.AIDR), cr0: get(R.CR0), cr0ack: get(R.CR0ACK), gbpa: get(R.GBPA),
-      irqCtrl: get(R.IRQ_CTRL), irqCtrlAck: get(R.IRQ_CTRLACK), gerror: get(R.GERROR), gerrorn: get(R.GERRORN),
-      strtabBase: get(R.STRTAB_BASE), strtabCfg: get(R.STRTAB_BASE_CFG), cmdqBase: get(R.CMDQ_BASE),
-      cmdqProd: get(R.CMDQ_PROD), cmdqCons: get(R.CMDQ_CONS), eventqBase: get(R.EVENTQ_BASE),
-      eventqProd: get(R.EVENTQ_PROD), eventqCons: get(R.EVENTQ_CONS),
-    };
+    this.regs = R.smmuv3Registers();
     this.bank.onWrite(R.IRQ_CTRL, () => this.file.set32(this.regs.irqCtrlAck, this.file.get32(this.regs.irqCtrl)));
     this.mmio = MemoryRegion.mmio(`arm-smmuv3:${id}`, R.SMMUV3_MMIO_SIZE, this.tracedOps());
     this.irqs = [new IrqLine(`${id}.eventq`), new IrqLine(`${id}.priq`), new IrqLine(`${id}.cmd-sync`), new IrqLine(`${id}.gerror`)];
