@@ -1,7 +1,7 @@
 /**
  * The kernel's user-memory helpers for arguments whose length the user chooses
  * (docs/reference/iommufd-uapi.md §2.1): `check_zeroed_user`, `copy_struct_from_user` and
- * `clear_user`. They walk the process's mappings page by page and never allocate the
+ * `clear_user`. They walk the process's mappings page by page (`ProcessMemory.walk`) and never allocate the
  * user-chosen length, so a size field of 0xffffffff costs a walk to the first unmapped byte
  * (EFAULT), not a 4 GiB buffer.
  */
@@ -10,25 +10,6 @@ import { Errno, ErrnoError } from '../../uapi/errno.js';
 import type { StructInfo } from '../../uapi/layout.js';
 import type { ProcessMemory } from '../memory/process-memory.js';
 
-/**
- * Visit [va, va + length) of anonymous memory one physically contiguous piece at a time:
- * `fn(pa, n, done)`; a return of true stops the walk. EFAULT at the first byte that is not
- * anonymous memory, as the kernel's user accessors fault there.
- */
-function walkUser(mem: ProcessMemory, va: number, length: number, fn: (pa: number, n: number, done: number) => boolean): void {
-  let done = 0;
-  while (done < length) {
-    const a = va + done;
-    const m = mem.find(a);
-    if (!m || m.kind !== 'anon') throw new ErrnoError(Errno.EFAULT, `bad user address 0x${a.toString(16)}`);
-    const off = a - m.va;
-    const page = Math.floor(off / m.pageSize);
-    const inPage = off - page * m.pageSize;
-    const n = Math.min(length - done, m.pageSize - inPage);
-    if (fn(m.frames[page]! + inPage, n, done)) return;
-    done += n;
-  }
-}
 
 /**
  * check_zeroed_user: whether [va, va + length) is all zero. Scans in address order, so a
@@ -36,7 +17,7 @@ function walkUser(mem: ProcessMemory, va: number, length: number, fn: (pa: numbe
  */
 export function checkZeroedUser(mem: ProcessMemory, va: number, length: number): boolean {
   let zero = true;
-  walkUser(mem, va, length, (pa, n) => {
+  mem.walk(va, length, (pa, n) => {
     zero = mem.phys.mem.firstNonZero(pa, n) < 0;
     return !zero;
   });
@@ -69,7 +50,7 @@ export function copyIoctlArg(mem: ProcessMemory, layout: StructInfo, va: number,
 
 /** clear_user: zero [va, va + length); EFAULT at the first unmapped byte (earlier ones stay cleared). */
 export function clearUser(mem: ProcessMemory, va: number, length: number): void {
-  walkUser(mem, va, length, (pa, n) => {
+  mem.walk(va, length, (pa, n) => {
     mem.phys.mem.fill(pa, n, 0);
     return false;
   });

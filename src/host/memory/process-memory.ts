@@ -157,13 +157,17 @@ export class ProcessMemory {
   /** copy_from_user: EFAULT on any unmapped byte. */
   copyFromUser(va: number, length: number): Uint8Array {
     const out = new Uint8Array(length);
-    this.walk(va, length, (pa, n, done) => this.phys.mem.readBytes(pa, n, out.subarray(done, done + n)));
+    this.walk(va, length, (pa, n, done) => {
+      this.phys.mem.readBytes(pa, n, out.subarray(done, done + n));
+    });
     return out;
   }
 
   /** copy_to_user: EFAULT on any unmapped byte. */
   copyToUser(va: number, data: Uint8Array): void {
-    this.walk(va, data.length, (pa, n, done) => this.phys.mem.writeBytes(pa, data.subarray(done, done + n)));
+    this.walk(va, data.length, (pa, n, done) => {
+      this.phys.mem.writeBytes(pa, data.subarray(done, done + n));
+    });
   }
 
   /** 32-bit user read (the VMM's own loads). */
@@ -195,7 +199,12 @@ export class ProcessMemory {
     m.ops.write(va - m.va, 4, value);
   }
 
-  private walk(va: number, length: number, fn: (pa: number, n: number, done: number) => void): void {
+  /**
+   * Visit [va, va + length) of anonymous memory one physically contiguous piece at a time:
+   * `fn(pa, n, done)`; a return of true stops the walk. EFAULT at the first byte that is not
+   * anonymous memory, as the kernel's user accessors fault there.
+   */
+  walk(va: number, length: number, fn: (pa: number, n: number, done: number) => boolean | void): void {
     let done = 0;
     while (done < length) {
       const a = va + done;
@@ -205,7 +214,7 @@ export class ProcessMemory {
       const page = Math.floor(off / m.pageSize);
       const inPage = off - page * m.pageSize;
       const n = Math.min(length - done, m.pageSize - inPage);
-      fn(m.frames[page]! + inPage, n, done);
+      if (fn(m.frames[page]! + inPage, n, done) === true) return;
       done += n;
     }
   }
