@@ -3,27 +3,12 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { buildCommand, Op } from '../../src/arch/smmuv3/commands.js';
-import { GuestAllocator, type GuestPlatform } from '../../src/guest/platform.js';
 import { GuestCmdqv } from '../../src/guest/tegra241-cmdqv.js';
-import type { GuestSmmu } from '../../src/guest/arm-smmu-v3.js';
-import { boot, CMDQV_BASE, RAM_BASE, rig } from '../vmm/cmdqv-rig.js';
+import { boot, CMDQV_BASE, CMDQV_GSIV, guestPlatform, guestSmmuStub, rig } from '../vmm/cmdqv-rig.js';
 
 function guest() {
   const r = boot(rig());
-  const p: GuestPlatform = {
-    bus: {
-      read32: (a) => Number(r.as.read(a, 4).value),
-      write32: (a, v) => void r.as.write(a, 4, v),
-      read64: (a) => r.as.read(a, 8).value,
-      write64: (a, v) => void r.as.write(a, 8, v),
-    },
-    clock: r.clock,
-    irq: (gsiv) => (gsiv === 148 ? r.cmdqv.irq : undefined),
-    ramBase: RAM_BASE,
-    ramSize: 2 ** 30,
-  };
-  const smmu = { idr1: 19 << 21, mem: new GuestAllocator(RAM_BASE + 0x100_0000, 0x100_0000), submit: () => {} } as unknown as GuestSmmu;
-  return { r, g: new GuestCmdqv(p, CMDQV_BASE, smmu, 148) };
+  return { r, g: new GuestCmdqv(guestPlatform(r), CMDQV_BASE, guestSmmuStub(), CMDQV_GSIV) };
 }
 
 // issue 14 #8: the acknowledgement resumes the queue into the second error; its vEVENT reaches

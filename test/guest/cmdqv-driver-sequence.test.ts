@@ -8,10 +8,8 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { D0, Op } from '../../src/arch/smmuv3/commands.js';
 import * as C from '../../src/arch/tegra241-cmdqv/registers.js';
-import { GuestAllocator, type GuestPlatform } from '../../src/guest/platform.js';
 import { GuestCmdqv } from '../../src/guest/tegra241-cmdqv.js';
-import type { GuestSmmu } from '../../src/guest/arm-smmu-v3.js';
-import { boot, CMDQV_BASE, RAM_BASE, rig } from '../vmm/cmdqv-rig.js';
+import { boot, CMDQV_BASE, CMDQV_GSIV, guestPlatform, guestSmmuStub, rig } from '../vmm/cmdqv-rig.js';
 
 const VINTF0_CONFIG = C.vintfEnable(0).config;
 const SID_MATCH_0 = C.vintfBlockOffset(0) + C.VINTF_SID_MATCH.spec.offset;
@@ -44,32 +42,13 @@ function guest() {
   const r = boot(rig());
   const steps: Step[] = [];
   const inWindow = (a: number) => a >= CMDQV_BASE && a < CMDQV_BASE + 0x5_0000;
-  const p: GuestPlatform = {
-    bus: {
-      read32: (a) => Number(r.as.read(a, 4).value),
-      write32: (a, v) => {
-        if (inWindow(a)) steps.push(name(a - CMDQV_BASE, v));
-        r.as.write(a, 4, v);
-      },
-      read64: (a) => r.as.read(a, 8).value,
-      write64: (a, v) => {
-        if (inWindow(a)) steps.push(name(a - CMDQV_BASE, v));
-        r.as.write(a, 8, v);
-      },
-    },
-    clock: r.clock,
-    irq: (gsiv) => (gsiv === 148 ? r.cmdqv.irq : undefined),
-    ramBase: RAM_BASE,
-    ramSize: 2 ** 30,
-  };
-  const smmu = {
-    idr1: 19 << 21,
-    mem: new GuestAllocator(RAM_BASE + 0x100_0000, 0x100_0000),
-    submit: (cmds: readonly Uint32Array[]) => {
-      for (const c of cmds) steps.push(D0.OPCODE.get(c[0]!) === Op.SYNC ? `SMMU CMDQ: CMD_SYNC cs=${D0.SYNC_CS.get(c[0]!)}` : 'SMMU CMDQ: other');
-    },
-  } as unknown as GuestSmmu;
-  const g = new GuestCmdqv(p, CMDQV_BASE, smmu, 148);
+  const p = guestPlatform(r, (a, v) => {
+    if (inWindow(a)) steps.push(name(a - CMDQV_BASE, v));
+  });
+  const smmu = guestSmmuStub((cmds) => {
+    for (const c of cmds) steps.push(D0.OPCODE.get(c[0]!) === Op.SYNC ? `SMMU CMDQ: CMD_SYNC cs=${D0.SYNC_CS.get(c[0]!)}` : 'SMMU CMDQ: other');
+  });
+  const g = new GuestCmdqv(p, CMDQV_BASE, smmu, CMDQV_GSIV);
   return { r, g, steps };
 }
 

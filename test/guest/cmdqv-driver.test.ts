@@ -4,32 +4,13 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { buildCommand, Op } from '../../src/arch/smmuv3/commands.js';
-import { GuestAllocator, type GuestPlatform } from '../../src/guest/platform.js';
 import { GuestCmdqv } from '../../src/guest/tegra241-cmdqv.js';
-import type { GuestSmmu } from '../../src/guest/arm-smmu-v3.js';
-import { boot, CMDQV_BASE, RAM_BASE, rig } from '../vmm/cmdqv-rig.js';
-
-function platform(r: ReturnType<typeof rig>): GuestPlatform {
-  return {
-    bus: {
-      read32: (a) => Number(r.as.read(a, 4).value),
-      write32: (a, v) => void r.as.write(a, 4, v),
-      read64: (a) => r.as.read(a, 8).value,
-      write64: (a, v) => void r.as.write(a, 8, v),
-    },
-    clock: r.clock,
-    irq: (gsiv) => (gsiv === 148 ? r.cmdqv.irq : undefined),
-    ramBase: RAM_BASE,
-    ramSize: 2 ** 30,
-  };
-}
+import { boot, CMDQV_BASE, CMDQV_GSIV, guestPlatform, guestSmmuStub, rig } from '../vmm/cmdqv-rig.js';
 
 function guest() {
   const r = boot(rig());
-  const p = platform(r);
   // The CMDQV driver needs only the SMMU's IDR1 (CMDQS) and the guest page allocator.
-  const smmu = { idr1: 19 << 21, mem: new GuestAllocator(RAM_BASE + 0x100_0000, 0x100_0000), submit: () => {} } as unknown as GuestSmmu;
-  const g = new GuestCmdqv(p, CMDQV_BASE, smmu, 148);
+  const g = new GuestCmdqv(guestPlatform(r), CMDQV_BASE, guestSmmuStub(), CMDQV_GSIV);
   return { r, g };
 }
 

@@ -14,6 +14,8 @@ import { IommufdBackend } from '../../src/vmm/backends/iommufd.js';
 import type { AccelHostDevice } from '../../src/vmm/smmuv3/cmdqv-ops.js';
 import { ClockMainLoop } from '../../src/vmm/main-loop.js';
 import { Tegra241Cmdqv } from '../../src/vmm/tegra241-cmdqv/cmdqv.js';
+import type { GuestSmmu } from '../../src/guest/arm-smmu-v3.js';
+import { GuestAllocator, type GuestPlatform } from '../../src/guest/platform.js';
 
 /** Guest-physical base of the CMDQV block in the rig (the virt platform-bus slot of docs/reference/qemu-accel-smmuv3.md §2.2). */
 export const CMDQV_BASE = 0x0c08_0000;
@@ -90,4 +92,37 @@ export function boot(r: Rig): Rig {
   r.cmdqv.allocViommu(r.dev, r.s2);
   r.cmdqv.reset();
   return r;
+}
+
+/** The GSIV the guest driver tests give the rig's CMDQV interrupt. */
+export const CMDQV_GSIV = 148;
+
+/**
+ * The guest's view of the rig: loads and stores through its address space (`onWrite` sees each
+ * store first), the CMDQV interrupt at {@link CMDQV_GSIV}, 1 GiB of RAM at RAM_BASE.
+ */
+export function guestPlatform(r: Rig, onWrite?: (addr: number, value: bigint | number) => void): GuestPlatform {
+  return {
+    bus: {
+      read32: (a) => Number(r.as.read(a, 4).value),
+      write32: (a, v) => {
+        onWrite?.(a, v);
+        r.as.write(a, 4, v);
+      },
+      read64: (a) => r.as.read(a, 8).value,
+      write64: (a, v) => {
+        onWrite?.(a, v);
+        r.as.write(a, 8, v);
+      },
+    },
+    clock: r.clock,
+    irq: (gsiv) => (gsiv === CMDQV_GSIV ? r.cmdqv.irq : undefined),
+    ramBase: RAM_BASE,
+    ramSize: 2 ** 30,
+  };
+}
+
+/** The part of a guest SMMU the CMDQV driver uses: IDR1 (CMDQS), the page allocator, submit. */
+export function guestSmmuStub(submit: (cmds: readonly Uint32Array[]) => void = () => {}): GuestSmmu {
+  return { idr1: 19 << 21, mem: new GuestAllocator(RAM_BASE + 0x100_0000, 0x100_0000), submit } as unknown as GuestSmmu;
 }
