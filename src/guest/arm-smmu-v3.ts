@@ -8,6 +8,7 @@
 
 import { buildCommand, CERROR_ATC_INV_SYNC, CERROR_ILL, Op, SYNC_CS_SEV } from '../arch/smmuv3/commands.js';
 import { qAdvance, qEmpty, qIndex } from '../arch/smmuv3/queue.js';
+import { STE_BYTES } from '../arch/smmuv3/structures.js';
 import { GuestCommandQueue } from './command-queue.js';
 import * as R from '../arch/smmuv3/registers.js';
 import { GuestAllocator, pollTimeout, type GuestPlatform } from './platform.js';
@@ -64,7 +65,7 @@ export class GuestSmmu {
     this.ril = R.IDR3.f.RIL.get(idr3) === 1;
     // Disable, then build the structures.
     this.writeCr0(0);
-    this.strtab = mem.alloc(2 ** this.sidBits * 64);
+    this.strtab = mem.alloc(2 ** this.sidBits * STE_BYTES);
     const cmdq = mem.alloc(2 ** this.cmdqLog2 * 16);
     // Without a GERROR interrupt the poll loop stands in for the handler.
     this.queue = new GuestCommandQueue(b, platform.clock, cmdq, this.cmdqLog2, base + R.CMDQ_PROD.spec.offset, base + R.CMDQ_CONS.spec.offset, SYNC_CS_SEV, (cons) => {
@@ -97,7 +98,7 @@ export class GuestSmmu {
 
   /** Write an STE (8 words) for `sid` and invalidate it. */
   writeSte(sid: number, ste: Uint32Array): void {
-    const addr = this.strtab + sid * 64;
+    const addr = this.strtab + sid * STE_BYTES;
     for (let i = 0; i < 16; i++) this.platform.bus.write32(addr + i * 4, i < 8 ? ste[i]! : 0);
     this.submit([buildCommand(Op.CFGI_STE, { sid, leaf: true })]);
   }

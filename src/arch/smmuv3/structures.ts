@@ -6,6 +6,12 @@
 
 import { Field } from '../../kit/bits.js';
 
+/** Bytes of a stream table entry and of a context descriptor, and the 32-bit words they hold. */
+export const STE_BYTES = 64;
+export const CD_BYTES = 64;
+export const STE_WORDS = STE_BYTES / 4;
+export const CD_WORDS = CD_BYTES / 4;
+
 /** STE word 0..3 fields. */
 export const STE = {
   V: new Field('V', 0, 1),

@@ -22,6 +22,7 @@ import {
   STE_EATS_TRANS,
   STE_NESTED_MASK_D0,
   STE_NESTED_MASK_D1,
+  STE_WORDS,
   tgFromGranule,
 } from '../../arch/smmuv3/structures.js';
 import { splitU64 } from '../../kit/bits.js';
@@ -44,8 +45,6 @@ import type { HostSmmu } from '../smmuv3/smmu.js';
 import type { SmmuDriver } from './arm-smmu-v3.js';
 import type { HostDevice } from './host-device.js';
 
-/** Words of an STE the driver builds: dwords 0..3 (the driver writes the rest as zero). */
-const STE_WORDS = 8;
 /** Word index of STE dword 2 (the stage-2 fields) and dword 3 (S2TTB). */
 const STE_DWORD2 = 4;
 const STE_DWORD3 = 6;

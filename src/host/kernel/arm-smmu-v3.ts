@@ -10,6 +10,7 @@ import { WordWindow } from '../../kit/sparse-memory.js';
 import { D0, Op, SYNC_CS_SEV } from '../../arch/smmuv3/commands.js';
 import { qAdvance, qEmpty, qIndex, qUsed } from '../../arch/smmuv3/queue.js';
 import * as R from '../../arch/smmuv3/registers.js';
+import { STE_BYTES } from '../../arch/smmuv3/structures.js';
 import { Errno, ErrnoError } from '../../uapi/errno.js';
 import type { PhysicalMemory } from '../memory/physical-memory.js';
 import type { HostSmmu } from '../smmuv3/smmu.js';
@@ -64,7 +65,7 @@ export class SmmuDriver {
     this.sidBits = R.IDR1.f.SIDSIZE.get(idr1);
     this.cmdqs = R.IDR1.f.CMDQS.get(idr1);
     // Linear stream table covering every StreamID.
-    this.strtab = phys.allocKernel(2 ** this.sidBits * 64);
+    this.strtab = phys.allocKernel(2 ** this.sidBits * STE_BYTES);
     this.cmdq = phys.allocKernel(2 ** CMDQ_LOG2 * 16);
     // The ring is one naturally aligned 64 KiB chunk: the driver writes it as words directly.
     const win = new WordWindow();
@@ -107,7 +108,7 @@ export class SmmuDriver {
 
   /** Write an STE (8 words) for `sid` and invalidate its cached copy. */
   writeSte(sid: number, ste: Uint32Array): void {
-    const addr = this.strtab + sid * 64;
+    const addr = this.strtab + sid * STE_BYTES;
     for (let i = 0; i < 16; i++) this.phys.mem.write32(addr + i * 4, i < 8 ? ste[i]! : 0);
     this.submit([cmdWords(Op.CFGI_STE, 0, sid, 1, 0)]);
   }

@@ -36,6 +36,10 @@ import {
   STE_CFG_NESTED,
   STE_CFG_S1,
   STE_CFG_S2,
+  CD_BYTES,
+  CD_WORDS,
+  STE_BYTES,
+  STE_WORDS,
 } from '../../arch/smmuv3/structures.js';
 import type { SmmuConfig } from '../config.js';
 import type { PhysicalMemory } from '../memory/physical-memory.js';
@@ -101,12 +105,6 @@ export interface SmmuStats {
   walks: number;
 }
 
-/** Bytes per STE and per CD. */
-const STE_BYTES = 64;
-const CD_BYTES = 64;
-/** Words of an STE / a CD the model decodes. */
-const STE_WORDS = 8;
-const CD_WORDS = 8;
 /** Words of an event record holding the input address (dword2) and the IPA (dword3). */
 const EVT_INPUT_ADDR_WORD = 4;
 const EVT_IPA_WORD = 6;

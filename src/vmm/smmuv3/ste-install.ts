@@ -5,7 +5,7 @@
  * installs nothing, as QEMU's `smmu_find_ste` + `smmuv3_accel_install_ste` do.
  */
 
-import { Evt, NESTED_STE_MASK, STE, STE_CFG_BYPASS, STE_CFG_S1 } from '../../arch/smmuv3/structures.js';
+import { Evt, NESTED_STE_MASK, STE, STE_BYTES, STE_CFG_BYPASS, STE_CFG_S1 } from '../../arch/smmuv3/structures.js';
 import { Field } from '../../kit/bits.js';
 import type { WordWindow } from '../../kit/sparse-memory.js';
 import { iommu_hwpt_arm_smmuv3 } from '../../uapi/iommufd.js';
@@ -30,8 +30,7 @@ export interface GuestMemory {
 export const STRTAB_FMT_2LVL = 1;
 
 /** Bytes per STE, and its log2 (a linear table of 2^n STEs spans 2^(n + STE_BYTES_LOG2) bytes). */
-const STE_BYTES_LOG2 = 6;
-const STE_BYTES = 2 ** STE_BYTES_LOG2;
+const STE_BYTES_LOG2 = Math.log2(STE_BYTES);
 /** Bytes per level-1 stream table descriptor. */
 const L1STD_BYTES = 8;
 /** STE.Config bit 2: set for bypass and the translating configurations, clear for abort. */
