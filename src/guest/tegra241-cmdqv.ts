@@ -29,13 +29,6 @@ const VINTF0 = 0;
 /** VINTF0's bit in VI_ERR_MAP (bit v is VINTF v). */
 const VINTF0_BIT = 1 << VINTF0;
 
-/** Register offsets inside a VCMDQ's page0 slot. */
-const P0 = {
-  CONS: C.VCMDQ_CONS.spec.offset,
-  PROD: C.VCMDQ_PROD.spec.offset,
-  GERROR: C.VCMDQ_GERROR.spec.offset,
-  GERRORN: C.VCMDQ_GERRORN.spec.offset,
-} as const;
 
 interface Vcmdq {
   /** Logical queue index in VINTF0. */
@@ -129,7 +122,7 @@ export class GuestCmdqv {
     for (let lvcmdq = 0; lvcmdq < this.perVintf; lvcmdq++) {
       const p0 = this.base + this.page0(lvcmdq);
       const ring = this.smmu.mem.alloc(2 ** log2 * 16);
-      const queue = new GuestCommandQueue(this.platform.bus, this.platform.clock, ring, log2, p0 + P0.PROD, p0 + P0.CONS, SYNC_CS_NONE, undefined, `VCMDQ ${lvcmdq}`);
+      const queue = new GuestCommandQueue(this.platform.bus, this.platform.clock, ring, log2, p0 + C.VCMDQ_PROD.spec.offset, p0 + C.VCMDQ_CONS.spec.offset, SYNC_CS_NONE, undefined, `VCMDQ ${lvcmdq}`);
       this.queues.push({ lvcmdq, queue, enabled: false });
     }
   }
@@ -181,12 +174,12 @@ export class GuestCmdqv {
     const p1 = this.base + this.page1(q.lvcmdq);
     this.writeConfig(C.vcmdqEnable(p0), 0);
     this.smmu.submit(FLUSH_SYNC);
-    this.wr(p0 + P0.PROD, 0);
-    this.wr(p0 + P0.CONS, 0);
+    this.wr(p0 + C.VCMDQ_PROD.spec.offset, 0);
+    this.wr(p0 + C.VCMDQ_CONS.spec.offset, 0);
     this.platform.bus.write64(p1 + C.VCMDQ_BASE.spec.offset, 0n);
     this.platform.bus.write64(p1 + C.VCMDQ_CONS_INDX_BASE.spec.offset, 0n);
-    const gerror = this.rd(p0 + P0.GERROR);
-    if (this.rd(p0 + P0.GERRORN) !== gerror) this.wr(p0 + P0.GERRORN, gerror);
+    const gerror = this.rd(p0 + C.VCMDQ_GERROR.spec.offset);
+    if (this.rd(p0 + C.VCMDQ_GERRORN.spec.offset) !== gerror) this.wr(p0 + C.VCMDQ_GERRORN.spec.offset, gerror);
     q.queue.resetIndexes();
     q.enabled = false;
   }
@@ -232,16 +225,16 @@ export class GuestCmdqv {
         const q = this.queues[lvcmdq];
         if (!q) continue;
         const p0 = this.page0(lvcmdq);
-        const gerror = this.rd(p0 + P0.GERROR);
-        if (C.VCMDQ_GERROR.f.CMDQ_ERR.get(gerror ^ this.rd(p0 + P0.GERRORN)) === 0) continue;
-        const cons = this.rd(p0 + P0.CONS);
+        const gerror = this.rd(p0 + C.VCMDQ_GERROR.spec.offset);
+        if (C.VCMDQ_GERROR.f.CMDQ_ERR.get(gerror ^ this.rd(p0 + C.VCMDQ_GERRORN.spec.offset)) === 0) continue;
+        const cons = this.rd(p0 + C.VCMDQ_CONS.spec.offset);
         const err = C.VCMDQ_CONS.f.ERR.get(cons);
         if (err === CERROR_ILL || err >= C.CERROR_ILL_ACCESS) {
           const at = q.queue.slot(cons);
           const sync = buildCommand(Op.SYNC, { cs: SYNC_CS_NONE });
           for (let i = 0; i < 4; i++) this.platform.bus.write32(at + i * 4, sync[i]!);
         }
-        this.wr(p0 + P0.GERRORN, gerror);
+        this.wr(p0 + C.VCMDQ_GERRORN.spec.offset, gerror);
         this.stats.errorsHandled++;
       }
     }

@@ -18,14 +18,6 @@ const HOST_VINTF = 0;
 /** SID_MATCH bit 0: the pair is in use. */
 const SID_MATCH_ENABLE = C.VINTF_SID_MATCH.f.ENABLE.set(0, 1);
 
-/** Register offsets inside a VCMDQ's page0 and page1 slots. */
-const P0 = {
-  CONS: C.VCMDQ_CONS.spec.offset,
-  PROD: C.VCMDQ_PROD.spec.offset,
-  GERROR: C.VCMDQ_GERROR.spec.offset,
-  GERRORN: C.VCMDQ_GERRORN.spec.offset,
-} as const;
-const P1 = { BASE: C.VCMDQ_BASE.spec.offset, CONS_INDX_BASE: C.VCMDQ_CONS_INDX_BASE.spec.offset } as const;
 
 /** Lowest index in [from, to) whose entry in `used` is undefined, or -1 (the driver's id allocators). */
 function firstFree(from: number, to: number, used: readonly unknown[]): number {
@@ -179,7 +171,7 @@ export class CmdqvDriver {
     vintf.queues[lvcmdq] = q;
     this.queueDeinit(q);
     const log2size = Math.log2(length) - 4;
-    this.hw.write64(C.vcmdqPage1Offset(q) + P1.BASE, C.vcmdqBaseValue(pa, log2size));
+    this.hw.write64(C.vcmdqPage1Offset(q) + C.VCMDQ_BASE.spec.offset, C.vcmdqBaseValue(pa, log2size));
   }
 
   /** HW queue destroy: reset and unmap. */
@@ -199,14 +191,14 @@ export class CmdqvDriver {
     this.writeConfig(C.vcmdqEnable(p0), 0, `VCMDQ${q}`);
     // Flush a pending ATC_INV timeout on the main CMDQ before the queue changes hands.
     this.smmu.sync();
-    this.wr(p0 + P0.PROD, 0);
-    this.wr(p0 + P0.CONS, 0);
-    this.hw.write64(p1 + P1.BASE, 0n);
-    this.hw.write64(p1 + P1.CONS_INDX_BASE, 0n);
-    const gerror = this.rd(p0 + P0.GERROR);
-    if (this.rd(p0 + P0.GERRORN) !== gerror) {
+    this.wr(p0 + C.VCMDQ_PROD.spec.offset, 0);
+    this.wr(p0 + C.VCMDQ_CONS.spec.offset, 0);
+    this.hw.write64(p1 + C.VCMDQ_BASE.spec.offset, 0n);
+    this.hw.write64(p1 + C.VCMDQ_CONS_INDX_BASE.spec.offset, 0n);
+    const gerror = this.rd(p0 + C.VCMDQ_GERROR.spec.offset);
+    if (this.rd(p0 + C.VCMDQ_GERRORN.spec.offset) !== gerror) {
       this.log.guestError(SRC, `VCMDQ${q}: uncleared error detected, resetting`);
-      this.wr(p0 + P0.GERRORN, gerror);
+      this.wr(p0 + C.VCMDQ_GERRORN.spec.offset, gerror);
     }
   }
 
