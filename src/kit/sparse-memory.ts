@@ -156,15 +156,18 @@ export class SparseMemory {
     this.write(addr + 4, 4, Number(v >> 32n));
   }
 
-  /** Visit [addr, addr + len) chunk by chunk: `fn(chunkIndex, offsetInChunk, n, done)`. */
-  private spans(addr: number, len: number, fn: (index: number, off: number, n: number, done: number) => void): void {
+  /**
+   * Visit [addr, addr + len) chunk by chunk: `fn(chunkIndex, offsetInChunk, n, done)`; a return
+   * of true stops the walk.
+   */
+  private spans(addr: number, len: number, fn: (index: number, off: number, n: number, done: number) => boolean | void): void {
     this.check(addr, len);
     let done = 0;
     while (done < len) {
       const a = addr + done;
       const off = a % CHUNK_SIZE;
       const n = Math.min(len - done, CHUNK_SIZE - off);
-      fn(Math.floor(a / CHUNK_SIZE), off, n, done);
+      if (fn(Math.floor(a / CHUNK_SIZE), off, n, done) === true) return;
       done += n;
     }
   }
@@ -174,20 +177,20 @@ export class SparseMemory {
    * chunks are skipped without reading, so scanning a large untouched range costs nothing.
    */
   firstNonZero(addr: number, len: number): number {
-    this.check(addr, len);
-    let done = 0;
-    while (done < len) {
-      const a = addr + done;
-      const off = a % CHUNK_SIZE;
-      const n = Math.min(len - done, CHUNK_SIZE - off);
-      const c = this.chunks.get(Math.floor(a / CHUNK_SIZE));
-      if (c) {
-        const bytes = c.bytes;
-        for (let i = off; i < off + n; i++) if (bytes[i] !== 0) return done + i - off;
+    let found = -1;
+    this.spans(addr, len, (index, off, n, done) => {
+      const c = this.chunks.get(index);
+      if (!c) return false;
+      const bytes = c.bytes;
+      for (let i = off; i < off + n; i++) {
+        if (bytes[i] !== 0) {
+          found = done + i - off;
+          return true;
+        }
       }
-      done += n;
-    }
-    return -1;
+      return false;
+    });
+    return found;
   }
 
   /** Copy `len` bytes out (untouched memory reads as zero). */
