@@ -51,20 +51,20 @@ export function targetsOf(m: Machine): FuzzTargets {
   return { smmuBase: smmu.base, cmdqvBase: smmu.cmdqvBase, ramBase: m.guestPlatform().ramBase, ramSize: m.ramBytes };
 }
 
-/** Every guest-visible register word of the SMMU and CMDQV apertures (for the reset invariant). */
-export function registerImage(m: Machine, t: FuzzTargets = targetsOf(m)): Uint32Array {
+/** Addresses of the register words the reset invariant compares, in image order. */
+function registerImageAddresses(t: FuzzTargets): number[] {
   const addrs: number[] = [];
   for (let off = 0; off < 0x200; off += 4) addrs.push(t.smmuBase + off);
   if (t.cmdqvBase !== undefined) {
     for (let off = 0; off < 0x1200; off += 4) addrs.push(t.cmdqvBase + off);
     for (const page of [0x10000, 0x20000, 0x30000, 0x40000]) for (let off = 0; off < 0x100; off += 4) addrs.push(t.cmdqvBase + page + off);
   }
-  return Uint32Array.from(addrs, (a) => Number(m.read(a, 4).value));
+  return addrs;
 }
 
-/** End a fuzzed machine (every host object back), so a campaign's cases do not pile up. */
-function release(m: Machine): void {
-  m.close();
+/** Every guest-visible register word of the SMMU and CMDQV apertures (for the reset invariant). */
+export function registerImage(m: Machine, t: FuzzTargets = targetsOf(m)): Uint32Array {
+  return Uint32Array.from(registerImageAddresses(t), (a) => Number(m.read(a, 4).value));
 }
 
 function messageOf(e: unknown): string {
@@ -121,20 +121,14 @@ function checkReset(m: Machine, t: FuzzTargets, fresh: Uint32Array, seed: number
  */
 export function registerDifference(m: Machine, fresh: Uint32Array, t: FuzzTargets = targetsOf(m)): string | undefined {
   const now = registerImage(m, t);
+  const addrs = registerImageAddresses(t);
   for (let i = 0; i < now.length; i++) {
-    const addr = registerImageAddress(t, i);
+    const addr = addrs[i]!;
     if (now[i] !== fresh[i] && !preservedByReset(t, addr)) return `0x${addr.toString(16)} reads 0x${now[i]!.toString(16)}, a new machine 0x${fresh[i]!.toString(16)}`;
   }
   return undefined;
 }
 
-function registerImageAddress(t: FuzzTargets, i: number): number {
-  if (i < 0x80) return t.smmuBase + 4 * i;
-  i -= 0x80;
-  if (i < 0x480) return t.cmdqvBase! + 4 * i;
-  i -= 0x480;
-  return t.cmdqvBase! + [0x10000, 0x20000, 0x30000, 0x40000][Math.floor(i / 0x40)]! + 4 * (i % 0x40);
-}
 
 const freshImages = new Map<string, Uint32Array>();
 
@@ -145,7 +139,7 @@ function freshImage(argv: readonly string[]): Uint32Array {
   if (!image) {
     const m = Machine.create(argv);
     image = registerImage(m, targetsOf(m));
-    release(m);
+    m.close();
     freshImages.set(key, image);
   }
   return image;
@@ -158,7 +152,7 @@ export function replayOps(ops: readonly FuzzOp[], argv: readonly string[] = DEFA
   try {
     return runOps(m, ops, seed, argv, process.memoryUsage().heapUsed) ?? checkReset(m, t, freshImage(argv), seed, argv, ops.length);
   } finally {
-    release(m);
+    m.close();
   }
 }
 
@@ -194,7 +188,7 @@ export function runCase(seed: number, count: number, opts: CaseOptions = {}): Fi
   try {
     finding = runOps(m, stream(), seed, argv, process.memoryUsage().heapUsed) ?? checkReset(m, t, fresh, seed, argv, count);
   } finally {
-    release(m);
+    m.close();
   }
   if (!finding || opts.shrink === false || finding.kind === 'memory') return finding;
   const ops = new OpGenerator(seed, t).take(Math.min(finding.index + 1, count));
