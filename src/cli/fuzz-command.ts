@@ -75,7 +75,7 @@ export async function fuzzCommand(argv: readonly string[], progress: (s: string)
     if (file.version !== 1 || !Array.isArray(file.ops)) throw new UsageError(`--replay ${values.replay}: not a cmdqv fuzz reproduction (version 1)`);
     const f =
       file.caseOps !== undefined
-        ? file.argv[0] === 'isolation'
+        ? file.source === 'isolation'
           ? runIsolationCase(file.seed, file.caseOps)
           : runUapiCase(file.seed, file.caseOps)
         : replayOps(file.ops, file.argv ?? DEFAULT_ARGS, file.seed ?? 0);
@@ -121,8 +121,8 @@ export async function fuzzCommand(argv: readonly string[], progress: (s: string)
       const path = join(dir, `seed-${f.seed}-${f.kind}.json`);
       // uAPI calls are generated in sequence: the prefix up to the failing call reproduces it; an
       // isolation case is re-run whole.
-      const caseOps = f.argv[0] === 'uapi' ? f.index + 1 : f.argv[0] === 'isolation' ? ISOLATION_OPS_PER_CASE : undefined;
-      const file: ReplayFile = { version: 1, argv: f.argv, seed: f.seed, kind: f.kind, message: f.message, ops: f.reproduction ?? [], ...(caseOps !== undefined ? { caseOps } : {}) };
+      const caseOps = f.source === 'uapi' ? f.index + 1 : f.source === 'isolation' ? ISOLATION_OPS_PER_CASE : undefined;
+      const file: ReplayFile = { version: 1, argv: f.argv, seed: f.seed, kind: f.kind, message: f.message, ops: f.reproduction ?? [], source: f.source, ...(caseOps !== undefined ? { caseOps } : {}) };
       writeFileSync(path, `${JSON.stringify(file, null, 1)}\n`);
       lines.push(`  ${describe(f)}`, `    replay: cmdqv fuzz --replay ${path}`);
     }

@@ -109,10 +109,10 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignSummary> 
               const onMessage = (r: CaseResult) => settle(r, false);
               // A worker that dies (e.g. out of memory) is a finding of its case, not the end.
               const onError = (e: Error) =>
-                settle({ kind, seed, ops: request.ops, ms: 0, finding: { seed, kind: 'exception', message: `worker died: ${e.message}`, index: -1, argv } }, true);
+                settle({ kind, seed, ops: request.ops, ms: 0, finding: { seed, kind: 'exception', message: `worker died: ${e.message}`, index: -1, argv, source: kind } }, true);
               // A case that never returns is a hang; the stuck worker is replaced.
               const timer = setTimeout(
-                () => settle({ kind, seed, ops: request.ops, ms: timeout, finding: { seed, kind: 'timeout', message: `the ${kind} case did not finish in ${timeout} ms`, index: -1, argv } }, true),
+                () => settle({ kind, seed, ops: request.ops, ms: timeout, finding: { seed, kind: 'timeout', message: `the ${kind} case did not finish in ${timeout} ms`, index: -1, argv, source: kind } }, true),
                 timeout,
               );
               worker.on('message', onMessage);

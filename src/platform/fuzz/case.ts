@@ -11,6 +11,9 @@ import { DEFAULT_ARGS, Machine } from '../machine.js';
 import { OpGenerator, type FuzzTargets } from './generate.js';
 import { applyOp, InvariantError, MAIN_LOOP_LIMIT, type FuzzOp } from './ops.js';
 
+/** What a case attacks: one machine's guest, the uAPI next to a victim VM, or a victim VM next to a hostile guest. */
+export type CaseKind = 'guest' | 'uapi' | 'isolation';
+
 /** What a broken invariant was. */
 export type FindingKind = 'exception' | 'hang' | 'memory' | 'reset' | 'isolation' | 'timeout';
 
@@ -23,7 +26,10 @@ export interface Finding {
   readonly index: number;
   /** A minimal operation list that reproduces it on a fresh machine. */
   readonly reproduction?: readonly FuzzOp[];
+  /** The machine's command line (guest cases). */
   readonly argv: readonly string[];
+  /** Which kind of case found it. */
+  readonly source: CaseKind;
 }
 
 /** A reproduction file (`cmdqv fuzz --replay FILE`). */
@@ -34,9 +40,11 @@ export interface ReplayFile {
   readonly kind: FindingKind;
   readonly message: string;
   readonly ops: readonly FuzzOp[];
+  /** The kind of case (absent: guest, whose `ops` replay it). */
+  readonly source?: CaseKind;
   /**
-   * A uAPI or isolation finding (argv[0] 'uapi' / 'isolation'): re-run the case of `seed` with
-   * this many calls / attacker operations (ops is empty).
+   * A uAPI or isolation finding: re-run the case of `seed` with this many calls / attacker
+   * operations (ops is empty).
    */
   readonly caseOps?: number;
 }
@@ -79,11 +87,11 @@ function runOps(m: Machine, ops: Iterable<FuzzOp>, seed: number, argv: readonly 
     try {
       applyOp(m, o);
     } catch (e) {
-      return { seed, kind: e instanceof InvariantError ? e.kind : 'exception', message: messageOf(e), index, argv };
+      return { seed, kind: e instanceof InvariantError ? e.kind : 'exception', message: messageOf(e), index, argv, source: 'guest' };
     }
     if (index % 4096 === 4095) {
       const grown = process.memoryUsage().heapUsed - heapStart;
-      if (grown > HEAP_LIMIT) return { seed, kind: 'memory', message: `heap grew by ${(grown / 2 ** 20).toFixed(0)} MiB`, index, argv };
+      if (grown > HEAP_LIMIT) return { seed, kind: 'memory', message: `heap grew by ${(grown / 2 ** 20).toFixed(0)} MiB`, index, argv, source: 'guest' };
     }
     index++;
   }
@@ -106,11 +114,11 @@ function preservedByReset(t: FuzzTargets, addr: number): boolean {
 function checkReset(m: Machine, t: FuzzTargets, fresh: Uint32Array, seed: number, argv: readonly string[], index: number): Finding | undefined {
   try {
     m.reset();
-    if (m.clock.runUntilIdle(MAIN_LOOP_LIMIT) >= MAIN_LOOP_LIMIT) return { seed, kind: 'hang', message: 'the main loop does not settle after reset', index, argv };
+    if (m.clock.runUntilIdle(MAIN_LOOP_LIMIT) >= MAIN_LOOP_LIMIT) return { seed, kind: 'hang', message: 'the main loop does not settle after reset', index, argv, source: 'guest' };
     const difference = registerDifference(m, fresh, t);
-    if (difference) return { seed, kind: 'reset', message: `after reset, ${difference}`, index, argv };
+    if (difference) return { seed, kind: 'reset', message: `after reset, ${difference}`, index, argv, source: 'guest' };
   } catch (e) {
-    return { seed, kind: 'exception', message: messageOf(e), index, argv };
+    return { seed, kind: 'exception', message: messageOf(e), index, argv, source: 'guest' };
   }
   return undefined;
 }

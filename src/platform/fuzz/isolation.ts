@@ -88,12 +88,12 @@ function difference(a: Observation, b: Observation): string {
  * operations of `seed` (in bursts between the workload chunks); a finding if the victim can tell.
  */
 export function runIsolationCase(seed: number, ops: number): Finding | undefined {
-  const argv = ['isolation'];
+  const argv: readonly string[] = [];
   let baseline: Observation & { vmids: ReadonlySet<number> };
   try {
     baseline = victimRun(undefined, undefined);
   } catch (e) {
-    return { seed, kind: 'exception', message: `the victim's run alone failed: ${(e as Error).message}`, index: -1, argv };
+    return { seed, kind: 'exception', message: `the victim's run alone failed: ${(e as Error).message}`, index: -1, argv, source: 'isolation' };
   }
   let index = 0;
   let attacked: Observation;
@@ -116,8 +116,8 @@ export function runIsolationCase(seed: number, ops: number): Finding | undefined
       attacker.clock.runUntilIdle(MAIN_LOOP_LIMIT);
     }, baseline.vmids);
   } catch (e) {
-    return { seed, kind: 'exception', message: `with the attacker: ${(e as Error).name}: ${(e as Error).message}`, index, argv };
+    return { seed, kind: 'exception', message: `with the attacker: ${(e as Error).name}: ${(e as Error).message}`, index, argv, source: 'isolation' };
   }
   const diff = difference(baseline, attacked);
-  return diff ? { seed, kind: 'isolation', message: diff, index, argv } : undefined;
+  return diff ? { seed, kind: 'isolation', message: diff, index, argv, source: 'isolation' } : undefined;
 }

@@ -220,7 +220,7 @@ class Attacker {
 
 /** Run `calls` hostile uAPI calls of `seed` next to a victim VM; a finding if an invariant broke. */
 export function runUapiCase(seed: number, calls: number, observe?: (result: number) => void): Finding | undefined {
-  const argv = ['uapi'];
+  const argv: readonly string[] = [];
   const host = new HostKernel();
   const victim = new Victim(host);
   const baseline = resources(host);
@@ -230,25 +230,25 @@ export function runUapiCase(seed: number, calls: number, observe?: (result: numb
     try {
       ret = attacker.step();
     } catch (e) {
-      return { seed, kind: 'exception', message: `uAPI call ${i} threw ${(e as Error).name}: ${(e as Error).message}`, index: i, argv };
+      return { seed, kind: 'exception', message: `uAPI call ${i} threw ${(e as Error).name}: ${(e as Error).message}`, index: i, argv, source: 'uapi' };
     }
     if (typeof ret !== 'number' || !Number.isInteger(ret) || (ret < 0 && !KNOWN_ERRNOS.has(-ret))) {
-      return { seed, kind: 'exception', message: `uAPI call ${i} returned ${String(ret)}, not a result or a known errno`, index: i, argv };
+      return { seed, kind: 'exception', message: `uAPI call ${i} returned ${String(ret)}, not a result or a known errno`, index: i, argv, source: 'uapi' };
     }
     observe?.(ret);
     if (i % 500 === 499) {
       const wrong = victim.check();
-      if (wrong) return { seed, kind: 'isolation', message: `after uAPI call ${i}: ${wrong}`, index: i, argv };
+      if (wrong) return { seed, kind: 'isolation', message: `after uAPI call ${i}: ${wrong}`, index: i, argv, source: 'uapi' };
     }
   }
   try {
     attacker.exit();
   } catch (e) {
-    return { seed, kind: 'exception', message: `closing the attacker's files threw ${(e as Error).message}`, index: calls, argv };
+    return { seed, kind: 'exception', message: `closing the attacker's files threw ${(e as Error).message}`, index: calls, argv, source: 'uapi' };
   }
   const wrong = victim.check();
-  if (wrong) return { seed, kind: 'isolation', message: `after the attacker exited: ${wrong}`, index: calls, argv };
+  if (wrong) return { seed, kind: 'isolation', message: `after the attacker exited: ${wrong}`, index: calls, argv, source: 'uapi' };
   const after = resources(host);
-  if (after !== baseline) return { seed, kind: 'isolation', message: `resources did not balance after the attacker exited: before ${baseline}; after ${after}`, index: calls, argv };
+  if (after !== baseline) return { seed, kind: 'isolation', message: `resources did not balance after the attacker exited: before ${baseline}; after ${after}`, index: calls, argv, source: 'uapi' };
   return undefined;
 }

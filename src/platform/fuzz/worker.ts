@@ -4,12 +4,9 @@
  */
 
 import { parentPort } from 'node:worker_threads';
-import { runCase, type Finding } from './case.js';
+import { runCase, type CaseKind, type Finding } from './case.js';
 import { runIsolationCase } from './isolation.js';
 import { runUapiCase } from './uapi.js';
-
-/** What a case attacks: one machine's guest, the uAPI next to a victim VM, or a victim VM next to a hostile guest. */
-export type CaseKind = 'guest' | 'uapi' | 'isolation';
 
 /** A case request. */
 export interface CaseRequest {
