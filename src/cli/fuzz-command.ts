@@ -81,7 +81,7 @@ export async function fuzzCommand(argv: readonly string[], progress: (s: string)
         : replayOps(file.ops, file.argv ?? DEFAULT_ARGS, file.seed ?? 0);
     return f
       ? { text: `reproduced: ${describe(f)}`, status: 1 }
-      : { text: `not reproduced: ${file.ops.length} operation(s) ran with every invariant holding (recorded: ${file.kind}: ${file.message})`, status: 0 };
+      : { text: `not reproduced: ${file.caseOps ?? file.ops.length} operation(s) ran with every invariant holding (recorded: ${file.kind}: ${file.message})`, status: 0 };
   }
   let shard: { index: number; count: number } | undefined;
   if (values.shard !== undefined) {
