@@ -374,6 +374,12 @@ export class RegisterFile {
     return reg.width === 64 ? field.getWords(lo, this.words[reg.slot + 1]!) : field.get(lo);
   }
 
+  /** An address field of a register, in place: the field's bits with the bits below it zero. */
+  address(reg: RegisterInfo, field: Field): number {
+    const lo = this.words[reg.slot]!;
+    return reg.width === 64 ? field.addressWords(lo, this.words[reg.slot + 1]!) : field.addressWords(lo, 0);
+  }
+
   /** Write a field of a register (device side: no access rules applied). */
   setField(reg: RegisterInfo, field: Field, value: number): void {
     if (reg.width === 64) field.setWords(this.words, reg.slot, value);

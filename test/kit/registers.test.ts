@@ -174,3 +174,11 @@ test('instance offsets, spans and lookups by declaration', () => {
   assert.throws(() => layout.of(BASE, 4), /no instance 4/);
   assert.throws(() => layout.instancesOf(defineRegister({ name: 'Z', offset: 0, width: 32 })), /not in this layout/);
 });
+
+test('RegisterFile.address reads an address field in place, bits below it zero', () => {
+  const BASE = defineRegister({ name: 'BASE', offset: 0, width: 64, fields: { LOG2SIZE: { lsb: 0, width: 5 }, ADDR: { lsb: 5, width: 43 } } });
+  const file = new RegisterFile(new RegisterLayout('t', 0x10, [BASE]));
+  const reg = file.layout.get('BASE');
+  file.set64(reg, 0x0000_1234_5678_9ab3n);
+  assert.equal(file.address(reg, BASE.f.ADDR), 0x1234_5678_9aa0);
+});

@@ -241,7 +241,7 @@ export class HostSmmu implements Persist<HostSmmuState> {
     const f = this.bank.file;
     if (!R.CR0.f.CMDQEN.get(f.get32(this.regs.cr0)) || this.cmdqErrorActive) return;
     const baseLo = f.words[this.regs.cmdqBase.slot]!;
-    const base = R.CMDQ_BASE.f.ADDR.addressWords(baseLo, f.words[this.regs.cmdqBase.slot + 1]!);
+    const base = f.address(this.regs.cmdqBase, R.CMDQ_BASE.f.ADDR);
     const log2 = Math.min(R.CMDQ_BASE.f.LOG2SIZE.get(baseLo), this.cmdqs);
     const wrapMask = qWrapMask(log2);
     const idxMask = qIndexMask(log2);
@@ -384,7 +384,7 @@ export class HostSmmu implements Persist<HostSmmuState> {
       this.event(Evt.C_BAD_STREAMID, sid, iova, 0, 0);
       return undefined;
     }
-    const base = R.STRTAB_BASE.f.ADDR.addressWords(f.words[this.regs.strtabBase.slot]!, f.words[this.regs.strtabBase.slot + 1]!);
+    const base = f.address(this.regs.strtabBase, R.STRTAB_BASE.f.ADDR);
     const steAddr = base + sid * STE_BYTES;
     const w = new Uint32Array(STE_WORDS);
     for (let i = 0; i < STE_WORDS; i++) w[i] = this.mem.read32(steAddr + i * 4);

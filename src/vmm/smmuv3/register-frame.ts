@@ -82,7 +82,7 @@ export class SmmuRegisterFrame {
 
   /** Byte address held in an address field of a 64-bit register (the field's lsb is its unit). */
   address(reg: RegisterInfo, field: Field): number {
-    return this.file.field(reg, field) * 2 ** field.lsb;
+    return this.file.address(reg, field);
   }
 
   get smmuEnabled(): boolean {
