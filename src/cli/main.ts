@@ -8,6 +8,7 @@ import { WorkloadError } from '../platform/workload.js';
 import { CliError } from './output-file.js';
 import { ACPI_USAGE, acpiCommand } from './acpi-command.js';
 import { FUZZ_USAGE, fuzzCommand } from './fuzz-command.js';
+import { QEMU_USAGE, qemuCommand } from './qemu-command.js';
 import { RUN_USAGE, runCommand } from './run-command.js';
 import { runUapiCommand, UAPI_USAGE } from './uapi-command.js';
 import { UsageError } from './usage-error.js';
@@ -24,6 +25,8 @@ commands:
   uapi [--json]   print every iommufd uAPI struct layout, ioctl number and enum value
   fuzz [options] [-- QEMU options]
                   a seeded campaign of hostile guest operations and uAPI calls; --replay FILE
+  qemu [QEMU options]
+                  a drop-in qemu-system-aarch64: serves qtest (-qtest) and QMP (-qmp)
   help            show this text
 
 Every command answers --help.
@@ -32,7 +35,7 @@ ${RUN_USAGE}
 `;
 
 /** Each subcommand's own usage text (`cmdqv <command> --help`). */
-const COMMAND_USAGE: Readonly<Record<string, string>> = { run: RUN_USAGE, acpi: ACPI_USAGE, uapi: UAPI_USAGE, fuzz: FUZZ_USAGE, help: USAGE };
+const COMMAND_USAGE: Readonly<Record<string, string>> = { run: RUN_USAGE, acpi: ACPI_USAGE, uapi: UAPI_USAGE, fuzz: FUZZ_USAGE, qemu: QEMU_USAGE, help: USAGE };
 
 /** Whether the subcommand's own options (before any `--`) ask for help. */
 function wantsHelp(args: readonly string[]): boolean {
@@ -46,6 +49,8 @@ function wantsHelp(args: readonly string[]): boolean {
  */
 export async function runCli(argv: readonly string[], out: (s: string) => void, err: (s: string) => void): Promise<number> {
   const [command, ...rest] = argv;
+  // The drop-in takes QEMU's options as they are: every argument is QEMU's.
+  if (command === 'qemu') return qemuCommand(rest, out, err);
   if (command !== 'fuzz' || wantsHelp(rest)) return main(argv, out, err);
   try {
     const result = await fuzzCommand(rest, err);
@@ -78,7 +83,8 @@ export function main(argv: readonly string[], out: (s: string) => void, err: (s:
         return 0;
       }
       case 'fuzz':
-        throw new UsageError('fuzz runs asynchronously: call runCli (the cmdqv binary does)');
+      case 'qemu':
+        throw new UsageError(`${command} runs asynchronously: call runCli (the cmdqv binary does)`);
       case 'help':
       case '--help':
       case '-h':

@@ -30,6 +30,13 @@ export class VirtualClock {
     return this.heap.length - this.cancelled.size;
   }
 
+  /** Time of the earliest timer still scheduled, or undefined when none is. */
+  nextDeadline(): number | undefined {
+    let at: number | undefined;
+    for (const t of this.heap) if (!this.cancelled.has(t.id) && (at === undefined || t.at < at)) at = t.at;
+    return at;
+  }
+
   /** Run `fn` once the clock reaches `now + delayNs`. */
   schedule(delayNs: number, fn: () => void): TimerHandle {
     if (!(delayNs >= 0)) throw new RangeError(`timer delay must be >= 0, got ${delayNs}`);

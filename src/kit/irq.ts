@@ -19,6 +19,11 @@ export class IrqLine {
   count = 0;
   /** Called once per rising edge, after the handler of the previous edge returned. */
   onRaise: (() => void) | undefined;
+  /**
+   * Called on every level change (a pulse is a change up, then down), before the handler:
+   * what an observer of the wire sees, e.g. qtest's `irq_intercept_*` (`IRQ raise N`).
+   */
+  onLevel: ((level: boolean) => void) | undefined;
 
   constructor(readonly name: string) {}
 
@@ -31,12 +36,15 @@ export class IrqLine {
   raise(): void {
     if (this.lvl) return;
     this.lvl = true;
+    this.onLevel?.(true);
     this.edge();
   }
 
   /** Drive the line low. */
   lower(): void {
+    if (!this.lvl) return;
     this.lvl = false;
+    this.onLevel?.(false);
   }
 
   /**
@@ -45,8 +53,10 @@ export class IrqLine {
    */
   pulse(): void {
     this.lvl = true;
+    this.onLevel?.(true);
     this.edge();
     this.lvl = false;
+    this.onLevel?.(false);
   }
 
   /** Latch an edge; deliver it now unless a handler runs (it is delivered when that returns). */

@@ -1,4 +1,5 @@
 import { parsePciAddr, type PciDeviceSpec } from './pci-topology.js';
+import { parseMonitorOptions, type MonitorOptions } from './monitor-options.js';
 import { NOT_MODELLED_DEVICES, NOT_MODELLED_OPTIONS, notModelledEntry } from './unmodelled.js';
 
 /**
@@ -107,6 +108,8 @@ export interface VirtOptions {
   traceEventFiles: string[];
   /** What the line asks for that cmdqv does not model, once each ("-kernel Image", "virtio-net-pci net0"). */
   notModelled: string[];
+  /** The controllers (`-qtest`, `-qmp`, `-chardev`, `-mon`): monitor-options.ts. */
+  monitors: MonitorOptions;
 }
 
 /** Split a QEMU option string into [implied-or-undefined, pairs]. */
@@ -229,7 +232,7 @@ export function parseVirtArgs(argv: readonly string[]): VirtOptions {
   const o: VirtOptions = {
     machine: 'virt', accel: 'kvm', gicVersion: undefined, itsProp: true, legacySmmu: false, memBytes: 4 * 2 ** 30,
     memBackend: undefined, iommufds: [], pxbs: [], rootPorts: [], smmus: [], vfios: [], pciDevices: [], trace: [],
-    traceEventFiles: [], notModelled: [],
+    traceEventFiles: [], notModelled: [], monitors: { qtest: undefined, qtestLog: undefined, qmp: [], hmp: [] },
   };
   const ids = new Set<string>();
   const claim = (id: string | undefined, ctx: string) => {
@@ -383,6 +386,14 @@ export function parseVirtArgs(argv: readonly string[]): VirtOptions {
         }
         break;
       }
+      case '-qtest':
+      case '-qtest-log':
+      case '-qmp':
+      case '-qmp-pretty':
+      case '-chardev':
+      case '-mon':
+        needArg(); // parsed together by parseMonitorOptions (a -mon may name a later -chardev)
+        break;
       case '-uuid': {
         const arg = needArg();
         if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(arg)) throw new OptionError('Fail to parse UUID string. Wrong format.');
@@ -402,6 +413,8 @@ export function parseVirtArgs(argv: readonly string[]): VirtOptions {
     }
   }
   o.accel = resolveAccel(accels);
+  o.monitors = parseMonitorOptions(argv);
+  for (const h of o.monitors.hmp) note(h);
   if (o.legacySmmu && o.smmus.length) {
     // QEMU keeps one kind: the machine-wide SMMU or user-created ones.
     throw new OptionError('-device arm-smmuv3: cannot be used together with -machine virt,iommu=smmuv3');

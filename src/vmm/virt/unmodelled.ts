@@ -12,8 +12,8 @@ export interface UnmodelledOption {
 }
 
 const WITH_ARG = [
-  '-name', '-display', '-serial', '-monitor', '-mon', '-bios', '-kernel', '-initrd', '-append', '-dtb', '-drive', '-cdrom',
-  '-hda', '-pflash', '-blockdev', '-netdev', '-nic', '-net', '-chardev', '-qmp', '-qmp-pretty', '-qtest', '-qtest-log', '-D',
+  '-name', '-display', '-serial', '-monitor', '-bios', '-kernel', '-initrd', '-append', '-dtb', '-drive', '-cdrom',
+  '-hda', '-pflash', '-blockdev', '-netdev', '-nic', '-net', '-D',
   '-smbios', '-audio', '-audiodev', '-boot', '-rtc', '-vga', '-msg', '-pidfile', '-overcommit', '-fw_cfg', '-icount',
   '-L', '-k', '-sandbox', '-run-with', '-action', '-parallel', '-virtfs', '-fsdev', '-incoming', '-loadvm', '-vnc', '-spice',
   '-usbdevice', '-device-help', '-semihosting-config', '-add-fd', '-readconfig',
@@ -36,7 +36,7 @@ const SILENT = new Set(['-name', '-nodefaults', '-no-user-config', '-msg', '-pid
 export function notModelledEntry(opt: string, arg: string | undefined): string | undefined {
   if (SILENT.has(opt) || arg === 'none') return undefined;
   if (arg === undefined) return opt;
-  const short = ['-kernel', '-initrd', '-bios', '-dtb', '-cdrom', '-hda', '-pflash', '-D', '-qtest-log', '-readconfig'].includes(opt)
+  const short = ['-kernel', '-initrd', '-bios', '-dtb', '-cdrom', '-hda', '-pflash', '-D', '-readconfig'].includes(opt)
     ? arg.slice(arg.lastIndexOf('/') + 1)
     : arg;
   return `${opt} ${short}`;

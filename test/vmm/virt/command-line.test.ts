@@ -37,8 +37,9 @@ test('a Grace passthrough line is accepted and parsed as QEMU does (issue 11 §1
   assert.deepEqual(o.notModelled, [
     '-numa node,memdev=mem0', '-nographic', '-serial mon:stdio', '-no-reboot', '-S', '-bios AAVMF_CODE.fd', '-kernel Image', '-initrd initrd.img',
     '-append console=ttyAMA0 iommu.passthrough=0', '-drive file=disk.qcow2,if=none,id=d0', 'virtio-blk-pci vblk0', '-netdev user,id=net0',
-    'virtio-net-pci net0', '-qmp unix:/tmp/q.sock,server=on,wait=off', '-D qemu.log', '-d guest_errors',
+    'virtio-net-pci net0', '-D qemu.log', '-d guest_errors',
   ]);
+  assert.deepEqual(o.monitors.qmp, [{ kind: 'unix', path: '/tmp/q.sock', server: true, wait: false }], '-qmp is served (cmdqv qemu), not listed');
 });
 
 test('cmdqv run boots the Grace line: device behind the root port gets its secondary bus, report lists what is not modelled', () => {
