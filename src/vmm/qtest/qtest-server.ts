@@ -38,6 +38,12 @@ export interface QtestMachine {
   gpio(path: string, dir: 'in' | 'out', name: string | undefined): readonly IrqLine[] | undefined;
   /** The input line `num` of list `name` (`unnamed-gpio-in` = the unnamed inputs) of the device at `path`. */
   gpioIn(path: string, name: string | undefined, num: number): IrqLine | undefined;
+  /**
+   * One main-loop iteration at the current time (fd handlers such as vEVENTQ readers), run
+   * after each request as QEMU's main loop runs between the chardev reads; what it raises is
+   * reported after the request's reply.
+   */
+  idle(): void;
 }
 
 /** One qtest connection's state. */
@@ -104,6 +110,7 @@ export class QtestSession {
       if (!(e instanceof QtestFail)) throw e;
       this.reply(`FAIL ${e.message}\n`);
     }
+    this.machine.idle();
   }
 
   private dispatch(w: readonly string[]): string {

@@ -74,6 +74,7 @@ export function qtestTarget(m: VirtMachine): QtestMachine {
       if (lines) return dir === 'out' && name === 'sysbus-irq' ? lines : [];
       return path === '/machine' ? [] : undefined;
     },
+    idle: () => m.runMainLoop(),
     gpioIn: (path, name, num) => (path === GIC_QOM_PATH && name === undefined ? spis[num] : undefined),
   };
 }
