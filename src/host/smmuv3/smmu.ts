@@ -19,7 +19,7 @@ import { MemoryRegion } from '../../kit/memory-region.js';
 import { RegisterBank } from '../../kit/register-bank.js';
 import { cloneState, type Persist } from '../../kit/persist.js';
 import type { Tracer } from '../../kit/trace.js';
-import { CERROR_ABT, CERROR_ILL, D0, D1, Op, opName } from '../../arch/smmuv3/commands.js';
+import { CERROR_ABT, CERROR_ILL, D0, D1, Op, opName, tlbiRangeBytes } from '../../arch/smmuv3/commands.js';
 import { EF_ADDR, EF_IPA, EF_RNW, EF_S2_CLASS, EF_SSID, encodeEvent, type FaultRecord } from '../../arch/smmuv3/event-record.js';
 import type { Iotlb } from '../../arch/smmuv3/iotlb.js';
 import { CMDQ_ENTRY_BYTES, EVENTQ_ENTRY_BYTES, qAdvance, qFull, qIndex, qIndexMask, qWrapMask } from '../../arch/smmuv3/queue.js';
@@ -233,7 +233,7 @@ export class HostSmmu implements Persist<HostSmmuState> {
         const vmid = cmdVmid(w);
         if (!this.iotlb.hasVmid(vmid)) break;
         const va = D1.ADDR_PAGE.addressWords(w[2]!, w[3]!);
-        this.iotlb.invalidateVa(vmid, op === Op.TLBI_NH_VA ? cmdAsid(w) : undefined, va, rangeLength(w), D1.LEAF.get(w[2]!) === 1);
+        this.iotlb.invalidateVa(vmid, op === Op.TLBI_NH_VA ? cmdAsid(w) : undefined, va, tlbiRangeBytes(w), D1.LEAF.get(w[2]!) === 1);
         break;
       }
       case Op.TLBI_NH_ASID:
@@ -277,7 +277,7 @@ export class HostSmmu implements Persist<HostSmmuState> {
       case Op.TLBI_S2_IPA: {
         this.stats.tlbi++;
         const ipa = D1.IPA_PAGE.addressWords(w[2]!, w[3]!);
-        this.iotlb.invalidateIpa(cmdVmid(w), ipa, rangeLength(w));
+        this.iotlb.invalidateIpa(cmdVmid(w), ipa, tlbiRangeBytes(w));
         break;
       }
       case Op.TLBI_NSNH_ALL:
@@ -387,14 +387,4 @@ export class HostSmmu implements Persist<HostSmmuState> {
     f.set32(this.regs.eventqProd, ((prodReg & OVFLG_MASK) | qAdvance(prodReg, 1, log2)) >>> 0);
     if (R.IRQ_CTRL.f.EVENTQ_IRQEN.get(f.get32(this.regs.irqCtrl))) this.onEventIrq();
   }
-}
-
-/** Bytes covered by a TLBI_NH_VA / S2_IPA command: range form when TG ≠ 0, else one address. */
-function rangeLength(w: Uint32Array): number {
-  const tg = D1.TG.get(w[2]!);
-  if (tg === 0) return 1;
-  const granule = 2 ** (2 * tg + 10);
-  const num = D0.NUM.get(w[0]!);
-  const scale = D0.SCALE.get(w[0]!);
-  return (num + 1) * 2 ** scale * granule;
 }
