@@ -13,6 +13,7 @@ import { DmaTranslation } from '../../../src/vmm/pci/iommu.js';
 import { EmulatedSmmuV3 } from '../../../src/vmm/smmuv3/emulated-smmuv3.js';
 import type { AccelSmmuV3Properties } from '../../../src/vmm/smmuv3/properties.js';
 import type { GuestMemory } from '../../../src/vmm/smmuv3/ste-install.js';
+import { TRACE_EVENTS } from '../../../src/vmm/smmuv3/trace-events.js';
 import { TraceLog } from './rig.js';
 
 export const RAM_BASE = 0x4000_0000;
@@ -74,9 +75,9 @@ export class EmulatedRig {
   private nextS2 = S2_TABLES;
 
   constructor(props: Partial<AccelSmmuV3Properties> = {}, trace: string[] = []) {
-    this.tracer = new Tracer();
+    this.tracer = new Tracer(TRACE_EVENTS);
     this.tracer.addSink(this.traces);
-    for (const t of trace) this.tracer.enable(t);
+    for (const t of trace) if (this.tracer.enable(t).length) throw new Error(`no trace event matches ${t}`);
     const { mem, dma } = guestRam();
     this.ram = mem;
     this.dma = dma;
