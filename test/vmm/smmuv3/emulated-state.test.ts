@@ -59,8 +59,8 @@ describe('emulated SMMUv3: reset and state', () => {
     assert.throws(() => new EmulatedRig({ cmdqv: 'on' }), { message: 'cmdqv can only be enabled if accel=on' });
     assert.throws(() => new EmulatedRig({ ats: 'on' }), { message: 'ats can only be enabled if accel=on' });
     assert.throws(() => new EmulatedRig({ ril: 'off' }), { message: 'ril can only be disabled if accel=on' });
-    assert.throws(() => new EmulatedRig({ oas: 48 }), { message: 'OAS must be 44 bits when accel=off' });
-    assert.throws(() => new EmulatedRig({ ssidsize: 4 }), { message: 'ssidsize can only be set if accel=on' });
+    assert.throws(() => new EmulatedRig({ oas: 48 }), { message: 'oas must be 44 bits when accel=off' });
+    assert.throws(() => new EmulatedRig({ ssidsize: 4 }), { message: 'ssidsize can only be greater than 0 bits if accel=on' });
     assert.doesNotThrow(() => new EmulatedRig({ stage: 'nested' }));
   });
 
