@@ -9,7 +9,7 @@
  */
 
 import * as R from '../src/arch/smmuv3/registers.js';
-import { CD, STE, STE_CFG_S1 } from '../src/arch/smmuv3/structures.js';
+import { buildCd, STE, STE_CFG_S1 } from '../src/arch/smmuv3/structures.js';
 import { PageTableBuilder } from '../src/kit/page-table-builder.js';
 import { Machine, VIRT_RAM_BASE } from '../src/platform/machine.js';
 import { DmaTranslation } from '../src/vmm/pci/iommu.js';
@@ -32,17 +32,7 @@ function emulatedSetup(log2: number) {
   const mem = { read32: (a: number) => m.as.read32(a), write32: (a: number, v: number) => m.as.write32(a, v) };
   const s1 = new PageTableBuilder(mem, { stage: 1, granule: 4096, inputBits: 48, allocTable: () => ((nextTable += 4096) - 4096) });
   s1.map(IOVA, VIRT_RAM_BASE + 0x1000_0000, PAGES * 4096, 3, { nG: true, useBlocks: false });
-  const c = new Uint32Array(16);
-  CD.T0SZ.setWords(c, 0, 16);
-  CD.EPD1.setWords(c, 0, 1);
-  CD.V.setWords(c, 0, 1);
-  CD.IPS.setWords(c, 0, 4);
-  CD.AA64.setWords(c, 0, 1);
-  CD.R.setWords(c, 0, 1);
-  CD.A.setWords(c, 0, 1);
-  CD.ASID.setWords(c, 0, ASID);
-  CD.TTB0.setWords(c, 2, s1.root / 16);
-  m.writeRam(cd, new Uint8Array(c.buffer));
+  m.writeRam(cd, new Uint8Array(buildCd({ asid: ASID, ttb0: s1.root }).buffer));
   const s = new Uint32Array(16);
   STE.V.setWords(s, 0, 1);
   STE.CFG.setWords(s, 0, STE_CFG_S1);

@@ -193,12 +193,8 @@ export class Translator {
     const fault = this.fault.reset(0, sid, iova);
     const steAddr = this.device.steAddress(sid, fault);
     if (steAddr < 0) return undefined;
-    const w = this.words;
-    if (!this.read(steAddr, w, STE_WORDS)) {
-      fault.reset(Evt.F_STE_FETCH, sid, iova).fetchAddr = steAddr;
-      fault.addr2 = steAddr;
-      return undefined;
-    }
+    const w = this.fetchWords(steAddr, STE_WORDS, Evt.F_STE_FETCH, sid, iova);
+    if (!w) return undefined;
     const sc = decodeSte(w);
     if (!sc || (this.device.steUsable !== undefined && !this.device.steUsable(w, sc))) {
       fault.reset(Evt.C_BAD_STE, sid, iova);
@@ -234,12 +230,8 @@ export class Translator {
       }
       addr = r.outputAddress;
     }
-    const w = this.words;
-    if (!this.read(addr, w, CD_WORDS)) {
-      fault.reset(Evt.F_CD_FETCH, sid, iova).fetchAddr = addr;
-      fault.addr2 = addr;
-      return undefined;
-    }
+    const w = this.fetchWords(addr, CD_WORDS, Evt.F_CD_FETCH, sid, iova);
+    if (!w) return undefined;
     const cd = decodeCd(w);
     if (!cd || (this.device.cdUsable !== undefined && !this.device.cdUsable(w, cd))) {
       fault.reset(Evt.C_BAD_CD, sid, iova);
@@ -249,14 +241,20 @@ export class Translator {
     return cd;
   }
 
-  /** Read `n` words at `addr` into `w`; false on an abort. */
-  private read(addr: number, w: Uint32Array, n: number): boolean {
+  /** The `n` words of a structure at `addr`, or undefined after filling an `id` fetch fault. */
+  private fetchWords(addr: number, n: number, id: number, sid: number, iova: number): Uint32Array | undefined {
+    const w = this.words;
     for (let i = 0; i < n; i++) {
       const v = this.mem.readTableWord(addr + i * 4);
-      if (v < 0) return false;
+      if (v < 0) {
+        const f = this.fault.reset(id, sid, iova);
+        f.fetchAddr = addr;
+        f.addr2 = addr;
+        return undefined;
+      }
       w[i] = v;
     }
-    return true;
+    return w;
   }
 
   // ------------------------------------------------------------------------------------------

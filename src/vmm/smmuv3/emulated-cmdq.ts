@@ -19,7 +19,7 @@ import { hex } from '../../kit/bits.js';
 import type { ModelLog } from '../../kit/log.js';
 import type { Tracer } from '../../kit/trace.js';
 import { CMD_SSEC } from './cmdq.js';
-import { SMMU_IRQ_CMD_SYNC, SMMU_IRQ_GERROR, type SmmuRegisterFrame } from './register-frame.js';
+import { SMMU_IRQ_CMD_SYNC, type SmmuRegisterFrame } from './register-frame.js';
 import type { GuestMemory } from './ste-install.js';
 import * as T from './trace-events.js';
 
@@ -27,8 +27,6 @@ import * as T from './trace-events.js';
 const CMD_WORDS = CMDQ_ENTRY_BYTES / 4;
 const CMD_BYTES = CMDQ_ENTRY_BYTES;
 const OPCODE_MASK = D0.OPCODE.wordMask(0);
-/** GERROR.CMDQ_ERR as a toggle mask. */
-const CMDQ_ERR = R.GERROR.f.CMDQ_ERR.set(0, 1);
 /** dword0 [63:32] is word 1: VMID [47:32], ASID [63:48]. */
 const VMID_SHIFT = D0.VMID.lsb - 32;
 const VMID_MASK = D0.VMID.max;
@@ -93,20 +91,15 @@ export class EmulatedCommandQueue {
       if (traceOpcode) tracer.emit(T.T_CMDQ_OPCODE, opName(op));
       this.stats.commands++;
       error = this.execute(w, op);
-      if (error !== CERROR_NONE) {
-        if (error === CERROR_ILL) this.log.guestError(frame.logSource, `Illegal command type: ${op}`);
-        break;
-      }
+      if (error !== CERROR_NONE) break;
       cons = (cons + 1) & wrapMask;
     }
     // CONS keeps the register's other bits; an error stops at the failing command.
     let consOut = ((consReg & ~wrapMask) | cons) >>> 0;
     if (error !== CERROR_NONE) {
       this.stats.cmdqErrors++;
-      tracer.emit(T.T_CMDQ_CONSUME_ERROR, opName(op), error);
-      consOut = R.CMDQ_CONS.f.ERR.set(consOut, error);
-      file.set32(regs.cmdqCons, consOut);
-      frame.triggerIrq(SMMU_IRQ_GERROR, CMDQ_ERR);
+      frame.stopCmdq(consOut, error, op);
+      consOut = file.get32(regs.cmdqCons);
     } else {
       file.set32(regs.cmdqCons, consOut);
     }

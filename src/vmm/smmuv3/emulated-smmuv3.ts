@@ -206,24 +206,12 @@ export class EmulatedSmmuV3 implements PciIommu, Persist<EmulatedSmmuV3State> {
   }
 
   private writeGbpa(prevLo: number): void {
-    const { file, regs } = this.frame;
-    if (!R.GBPA.f.UPDATE.get(file.get32(regs.gbpa))) {
-      // Without UPDATE the write is ignored.
-      file.set32(regs.gbpa, prevLo);
-      return;
-    }
-    // The update completes at once: UPDATE reads back as 0.
-    file.setField(regs.gbpa, R.GBPA.f.UPDATE, 0);
+    this.frame.updateGbpa(prevLo);
   }
 
   private writeGerrorn(prev: number): void {
-    const { file, regs } = this.frame;
-    const gerror = file.get32(regs.gerror);
-    const now = file.get32(regs.gerrorn);
-    const pending = (gerror ^ prev) >>> 0;
-    const toggled = (prev ^ now) >>> 0;
-    if (toggled & ~pending) this.deps.log.guestError(this.name, `guest toggles non pending errors = ${hex((toggled & ~pending) >>> 0)}`);
-    this.deps.tracer.emit(T.T_WRITE_GERRORN, (toggled & pending) >>> 0, now);
+    this.frame.acknowledgeGerrorn(prev);
+    // Acknowledging CMDQ_ERR lets the command queue run again.
     this.cmdq.consume();
   }
 }

@@ -4,7 +4,7 @@
 // seam (what iommu-testdev calls).
 import { buildCommand } from '../../../src/arch/smmuv3/commands.js';
 import * as R from '../../../src/arch/smmuv3/registers.js';
-import { CD, STE, STE_BYTES } from '../../../src/arch/smmuv3/structures.js';
+import { buildCd, STE, STE_BYTES } from '../../../src/arch/smmuv3/structures.js';
 import { ModelLog } from '../../../src/kit/log.js';
 import { PageTableBuilder } from '../../../src/kit/page-table-builder.js';
 import { SparseMemory } from '../../../src/kit/sparse-memory.js';
@@ -135,16 +135,7 @@ export class EmulatedRig {
 
   /** Write the CD (QEMU's test: ASID 0x1e20, AA64, V, A, IPS 44-bit, EPD1, T0SZ 16, 4K, R). */
   writeCd(opts: { r?: boolean; asid?: number; ttb?: number; extra?: (w: Uint32Array) => void } = {}): void {
-    const w = new Uint32Array(16);
-    CD.T0SZ.setWords(w, 0, 16);
-    CD.EPD1.setWords(w, 0, 1);
-    CD.V.setWords(w, 0, 1);
-    CD.IPS.setWords(w, 0, 4);
-    CD.AA64.setWords(w, 0, 1);
-    CD.R.setWords(w, 0, opts.r === false ? 0 : 1);
-    CD.A.setWords(w, 0, 1);
-    CD.ASID.setWords(w, 0, opts.asid ?? ASID);
-    CD.TTB0.setWords(w, 2, (opts.ttb ?? this.s1.root) / 2 ** CD.TTB0.lsb);
+    const w = buildCd({ asid: opts.asid ?? ASID, ttb0: opts.ttb ?? this.s1.root, record: opts.r });
     opts.extra?.(w);
     w.forEach((v, i) => this.dma.write32(CD_GPA + 4 * i, v));
   }
