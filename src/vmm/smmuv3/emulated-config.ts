@@ -36,12 +36,24 @@ function shiftOf(granule: Granule): number {
 
 /** The STE/CD rules of one emulated SMMUv3, as the engine's {@link TranslatorDevice}. */
 export class EmulatedConfigRules implements TranslatorDevice {
+  /** Guest memory whose reads outside RAM throw (a DMA abort), for the stream-table walk. */
+  private readonly mem: GuestMemory;
+
   constructor(
     private readonly frame: SmmuRegisterFrame,
-    private readonly mem: GuestMemory,
+    guestMemory: GuestMemory,
     private readonly log: ModelLog,
     private readonly tracer: Tracer,
-  ) {}
+  ) {
+    const word = new Uint32Array(1);
+    this.mem = guestMemory.readWords === undefined ? guestMemory : {
+      read32: (gpa) => {
+        if (!guestMemory.readWords!(gpa, word, 0, 1)) throw new RangeError(`DMA read abort at 0x${gpa.toString(16)}`);
+        return word[0]!;
+      },
+      write32: (gpa, v) => guestMemory.write32(gpa, v),
+    };
+  }
 
   /** QEMU's smmu_find_ste: linear or 2-level, SID checked against LOG2SIZE and SIDSIZE. */
   steAddress(sid: number, fault: FaultRecord): number {

@@ -180,8 +180,10 @@ export class EmulatedSmmuV3 implements PciIommu, Persist<EmulatedSmmuV3State> {
       return out;
     }
     if (t.event === 0) {
-      // Abort without a record: STE.Config abort, or a fault its stage's R bit does not record.
-      tracer.emit(T.T_TRANSLATE_ABORT, this.name, sid, iova, write ? 1 : 0);
+      // Abort without a record: STE.Config abort (traced), or a fault its stage's R bit does not
+      // record (QEMU still reports the failed translation).
+      if (engine.cachedConfig(sid)?.kind === 'abort') tracer.emit(T.T_TRANSLATE_ABORT, this.name, sid, iova, write ? 1 : 0);
+      else this.deps.log.guestError(this.name, `${this.name} translation failed for iova=${hex(iova)} (no recorded event)`);
       return out;
     }
     out.fault = t.event;

@@ -128,6 +128,7 @@ describe('emulated SMMUv3: event records', () => {
     r.submit(r.cmd(Op.CFGI_CD, { sid: SID }));
     const t = r.translate(IOVA + 0x5000);
     assert.deepEqual([t.ok, t.fault, r.events().length], [false, 0, 0]);
+    assert.match(r.log.entries().at(-1)!.message, /translation failed for iova=0x80805000 \(no recorded event\)/, 'QEMU still reports it');
     const s2 = new EmulatedRig({ stage: '2' });
     s2.writeSte(SID, STE_CFG_S2, { s2r: false });
     s2.enable();

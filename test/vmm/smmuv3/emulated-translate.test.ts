@@ -6,7 +6,7 @@ import { describe, test } from 'node:test';
 import { Op } from '../../../src/arch/smmuv3/commands.js';
 import * as R from '../../../src/arch/smmuv3/registers.js';
 import { STE_CFG_ABORT, STE_CFG_BYPASS, STE_CFG_NESTED, STE_CFG_S1, STE_CFG_S2 } from '../../../src/arch/smmuv3/structures.js';
-import { ASID, DATA, DATA2, EmulatedRig, IOVA, OUT_IPA, RAM_BASE, SID, VMID } from './emulated-rig.js';
+import { ASID, DATA, DATA2, EmulatedRig, IOVA, OUT_IPA, RAM_BASE, SID, STRTAB, VMID } from './emulated-rig.js';
 
 function stage1(): EmulatedRig {
   const r = new EmulatedRig({ stage: '1' });
@@ -127,6 +127,25 @@ describe('emulated SMMUv3: translation', () => {
     r.submit(r.cmd(Op.CFGI_STE_RANGE, { sid: SID, range: 3 }));
     const t = r.translate(IOVA + 4);
     assert.deepEqual([t.ok, t.pa], [true, IOVA + 4]);
+  });
+
+  test('2-level stream table (STRTAB_BASE_CFG.FMT = 1, SPLIT 4): the L1 descriptor leads to the STE', () => {
+    const r = stage1();
+    const l2 = RAM_BASE + 0x50_0000;
+    const steWords = [...Array(16).keys()].map((i) => r.dma.read32(STRTAB + SID * 64 + 4 * i));
+    steWords.forEach((v, i) => r.dma.write32(l2 + 4 * i, v)); // SID 0x10 = L1 index 1, L2 index 0
+    const l1 = RAM_BASE + 0x60_0000;
+    r.dma.write32(l1 + 8, (l2 | 5) >>> 0); // Span 5: 16 STEs
+    r.dma.write32(l1 + 12, 0);
+    r.w64(R.STRTAB_BASE, l1);
+    r.w32(R.STRTAB_BASE_CFG, (1 << 16) | (4 << 6) | 8);
+    r.submit(r.cmd(Op.CFGI_STE_RANGE, { range: 31 }));
+    assert.equal(r.translate(IOVA).pa, DATA);
+    const c = r.translate(IOVA, false, 0x20); // L1 index 2: Span 0
+    assert.equal(c.fault, 0x02, 'C_BAD_STREAMID');
+    r.w64(R.STRTAB_BASE, 0x1000_0000); // L1 table outside RAM
+    r.submit(r.cmd(Op.CFGI_STE_RANGE, { range: 31 }));
+    assert.equal(r.translate(IOVA).fault, 0x03, 'F_STE_FETCH');
   });
 
   test('SMMUEN = 0: GBPA bypass, GBPA.ABORT aborts (only written with UPDATE), no event', () => {
