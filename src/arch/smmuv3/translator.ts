@@ -12,7 +12,7 @@
  * calls {@link Translator.translate} once translation is enabled and records the
  * {@link Translator.fault} when one is reported.
  *
- * Hot path: a translation allocates nothing once its stream's configuration is cached.
+ * Hot path: an IOTLB hit allocates nothing; a walk allocates only the IOTLB entry it caches.
  */
 
 import { Iotlb, MIN_ENTRY_SIZE, NO_ASID, PERM_R, PERM_W } from './iotlb.js';

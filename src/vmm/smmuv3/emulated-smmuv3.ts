@@ -150,7 +150,7 @@ export class EmulatedSmmuV3 implements PciIommu, Persist<EmulatedSmmuV3State> {
   /**
    * Translate one DMA access of StreamID `sid` at `iova` (QEMU's smmuv3_translate): GBPA while
    * SMMUEN = 0, else STE → CD → IOTLB / walk. A fault is recorded in the guest event queue
-   * before returning. Allocation-free once the stream's configuration is cached.
+   * before returning. Allocation-free on an IOTLB hit (a walk allocates only the entry it caches).
    */
   translate(sid: number, iova: number, write: boolean, out: DmaTranslation): DmaTranslation {
     this.stats.translations++;
