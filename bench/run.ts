@@ -10,6 +10,7 @@ import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { DEFAULT_COST_MODEL, parseCostModel } from '../src/platform/cost-model.js';
 import { si, table, type Row } from './harness.js';
+import { benchEmulated } from './emulated.bench.js';
 import { benchIotlb } from './iotlb.bench.js';
 import { renderPlot } from './plot.js';
 import { benchTrapped, benchVcmdq } from './vcmdq.bench.js';
@@ -80,6 +81,7 @@ async function main(): Promise<void> {
     max: l.max,
     note: `${l.exitsPerOp.toFixed(2)} VM exits/op, ${(l.counts.ioctls / l.counts.operations).toFixed(3)} ioctls/op`,
   })));
+  log(benchEmulated(quick));
   const iotlb = await benchIotlb({ quick });
   log(iotlb.map((r) => ({ ...r, name: `4. ${r.name}` })));
   const scale = benchScale(quick);

@@ -24,7 +24,7 @@ export function acpiCommand(argv: readonly string[]): string {
   const qemu = split >= 0 ? argv.slice(split + 1) : [...DEFAULT_ARGS];
   const { values } = parseArgs({ args: [...own], options: { out: { type: 'string' } }, strict: true });
   if (values.out) makeDir('--out', values.out);
-  const m = Machine.create(qemu, { emulatedSmmus: 'describe' });
+  const m = Machine.create(qemu);
   m.close();
   const lines = [`IORT ${m.acpi.iort.length} bytes, DSDT ${m.acpi.dsdt.length} bytes`];
   for (const e of m.emulatedSmmus) lines.push(`  SMMUv3 ${e.opts ? `${e.id} (emulated)` : '(machine-wide, iommu=smmuv3)'} at 0x${e.base.toString(16)}`);

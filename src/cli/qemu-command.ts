@@ -50,7 +50,7 @@ export async function qemuCommand(argv: readonly string[], out: (s: string) => v
   }
   let m: Machine;
   try {
-    m = Machine.create(argv.length ? argv : ['-machine', 'virt'], { emulatedSmmus: 'describe' });
+    m = Machine.create(argv.length ? argv : ['-machine', 'virt']);
   } catch (e) {
     if (e instanceof OptionError) {
       err(`${QEMU_PREFIX}: ${e.message}`);

@@ -32,8 +32,6 @@ export interface MachineCreateOptions {
   host?: HostConfig | HostKernel;
   /** Faults to inject at the VMM's syscall seam (`--inject`; see fault-injection.ts). */
   inject?: readonly FaultSpec[];
-  /** Emulated SMMUv3s: `describe` them in the ACPI tables (`cmdqv acpi`) or `refuse` the line (default). */
-  emulatedSmmus?: 'describe' | 'refuse';
 }
 
 /** A VM on a host: the VMM's machine plus the host and the VMM process it runs as. */
@@ -53,7 +51,7 @@ export class Machine extends VirtMachine {
     host: HostKernel,
     proc: Process,
     faults: FaultInjectingSyscalls | undefined,
-    runtime: { clock: VirtualClock; log: ModelLog; tracer: Tracer; detach: () => void; emulatedSmmus: 'describe' | 'refuse' },
+    runtime: { clock: VirtualClock; log: ModelLog; tracer: Tracer; detach: () => void },
   ) {
     super(options, {
       sys: faults ?? proc,
@@ -61,7 +59,6 @@ export class Machine extends VirtMachine {
       log: runtime.log,
       tracer: runtime.tracer,
       ramBacking: ramBacking(host.config, options),
-      emulatedSmmus: runtime.emulatedSmmus,
     });
     this.host = host;
     this.proc = proc;
@@ -90,7 +87,7 @@ export class Machine extends VirtMachine {
     const detach = showOwnHostEvents(host, proc, log, tracer, options.trace);
     try {
       const faults = opts.inject?.length ? new FaultInjectingSyscalls(proc, opts.inject) : undefined;
-      return new Machine(options, host, proc, faults, { clock, log, tracer, detach, emulatedSmmus: opts.emulatedSmmus ?? 'refuse' });
+      return new Machine(options, host, proc, faults, { clock, log, tracer, detach });
     } catch (e) {
       // QEMU exits on a creation error: the kernel releases what the process had taken.
       proc.exit();

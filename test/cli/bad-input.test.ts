@@ -41,6 +41,21 @@ describe('bad input: one line and exit 1', () => {
     ['a guest too small to boot', ['run', '--', '-m', '128M', ...ACCEL], /the guest cannot boot its IOMMU drivers in 128 MiB of RAM/],
     ['--trace-out at an unusable path', ['run', '--ops', '8', '--trace-out', '/dev/null/trace.json'], /--trace-out \/dev\/null\/trace\.json: .*not a directory/i],
     ['acpi --out at an unusable path', ['acpi', '--out', '/dev/null/tables'], /--out \/dev\/null\/tables: .*not a directory/i],
+    // QEMU 11.1's texts for an emulated (accel=off) SMMUv3 (docs/reference/qemu-smmuv3.md §8).
+    ['cmdqv=on without accel', ['run', '--', '-device', 'arm-smmuv3,primary-bus=pcie.0,cmdqv=on'], /arm-smmuv3,id=smmuv3\.0: cmdqv can only be enabled if accel=on$/],
+    ['oas=48 without accel', ['run', '--', '-device', 'arm-smmuv3,primary-bus=pcie.0,oas=48'], /: oas must be 44 bits when accel=off$/],
+    ['ssidsize without accel', ['acpi', '--', '-device', 'arm-smmuv3,primary-bus=pcie.0,ssidsize=8'], /: ssidsize can only be greater than 0 bits if accel=on$/],
+    ['an SMMU next to iommu=smmuv3', ['run', '--', '-M', 'virt,iommu=smmuv3', '-device', 'arm-smmuv3,primary-bus=pcie.0'], /: virt machine already has iommu=smmuv3 set\. Doesn't support incompatible iommus$/],
+    [
+      'vfio-pci behind an emulated SMMUv3',
+      ['run', '--', '-object', 'iommufd,id=iommufd0', '-device', 'arm-smmuv3,primary-bus=pcie.0', '-device', 'vfio-pci,host=0009:01:00.0,iommufd=iommufd0'],
+      /-device vfio-pci,host=0009:01:00\.0: vfio 0009:01:00\.0: memory listener initialization failed: Region smmuv3-iommu-memory-region-0-\d+: device 00\.0\d\.0 requires iommu MAP notifier which is not currently supported$/,
+    ],
+    [
+      'vfio-pci behind the machine-wide SMMUv3',
+      ['run', '--', '-M', 'virt,iommu=smmuv3', '-object', 'iommufd,id=iommufd0', '-device', 'vfio-pci,host=0009:01:00.0,iommufd=iommufd0'],
+      /requires iommu MAP notifier which is not currently supported$/,
+    ],
   ];
   for (const [name, argv, re] of cases) test(name, () => oneLine(run(argv), 1, re));
 });

@@ -128,3 +128,13 @@ export function buildCommand(
   if (fields.size !== undefined) D1.ATC_SIZE.setWords(w, 2, fields.size);
   return w;
 }
+
+/**
+ * Bytes a TLBI_NH_VA / NH_VAA / S2_IPA command (words `w`) covers: the range form when TG ≠ 0
+ * ((NUM + 1) · 2^SCALE pages of the TG granule), else 1 (the one address, any entry holding it).
+ */
+export function tlbiRangeBytes(w: Uint32Array): number {
+  const tg = D1.TG.get(w[2]!);
+  if (tg === 0) return 1;
+  return (D0.NUM.get(w[0]!) + 1) * 2 ** D0.SCALE.get(w[0]!) * 2 ** (2 * tg + 10);
+}

@@ -185,3 +185,22 @@ export const EVT = {
 export const CLASS_CD = 0;
 export const CLASS_TT = 1;
 export const CLASS_IN = 2;
+
+/**
+ * The 16 words of a stage-1 CD translating through TT0 only (EPD1 = 1, AArch64, 4 KiB granule,
+ * V, A): the CD a driver writes for one address space. `ips` is the IPS encoding (default 4:
+ * 44 bits), `t0sz` defaults to 16 (48-bit input), `record` sets R (default on).
+ */
+export function buildCd(f: { asid: number; ttb0: number; t0sz?: number; ips?: number; record?: boolean }): Uint32Array {
+  const w = new Uint32Array(CD_WORDS);
+  CD.T0SZ.setWords(w, 0, f.t0sz ?? 16);
+  CD.EPD1.setWords(w, 0, 1);
+  CD.V.setWords(w, 0, 1);
+  CD.IPS.setWords(w, 0, f.ips ?? 4);
+  CD.AA64.setWords(w, 0, 1);
+  CD.R.setWords(w, 0, f.record === false ? 0 : 1);
+  CD.A.setWords(w, 0, 1);
+  CD.ASID.setWords(w, 0, f.asid);
+  CD.TTB0.setWords(w, 2, f.ttb0 / 2 ** CD.TTB0.lsb);
+  return w;
+}

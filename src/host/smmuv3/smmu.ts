@@ -19,77 +19,24 @@ import { MemoryRegion } from '../../kit/memory-region.js';
 import { RegisterBank } from '../../kit/register-bank.js';
 import { cloneState, type Persist } from '../../kit/persist.js';
 import type { Tracer } from '../../kit/trace.js';
-import { CERROR_ABT, CERROR_ILL, D0, D1, Op, opName } from '../../arch/smmuv3/commands.js';
+import { CERROR_ABT, CERROR_ILL, D0, D1, Op, opName, tlbiRangeBytes } from '../../arch/smmuv3/commands.js';
+import { EF_ADDR, EF_IPA, EF_RNW, EF_S2_CLASS, EF_SSID, encodeEvent, type FaultRecord } from '../../arch/smmuv3/event-record.js';
+import type { Iotlb } from '../../arch/smmuv3/iotlb.js';
 import { CMDQ_ENTRY_BYTES, EVENTQ_ENTRY_BYTES, qAdvance, qFull, qIndex, qIndexMask, qWrapMask } from '../../arch/smmuv3/queue.js';
 import * as R from '../../arch/smmuv3/registers.js';
-import {
-  addressBits,
-  CD,
-  CLASS_IN,
-  CLASS_TT,
-  EVT,
-  Evt,
-  granuleFromTg,
-  STE,
-  STE_CFG_ABORT,
-  STE_CFG_BYPASS,
-  STE_CFG_NESTED,
-  STE_CFG_S1,
-  STE_CFG_S2,
-  CD_BYTES,
-  CD_WORDS,
-  STE_BYTES,
-  STE_WORDS,
-} from '../../arch/smmuv3/structures.js';
+import { Evt, STE_BYTES } from '../../arch/smmuv3/structures.js';
+import { ACCESS_READ, ACCESS_WRITE, Translation, Translator, type TranslatorDevice } from '../../arch/smmuv3/translator.js';
+import type { TableReader } from '../../arch/smmuv3/page-table.js';
 import type { SmmuConfig } from '../config.js';
 import type { PhysicalMemory } from '../memory/physical-memory.js';
 import { CommandReader } from './command-reader.js';
-import { Iotlb, MIN_ENTRY_SIZE, NO_ASID, PERM_R, PERM_W } from './iotlb.js';
-import {
-  FAULT_ACCESS,
-  FAULT_ADDR_SIZE,
-  FAULT_NONE,
-  FAULT_PERMISSION,
-  FAULT_S2_ON_TABLE,
-  FAULT_TRANSLATION,
-  FAULT_WALK_ABORT,
-  walk,
-  WalkResult,
-  type Granule,
-  type TableReader,
-  type WalkConfig,
-} from './page-table.js';
 import { T_HOST_CMD, T_HOST_CMDQ_ERROR, T_HOST_EVENT } from './trace-events.js';
 
-/** Access kinds for {@link HostSmmu.translate}. */
-export const ACCESS_READ = 1;
-export const ACCESS_WRITE = 2;
+// Access kinds and the translation outcome are the shared engine's (arch/smmuv3/translator.ts).
+export { ACCESS_READ, ACCESS_WRITE, Translation };
 
-/** Outcome of a DMA translation. */
-export class Translation {
-  /** Host PA (valid when `ok`). */
-  pa = 0;
-  ok = false;
-  /** Event ID recorded for the fault (0 when ok or aborted silently). */
-  event = 0;
-  /** Whether the IOTLB supplied the result. */
-  hit = false;
-}
-
-/** Decoded, cached stream configuration. */
-interface StreamConfig {
-  readonly kind: 'abort' | 'bypass' | 's1' | 's2' | 'nested';
-  readonly vmid: number;
-  readonly s2: WalkConfig | undefined;
-  readonly s1ctxPtr: number;
-  readonly s1cdmax: number;
-  readonly cds: Map<number, CdConfig>;
-}
-
-interface CdConfig {
-  readonly asid: number;
-  readonly s1: WalkConfig;
-}
+/** The fields of the host's event records: every field the model knows (docs/reference/smmuv3.md §6.1). */
+const HOST_EVENT_FIELDS = EF_SSID | EF_ADDR | EF_RNW | EF_S2_CLASS | EF_IPA;
 
 /** Counters of the SMMU's work. */
 export interface SmmuStats {
@@ -104,10 +51,6 @@ export interface SmmuStats {
   translations: number;
   walks: number;
 }
-
-/** Words of an event record holding the input address (dword2) and the IPA (dword3). */
-const EVT_INPUT_ADDR_WORD = 4;
-const EVT_IPA_WORD = 6;
 
 // The command switch's fields, as masks and shifts on the words they live in (derived once
 // from the command tables: the switch runs for every command of every queue).
@@ -159,13 +102,11 @@ export class HostSmmu implements Persist<HostSmmuState> {
   onGerrorIrq: () => void = () => {};
 
   private readonly state: HostSmmuState;
-  /** Configuration cache: decoded STEs (and their CDs) by StreamID. */
-  private readonly streams = new Map<number, StreamConfig | null>();
+  /** The shared translation engine: configuration cache, IOTLB, walks (arch/smmuv3/translator.ts). */
+  private readonly engine: Translator;
   private readonly mem;
   private readonly command = new Uint32Array(CMDQ_ENTRY_BYTES / 4);
   private readonly reader: CommandReader;
-  private readonly walkOut = new WalkResult();
-  private readonly s2Out = new WalkResult();
   private readonly eventRecord = new Uint32Array(EVENTQ_ENTRY_BYTES / 4);
   private readonly regs: R.Smmuv3Registers;
 
@@ -180,7 +121,8 @@ export class HostSmmu implements Persist<HostSmmuState> {
     const layout = R.smmuv3Layout();
     this.bank = new RegisterBank(`smmuv3:${config.name}`, layout, log);
     this.state = { registers: this.bank.file.words };
-    this.iotlb = new Iotlb();
+    this.engine = new Translator(this.physReader, this.steLocator);
+    this.iotlb = this.engine.iotlb;
     this.regs = R.smmuv3Registers();
     this.reset();
     this.bank.onWrite(R.CR0, () => {
@@ -191,8 +133,8 @@ export class HostSmmu implements Persist<HostSmmuState> {
     this.bank.onWrite(R.IRQ_CTRL, () => this.bank.file.set32(this.regs.irqCtrlAck, this.bank.file.get32(this.regs.irqCtrl)));
     this.bank.onWrite(R.CMDQ_PROD, () => this.processCmdq());
     this.bank.onWrite(R.GERRORN, () => this.processCmdq());
-    this.bank.onWrite(R.STRTAB_BASE, () => this.streams.clear());
-    this.bank.onWrite(R.STRTAB_BASE_CFG, () => this.streams.clear());
+    this.bank.onWrite(R.STRTAB_BASE, () => this.engine.dropConfigs());
+    this.bank.onWrite(R.STRTAB_BASE_CFG, () => this.engine.dropConfigs());
     this.mmio = MemoryRegion.mmio(`smmuv3:${config.name}`, R.SMMUV3_MMIO_SIZE, this.bank);
   }
 
@@ -218,8 +160,7 @@ export class HostSmmu implements Persist<HostSmmuState> {
   }
 
   private dropCaches(): void {
-    this.streams.clear();
-    this.iotlb.invalidateAll();
+    this.engine.dropCaches();
   }
 
   /** IDR1.CMDQS: log2 of the largest command queue (also the VCMDQ limit). */
@@ -292,7 +233,7 @@ export class HostSmmu implements Persist<HostSmmuState> {
         const vmid = cmdVmid(w);
         if (!this.iotlb.hasVmid(vmid)) break;
         const va = D1.ADDR_PAGE.addressWords(w[2]!, w[3]!);
-        this.iotlb.invalidateVa(vmid, op === Op.TLBI_NH_VA ? cmdAsid(w) : undefined, va, rangeLength(w), D1.LEAF.get(w[2]!) === 1);
+        this.iotlb.invalidateVa(vmid, op === Op.TLBI_NH_VA ? cmdAsid(w) : undefined, va, tlbiRangeBytes(w), D1.LEAF.get(w[2]!) === 1);
         break;
       }
       case Op.TLBI_NH_ASID:
@@ -310,26 +251,20 @@ export class HostSmmu implements Persist<HostSmmuState> {
         break;
       case Op.CFGI_STE:
         this.stats.cfgi++;
-        this.streams.delete(cmdSid(w));
+        this.engine.invalidateSte(cmdSid(w));
         break;
       case Op.CFGI_STE_RANGE: {
         this.stats.cfgi++;
-        const range = D1.RANGE.get(w[2]!);
-        if (range >= 31) this.streams.clear();
-        else {
-          const span = 2 ** (range + 1);
-          const first = Math.floor(cmdSid(w) / span) * span;
-          for (const sid of [...this.streams.keys()]) if (sid >= first && sid < first + span) this.streams.delete(sid);
-        }
+        this.engine.invalidateSteRange(cmdSid(w), D1.RANGE.get(w[2]!));
         break;
       }
       case Op.CFGI_CD:
         this.stats.cfgi++;
-        this.streams.get(cmdSid(w))?.cds.delete(D0.SSID.get(w[0]!));
+        this.engine.invalidateCd(cmdSid(w), D0.SSID.get(w[0]!));
         break;
       case Op.CFGI_CD_ALL:
         this.stats.cfgi++;
-        this.streams.get(cmdSid(w))?.cds.clear();
+        this.engine.invalidateCdAll(cmdSid(w));
         break;
       case Op.TLBI_NH_ALL:
         this.stats.tlbi++;
@@ -342,7 +277,7 @@ export class HostSmmu implements Persist<HostSmmuState> {
       case Op.TLBI_S2_IPA: {
         this.stats.tlbi++;
         const ipa = D1.IPA_PAGE.addressWords(w[2]!, w[3]!);
-        this.iotlb.invalidateIpa(cmdVmid(w), ipa, rangeLength(w));
+        this.iotlb.invalidateIpa(cmdVmid(w), ipa, tlbiRangeBytes(w));
         break;
       }
       case Op.TLBI_NSNH_ALL:
@@ -368,124 +303,26 @@ export class HostSmmu implements Persist<HostSmmuState> {
   }
 
   // ------------------------------------------------------------------------------------------
-  // Configuration: STE and CD fetch
-
-  private streamConfig(sid: number, iova: number): StreamConfig | undefined {
-    const cached = this.streams.get(sid);
-    if (cached) return cached;
-    const f = this.bank.file;
-    const cfgWord = f.get32(this.regs.strtabCfg);
-    const log2 = R.STRTAB_BASE_CFG.f.LOG2SIZE.get(cfgWord);
-    if (R.STRTAB_BASE_CFG.f.FMT.get(cfgWord) !== 0) {
-      this.log.unimp(this.bank.source, '2-level stream table');
-      return undefined;
-    }
-    if (sid >= 2 ** log2) {
-      this.event(Evt.C_BAD_STREAMID, sid, iova, 0, 0);
-      return undefined;
-    }
-    const base = f.address(this.regs.strtabBase, R.STRTAB_BASE.f.ADDR);
-    const steAddr = base + sid * STE_BYTES;
-    const w = new Uint32Array(STE_WORDS);
-    for (let i = 0; i < STE_WORDS; i++) w[i] = this.mem.read32(steAddr + i * 4);
-    const sc = this.decodeSte(w);
-    if (!sc) {
-      this.event(Evt.C_BAD_STE, sid, iova, 0, 0);
-      return undefined;
-    }
-    this.streams.set(sid, sc);
-    return sc;
-  }
-
-  private decodeSte(w: Uint32Array): StreamConfig | undefined {
-    if (!STE.V.getWords(w[0]!, w[1]!)) return undefined;
-    const cfg = STE.CFG.getWords(w[0]!, w[1]!);
-    const base = { s1ctxPtr: STE.S1CTXPTR.addressWords(w[0]!, w[1]!), s1cdmax: STE.S1CDMAX.getWords(w[0]!, w[1]!), cds: new Map() };
-    if (cfg === STE_CFG_ABORT) return { kind: 'abort', vmid: 0, s2: undefined, ...base };
-    if (cfg === STE_CFG_BYPASS) return { kind: 'bypass', vmid: 0, s2: undefined, ...base };
-    let s2: WalkConfig | undefined;
-    let vmid = 0;
-    if (cfg === STE_CFG_S2 || cfg === STE_CFG_NESTED) {
-      const lo = w[4]!;
-      const hi = w[5]!;
-      const granule = granuleFromTg(STE.S2TG.getWords(lo, hi));
-      if (!granule || !STE.S2AA64.getWords(lo, hi)) return undefined;
-      vmid = STE.S2VMID.getWords(lo, hi);
-      s2 = {
-        stage: 2,
-        granule: granule as Granule,
-        inputBits: 64 - STE.S2T0SZ.getWords(lo, hi),
-        oasBits: addressBits(STE.S2PS.getWords(lo, hi)),
-        ttb: STE.S2TTB.addressWords(w[6]!, w[7]!),
-        startLevel: s2StartLevel(granule, STE.S2SL0.getWords(lo, hi)),
-      };
-    }
-    if (cfg === STE_CFG_S2) return { kind: 's2', vmid, s2, ...base };
-    if (cfg === STE_CFG_S1) return { kind: 's1', vmid: 0, s2: undefined, ...base };
-    if (cfg === STE_CFG_NESTED) return { kind: 'nested', vmid, s2, ...base };
-    return undefined;
-  }
-
-  private fetchCd(sc: StreamConfig, sid: number, ssid: number, iova: number): CdConfig | undefined {
-    const cached = sc.cds.get(ssid);
-    if (cached) return cached;
-    if (ssid >= 2 ** sc.s1cdmax) {
-      this.event(Evt.C_BAD_SUBSTREAMID, sid, iova, 0, 0);
-      return undefined;
-    }
-    let addr = sc.s1ctxPtr + ssid * CD_BYTES;
-    if (sc.kind === 'nested') {
-      // The CD pointer is an IPA: fetch through stage 2.
-      const r = walk(sc.s2!, this.physReader, addr, ACCESS_READ, this.s2Out);
-      if (r.fault !== FAULT_NONE) {
-        this.event(Evt.F_CD_FETCH, sid, iova, 1, addr);
-        return undefined;
-      }
-      addr = r.outputAddress;
-    }
-    const w = new Uint32Array(CD_WORDS);
-    for (let i = 0; i < CD_WORDS; i++) w[i] = this.mem.read32(addr + i * 4);
-    const lo = w[0]!;
-    const hi = w[1]!;
-    const granule = granuleFromTg(CD.TG0.getWords(lo, hi));
-    if (!CD.V.getWords(lo, hi) || !CD.AA64.getWords(lo, hi) || !granule || CD.EPD0.getWords(lo, hi)) {
-      this.event(Evt.C_BAD_CD, sid, iova, 0, 0);
-      return undefined;
-    }
-    const cd: CdConfig = {
-      asid: CD.ASID.getWords(lo, hi),
-      s1: {
-        stage: 1,
-        granule: granule as Granule,
-        inputBits: 64 - CD.T0SZ.getWords(lo, hi),
-        oasBits: addressBits(CD.IPS.getWords(lo, hi)),
-        ttb: CD.TTB0.addressWords(w[2]!, w[3]!),
-      },
-    };
-    sc.cds.set(ssid, cd);
-    return cd;
-  }
-
-  // ------------------------------------------------------------------------------------------
-  // Translation
+  // Translation (the shared engine) and where the STEs live
 
   private readonly physReader: TableReader = {
     readTableWord: (addr: number) => (addr >= 0 && addr + 4 <= this.mem.size ? this.mem.read32(addr) : -1),
   };
 
-  /** Stage-1 table reads in a nested walk go through stage 2 of the current stream. */
-  private nestedS2: WalkConfig | undefined;
-  private readonly nestedReader: TableReader & { lastFault: number; faultAddress: number } = {
-    lastFault: 0,
-    faultAddress: 0,
-    readTableWord: (ipa: number) => {
-      const r = walk(this.nestedS2!, this.physReader, ipa, ACCESS_READ, this.s2Out);
-      if (r.fault !== FAULT_NONE) {
-        this.nestedReader.lastFault = r.fault;
-        this.nestedReader.faultAddress = ipa;
+  /** A linear stream table (the 2-level format is not modelled on the host). */
+  private readonly steLocator: TranslatorDevice = {
+    steAddress: (sid: number, fault: FaultRecord): number => {
+      const f = this.bank.file;
+      const cfgWord = f.get32(this.regs.strtabCfg);
+      if (R.STRTAB_BASE_CFG.f.FMT.get(cfgWord) !== 0) {
+        this.log.unimp(this.bank.source, '2-level stream table');
         return -1;
       }
-      return this.mem.read32(r.outputAddress);
+      if (sid >= 2 ** R.STRTAB_BASE_CFG.f.LOG2SIZE.get(cfgWord)) {
+        fault.id = Evt.C_BAD_STREAMID;
+        return -1;
+      }
+      return f.address(this.regs.strtabBase, R.STRTAB_BASE.f.ADDR) + sid * STE_BYTES;
     },
   };
 
@@ -495,134 +332,33 @@ export class HostSmmu implements Persist<HostSmmuState> {
    */
   translate(sid: number, ssid: number, iova: number, access: number, out: Translation): Translation {
     this.stats.translations++;
-    out.ok = false;
-    out.hit = false;
-    out.event = 0;
     const f = this.bank.file;
     if (!R.CR0.f.SMMUEN.get(f.get32(this.regs.cr0))) {
-      if (R.GBPA.f.ABORT.get(f.get32(this.regs.gbpa))) return out;
+      out.hit = false;
+      out.event = 0;
+      if (R.GBPA.f.ABORT.get(f.get32(this.regs.gbpa))) {
+        out.ok = false;
+        return out;
+      }
       out.pa = iova;
       out.ok = true;
       return out;
     }
-    const sc = this.streamConfig(sid, iova);
-    if (!sc) return this.faulted(out);
-    if (sc.kind === 'abort') return out;
-    if (sc.kind === 'bypass') {
-      out.pa = iova;
-      out.ok = true;
-      return out;
-    }
-    const perm = access === ACCESS_WRITE ? PERM_W : PERM_R;
-    let asid = NO_ASID;
-    let cd: CdConfig | undefined;
-    if (sc.kind !== 's2') {
-      cd = this.fetchCd(sc, sid, ssid, iova);
-      if (!cd) return this.faulted(out);
-      asid = cd.asid;
-    }
-    const hit = this.iotlb.lookup(sc.vmid, asid, iova);
-    if (hit) {
-      if ((hit.perm & perm) === 0) {
-        this.event(Evt.F_PERMISSION, sid, iova, sc.kind === 's2' ? 1 : 0, hit.ipa + (iova - hit.iova), access, ssid);
-        return this.faulted(out);
-      }
-      out.pa = hit.pa + (iova - hit.iova);
-      out.ok = true;
-      out.hit = true;
-      return out;
-    }
-    this.stats.walks++;
-    let ipa = iova;
-    let s1Size = Infinity;
-    let s1Perm = PERM_R | PERM_W;
-    let global = false;
-    if (cd) {
-      let reader: TableReader = this.physReader;
-      if (sc.kind === 'nested') {
-        this.nestedS2 = sc.s2;
-        this.nestedReader.lastFault = 0;
-        reader = this.nestedReader;
-      }
-      const r = walk(cd.s1, reader, iova, access, this.walkOut);
-      if (r.fault !== FAULT_NONE) {
-        if (r.fault === FAULT_S2_ON_TABLE || (sc.kind === 'nested' && this.nestedReader.lastFault !== 0)) {
-          this.event(s2EventId(this.nestedReader.lastFault), sid, iova, 1, this.nestedReader.faultAddress, access, ssid, CLASS_TT);
-        } else {
-          this.event(s1EventId(r.fault), sid, iova, 0, 0, access, ssid);
-        }
-        return this.faulted(out);
-      }
-      ipa = r.outputAddress;
-      s1Size = r.blockSize;
-      s1Perm = r.perm;
-      global = !r.nG;
-    }
-    let pa = ipa;
-    let size = s1Size;
-    let s2Perm = PERM_R | PERM_W;
-    if (sc.s2) {
-      const r2 = walk(sc.s2, this.physReader, ipa, access, this.s2Out);
-      if (r2.fault !== FAULT_NONE) {
-        this.event(s2EventId(r2.fault), sid, iova, 1, ipa, access, ssid, CLASS_IN);
-        return this.faulted(out);
-      }
-      pa = r2.outputAddress;
-      size = Math.min(size, r2.blockSize);
-      s2Perm = r2.perm;
-    }
-    if (!Number.isFinite(size)) size = MIN_ENTRY_SIZE;
-    const combined = s1Perm & s2Perm;
-    const base = Math.floor(iova / size) * size;
-    this.iotlb.insert({
-      vmid: sc.vmid,
-      asid: cd ? asid : 0,
-      global,
-      stage1: cd !== undefined,
-      iova: base,
-      size,
-      ipa: Math.floor(ipa / size) * size,
-      pa: pa - (iova - base),
-      perm: combined,
-    });
-    if ((combined & perm) === 0) {
-      this.event(Evt.F_PERMISSION, sid, iova, (s2Perm & perm) === 0 ? 1 : 0, ipa, access, ssid);
-      return this.faulted(out);
-    }
-    out.pa = pa;
-    out.ok = true;
-    return out;
-  }
-
-  private faulted(out: Translation): Translation {
-    out.ok = false;
-    out.event = this.lastEventId;
+    const engine = this.engine;
+    const walks = engine.stats.walks;
+    engine.translate(sid, ssid, iova, access, out);
+    this.stats.walks += engine.stats.walks - walks;
+    if (!out.ok && out.event !== 0) this.event(engine.fault);
     return out;
   }
 
   // ------------------------------------------------------------------------------------------
   // Event queue
 
-  private lastEventId = 0;
-
-  /** Build and queue an event record (docs/reference/smmuv3.md §6.1). */
-  private event(id: number, sid: number, iova: number, s2: number, ipa: number, access = ACCESS_READ, ssid = 0, cls = CLASS_IN): void {
-    this.lastEventId = id;
-    const e = this.eventRecord;
-    e.fill(0);
-    EVT.ID.setWords(e, 0, id);
-    if (ssid !== 0) {
-      EVT.SSV.setWords(e, 0, 1);
-      EVT.SSID.setWords(e, 0, ssid);
-    }
-    EVT.SID.setWords(e, 0, sid);
-    EVT.RNW.setWords(e, 2, access === ACCESS_READ ? 1 : 0);
-    EVT.S2.setWords(e, 2, s2);
-    EVT.CLASS.setWords(e, 2, cls);
-    e[EVT_INPUT_ADDR_WORD] = iova % 2 ** 32;
-    e[EVT_INPUT_ADDR_WORD + 1] = Math.floor(iova / 2 ** 32);
-    EVT.IPA_PAGE.setWords(e, EVT_IPA_WORD, Math.floor(ipa / 2 ** EVT.IPA_PAGE.lsb));
-    this.tracer.emit(T_HOST_EVENT, this.config.name, id, sid, iova);
+  /** Build and queue the event record of a fault (docs/reference/smmuv3.md §6.1). */
+  private event(fault: FaultRecord): void {
+    const e = encodeEvent(fault, HOST_EVENT_FIELDS, this.eventRecord);
+    this.tracer.emit(T_HOST_EVENT, this.config.name, fault.id, fault.sid, fault.addr);
     this.pushEvent(e);
   }
 
@@ -652,40 +388,3 @@ export class HostSmmu implements Persist<HostSmmuState> {
     if (R.IRQ_CTRL.f.EVENTQ_IRQEN.get(f.get32(this.regs.irqCtrl))) this.onEventIrq();
   }
 }
-
-/** Stage-2 start level from STE.S2SL0 (Arm: meaning depends on the granule). */
-function s2StartLevel(granule: number, sl0: number): number {
-  if (granule === 4096) return 2 - sl0;
-  return 3 - sl0;
-}
-
-/** Bytes covered by a TLBI_NH_VA / S2_IPA command: range form when TG ≠ 0, else one address. */
-function rangeLength(w: Uint32Array): number {
-  const tg = D1.TG.get(w[2]!);
-  if (tg === 0) return 1;
-  const granule = 2 ** (2 * tg + 10);
-  const num = D0.NUM.get(w[0]!);
-  const scale = D0.SCALE.get(w[0]!);
-  return (num + 1) * 2 ** scale * granule;
-}
-
-function s1EventId(fault: number): number {
-  switch (fault) {
-    case FAULT_ACCESS:
-      return Evt.F_ACCESS;
-    case FAULT_PERMISSION:
-      return Evt.F_PERMISSION;
-    case FAULT_ADDR_SIZE:
-      return Evt.F_ADDR_SIZE;
-    case FAULT_WALK_ABORT:
-      return Evt.F_WALK_EABT;
-    default:
-      return Evt.F_TRANSLATION;
-  }
-}
-
-function s2EventId(fault: number): number {
-  return fault === FAULT_TRANSLATION || fault === FAULT_S2_ON_TABLE ? Evt.F_TRANSLATION : s1EventId(fault);
-}
-
-

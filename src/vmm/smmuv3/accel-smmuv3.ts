@@ -52,7 +52,7 @@
  */
 
 import * as R from '../../arch/smmuv3/registers.js';
-import { Field, hex } from '../../kit/bits.js';
+import { Field } from '../../kit/bits.js';
 import type { IrqLine } from '../../kit/irq.js';
 import type { ModelLog } from '../../kit/log.js';
 import type { MemoryRegion } from '../../kit/memory-region.js';
@@ -374,27 +374,11 @@ export class AccelSmmuV3 implements Persist<AccelSmmuV3State> {
   }
 
   private writeGbpa(prevLo: number): void {
-    const { file, regs } = this.frame;
-    if (!R.GBPA.f.UPDATE.get(file.get32(regs.gbpa))) {
-      // Without UPDATE the write is ignored (the only behaviour allowed from SMMUv3.2).
-      file.set32(regs.gbpa, prevLo);
-      return;
-    }
-    // The update completes synchronously: UPDATE reads back as 0.
-    file.setField(regs.gbpa, R.GBPA.f.UPDATE, 0);
-    if (!this.frame.smmuEnabled) this.viommu.attachGbpaHwptAll();
+    if (this.frame.updateGbpa(prevLo) && !this.frame.smmuEnabled) this.viommu.attachGbpaHwptAll();
   }
 
   private writeGerrorn(prev: number): void {
-    const { file, regs } = this.frame;
-    const gerror = file.get32(regs.gerror);
-    const now = file.get32(regs.gerrorn);
-    const pending = (gerror ^ prev) >>> 0;
-    const toggled = (prev ^ now) >>> 0;
-    if (toggled & ~pending) {
-      this.deps.log.guestError(this.frame.logSource, `guest toggles non pending errors = ${hex((toggled & ~pending) >>> 0)}`);
-    }
-    this.deps.tracer.emit(T.T_WRITE_GERRORN, (toggled & pending) >>> 0, now);
+    this.frame.acknowledgeGerrorn(prev);
     // Acknowledging CMDQ_ERR lets the command queue run again.
     this.cmdq.consume();
   }

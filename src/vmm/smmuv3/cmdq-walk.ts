@@ -20,7 +20,7 @@ import { iommu_hwpt_invalidate_data_type } from '../../uapi/iommufd.js';
 import type { AccelSmmuStats, AccelSmmuV3State } from './accel-state.js';
 import { CMD_SSEC, COMMAND_TABLE, CommandBatch, flushCommands, type CommandClass } from './cmdq.js';
 import { messageOf, type HostCalls } from './host-calls.js';
-import { SMMU_IRQ_CMD_SYNC, SMMU_IRQ_GERROR, type SmmuRegisterFrame } from './register-frame.js';
+import { SMMU_IRQ_CMD_SYNC, type SmmuRegisterFrame } from './register-frame.js';
 import type { GuestMemory } from './ste-install.js';
 import * as T from './trace-events.js';
 import type { AccelViommu } from './viommu.js';
@@ -35,8 +35,6 @@ const OPCODE_MASK = D0.OPCODE.wordMask(0);
 const OP_TLBI_NH_ASID = Op.TLBI_NH_ASID;
 const OP_TLBI_NH_VA = Op.TLBI_NH_VA;
 const OP_TLBI_NH_VAA = Op.TLBI_NH_VAA;
-/** GERROR.CMDQ_ERR as a toggle mask. */
-const CMDQ_ERR = R.GERROR.f.CMDQ_ERR.set(0, 1);
 
 /** The command classes that may go to the host. */
 type ForwardClass = 'forward' | 'forward_sid' | 'atc_inv';
@@ -260,11 +258,8 @@ export class CommandQueueWalk {
     const error = this.error;
     if (error !== CERROR_NONE) {
       this.deps.stats.cmdqErrors++;
-      if (error === CERROR_ILL) this.deps.log.guestError(frame.logSource, `Illegal command type: ${this.errorOp}`);
-      tracer.emit(T.T_CMDQ_CONSUME_ERROR, opName(this.errorOp), error);
-      consOut = R.CMDQ_CONS.f.ERR.set(consOut, error);
-      file.set32(regs.cmdqCons, consOut);
-      frame.triggerIrq(SMMU_IRQ_GERROR, CMDQ_ERR);
+      frame.stopCmdq(consOut, error, this.errorOp);
+      consOut = file.get32(regs.cmdqCons);
     } else {
       file.set32(regs.cmdqCons, consOut);
     }

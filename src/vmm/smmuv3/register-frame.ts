@@ -6,7 +6,9 @@
  * device and is hooked on {@link SmmuRegisterFrame.bank}.
  */
 
+import { CERROR_ILL, opName } from '../../arch/smmuv3/commands.js';
 import * as R from '../../arch/smmuv3/registers.js';
+import { hex } from '../../kit/bits.js';
 import { IrqLine } from '../../kit/irq.js';
 import type { ModelLog } from '../../kit/log.js';
 import { MemoryRegion, type RegionOps } from '../../kit/memory-region.js';
@@ -22,6 +24,9 @@ export const SMMU_IRQ_EVTQ = 0;
 export const SMMU_IRQ_PRIQ = 1;
 export const SMMU_IRQ_CMD_SYNC = 2;
 export const SMMU_IRQ_GERROR = 3;
+
+/** GERROR.CMDQ_ERR as a toggle mask. */
+const CMDQ_ERR = R.GERROR.f.CMDQ_ERR.set(0, 1);
 
 
 /** Register file, MMIO region and interrupt lines of one accelerated SMMUv3. */
@@ -125,6 +130,43 @@ export class SmmuRegisterFrame {
   /** Whether GERROR.CMDQ_ERR is raised and not yet acknowledged through GERRORN. */
   cmdqErrPending(): boolean {
     return R.GERROR.f.CMDQ_ERR.get((this.file.get32(this.regs.gerror) ^ this.file.get32(this.regs.gerrorn)) >>> 0) === 1;
+  }
+
+  /**
+   * A GBPA write (its new value already in the file, `prevLo` the old one): ignored without
+   * UPDATE (the only behaviour allowed from SMMUv3.2), else complete at once (UPDATE reads 0).
+   * Returns whether GBPA changed.
+   */
+  updateGbpa(prevLo: number): boolean {
+    const { file, regs } = this;
+    if (!R.GBPA.f.UPDATE.get(file.get32(regs.gbpa))) {
+      file.set32(regs.gbpa, prevLo);
+      return false;
+    }
+    file.setField(regs.gbpa, R.GBPA.f.UPDATE, 0);
+    return true;
+  }
+
+  /** A GERRORN write (`prev` the old value): toggling a bit that is not pending is a guest error. */
+  acknowledgeGerrorn(prev: number): void {
+    const { file, regs } = this;
+    const gerror = file.get32(regs.gerror);
+    const now = file.get32(regs.gerrorn);
+    const pending = (gerror ^ prev) >>> 0;
+    const toggled = (prev ^ now) >>> 0;
+    if (toggled & ~pending) this.log.guestError(this.logSource, `guest toggles non pending errors = ${hex((toggled & ~pending) >>> 0)}`);
+    this.tracer.emit(T.T_WRITE_GERRORN, (toggled & pending) >>> 0, now);
+  }
+
+  /**
+   * Stop the command queue at `cons` (the failing command) with CERROR `error` for opcode `op`:
+   * CONS.ERR, GERROR.CMDQ_ERR and its interrupt (QEMU's smmu_write_cmdq_err).
+   */
+  stopCmdq(cons: number, error: number, op: number): void {
+    if (error === CERROR_ILL) this.log.guestError(this.logSource, `Illegal command type: ${op}`);
+    this.tracer.emit(T.T_CMDQ_CONSUME_ERROR, opName(op), error);
+    this.file.set32(this.regs.cmdqCons, R.CMDQ_CONS.f.ERR.set(cons, error));
+    this.triggerIrq(SMMU_IRQ_GERROR, CMDQ_ERR);
   }
 
   /** Pulse an interrupt if enabled; for GERROR, toggle the newly raised (not pending) errors. */

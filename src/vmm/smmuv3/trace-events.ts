@@ -1,5 +1,5 @@
 /**
- * Trace events of the accelerated SMMUv3, named and shaped as QEMU's hw/arm/trace-events
+ * Trace events of the SMMUv3 (accelerated and emulated), named and shaped as QEMU's hw/arm/trace-events
  * (smmuv3.c and smmuv3-accel.c sections; docs/reference/qemu-accel-smmuv3.md §14.2).
  */
 
@@ -56,11 +56,34 @@ export const T_ACCEL_TRANSLATE_STE = defineTrace(
 );
 export const T_ACCEL_INSTALL_STE = defineTrace('smmuv3_accel_install_ste', [u32('vsid'), str('type'), u32('hwpt_id')], 'vSID=0x%x ste type=%s hwpt_id=0x%x');
 
-/** Every trace event of the accelerated SMMUv3. */
+// The emulated SMMUv3 (accel=off): translation, configuration cache and IOTLB (hw/arm/smmuv3.c,
+// smmu-common.c; docs/reference/qemu-smmuv3.md §7).
+export const T_TRANSLATE_SUCCESS = defineTrace(
+  'smmuv3_translate_success',
+  [str('n'), u32('sid'), u64('iova'), u64('translated'), i32('perm')],
+  '%s sid=0x%x iova=0x%x translated=0x%x perm=0x%x',
+);
+export const T_TRANSLATE_DISABLE = defineTrace('smmuv3_translate_disable', [str('n'), u32('sid'), u64('addr'), u32('is_write')], '%s sid=0x%x bypass (smmu disabled) iova:0x%x is_write=%d');
+export const T_TRANSLATE_BYPASS = defineTrace('smmuv3_translate_bypass', [str('n'), u32('sid'), u64('addr'), u32('is_write')], '%s sid=0x%x STE bypass iova:0x%x is_write=%d');
+export const T_TRANSLATE_ABORT = defineTrace('smmuv3_translate_abort', [str('n'), u32('sid'), u64('addr'), u32('is_write')], '%s sid=0x%x abort on iova:0x%x is_write=%d');
+export const T_RECORD_EVENT = defineTrace('smmuv3_record_event', [str('type'), u32('sid')], '%s sid=0x%x');
+export const T_DECODE_CD = defineTrace('smmuv3_decode_cd', [u32('oas')], 'oas=%d');
+export const T_CONFIG_CACHE_INV = defineTrace('smmuv3_config_cache_inv', [u32('sid')], 'Config cache INV for sid=0x%x');
+export const T_CMDQ_TLBI_NH = defineTrace('smmuv3_cmdq_tlbi_nh', [i32('vmid')], 'vmid=%d');
+export const T_CMDQ_TLBI_S12_VMID = defineTrace('smmuv3_cmdq_tlbi_s12_vmid', [i32('vmid')], 'vmid=%d');
+export const T_IOTLB_INV_ALL = defineTrace('smmu_iotlb_inv_all', [], 'IOTLB invalidate all');
+export const T_IOTLB_INV_ASID_VMID = defineTrace('smmu_iotlb_inv_asid_vmid', [i32('asid'), i32('vmid')], 'IOTLB invalidate asid=%d vmid=%d');
+export const T_IOTLB_INV_VMID = defineTrace('smmu_iotlb_inv_vmid', [i32('vmid')], 'IOTLB invalidate vmid=%d');
+export const T_IOTLB_INV_VMID_S1 = defineTrace('smmu_iotlb_inv_vmid_s1', [i32('vmid')], 'IOTLB invalidate vmid=%d');
+
+/** Every trace event of the SMMUv3 devices. */
 export const TRACE_EVENTS: readonly TraceEvent[] = [
   T_READ_MMIO, T_WRITE_MMIO, T_TRIGGER_IRQ, T_WRITE_GERROR, T_WRITE_GERRORN, T_CMDQ_CONSUME,
   T_CMDQ_OPCODE, T_CMDQ_CONSUME_OUT, T_CMDQ_CONSUME_ERROR, T_CMDQ_CFGI_STE, T_CMDQ_CFGI_STE_RANGE,
   T_CMDQ_CFGI_CD, T_CMDQ_TLBI_NH_ASID, T_CMDQ_TLBI_NSNH, T_RANGE_INVAL, T_UNHANDLED_CMD,
   T_FIND_STE, T_FIND_STE_2LVL, T_GET_STE, T_PROPAGATE_EVENT, T_RESET_EXIT,
   T_ACCEL_SET_IOMMU_DEVICE, T_ACCEL_UNSET_IOMMU_DEVICE, T_ACCEL_TRANSLATE_STE, T_ACCEL_INSTALL_STE,
+  T_TRANSLATE_SUCCESS, T_TRANSLATE_DISABLE, T_TRANSLATE_BYPASS, T_TRANSLATE_ABORT, T_RECORD_EVENT, T_DECODE_CD,
+  T_CONFIG_CACHE_INV, T_CMDQ_TLBI_NH, T_CMDQ_TLBI_S12_VMID, T_IOTLB_INV_ALL, T_IOTLB_INV_ASID_VMID, T_IOTLB_INV_VMID,
+  T_IOTLB_INV_VMID_S1,
 ];

@@ -20,6 +20,8 @@ import { buildIort } from '../acpi/iort.js';
 import type { AcpiTopology } from '../acpi/topology.js';
 import { IommufdBackend } from '../backends/iommufd.js';
 import { AccelSmmuV3 } from '../smmuv3/accel-smmuv3.js';
+import { EmulatedSmmuV3 } from '../smmuv3/emulated-smmuv3.js';
+import type { PciIommu } from '../pci/iommu.js';
 import type { AccelHostDevice } from '../smmuv3/cmdqv-ops.js';
 import type { GuestMemory } from '../smmuv3/ste-install.js';
 import { Tegra241Cmdqv } from '../tegra241-cmdqv/cmdqv.js';
@@ -61,15 +63,16 @@ const SMMU_MMIO_SIZE = 0x2_0000;
 
 /**
  * An emulated (non-accel) SMMUv3 of the command line, or the machine-wide one of
- * `iommu=smmuv3`: described in the ACPI tables (`cmdqv acpi`), not run (the emulated SMMUv3
- * is not modelled yet).
+ * `iommu=smmuv3`: translation and invalidation done in the VMM (QEMU's emulated SMMUv3).
  */
 export interface EmulatedSmmu {
   /** The `-device arm-smmuv3` options; undefined for the machine-wide (legacy) SMMU. */
   readonly opts: SmmuOpts | undefined;
   readonly id: string;
   readonly base: number;
+  /** GSIV of IRQ 0 (event), +1 PRI, +2 CMD_SYNC, +3 GERROR. */
   readonly irqBaseGsiv: number;
+  readonly device: EmulatedSmmuV3;
 }
 
 /** An SMMU of the machine with its platform-bus resources. */
@@ -109,16 +112,7 @@ export interface VmmEnvironment {
   readonly log: ModelLog;
   readonly tracer: Tracer;
   readonly ramBacking: RamBacking;
-  /**
-   * What to do with emulated SMMUv3s (accel=off, `iommu=smmuv3`): `describe` them in the ACPI
-   * tables (`cmdqv acpi`), or `refuse` the line (`cmdqv run`: not modelled yet). Default refuse.
-   */
-  readonly emulatedSmmus?: 'describe' | 'refuse';
 }
-
-/** `cmdqv run`'s refusal of an emulated SMMUv3 (until the emulated SMMUv3 is modelled). */
-const EMULATED_REFUSED = (ctx: string, what: string) =>
-  `${ctx}: ${what} is not modelled yet by cmdqv run (only accel=on SMMUs run); cmdqv acpi describes it`;
 
 function smmuPrimaryBus(m: MachineSmmu | EmulatedSmmu): string | undefined {
   return m.opts?.primaryBus;
@@ -146,7 +140,7 @@ export class VirtMachine {
   readonly backends = new Map<string, IommufdBackend>();
   readonly buses: RootBus[] = [];
   readonly smmus: MachineSmmu[] = [];
-  /** Emulated SMMUv3s (only when built to describe them). */
+  /** Emulated SMMUv3s (accel=off, and the machine-wide `iommu=smmuv3`). */
   readonly emulatedSmmus: EmulatedSmmu[] = [];
   /** Every SMMU (accelerated or emulated) in creation order: the platform-bus and ACPI order. */
   private readonly smmuOrder: (MachineSmmu | EmulatedSmmu)[] = [];
@@ -207,21 +201,15 @@ export class VirtMachine {
     for (const b of this.placement.buses) {
       this.buses.push({ id: b.id, busNr: b.busNr, root: b.root, subordinate: b.subordinate, bypassIommu: options.pxbs.find((p) => p.id === b.id)?.bypassIommu ?? false });
     }
-    const mode = env.emulatedSmmus ?? 'refuse';
-    if (options.legacySmmu) {
-      if (mode === 'refuse') throw new OptionError(EMULATED_REFUSED('-machine virt,iommu=smmuv3', 'the machine-wide SMMUv3'));
-      const legacy: EmulatedSmmu = { opts: undefined, id: 'virt-smmu', base: LEGACY_SMMU_BASE, irqBaseGsiv: LEGACY_SMMU_GSIV_BASE };
-      this.emulatedSmmus.push(legacy);
-      this.smmuOrder.push(legacy);
-    }
-    options.smmus.forEach((s, i) => this.plugSmmu(s, i, mode));
+    if (options.legacySmmu) this.plugEmulatedSmmu(undefined, 'virt-smmu', '-machine virt,iommu=smmuv3', LEGACY_SMMU_BASE, LEGACY_SMMU_GSIV_BASE);
+    options.smmus.forEach((s, i) => this.plugSmmu(s, i));
     for (const v of options.vfios) this.plugVfio(v);
     this.machineInitDone();
     this.acpi = { iort: buildIort(this.acpiTopology()), dsdt: buildDsdt(this.acpiTopology()) };
     this.reset();
   }
 
-  private plugSmmu(s: SmmuOpts, index: number, mode: 'describe' | 'refuse'): void {
+  private plugSmmu(s: SmmuOpts, index: number): void {
     const id = s.id ?? `smmuv3.${index}`;
     const ctx = `-device arm-smmuv3,id=${id}`;
     const bus = this.buses.find((b) => b.id === s.primaryBus);
@@ -231,6 +219,10 @@ export class VirtMachine {
     if (clash) throw new OptionError(`${ctx}: bus '${s.primaryBus}' already has an SMMU (${smmuId(clash)})`);
     const same = this.smmus.find((m) => s.accel && m.opts.identifier === s.identifier);
     if (same) throw new OptionError(`${ctx}: identifier ${s.identifier} is already used by ${same.dev.props.id} (IORT node and CMDQV _UID must be unique)`);
+    if (!s.accel) {
+      this.plugEmulatedSmmu(s, id, ctx);
+      return;
+    }
     let dev: AccelSmmuV3;
     try {
       dev = new AccelSmmuV3(
@@ -249,21 +241,58 @@ export class VirtMachine {
     } catch (e) {
       throw new OptionError(`${ctx}: ${(e as Error).message}`);
     }
-    if (!s.accel && mode === 'refuse') throw new OptionError(EMULATED_REFUSED(ctx, 'an emulated (accel=off) SMMUv3'));
-    const base = this.platformBus.allocMmio(s.accel ? dev.mmio.size : SMMU_MMIO_SIZE, id);
+    const base = this.platformBus.allocMmio(dev.mmio.size, id);
     const irqBaseGsiv = this.platformBus.allocIrq(`${id} eventq`);
     for (let k = 1; k < 4; k++) this.platformBus.allocIrq(`${id} irq${k}`);
-    if (!s.accel) {
-      const emulated: EmulatedSmmu = { opts: s, id, base, irqBaseGsiv };
-      this.emulatedSmmus.push(emulated);
-      this.smmuOrder.push(emulated);
-      return;
-    }
     dev.irqs.forEach((line, k) => this.irqs.set(irqBaseGsiv + k, line));
     this.as.root.addSubregion(base, dev.mmio);
     const m: MachineSmmu = { opts: s, dev, base, irqBaseGsiv, cmdqv: undefined, cmdqvBase: undefined, cmdqvGsiv: undefined };
     this.smmus.push(m);
     this.smmuOrder.push(m);
+  }
+
+  /**
+   * An emulated SMMUv3 (QEMU's accel=off device, or the machine-wide one at its fixed address
+   * and GSIVs when `opts` is undefined): MMIO and 4 IRQs on the platform bus, DMA over guest
+   * memory.
+   */
+  private plugEmulatedSmmu(s: SmmuOpts | undefined, id: string, ctx: string, fixedBase?: number, fixedGsiv?: number): void {
+    let device: EmulatedSmmuV3;
+    try {
+      device = new EmulatedSmmuV3(
+        s
+          ? { id, identifier: s.identifier, primaryBus: s.primaryBus, accel: false, cmdqv: s.cmdqv, ats: s.ats, ril: s.ril, ssidsize: s.ssidsize, oas: s.oas, stage: s.stage }
+          : { id, identifier: 0, primaryBus: 'pcie.0', accel: false, cmdqv: 'auto', ats: 'auto', ril: 'auto', ssidsize: 'auto', oas: 'auto' },
+        { guestMemory: this.dmaMemory(), log: this.log, tracer: this.tracer },
+      );
+    } catch (e) {
+      throw new OptionError(`${ctx}: ${(e as Error).message}`);
+    }
+    let base = fixedBase;
+    let irqBaseGsiv = fixedGsiv;
+    if (base === undefined || irqBaseGsiv === undefined) {
+      base = this.platformBus.allocMmio(SMMU_MMIO_SIZE, id);
+      irqBaseGsiv = this.platformBus.allocIrq(`${id} eventq`);
+      for (let k = 1; k < 4; k++) this.platformBus.allocIrq(`${id} irq${k}`);
+    }
+    device.irqs.forEach((line, k) => this.irqs.set(irqBaseGsiv + k, line));
+    this.as.root.addSubregion(base, device.mmio);
+    const emulated: EmulatedSmmu = { opts: s, id, base, irqBaseGsiv, device };
+    this.emulatedSmmus.push(emulated);
+    this.smmuOrder.push(emulated);
+  }
+
+  /**
+   * The emulated SMMUv3 translating the DMA of devices under root bus `rootBusId` (a bus behind
+   * a root port resolves to its root bus): the one whose primary bus it is, or the machine-wide
+   * SMMU for every root bus. Undefined for a `bypass_iommu` bus, a bus without an SMMU, or one
+   * behind an accelerated SMMU.
+   */
+  emulatedSmmuFor(rootBusId: string): PciIommu | undefined {
+    const bus = this.buses.find((b) => b.id === rootBusId);
+    const root = bus && this.buses.find((b) => b.id === bus.root);
+    if (!root || root.bypassIommu) return undefined;
+    return this.emulatedSmmus.find((e) => e.opts === undefined || e.opts.primaryBus === root.id)?.device;
   }
 
   /** Where the placement put a vfio-pci device: the k-th vfio-pci of the PCI devices is the k-th of `vfios`. */
@@ -301,10 +330,25 @@ export class VirtMachine {
     };
   }
 
+  /**
+   * QEMU's failure for vfio-pci behind an emulated SMMUv3: VFIO's memory listener asks the
+   * SMMU's IOMMU region for MAP notifications, which it refuses (docs/reference/qemu-smmuv3.md
+   * §8). The region is named after the bus number and devfn at realize time (0 behind a root
+   * port, before firmware numbers it).
+   */
+  private vfioBehindEmulated(v: VfioOpts, bus: RootBus): string {
+    const busNum = bus.root === bus.id ? bus.busNr : 0;
+    const devfn = this.devfnOf(v);
+    const h2 = (n: number) => n.toString(16).padStart(2, '0');
+    return `vfio ${v.host}: memory listener initialization failed: Region smmuv3-iommu-memory-region-${busNum}-${devfn}: ` +
+      `device ${h2(busNum)}.${h2(devfn >> 3)}.${(devfn & 7).toString(16)} requires iommu MAP notifier which is not currently supported`;
+  }
+
   private plugVfio(v: VfioOpts): void {
     const ctx = `-device vfio-pci,host=${v.host}`;
     const bus = this.buses.find((b) => b.id === v.bus);
     if (!bus) throw new OptionError(`${ctx}: Bus '${v.bus}' not found`);
+    if (this.emulatedSmmuFor(bus.id)) throw new OptionError(`${ctx}: ${this.vfioBehindEmulated(v, bus)}`);
     // The SMMU of the device's root bus (a root port's devices are behind their root bus's SMMU).
     const smmu = this.smmus.find((m) => m.opts.primaryBus === bus.root);
     if (!smmu) throw new OptionError(`${ctx}: bus '${bus.id}' is behind no arm-smmuv3 (every passthrough device needs an accelerated SMMU)`);
@@ -418,6 +462,7 @@ export class VirtMachine {
   reset(): void {
     this.checkOpen();
     for (const m of this.smmus) m.dev.reset();
+    for (const e of this.emulatedSmmus) e.device.reset();
   }
 
   /**

@@ -416,8 +416,8 @@ export function parseVirtArgs(argv: readonly string[]): VirtOptions {
   o.monitors = parseMonitorOptions(argv);
   for (const h of o.monitors.hmp) note(h);
   if (o.legacySmmu && o.smmus.length) {
-    // QEMU keeps one kind: the machine-wide SMMU or user-created ones.
-    throw new OptionError('-device arm-smmuv3: cannot be used together with -machine virt,iommu=smmuv3');
+    // QEMU keeps one kind: the machine-wide SMMU or user-created ones (hw/arm/virt.c pre-plug).
+    throw new OptionError("-device arm-smmuv3: virt machine already has iommu=smmuv3 set. Doesn't support incompatible iommus");
   }
   if (memBackendId !== undefined) {
     const b = backends.get(memBackendId);

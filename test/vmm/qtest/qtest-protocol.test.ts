@@ -7,7 +7,7 @@ import { GIC_QOM_PATH, qtestSession } from '../../../src/platform/controllers.js
 import { Machine } from '../../../src/platform/machine.js';
 
 function rig(argv: readonly string[] = ['-M', 'virt', '-accel', 'qtest', '-m', '512']) {
-  const m = Machine.create(argv, { emulatedSmmus: 'describe' });
+  const m = Machine.create(argv);
   const out: string[] = [];
   const log: string[] = [];
   const s = qtestSession(m, (t) => out.push(t), (t) => log.push(t));

@@ -81,7 +81,7 @@ test('-smp, -m and -trace in all their forms', () => {
 
 test('the accelerator and the GIC decide the ITS as QEMU does', () => {
   const its = (argv: string[]) => {
-    const m = Machine.create(['-m', '1G', ...argv], { emulatedSmmus: 'describe' });
+    const m = Machine.create(['-m', '1G', ...argv]);
     m.close();
     return m.hasIts;
   };
@@ -110,7 +110,7 @@ test('bad lines fail with QEMU\'s error text', () => {
     [['-m', '2G', '-object', 'memory-backend-ram,id=m,size=1G', '-M', 'virt,memory-backend=m'], /Machine memory size does not match the size of the memory backend/],
     [['-device', 'pcie-root-port,id=a,chassis=1', '-device', 'pcie-root-port,id=b,chassis=1'], /Can't add chassis slot, error -16/],
     [['-device', 'vfio-pci,host=0009:01:00.0,addr=0x40'], /Property 'vfio-pci\.addr' doesn't take value '0x40'/],
-    [['-M', 'iommu=smmuv3', '-device', 'arm-smmuv3,primary-bus=pcie.0'], /cannot be used together with -machine virt,iommu=smmuv3/],
+    [['-M', 'iommu=smmuv3', '-device', 'arm-smmuv3,primary-bus=pcie.0'], /virt machine already has iommu=smmuv3 set\. Doesn't support incompatible iommus/],
   ];
   for (const [argv, re] of bad) {
     assert.throws(() => parseVirtArgs(argv), (e: unknown) => e instanceof OptionError && re.test(e.message), argv.join(' '));
@@ -138,11 +138,15 @@ test('PCI placement: QEMU\'s slots, firmware\'s bus numbers behind root ports', 
   ]), /PCI: slot 1 is not valid for vfio-pci, parent device only allows plugging into slot 0\./);
 });
 
-test('emulated SMMUv3s: cmdqv acpi describes them, cmdqv run refuses them (not modelled yet)', () => {
-  for (const line of [['-M', 'virt,iommu=smmuv3'], ['-device', 'arm-smmuv3,primary-bus=pcie.0,id=emu0']]) {
-    let err = '';
-    assert.equal(main(['run', '--', ...line], () => {}, (s) => (err += s)), 1);
-    assert.match(err, /is not modelled yet by cmdqv run \(only accel=on SMMUs run\); cmdqv acpi describes it/);
+test('emulated SMMUv3s: cmdqv run builds them (MMIO and IRQs mapped), cmdqv acpi describes them', () => {
+  for (const [line, base, gsiv] of [[['-M', 'virt,iommu=smmuv3'], 0x905_0000, 106], [['-device', 'arm-smmuv3,primary-bus=pcie.0,id=emu0'], 0xc00_0000, 144]] as const) {
+    const m = Machine.create([...line]);
+    assert.equal(m.emulatedSmmus.length, 1);
+    assert.deepEqual([m.emulatedSmmus[0]!.base, m.emulatedSmmus[0]!.irqBaseGsiv], [base, gsiv]);
+    assert.equal(Number(m.read(base + 0x1c, 4).value), 1, 'AIDR through the machine\'s address space');
+    assert.equal(m.irqs.get(gsiv), m.emulatedSmmus[0]!.device.irqs[0]);
+    assert.ok(m.emulatedSmmuFor('pcie.0'));
+    m.close();
     let out = '';
     assert.equal(main(['acpi', '--', ...line], (s) => (out += s), () => {}), 0);
     assert.match(out, /SMMUv3 .*at 0x(9050000|c000000)/);
@@ -150,10 +154,10 @@ test('emulated SMMUv3s: cmdqv acpi describes them, cmdqv run refuses them (not m
 });
 
 test('an emulated SMMUv3 gets QEMU 11.1\'s IORT counter as Identifier, whatever identifier= says', () => {
-  const m = Machine.create(['-M', 'gic-version=3', '-device', 'arm-smmuv3,primary-bus=pcie.0,identifier=7'], { emulatedSmmus: 'describe' });
+  const m = Machine.create(['-M', 'gic-version=3', '-device', 'arm-smmuv3,primary-bus=pcie.0,identifier=7']);
   m.close();
   assert.equal(m.acpiTopology().smmus[0]!.identifier, 1, 'after the ITS node');
-  const n = Machine.create(['-M', 'gic-version=2', '-device', 'arm-smmuv3,primary-bus=pcie.0,identifier=7'], { emulatedSmmus: 'describe' });
+  const n = Machine.create(['-M', 'gic-version=2', '-device', 'arm-smmuv3,primary-bus=pcie.0,identifier=7']);
   n.close();
   assert.equal(n.acpiTopology().smmus[0]!.identifier, 0, 'no ITS');
 });
