@@ -205,7 +205,7 @@ export class VirtMachine {
     }
     this.placement = placePciDevices(options.pciDevices);
     for (const b of this.placement.buses) {
-      this.buses.push({ id: b.id, busNr: b.busNr, root: b.root, subordinate: b.subordinate, bypassIommu: options.pxbs.find((p) => p.id === b.id)?.bypassIommu ?? false });
+      this.buses.push({ id: b.id, busNr: b.busNr, root: b.root, subordinate: b.subordinate, bypassIommu: b.id === 'pcie.0' ? options.defaultBusBypassIommu : options.pxbs.find((p) => p.id === b.id)?.bypassIommu ?? false });
     }
     const mode = env.emulatedSmmus ?? 'refuse';
     if (options.legacySmmu) {
@@ -227,6 +227,7 @@ export class VirtMachine {
     const bus = this.buses.find((b) => b.id === s.primaryBus);
     if (!bus) throw new OptionError(`${ctx}: primary-bus '${s.primaryBus}' not found`);
     if (bus.root !== bus.id) throw new OptionError(`${ctx}: primary-bus '${s.primaryBus}' is not a root bus (pcie.0 or a pxb-pcie)`);
+    if (bus.bypassIommu) throw new OptionError(`${ctx}: Bypass option cannot be set for SMMUv3 associated PCIe RC`);
     const clash = this.smmuOrder.find((m) => smmuPrimaryBus(m) === s.primaryBus);
     if (clash) throw new OptionError(`${ctx}: bus '${s.primaryBus}' already has an SMMU (${smmuId(clash)})`);
     const same = this.smmus.find((m) => s.accel && m.opts.identifier === s.identifier);

@@ -92,6 +92,8 @@ export interface VirtOptions {
   itsProp: boolean;
   /** `-machine virt,iommu=smmuv3`: the machine-wide (legacy) emulated SMMUv3. */
   legacySmmu: boolean;
+  /** `default-bus-bypass-iommu`: pcie.0 bypasses the IOMMU, as `bypass_iommu=on` does for a pxb-pcie. */
+  defaultBusBypassIommu: boolean;
   memBytes: number;
   /** The backend behind guest RAM (`memory-backend=` or a `-numa node,memdev=`), if any. */
   memBackend: MemoryBackendOpts | undefined;
@@ -227,7 +229,7 @@ function canonical(opt: string): string {
 /** Parse a QEMU-style argument list. */
 export function parseVirtArgs(argv: readonly string[]): VirtOptions {
   const o: VirtOptions = {
-    machine: 'virt', accel: 'kvm', gicVersion: undefined, itsProp: true, legacySmmu: false, memBytes: 4 * 2 ** 30,
+    machine: 'virt', accel: 'kvm', gicVersion: undefined, itsProp: true, legacySmmu: false, defaultBusBypassIommu: false, memBytes: 4 * 2 ** 30,
     memBackend: undefined, iommufds: [], pxbs: [], rootPorts: [], smmus: [], vfios: [], pciDevices: [], trace: [],
     traceEventFiles: [], notModelled: [],
   };
@@ -443,6 +445,9 @@ function machineProp(o: VirtOptions, k: string, v: string, accels: string[], mem
       break;
     case 'its':
       o.itsProp = bool(v, k);
+      break;
+    case 'default-bus-bypass-iommu':
+      o.defaultBusBypassIommu = bool(v, k);
       break;
     case 'iommu':
       if (v === 'smmuv3') o.legacySmmu = true;
