@@ -63,8 +63,8 @@ export function validateProperties(p: AccelSmmuV3Properties): void {
     if (p.cmdqv === 'on') throw new Error('cmdqv can only be enabled if accel=on');
     if (p.ril === 'off') throw new Error('ril can only be disabled if accel=on');
     if (p.ats === 'on') throw new Error('ats can only be enabled if accel=on');
-    if (p.oas === 48) throw new Error('OAS must be 44 bits when accel=off');
-    if (p.ssidsize !== 'auto' && p.ssidsize > 0) throw new Error('ssidsize can only be set if accel=on');
+    if (p.oas === 48) throw new Error('oas must be 44 bits when accel=off');
+    if (p.ssidsize !== 'auto' && p.ssidsize > 0) throw new Error('ssidsize can only be greater than 0 bits if accel=on');
     return;
   }
   if (p.stage !== undefined && p.stage !== '1') {
