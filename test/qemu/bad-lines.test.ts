@@ -38,6 +38,8 @@ const BAD_LINES: readonly string[] = [
   // -m and -smp forms.
   '-m foo',
   '-m 100000000T',
+  '-m 99999999999999999999999',
+  '-m 18446744073709551615',
   '-m size=1G,bogus=1',
   '-m 1G,maxmem=512M',
   '-m 1G,slots=x',

@@ -318,6 +318,10 @@ export function parseVirtArgs(argv: readonly string[]): VirtOptions {
           try {
             o.memBytes = parseSize(kv.get('size')!, 2 ** 20);
           } catch (e) {
+            // A plain number of MiB that fits in 64 bits but whose byte count does not fails
+            // later in QEMU (when the machine's memory size is set), naming no option.
+            const v = kv.get('size')!;
+            if (/^\d+$/.test(v) && BigInt(v) < SIZE_LIMIT) throw new OptionError("Parameter 'memory.size' expects size");
             throw e instanceof OptionError ? new OptionError(`-m ${arg}: ${e.message}`) : e;
           }
           memGiven = true;
