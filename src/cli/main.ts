@@ -15,6 +15,9 @@ import { UsageError } from './usage-error.js';
 
 export { UsageError };
 
+/** The program name QEMU prefixes its errors with. */
+const QEMU_PROGRAM = 'qemu-system-aarch64';
+
 const USAGE = `usage: cmdqv <command> [options]
 
 commands:
@@ -103,8 +106,13 @@ export function main(argv: readonly string[], out: (s: string) => void, err: (s:
 
 /** One line naming the problem and the exit status: 1 for bad input, 2 for bad usage. */
 function reportError(e: unknown, err: (s: string) => void): number {
-  if (e instanceof OptionError || e instanceof CliError) {
-    // QEMU's style: the option and the problem, exit status 1.
+  if (e instanceof OptionError) {
+    // An error in the QEMU command line reads as QEMU prints it: its program name, the option
+    // (where QEMU names one) and the problem; exit status 1 (docs/reference/qemu-machine.md §5).
+    err(`${QEMU_PROGRAM}: ${e.message}`);
+    return 1;
+  }
+  if (e instanceof CliError) {
     err(`cmdqv: ${e.message}`);
     return 1;
   }

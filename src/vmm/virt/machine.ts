@@ -118,10 +118,6 @@ function smmuPrimaryBus(m: MachineSmmu | EmulatedSmmu): string | undefined {
   return m.opts?.primaryBus;
 }
 
-function smmuId(m: MachineSmmu | EmulatedSmmu): string {
-  return 'dev' in m ? m.dev.props.id : m.id;
-}
-
 /** The VMM's machine. */
 export class VirtMachine {
   readonly clock: VirtualClock;
@@ -199,7 +195,7 @@ export class VirtMachine {
     }
     this.placement = placePciDevices(options.pciDevices);
     for (const b of this.placement.buses) {
-      this.buses.push({ id: b.id, busNr: b.busNr, root: b.root, subordinate: b.subordinate, bypassIommu: options.pxbs.find((p) => p.id === b.id)?.bypassIommu ?? false });
+      this.buses.push({ id: b.id, busNr: b.busNr, root: b.root, subordinate: b.subordinate, bypassIommu: b.id === 'pcie.0' ? options.defaultBusBypassIommu : options.pxbs.find((p) => p.id === b.id)?.bypassIommu ?? false });
     }
     if (options.legacySmmu) this.plugEmulatedSmmu(undefined, 'virt-smmu', '-machine virt,iommu=smmuv3', LEGACY_SMMU_BASE, LEGACY_SMMU_GSIV_BASE);
     options.smmus.forEach((s, i) => this.plugSmmu(s, i));
@@ -211,12 +207,13 @@ export class VirtMachine {
 
   private plugSmmu(s: SmmuOpts, index: number): void {
     const id = s.id ?? `smmuv3.${index}`;
-    const ctx = `-device arm-smmuv3,id=${id}`;
+    const ctx = `-device ${s.arg}`;
     const bus = this.buses.find((b) => b.id === s.primaryBus);
-    if (!bus) throw new OptionError(`${ctx}: primary-bus '${s.primaryBus}' not found`);
-    if (bus.root !== bus.id) throw new OptionError(`${ctx}: primary-bus '${s.primaryBus}' is not a root bus (pcie.0 or a pxb-pcie)`);
+    if (!bus) throw new OptionError(`${ctx}: Device '${s.primaryBus}' not found`);
+    if (bus.root !== bus.id) throw new OptionError(`${ctx}: SMMU should be attached to a default PCIe root complex(pcie.0) or a pxb-pcie based root complex`);
+    if (bus.bypassIommu) throw new OptionError(`${ctx}: Bypass option cannot be set for SMMUv3 associated PCIe RC`);
     const clash = this.smmuOrder.find((m) => smmuPrimaryBus(m) === s.primaryBus);
-    if (clash) throw new OptionError(`${ctx}: bus '${s.primaryBus}' already has an SMMU (${smmuId(clash)})`);
+    if (clash) throw new OptionError(`${ctx}: An iommu is already attached to this bus`);
     const same = this.smmus.find((m) => s.accel && m.opts.identifier === s.identifier);
     if (same) throw new OptionError(`${ctx}: identifier ${s.identifier} is already used by ${same.dev.props.id} (IORT node and CMDQV _UID must be unique)`);
     if (!s.accel) {

@@ -26,6 +26,8 @@ type OnOffAuto = 'on' | 'off' | 'auto';
 
 /** `-device arm-smmuv3,...`. */
 export interface SmmuOpts {
+  /** The `-device` argument as written (QEMU's errors name it). */
+  arg: string;
   id: string | undefined;
   primaryBus: string;
   accel: boolean;
@@ -93,6 +95,8 @@ export interface VirtOptions {
   itsProp: boolean;
   /** `-machine virt,iommu=smmuv3`: the machine-wide (legacy) emulated SMMUv3. */
   legacySmmu: boolean;
+  /** `default-bus-bypass-iommu`: pcie.0 bypasses the IOMMU, as `bypass_iommu=on` does for a pxb-pcie. */
+  defaultBusBypassIommu: boolean;
   memBytes: number;
   /** The backend behind guest RAM (`memory-backend=` or a `-numa node,memdev=`), if any. */
   memBackend: MemoryBackendOpts | undefined;
@@ -150,7 +154,7 @@ export function parseKeyval(s: string, implied: string | undefined): Map<string,
 
 /** Sizes are uint64 in QEMU: anything at or above 2^64 bytes is refused. */
 const SIZE_LIMIT = 2n ** 64n;
-const SIZE_ERROR = "Parameter 'size' expects a non-negative number below 2^64";
+const SIZE_ERROR = "Parameter 'size' expects a non-negative number below 2^64\nOptional suffix k, M, G, T, P or E means kilo-, mega-, giga-, tera-, peta-\nand exabytes, respectively.";
 
 /**
  * Parse a size with QEMU suffixes (k, M, G, T; a `B` suffix alone means bytes; plain numbers use
@@ -159,15 +163,15 @@ const SIZE_ERROR = "Parameter 'size' expects a non-negative number below 2^64";
  * @throws OptionError when the text is not a size or the size is 2^64 bytes or more
  */
 export function parseSize(v: string, defaultUnit = 1): number {
-  const m = /^(\d+)(?:\.(\d+))?([kKmMgGtT]?)([bB]?)$/.exec(v.trim());
+  const m = /^(\d+)(?:\.(\d+))?([kKmMgGtTpPeE]?)([bB]?)$/.exec(v.trim());
   if (!m) throw new OptionError(SIZE_ERROR);
-  const suffix = m[3]!.toLowerCase() as '' | 'k' | 'm' | 'g' | 't';
-  const unit = suffix === '' ? (m[4] ? 1 : defaultUnit) : { k: 2 ** 10, m: 2 ** 20, g: 2 ** 30, t: 2 ** 40 }[suffix];
+  const suffix = m[3]!.toLowerCase() as '' | 'k' | 'm' | 'g' | 't' | 'p' | 'e';
+  const unit = suffix === '' ? (m[4] ? 1 : defaultUnit) : { k: 2 ** 10, m: 2 ** 20, g: 2 ** 30, t: 2 ** 40, p: 2 ** 50, e: 2 ** 60 }[suffix];
   const frac = m[2] ?? '';
   const scale = 10n ** BigInt(frac.length);
   // bytes = (int.frac) * unit, rounded to the nearest byte, in integers.
   const bytes = (BigInt(m[1]! + frac) * BigInt(unit) + scale / 2n) / scale;
-  if (bytes >= SIZE_LIMIT) throw new OptionError(SIZE_ERROR);
+  if (bytes >= SIZE_LIMIT) throw new OptionError(`Value '${v}' is out of range for parameter 'size'`);
   return Number(bytes);
 }
 
@@ -182,11 +186,11 @@ function onOffAuto(v: string, key: string): OnOffAuto {
   throw new OptionError(`Parameter '${key}' does not accept value '${v}'`);
 }
 
-function uint(v: string, driver: string, key: string, max: number): number {
+/** An unsigned device property; QEMU's texts for a non-number and for a number out of the type's range. */
+function uint(v: string, key: string, max: number): number {
   const n = /^0x[0-9a-f]+$/i.test(v) ? Number.parseInt(v, 16) : /^\d+$/.test(v) ? Number(v) : Number.NaN;
-  if (!Number.isInteger(n) || n < 0 || n > max) {
-    throw new OptionError(`Property '${driver}.${key}' expects ${max === 255 ? 'uint8' : max === 0xffff ? 'uint16' : 'uint32'}`);
-  }
+  if (Number.isNaN(n)) throw new OptionError(`Parameter '${key}' expects integer`);
+  if (n > max) throw new OptionError(`Parameter '${key}' expects ${max === 255 ? 'uint8_t' : max === 0xffff ? 'uint16_t' : 'uint32_t'}`);
   return n;
 }
 
@@ -204,6 +208,12 @@ const MACHINE_PROPS = [
   'highmem-redists', 'highmem-mmio-size', 'acpi', 'memory-backend', 'virtualization', 'secure', 'ras', 'mte', 'dump-guest-core',
   'mem-merge', 'usb', 'graphics', 'default-bus-bypass-iommu', 'x-oem-id', 'x-oem-table-id', 'dtb-randomness', 'compact-highmem',
 ] as const;
+
+/** The QOM type of `-machine virt` in QEMU 11.1 (the newest versioned virt machine). */
+const VIRT_MACHINE_TYPE = 'virt-11.1-machine';
+
+/** The values of QEMU's OasMode enum; the SMMUv3 model implements 44 and 48 of them. */
+const OAS_MODES: readonly string[] = ['32', '36', '40', '42', '44', '48', '52', '56'];
 
 const ACCELERATORS = ['kvm', 'tcg', 'qtest', 'hvf', 'xen', 'whpx', 'nvmm'] as const;
 
@@ -230,7 +240,7 @@ function canonical(opt: string): string {
 /** Parse a QEMU-style argument list. */
 export function parseVirtArgs(argv: readonly string[]): VirtOptions {
   const o: VirtOptions = {
-    machine: 'virt', accel: 'kvm', gicVersion: undefined, itsProp: true, legacySmmu: false, memBytes: 4 * 2 ** 30,
+    machine: 'virt', accel: 'kvm', gicVersion: undefined, itsProp: true, legacySmmu: false, defaultBusBypassIommu: false, memBytes: 4 * 2 ** 30,
     memBackend: undefined, iommufds: [], pxbs: [], rootPorts: [], smmus: [], vfios: [], pciDevices: [], trace: [],
     traceEventFiles: [], notModelled: [], monitors: { qtest: undefined, qtestLog: undefined, qmp: [], hmp: [] },
   };
@@ -274,16 +284,12 @@ export function parseVirtArgs(argv: readonly string[]): VirtOptions {
         const type = kv.get('type');
         if (type !== undefined && type !== 'virt' && !/^virt-\d+\.\d+$/.test(type)) {
           if (type === 'help' || type === '?') throw new OptionError(`${opt} ${arg}: Supported machines are: virt`);
-          throw new OptionError(`${opt} ${arg}: unsupported machine type '${type}' (only 'virt')`);
+          throw new OptionError(`unsupported machine type: "${type}"\nUse -machine help to list supported machines`);
         }
+        // QEMU applies machine properties after parsing the line: its errors name no option.
         for (const [k, v] of kv) {
-          if (!(MACHINE_PROPS as readonly string[]).includes(k)) throw new OptionError(`${opt} ${arg}: Property 'virt-machine.${k}' not found`);
-          try {
-            machineProp(o, k, v, accels, (id) => (memBackendId = id));
-          } catch (e) {
-            if (e instanceof OptionError) throw new OptionError(`${opt} ${arg}: ${e.message}`);
-            throw e;
-          }
+          if (!(MACHINE_PROPS as readonly string[]).includes(k)) throw new OptionError(`Property '${VIRT_MACHINE_TYPE}.${k}' not found`);
+          machineProp(o, k, v, accels, (id) => (memBackendId = id));
         }
         break;
       }
@@ -314,8 +320,12 @@ export function parseVirtArgs(argv: readonly string[]): VirtOptions {
         if (kv.has('size')) {
           try {
             o.memBytes = parseSize(kv.get('size')!, 2 ** 20);
-          } catch {
-            throw new OptionError(`-m ${arg}: ${SIZE_ERROR}`);
+          } catch (e) {
+            // A plain number of MiB that fits in 64 bits but whose byte count does not fails
+            // later in QEMU (when the machine's memory size is set), naming no option.
+            const v = kv.get('size')!;
+            if (/^\d+$/.test(v) && BigInt(v) < SIZE_LIMIT) throw new OptionError("Parameter 'memory.size' expects size");
+            throw e instanceof OptionError ? new OptionError(`-m ${arg}: ${e.message}`) : e;
           }
           memGiven = true;
         }
@@ -328,10 +338,10 @@ export function parseVirtArgs(argv: readonly string[]): VirtOptions {
             throw new OptionError(`-m ${arg}: Parameter 'maxmem' expects a size`);
           }
           if (max < o.memBytes) {
-            throw new OptionError(`-m ${arg}: invalid value of maxmem: maximum memory size (0x${max.toString(16)}) must be at least the initial memory size (0x${o.memBytes.toString(16)})`);
+            throw new OptionError(`invalid value of maxmem: maximum memory size (0x${max.toString(16)}) must be at least the initial memory size (0x${o.memBytes.toString(16)})`);
           }
         }
-        if (kv.has('slots')) uint(kv.get('slots')!, 'memory', 'slots', 0xffff_ffff);
+        if (kv.has('slots') && !/^\d+$/.test(kv.get('slots')!)) throw new OptionError(`-m ${arg}: Parameter 'slots' expects a number`);
         // QEMU rounds the RAM size up to 8 KiB (set_memory_options).
         o.memBytes = Math.ceil(o.memBytes / 8192) * 8192;
         break;
@@ -342,7 +352,7 @@ export function parseVirtArgs(argv: readonly string[]): VirtOptions {
         const t = kv.get('qom-type');
         const id = kv.get('id');
         if (t !== 'iommufd' && t !== 'memory-backend-ram' && t !== 'memory-backend-file') {
-          throw new OptionError(`-object ${arg}: invalid object type: ${t}`);
+          throw new OptionError(`-object ${arg}: Parameter 'qom-type' does not accept value '${t}'`);
         }
         if (!id) throw new OptionError(`-object ${arg}: Parameter 'id' is missing`);
         claim(id, `-object ${arg}`);
@@ -396,7 +406,7 @@ export function parseVirtArgs(argv: readonly string[]): VirtOptions {
         break;
       case '-uuid': {
         const arg = needArg();
-        if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(arg)) throw new OptionError('Fail to parse UUID string. Wrong format.');
+        if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(arg)) throw new OptionError(`-uuid ${arg}: failed to parse UUID string: wrong format`);
         break;
       }
       default:
@@ -416,8 +426,8 @@ export function parseVirtArgs(argv: readonly string[]): VirtOptions {
   o.monitors = parseMonitorOptions(argv);
   for (const h of o.monitors.hmp) note(h);
   if (o.legacySmmu && o.smmus.length) {
-    // QEMU keeps one kind: the machine-wide SMMU or user-created ones (hw/arm/virt.c pre-plug).
-    throw new OptionError("-device arm-smmuv3: virt machine already has iommu=smmuv3 set. Doesn't support incompatible iommus");
+    // QEMU keeps one kind: the machine-wide SMMU or user-created ones.
+    throw new OptionError(`-device ${o.smmus[0]!.arg}: virt machine already has iommu=smmuv3 set. Doesn't support incompatible iommus`);
   }
   if (memBackendId !== undefined) {
     const b = backends.get(memBackendId);
@@ -452,10 +462,13 @@ function machineProp(o: VirtOptions, k: string, v: string, accels: string[], mem
     case 'gic-version':
       if (v === '2' || v === '3' || v === '4') o.gicVersion = Number(v) as 2 | 3 | 4;
       else if (v === 'host' || v === 'max') o.gicVersion = v;
-      else throw new OptionError(`Invalid gic-version value\nValid values are 3, 2, 4, host, max.`);
+      else throw new OptionError(`Invalid gic-version value\nValid values are 2, 3, 4, x-5, host, and max.`);
       break;
     case 'its':
       o.itsProp = bool(v, k);
+      break;
+    case 'default-bus-bypass-iommu':
+      o.defaultBusBypassIommu = bool(v, k);
       break;
     case 'iommu':
       if (v === 'smmuv3') o.legacySmmu = true;
@@ -485,10 +498,11 @@ function parseSmp(arg: string): void {
   const keys = ['cpus', 'maxcpus', 'sockets', 'dies', 'clusters', 'cores', 'threads', 'books', 'drawers', 'modules'];
   const n: Record<string, number> = {};
   for (const [k, v] of kv) {
-    if (!keys.includes(k)) throw new OptionError(`-smp ${arg}: Invalid parameter '${k}'`);
-    if (!/^\d+$/.test(v)) throw new OptionError(`-smp ${arg}: Parameter '${k}' expects a number`);
+    // QEMU checks -smp when the machine is set up: its errors name no option.
+    if (!keys.includes(k)) throw new OptionError(`Parameter 'smp.${k}' is unexpected`);
+    if (!/^\d+$/.test(v)) throw new OptionError(`Parameter 'smp.${k}' expects integer`);
     n[k] = Number(v);
-    if (n[k] === 0 && k !== 'cpus' && k !== 'maxcpus') throw new OptionError(`-smp ${arg}: Invalid CPU topology: CPU topology parameters must be greater than zero`);
+    if (n[k] === 0 && k !== 'cpus' && k !== 'maxcpus') throw new OptionError('Invalid CPU topology: CPU topology parameters must be greater than zero');
   }
   const parts = ['sockets', 'dies', 'clusters', 'cores', 'threads'].filter((k) => n[k] !== undefined);
   if (parts.length === 5 || (n.sockets !== undefined && n.cores !== undefined && n.threads !== undefined)) {
@@ -499,7 +513,7 @@ function parseSmp(arg: string): void {
     }
   }
   if (n.cpus !== undefined && n.maxcpus !== undefined && n.maxcpus < n.cpus) {
-    throw new OptionError(`Invalid CPUs topology: maxcpus must be equal to or greater than smp: sockets (${n.sockets ?? 1}) * cores (${n.cores ?? 1}) * threads (${n.threads ?? 1}) == maxcpus (${n.maxcpus}) < smp_cpus (${n.cpus})`);
+    throw new OptionError(`Invalid CPU topology: maxcpus must be equal to or greater than smp: sockets (${n.sockets ?? 1}) * clusters (${n.clusters ?? 1}) * cores (${n.cores ?? 1}) * threads (${n.threads ?? 1}) == maxcpus (${n.maxcpus}) < smp_cpus (${n.cpus})`);
   }
 }
 
@@ -508,12 +522,12 @@ function parseMemoryBackend(t: 'memory-backend-ram' | 'memory-backend-file', id:
     .concat(t === 'memory-backend-file' ? ['mem-path', 'align', 'discard-data', 'pmem', 'readonly', 'offset', 'rom'] : []);
   for (const k of kv.keys()) if (!allowed.includes(k)) throw new OptionError(`-object ${arg}: Property '${t}.${k}' not found`);
   const size = kv.get('size');
-  if (size === undefined) throw new OptionError(`-object ${arg}: can't create backend with size 0`);
+  if (size === undefined) throw new OptionError(`-object ${arg}: Parameter 'size' is missing`);
   let sizeBytes: number;
   try {
     sizeBytes = parseSize(size, 1);
-  } catch {
-    throw new OptionError(`-object ${arg}: ${SIZE_ERROR}`);
+  } catch (e) {
+    throw e instanceof OptionError ? new OptionError(`-object ${arg}: ${e.message}`) : e;
   }
   if (sizeBytes === 0) throw new OptionError(`-object ${arg}: can't create backend with size 0`);
   const memPath = kv.get('mem-path');
@@ -547,7 +561,7 @@ function parseDevice(
       claim(id, ctx);
       note(`${drv}${id ? ` ${id}` : ''}`);
       if (unmodelled === 'pci') {
-        o.pciDevices.push({ driver: drv, id, bus: kv.get('bus') ?? 'pcie.0', devfn: kv.has('addr') ? parsePciAddr(kv.get('addr')!, drv) : undefined });
+        o.pciDevices.push({ arg, driver: drv, id, bus: kv.get('bus') ?? 'pcie.0', devfn: kv.has('addr') ? parsePciAddr(kv.get('addr')!, drv) : undefined });
       }
       return;
     }
@@ -560,12 +574,12 @@ function parseDevice(
       if (!id) throw new OptionError('pxb-pcie needs an id (it names the new bus)');
       const pxb = {
         id,
-        busNr: uint(kv.get('bus_nr') ?? '0', drv, 'bus_nr', 255),
+        busNr: uint(kv.get('bus_nr') ?? '0', 'bus_nr', 255),
         bus: kv.get('bus') ?? 'pcie.0',
         bypassIommu: kv.has('bypass_iommu') ? bool(kv.get('bypass_iommu')!, 'bypass_iommu') : false,
       };
       o.pxbs.push(pxb);
-      o.pciDevices.push({ driver: drv, id, bus: pxb.bus, devfn, opens: { kind: 'root', busNr: pxb.busNr } });
+      o.pciDevices.push({ arg, driver: drv, id, bus: pxb.bus, devfn, opens: { kind: 'root', busNr: pxb.busNr } });
     } else if (drv === 'pcie-root-port') {
       if (!id) throw new OptionError('pcie-root-port needs an id (it names the bus behind it)');
       for (const k of ['io-reserve', 'mem-reserve', 'pref64-reserve', 'pref32-reserve']) if (kv.has(k)) parseSize(kv.get(k)!);
@@ -573,30 +587,34 @@ function parseDevice(
       const port = {
         id,
         bus: kv.get('bus') ?? 'pcie.0',
-        chassis: uint(kv.get('chassis') ?? '0', drv, 'chassis', 255),
-        slot: uint(kv.get('slot') ?? '0', drv, 'slot', 0xffff),
-        port: uint(kv.get('port') ?? '0', drv, 'port', 255),
+        chassis: uint(kv.get('chassis') ?? '0', 'chassis', 255),
+        slot: uint(kv.get('slot') ?? '0', 'slot', 0xffff),
+        port: uint(kv.get('port') ?? '0', 'port', 255),
       };
       // QEMU: two ports with one chassis/slot pair clash (pcie_chassis_add_slot).
       const clash = o.rootPorts.find((r) => r.chassis === port.chassis && r.slot === port.slot);
       if (clash) throw new OptionError(`Can't add chassis slot, error -16`);
       o.rootPorts.push(port);
-      o.pciDevices.push({ driver: drv, id, bus: port.bus, devfn, opens: { kind: 'port' } });
+      o.pciDevices.push({ arg, driver: drv, id, bus: port.bus, devfn, opens: { kind: 'port' } });
     } else if (drv === 'arm-smmuv3') {
       const primaryBus = kv.get('primary-bus');
       if (!primaryBus) throw new OptionError('SMMU is not attached to any PCI bus!');
       const ssid = kv.get('ssidsize') ?? 'auto';
       const oas = kv.get('oas') ?? 'auto';
-      if (oas !== 'auto' && oas !== '44' && oas !== '48') throw new OptionError(`Parameter 'oas' does not accept value '${oas}'`);
+      if (oas !== 'auto' && !OAS_MODES.includes(oas)) throw new OptionError(`Parameter 'oas' does not accept value '${oas}'`);
+      if (oas !== 'auto' && oas !== '44' && oas !== '48') {
+        throw new OptionError('QEMU SMMUv3 model only implements auto, 44 bit, or 48 bit OAS. Other OasMode values are not supported.');
+      }
       o.smmus.push({
+        arg,
         id,
         primaryBus,
         accel: kv.has('accel') ? bool(kv.get('accel')!, 'accel') : false,
         cmdqv: onOffAuto(kv.get('cmdqv') ?? 'auto', 'cmdqv'),
-        identifier: uint(kv.get('identifier') ?? '0', drv, 'identifier', 255),
+        identifier: uint(kv.get('identifier') ?? '0', 'identifier', 255),
         ats: onOffAuto(kv.get('ats') ?? 'auto', 'ats'),
         ril: onOffAuto(kv.get('ril') ?? 'auto', 'ril'),
-        ssidsize: ssid === 'auto' ? 'auto' : uint(ssid, drv, 'ssidsize', 20),
+        ssidsize: ssid === 'auto' ? 'auto' : uint(ssid, 'ssidsize', 20),
         oas: oas === 'auto' ? 'auto' : (Number(oas) as 44 | 48),
         stage: kv.get('stage') ?? '1',
       });
@@ -605,7 +623,7 @@ function parseDevice(
       if (!host) throw new OptionError('No provided host device - Use -device vfio-pci,host=DDDD:BB:DD.F');
       const bus = kv.get('bus') ?? 'pcie.0';
       o.vfios.push({ id, host, iommufd: kv.get('iommufd'), bus });
-      o.pciDevices.push({ driver: drv, id, bus, devfn });
+      o.pciDevices.push({ arg, driver: drv, id, bus, devfn });
     }
   } catch (e) {
     if (e instanceof OptionError && !e.message.startsWith('-device')) throw new OptionError(`${ctx}: ${e.message}`);

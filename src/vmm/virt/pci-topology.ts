@@ -20,6 +20,8 @@ import { OptionError } from './options.js';
 
 /** A PCI device of the command line, in creation order. */
 export interface PciDeviceSpec {
+  /** The `-device` argument as written (QEMU's errors name it). */
+  readonly arg?: string;
   readonly driver: string;
   readonly id: string | undefined;
   /** Parent bus id (`bus=`), pcie.0 by default. */
@@ -69,7 +71,9 @@ export function placePciDevices(specs: readonly PciDeviceSpec[]): PciPlacement {
   for (const d of specs) {
     const parent = buses.find((b) => b.id === d.bus);
     const what = `${d.driver}${d.id ? `,id=${d.id}` : ''}`;
-    if (!parent) throw new OptionError(`Bus '${d.bus}' not found`);
+    // QEMU's placement errors name the -device option.
+    const ctx = d.arg === undefined ? '' : `-device ${d.arg}: `;
+    if (!parent) throw new OptionError(`${ctx}Bus '${d.bus}' not found`);
     if (d.opens?.kind === 'port' && parent.root !== parent.id) {
       throw new OptionError(`${what}: a root port plugs into a root bus (pcie.0 or a pxb-pcie), not '${parent.id}'`);
     }
@@ -77,7 +81,7 @@ export function placePciDevices(specs: readonly PciDeviceSpec[]): PciPlacement {
     let devfn = d.devfn;
     if (ports.get(parent.id) === true) {
       if (devfn !== undefined && devfn >> 3 !== 0) {
-        throw new OptionError(`PCI: slot ${devfn >> 3} is not valid for ${d.driver}, parent device only allows plugging into slot 0.`);
+        throw new OptionError(`${ctx}PCI: slot ${devfn >> 3} is not valid for ${d.driver}, parent device only allows plugging into slot 0.`);
       }
       devfn ??= 0;
     }
@@ -88,9 +92,9 @@ export function placePciDevices(specs: readonly PciDeviceSpec[]): PciPlacement {
           break;
         }
       }
-      if (devfn === undefined) throw new OptionError(`PCI: no slot/function available for ${d.driver}, all in use or reserved`);
+      if (devfn === undefined) throw new OptionError(`${ctx}PCI: no slot/function available for ${d.driver}, all in use or reserved`);
     } else if (taken.has(devfn)) {
-      throw new OptionError(`PCI: slot ${devfn >> 3} function ${devfn & 7} not available for ${d.driver}, in use by ${taken.get(devfn)}`);
+      throw new OptionError(`${ctx}PCI: slot ${devfn >> 3} function ${devfn & 7} not available for ${d.driver}, in use by ${taken.get(devfn)}`);
     }
     taken.set(devfn, what);
     devices.push({ bus: parent.id, devfn });
