@@ -16,6 +16,7 @@ import {
 } from '../../arch/pci/config.js';
 import type { MemoryRegion } from '../../kit/memory-region.js';
 import { PciConfigSpace, type ConfigRegister } from './config-space.js';
+import { OCCUPIED_SLOT } from './headers.js';
 
 /** A memory BAR: its index, size (a power of two ≥ 16) and what it decodes. */
 export interface PciBar {
@@ -148,6 +149,7 @@ export class PciBus {
     this.functions[devfn] = fn;
     fn.bus = this;
     fn.devfn = devfn;
+    this.parentBridge?.slotOccupied();
   }
 
   /** Bridges on this bus, in devfn order. */
@@ -163,6 +165,14 @@ export class PciBridge extends PciFunction {
   constructor(type: string, id: string, registers: readonly ConfigRegister[], bars: readonly PciBar[]) {
     super(type, id, registers, bars, true);
     this.secondary = new PciBus(id, undefined, this);
+  }
+
+  /** A device was cold-plugged behind the bridge: link up, slot powered, presence detected (part of the reset state). */
+  slotOccupied(): void {
+    this.config.set(0x66, 2, OCCUPIED_SLOT.lnksta);
+    this.config.set(0x6c, 2, OCCUPIED_SLOT.sltctl);
+    this.config.set(0x6e, 2, OCCUPIED_SLOT.sltsta);
+    this.config.captureReset();
   }
 
   get secondaryBus(): number {

@@ -101,6 +101,13 @@ export function type1Header(ids: PciIds): ConfigRegister[] {
   ];
 }
 
+/**
+ * A device in a root port's slot (cold-plugged): data link active in Link Status, slot power
+ * on in Slot Control, presence detected in Slot Status — what QEMU 11.1.3 shows for an
+ * occupied slot (an empty one has 0x0204, 0x07c0 and 0).
+ */
+export const OCCUPIED_SLOT = { lnksta: 0x2204, sltctl: 0x03c0, sltsta: 0x0040 } as const;
+
 /** What a pcie-root-port's capabilities carry from its properties. */
 export interface RootPortCaps {
   /** `port`: Link Capabilities port number. */
@@ -130,10 +137,10 @@ export function rootPortCapabilities(c: RootPortCaps): ConfigRegister[] {
     { name: 'EXP_DEVSTA', offset: 0x5e, size: 2, w1c: 0x000f },
     { name: 'EXP_LNKCAP', offset: 0x60, size: 4, reset: ((c.port & 0xff) << 24) | 0x0030_0604 },
     { name: 'EXP_LNKCTL', offset: 0x64, size: 2, wmask: 0x0020 },
-    { name: 'EXP_LNKSTA', offset: 0x66, size: 2, reset: 0x2204 },
-    { name: 'EXP_SLTCAP', offset: 0x68, size: 4, reset: ((c.slot & 0x1fff) << 19) | 0x7b },
-    { name: 'EXP_SLTCTL', offset: 0x6c, size: 2, reset: 0x03c0, wmask: 0x17ff },
-    { name: 'EXP_SLTSTA', offset: 0x6e, size: 2, reset: 0x0040, w1c: 0x011f },
+    { name: 'EXP_LNKSTA', offset: 0x66, size: 2, reset: 0x0204 },
+    { name: 'EXP_SLTCAP', offset: 0x68, size: 4, reset: (((c.slot & 0x1fff) << 19) | 0x2_007b) >>> 0 },
+    { name: 'EXP_SLTCTL', offset: 0x6c, size: 2, reset: 0x07c0, wmask: 0x17ff },
+    { name: 'EXP_SLTSTA', offset: 0x6e, size: 2, w1c: 0x011f },
     { name: 'EXP_RTCTL', offset: 0x70, size: 2, wmask: 0x001f },
     { name: 'EXP_RTCAP', offset: 0x72, size: 2 },
     { name: 'EXP_RTSTA', offset: 0x74, size: 4, w1c: 0x0001_0000 },
