@@ -138,9 +138,7 @@ export class PciBus {
 
   /** The root bus above this bus (itself for a root bus). */
   get root(): PciBus {
-    let b: PciBus = this;
-    while (b.parentBridge?.bus) b = b.parentBridge.bus;
-    return b;
+    return this.parentBridge?.bus?.root ?? this;
   }
 
   /** Put `fn` at `devfn`. */
