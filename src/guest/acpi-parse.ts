@@ -593,3 +593,35 @@ export function parseDsdtPciRootBridges(bytes: Uint8Array): DsdtPciRootBridge[] 
   }
   return out;
 }
+
+// ---------------------------------------------------------------------------------------------
+// MCFG
+
+/** One MCFG allocation: an ECAM window for buses start..end of a segment. */
+export interface McfgAllocation {
+  base: number;
+  segment: number;
+  startBus: number;
+  endBus: number;
+}
+
+/** MCFG allocation entries start after the header and 8 reserved bytes; each is 16 bytes. */
+const MCFG_ENTRIES = ACPI_HEADER_SIZE + 8;
+const MCFG_ENTRY_SIZE = 16;
+
+/**
+ * Decode the MCFG (what Linux's pci_mcfg_init reads): every ECAM allocation.
+ * @throws AcpiError on a bad header or a length that is not a whole number of entries
+ */
+export function parseMcfg(bytes: Uint8Array): McfgAllocation[] {
+  const h = parseTableHeader(bytes, 'MCFG');
+  if (h.length < MCFG_ENTRIES || (h.length - MCFG_ENTRIES) % MCFG_ENTRY_SIZE !== 0) {
+    throw new AcpiError(`MCFG: Length ${h.length} is not the header plus whole 16-byte allocations`);
+  }
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const out: McfgAllocation[] = [];
+  for (let at = MCFG_ENTRIES; at < h.length; at += MCFG_ENTRY_SIZE) {
+    out.push({ base: Number(dv.getBigUint64(at, true)), segment: dv.getUint16(at + 8, true), startBus: bytes[at + 10]!, endBus: bytes[at + 11]! });
+  }
+  return out;
+}

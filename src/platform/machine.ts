@@ -13,6 +13,7 @@ import { DEFAULT_HOST, type HostConfig } from '../host/config.js';
 import { HOST_TRACE_EVENTS, HostKernel } from '../host/kernel/host-kernel.js';
 import type { Process } from '../host/kernel/process.js';
 import { DEFAULT_ARGS, VirtMachine, VMM_TRACE_EVENTS, type RamBacking } from '../vmm/virt/machine.js';
+import { runPciFirmware, type PciFirmwareResult } from '../guest/pci-firmware.js';
 import { FaultInjectingSyscalls, type FaultSpec } from './fault-injection.js';
 import { OptionError, parseVirtArgs, type VirtOptions } from '../vmm/virt/options.js';
 
@@ -32,6 +33,8 @@ export interface MachineCreateOptions {
   host?: HostConfig | HostKernel;
   /** Faults to inject at the VMM's syscall seam (`--inject`; see fault-injection.ts). */
   inject?: readonly FaultSpec[];
+  /** Run the firmware's PCI step (bus numbers, BARs) before returning; default true, as a boot does. */
+  firmware?: boolean;
 }
 
 /** A VM on a host: the VMM's machine plus the host and the VMM process it runs as. */
@@ -87,13 +90,29 @@ export class Machine extends VirtMachine {
     const detach = showOwnHostEvents(host, proc, log, tracer, options.trace);
     try {
       const faults = opts.inject?.length ? new FaultInjectingSyscalls(proc, opts.inject) : undefined;
-      return new Machine(options, host, proc, faults, { clock, log, tracer, detach });
+      const m = new Machine(options, host, proc, faults, { clock, log, tracer, detach });
+      if (opts.firmware !== false) m.runFirmware();
+      return m;
     } catch (e) {
       // QEMU exits on a creation error: the kernel releases what the process had taken.
       proc.exit();
       detach();
       throw e;
     }
+  }
+
+  /** What the firmware's PCI step did at the last boot (undefined before it ran). */
+  firmware: PciFirmwareResult | undefined;
+
+  /**
+   * The firmware's PCI step, as EDK2 runs it before the OS: number the bridges and assign BARs
+   * from the host bridge's windows, through ECAM (the ACPI tables are built afterwards, on
+   * their first read, from what it left in the bridges).
+   */
+  runFirmware(): PciFirmwareResult {
+    const l = this.pci.layout;
+    this.firmware = runPciFirmware(this.guestPlatform().bus, { ecamBase: l.ecamBase, ecamBuses: l.ecamSize / 2 ** 20, mmio32: l.mmio, mmio64: l.highMmio });
+    return this.firmware;
   }
 
   /**

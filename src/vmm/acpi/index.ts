@@ -2,5 +2,6 @@
 export * from './aml.js';
 export * from './dsdt.js';
 export * from './iort.js';
+export * from './mcfg.js';
 export * from './topology.js';
 export * from '../../arch/acpi/table.js';

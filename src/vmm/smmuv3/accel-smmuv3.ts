@@ -261,7 +261,8 @@ export class AccelSmmuV3 implements Persist<AccelSmmuV3State> {
       return;
     }
     this.checkHostCompatible(dev);
-    const device: AccelDeviceState = { hostDevice: { ...dev }, vdevId: undefined, s1Hwpt: undefined, blocker: undefined };
+    // Not a copy: the guest StreamID follows the live bus number (firmware numbers root ports).
+    const device: AccelDeviceState = { hostDevice: dev, vdevId: undefined, s1Hwpt: undefined, blocker: undefined };
     const viommu = this.state.viommu;
     if (!viommu) {
       if (!this.cmdqv) this.selectCmdqv(dev);

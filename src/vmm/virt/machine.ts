@@ -30,6 +30,13 @@ import { ClockMainLoop } from '../main-loop.js';
 import { OptionError, PHYS_ADDR_BITS, type SmmuOpts, type VfioOpts, type VirtOptions } from './options.js';
 import { placePciDevices, type PciPlacement } from './pci-topology.js';
 import { PlatformBus } from './platform-bus.js';
+import { buildMcfg } from '../acpi/mcfg.js';
+import type { PciBus, PciFunction } from '../pci/device.js';
+import { pcieRootPort, pxbPcieFunction, gpexRoot, vfioPciFunction } from '../pci/functions.js';
+import { PciHost } from '../pci/host.js';
+import { IommuTestdev, type DmaMemory } from '../pci/iommu-testdev.js';
+import { TRACE_EVENTS as PCI_EVENTS } from '../pci/trace-events.js';
+import { virtPciLayout } from '../pci/virt-layout.js';
 import { LEGACY_SMMU_BASE, LEGACY_SMMU_GSIV_BASE, planIort, type AcpiSmmu } from '../acpi/topology.js';
 
 /** Guest RAM base of the virt machine (VIRT_MEM). */
@@ -44,7 +51,7 @@ export const DEFAULT_ARGS: readonly string[] = [
 ];
 
 /** Every trace event of the VMM (iommufd backend, SMMUv3, Tegra241 CMDQV). */
-export const VMM_TRACE_EVENTS: readonly TraceEvent[] = traceCatalog(BACKEND_EVENTS, SMMUV3_EVENTS, CMDQV_EVENTS);
+export const VMM_TRACE_EVENTS: readonly TraceEvent[] = traceCatalog(BACKEND_EVENTS, SMMUV3_EVENTS, CMDQV_EVENTS, PCI_EVENTS);
 
 /** A PCIe bus: a root bus (pcie.0, a pxb-pcie) or the secondary bus of a pcie-root-port. */
 export interface RootBus {
@@ -143,7 +150,13 @@ export class VirtMachine {
   private readonly placement: PciPlacement;
   readonly devices: MachineDevice[] = [];
   readonly irqs = new Map<number, IrqLine>();
-  readonly acpi: { iort: Uint8Array; dsdt: Uint8Array };
+  /** The PCIe host bridge (ECAM, root buses, BAR decoding). */
+  readonly pci: PciHost;
+  /** Every modelled PCI function of the command line by its index in `options.pciDevices`. */
+  readonly pciFunctions: (PciFunction | undefined)[] = [];
+  /** The iommu-testdev devices, in creation order. */
+  readonly testdevs: IommuTestdev[] = [];
+  private acpiTables: { iort: Uint8Array; dsdt: Uint8Array; mcfg: Uint8Array } | undefined;
   private readonly platformBus = new PlatformBus();
   private readonly s2 = new Map<string, number>();
   private readonly ioas = new Map<string, number>();
@@ -197,12 +210,87 @@ export class VirtMachine {
     for (const b of this.placement.buses) {
       this.buses.push({ id: b.id, busNr: b.busNr, root: b.root, subordinate: b.subordinate, bypassIommu: b.id === 'pcie.0' ? options.defaultBusBypassIommu : options.pxbs.find((p) => p.id === b.id)?.bypassIommu ?? false });
     }
+    this.pci = this.buildPci(root);
     if (options.legacySmmu) this.plugEmulatedSmmu(undefined, 'virt-smmu', '-machine virt,iommu=smmuv3', LEGACY_SMMU_BASE, LEGACY_SMMU_GSIV_BASE);
     options.smmus.forEach((s, i) => this.plugSmmu(s, i));
     for (const v of options.vfios) this.plugVfio(v);
     this.machineInitDone();
-    this.acpi = { iort: buildIort(this.acpiTopology()), dsdt: buildDsdt(this.acpiTopology()) };
+    this.checkTestdevs();
     this.reset();
+  }
+
+  /**
+   * The ACPI tables as the guest reads them: built at the first read, from the bridge registers
+   * as firmware left them (QEMU rebuilds its tables when the guest first reads them, after
+   * enumeration; docs/reference/pci.md §6), then kept.
+   */
+  get acpi(): { iort: Uint8Array; dsdt: Uint8Array; mcfg: Uint8Array } {
+    this.acpiTables ??= {
+      iort: buildIort(this.acpiTopology()),
+      dsdt: buildDsdt(this.acpiTopology()),
+      mcfg: buildMcfg({ base: this.pci.layout.ecamBase, endBus: this.pci.layout.ecamSize / 2 ** 20 - 1 }),
+    };
+    return this.acpiTables;
+  }
+
+  /** The host bridge at QEMU's addresses, and every modelled PCI function at its placement. */
+  private buildPci(root: MemoryRegion): PciHost {
+    const host = new PciHost(virtPciLayout(this.ramBytes, this.options.highmemEcam, PHYS_ADDR_BITS), root, this.log, this.tracer);
+    root.addSubregion(host.layout.ecamBase, host.ecam);
+    const buses = new Map<string, PciBus>([['pcie.0', host.roots[0]!]]);
+    host.roots[0]!.plug(gpexRoot(), 0);
+    const ram: DmaMemory = {
+      write: (pa, bytes) => this.dmaRam(pa, bytes.length) && (this.sys.memory.store(this.ramVa + pa - VIRT_RAM_BASE, bytes), true),
+      read: (pa, out) => this.dmaRam(pa, out.length) && (out.set(this.sys.memory.load(this.ramVa + pa - VIRT_RAM_BASE, out.length)), true),
+    };
+    this.options.pciDevices.forEach((d, i) => {
+      const where = this.placement.devices[i]!;
+      const bus = buses.get(where.bus)!;
+      let fn: PciFunction | undefined;
+      if (d.driver === 'pxb-pcie') {
+        fn = pxbPcieFunction(d.id!);
+        buses.set(d.id!, host.addRootBus(d.id!, d.opens?.kind === 'root' ? d.opens.busNr : 0));
+      } else if (d.driver === 'pcie-root-port') {
+        const p = this.options.rootPorts.find((r) => r.id === d.id)!;
+        const port = pcieRootPort(d.id!, { port: p.port, slot: p.slot });
+        buses.set(d.id!, port.secondary);
+        fn = port;
+      } else if (d.driver === 'vfio-pci') {
+        fn = vfioPciFunction(d.id ?? `vfio-pci.${i}`);
+      } else if (d.driver === 'iommu-testdev') {
+        const rootId = () => fn!.bus!.root.id;
+        const dev = new IommuTestdev(d.id, { iommu: () => this.busIommu(rootId()), memory: ram, log: this.log, tracer: this.tracer });
+        this.testdevs.push(dev);
+        fn = dev;
+      }
+      // Devices cmdqv does not model keep their slot but have no function.
+      if (fn) bus.plug(fn, where.devfn);
+      this.pciFunctions.push(fn);
+    });
+    return host;
+  }
+
+  /** Whether [pa, pa + n) is guest RAM (where cmdqv's DMA masters may write). */
+  private dmaRam(pa: number, n: number): boolean {
+    return pa >= VIRT_RAM_BASE && pa + n <= VIRT_RAM_BASE + this.ramBytes;
+  }
+
+  /**
+   * The IOMMU in front of root bus `rootBusId` for emulated devices' DMA: its emulated SMMUv3,
+   * or none (DMA goes straight to guest-physical addresses).
+   */
+  private busIommu(rootBusId: string): PciIommu | undefined {
+    return this.emulatedSmmuFor(rootBusId);
+  }
+
+  /** QEMU refuses an emulated endpoint behind an accel=on SMMU (smmuv3-accel.c). */
+  private checkTestdevs(): void {
+    for (const t of this.testdevs) {
+      const root = t.bus!.root.id;
+      if (this.smmus.some((m) => m.opts.primaryBus === root)) {
+        throw new OptionError(`-device iommu-testdev${t.id ? `,id=${t.id}` : ''}: Emulated endpoint devices are not allowed when using arm-smmuv3,accel=on`);
+      }
+    }
   }
 
   private plugSmmu(s: SmmuOpts, index: number): void {
@@ -292,11 +380,11 @@ export class VirtMachine {
     return this.emulatedSmmus.find((e) => e.opts === undefined || e.opts.primaryBus === root.id)?.device;
   }
 
-  /** Where the placement put a vfio-pci device: the k-th vfio-pci of the PCI devices is the k-th of `vfios`. */
-  private devfnOf(v: VfioOpts): number {
+  /** The function of a vfio-pci device: the k-th vfio-pci of the PCI devices is the k-th of `vfios`. */
+  private vfioFunction(v: VfioOpts): PciFunction {
     let k = this.options.vfios.indexOf(v);
     const at = this.options.pciDevices.findIndex((d) => d.driver === 'vfio-pci' && k-- === 0);
-    return this.placement.devices[at]!.devfn;
+    return this.pciFunctions[at]!;
   }
 
   /** Whether the guest has a GICv3 ITS: gic-version 3+ (KVM's default on a GICv3 host; TCG's default is v2) and its=on. */
@@ -335,7 +423,7 @@ export class VirtMachine {
    */
   private vfioBehindEmulated(v: VfioOpts, bus: RootBus): string {
     const busNum = bus.root === bus.id ? bus.busNr : 0;
-    const devfn = this.devfnOf(v);
+    const devfn = this.vfioFunction(v).devfn;
     const h2 = (n: number) => n.toString(16).padStart(2, '0');
     return `vfio ${v.host}: memory listener initialization failed: Region smmuv3-iommu-memory-region-${busNum}-${devfn}: ` +
       `device ${h2(busNum)}.${h2(devfn >> 3)}.${(devfn & 7).toString(16)} requires iommu MAP notifier which is not currently supported`;
@@ -384,8 +472,9 @@ export class VirtMachine {
         this.s2.set(key, s2);
       }
       backend.attachDevice(vfioFd, s2);
-      const devfn = this.devfnOf(v);
-      const host: AccelHostDevice = { host: v.host, devId, vfioFd, guestSid: (bus.busNr << 8) | devfn };
+      const fn = this.vfioFunction(v);
+      // The vSID is the device's requester ID at the time it is used: firmware numbers the bus behind a root port.
+      const host: AccelHostDevice = { host: v.host, devId, vfioFd, get guestSid() { return fn.requesterId; } };
       if (smmu.dev.s2HwptId === undefined) smmu.dev.setS2Hwpt(s2);
       smmu.dev.attachDevice(host);
       this.devices.push({ opts: v, host, smmu, bus, hostIndex });
@@ -430,9 +519,10 @@ export class VirtMachine {
       its: this.hasIts,
       rootComplexes: this.buses.filter((b) => b.root === b.id).map((b) => {
         const i = this.smmuOrder.findIndex((m) => smmuPrimaryBus(m) === b.id);
+        const subordinate = this.liveSubordinate(b.id, b.busNr);
         return {
           busNr: b.busNr,
-          ...(b.subordinate !== b.busNr ? { subordinateBus: b.subordinate } : {}),
+          ...(subordinate !== b.busNr ? { subordinateBus: subordinate } : {}),
           ...(i >= 0 ? { smmu: i } : {}),
           ...(b.bypassIommu ? { bypassIommu: true } : {}),
         };
@@ -455,11 +545,23 @@ export class VirtMachine {
     return topo;
   }
 
-  /** System reset: every SMMU (and through it its CMDQV) returns to its reset state. */
+  /**
+   * The highest bus number under root bus `id` as its bridges' registers say now (QEMU's
+   * pci_bus_range): the largest programmed subordinate number, else the root's own.
+   */
+  private liveSubordinate(id: string, busNr: number): number {
+    const root = this.pci.roots.find((r) => r.id === id);
+    let max = busNr;
+    if (root) for (const br of root.bridges()) if (br.secondaryBus !== 0) max = Math.max(max, br.subordinateBus);
+    return max;
+  }
+
+  /** System reset: every SMMU (and through it its CMDQV) and every PCI function return to their reset state. */
   reset(): void {
     this.checkOpen();
     for (const m of this.smmus) m.dev.reset();
     for (const e of this.emulatedSmmus) e.device.reset();
+    this.pci.reset();
   }
 
   /**

@@ -56,6 +56,12 @@ export interface VfioOpts {
   bus: string;
 }
 
+/** `-device iommu-testdev,...` (QEMU's test DMA device; only the generic PCI properties). */
+export interface TestdevOpts {
+  id: string | undefined;
+  bus: string;
+}
+
 /** `-device pcie-root-port,...`. */
 export interface RootPortOpts {
   id: string;
@@ -105,6 +111,9 @@ export interface VirtOptions {
   rootPorts: RootPortOpts[];
   smmus: SmmuOpts[];
   vfios: VfioOpts[];
+  testdevs: TestdevOpts[];
+  /** `highmem` and `highmem-ecam` (both default on): ECAM at 0x40_1000_0000 for 256 buses, else 0x3f000000 for 16. */
+  highmemEcam: boolean;
   /** Every PCI device in creation order, for placement (pci-topology.ts). */
   pciDevices: PciDeviceSpec[];
   trace: string[];
@@ -199,6 +208,7 @@ const DEVICE_PROPS: Record<string, readonly string[]> = {
   'arm-smmuv3': ['driver', 'id', 'primary-bus', 'accel', 'cmdqv', 'identifier', 'ats', 'ril', 'ssidsize', 'oas', 'stage', 'bus'],
   'pxb-pcie': ['driver', 'id', 'bus_nr', 'bus', 'bypass_iommu', 'numa_node', 'addr'],
   'vfio-pci': ['driver', 'id', 'host', 'iommufd', 'bus', 'addr', 'rombar', 'x-pci-sub-device-id', 'x-pci-vendor-id', 'bootindex', 'multifunction'],
+  'iommu-testdev': ['driver', 'id', 'bus', 'addr', 'multifunction', 'rombar', 'romfile', 'romsize', 'acpi-index', 'failover_pair_id', 'x-max-bounce-buffer-size'],
   'pcie-root-port': ['driver', 'id', 'bus', 'addr', 'chassis', 'slot', 'port', 'multifunction', 'io-reserve', 'mem-reserve', 'pref64-reserve', 'pref32-reserve', 'bus-reserve', 'hotplug'],
 };
 
@@ -241,7 +251,7 @@ function canonical(opt: string): string {
 export function parseVirtArgs(argv: readonly string[]): VirtOptions {
   const o: VirtOptions = {
     machine: 'virt', accel: 'kvm', gicVersion: undefined, itsProp: true, legacySmmu: false, defaultBusBypassIommu: false, memBytes: 4 * 2 ** 30,
-    memBackend: undefined, iommufds: [], pxbs: [], rootPorts: [], smmus: [], vfios: [], pciDevices: [], trace: [],
+    memBackend: undefined, iommufds: [], pxbs: [], rootPorts: [], smmus: [], vfios: [], testdevs: [], highmemEcam: true, pciDevices: [], trace: [],
     traceEventFiles: [], notModelled: [], monitors: { qtest: undefined, qtestLog: undefined, qmp: [], hmp: [] },
   };
   const ids = new Set<string>();
@@ -480,6 +490,11 @@ function machineProp(o: VirtOptions, k: string, v: string, accels: string[], mem
     case 'kernel-irqchip':
       if (!['on', 'off', 'split'].includes(v)) throw new OptionError(`Parameter 'kernel-irqchip' does not accept value '${v}'`);
       break;
+    case 'highmem':
+    case 'highmem-ecam':
+      // highmem=off also takes the high ECAM away (virt.c).
+      if (!bool(v, k)) o.highmemEcam = false;
+      break;
     case 'highmem-mmio-size':
       parseSize(v);
       break;
@@ -618,6 +633,10 @@ function parseDevice(
         oas: oas === 'auto' ? 'auto' : (Number(oas) as 44 | 48),
         stage: kv.get('stage') ?? '1',
       });
+    } else if (drv === 'iommu-testdev') {
+      const bus = kv.get('bus') ?? 'pcie.0';
+      o.testdevs.push({ id, bus });
+      o.pciDevices.push({ driver: drv, id, bus, devfn });
     } else {
       const host = kv.get('host');
       if (!host) throw new OptionError('No provided host device - Use -device vfio-pci,host=DDDD:BB:DD.F');
