@@ -347,7 +347,8 @@ export class VirtMachine {
       device = new EmulatedSmmuV3(
         s
           ? { id, identifier: s.identifier, primaryBus: s.primaryBus, accel: false, cmdqv: s.cmdqv, ats: s.ats, ril: s.ril, ssidsize: s.ssidsize, oas: s.oas, stage: s.stage }
-          : { id, identifier: 0, primaryBus: 'pcie.0', accel: false, cmdqv: 'auto', ats: 'auto', ril: 'auto', ssidsize: 'auto', oas: 'auto' },
+          : // QEMU 11.1's machine-wide SMMU advertises both stages (IDR0 0x0d44101b observed; docs/reference/qemu-smmuv3.md §2).
+            { id, identifier: 0, primaryBus: 'pcie.0', accel: false, cmdqv: 'auto', ats: 'auto', ril: 'auto', ssidsize: 'auto', oas: 'auto', stage: 'nested' },
         { guestMemory: this.dmaMemory(), log: this.log, tracer: this.tracer },
       );
     } catch (e) {

@@ -63,3 +63,14 @@ describe('emulated SMMUv3 in the virt machine', () => {
     m.close();
   });
 });
+
+test('ID registers read as QEMU 11.1 reads them: the machine-wide SMMU has both stages, -device the default stage 1', () => {
+  // Observed with qtest `readl` on QEMU 11.1.3 (docs/reference/qemu-smmuv3.md §2).
+  const legacy = Machine.create(['-M', 'virt,iommu=smmuv3', '-accel', 'qtest']);
+  assert.equal(Number(legacy.read(0x0905_0000, 4).value), 0x0d44_101b);
+  const dev = Machine.create(['-M', 'virt', '-accel', 'qtest', '-device', 'arm-smmuv3,primary-bus=pcie.0']);
+  assert.equal(Number(dev.read(0x0c00_0000, 4).value), 0x0d44_101a);
+  assert.equal(Number(dev.read(0x0c00_0004, 4).value), 0x0273_0010);
+  const s2 = Machine.create(['-M', 'virt', '-accel', 'qtest', '-device', 'arm-smmuv3,primary-bus=pcie.0,stage=2']);
+  assert.equal(Number(s2.read(0x0c00_0000, 4).value), 0x0d44_1019);
+});
