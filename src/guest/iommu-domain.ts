@@ -14,6 +14,10 @@ import type { GuestCmdqv } from './tegra241-cmdqv.js';
 const PAGE = 4096;
 /** CD.IPS encoding of a 48-bit intermediate physical address size. */
 const IPS_48BIT = 5;
+/** CD.IR0/OR0: write-back, read/write-allocate (ARM_LPAE_TCR_RGN_WBWA). */
+const CACHE_WBWA = 1;
+/** CD.SH0: inner shareable. */
+const SH_INNER = 3;
 /** CD.T0SZ for a 48-bit input range. */
 const T0SZ_48BIT = 64 - 48;
 
@@ -72,13 +76,21 @@ export class IommuDomain {
       { stage: 1, granule: 4096, inputBits: 48, allocTable: () => smmu.mem.alloc(PAGE) },
     );
     this.cd = smmu.mem.alloc(64);
-    // CD: T0SZ = 16 (48-bit), TG0 = 4K, EPD1, V, IPS = 48-bit, AA64, ASID; TTB0.
+    // CD as Linux's arm_smmu_make_s1_cd writes it: T0SZ = 16 (48-bit), TG0 = 4K, write-back
+    // inner-shareable walks, EPD1, V, IPS = 48-bit, AA64, R (record faults), A (abort, never
+    // stall: QEMU's emulated SMMUv3 refuses a CD without it as C_BAD_CD), ASET, ASID; TTB0.
     const cd = new Uint32Array(4);
     CD.T0SZ.setWords(cd, 0, T0SZ_48BIT);
+    CD.IR0.setWords(cd, 0, CACHE_WBWA);
+    CD.OR0.setWords(cd, 0, CACHE_WBWA);
+    CD.SH0.setWords(cd, 0, SH_INNER);
     CD.EPD1.setWords(cd, 0, 1);
     CD.V.setWords(cd, 0, 1);
     CD.IPS.setWords(cd, 0, IPS_48BIT);
     CD.AA64.setWords(cd, 0, 1);
+    CD.R.setWords(cd, 0, 1);
+    CD.A.setWords(cd, 0, 1);
+    CD.ASET.setWords(cd, 0, 1);
     CD.ASID.setWords(cd, 0, asid);
     CD.TTB0.setWords(cd, 2, this.tables.root / 2 ** CD.TTB0.lsb);
     cd.forEach((word, i) => bus.write32(this.cd + 4 * i, word));

@@ -8,8 +8,59 @@
 import { buildCommand, Op } from '../arch/smmuv3/commands.js';
 import { GuestKernel } from '../guest/kernel.js';
 import type { IommuDomain } from '../guest/iommu-domain.js';
+import { GuestIommuTestdev, isIommuTestdev } from '../guest/iommu-testdev.js';
+import { scanPci } from '../guest/pci.js';
 import { GuestOutOfMemory } from '../guest/platform.js';
 import type { Machine } from './machine.js';
+
+/**
+ * A device the workload maps buffers for and makes DMA with: a passthrough device (its DMA
+ * goes through the host SMMU) or an iommu-testdev behind an emulated SMMUv3 (its DMA is
+ * translated in the VMM; the guest triggers it through the device's BAR0).
+ */
+interface DmaMaster {
+  readonly name: string;
+  readonly rid: number;
+  readonly smmu: string;
+  /** DMA at `iova` must land at guest-physical `pa`: whether it did. */
+  landed(iova: number, pa: number, tag: number): boolean;
+  /** DMA at an unmapped `iova` still reached `pa` (a stale translation was used). */
+  stale(iova: number, pa: number): boolean;
+}
+
+/** The machine's DMA masters: passthrough devices, then iommu-testdevs as the guest's PCI scan finds them. */
+function dmaMasters(m: Machine, kernel: GuestKernel): DmaMaster[] {
+  const out: DmaMaster[] = [];
+  for (const dev of m.devices) {
+    const hostDev = m.host.devices[dev.hostIndex]!;
+    out.push({
+      name: dev.opts.host,
+      rid: dev.host.guestSid,
+      smmu: dev.smmu.dev.props.id,
+      landed: (iova, pa, tag) => {
+        const pattern = new Uint8Array([tag & 0xff, (tag >> 8) & 0xff, 0xc3, 0x5a]);
+        const w = hostDev.dmaWrite(iova, pattern);
+        return w.ok && m.readRam(pa, 4).every((b, i) => b === pattern[i]);
+      },
+      stale: (iova) => hostDev.dmaRead(iova, 4).ok,
+    });
+  }
+  if (m.testdevs.length === 0) return out;
+  for (const d of scanPci(kernel.platform.bus, m.acpi).filter(isIommuTestdev)) {
+    const drv = GuestIommuTestdev.probe(kernel.platform.bus, d);
+    const rid = (d.bus << 8) | d.devfn;
+    const smmu = m.emulatedSmmus.find((e) => e.opts === undefined || m.buses.find((b) => b.busNr <= d.bus && d.bus <= b.subordinate && b.root === b.id)?.id === e.opts.primaryBus);
+    out.push({
+      name: `iommu-testdev ${d.bdf}`,
+      rid,
+      smmu: smmu?.id ?? 'none',
+      // The device writes its pattern through its IOMMU and checks it at pa (result 0 = landed).
+      landed: (iova, pa) => drv.dma(iova, pa, 4) === 0,
+      stale: (iova, pa) => drv.dma(iova, pa, 4) === 0,
+    });
+  }
+  return out;
+}
 
 /** The workload asked of a machine does not fit it (the message says what and why). */
 export class WorkloadError extends Error {
@@ -137,16 +188,16 @@ function run(m: Machine, o: WorkloadOptions): WorkloadReport {
   const ioctl0 = m.host.stats.ioctls;
   const fwd0 = m.host.stats.eventsForwarded;
   const t0 = m.clock.now;
-  const doms: { d: IommuDomain; dev: (typeof m.devices)[number] }[] = [];
-  for (const dev of m.devices) {
-    if (!kernel.iommuFor(dev.host.guestSid)) {
-      // Its SMMU's probe failed in the guest: the device has no IOMMU and takes no part.
-      rep.dmesg.push(`vfio-pci ${dev.opts.host}: no IOMMU (its SMMU's probe failed); not used`);
+  const doms: { d: IommuDomain; dev: DmaMaster }[] = [];
+  for (const dev of dmaMasters(m, kernel)) {
+    if (!kernel.iommuFor(dev.rid)) {
+      // Its SMMU's probe failed in the guest (or it has none): the device takes no part.
+      rep.dmesg.push(`${dev.name}: no IOMMU; not used`);
       continue;
     }
-    const d = kernel.attachDevice(dev.host.guestSid);
+    const d = kernel.attachDevice(dev.rid);
     doms.push({ d, dev });
-    rep.devices.push({ host: dev.opts.host, sid: dev.host.guestSid, smmu: dev.smmu.dev.props.id });
+    rep.devices.push({ host: dev.name, sid: dev.rid, smmu: dev.smmu });
   }
   checkFits(o, doms.length, kernel.mem.free);
   const bufBytes = o.pages * PAGE;
@@ -155,7 +206,6 @@ function run(m: Machine, o: WorkloadOptions): WorkloadReport {
   let done = 0;
   const pool = Array.from({ length: Math.min(o.batch, o.ops) }, () => kernel.mem.alloc(bufBytes, PAGE));
   for (const { d, dev } of doms) {
-    const hostDev = m.host.devices[dev.hostIndex]!;
     for (let op = 0; op < o.ops; op += o.batch) {
       const n = Math.min(o.batch, o.ops - op);
       const iovas: number[] = [];
@@ -163,10 +213,7 @@ function run(m: Machine, o: WorkloadOptions): WorkloadReport {
         const iova = IOVA_BASE + ((op + k) % IOVA_SLOTS) * slot;
         d.map(iova, pool[k]!, bufBytes);
         iovas.push(iova);
-        const pattern = new Uint8Array([op & 0xff, k & 0xff, 0xc3, 0x5a]);
-        const w = hostDev.dmaWrite(iova + 8, pattern);
-        const seen = m.readRam(pool[k]! + 8, 4);
-        if (w.ok && seen.every((b, i) => b === pattern[i])) rep.dmaChecks.passed++;
+        if (dev.landed(iova + 8, pool[k]! + 8, (op & 0xff) | ((k & 0xff) << 8))) rep.dmaChecks.passed++;
         else rep.dmaChecks.failed++;
       }
       // Unmap the batch: one invalidation batch, one CMD_SYNC.
@@ -175,9 +222,8 @@ function run(m: Machine, o: WorkloadOptions): WorkloadReport {
       if (!o.skipInvalidation) d.router.submit(iovas.flatMap((iova) => d.invalidations(iova, bufBytes)));
       account(m, d, before, rep);
       m.runMainLoop();
-      for (const iova of iovas) {
-        const r = hostDev.dmaRead(iova + 8, 4);
-        if (!r.ok) rep.dmaChecks.passed++;
+      for (let k = 0; k < iovas.length; k++) {
+        if (!dev.stale(iovas[k]! + 8, pool[k]! + 8)) rep.dmaChecks.passed++;
         else {
           rep.dmaChecks.failed++;
           rep.dmaChecks.staleHits++;
