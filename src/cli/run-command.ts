@@ -6,6 +6,7 @@
 import { parseArgs } from 'node:util';
 import { DEFAULT_WORKLOAD, runWorkload, type WorkloadReport } from '../platform/workload.js';
 import { DEFAULT_ARGS, Machine } from '../platform/machine.js';
+import { formatCompare, runCompare } from '../platform/compare.js';
 import { checkWritable, CliError, writeOutput } from './output-file.js';
 import { lvcmdqPage0Offset, VCMDQ_GERROR, VCMDQ_STATUS } from '../arch/tegra241-cmdqv/registers.js';
 import { errnoName } from '../uapi/errno.js';
@@ -14,7 +15,10 @@ import { UsageError } from './usage-error.js';
 
 export const RUN_USAGE = `usage: cmdqv run [--ops N] [--batch N] [--pages N] [--cmdqv on|off|auto]
                  [--no-error] [--skip-invalidation] [--trace PATTERN]... [--trace-out FILE.json]
-                 [--json] [--inject SPEC]... [-- QEMU options]
+                 [--json] [--inject SPEC]... [--compare] [-- QEMU options]
+
+--compare runs the workload on three paths of the topology (emulated SMMUv3 with iommu-testdevs,
+accelerated with trapped invalidations, accelerated + CMDQV) and prints them side by side.
 
 --inject SPEC fails a host call the VMM makes, as the kernel would: ioctl=NAME:ERRNO[:N] (the N-th
 call of that ioctl), mmap=ERRNO[:N] (the N-th file mmap, e.g. VINTF page0), open=PATH:ERRNO[:N];
@@ -48,6 +52,7 @@ export function runCommand(argv: readonly string[], progress: (s: string) => voi
       'trace-out': { type: 'string' },
       json: { type: 'boolean', default: false },
       inject: { type: 'string', multiple: true },
+      compare: { type: 'boolean', default: false },
     },
     strict: true,
   });
@@ -67,6 +72,10 @@ export function runCommand(argv: readonly string[], progress: (s: string) => voi
   } catch (e) {
     if (e instanceof FaultSpecError) throw new CliError(e.message);
     throw e;
+  }
+  if (values.compare) {
+    const cols = runCompare(qemu, { ops, batch, pages, injectError: false, skipInvalidation: values['skip-invalidation'] === true });
+    return values.json ? JSON.stringify(cols, null, 2) : formatCompare(cols);
   }
   const m = Machine.create(qemu, { inject });
   let last = 0;

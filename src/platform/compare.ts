@@ -10,6 +10,9 @@
  */
 
 import { parseKeyval } from '../vmm/virt/options.js';
+import { DEFAULT_COST_MODEL, modelLatency, type CostModel, type PathCounts } from './cost-model.js';
+import { Machine } from './machine.js';
+import { runWorkload, type WorkloadOptions } from './workload.js';
 
 /** The three paths, in report order. */
 export const COMPARE_PATHS = ['emulated', 'trapped', 'cmdqv'] as const;
@@ -62,4 +65,81 @@ export function lineFor(argv: readonly string[], path: ComparePath): string[] {
     } else out.push(a, next);
   }
   return out;
+}
+
+/** One path's numbers, side by side with the others. */
+export interface CompareColumn {
+  readonly path: ComparePath;
+  readonly line: readonly string[];
+  readonly commands: number;
+  readonly vmExits: number;
+  readonly ioctls: number;
+  /** Device accesses translated by the VMM (the emulated SMMUv3). */
+  readonly vmmTranslations: number;
+  /** Device accesses translated by the host SMMU (nested: stage 1 in guest memory, stage 2 the VMM's). */
+  readonly hostTranslations: number;
+  /** Modelled invalidation latency per map/DMA/unmap operation (cost model), ns. */
+  readonly latencyPerOpNs: number;
+  readonly dmaPassed: number;
+  readonly dmaFailed: number;
+}
+
+/**
+ * Run `o` on each path's machine. The emulated path's cost excludes its translations (the
+ * cost model prices invalidations), which the translation columns show instead.
+ */
+export function runCompare(argv: readonly string[], o: WorkloadOptions, model: CostModel = DEFAULT_COST_MODEL): CompareColumn[] {
+  return COMPARE_PATHS.map((path) => {
+    const line = lineFor(argv, path);
+    const m = Machine.create(line);
+    try {
+      const r = runWorkload(m, { ...o, injectError: false });
+      const operations = o.ops * r.devices.length;
+      const counts: PathCounts = {
+        operations,
+        commands: r.vcmdq.commands + r.smmuCmdq.commands,
+        syncs: r.vcmdq.batches + r.smmuCmdq.batches,
+        exits: r.vcmdq.exits + r.smmuCmdq.exits,
+        ioctls: r.vcmdq.ioctls + r.smmuCmdq.ioctls,
+        directAccesses: r.directAccesses,
+      };
+      let host = 0;
+      for (const s of m.host.smmus.values()) host += s.hw.stats.translations;
+      return {
+        path,
+        line,
+        commands: counts.commands,
+        vmExits: r.exits,
+        ioctls: r.ioctls.total ?? 0,
+        vmmTranslations: m.emulatedSmmus.reduce((n, e) => n + e.device.stats.translations, 0),
+        hostTranslations: host,
+        latencyPerOpNs: modelLatency(counts, model).perOpNs,
+        dmaPassed: r.dmaChecks.passed,
+        dmaFailed: r.dmaChecks.failed,
+      };
+    } finally {
+      m.close();
+    }
+  });
+}
+
+/** The side-by-side table. */
+export function formatCompare(cols: readonly CompareColumn[]): string {
+  const head = ['', 'emulated SMMUv3', 'accel, trapped', 'accel + CMDQV'];
+  const rows: [string, (c: CompareColumn) => string][] = [
+    ['invalidation commands', (c) => String(c.commands)],
+    ['VM exits (whole run)', (c) => String(c.vmExits)],
+    ['ioctls', (c) => String(c.ioctls)],
+    ['translations in the VMM', (c) => String(c.vmmTranslations)],
+    ['translations in the host SMMU', (c) => String(c.hostTranslations)],
+    ['modelled invalidation ns/op', (c) => c.latencyPerOpNs.toFixed(0)],
+    ['DMA checks passed / failed', (c) => `${c.dmaPassed} / ${c.dmaFailed}`],
+  ];
+  const table = [head, ...rows.map(([name, f]) => [name, ...cols.map(f)])];
+  const w = head.map((_, i) => Math.max(...table.map((r) => r[i]!.length)));
+  const L = ['Three invalidation paths, one topology (cmdqv run --compare)', ''];
+  for (const r of table) L.push(r.map((cell, i) => (i === 0 ? cell.padEnd(w[0]!) : cell.padStart(w[i]!))).join('   '));
+  L.push('');
+  for (const c of cols) L.push(`  ${c.path.padEnd(8)} ${c.line.join(' ')}`);
+  return L.join('\n');
 }
