@@ -7,15 +7,25 @@ import { parseArgs } from 'node:util';
 import { DEFAULT_WORKLOAD, runWorkload, type WorkloadReport } from '../platform/workload.js';
 import { DEFAULT_ARGS, Machine } from '../platform/machine.js';
 import { formatCompare, runCompare } from '../platform/compare.js';
+import { DEFAULT_COST_MODEL, modelLatency, type CostModel } from '../platform/cost-model.js';
 import { checkWritable, CliError, writeOutput } from './output-file.js';
 import { lvcmdqPage0Offset, VCMDQ_GERROR, VCMDQ_STATUS } from '../arch/tegra241-cmdqv/registers.js';
 import { errnoName } from '../uapi/errno.js';
 import { FaultSpecError, parseFaultSpecs, type FaultSpec } from '../platform/fault-injection.js';
 import { UsageError } from './usage-error.js';
 
+/**
+ * The CLI checks every 8th unmapped buffer: enough that `--skip-invalidation` is caught in any
+ * run of 8 or more operations, without making every operation a forced fault.
+ */
+const DEFAULT_VERIFY_EVERY = 8;
+
 export const RUN_USAGE = `usage: cmdqv run [--ops N] [--batch N] [--pages N] [--cmdqv on|off|auto]
                  [--no-error] [--skip-invalidation] [--trace PATTERN]... [--trace-out FILE.json]
-                 [--json] [--inject SPEC]... [--compare] [-- QEMU options]
+                 [--json] [--inject SPEC]... [--compare] [--verify-every N] [-- QEMU options]
+
+--verify-every N checks that every N-th unmapped buffer is no longer reachable (default ${DEFAULT_VERIFY_EVERY});
+each check is a DMA that faults on purpose, and the report counts its cost on its own line.
 
 --compare runs the workload on three paths of the topology (emulated SMMUv3 with iommu-testdevs,
 accelerated with trapped invalidations, accelerated + CMDQV) and prints them side by side.
@@ -47,6 +57,7 @@ export function runCommand(argv: readonly string[], progress: (s: string) => voi
       pages: { type: 'string' },
       cmdqv: { type: 'string' },
       'no-error': { type: 'boolean', default: false },
+      'verify-every': { type: 'string' },
       'skip-invalidation': { type: 'boolean', default: false },
       trace: { type: 'string', multiple: true },
       'trace-out': { type: 'string' },
@@ -84,6 +95,7 @@ export function runCommand(argv: readonly string[], progress: (s: string) => voi
     batch,
     pages,
     injectError: !values['no-error'],
+    verifyEvery: int(values['verify-every'], 'verify-every', DEFAULT_VERIFY_EVERY, 1, 1_000_000),
     skipInvalidation: values['skip-invalidation'] === true,
     progress: (done, total) => {
       const pct = Math.floor((done / total) * 10);
@@ -139,6 +151,18 @@ function formatFaults(f: FaultReport): string {
   return L.join('\n');
 }
 
+/**
+ * Modelled hardware time of the run's invalidation work (the cost model over its own counts,
+ * docs/design.md) and that divided by the model's wall time: >= 1 means the model ran at least
+ * as fast as the hardware it models.
+ */
+export function realTime(r: WorkloadReport, model: CostModel = DEFAULT_COST_MODEL): { hardwareNs: number; factor: number } {
+  const path = (p: WorkloadReport['vcmdq'], direct: number) =>
+    modelLatency({ operations: 0, commands: p.commands, syncs: p.batches, exits: p.exits, ioctls: p.ioctls, directAccesses: direct }, model).totalNs;
+  const hardwareNs = path(r.vcmdq, r.directAccesses) + path(r.smmuCmdq, 0);
+  return { hardwareNs, factor: r.wallNs > 0 ? hardwareNs / r.wallNs : 0 };
+}
+
 /** The human-readable report. */
 export function formatReport(m: Machine, r: WorkloadReport): string {
   const L: string[] = [];
@@ -168,11 +192,15 @@ export function formatReport(m: Machine, r: WorkloadReport): string {
   L.push(row('VCMDQ (direct to host silicon)', r.vcmdq));
   L.push(row('SMMU CMDQ (trapped, HWPT_INVALIDATE)', r.smmuCmdq));
   L.push(`  whole run: ${r.exits} VM exits, ${r.directAccesses} direct page0 accesses, ${r.ioctls.total ?? 0} ioctls`);
+  L.push(`  of which the after-unmap checks (${r.verification.checks} DMA(s) that fault on purpose): ${r.verification.exits} VM exits, ${r.verification.hostFaults} host faults forwarded`);
   L.push('');
   L.push('Errors handled');
   L.push(`  CMDQV: ${r.errors.cmdqvErrorsHandled} queue error(s) skipped, ${r.errors.cmdqvIrqs} interrupt(s)`);
   L.push(`  SMMU: ${r.errors.smmuCerrorsSkipped} CERROR(s) skipped, ${r.errors.smmuEvents} event(s) (${r.errors.hostFaultsForwarded} host faults forwarded)`);
   L.push('');
   L.push(`DMA checks: ${r.dmaChecks.passed} passed, ${r.dmaChecks.failed} failed${r.dmaChecks.staleHits ? ` (${r.dmaChecks.staleHits} DMA(s) reached an unmapped buffer through a stale IOTLB entry)` : ''}`);
+  const rt = realTime(r);
+  L.push('');
+  L.push(`Speed: the model took ${(r.wallNs / 1e6).toFixed(1)} ms; the modelled hardware needs ${(rt.hardwareNs / 1e6).toFixed(2)} ms for these invalidations: real-time factor ${rt.factor.toFixed(3)}`);
   return L.join('\n');
 }

@@ -19,7 +19,18 @@ test('the default run reports both paths, errors handled and passing DMA checks'
   assert.match(r.out, /smmuv3\.0: MMIO 0xc000000 GSIV 144-147, identifier 1, primary-bus pcie\.0, CMDQV at 0xc080000 GSIV 148/);
   assert.match(r.out, /VCMDQ \(direct to host silicon\)\s+32\s+4\s+0\s+0/);
   assert.match(r.out, /CMDQV: 1 queue error\(s\) skipped, 1 interrupt\(s\)/);
-  assert.match(r.out, /DMA checks: 64 passed, 0 failed/);
+  // 32 DMAs landed + every 8th unmapped buffer checked; the checks' own cost is reported apart.
+  assert.match(r.out, /DMA checks: 36 passed, 0 failed/);
+  assert.match(r.out, /of which the after-unmap checks \(4 DMA\(s\) that fault on purpose\): \d+ VM exits, 4 host faults forwarded/);
+  assert.match(r.out, /real-time factor \d+\.\d{3}/);
+});
+
+test('--verify-every 1 checks every unmapped buffer; --skip-invalidation is caught at the default sampling', () => {
+  const all = run(['run', '--ops', '32', '--batch', '8', '--verify-every', '1', '--no-error']);
+  assert.match(all.out, /DMA checks: 64 passed, 0 failed/);
+  const buggy = run(['run', '--ops', '32', '--batch', '8', '--skip-invalidation', '--no-error']);
+  assert.match(buggy.out, /DMA checks: 32 passed, 4 failed \(4 DMA\(s\) reached an unmapped buffer/);
+  assert.equal(run(['run', '--verify-every', '0']).code, 2);
 });
 
 test('--cmdqv off routes every invalidation through the trapped queue; --json is machine-readable', () => {
