@@ -107,6 +107,26 @@ export class QtestClient {
     return l;
   }
 
+  /** A CPU load of 1, 2, 4 or 8 bytes (`readb/w/l/q`). */
+  async readN(size: 1 | 2 | 4 | 8, addr: number): Promise<bigint> {
+    return BigInt(reply(await this.cmd(`read${SIZE_SUFFIX[size]} 0x${addr.toString(16)}`)));
+  }
+
+  /** A CPU store of 1, 2, 4 or 8 bytes (`writeb/w/l/q`). */
+  async writeN(size: 1 | 2 | 4 | 8, addr: number, v: bigint | number): Promise<void> {
+    reply(await this.cmd(`write${SIZE_SUFFIX[size]} 0x${addr.toString(16)} 0x${BigInt.asUintN(size * 8, BigInt(v)).toString(16)}`));
+  }
+
+  /** `len` bytes from `addr` (`read`, hex in address order). */
+  async read(addr: number, len: number): Promise<Uint8Array> {
+    return Uint8Array.from(Buffer.from(reply(await this.cmd(`read 0x${addr.toString(16)} 0x${len.toString(16)}`)).slice(2), 'hex'));
+  }
+
+  /** `memset ADDR SIZE VALUE`. */
+  async memset(addr: number, len: number, value: number): Promise<void> {
+    reply(await this.cmd(`memset 0x${addr.toString(16)} 0x${len.toString(16)} 0x${value.toString(16)}`));
+  }
+
   async readl(addr: number): Promise<number> {
     return Number(BigInt(reply(await this.cmd(`readl 0x${addr.toString(16)}`))));
   }
@@ -147,8 +167,17 @@ export class QtestClient {
 
   /** Wait for the process to end; its exit status. */
   async exit(): Promise<number | null> {
-    if (this.proc.exitCode !== null) return this.proc.exitCode;
+    if (this.proc.exitCode !== null || this.proc.signalCode !== null) return this.proc.exitCode;
     return new Promise((resolve) => this.proc.once('exit', (code) => resolve(code)));
+  }
+
+  /**
+   * End the run as libqtest's qtest_quit does: SIGTERM (QEMU keeps running when its qtest
+   * connection closes), then close and clean up.
+   */
+  async quit(): Promise<void> {
+    if (this.proc.exitCode === null && this.proc.signalCode === null) this.proc.kill('SIGTERM');
+    await this.close();
   }
 
   /** Close both connections, stop the process if needed, remove the sockets' directory. */
@@ -161,6 +190,8 @@ export class QtestClient {
     rmSync(this.dir, { recursive: true, force: true });
   }
 }
+
+const SIZE_SUFFIX = { 1: 'b', 2: 'w', 4: 'l', 8: 'q' } as const;
 
 /** The value of an `OK [VALUE]` reply (throws on FAIL/ERR). */
 export function reply(line: string): string {
