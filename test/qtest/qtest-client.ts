@@ -6,6 +6,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { QtestOps, reply } from './qtest-ops.js';
 
 /** Lines from a socket, awaited one at a time. */
 class LineReader {
@@ -43,7 +44,7 @@ class LineReader {
 }
 
 /** A running machine driven over qtest and QMP. */
-export class QtestClient {
+export class QtestClient extends QtestOps {
   /** `IRQ raise N` / `IRQ lower N` lines seen so far, in order. */
   readonly irqs: string[] = [];
   /** QMP events seen so far. */
@@ -57,7 +58,9 @@ export class QtestClient {
     private readonly qmp: Socket,
     private readonly qmpLines: LineReader,
     private readonly dir: string,
-  ) {}
+  ) {
+    super();
+  }
 
   /** Start `binary` (argv before its own args, e.g. [node, script]) with `args` and connect. */
   static async start(binary: readonly string[], args: readonly string[]): Promise<QtestClient> {
@@ -89,7 +92,7 @@ export class QtestClient {
   }
 
   /** Send one qtest request; returns its reply line (IRQ lines are collected in {@link irqs}). */
-  async cmd(line: string): Promise<string> {
+  override async cmd(line: string): Promise<string> {
     this.qtest.write(`${line}\n`);
     for (;;) {
       const l = await this.qtestLines.next();
@@ -105,52 +108,6 @@ export class QtestClient {
     if (l === undefined) throw new Error('qtest connection closed');
     this.irqs.push(l);
     return l;
-  }
-
-  /** A CPU load of 1, 2, 4 or 8 bytes (`readb/w/l/q`). */
-  async readN(size: 1 | 2 | 4 | 8, addr: number): Promise<bigint> {
-    return BigInt(reply(await this.cmd(`read${SIZE_SUFFIX[size]} 0x${addr.toString(16)}`)));
-  }
-
-  /** A CPU store of 1, 2, 4 or 8 bytes (`writeb/w/l/q`). */
-  async writeN(size: 1 | 2 | 4 | 8, addr: number, v: bigint | number): Promise<void> {
-    reply(await this.cmd(`write${SIZE_SUFFIX[size]} 0x${addr.toString(16)} 0x${BigInt.asUintN(size * 8, BigInt(v)).toString(16)}`));
-  }
-
-  /** `len` bytes from `addr` (`read`, hex in address order). */
-  async read(addr: number, len: number): Promise<Uint8Array> {
-    return Uint8Array.from(Buffer.from(reply(await this.cmd(`read 0x${addr.toString(16)} 0x${len.toString(16)}`)).slice(2), 'hex'));
-  }
-
-  /** `memset ADDR SIZE VALUE`. */
-  async memset(addr: number, len: number, value: number): Promise<void> {
-    reply(await this.cmd(`memset 0x${addr.toString(16)} 0x${len.toString(16)} 0x${value.toString(16)}`));
-  }
-
-  async readl(addr: number): Promise<number> {
-    return Number(BigInt(reply(await this.cmd(`readl 0x${addr.toString(16)}`))));
-  }
-
-  async writel(addr: number, v: number): Promise<void> {
-    reply(await this.cmd(`writel 0x${addr.toString(16)} 0x${(v >>> 0).toString(16)}`));
-  }
-
-  async writeq(addr: number, v: bigint): Promise<void> {
-    reply(await this.cmd(`writeq 0x${addr.toString(16)} 0x${v.toString(16)}`));
-  }
-
-  async write(addr: number, data: Uint8Array): Promise<void> {
-    reply(await this.cmd(`b64write 0x${addr.toString(16)} 0x${data.length.toString(16)} ${Buffer.from(data).toString('base64')}`));
-  }
-
-  /** Poll a register until `cond` holds (at most `tries` reads). */
-  async poll(addr: number, cond: (v: number) => boolean, tries = 100): Promise<number> {
-    let v = 0;
-    for (let i = 0; i < tries; i++) {
-      v = await this.readl(addr);
-      if (cond(v)) return v;
-    }
-    throw new Error(`0x${addr.toString(16)} stayed 0x${v.toString(16)}`);
   }
 
   /** Run a QMP command; returns the whole reply object. */
@@ -191,10 +148,4 @@ export class QtestClient {
   }
 }
 
-const SIZE_SUFFIX = { 1: 'b', 2: 'w', 4: 'l', 8: 'q' } as const;
-
-/** The value of an `OK [VALUE]` reply (throws on FAIL/ERR). */
-export function reply(line: string): string {
-  if (!line.startsWith('OK')) throw new Error(`qtest: ${line}`);
-  return line.slice(3);
-}
+export { reply };
