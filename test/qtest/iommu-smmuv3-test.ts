@@ -1,6 +1,6 @@
 // QEMU's iommu-smmuv3-test scenario (issue 12 §4), as a qtest client: a virt machine with the
 // machine-wide SMMUv3 and one iommu-testdev, no firmware and no guest. The client does what
-// libqos does for that test (docs/reference/qtest-qmp.md §4): finds the testdev on bus 0 through
+// libqos does for that test (docs/reference/qtest-qmp.md §4.1): finds the testdev on bus 0 through
 // ECAM, sizes and places its BAR0 in the PCIe MMIO window, enables it; builds an STE (and a CD)
 // and 4-level page tables in guest RAM whose walks all end at one page, programs the SMMU's
 // registers, and has the testdev DMA through the SMMU: stage 1 only, stage 2 only and nested.
@@ -210,8 +210,13 @@ async function runDma(c: QtestClient, bar0: number): Promise<number> {
   return ITD_DMA_ERR_TX_FAIL;
 }
 
-/** One translation case, start to finish, on a fresh machine from `binary`. */
-export async function runTranslationCase(binary: readonly string[], mode: Mode): Promise<void> {
+/**
+ * One translation case, start to finish, on a fresh machine from `binary`, checked as QEMU's
+ * test checks it. Returns what a client reads afterwards (SMMU register page 0, the testdev's
+ * config header and BAR0 registers) for comparing two machines.
+ */
+export async function runTranslationCase(binary: readonly string[], mode: Mode): Promise<Map<string, string>> {
+  const seen = new Map<string, string>();
   const c = await QtestClient.start(binary, SMMUV3_TEST_ARGS);
   try {
     const { devfn, bar0 } = await setUpTestdev(c);
@@ -227,17 +232,32 @@ export async function runTranslationCase(binary: readonly string[], mode: Mode):
     assert.equal(Number(await c.readN(4, SMMU + R.CR0ACK.spec.offset)), 0xd, 'CR0ACK');
     assert.equal(Number(await c.readN(4, SMMU + R.GERROR.spec.offset)), 0, 'GERROR');
     assert.equal(Number(await c.readN(4, SMMU + R.EVENTQ_PROD.spec.offset)), 0, 'EVENTQ_PROD');
+    for (let off = 0; off < 0x100; off += 4) seen.set(`smmu+0x${off.toString(16)}`, (await c.readN(4, SMMU + off)).toString(16));
+    for (let off = 0; off < 0x40; off += 4) seen.set(`cfg+0x${off.toString(16)}`, (await c.readN(4, ecam(devfn, off))).toString(16));
+    for (let off = 0; off < 0x24; off += 4) seen.set(`bar0+0x${off.toString(16)}`, (await c.readN(4, bar0 + off)).toString(16));
+    return seen;
   } finally {
     await c.quit();
   }
 }
 
 const MODES: readonly Mode[] = ['s1', 's2', 'nested'];
+const NAME: Record<Mode, string> = { s1: 'ns-s1-only', s2: 'ns-s2-only', nested: 'ns-nested' };
 
 describe('QEMU iommu-smmuv3-test scenario on cmdqv-qemu-system-aarch64', () => {
-  for (const mode of MODES) test(`/iommu-testdev/translation/ns-${mode === 's1' ? 's1-only' : mode === 's2' ? 's2-only' : 'nested'}`, () => runTranslationCase(CMDQV_BIN, mode));
+  for (const mode of MODES) {
+    test(`/iommu-testdev/translation/${NAME[mode]}`, async () => {
+      await runTranslationCase(CMDQV_BIN, mode);
+    });
+  }
 });
 
-describe('QEMU iommu-smmuv3-test scenario on QEMU 11.1', { skip: NO_QEMU }, () => {
-  for (const mode of MODES) test(`/iommu-testdev/translation/ns-${mode === 's1' ? 's1-only' : mode === 's2' ? 's2-only' : 'nested'}`, () => runTranslationCase([QEMU!], mode));
+describe('QEMU iommu-smmuv3-test scenario on QEMU 11.1, and cmdqv reads the same', { skip: NO_QEMU }, () => {
+  for (const mode of MODES) {
+    test(`/iommu-testdev/translation/${NAME[mode]}: SMMU page 0, testdev config header and BAR0 after the DMA`, async () => {
+      const qemu = await runTranslationCase([QEMU!], mode);
+      const cmdqv = await runTranslationCase(CMDQV_BIN, mode);
+      assert.deepEqual(Object.fromEntries(cmdqv), Object.fromEntries(qemu));
+    });
+  }
 });
