@@ -5,7 +5,7 @@
  */
 
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { DEFAULT_COST_MODEL, parseCostModel } from '../src/platform/cost-model.js';
@@ -13,17 +13,9 @@ import { si, table, type Row } from './harness.js';
 import { benchEmulated } from './emulated.bench.js';
 import { benchIotlb } from './iotlb.bench.js';
 import { renderPlot } from './plot.js';
+import { benchSameScript, peerScript } from './same-script.bench.js';
 import { benchTrapped, benchVcmdq } from './vcmdq.bench.js';
 import { benchGuestLoop, benchScale, costRows } from './workload.bench.js';
-
-/** Path of QEMU's peer script (shared/ beside the repository), if present. */
-function peerScript(): string | undefined {
-  for (let d = process.cwd(); ; d = dirname(d)) {
-    const p = join(d, '..', 'shared', 'peers', 'qemu_smmuv3_cmdq_bench.py');
-    if (existsSync(p)) return p;
-    if (dirname(d) === d) return undefined;
-  }
-}
 
 /**
  * Row 6: QEMU's emulated SMMUv3 on row 1's workload, alternating with rows 1 and 2 so that each
@@ -92,6 +84,7 @@ async function main(): Promise<void> {
     note: `${(s.commandsPerSec / scale[0]!.commandsPerSec).toFixed(2)}x of 1 VM; ${(s.bytesPerIdleVm / 2 ** 20).toFixed(2)} MiB per idle VM`,
   })));
   log(benchPeer(quick));
+  log(benchSameScript(quick));
   log(costRows(loop, model));
   process.stdout.write(`\n${table(rows)}\n`);
   const results = { date: new Date().toISOString(), quick, node: process.version, costModel: model, rows, loop, scale };

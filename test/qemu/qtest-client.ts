@@ -5,6 +5,7 @@ import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:chil
 import { existsSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
+import { QtestOps, reply } from '../qtest/qtest-ops.js';
 
 /**
  * The QEMU 11.1 to compare with: `$CMDQV_QEMU` (what .ci/run sets), else the wrapper
@@ -36,14 +37,15 @@ export class QemuExit extends Error {
   }
 }
 
-/** Which machine started (`-M virt` as given) and how to reach it through qtest. */
-export class QtestMachine {
+/** Which machine started (`-M virt` as given) and how to reach it through qtest on stdio. */
+export class QtestMachine extends QtestOps {
   private buf = '';
   private stderr = '';
   private readonly waiting: { resolve: (line: string) => void; reject: (e: Error) => void }[] = [];
   private exited: QemuExit | undefined;
 
   private constructor(private readonly proc: ChildProcessWithoutNullStreams) {
+    super();
     proc.stdout.setEncoding('utf8');
     proc.stderr.setEncoding('utf8');
     proc.stdout.on('data', (s: string) => {
@@ -51,8 +53,8 @@ export class QtestMachine {
       for (let nl = this.buf.indexOf('\n'); nl >= 0; nl = this.buf.indexOf('\n')) {
         const line = this.buf.slice(0, nl);
         this.buf = this.buf.slice(nl + 1);
-        // Asynchronous events (IRQ lines) are not requested here; every line answers a command.
-        this.waiting.shift()?.resolve(line);
+        // Asynchronous IRQ lines answer no request.
+        if (!line.startsWith('IRQ ')) this.waiting.shift()?.resolve(line);
       }
     });
     proc.stderr.on('data', (s: string) => (this.stderr += s));
@@ -78,39 +80,23 @@ export class QtestMachine {
     return m;
   }
 
-  /** Send one protocol line; resolves with the text after `OK`, rejects on `FAIL` or exit. */
-  command(line: string): Promise<string> {
+  /** Send one protocol line; resolves with its reply line, rejects when QEMU exits. */
+  override cmd(line: string): Promise<string> {
     if (this.exited) return Promise.reject(this.exited);
     return new Promise<string>((resolve, reject) => {
-      this.waiting.push({
-        resolve: (ans) => {
-          if (ans === 'OK' || ans.startsWith('OK ')) resolve(ans.slice(3));
-          else reject(new Error(`qtest '${line.slice(0, 80)}': ${ans}`));
-        },
-        reject,
-      });
+      this.waiting.push({ resolve, reject });
       this.proc.stdin.write(`${line}\n`);
     });
   }
 
-  /** An MMIO/RAM read of 1, 2, 4 or 8 bytes (little-endian value, as the CPU would see it). */
-  async readN(size: 1 | 2 | 4 | 8, addr: bigint): Promise<bigint> {
-    return BigInt(await this.command(`read${SIZE_CMD[size]} 0x${addr.toString(16)}`));
-  }
-
-  /** An MMIO/RAM write of 1, 2, 4 or 8 bytes. */
-  async writeN(size: 1 | 2 | 4 | 8, addr: bigint, value: bigint | number): Promise<void> {
-    await this.command(`write${SIZE_CMD[size]} 0x${addr.toString(16)} 0x${value.toString(16)}`);
-  }
-
-  /** Bytes of guest memory (or an MMIO region, accessed as one access of that size). */
-  async read(addr: bigint, len: number): Promise<Uint8Array> {
-    return Uint8Array.from(Buffer.from(await this.command(`b64read 0x${addr.toString(16)} 0x${len.toString(16)}`), 'base64'));
-  }
-
-  /** Write bytes in memory order (`write ADDR SIZE 0xHEX`). */
-  async write(addr: bigint, bytes: Uint8Array): Promise<void> {
-    await this.command(`write 0x${addr.toString(16)} 0x${bytes.length.toString(16)} 0x${Buffer.from(bytes).toString('hex')}`);
+  /** Send one protocol line; resolves with the text after `OK`, rejects on `FAIL`, `ERR` or exit. */
+  async command(line: string): Promise<string> {
+    const ans = await this.cmd(line);
+    try {
+      return reply(ans);
+    } catch {
+      throw new Error(`qtest '${line.slice(0, 80)}': ${ans}`);
+    }
   }
 
   /** Stop QEMU (qtest has no quit command; it keeps running after stdin closes). */
@@ -118,8 +104,6 @@ export class QtestMachine {
     if (this.exited === undefined) this.proc.kill('SIGKILL');
   }
 }
-
-const SIZE_CMD = { 1: 'b', 2: 'w', 4: 'l', 8: 'q' } as const;
 
 /**
  * Run QEMU on a line that is expected to fail: its exit status and stderr, or status 'started'

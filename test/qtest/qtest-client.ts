@@ -6,6 +6,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { QtestOps, reply } from './qtest-ops.js';
 
 /** Lines from a socket, awaited one at a time. */
 class LineReader {
@@ -43,7 +44,7 @@ class LineReader {
 }
 
 /** A running machine driven over qtest and QMP. */
-export class QtestClient {
+export class QtestClient extends QtestOps {
   /** `IRQ raise N` / `IRQ lower N` lines seen so far, in order. */
   readonly irqs: string[] = [];
   /** QMP events seen so far. */
@@ -57,7 +58,9 @@ export class QtestClient {
     private readonly qmp: Socket,
     private readonly qmpLines: LineReader,
     private readonly dir: string,
-  ) {}
+  ) {
+    super();
+  }
 
   /** Start `binary` (argv before its own args, e.g. [node, script]) with `args` and connect. */
   static async start(binary: readonly string[], args: readonly string[]): Promise<QtestClient> {
@@ -89,7 +92,7 @@ export class QtestClient {
   }
 
   /** Send one qtest request; returns its reply line (IRQ lines are collected in {@link irqs}). */
-  async cmd(line: string): Promise<string> {
+  override async cmd(line: string): Promise<string> {
     this.qtest.write(`${line}\n`);
     for (;;) {
       const l = await this.qtestLines.next();
@@ -107,32 +110,6 @@ export class QtestClient {
     return l;
   }
 
-  async readl(addr: number): Promise<number> {
-    return Number(BigInt(reply(await this.cmd(`readl 0x${addr.toString(16)}`))));
-  }
-
-  async writel(addr: number, v: number): Promise<void> {
-    reply(await this.cmd(`writel 0x${addr.toString(16)} 0x${(v >>> 0).toString(16)}`));
-  }
-
-  async writeq(addr: number, v: bigint): Promise<void> {
-    reply(await this.cmd(`writeq 0x${addr.toString(16)} 0x${v.toString(16)}`));
-  }
-
-  async write(addr: number, data: Uint8Array): Promise<void> {
-    reply(await this.cmd(`b64write 0x${addr.toString(16)} 0x${data.length.toString(16)} ${Buffer.from(data).toString('base64')}`));
-  }
-
-  /** Poll a register until `cond` holds (at most `tries` reads). */
-  async poll(addr: number, cond: (v: number) => boolean, tries = 100): Promise<number> {
-    let v = 0;
-    for (let i = 0; i < tries; i++) {
-      v = await this.readl(addr);
-      if (cond(v)) return v;
-    }
-    throw new Error(`0x${addr.toString(16)} stayed 0x${v.toString(16)}`);
-  }
-
   /** Run a QMP command; returns the whole reply object. */
   async qmpCall(execute: string, args?: Record<string, unknown>): Promise<{ return?: unknown; error?: { class: string; desc: string } }> {
     this.qmp.write(`${JSON.stringify({ execute, ...(args ? { arguments: args } : {}) })}\n`);
@@ -147,8 +124,17 @@ export class QtestClient {
 
   /** Wait for the process to end; its exit status. */
   async exit(): Promise<number | null> {
-    if (this.proc.exitCode !== null) return this.proc.exitCode;
+    if (this.proc.exitCode !== null || this.proc.signalCode !== null) return this.proc.exitCode;
     return new Promise((resolve) => this.proc.once('exit', (code) => resolve(code)));
+  }
+
+  /**
+   * End the run as libqtest's qtest_quit does: SIGTERM (QEMU keeps running when its qtest
+   * connection closes), then close and clean up.
+   */
+  async quit(): Promise<void> {
+    if (this.proc.exitCode === null && this.proc.signalCode === null) this.proc.kill('SIGTERM');
+    await this.close();
   }
 
   /** Close both connections, stop the process if needed, remove the sockets' directory. */
@@ -162,8 +148,4 @@ export class QtestClient {
   }
 }
 
-/** The value of an `OK [VALUE]` reply (throws on FAIL/ERR). */
-export function reply(line: string): string {
-  if (!line.startsWith('OK')) throw new Error(`qtest: ${line}`);
-  return line.slice(3);
-}
+export { reply };

@@ -69,9 +69,13 @@ export class QtestSession {
 
   /** Feed bytes received from the client; complete lines are processed in order. */
   receive(chunk: string): void {
+    // Only the new text can hold the end of the pending line: a long request arriving in many
+    // chunks (a multi-megabyte b64write) is scanned once, not once per chunk.
+    let from = this.inbuf.length;
     this.inbuf += chunk;
     for (;;) {
-      const nl = this.inbuf.indexOf('\n');
+      const nl = this.inbuf.indexOf('\n', from);
+      from = 0;
       if (nl < 0) break;
       const line = this.inbuf.slice(0, nl);
       this.inbuf = this.inbuf.slice(nl + 1);
