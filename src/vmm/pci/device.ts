@@ -10,6 +10,7 @@ import {
   PCI_BASE_ADDRESS_MEM_TYPE_64,
   PCI_COMMAND_MASTER,
   PCI_COMMAND_MEMORY,
+  PCI_HEADER_TYPE_MULTI_FUNCTION,
   PCI_MEMORY_RANGE_MASK,
   PciCfg,
   pciRid,
@@ -55,6 +56,15 @@ export class PciFunction {
       this.config.set(off, 4, flags);
       if (b.is64) this.config.setWmask(off + 4, 4, b.size > 2 ** 32 ? ~(b.size / 2 ** 32 - 1) >>> 0 : 0xffff_ffff);
     }
+    this.config.captureReset();
+  }
+
+  /**
+   * `multifunction=on`: the header type says more functions share the slot, so firmware and
+   * the OS scan functions 1-7 (QEMU's pci_init_multifunction). Before reset is first taken.
+   */
+  markMultifunction(): void {
+    this.config.set(PciCfg.HEADER_TYPE, 1, this.config.read(PciCfg.HEADER_TYPE, 1) | PCI_HEADER_TYPE_MULTI_FUNCTION);
     this.config.captureReset();
   }
 
