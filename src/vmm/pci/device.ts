@@ -157,7 +157,17 @@ export class PciBus {
     this.functions[devfn] = fn;
     fn.bus = this;
     fn.devfn = devfn;
-    this.parentBridge?.slotOccupied();
+    // QEMU's slot is occupied (and powered) by what sits at devfn 0 (docs/reference/pci.md §4).
+    if (devfn === 0) this.parentBridge?.slotOccupied();
+  }
+
+  /**
+   * Whether the functions on this bus answer config cycles: a root bus always; behind a root
+   * port only when something occupies devfn 0, else the slot's power controller is off and every
+   * function on the bus reads all-ones (QEMU's pcie_cap_update_power).
+   */
+  get powered(): boolean {
+    return this.parentBridge === undefined || this.functions[0] !== undefined;
   }
 
   /** Bridges on this bus, in devfn order. */

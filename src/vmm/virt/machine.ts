@@ -527,7 +527,8 @@ export class VirtMachine {
     });
     const topo: AcpiTopology = {
       its: this.hasIts,
-      rootComplexes: this.buses.filter((b) => b.root === b.id).map((b) => {
+      // A pxb-pcie with bus_nr 0 hides behind pcie.0 (firmware never finds it): one root complex per number.
+      rootComplexes: this.buses.filter((b, i, all) => b.root === b.id && !all.slice(0, i).some((o) => o.root === o.id && o.busNr === b.busNr)).map((b) => {
         const i = this.smmuOrder.findIndex((m) => smmuPrimaryBus(m) === b.id);
         const subordinate = this.liveSubordinate(b.id, b.busNr);
         return {
