@@ -17,7 +17,8 @@ test('cmdqv acpi --out DIR writes IORT.dat and DSDT.dat for a two-SMMU topology'
     ['acpi', '--out', dir, '--', '-object', 'iommufd,id=i0', '-device', 'pxb-pcie,id=pcie.1,bus_nr=0x10',
       '-device', 'arm-smmuv3,primary-bus=pcie.0,accel=on,cmdqv=on,identifier=1',
       '-device', 'arm-smmuv3,primary-bus=pcie.1,accel=on,cmdqv=off,identifier=2',
-      '-device', 'vfio-pci,host=0009:01:00.0,iommufd=i0', '-device', 'vfio-pci,host=0009:01:00.1,iommufd=i0,bus=pcie.1'],
+      '-device', 'pcie-root-port,id=rp1,bus=pcie.1,chassis=1',
+      '-device', 'vfio-pci,host=0009:01:00.0,iommufd=i0,bus=pcie.0', '-device', 'vfio-pci,host=0009:01:00.1,iommufd=i0,bus=rp1'],
     (s) => (out += s),
     () => {},
   );

@@ -15,7 +15,7 @@ const ACCEL = ['-object', 'iommufd,id=iommufd0', '-device', 'arm-smmuv3,primary-
 
 function seventeenSmmus(): string[] {
   const a = ['-object', 'iommufd,id=iommufd0'];
-  for (let i = 1; i <= 17; i++) a.push('-device', `pxb-pcie,id=pcie.${i},bus_nr=${i * 8}`, '-device', `arm-smmuv3,primary-bus=pcie.${i},accel=on,identifier=${i}`);
+  for (let i = 1; i <= 17; i++) a.push('-device', `pxb-pcie,id=pcie.${i},bus_nr=${i * 8},bus=pcie.0`, '-device', `arm-smmuv3,primary-bus=pcie.${i},accel=on,identifier=${i}`);
   return a;
 }
 

@@ -41,7 +41,7 @@ test('--compare on two accelerated SMMUs on two pxb-pcie buses behind root ports
   const two = [
     '-M', 'virt,gic-version=3', '-m', '8G', '-object', 'iommufd,id=iommufd0',
     '-device', 'pxb-pcie,id=pcie.1,bus_nr=1', '-device', 'pcie-root-port,id=rp1,bus=pcie.1,chassis=1',
-    '-device', 'pxb-pcie,id=pcie.2,bus_nr=8', '-device', 'pcie-root-port,id=rp2,bus=pcie.2,chassis=2',
+    '-device', 'pxb-pcie,id=pcie.2,bus_nr=8,bus=pcie.0', '-device', 'pcie-root-port,id=rp2,bus=pcie.2,chassis=2',
     '-device', 'arm-smmuv3,primary-bus=pcie.1,accel=on,cmdqv=on,identifier=1',
     '-device', 'arm-smmuv3,primary-bus=pcie.2,accel=on,cmdqv=off,identifier=2',
     '-device', 'vfio-pci,host=0009:01:00.0,iommufd=iommufd0,bus=rp1', '-device', 'vfio-pci,host=0009:01:00.1,iommufd=iommufd0,bus=rp2',

@@ -57,7 +57,7 @@ describe('Machine.close', () => {
     const host = new HostKernel(hostWith(2));
     const before = hostResources(host);
     // Fails after guest RAM, the iommufd and its buffers exist (an unknown host device).
-    assert.throws(() => Machine.create(['-m', '1G', '-object', 'iommufd,id=i0', '-device', 'pxb-pcie,id=pcie.1,bus_nr=0x10', '-device', 'arm-smmuv3,primary-bus=pcie.1,accel=on,identifier=1', '-device', 'vfio-pci,host=0009:99:00.0,iommufd=i0,bus=pcie.1'], { host }), /no such host device/);
+    assert.throws(() => Machine.create(['-m', '1G', '-object', 'iommufd,id=i0', '-device', 'pxb-pcie,id=pcie.1,bus_nr=0x10', '-device', 'arm-smmuv3,primary-bus=pcie.1,accel=on,identifier=1', '-device', 'pcie-root-port,id=rp1,bus=pcie.1,chassis=1', '-device', 'vfio-pci,host=0009:99:00.0,iommufd=i0,bus=rp1'], { host }), /no such host device/);
     // Fails after the device was bound and the vIOMMU built: cmdqv=on on a second SMMU without devices.
     assert.throws(() => Machine.create([...argsFor('0009:01:00.0'), '-device', 'pxb-pcie,id=pcie.1,bus_nr=0x10', '-device', 'arm-smmuv3,primary-bus=pcie.1,accel=on,cmdqv=on,identifier=2'], { host }), /cmdqv=on requires/);
     assert.deepEqual(hostResources(host), before);

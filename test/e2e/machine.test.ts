@@ -61,18 +61,19 @@ describe('two SMMUs each with a CMDQV on separate pxb-pcie buses', () => {
     const m = Machine.create([
       '-m', '4G', '-object', 'iommufd,id=iommufd0',
       '-device', 'pxb-pcie,id=pcie.1,bus_nr=0x10',
-      '-device', 'pxb-pcie,id=pcie.2,bus_nr=0x20',
+      '-device', 'pxb-pcie,id=pcie.2,bus_nr=0x20,bus=pcie.0',
       '-device', 'arm-smmuv3,primary-bus=pcie.1,accel=on,cmdqv=on,identifier=1',
       '-device', 'arm-smmuv3,primary-bus=pcie.2,accel=on,cmdqv=on,identifier=2',
-      '-device', 'vfio-pci,host=0009:01:00.0,iommufd=iommufd0,bus=pcie.1',
-      '-device', 'vfio-pci,host=0019:01:00.0,iommufd=iommufd0,bus=pcie.2',
+      '-device', 'pcie-root-port,id=rp1,bus=pcie.1,chassis=1', '-device', 'pcie-root-port,id=rp2,bus=pcie.2,chassis=2',
+      '-device', 'vfio-pci,host=0009:01:00.0,iommufd=iommufd0,bus=rp1',
+      '-device', 'vfio-pci,host=0019:01:00.0,iommufd=iommufd0,bus=rp2',
     ], { host });
     // docs/reference/qemu-accel-smmuv3.md §2.2: SMMUs at 0x0C000000 / 0x0C020000, CMDQVs at 0x0C080000 / 0x0C100000.
     assert.deepEqual(m.smmus.map((s) => [s.base, s.irqBaseGsiv, s.cmdqvBase, s.cmdqvGsiv]), [
       [0x0c00_0000, 144, 0x0c08_0000, 152],
       [0x0c02_0000, 148, 0x0c10_0000, 153],
     ]);
-    assert.deepEqual(m.devices.map((d) => d.host.guestSid), [0x1000, 0x2000]);
+    assert.deepEqual(m.devices.map((d) => d.host.guestSid), [0x1100, 0x2100]);
     const r = runWorkload(m, W);
     assert.equal(r.vcmdq.commands, 64);
     assert.equal(r.vcmdq.exits, 0);

@@ -53,6 +53,17 @@ const BAD_LINES: readonly string[] = [
   '-device pcie-root-port,id=rp1,chassis=1,bus=nope',
   '-device pcie-root-port,id=rp1,chassis=1 -device pcie-root-port,id=rp2,chassis=1',
   '-device pcie-root-port,id=rp1,chassis=1 -device pcie-root-port,id=rp1,chassis=2',
+  // Placement rules of QEMU's PCI core and pxb-pcie (docs/reference/pci.md §4).
+  '-device pxb-pcie,id=pcie.1,bus_nr=1 -device iommu-testdev,bus=pcie.1',
+  '-device pxb-pcie,id=pcie.1,bus_nr=1 -device iommu-testdev',
+  '-device pxb-pcie,id=pcie.1,bus_nr=5 -device pxb-pcie,id=pcie.2,bus_nr=6',
+  '-device pxb-pcie,id=pcie.1,bus_nr=5 -device pxb-pcie,id=pcie.2,bus_nr=5,bus=pcie.0',
+  '-device pcie-root-port,id=rp1,chassis=1 -device pxb-pcie,id=pcie.1,bus_nr=0,bus=pcie.0',
+  '-device pcie-root-port,id=rp1,chassis=1 -device pxb-pcie,id=pcie.1,bus_nr=5,bus=rp1',
+  '-device iommu-testdev,addr=3 -device iommu-testdev,addr=3',
+  '-device pxb-pcie,id=pcie.1,bus_nr=4,addr=0',
+  '-device iommu-testdev,addr=0x1a,id=a -device iommu-testdev,addr=0x1a.2',
+  '-device iommu-testdev,addr=3.1 -device iommu-testdev,addr=3',
   // The emulated SMMUv3's rules QEMU checks without KVM.
   '-device arm-smmuv3',
   '-device arm-smmuv3,primary-bus=nope',

@@ -99,6 +99,11 @@ export class QtestMachine extends QtestOps {
     }
   }
 
+  /** What QEMU printed on stderr so far (warnings of an accepted line). */
+  get stderrText(): string {
+    return this.stderr;
+  }
+
   /** Stop QEMU (qtest has no quit command; it keeps running after stdin closes). */
   close(): void {
     if (this.exited === undefined) this.proc.kill('SIGKILL');
@@ -306,4 +311,32 @@ export function rootBuses(args: readonly string[]): number[] {
     roots.push(m ? Number(m[1]) : 0);
   }
   return roots;
+}
+
+/**
+ * Every function the way firmware and Linux find them once the bridges are numbered: each
+ * root bus ascending (repeated numbers once), devfn order, functions 1-7 only when function 0
+ * says multi-function, descending into each bridge's secondary bus. `BB:DD.F vvvv:dddd` each.
+ */
+export async function scanFunctions(m: QtestMachine, roots: readonly number[], ecam = VIRT_HIGH_PCIE_ECAM): Promise<string[]> {
+  const out: string[] = [];
+  const h = (n: number, w: number) => n.toString(16).padStart(w, '0');
+  const visit = async (bus: number, depth: number): Promise<void> => {
+    for (let dev = 0; dev < 32 && depth < 32; dev++) {
+      let fns = 1;
+      for (let fn = 0; fn < fns; fn++) {
+        const devfn = (dev << 3) | fn;
+        const id = Number(await m.readN(4, ecamAddr(ecam, bus, devfn, PCI_VENDOR_ID)));
+        if ((id & 0xffff) === 0xffff) continue;
+        const header = Number(await m.readN(1, ecamAddr(ecam, bus, devfn, PCI_HEADER_TYPE)));
+        if (fn === 0 && header & HEADER_MULTI_FUNCTION) fns = 8;
+        out.push(`${h(bus, 2)}:${h(dev, 2)}.${fn} ${h(id & 0xffff, 4)}:${h(id >>> 16, 4)}`);
+        if ((header & HEADER_TYPE_MASK) !== HEADER_TYPE_BRIDGE) continue;
+        const secondary = Number(await m.readN(1, ecamAddr(ecam, bus, devfn, PCI_SECONDARY_BUS)));
+        if (secondary > bus) await visit(secondary, depth + 1);
+      }
+    }
+  };
+  for (const r of [...new Set(roots)].sort((a, b) => a - b)) await visit(r, 0);
+  return out;
 }

@@ -10,6 +10,7 @@ import {
   PCI_BASE_ADDRESS_MEM_TYPE_64,
   PCI_COMMAND_MASTER,
   PCI_COMMAND_MEMORY,
+  PCI_HEADER_TYPE_MULTI_FUNCTION,
   PCI_MEMORY_RANGE_MASK,
   PciCfg,
   pciRid,
@@ -55,6 +56,15 @@ export class PciFunction {
       this.config.set(off, 4, flags);
       if (b.is64) this.config.setWmask(off + 4, 4, b.size > 2 ** 32 ? ~(b.size / 2 ** 32 - 1) >>> 0 : 0xffff_ffff);
     }
+    this.config.captureReset();
+  }
+
+  /**
+   * `multifunction=on`: the header type says more functions share the slot, so firmware and
+   * the OS scan functions 1-7 (QEMU's pci_init_multifunction). Before reset is first taken.
+   */
+  markMultifunction(): void {
+    this.config.set(PciCfg.HEADER_TYPE, 1, this.config.read(PciCfg.HEADER_TYPE, 1) | PCI_HEADER_TYPE_MULTI_FUNCTION);
     this.config.captureReset();
   }
 
@@ -147,7 +157,17 @@ export class PciBus {
     this.functions[devfn] = fn;
     fn.bus = this;
     fn.devfn = devfn;
-    this.parentBridge?.slotOccupied();
+    // QEMU's slot is occupied (and powered) by what sits at devfn 0 (docs/reference/pci.md §4).
+    if (devfn === 0) this.parentBridge?.slotOccupied();
+  }
+
+  /**
+   * Whether the functions on this bus answer config cycles: a root bus always; behind a root
+   * port only when something occupies devfn 0, else the slot's power controller is off and every
+   * function on the bus reads all-ones (QEMU's pcie_cap_update_power).
+   */
+  get powered(): boolean {
+    return this.parentBridge === undefined || this.functions[0] !== undefined;
   }
 
   /** Bridges on this bus, in devfn order. */

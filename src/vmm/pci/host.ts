@@ -105,7 +105,7 @@ export class PciHost {
   private decode(off: number): { fn: PciFunction | undefined; reg: number } {
     const bus = this.findBus(Math.floor(off / 2 ** ECAM_BUS_SHIFT));
     const devfn = (off >>> ECAM_DEVFN_SHIFT) & 0xff;
-    return { fn: bus?.functions[devfn], reg: off & 0xfff };
+    return { fn: bus?.powered ? bus.functions[devfn] : undefined, reg: off & 0xfff };
   }
 
   private configRead(off: number, size: 1 | 2 | 4): number {

@@ -201,11 +201,6 @@ export class VirtMachine {
         throw new OptionError(`-object iommufd,id=${id}: ${(e as Error).message}`);
       }
     }
-    for (const p of options.pxbs) {
-      if (p.busNr === 0) throw new OptionError(`-device pxb-pcie,id=${p.id}: bus_nr 0 is already in use (pcie.0)`);
-      const other = options.pxbs.find((q) => q !== p && q.busNr === p.busNr);
-      if (other) throw new OptionError(`-device pxb-pcie,id=${p.id}: bus_nr ${p.busNr} is already in use`);
-    }
     this.placement = placePciDevices(options.pciDevices);
     for (const b of this.placement.buses) {
       this.buses.push({ id: b.id, busNr: b.busNr, root: b.root, subordinate: b.subordinate, bypassIommu: b.id === 'pcie.0' ? options.defaultBusBypassIommu : options.pxbs.find((p) => p.id === b.id)?.bypassIommu ?? false });
@@ -264,6 +259,7 @@ export class VirtMachine {
         fn = dev;
       }
       // Devices cmdqv does not model keep their slot but have no function.
+      if (d.multifunction) fn?.markMultifunction();
       if (fn) bus.plug(fn, where.devfn);
       this.pciFunctions.push(fn);
     });
@@ -314,7 +310,7 @@ export class VirtMachine {
         { id, identifier: s.identifier, primaryBus: s.primaryBus, accel: s.accel, cmdqv: s.cmdqv, ats: s.ats, ril: s.ril, ssidsize: s.ssidsize, oas: s.oas, stage: s.stage },
         {
           // The iommufd of the VFIO devices behind this SMMU (QEMU learns it from the first one).
-          backend: this.backends.get(this.options.vfios.find((v) => this.buses.find((b) => b.id === v.bus)?.root === s.primaryBus)?.iommufd ?? ''),
+          backend: this.backends.get(this.options.vfios.find((v) => this.buses.find((b) => b.id === this.vfioBus(v))?.root === s.primaryBus)?.iommufd ?? ''),
           guestMemory: this.dmaMemory(),
           mainLoop: this.mainLoop,
           log: this.log,
@@ -381,11 +377,25 @@ export class VirtMachine {
     return this.emulatedSmmus.find((e) => e.opts === undefined || e.opts.primaryBus === root.id)?.device;
   }
 
-  /** The function of a vfio-pci device: the k-th vfio-pci of the PCI devices is the k-th of `vfios`. */
-  private vfioFunction(v: VfioOpts): PciFunction {
+  /** Index in `options.pciDevices` of a vfio-pci device: the k-th vfio-pci of the PCI devices is the k-th of `vfios`. */
+  private vfioIndex(v: VfioOpts): number {
     let k = this.options.vfios.indexOf(v);
-    const at = this.options.pciDevices.findIndex((d) => d.driver === 'vfio-pci' && k-- === 0);
-    return this.pciFunctions[at]!;
+    return this.options.pciDevices.findIndex((d) => d.driver === 'vfio-pci' && k-- === 0);
+  }
+
+  /** The function of a vfio-pci device. */
+  private vfioFunction(v: VfioOpts): PciFunction {
+    return this.pciFunctions[this.vfioIndex(v)]!;
+  }
+
+  /** The bus a vfio-pci device was placed on (its `bus=`, or QEMU's choice without one). */
+  private vfioBus(v: VfioOpts): string {
+    return this.placement.devices[this.vfioIndex(v)]!.bus;
+  }
+
+  /** QEMU's warnings for the line's PCI placement (a PCIe function behind a root port at a slot other than 0). */
+  get placementWarnings(): readonly string[] {
+    return this.placement.warnings;
   }
 
   /** Whether the guest has a GICv3 ITS: gic-version 3+ (KVM's default on a GICv3 host; TCG's default is v2) and its=on. */
@@ -432,8 +442,7 @@ export class VirtMachine {
 
   private plugVfio(v: VfioOpts): void {
     const ctx = `-device vfio-pci,host=${v.host}`;
-    const bus = this.buses.find((b) => b.id === v.bus);
-    if (!bus) throw new OptionError(`${ctx}: Bus '${v.bus}' not found`);
+    const bus = this.buses.find((b) => b.id === this.vfioBus(v))!;
     if (this.emulatedSmmuFor(bus.id)) throw new OptionError(`${ctx}: ${this.vfioBehindEmulated(v, bus)}`);
     // The SMMU of the device's root bus (a root port's devices are behind their root bus's SMMU).
     const smmu = this.smmus.find((m) => m.opts.primaryBus === bus.root);
@@ -441,7 +450,7 @@ export class VirtMachine {
     if (!v.iommufd) throw new OptionError(`${ctx}: vfio-pci endpoint devices without an iommufd backend not allowed when using arm-smmuv3,accel=on`);
     const backend = this.backends.get(v.iommufd);
     if (!backend) throw new OptionError(`${ctx}: iommufd '${v.iommufd}' not found`);
-    const first = this.options.vfios.find((x) => this.buses.find((b) => b.id === x.bus)?.root === bus.root);
+    const first = this.options.vfios.find((x) => this.buses.find((b) => b.id === this.vfioBus(x))?.root === bus.root);
     if (first && first.iommufd !== v.iommufd) {
       throw new OptionError(`${ctx}: all devices behind ${smmu.dev.props.id} must use one iommufd (${first.iommufd})`);
     }
@@ -518,7 +527,8 @@ export class VirtMachine {
     });
     const topo: AcpiTopology = {
       its: this.hasIts,
-      rootComplexes: this.buses.filter((b) => b.root === b.id).map((b) => {
+      // A pxb-pcie with bus_nr 0 hides behind pcie.0 (firmware never finds it): one root complex per number.
+      rootComplexes: this.buses.filter((b, i, all) => b.root === b.id && !all.slice(0, i).some((o) => o.root === o.id && o.busNr === b.busNr)).map((b) => {
         const i = this.smmuOrder.findIndex((m) => smmuPrimaryBus(m) === b.id);
         const subordinate = this.liveSubordinate(b.id, b.busNr);
         return {

@@ -44,7 +44,8 @@ export interface SmmuOpts {
 export interface PxbOpts {
   id: string;
   busNr: number;
-  bus: string;
+  /** `bus=`; undefined: placed by QEMU's rule (pci-topology.ts). */
+  bus: string | undefined;
   bypassIommu: boolean;
 }
 
@@ -53,19 +54,22 @@ export interface VfioOpts {
   id: string | undefined;
   host: string;
   iommufd: string | undefined;
-  bus: string;
+  /** `bus=`; undefined: placed by QEMU's rule (pci-topology.ts). */
+  bus: string | undefined;
 }
 
 /** `-device iommu-testdev,...` (QEMU's test DMA device; only the generic PCI properties). */
 export interface TestdevOpts {
   id: string | undefined;
-  bus: string;
+  /** `bus=`; undefined: placed by QEMU's rule (pci-topology.ts). */
+  bus: string | undefined;
 }
 
 /** `-device pcie-root-port,...`. */
 export interface RootPortOpts {
   id: string;
-  bus: string;
+  /** `bus=`; undefined: placed by QEMU's rule (pci-topology.ts). */
+  bus: string | undefined;
   chassis: number;
   slot: number;
   port: number;
@@ -450,7 +454,7 @@ export function parseVirtArgs(argv: readonly string[]): VirtOptions {
 }
 
 function checkRamSize(bytes: number, ctx: string): void {
-  if (bytes < 2 ** 27) throw new OptionError(`${ctx}: at least 128 MiB of RAM is needed`);
+  // No lower bound: QEMU starts with `-m 1M`; a guest with too little RAM fails in the workload.
   if (bytes > MAX_RAM_BYTES) {
     throw new OptionError(`${ctx}: more RAM than the virt machine can address (at most ${MAX_RAM_BYTES / 2 ** 30} GiB: RAM at 1 GiB in a ${PHYS_ADDR_BITS}-bit guest physical space)`);
   }
@@ -558,6 +562,11 @@ function parseMemoryBackend(t: 'memory-backend-ram' | 'memory-backend-file', id:
   };
 }
 
+/** A PCI device's `multifunction` property (default off). */
+function multifunction(kv: ReadonlyMap<string, string>): boolean {
+  return kv.has('multifunction') ? bool(kv.get('multifunction')!, 'multifunction') : false;
+}
+
 function parseDevice(
   arg: string,
   o: VirtOptions,
@@ -576,7 +585,7 @@ function parseDevice(
       claim(id, ctx);
       note(`${drv}${id ? ` ${id}` : ''}`);
       if (unmodelled === 'pci') {
-        o.pciDevices.push({ arg, driver: drv, id, bus: kv.get('bus') ?? 'pcie.0', devfn: kv.has('addr') ? parsePciAddr(kv.get('addr')!, drv) : undefined });
+        o.pciDevices.push({ arg, driver: drv, id, bus: kv.get('bus'), devfn: kv.has('addr') ? parsePciAddr(kv.get('addr')!, drv) : undefined, multifunction: multifunction(kv) });
       }
       return;
     }
@@ -590,7 +599,7 @@ function parseDevice(
       const pxb = {
         id,
         busNr: uint(kv.get('bus_nr') ?? '0', 'bus_nr', 255),
-        bus: kv.get('bus') ?? 'pcie.0',
+        bus: kv.get('bus'),
         bypassIommu: kv.has('bypass_iommu') ? bool(kv.get('bypass_iommu')!, 'bypass_iommu') : false,
       };
       o.pxbs.push(pxb);
@@ -598,10 +607,10 @@ function parseDevice(
     } else if (drv === 'pcie-root-port') {
       if (!id) throw new OptionError('pcie-root-port needs an id (it names the bus behind it)');
       for (const k of ['io-reserve', 'mem-reserve', 'pref64-reserve', 'pref32-reserve']) if (kv.has(k)) parseSize(kv.get(k)!);
-      for (const k of ['multifunction', 'hotplug']) if (kv.has(k)) bool(kv.get(k)!, k);
+      if (kv.has('hotplug')) bool(kv.get('hotplug')!, 'hotplug');
       const port = {
         id,
-        bus: kv.get('bus') ?? 'pcie.0',
+        bus: kv.get('bus'),
         chassis: uint(kv.get('chassis') ?? '0', 'chassis', 255),
         slot: uint(kv.get('slot') ?? '0', 'slot', 0xffff),
         port: uint(kv.get('port') ?? '0', 'port', 255),
@@ -610,7 +619,7 @@ function parseDevice(
       const clash = o.rootPorts.find((r) => r.chassis === port.chassis && r.slot === port.slot);
       if (clash) throw new OptionError(`Can't add chassis slot, error -16`);
       o.rootPorts.push(port);
-      o.pciDevices.push({ arg, driver: drv, id, bus: port.bus, devfn, opens: { kind: 'port' } });
+      o.pciDevices.push({ arg, driver: drv, id, bus: port.bus, devfn, multifunction: multifunction(kv), express: true, opens: { kind: 'port' } });
     } else if (drv === 'arm-smmuv3') {
       const primaryBus = kv.get('primary-bus');
       if (!primaryBus) throw new OptionError('SMMU is not attached to any PCI bus!');
@@ -634,15 +643,16 @@ function parseDevice(
         stage: kv.get('stage') ?? '1',
       });
     } else if (drv === 'iommu-testdev') {
-      const bus = kv.get('bus') ?? 'pcie.0';
+      const bus = kv.get('bus');
       o.testdevs.push({ id, bus });
-      o.pciDevices.push({ driver: drv, id, bus, devfn });
+      o.pciDevices.push({ arg, driver: drv, id, bus, devfn, multifunction: multifunction(kv) });
     } else {
       const host = kv.get('host');
       if (!host) throw new OptionError('No provided host device - Use -device vfio-pci,host=DDDD:BB:DD.F');
-      const bus = kv.get('bus') ?? 'pcie.0';
+      const bus = kv.get('bus');
       o.vfios.push({ id, host, iommufd: kv.get('iommufd'), bus });
-      o.pciDevices.push({ arg, driver: drv, id, bus, devfn });
+      // On a PCIe bus QEMU's vfio-pci is a PCI Express function.
+      o.pciDevices.push({ arg, driver: drv, id, bus, devfn, multifunction: multifunction(kv), express: true });
     }
   } catch (e) {
     if (e instanceof OptionError && !e.message.startsWith('-device')) throw new OptionError(`${ctx}: ${e.message}`);

@@ -9,7 +9,7 @@ import { STE, STE_CFG_ABORT, STE_CFG_BYPASS } from '../../../src/arch/smmuv3/str
 import { Machine } from '../../../src/platform/machine.js';
 import { DmaTranslation } from '../../../src/vmm/pci/iommu.js';
 
-const PXBS = ['-device', 'pxb-pcie,id=pcie.1,bus_nr=8', '-device', 'pxb-pcie,id=pcie.2,bus_nr=16,bypass_iommu=on', '-device', 'pcie-root-port,id=rp1,bus=pcie.1,chassis=1'];
+const PXBS = ['-device', 'pxb-pcie,id=pcie.1,bus_nr=8', '-device', 'pxb-pcie,id=pcie.2,bus_nr=16,bypass_iommu=on,bus=pcie.0', '-device', 'pcie-root-port,id=rp1,bus=pcie.1,chassis=1'];
 
 describe('emulated SMMUv3 in the virt machine', () => {
   test('emulatedSmmuFor: the primary bus of a -device SMMU (and the root ports under it), nothing else', () => {
