@@ -18,13 +18,14 @@ tables: the IORT SMMUv3 nodes and the DSDT's CMDQV devices.
   -h, --help  show this text`;
 
 /** Run the subcommand; returns the text to print. */
-export function acpiCommand(argv: readonly string[]): string {
+export function acpiCommand(argv: readonly string[], warn: (s: string) => void = () => undefined): string {
   const split = argv.indexOf('--');
   const own = split >= 0 ? argv.slice(0, split) : argv;
   const qemu = split >= 0 ? argv.slice(split + 1) : [...DEFAULT_ARGS];
   const { values } = parseArgs({ args: [...own], options: { out: { type: 'string' } }, strict: true });
   if (values.out) makeDir('--out', values.out);
   const m = Machine.create(qemu);
+  for (const w of m.placementWarnings) warn(`qemu-system-aarch64: ${w}`);
   m.close();
   const lines = [`IORT ${m.acpi.iort.length} bytes, DSDT ${m.acpi.dsdt.length} bytes`];
   for (const e of m.emulatedSmmus) lines.push(`  SMMUv3 ${e.opts ? `${e.id} (emulated)` : '(machine-wide, iommu=smmuv3)'} at 0x${e.base.toString(16)}`);

@@ -78,7 +78,7 @@ export function main(argv: readonly string[], out: (s: string) => void, err: (s:
         out(runCommand(rest, err));
         return 0;
       case 'acpi':
-        out(acpiCommand(rest));
+        out(acpiCommand(rest, err));
         return 0;
       case 'uapi': {
         const { values } = parseArgs({ args: [...rest], options: { json: { type: 'boolean', default: false } }, strict: true });

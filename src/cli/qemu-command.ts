@@ -58,6 +58,7 @@ export async function qemuCommand(argv: readonly string[], out: (s: string) => v
     }
     throw e;
   }
+  for (const w of m.placementWarnings) err(`${QEMU_PREFIX}: ${w}`);
   const mon = m.options.monitors;
   if (!mon.qtest && mon.qmp.length === 0) {
     m.close();

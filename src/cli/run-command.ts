@@ -89,6 +89,8 @@ export function runCommand(argv: readonly string[], progress: (s: string) => voi
     return values.json ? JSON.stringify(cols, null, 2) : formatCompare(cols);
   }
   const m = Machine.create(qemu, { inject });
+  // QEMU's warnings about the line (e.g. a PCIe function behind a root port at a slot other than 0).
+  for (const w of m.placementWarnings) progress(`qemu-system-aarch64: ${w}`);
   let last = 0;
   const rep = runWorkload(m, {
     ops,

@@ -42,3 +42,13 @@ test('cmdqv acpi --out DIR writes IORT.dat and DSDT.dat for a two-SMMU topology'
   assert.match(dsl, /"NVDA200C"/);
   assert.doesNotMatch(dsl, /CV02/, 'cmdqv=off: no CMDQV node');
 });
+
+test('QEMU\'s placement warnings go to stderr with QEMU\'s prefix; the command still succeeds', () => {
+  let out = '';
+  let err = '';
+  const line = ['-M', 'virt', '-device', 'pcie-root-port,id=rp1,chassis=1', '-device', 'iommu-testdev,bus=rp1', '-device', 'pcie-root-port,id=rp2,bus=rp1,addr=2.0,chassis=2'];
+  assert.equal(main(['acpi', '--', ...line], (s) => (out += s), (s) => (err += s)), 0);
+  // Observed on QEMU 11.1.3 with the same line.
+  assert.equal(err, 'qemu-system-aarch64: -device pcie-root-port,id=rp2,bus=rp1,addr=2.0,chassis=2: warning: PCI: slot 2 is not valid for pcie-root-port, parent device only allows plugging into slot 0.');
+  assert.match(out, /^IORT \d+ bytes/);
+});
