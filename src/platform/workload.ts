@@ -28,14 +28,37 @@ interface DmaMaster {
   stale(iova: number, pa: number): boolean;
 }
 
-/** The machine's DMA masters: passthrough devices, then iommu-testdevs as the guest's PCI scan finds them. */
+/**
+ * The machine's DMA masters, as the guest finds them: its PCI scan through ECAM (as Linux
+ * enumerates) gives each function's requester ID; an iommu-testdev is driven through its BAR0,
+ * a passthrough function's DMA is made by the host device behind it (the VMM's vfio-pci whose
+ * requester ID it is).
+ */
 function dmaMasters(m: Machine, kernel: GuestKernel): DmaMaster[] {
   const out: DmaMaster[] = [];
-  for (const dev of m.devices) {
+  for (const d of scanPci(kernel.platform.bus, m.acpi)) {
+    if (d.bridge) continue;
+    const rid = (d.bus << 8) | d.devfn;
+    if (isIommuTestdev(d)) {
+      const drv = GuestIommuTestdev.probe(kernel.platform.bus, d);
+      const root = m.buses.find((b) => b.root === b.id && b.busNr <= d.bus && d.bus <= b.subordinate);
+      const smmu = m.emulatedSmmus.find((e) => e.opts === undefined || e.opts.primaryBus === root?.id);
+      out.push({
+        name: `iommu-testdev ${d.bdf}`,
+        rid,
+        smmu: smmu?.id ?? 'none',
+        // The device writes its pattern through its IOMMU and checks it at pa (result 0 = landed).
+        landed: (iova, pa) => drv.dma(iova, pa, 4) === 0,
+        stale: (iova, pa) => drv.dma(iova, pa, 4) === 0,
+      });
+      continue;
+    }
+    const dev = m.devices.find((x) => x.host.guestSid === rid);
+    if (!dev) continue; // a function cmdqv does not drive DMA for
     const hostDev = m.host.devices[dev.hostIndex]!;
     out.push({
       name: dev.opts.host,
-      rid: dev.host.guestSid,
+      rid,
       smmu: dev.smmu.dev.props.id,
       landed: (iova, pa, tag) => {
         const pattern = new Uint8Array([tag & 0xff, (tag >> 8) & 0xff, 0xc3, 0x5a]);
@@ -43,20 +66,6 @@ function dmaMasters(m: Machine, kernel: GuestKernel): DmaMaster[] {
         return w.ok && m.readRam(pa, 4).every((b, i) => b === pattern[i]);
       },
       stale: (iova) => hostDev.dmaRead(iova, 4).ok,
-    });
-  }
-  if (m.testdevs.length === 0) return out;
-  for (const d of scanPci(kernel.platform.bus, m.acpi).filter(isIommuTestdev)) {
-    const drv = GuestIommuTestdev.probe(kernel.platform.bus, d);
-    const rid = (d.bus << 8) | d.devfn;
-    const smmu = m.emulatedSmmus.find((e) => e.opts === undefined || m.buses.find((b) => b.busNr <= d.bus && d.bus <= b.subordinate && b.root === b.id)?.id === e.opts.primaryBus);
-    out.push({
-      name: `iommu-testdev ${d.bdf}`,
-      rid,
-      smmu: smmu?.id ?? 'none',
-      // The device writes its pattern through its IOMMU and checks it at pa (result 0 = landed).
-      landed: (iova, pa) => drv.dma(iova, pa, 4) === 0,
-      stale: (iova, pa) => drv.dma(iova, pa, 4) === 0,
     });
   }
   return out;
