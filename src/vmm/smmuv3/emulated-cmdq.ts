@@ -17,6 +17,7 @@ import * as R from '../../arch/smmuv3/registers.js';
 import type { Translator } from '../../arch/smmuv3/translator.js';
 import { hex } from '../../kit/bits.js';
 import type { ModelLog } from '../../kit/log.js';
+import { WordWindow } from '../../kit/sparse-memory.js';
 import type { Tracer } from '../../kit/trace.js';
 import { CMD_SSEC } from './cmdq.js';
 import { SMMU_IRQ_CMD_SYNC, type SmmuRegisterFrame } from './register-frame.js';
@@ -52,6 +53,10 @@ export interface EmulatedCmdqStats {
 /** The command queue of one emulated SMMUv3. */
 export class EmulatedCommandQueue {
   private readonly command = new Uint32Array(CMD_WORDS);
+  /** A direct window on the guest RAM holding the ring (valid for one consume call). */
+  private readonly ringWindow = new WordWindow();
+  private windowLo = 0;
+  private windowHi = 0;
 
   constructor(
     private readonly frame: SmmuRegisterFrame,
@@ -77,6 +82,7 @@ export class EmulatedCommandQueue {
     let cons = consReg & wrapMask;
     const traceConsume = tracer.enabled(T.T_CMDQ_CONSUME);
     const traceOpcode = tracer.enabled(T.T_CMDQ_OPCODE);
+    this.windowLo = this.windowHi = 0;
     let error = CERROR_NONE;
     let op = 0;
     while (cons !== prod) {
@@ -109,6 +115,19 @@ export class EmulatedCommandQueue {
   /** The command at `gpa` in the reusable buffer, or undefined when the fetch aborts. */
   private read(gpa: number): Uint32Array | undefined {
     const w = this.command;
+    // The ring is in RAM: copy the command out of a mapped window (one map per window, not
+    // three calls per command).
+    if (gpa < this.windowLo || gpa + CMD_BYTES > this.windowHi) this.mapRing(gpa);
+    if (gpa >= this.windowLo && gpa + CMD_BYTES <= this.windowHi) {
+      const win = this.ringWindow;
+      const at = win.index + ((gpa - this.windowLo) >>> 2);
+      const words = win.words;
+      w[0] = words[at]!;
+      w[1] = words[at + 1]!;
+      w[2] = words[at + 2]!;
+      w[3] = words[at + 3]!;
+      return w;
+    }
     const mem = this.mem;
     if (mem.readWords !== undefined) {
       if (mem.readWords(gpa, w, 0, CMD_WORDS)) return w;
@@ -122,6 +141,17 @@ export class EmulatedCommandQueue {
     }
     this.log.guestError(this.frame.logSource, `command fetch abort at ${hex(gpa, 12)}`);
     return undefined;
+  }
+
+  /** Map the RAM from `gpa` into the ring window, or leave the window empty. */
+  private mapRing(gpa: number): void {
+    const win = this.ringWindow;
+    if (this.mem.mapWords?.(gpa, win) === true && win.bytes >= CMD_BYTES) {
+      this.windowLo = gpa;
+      this.windowHi = gpa + win.bytes;
+    } else {
+      this.windowLo = this.windowHi = 0;
+    }
   }
 
   /** Execute one command; returns its CERROR. */
