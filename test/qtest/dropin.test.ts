@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { describe, test } from 'node:test';
-import { buildCommand, Op, SYNC_CS_NONE } from '../../src/arch/smmuv3/commands.js';
+import { buildCommand, Op, SYNC_CS_IRQ, SYNC_CS_NONE } from '../../src/arch/smmuv3/commands.js';
 import * as C from '../../src/arch/tegra241-cmdqv/registers.js';
 import { instanceOffset } from '../../src/kit/registers.js';
 import { DEFAULT_ARGS } from '../../src/platform/machine.js';
@@ -95,6 +95,29 @@ describe('cmdqv-qemu-system-aarch64 as libqtest starts it', () => {
       assert.equal(await c.readl(CMDQV + vintf.config), 0);
       assert.deepEqual((await c.qmpCall('quit')).return, {});
       assert.equal(await c.exit(), 0);
+    } finally {
+      await c.close();
+    }
+  });
+
+  test('-qmp unix:PATH: QMP and qtest side by side, IRQ interception of the SMMU CMD_SYNC interrupt, system_reset', async () => {
+    // An emulated SMMUv3 with an id: its sysbus-irq outputs are interceptable by QOM path.
+    const c = await QtestClient.start(BIN, ['-M', 'virt', '-accel', 'qtest', '-m', '256', '-device', 'arm-smmuv3,primary-bus=pcie.0,id=smmu0'], 'qmp');
+    try {
+      assert.deepEqual((await c.qmpCall('query-status')).return, { status: 'running', running: true });
+      assert.equal(await c.cmd('irq_intercept_out /machine/peripheral/smmu0 sysbus-irq'), 'OK');
+      // A one-command queue holding CMD_SYNC with CS=IRQ, CMDQ enabled, PROD moved: the SMMU pulses IRQ 2.
+      const SMMU = 0x0c00_0000;
+      const Q = 0x4100_0000;
+      await c.write(Q, commandBytes([buildCommand(Op.SYNC, { cs: SYNC_CS_IRQ })]));
+      await c.writeq(SMMU + 0x90, BigInt(Q) | 4n);
+      await c.writel(SMMU + 0x20, 0x8);
+      await c.writel(SMMU + 0x98, 1);
+      // QEMU 11.1 gives the same lines for the same requests (observed with -qtest stdio).
+      assert.deepEqual(c.irqs, ['IRQ raise 2', 'IRQ lower 2'], 'the CMD_SYNC interrupt, seen before the reply of the write that caused it');
+      assert.equal(await c.readl(SMMU + 0x9c), 1);
+      assert.deepEqual((await c.qmpCall('system_reset')).return, {});
+      assert.equal(await c.readl(SMMU + 0x20), 0, 'CR0 is back to its reset value');
     } finally {
       await c.close();
     }

@@ -63,7 +63,7 @@ export class QtestClient extends QtestOps {
   }
 
   /** Start `binary` (argv before its own args, e.g. [node, script]) with `args` and connect. */
-  static async start(binary: readonly string[], args: readonly string[]): Promise<QtestClient> {
+  static async start(binary: readonly string[], args: readonly string[], qmpOption: 'mon' | 'qmp' = 'mon'): Promise<QtestClient> {
     const dir = mkdtempSync(join(tmpdir(), 'cmdqv-qtest-'));
     const qsock = join(dir, 'qtest.sock');
     const msock = join(dir, 'qmp.sock');
@@ -78,7 +78,9 @@ export class QtestClient extends QtestOps {
     };
     const { conn: qconn } = await accept(qsock);
     const { conn: mconn } = await accept(msock);
-    const proc = spawn(binary[0]!, [...binary.slice(1), '-qtest', `unix:${qsock}`, '-qtest-log', '/dev/null', '-chardev', `socket,path=${msock},id=char0`, '-mon', 'chardev=char0,mode=control', '-display', 'none', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    // QMP as libqtest asks for it (-chardev + -mon) or in the short form (-qmp unix:PATH).
+    const qmpArgs = qmpOption === 'mon' ? ['-chardev', `socket,path=${msock},id=char0`, '-mon', 'chardev=char0,mode=control'] : ['-qmp', `unix:${msock}`];
+    const proc = spawn(binary[0]!, [...binary.slice(1), '-qtest', `unix:${qsock}`, '-qtest-log', '/dev/null', ...qmpArgs, '-display', 'none', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
     let stderr = '';
     proc.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
     const exited = new Promise<never>((_, reject) => proc.once('exit', (code) => reject(new Error(`exited with ${code} before connecting: ${stderr}`))));

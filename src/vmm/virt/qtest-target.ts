@@ -31,6 +31,9 @@ export function qtestTarget(m: VirtMachine): QtestMachine {
     if (s.cmdqvGsiv !== undefined) lines.push(m.irqs.get(s.cmdqvGsiv)!);
     devices.set(`/machine/peripheral/${id}`, lines);
   });
+  for (const e of m.emulatedSmmus) {
+    if (e.opts?.id !== undefined) devices.set(`/machine/peripheral/${e.opts.id}`, [0, 1, 2, 3].map((k) => m.irqs.get(e.irqBaseGsiv + k)!));
+  }
   const ramEnd = VIRT_RAM_BASE + m.ramBytes;
   const inRam = (a: number, n: number) => a >= VIRT_RAM_BASE && a + n <= ramEnd;
   /** The widest naturally aligned access (8, 4, 2, 1) that starts at `a` and fits in `left` bytes. */
