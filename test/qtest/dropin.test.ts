@@ -130,3 +130,38 @@ describe('cmdqv-qemu-system-aarch64 as libqtest starts it', () => {
     assert.equal(c.proc.exitCode, 0);
   });
 });
+
+describe('qtest transports', () => {
+  test('-chardev socket,server=on,wait=off + -qtest chardev:ID, -qtest-log FILE: a client connects and the log records the session', async () => {
+    const { mkdtempSync, readFileSync, rmSync, existsSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const { spawn } = await import('node:child_process');
+    const { createConnection } = await import('node:net');
+    const dir = mkdtempSync(join(tmpdir(), 'cmdqv-qtest-srv-'));
+    const sock = join(dir, 'q.sock');
+    const log = join(dir, 'qtest.log');
+    const proc = spawn(BIN[0]!, [BIN[1]!, '-M', 'virt', '-accel', 'qtest', '-m', '256', '-chardev', `socket,id=q0,path=${sock},server=on,wait=off`, '-qtest', 'chardev:q0', '-qtest-log', log], { stdio: 'ignore' });
+    try {
+      for (let i = 0; i < 200 && !existsSync(sock); i++) await new Promise((r) => setTimeout(r, 25));
+      const s = createConnection(sock);
+      const reply = await new Promise<string>((resolve) => {
+        let buf = '';
+        s.setEncoding('utf8');
+        s.on('data', (d: string) => {
+          buf += d;
+          if (buf.includes('\n')) resolve(buf);
+        });
+        s.write('writel 0x40000000 0x5a\nreadb 0x40000000\n');
+      });
+      assert.equal(reply.split('\n')[0], 'OK');
+      s.destroy();
+      await new Promise((r) => setTimeout(r, 100));
+      const text = readFileSync(log, 'utf8');
+      assert.match(text, /\[R \+\d+\.\d{6}\] writel 0x40000000 0x5a\n\[S \+\d+\.\d{6}\] OK\n/);
+    } finally {
+      proc.kill('SIGKILL');
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
