@@ -104,6 +104,8 @@ export class PageTableBuilder {
   private readonly pageShift: number;
   private readonly stride: number;
   private readonly entries: number;
+  /** Bytes one entry covers at each level 0..3 (computed once: 2 ** x per call is a pow). */
+  private readonly levelSizes = new Float64Array(4);
   private readonly allocTable: () => number;
   private readonly freeTable: ((addr: number) => void) | undefined;
   private tables = 0;
@@ -124,6 +126,7 @@ export class PageTableBuilder {
     this.pageShift = p;
     this.stride = p - 3;
     this.entries = 2 ** this.stride;
+    for (let level = 0; level < 4; level++) this.levelSizes[level] = 2 ** (p + this.stride * (3 - level));
     this.startLevel = 4 - Math.ceil((cfg.inputBits - p) / this.stride);
     this.allocTable = cfg.allocTable;
     this.freeTable = cfg.freeTable;
@@ -238,7 +241,7 @@ export class PageTableBuilder {
 
   /** Bytes one entry at `level` covers. */
   private levelSize(level: number): number {
-    return 2 ** (this.pageShift + this.stride * (3 - level));
+    return this.levelSizes[level]!;
   }
 
   private index(va: number, level: number): number {
