@@ -12,7 +12,7 @@
  * - A bad line prints QEMU's error text with the `qemu-system-aarch64:` prefix, status 1.
  */
 
-import { createWriteStream, unlinkSync, type WriteStream } from 'node:fs';
+import { closeSync, openSync, unlinkSync, writeSync } from 'node:fs';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import type { Readable, Writable } from 'node:stream';
 import { qmpSession, qtestSession, QEMU_VERSION, type CharBackend, type RunState } from '../platform/controllers.js';
@@ -75,14 +75,20 @@ export async function qemuCommand(argv: readonly string[], out: (s: string) => v
   const sockets: Socket[] = [];
   let finish: (status: number) => void = () => undefined;
   const done = new Promise<number>((resolve) => (finish = resolve));
-  let log: WriteStream | undefined;
+  let log: number | undefined;
   let logFn: ((t: string) => void) | undefined;
   if (mon.qtest) {
     const l = mon.qtestLog;
     if (l === undefined) logFn = (t) => process.stderr.write(t);
     else if (l !== '/dev/null' && l !== 'none') {
-      log = createWriteStream(l, { flags: 'w+' });
-      logFn = (t) => log!.write(t);
+      // Written as it happens (a test reads it while the session runs).
+      try {
+        log = openSync(l, 'w+');
+        logFn = (t) => writeSync(log!, t);
+      } catch (e) {
+        // QEMU runs on without a log when it cannot open the file; cmdqv says so.
+        err(`${QEMU_PREFIX}: warning: -qtest-log ${l}: ${errnoText(e as NodeJS.ErrnoException)}; no qtest log`);
+      }
     }
   }
   try {
@@ -121,10 +127,10 @@ export async function qemuCommand(argv: readonly string[], out: (s: string) => v
   return status;
 }
 
-function cleanup(m: Machine, servers: readonly Server[], sockets: readonly Socket[], log: WriteStream | undefined): void {
+function cleanup(m: Machine, servers: readonly Server[], sockets: readonly Socket[], log: number | undefined): void {
   for (const s of sockets) s.destroy();
   for (const s of servers) s.close();
-  log?.end();
+  if (log !== undefined) closeSync(log);
   try {
     m.close();
   } catch {
