@@ -36,7 +36,7 @@ export const VFIO_DEVICE_ATTACH_IOMMUFD_PT = _IO(VFIO_TYPE, VFIO_BASE + 19);
 export const VFIO_DEVICE_DETACH_IOMMUFD_PT = _IO(VFIO_TYPE, VFIO_BASE + 20);
 
 // ---------------------------------------------------------------------------------------------
-// Device information and regions (docs/reference/iommufd-uapi.md §12): how a VMM learns what a
+// Device information and regions (docs/reference/iommufd-uapi.md §16): how a VMM learns what a
 // vfio-pci device has and where its config space sits in the device file.
 
 /** `struct vfio_device_info`: flags, region and IRQ counts. The kernel needs argsz up to num_irqs. */

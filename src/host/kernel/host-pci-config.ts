@@ -4,7 +4,7 @@
  * bits reaching the device, BARs virtualised by the kernel (a write keeps only the address bits
  * the size allows, so size probing works), the rest read-only. One 256-byte image with a write
  * mask per byte; `reset()` restores the image the device came out of reset with
- * (docs/reference/iommufd-uapi.md §12.4).
+ * (docs/reference/iommufd-uapi.md §16.3, §16.4).
  */
 import {
   PCI_BASE_ADDRESS_MEM_PREFETCH,

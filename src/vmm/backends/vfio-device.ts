@@ -2,7 +2,7 @@
  * A vfio-pci device's config space as the VMM reaches it (QEMU's vfio_populate_device and the
  * config accessors of hw/vfio/pci.c): VFIO_DEVICE_GET_INFO, VFIO_DEVICE_GET_REGION_INFO of the
  * config and BAR regions, then pread/pwrite on the device file at the config region's offset
- * (docs/reference/iommufd-uapi.md §12).
+ * (docs/reference/iommufd-uapi.md §16).
  */
 import type { Tracer } from '../../kit/trace.js';
 import { Errno } from '../../uapi/errno.js';

@@ -87,7 +87,7 @@ export interface VfioDeviceConfig {
   reset(): void;
 }
 
-/** BAR registers and the expansion ROM: QEMU always emulates them (hw/vfio/pci.c, docs/reference/iommufd-uapi.md §12.5). */
+/** BAR registers and the expansion ROM: QEMU always emulates them (hw/vfio/pci.c, docs/reference/iommufd-uapi.md §16.5). */
 const VFIO_EMULATED_RANGES = [
   { offset: PciCfg.BAR0, length: 24 },
   { offset: PciCfg.ROM_ADDRESS, length: 4 },
@@ -101,7 +101,7 @@ const VFIO_PRE_RESET_COMMAND_CLEAR = PCI_COMMAND_IO | PCI_COMMAND_MEMORY | PCI_C
  * read through VFIO; config reads take QEMU's emulated bits (BARs, ROM, the multifunction bit)
  * from the VMM's copy and the rest from the device, and every config write goes to the device
  * as well as the VMM's copy — so the guest's COMMAND (bus-master enable) reaches the host
- * device (docs/reference/iommufd-uapi.md §12.5).
+ * device (docs/reference/iommufd-uapi.md §16.5).
  */
 export class VfioPciFunction extends PciFunction {
   /** Per byte: the bits the VMM emulates (QEMU's emulated_config_bits). */
