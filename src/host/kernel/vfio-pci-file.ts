@@ -1,10 +1,10 @@
 /**
- * The vfio-pci side of a VFIO device file: VFIO_DEVICE_GET_INFO, VFIO_DEVICE_GET_REGION_INFO and
+ * The vfio-pci side of a VFIO device file (failed copies throw ErrnoError): VFIO_DEVICE_GET_INFO, VFIO_DEVICE_GET_REGION_INFO and
  * VFIO_DEVICE_RESET, and pread/pwrite of the config region at `VFIO_PCI_CONFIG_REGION_INDEX << 40`
  * with the kernel's chunking (aligned 4, 2 or 1 bytes) and errnos
  * (docs/reference/iommufd-uapi.md §16).
  */
-import { Errno, ErrnoError } from '../../uapi/errno.js';
+import { Errno } from '../../uapi/errno.js';
 import * as V from '../../uapi/vfio.js';
 import type { ProcessMemory } from '../memory/process-memory.js';
 import type { HostDevice } from './host-device.js';
