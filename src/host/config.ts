@@ -39,7 +39,35 @@ export interface DeviceConfig {
    * false IOMMU_GET_HW_INFO reports IOMMU_HW_CAP_PCI_ATS_NOT_SUPPORTED.
    */
   readonly ats?: boolean;
+  /** PCI vendor ID (default 0x10de, NVIDIA). */
+  readonly vendor?: number;
+  /** PCI device ID (default 0x2342, a GH100 as on Grace Hopper). */
+  readonly device?: number;
+  /** 24-bit class code (default 0x030200, 3D controller). */
+  readonly classCode?: number;
+  /** Memory BARs (default {@link GRACE_DEVICE_BARS}). */
+  readonly bars?: readonly HostBarConfig[];
 }
+
+/** One memory BAR of a host device: its index, size (power of two >= 16), width and prefetchability. */
+export interface HostBarConfig {
+  readonly index: number;
+  readonly size: number;
+  readonly is64: boolean;
+  readonly prefetch: boolean;
+}
+
+/** Default identity of a host device: an NVIDIA GH100 3D controller, revision a1. */
+export const GRACE_DEVICE_IDS = { vendor: 0x10de, device: 0x2342, classCode: 0x03_02_00, revision: 0xa1 } as const;
+
+/**
+ * Default BARs: a 16 MiB 32-bit register BAR0 and a 32 MiB 64-bit prefetchable BAR2 (a real
+ * GH100's BAR2 is far larger; this size keeps guest placement small).
+ */
+export const GRACE_DEVICE_BARS: readonly HostBarConfig[] = [
+  { index: 0, size: 0x100_0000, is64: false, prefetch: false },
+  { index: 2, size: 0x200_0000, is64: true, prefetch: true },
+];
 
 /** A host machine. */
 export interface HostConfig {
@@ -117,6 +145,11 @@ export function validateHostConfig(c: HostConfig): string[] {
     const key = `${d.smmu}:${d.sid}`;
     if (sids.has(key)) errs.push(`device ${d.bdf}: StreamID 0x${d.sid.toString(16)} already used on ${d.smmu}`);
     sids.add(key);
+    for (const b of d.bars ?? []) {
+      if (b.index < 0 || b.index > (b.is64 ? 4 : 5) || b.size < 16 || !Number.isInteger(Math.log2(b.size)) || (!b.is64 && b.size > 2 ** 31)) {
+        errs.push(`device ${d.bdf}: BAR${b.index} of ${b.size} bytes is not a valid memory BAR`);
+      }
+    }
   }
   return errs;
 }

@@ -161,6 +161,14 @@ export class FaultInjectingSyscalls implements Syscalls {
     return this.inner.read(fd, bufVa, count);
   }
 
+  pread(fd: number, bufVa: number, count: number, offset: number): number {
+    return this.inner.pread(fd, bufVa, count, offset);
+  }
+
+  pwrite(fd: number, bufVa: number, count: number, offset: number): number {
+    return this.inner.pwrite(fd, bufVa, count, offset);
+  }
+
   poll(fd: number): number {
     return this.inner.poll(fd);
   }

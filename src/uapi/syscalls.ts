@@ -76,6 +76,13 @@ export interface Syscalls {
   munmap(va: number, length: number): number;
   /** read(2) into the process's memory at `bufVa`; returns the bytes read (0: nothing ready). */
   read(fd: number, bufVa: number, count: number): number;
+  /**
+   * pread(2): `count` bytes at file `offset` into the process's memory at `bufVa`; the bytes
+   * read or a negative errno (a VFIO device file: region `index` at offset `index << 40`).
+   */
+  pread(fd: number, bufVa: number, count: number, offset: number): number;
+  /** pwrite(2): `count` bytes from `bufVa` to file `offset`; the bytes written or a negative errno. */
+  pwrite(fd: number, bufVa: number, count: number, offset: number): number;
   /** poll(2) of one fd without waiting: the ready events (`POLLIN`), or a negative errno. */
   poll(fd: number): number;
   /**

@@ -7,6 +7,7 @@
 import type { DeviceConfig } from '../config.js';
 import type { IommufdContext } from '../iommufd/iommufd.js';
 import type { DeviceObj } from '../iommufd/objects.js';
+import { HostPciConfig } from './host-pci-config.js';
 import { ACCESS_READ, ACCESS_WRITE, Translation } from '../smmuv3/smmu.js';
 import type { SmmuInstance } from './host-kernel.js';
 
@@ -21,7 +22,15 @@ export interface DmaResult {
   readonly iotlbHit: boolean;
   /** Data read (reads). */
   readonly data: Uint8Array | undefined;
+  /**
+   * The device could not issue the request: COMMAND.MASTER is clear, so nothing reaches the
+   * SMMU or memory (no event, no IOTLB lookup) — the device sees an Unsupported Request.
+   */
+  readonly masterAbort: boolean;
 }
+
+/** The result of any DMA while bus mastering is off (shared: nothing per call). */
+const MASTER_ABORT: DmaResult = Object.freeze({ ok: false, pa: -1, event: 0, iotlbHit: false, data: undefined, masterAbort: true });
 
 const PAGE = 4096;
 
@@ -33,6 +42,8 @@ export class HostDevice {
   readonly ats: boolean;
   /** The iommufd context and object it is bound to (VFIO cdev bind). */
   binding: { ctx: IommufdContext; obj: DeviceObj } | undefined;
+  /** Its config space (what vfio-pci serves through the config region). */
+  readonly config: HostPciConfig;
   private readonly translation = new Translation();
 
   constructor(
@@ -42,9 +53,10 @@ export class HostDevice {
     this.bdf = cfg.bdf;
     this.sid = cfg.sid;
     this.ats = cfg.ats ?? true;
+    this.config = new HostPciConfig(cfg);
   }
 
-  /** DMA read of `len` bytes at `iova` (SubstreamID `ssid`). Faults stop the transfer. */
+  /** DMA read of `len` bytes at `iova` (SubstreamID `ssid`). Faults stop the transfer; bus mastering off stops it before it starts. */
   dmaRead(iova: number, len: number, ssid = 0): DmaResult {
     const out = new Uint8Array(len);
     return this.dma(iova, len, ssid, ACCESS_READ, (pa, n, done) => {
@@ -67,13 +79,14 @@ export class HostDevice {
     move: (pa: number, n: number, done: number) => void,
     data: Uint8Array | undefined,
   ): DmaResult {
+    if (!this.config.busMaster) return MASTER_ABORT;
     let done = 0;
     let firstPa = -1;
     let firstHit = false;
     while (done < len) {
       const a = iova + done;
       const t = this.smmu.hw.translate(this.sid, ssid, a, access, this.translation);
-      if (!t.ok) return { ok: false, pa: -1, event: t.event, iotlbHit: false, data: undefined };
+      if (!t.ok) return { ok: false, pa: -1, event: t.event, iotlbHit: false, data: undefined, masterAbort: false };
       if (firstPa < 0) {
         firstPa = t.pa;
         firstHit = t.hit;
@@ -82,6 +95,6 @@ export class HostDevice {
       move(t.pa, n, done);
       done += n;
     }
-    return { ok: true, pa: firstPa, event: 0, iotlbHit: firstHit, data };
+    return { ok: true, pa: firstPa, event: 0, iotlbHit: firstHit, data, masterAbort: false };
   }
 }

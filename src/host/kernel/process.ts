@@ -11,6 +11,7 @@ import { MAP_ANONYMOUS, MAP_HUGETLB, MAP_SHARED, POLLIN, type MemoryView, type S
 import { IommufdContext } from '../iommufd/iommufd.js';
 import { ProcessMemory, UserMemoryOps } from '../memory/process-memory.js';
 import type { HostDevice } from './host-device.js';
+import { vfioDeviceIoctl, vfioPciRw } from './vfio-pci-file.js';
 import type { HostKernel } from './host-kernel.js';
 
 /**
@@ -190,6 +191,16 @@ export class Process implements Syscalls {
   }
 
   private vfioIoctl(f: Extract<OpenFile, { kind: 'vfio' }>, request: number, argp: number): number {
+    if (request === V.VFIO_DEVICE_GET_INFO || request === V.VFIO_DEVICE_GET_REGION_INFO || request === V.VFIO_DEVICE_RESET) {
+      // The device's own ioctls need a bound file (vfio's access_granted).
+      if (!f.ctx) return -Errno.EINVAL;
+      try {
+        return vfioDeviceIoctl(this.mem, f.dev, request, argp);
+      } catch (e) {
+        if (e instanceof ErrnoError) return -e.errno;
+        throw e;
+      }
+    }
     try {
       const layout =
         request === V.VFIO_DEVICE_BIND_IOMMUFD
@@ -213,6 +224,8 @@ export class Process implements Syscalls {
         if (!ctx) return -Errno.EBADF;
         v.out_devid = ctx.bindDevice(f.dev);
         f.ctx = ctx;
+        // vfio-pci enables the device at first open with a reset: its config as it came up.
+        f.dev.config.reset();
       } else {
         const b = f.dev.binding;
         if (!f.ctx || !b) return -Errno.EINVAL;
@@ -308,6 +321,34 @@ export class Process implements Syscalls {
     const m = /^\/sys\/bus\/pci\/devices\/([^/]+)\/iommu$/.exec(path);
     const dev = m ? this.kernel.devices.find((d) => d.bdf === m[1]) : undefined;
     return dev ? `../../../../virtual/iommu/${dev.smmu.name}` : -Errno.ENOENT;
+  }
+
+  /** pread(2): a VFIO device file's config region; other files cannot be read at an offset here. */
+  pread(fd: number, bufVa: number, count: number, offset: number): number {
+    return this.vfioRw(fd, bufVa, count, offset, false);
+  }
+
+  /** pwrite(2): a VFIO device file's config region. */
+  pwrite(fd: number, bufVa: number, count: number, offset: number): number {
+    return this.vfioRw(fd, bufVa, count, offset, true);
+  }
+
+  private vfioRw(fd: number, bufVa: number, count: number, offset: number, write: boolean): number {
+    const f = this.fds.get(fd);
+    if (!f) return -Errno.EBADF;
+    if (f.kind !== 'vfio' || !f.ctx) return -Errno.EINVAL;
+    if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isSafeInteger(count) || count < 0) return -Errno.EINVAL;
+    const k = this.kernel;
+    const prev = k.current;
+    k.current = this;
+    try {
+      return vfioPciRw(this.mem, f.dev, bufVa, count, offset, write);
+    } catch (e) {
+      if (e instanceof ErrnoError) return -e.errno;
+      throw e;
+    } finally {
+      k.current = prev;
+    }
   }
 
   /** read(2): vEVENTQ files return whole records and never block (0 when empty). */

@@ -162,6 +162,52 @@ export class IommufdBackend {
     if (ret < 0) throw new BackendError(-ret, `error attach to hwpt ${ptId}`);
   }
 
+  /** VFIO_DEVICE_GET_INFO on a bound device file. */
+  vfioDeviceInfo(vfioFd: number): { flags: number; numRegions: number; numIrqs: number } {
+    const L = V.vfio_device_info;
+    const va = this.dataVa(10);
+    this.sys.memory.store(va, L.encode({ argsz: L.size }));
+    const ret = this.sys.ioctl(vfioFd, V.VFIO_DEVICE_GET_INFO, va);
+    this.record('VFIO_DEVICE_GET_INFO', {}, ret);
+    if (ret < 0) throw new BackendError(-ret, 'error getting device info');
+    const out = L.decode(this.sys.memory.load(va, L.size));
+    return { flags: out.flags as number, numRegions: out.num_regions as number, numIrqs: out.num_irqs as number };
+  }
+
+  /** VFIO_DEVICE_GET_REGION_INFO of region `index`. */
+  vfioRegionInfo(vfioFd: number, index: number): { flags: number; size: number; offset: number } {
+    const L = V.vfio_region_info;
+    const va = this.dataVa(11);
+    this.sys.memory.store(va, L.encode({ argsz: L.size, index }));
+    const ret = this.sys.ioctl(vfioFd, V.VFIO_DEVICE_GET_REGION_INFO, va);
+    this.record('VFIO_DEVICE_GET_REGION_INFO', { index }, ret);
+    if (ret < 0) throw new BackendError(-ret, `error getting region ${index} info`);
+    const out = L.decode(this.sys.memory.load(va, L.size));
+    return { flags: out.flags as number, size: Number(out.size as bigint), offset: Number(out.offset as bigint) };
+  }
+
+  /** VFIO_DEVICE_RESET: 0 or a negative errno (QEMU only traces a failed reset). */
+  vfioReset(vfioFd: number): number {
+    const ret = this.sys.ioctl(vfioFd, V.VFIO_DEVICE_RESET, 0);
+    this.record('VFIO_DEVICE_RESET', {}, ret);
+    return ret;
+  }
+
+  /** pread of `len` (≤ 256) bytes of a device file at `offset`: the bytes, or a negative errno. */
+  vfioPread(vfioFd: number, offset: number, len: number): Uint8Array | number {
+    const va = this.dataVa(12);
+    const ret = this.sys.pread(vfioFd, va, len, offset);
+    if (ret < 0) return ret;
+    return this.sys.memory.load(va, ret);
+  }
+
+  /** pwrite of `bytes` (≤ 256) to a device file at `offset`: bytes written, or a negative errno. */
+  vfioPwrite(vfioFd: number, offset: number, bytes: Uint8Array): number {
+    const va = this.dataVa(13);
+    this.sys.memory.store(va, bytes);
+    return this.sys.pwrite(vfioFd, va, bytes.length, offset);
+  }
+
   allocIoas(): number {
     return this.ioctl(U.IOMMU_IOAS_ALLOC, {}, 'Failed to allocate ioas').out_ioas_id as number;
   }

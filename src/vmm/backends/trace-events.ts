@@ -23,5 +23,28 @@ export const T_MMAP = defineTrace(
   ' iommufd=%d viommu_id=%u size=0x%x offset=0x%x',
 );
 
+// VFIO device file calls, named and shaped as QEMU's hw/vfio/trace-events.
+
+/** VFIO_DEVICE_GET_INFO's answer. */
+export const T_VFIO_GET_DEVICE = defineTrace(
+  'vfio_get_device',
+  [str('name'), u32('flags'), u32('num_regions'), u32('num_irqs')],
+  'Device %s flags: %u, regions: %u, irqs: %u',
+);
+/** VFIO_DEVICE_GET_REGION_INFO's answer for one region. */
+export const T_VFIO_REGION = defineTrace(
+  'vfio_region_setup',
+  [str('name'), i32('index'), u32('flags'), u64('offset'), u64('size')],
+  'Device %s, region %d, flags: 0x%x, offset: 0x%x, size: 0x%x',
+);
+/** A config read the VMM made on the device (pread). */
+export const T_VFIO_CFG_READ = defineTrace('vfio_pci_read_config', [str('name'), u32('addr'), u32('len'), u32('val')], ' (%s, @0x%x, len=0x%x) 0x%x');
+/** A config write the VMM forwarded to the device (pwrite). */
+export const T_VFIO_CFG_WRITE = defineTrace('vfio_pci_write_config', [str('name'), u32('addr'), u32('val'), u32('len')], ' (%s, @0x%x, 0x%x, len=0x%x)');
+/** VFIO_DEVICE_RESET and its return value. */
+export const T_VFIO_RESET = defineTrace('vfio_pci_reset', [str('name'), i32('ret')], ' (%s) ret=%d');
+/** A failed pread/pwrite of the config region. */
+export const T_VFIO_CFG_ERROR = defineTrace('vfio_pci_config_error', [str('name'), str('op'), u32('addr'), u32('len'), i32('ret')], ' (%s) %s @0x%x len=0x%x failed: %d');
+
 /** Every trace event of this folder. */
-export const TRACE_EVENTS: readonly TraceEvent[] = [T_CALL, T_HWQ, T_MMAP];
+export const TRACE_EVENTS: readonly TraceEvent[] = [T_CALL, T_HWQ, T_MMAP, T_VFIO_GET_DEVICE, T_VFIO_REGION, T_VFIO_CFG_READ, T_VFIO_CFG_WRITE, T_VFIO_RESET, T_VFIO_CFG_ERROR];

@@ -47,16 +47,19 @@ export class PciFunction {
     express: boolean,
   ) {
     this.config = new PciConfigSpace(express, registers);
-    for (const b of bars) {
-      if (b.size < 16 || (b.size & (b.size - 1)) !== 0) throw new RangeError(`${type}: BAR${b.index} size ${b.size} is not a power of two ≥ 16`);
-      const flags = (b.is64 ? PCI_BASE_ADDRESS_MEM_TYPE_64 : 0) | (b.prefetch ? PCI_BASE_ADDRESS_MEM_PREFETCH : 0);
-      const off = PciCfg.BAR0 + 4 * b.index;
-      // Size probing: the address bits below the size read back as 0 (QEMU's wmask = ~(size - 1)).
-      this.config.setWmask(off, 4, (~(b.size - 1) & 0xffff_fff0) >>> 0);
-      this.config.set(off, 4, flags);
-      if (b.is64) this.config.setWmask(off + 4, 4, b.size > 2 ** 32 ? ~(b.size / 2 ** 32 - 1) >>> 0 : 0xffff_ffff);
-    }
+    for (const b of bars) this.declareBar(b);
     this.config.captureReset();
+  }
+
+  /** A BAR's type bits and writable address bits (QEMU's pci_register_bar); the caller captures reset. */
+  protected declareBar(b: PciBar): void {
+    if (b.size < 16 || (b.size & (b.size - 1)) !== 0) throw new RangeError(`${this.type}: BAR${b.index} size ${b.size} is not a power of two ≥ 16`);
+    const flags = (b.is64 ? PCI_BASE_ADDRESS_MEM_TYPE_64 : 0) | (b.prefetch ? PCI_BASE_ADDRESS_MEM_PREFETCH : 0);
+    const off = PciCfg.BAR0 + 4 * b.index;
+    // Size probing: the address bits below the size read back as 0 (QEMU's wmask = ~(size - 1)).
+    this.config.setWmask(off, 4, (~(b.size - 1) & 0xffff_fff0) >>> 0);
+    this.config.set(off, 4, flags);
+    if (b.is64) this.config.setWmask(off + 4, 4, b.size > 2 ** 32 ? ~(b.size / 2 ** 32 - 1) >>> 0 : 0xffff_ffff);
   }
 
   /**

@@ -32,7 +32,8 @@ import { placePciDevices, type PciPlacement } from './pci-topology.js';
 import { PlatformBus } from './platform-bus.js';
 import { buildMcfg } from '../acpi/mcfg.js';
 import type { PciBus, PciFunction } from '../pci/device.js';
-import { pcieRootPort, pxbPcieFunction, gpexRoot, vfioPciFunction } from '../pci/functions.js';
+import { pcieRootPort, pxbPcieFunction, gpexRoot, vfioPciFunction, VfioPciFunction } from '../pci/functions.js';
+import { VfioDevice } from '../backends/vfio-device.js';
 import { PciHost } from '../pci/host.js';
 import { IommuTestdev, type DmaMemory } from '../pci/iommu-testdev.js';
 import { TRACE_EVENTS as PCI_EVENTS } from '../pci/trace-events.js';
@@ -483,6 +484,8 @@ export class VirtMachine {
       }
       backend.attachDevice(vfioFd, s2);
       const fn = this.vfioFunction(v);
+      // The function's header comes from the device through its VFIO file (QEMU's vfio_realize).
+      if (fn instanceof VfioPciFunction) fn.realize(new VfioDevice(backend, vfioFd, v.host, this.tracer));
       // The vSID is the device's requester ID at the time it is used: firmware numbers the bus behind a root port.
       const host: AccelHostDevice = { host: v.host, devId, vfioFd, get guestSid() { return fn.requesterId; } };
       if (smmu.dev.s2HwptId === undefined) smmu.dev.setS2Hwpt(s2);
