@@ -124,6 +124,9 @@ export class EmulatedSmmuV3 implements PciIommu, Persist<EmulatedSmmuV3State> {
       .onWrite(R.GBPA, (_reg, prevLo) => this.writeGbpa(prevLo))
       .onWrite(R.GERRORN, (_reg, prevLo) => this.writeGerrorn(prevLo))
       .onWrite(R.CMDQ_PROD, () => this.cmdq.consume());
+    // QEMU implements no AGBPA and keeps no EVENTQ_IRQ_CFG* (MSIs are not offered: IDR0.MSI = 0):
+    // they read as zero and ignore writes (docs/reference/qemu-smmuv3.md §6).
+    for (const def of [R.AGBPA, R.EVENTQ_IRQ_CFG0, R.EVENTQ_IRQ_CFG1, R.EVENTQ_IRQ_CFG2]) this.bank.onWrite(def, (reg, lo, hi) => this.ignoreWrite(reg.slot, reg.width, lo, hi));
     this.reset();
   }
 
@@ -200,6 +203,13 @@ export class EmulatedSmmuV3 implements PciIommu, Persist<EmulatedSmmuV3State> {
 
   // ------------------------------------------------------------------------------------------
   // Register writes with side effects (QEMU's smmu_writel)
+
+  /** Undo a write to a register QEMU reads as zero. */
+  private ignoreWrite(slot: number, width: number, prevLo: number, prevHi: number): void {
+    const words = this.frame.file.words;
+    words[slot] = prevLo;
+    if (width === 64) words[slot + 1] = prevHi;
+  }
 
   private writeCr0(): void {
     const { file, regs } = this.frame;
