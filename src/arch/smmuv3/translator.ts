@@ -57,6 +57,8 @@ export interface TranslatorDevice {
    * F_STE_FETCH, C_BAD_STE; id 0 for an abort without an event).
    */
   steAddress(sid: number, fault: FaultRecord): number;
+  /** Rewrite an STE as fetched, before it is decoded (a device's reading of reserved encodings). */
+  steFetched?(w: Uint32Array): void;
   /** The device's own limits on a decoded STE (false: C_BAD_STE). */
   steUsable?(w: Uint32Array, sc: StreamConfig): boolean;
   /** The device's own limits on a decoded CD (false: C_BAD_CD). */
@@ -195,6 +197,7 @@ export class Translator {
     if (steAddr < 0) return undefined;
     const w = this.fetchWords(steAddr, STE_WORDS, Evt.F_STE_FETCH, sid, iova);
     if (!w) return undefined;
+    this.device.steFetched?.(w);
     const sc = decodeSte(w);
     if (!sc || (this.device.steUsable !== undefined && !this.device.steUsable(w, sc))) {
       fault.reset(Evt.C_BAD_STE, sid, iova);

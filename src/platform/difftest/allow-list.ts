@@ -5,6 +5,13 @@
  * divergence.
  */
 
+import * as R from '../../arch/smmuv3/registers.js';
+
+/** The machine-wide SMMUv3's frame (VIRT_SMMU). */
+const SMMU_BASE = 0x0905_0000;
+const PAGE1 = 0x1_0000;
+const layout = R.smmuv3Layout();
+
 /** One compared request: the line sent and what each program answered. */
 export interface ComparedReply {
   readonly request: string;
@@ -17,9 +24,84 @@ export interface AllowedDifference {
   readonly id: string;
   /** Why the difference is a fact of the two programs rather than a bug. */
   readonly reason: string;
-  /** Whether this reply pair is an instance of the difference. */
-  readonly matches: (r: ComparedReply) => boolean;
+  /** Whether this reply pair is an instance of the difference; `history` holds the requests before it. */
+  readonly matches: (r: ComparedReply, history: readonly string[]) => boolean;
+  /** The difference changes state the rest of the run depends on: stop comparing the run. */
+  readonly stopsComparison?: boolean;
 }
 
+/** `readl|readq ADDR` of the SMMU frame: the offset and size, else undefined. */
+function smmuRead(request: string): { offset: number; size: 4 | 8 } | undefined {
+  const m = /^read([lq]) (0x[0-9a-f]+)$/.exec(request);
+  if (!m) return undefined;
+  const offset = Number(m[2]) - SMMU_BASE;
+  return offset >= 0 && offset < R.SMMUV3_MMIO_SIZE ? { offset, size: m[1] === 'q' ? 8 : 4 } : undefined;
+}
+
+/** The value of an `OK 0x...` reply without IRQ lines. */
+function okValue(reply: string): bigint | undefined {
+  const m = /^OK (0x[0-9a-f]+)$/.exec(reply);
+  return m ? BigInt(m[1]!) : undefined;
+}
+
+/** The bits of the register word(s) at `offset` cmdqv's frame keeps (its defined fields). */
+function definedBits(offset: number, size: 4 | 8): bigint | undefined {
+  const lo = layout.slotAt(offset);
+  if (lo < 0) return undefined;
+  if (size === 4) return BigInt(layout.readMask[lo]!);
+  const hi = layout.slotAt(offset + 4);
+  return BigInt(layout.readMask[lo]!) | (hi < 0 ? 0n : BigInt(layout.readMask[hi]!) << 32n);
+}
+
+const STRTAB_BASE_CFG_AT = `0x${(SMMU_BASE + R.STRTAB_BASE_CFG.spec.offset).toString(16)}`;
+const STRTAB_FMT_2LVL = 1 << 16;
+
 /** The allow-list (docs/reference/qemu-smmuv3.md §9 lists the same entries). */
-export const ALLOWED_DIFFERENCES: readonly AllowedDifference[] = [];
+export const ALLOWED_DIFFERENCES: readonly AllowedDifference[] = [
+  {
+    id: 'smmu-reserved-bits',
+    reason:
+      'QEMU stores whole 32-bit words in CR0..CR2, GERRORN, the queue PROD/CONS and the other ' +
+      'plain registers, reserved bits included; cmdqv\'s register frame (shared with the ' +
+      'accelerated SMMUv3) keeps RES0 bits zero as the architecture reads them. The defined fields agree.',
+    matches: (r) => {
+      const at = smmuRead(r.request);
+      if (!at) return false;
+      const bits = definedBits(at.offset, at.size);
+      const q = okValue(r.qemu);
+      const c = okValue(r.cmdqv);
+      return bits !== undefined && q !== undefined && c !== undefined && (q & bits) === c;
+    },
+  },
+  {
+    id: 'smmu-page1-alias',
+    reason:
+      'QEMU makes page 1 of the SMMU frame an alias of page 0 (a CONSTRAINED UNPREDICTABLE choice, ' +
+      'hw/arm/smmuv3.c); cmdqv implements only EVENTQ_PROD/CONS there (0x100A8/0x100AC) and reads ' +
+      'the rest of page 1 as zero, as the architecture defines page 1 (deliberate, emulated-smmuv3.ts).',
+    matches: (r) => {
+      const at = smmuRead(r.request);
+      return at !== undefined && at.offset >= PAGE1 && at.offset !== R.EVENTQ_PROD.spec.offset && at.offset !== R.EVENTQ_CONS.spec.offset && /^OK 0x0+$/.test(r.cmdqv);
+    },
+  },
+  {
+    id: 'smmu-sticky-2lvl-strtab',
+    reason:
+      'QEMU switches to the 2-level stream table format when STRTAB_BASE_CFG.FMT = 1 is written and ' +
+      'never back (smmu_writel sets SMMU_FEATURE_2LVL_STE and nothing clears it); cmdqv follows ' +
+      'FMT as the architecture does. Once FMT went from 1 to 0 the two look STEs up in different ' +
+      'places, so the rest of the run is not compared.',
+    stopsComparison: true,
+    matches: (_r, history) => {
+      let twoLevel = false;
+      for (const h of history) {
+        const w = h.split(' ');
+        if (w[0] !== 'writel' || w[1] !== STRTAB_BASE_CFG_AT) continue;
+        const fmt2 = (Number(w[2]) & STRTAB_FMT_2LVL) !== 0;
+        if (fmt2) twoLevel = true;
+        else if (twoLevel) return true;
+      }
+      return false;
+    },
+  },
+];

@@ -61,9 +61,11 @@ function irqText(irqs: readonly string[]): string {
 export function compareAnswers(setup: readonly Step[], steps: readonly Step[], qemu: readonly Answer[], cmdqv: readonly Answer[], allow: readonly AllowedDifference[] = ALLOWED_DIFFERENCES): RunComparison {
   const allowed = new Map<string, number>();
   const all = [...setup, ...steps];
+  const history: string[] = [];
   let i = 0;
   for (let s = 0; s < all.length; s++) {
     for (const request of all[s]!.lines) {
+      history.push(request);
       const q = qemu[i];
       const c = cmdqv[i];
       i++;
@@ -71,9 +73,10 @@ export function compareAnswers(setup: readonly Step[], steps: readonly Step[], q
       const ct = c ? c.reply + irqText(c.irqs) : '<no answer>';
       if (qt === ct) continue;
       const pair: ComparedReply = { request, qemu: qt, cmdqv: ct };
-      const entry = allow.find((a) => a.matches(pair));
+      const entry = allow.find((a) => a.matches(pair, history));
       if (entry) {
         allowed.set(entry.id, (allowed.get(entry.id) ?? 0) + 1);
+        if (entry.stopsComparison) return { requests: i, divergence: undefined, allowed };
         continue;
       }
       return { requests: i, divergence: { step: s - setup.length, ...pair }, allowed };

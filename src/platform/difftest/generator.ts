@@ -85,7 +85,8 @@ class Generator {
   private evtqLog2 = 3;
   private cmdProd = 0;
   private gerrorn = 0;
-  private twoLevel = false;
+  /** Chosen once per sequence: QEMU never leaves the 2-level format once set (allow-list). */
+  private readonly twoLevel: boolean;
   /** Page-table words written so far (the builders read back what they wrote). */
   private readonly tableWords = new Map<number, number>();
   private pending: string[] = [];
@@ -96,6 +97,7 @@ class Generator {
 
   constructor(seed: number) {
     this.rnd = mulberry32(seed);
+    this.twoLevel = this.chance(0.3);
     const mem = {
       read32: (a: number) => this.tableWords.get(a) ?? 0,
       write32: (a: number, v: number) => {
@@ -164,7 +166,6 @@ class Generator {
   private enable(): Step {
     this.cmdqLog2 = 2 + this.int(4);
     this.evtqLog2 = 1 + this.int(4);
-    this.twoLevel = this.chance(0.3);
     this.cmdProd = 0;
     const irqCtrl = this.chance(0.7) ? 0b111 : this.int(8);
     const cr0 = this.chance(0.85) ? CR0_SMMUEN_EVENTQEN_CMDQEN : this.int(0x20);

@@ -28,6 +28,8 @@ const SIDSIZE = 16;
 /** STE.Config bit 0 / bit 1: stage 1 / stage 2 enabled (for the translating configurations). */
 const CFG_S1 = 0b001;
 const CFG_S2 = 0b010;
+/** STE.Config bit 2: translating or bypass (clear: abort, or a reserved value). */
+const CFG_ENABLED = 0b100;
 
 /** log2 of a granule. */
 function shiftOf(granule: Granule): number {
@@ -78,6 +80,16 @@ export class EmulatedConfigRules implements TranslatorDevice {
       this.log.guestError(this.frame.logSource, `Cannot fetch pte at address=0x${r.addr.toString(16)}`);
     }
     return -1;
+  }
+
+  /**
+   * QEMU's decode_ste takes every valid STE whose Config has bit 2 clear (0b000..0b011, the
+   * reserved values included) as abort: no event (docs/reference/qemu-smmuv3.md §3).
+   */
+  steFetched(w: Uint32Array): void {
+    if (!STE.V.getWords(w[0]!, w[1]!)) return;
+    const cfg = STE.CFG.getWords(w[0]!, w[1]!);
+    if (cfg !== STE_CFG_ABORT && (cfg & CFG_ENABLED) === 0) STE.CFG.setWords(w, 0, STE_CFG_ABORT);
   }
 
   /** QEMU's decode_ste limits (stages offered, stage-2 shape, one CD, no stall). */
