@@ -80,10 +80,12 @@ export interface FaultModel {
    * CLASS_CD (QEMU); otherwise as F_CD_FETCH.
    */
   readonly cdFetchS2FaultAsWalk: boolean;
+  /** A stream whose CD cannot be used stays in the configuration cache (QEMU re-reads the STE). */
+  readonly cacheStreamOnBadCd: boolean;
 }
 
 /** The host SMMU's fault model (the architecture, every fault recorded). */
-export const HARDWARE_FAULTS: FaultModel = { honourRecordBits: false, cacheOnPermissionFault: true, cdFetchS2FaultAsWalk: false };
+export const HARDWARE_FAULTS: FaultModel = { honourRecordBits: false, cacheOnPermissionFault: true, cdFetchS2FaultAsWalk: false, cacheStreamOnBadCd: true };
 
 /** Counters of the engine's work. */
 export interface TranslatorStats {
@@ -222,7 +224,8 @@ export class Translator {
       const r = walk(sc.s2!, this.mem, addr, ACCESS_READ, this.s2Out);
       if (r.fault !== FAULT_NONE) {
         if (this.faults.cdFetchS2FaultAsWalk) {
-          if (!this.walkFault(r.fault, sc, undefined, 2, sid, addr, ACCESS_READ, ssid, CLASS_CD, addr, r.faultAddress)) fault.id = 0;
+          // ADDR is the transaction's input address, ADDR2 the CD's IPA (QEMU 11.1 [R]).
+          if (!this.walkFault(r.fault, sc, undefined, 2, sid, iova, ACCESS_READ, ssid, CLASS_CD, addr, r.faultAddress)) fault.id = 0;
         } else {
           fault.reset(Evt.F_CD_FETCH, sid, iova).s2 = 1;
           fault.ipa = addr;
@@ -287,7 +290,10 @@ export class Translator {
     let cd: CdConfig | undefined;
     if (sc.kind !== 's2') {
       cd = this.fetchCd(sc, sid, ssid, iova);
-      if (!cd) return this.faulted(out);
+      if (!cd) {
+        if (!this.faults.cacheStreamOnBadCd) this.streams.delete(sid);
+        return this.faulted(out);
+      }
       asid = cd.asid;
     }
     const hit = this.iotlb.lookup(sc.vmid, asid, iova);

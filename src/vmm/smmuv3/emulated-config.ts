@@ -11,6 +11,7 @@ import type { FaultRecord } from '../../arch/smmuv3/event-record.js';
 import type { Granule } from '../../arch/smmuv3/page-table.js';
 import * as R from '../../arch/smmuv3/registers.js';
 import type { CdConfig, StreamConfig } from '../../arch/smmuv3/stream-config.js';
+import type { WalkConfig } from '../../arch/smmuv3/page-table.js';
 import { addressBits, CD, Evt, STE, STE_CFG_ABORT, STE_CFG_BYPASS } from '../../arch/smmuv3/structures.js';
 import type { TranslatorDevice } from '../../arch/smmuv3/translator.js';
 import type { ModelLog } from '../../kit/log.js';
@@ -103,7 +104,10 @@ export class EmulatedConfigRules implements TranslatorDevice {
     }
     // VMID counts whenever stage 2 is offered (QEMU: even for a stage-1-only STE); else none.
     sc.vmid = this.frame.stage2 ? STE.S2VMID.getWords(w[4]!, w[5]!) : 0;
-    if (sc.s2) sc.s2.oasBits = Math.min(sc.s2.oasBits, EMULATED_OAS_BITS);
+    if (sc.s2) {
+      sc.s2.oasBits = Math.min(sc.s2.oasBits, EMULATED_OAS_BITS);
+      sc.s2.ttb = alignTableBase(sc.s2);
+    }
     return true;
   }
 
@@ -141,6 +145,7 @@ export class EmulatedConfigRules implements TranslatorDevice {
     this.tracer.emit(T.T_DECODE_CD, oas);
     if (bad) return false;
     cd.s1.oasBits = oas;
+    cd.s1.ttb = alignTableBase(cd.s1);
     return true;
   }
 }
@@ -156,4 +161,17 @@ function s2ConcatValid(granule: Granule, level: number, ipaBits: number): boolea
   const below = p + stride * (3 - level); // input bits resolved below the start level's index
   const indexBits = ipaBits - below;
   return indexBits <= stride || 2 ** (indexBits - stride) <= MAX_S2_CONCAT;
+}
+
+/**
+ * QEMU's walk clears the TTB bits below the start-level table's size (the index bits there):
+ * 2^(inputBits − stride · (4 − startLevel)) bytes, concatenated stage-2 tables included
+ * (docs/reference/qemu-smmuv3.md §3).
+ */
+function alignTableBase(c: WalkConfig): number {
+  const pageShift = Math.log2(c.granule);
+  const stride = pageShift - 3;
+  const level = c.startLevel ?? 4 - Math.ceil((c.inputBits - pageShift) / stride);
+  const size = 2 ** (c.inputBits - stride * (4 - level));
+  return c.ttb - (c.ttb % size);
 }
