@@ -82,10 +82,15 @@ export interface FaultModel {
   readonly cdFetchS2FaultAsWalk: boolean;
   /** A stream whose CD cannot be used stays in the configuration cache (QEMU re-reads the STE). */
   readonly cacheStreamOnBadCd: boolean;
+  /**
+   * A stage-2 fault on a nested stage-1 table fetch (CLASS_TT) reports RnW = read, the table
+   * access (QEMU 11.1); otherwise the transaction's direction.
+   */
+  readonly tableFetchFaultIsRead: boolean;
 }
 
 /** The host SMMU's fault model (the architecture, every fault recorded). */
-export const HARDWARE_FAULTS: FaultModel = { honourRecordBits: false, cacheOnPermissionFault: true, cdFetchS2FaultAsWalk: false, cacheStreamOnBadCd: true };
+export const HARDWARE_FAULTS: FaultModel = { honourRecordBits: false, cacheOnPermissionFault: true, cdFetchS2FaultAsWalk: false, cacheStreamOnBadCd: true, tableFetchFaultIsRead: false };
 
 /** Counters of the engine's work. */
 export interface TranslatorStats {
@@ -327,7 +332,8 @@ export class Translator {
       const r = walk(cd.s1, reader, iova, access, this.walkOut);
       if (r.fault !== FAULT_NONE) {
         if (r.fault === FAULT_S2_ON_TABLE || (sc.kind === 'nested' && nested.lastFault !== 0)) {
-          if (!this.walkFault(nested.lastFault, sc, cd, 2, sid, iova, access, ssid, CLASS_TT, nested.faultAddress, nested.faultAddress)) return this.faulted(out);
+          const rw = this.faults.tableFetchFaultIsRead ? ACCESS_READ : access;
+          if (!this.walkFault(nested.lastFault, sc, cd, 2, sid, iova, rw, ssid, CLASS_TT, nested.faultAddress, nested.faultAddress)) return this.faulted(out);
         } else if (!this.walkFault(r.fault, sc, cd, 1, sid, iova, access, ssid, CLASS_IN, 0, r.faultAddress)) {
           return this.faulted(out);
         }

@@ -53,7 +53,7 @@ import type { GuestMemory } from './ste-install.js';
 import * as T from './trace-events.js';
 
 /** QEMU's fault reporting (docs/reference/qemu-smmuv3.md §5.1). */
-const QEMU_FAULTS: FaultModel = { honourRecordBits: true, cacheOnPermissionFault: false, cdFetchS2FaultAsWalk: true, cacheStreamOnBadCd: false };
+const QEMU_FAULTS: FaultModel = { honourRecordBits: true, cacheOnPermissionFault: false, cdFetchS2FaultAsWalk: true, cacheStreamOnBadCd: false, tableFetchFaultIsRead: true };
 /** QEMU's SMMU_IOTLB_MAX_SIZE. */
 export const EMULATED_IOTLB_ENTRIES = 256;
 /** Bypass and GBPA bypass translate one 4 KiB page at a time (QEMU's TARGET_PAGE mask). */
