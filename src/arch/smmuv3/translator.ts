@@ -332,6 +332,9 @@ export class Translator {
       const r = walk(cd.s1, reader, iova, access, this.walkOut);
       if (r.fault !== FAULT_NONE) {
         if (r.fault === FAULT_S2_ON_TABLE || (sc.kind === 'nested' && nested.lastFault !== 0)) {
+          // QEMU translates a nested CD's TTB0 through stage 2 when it decodes the CD: a fault
+          // there is a CD that cannot be used, and the stream is not cached.
+          if (!this.faults.cacheStreamOnBadCd && Math.floor(nested.faultAddress / MIN_ENTRY_SIZE) === Math.floor(cd.s1.ttb / MIN_ENTRY_SIZE)) this.streams.delete(sid);
           const rw = this.faults.tableFetchFaultIsRead ? ACCESS_READ : access;
           if (!this.walkFault(nested.lastFault, sc, cd, 2, sid, iova, rw, ssid, CLASS_TT, nested.faultAddress, nested.faultAddress)) return this.faulted(out);
         } else if (!this.walkFault(r.fault, sc, cd, 1, sid, iova, access, ssid, CLASS_IN, 0, r.faultAddress)) {
