@@ -123,7 +123,8 @@ export class EmulatedConfigRules implements TranslatorDevice {
       const effPs = addressBits(Math.min(STE.S2PS.getWords(lo, hi), 4));
       if (s2.ttb >= 2 ** effPs) return `SMMUv3 S2TTB too large 0x${s2.ttb.toString(16)}, effective PS ${effPs} bits`;
       const tsz = 64 - s2.inputBits;
-      const minTsz = s2.granule === 65536 ? 64 - EMULATED_OAS_BITS : Math.max(64 - EMULATED_OAS_BITS, 16);
+      // The IPA may not exceed the effective PS (QEMU 11.1: "bad STE S2T0SZ", docs/reference/qemu-smmuv3.md §3).
+      const minTsz = s2.granule === 65536 ? 64 - effPs : Math.max(64 - effPs, 16);
       if (tsz > 39 || tsz < minTsz) return `SMMUv3 bad STE S2T0SZ = ${tsz}`;
       if (!s2ConcatValid(s2.granule, s2.startLevel!, s2.inputBits)) return 'SMMUv3 STE stage 2 config not valid!';
       if (STE.S2ENDI.getWords(lo, hi)) return 'SMMUv3 STE_S2ENDI only supports LE!';
