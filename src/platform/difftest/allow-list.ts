@@ -61,12 +61,16 @@ const BASE_REGISTERS = [R.STRTAB_BASE, R.CMDQ_BASE, R.EVENTQ_BASE].map((r) => SM
 function baseInFlash(history: readonly string[]): boolean {
   const lo = BASE_REGISTERS.map(() => 0);
   const hi = BASE_REGISTERS.map(() => 0);
+  // Only a base the sequence wrote counts (before that the SMMU is not set up, and such runs
+  // are compared in full).
+  const written = BASE_REGISTERS.map(() => false);
   for (const h of history) {
     const w = h.split(' ');
     if (w[0] !== 'writel' && w[0] !== 'writeq') continue;
     const at = Number(w[1]);
     const v = BigInt(w[2] ?? '0');
     BASE_REGISTERS.forEach((b, i) => {
+      if (at === b || at === b + 4) written[i] = true;
       if (w[0] === 'writeq' && at === b) {
         lo[i] = Number(v & 0xffff_ffffn);
         hi[i] = Number((v >> 32n) & 0xffff_ffffn);
@@ -75,7 +79,7 @@ function baseInFlash(history: readonly string[]): boolean {
     });
   }
   // The address fields start at bit 5 or 6 and end at bit 51: the high word's low 20 bits.
-  return lo.some((l, i) => (hi[i]! & 0xf_ffff) === 0 && (l & ~0x3f) >>> 0 < VIRT_FLASH_END);
+  return lo.some((l, i) => written[i] && (hi[i]! & 0xf_ffff) === 0 && (l & ~0x3f) >>> 0 < VIRT_FLASH_END);
 }
 
 const STRTAB_BASE_CFG_AT = `0x${(SMMU_BASE + R.STRTAB_BASE_CFG.spec.offset).toString(16)}`;
