@@ -65,7 +65,7 @@ export class EmulatedConfigRules implements TranslatorDevice {
     const st = {
       base: this.frame.address(regs.strtabBase, R.STRTAB_BASE.f.ADDR),
       log2size: R.STRTAB_BASE_CFG.f.LOG2SIZE.get(cfg),
-      split: R.STRTAB_BASE_CFG.f.SPLIT.get(cfg),
+      split: qemuSplit(R.STRTAB_BASE_CFG.f.SPLIT.get(cfg)),
       fmt: R.STRTAB_BASE_CFG.f.FMT.get(cfg),
       sidSize: SIDSIZE,
     };
@@ -175,4 +175,12 @@ function alignTableBase(c: WalkConfig): number {
   const level = c.startLevel ?? 4 - Math.ceil((c.inputBits - pageShift) / stride);
   const size = 2 ** (c.inputBits - stride * (4 - level));
   return c.ttb - (c.ttb % size);
+}
+
+/**
+ * QEMU 11.1 takes a 2-level SPLIT of 6, 8 or 10 and uses 6 for any other value ("Invalid
+ * STRTAB_BASE_CFG.SPLIT=N, use 6 instead", docs/reference/qemu-smmuv3.md §3).
+ */
+function qemuSplit(split: number): number {
+  return split === 6 || split === 8 || split === 10 ? split : 6;
 }
