@@ -30,7 +30,7 @@ import {
   type WalkConfig,
 } from './page-table.js';
 import { decodeCd, decodeSte, type CdConfig, type StreamConfig } from './stream-config.js';
-import { CD_BYTES, CD_WORDS, CLASS_CD, CLASS_IN, CLASS_TT, Evt, STE_WORDS } from './structures.js';
+import { CD, CD_BYTES, CD_WORDS, CLASS_CD, CLASS_IN, CLASS_TT, Evt, STE_WORDS } from './structures.js';
 import { FaultRecord } from './event-record.js';
 
 /** Access kinds of {@link Translator.translate}. */
@@ -87,10 +87,15 @@ export interface FaultModel {
    * access (QEMU 11.1); otherwise the transaction's direction.
    */
   readonly tableFetchFaultIsRead: boolean;
+  /**
+   * A CD with EPD0 = 1 is usable and every TT0 access is a stage-1 translation fault (the
+   * architecture; QEMU 11.1); otherwise such a CD is C_BAD_CD.
+   */
+  readonly epd0TranslationFault: boolean;
 }
 
 /** The host SMMU's fault model (the architecture, every fault recorded). */
-export const HARDWARE_FAULTS: FaultModel = { honourRecordBits: false, cacheOnPermissionFault: true, cdFetchS2FaultAsWalk: false, cacheStreamOnBadCd: true, tableFetchFaultIsRead: false };
+export const HARDWARE_FAULTS: FaultModel = { honourRecordBits: false, cacheOnPermissionFault: true, cdFetchS2FaultAsWalk: false, cacheStreamOnBadCd: true, tableFetchFaultIsRead: false, epd0TranslationFault: false };
 
 /** Counters of the engine's work. */
 export interface TranslatorStats {
@@ -243,7 +248,12 @@ export class Translator {
     }
     const w = this.fetchWords(addr, CD_WORDS, Evt.F_CD_FETCH, sid, iova);
     if (!w) return undefined;
-    const cd = decodeCd(w);
+    let cd = decodeCd(w);
+    if (!cd && this.faults.epd0TranslationFault && CD.EPD0.getWords(w[0]!, w[1]!)) {
+      CD.EPD0.setWords(w, 0, 0);
+      const tt0 = decodeCd(w);
+      if (tt0) cd = { ...tt0, tt0Disabled: true };
+    }
     if (!cd || (this.device.cdUsable !== undefined && !this.device.cdUsable(w, cd))) {
       fault.reset(Evt.C_BAD_CD, sid, iova);
       return undefined;
@@ -328,6 +338,10 @@ export class Translator {
         nested.s2 = sc.s2;
         nested.lastFault = 0;
         reader = nested;
+      }
+      if (cd.tt0Disabled) {
+        this.walkFault(FAULT_TRANSLATION, sc, cd, 1, sid, iova, access, ssid, CLASS_IN, 0, 0);
+        return this.faulted(out);
       }
       const r = walk(cd.s1, reader, iova, access, this.walkOut);
       if (r.fault !== FAULT_NONE) {

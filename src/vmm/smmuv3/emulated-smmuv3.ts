@@ -22,8 +22,8 @@
  * - Pages 0 and 1 are not aliased (EVENTQ_PROD/CONS only at 0x100A8/0x100AC).
  * - A 2-level stream table descriptor's Span s covers 2^(s-1) STEs (the architecture; QEMU
  *   accepts 2^s − 1), as the accelerated SMMUv3 does.
- * - Only TT0 of a CD is used: a CD with EPD0 = 1 is C_BAD_CD, addresses above TT0's range fault
- *   (QEMU also walks TT1 when EPD1 = 0; Linux sets EPD1). STE.S2AA64 = 0 is C_BAD_STE (QEMU
+ * - Only TT0 of a CD is used: addresses above TT0's range fault (QEMU also walks TT1 when
+ *   EPD1 = 0; Linux sets EPD1). A CD with EPD0 = 1 faults every TT0 access, as QEMU does. STE.S2AA64 = 0 is C_BAD_STE (QEMU
  *   asserts). STE.S2AFFD is ignored: AF = 0 always faults (QEMU skips the check with S2AFFD).
  * - The IOTLB is the shared engine's (one entry per page or block, tagged VMID + ASID, the IPA
  *   kept): TLBI_S2_IPA also drops the nested entries built on that IPA, and when full it evicts
@@ -53,7 +53,7 @@ import type { GuestMemory } from './ste-install.js';
 import * as T from './trace-events.js';
 
 /** QEMU's fault reporting (docs/reference/qemu-smmuv3.md §5.1). */
-const QEMU_FAULTS: FaultModel = { honourRecordBits: true, cacheOnPermissionFault: false, cdFetchS2FaultAsWalk: true, cacheStreamOnBadCd: false, tableFetchFaultIsRead: true };
+const QEMU_FAULTS: FaultModel = { honourRecordBits: true, cacheOnPermissionFault: false, cdFetchS2FaultAsWalk: true, cacheStreamOnBadCd: false, tableFetchFaultIsRead: true, epd0TranslationFault: true };
 /** QEMU's SMMU_IOTLB_MAX_SIZE. */
 export const EMULATED_IOTLB_ENTRIES = 256;
 /** Bypass and GBPA bypass translate one 4 KiB page at a time (QEMU's TARGET_PAGE mask). */

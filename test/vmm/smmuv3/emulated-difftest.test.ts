@@ -78,6 +78,15 @@ describe('emulated SMMUv3 as QEMU 11.1 (difftest findings)', () => {
     assert.equal(r.translate(IOVA).ok, true, 'the STE was read again');
   });
 
+  test('a CD with EPD0 = 1 is usable: every TT0 access is a recorded stage-1 F_TRANSLATION, not C_BAD_CD', () => {
+    const r = s1Rig();
+    r.writeCd({ extra: (w) => CD.EPD0.setWords(w, 0, 1) });
+    r.submit(r.cmd(Op.CFGI_CD, { sid: SID }));
+    assert.equal(r.translate(IOVA).ok, false);
+    const e = r.events();
+    assert.deepEqual(e.map((x) => [EVT.ID.get(x[0]!), x[4], EVT.S2.getWords(x[2]!, x[3]!)]), [[Evt.F_TRANSLATION, IOVA, 0]]);
+  });
+
   test('a misaligned S2TTB walks from the start table aligned down (QEMU clears the index bits)', () => {
     const r = new EmulatedRig({ stage: 'nested' });
     r.s2.map(IOVA, DATA, 0x1000, 3);
