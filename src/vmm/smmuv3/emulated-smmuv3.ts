@@ -23,8 +23,8 @@
  * - A 2-level stream table descriptor's Span s covers 2^(s-1) STEs (the architecture; QEMU
  *   accepts 2^s − 1), as the accelerated SMMUv3 does.
  * - Only TT0 of a CD is used: addresses above TT0's range fault (QEMU also walks TT1 when
- *   EPD1 = 0; Linux sets EPD1). A CD with EPD0 = 1 faults every TT0 access, as QEMU does. STE.S2AA64 = 0 is C_BAD_STE (QEMU
- *   asserts). STE.S2AFFD is ignored: AF = 0 always faults (QEMU skips the check with S2AFFD).
+ *   EPD1 = 0; Linux sets EPD1). A CD with EPD0 = 1 faults every TT0 access, as QEMU does.
+ *   STE.S2AA64 = 0 is C_BAD_STE (QEMU asserts). STE.S2AFFD is ignored: AF = 0 always faults (QEMU skips the check with S2AFFD).
  * - The IOTLB is the shared engine's (one entry per page or block, tagged VMID + ASID, the IPA
  *   kept): TLBI_S2_IPA also drops the nested entries built on that IPA, and when full it evicts
  *   one entry (QEMU empties its 256-entry table).
