@@ -7,6 +7,7 @@ import { OptionError } from '../platform/machine.js';
 import { WorkloadError } from '../platform/workload.js';
 import { CliError } from './output-file.js';
 import { ACPI_USAGE, acpiCommand } from './acpi-command.js';
+import { DIFFTEST_USAGE, difftestCommand } from './difftest-command.js';
 import { FUZZ_USAGE, fuzzCommand } from './fuzz-command.js';
 import { QEMU_USAGE, qemuCommand } from './qemu-command.js';
 import { RUN_USAGE, runCommand } from './run-command.js';
@@ -28,6 +29,8 @@ commands:
   uapi [--json]   print every iommufd uAPI struct layout, ioctl number and enum value
   fuzz [options] [-- QEMU options]
                   a seeded campaign of hostile guest operations and uAPI calls; --replay FILE
+  difftest [--seeds N] [--seed S] [--steps K] [--qemu PATH]
+                  compare the emulated SMMUv3 with QEMU 11.1's on seeded qtest sequences
   qemu [QEMU options]
                   a drop-in qemu-system-aarch64: serves qtest (-qtest) and QMP (-qmp)
   help            show this text
@@ -38,7 +41,7 @@ ${RUN_USAGE}
 `;
 
 /** Each subcommand's own usage text (`cmdqv <command> --help`). */
-const COMMAND_USAGE: Readonly<Record<string, string>> = { run: RUN_USAGE, acpi: ACPI_USAGE, uapi: UAPI_USAGE, fuzz: FUZZ_USAGE, qemu: QEMU_USAGE, help: USAGE };
+const COMMAND_USAGE: Readonly<Record<string, string>> = { run: RUN_USAGE, acpi: ACPI_USAGE, uapi: UAPI_USAGE, fuzz: FUZZ_USAGE, difftest: DIFFTEST_USAGE, qemu: QEMU_USAGE, help: USAGE };
 
 /** Whether the subcommand's own options (before any `--`) ask for help. */
 function wantsHelp(args: readonly string[]): boolean {
@@ -54,9 +57,9 @@ export async function runCli(argv: readonly string[], out: (s: string) => void, 
   const [command, ...rest] = argv;
   // The drop-in takes QEMU's options as they are: every argument is QEMU's.
   if (command === 'qemu') return qemuCommand(rest, out, err);
-  if (command !== 'fuzz' || wantsHelp(rest)) return main(argv, out, err);
+  if ((command !== 'fuzz' && command !== 'difftest') || wantsHelp(rest)) return main(argv, out, err);
   try {
-    const result = await fuzzCommand(rest, err);
+    const result = command === 'fuzz' ? await fuzzCommand(rest, err) : await difftestCommand(rest, err);
     out(result.text);
     return result.status;
   } catch (e) {
@@ -86,6 +89,7 @@ export function main(argv: readonly string[], out: (s: string) => void, err: (s:
         return 0;
       }
       case 'fuzz':
+      case 'difftest':
       case 'qemu':
         throw new UsageError(`${command} runs asynchronously: call runCli (the cmdqv binary does)`);
       case 'help':

@@ -35,6 +35,8 @@ export interface CdConfig {
   readonly s1: WalkConfig;
   /** CD.R: record stage-1 faults. */
   readonly recordFaults: boolean;
+  /** CD.EPD0 on a device that takes it as the architecture does: every TT0 walk faults. */
+  readonly tt0Disabled?: boolean;
 }
 
 /** Stage-2 start level from STE.S2SL0 (its meaning depends on the granule). */

@@ -30,7 +30,7 @@ import {
   type WalkConfig,
 } from './page-table.js';
 import { decodeCd, decodeSte, type CdConfig, type StreamConfig } from './stream-config.js';
-import { CD_BYTES, CD_WORDS, CLASS_CD, CLASS_IN, CLASS_TT, Evt, STE_WORDS } from './structures.js';
+import { CD, CD_BYTES, CD_WORDS, CLASS_CD, CLASS_IN, CLASS_TT, Evt, STE_WORDS } from './structures.js';
 import { FaultRecord } from './event-record.js';
 
 /** Access kinds of {@link Translator.translate}. */
@@ -57,6 +57,8 @@ export interface TranslatorDevice {
    * F_STE_FETCH, C_BAD_STE; id 0 for an abort without an event).
    */
   steAddress(sid: number, fault: FaultRecord): number;
+  /** Rewrite an STE as fetched, before it is decoded (a device's reading of reserved encodings). */
+  steFetched?(w: Uint32Array): void;
   /** The device's own limits on a decoded STE (false: C_BAD_STE). */
   steUsable?(w: Uint32Array, sc: StreamConfig): boolean;
   /** The device's own limits on a decoded CD (false: C_BAD_CD). */
@@ -78,10 +80,22 @@ export interface FaultModel {
    * CLASS_CD (QEMU); otherwise as F_CD_FETCH.
    */
   readonly cdFetchS2FaultAsWalk: boolean;
+  /** A stream whose CD cannot be used stays in the configuration cache (QEMU re-reads the STE). */
+  readonly cacheStreamOnBadCd: boolean;
+  /**
+   * A stage-2 fault on a nested stage-1 table fetch (CLASS_TT) reports RnW = read, the table
+   * access (QEMU 11.1); otherwise the transaction's direction.
+   */
+  readonly tableFetchFaultIsRead: boolean;
+  /**
+   * A CD with EPD0 = 1 is usable and every TT0 access is a stage-1 translation fault (the
+   * architecture; QEMU 11.1); otherwise such a CD is C_BAD_CD.
+   */
+  readonly epd0TranslationFault: boolean;
 }
 
 /** The host SMMU's fault model (the architecture, every fault recorded). */
-export const HARDWARE_FAULTS: FaultModel = { honourRecordBits: false, cacheOnPermissionFault: true, cdFetchS2FaultAsWalk: false };
+export const HARDWARE_FAULTS: FaultModel = { honourRecordBits: false, cacheOnPermissionFault: true, cdFetchS2FaultAsWalk: false, cacheStreamOnBadCd: true, tableFetchFaultIsRead: false, epd0TranslationFault: false };
 
 /** Counters of the engine's work. */
 export interface TranslatorStats {
@@ -195,6 +209,7 @@ export class Translator {
     if (steAddr < 0) return undefined;
     const w = this.fetchWords(steAddr, STE_WORDS, Evt.F_STE_FETCH, sid, iova);
     if (!w) return undefined;
+    this.device.steFetched?.(w);
     const sc = decodeSte(w);
     if (!sc || (this.device.steUsable !== undefined && !this.device.steUsable(w, sc))) {
       fault.reset(Evt.C_BAD_STE, sid, iova);
@@ -219,7 +234,8 @@ export class Translator {
       const r = walk(sc.s2!, this.mem, addr, ACCESS_READ, this.s2Out);
       if (r.fault !== FAULT_NONE) {
         if (this.faults.cdFetchS2FaultAsWalk) {
-          if (!this.walkFault(r.fault, sc, undefined, 2, sid, addr, ACCESS_READ, ssid, CLASS_CD, addr, r.faultAddress)) fault.id = 0;
+          // ADDR is the transaction's input address, ADDR2 the CD's IPA (QEMU 11.1 [R]).
+          if (!this.walkFault(r.fault, sc, undefined, 2, sid, iova, ACCESS_READ, ssid, CLASS_CD, addr, r.faultAddress)) fault.id = 0;
         } else {
           fault.reset(Evt.F_CD_FETCH, sid, iova).s2 = 1;
           fault.ipa = addr;
@@ -232,7 +248,12 @@ export class Translator {
     }
     const w = this.fetchWords(addr, CD_WORDS, Evt.F_CD_FETCH, sid, iova);
     if (!w) return undefined;
-    const cd = decodeCd(w);
+    let cd = decodeCd(w);
+    if (!cd && this.faults.epd0TranslationFault && CD.EPD0.getWords(w[0]!, w[1]!)) {
+      CD.EPD0.setWords(w, 0, 0);
+      const tt0 = decodeCd(w);
+      if (tt0) cd = { ...tt0, tt0Disabled: true };
+    }
     if (!cd || (this.device.cdUsable !== undefined && !this.device.cdUsable(w, cd))) {
       fault.reset(Evt.C_BAD_CD, sid, iova);
       return undefined;
@@ -284,7 +305,10 @@ export class Translator {
     let cd: CdConfig | undefined;
     if (sc.kind !== 's2') {
       cd = this.fetchCd(sc, sid, ssid, iova);
-      if (!cd) return this.faulted(out);
+      if (!cd) {
+        if (!this.faults.cacheStreamOnBadCd) this.streams.delete(sid);
+        return this.faulted(out);
+      }
       asid = cd.asid;
     }
     const hit = this.iotlb.lookup(sc.vmid, asid, iova);
@@ -315,10 +339,18 @@ export class Translator {
         nested.lastFault = 0;
         reader = nested;
       }
+      if (cd.tt0Disabled) {
+        this.walkFault(FAULT_TRANSLATION, sc, cd, 1, sid, iova, access, ssid, CLASS_IN, 0, 0);
+        return this.faulted(out);
+      }
       const r = walk(cd.s1, reader, iova, access, this.walkOut);
       if (r.fault !== FAULT_NONE) {
         if (r.fault === FAULT_S2_ON_TABLE || (sc.kind === 'nested' && nested.lastFault !== 0)) {
-          if (!this.walkFault(nested.lastFault, sc, cd, 2, sid, iova, access, ssid, CLASS_TT, nested.faultAddress, nested.faultAddress)) return this.faulted(out);
+          // QEMU translates a nested CD's TTB0 through stage 2 when it decodes the CD: a fault
+          // there is a CD that cannot be used, and the stream is not cached.
+          if (!this.faults.cacheStreamOnBadCd && Math.floor(nested.faultAddress / MIN_ENTRY_SIZE) === Math.floor(cd.s1.ttb / MIN_ENTRY_SIZE)) this.streams.delete(sid);
+          const rw = this.faults.tableFetchFaultIsRead ? ACCESS_READ : access;
+          if (!this.walkFault(nested.lastFault, sc, cd, 2, sid, iova, rw, ssid, CLASS_TT, nested.faultAddress, nested.faultAddress)) return this.faulted(out);
         } else if (!this.walkFault(r.fault, sc, cd, 1, sid, iova, access, ssid, CLASS_IN, 0, r.faultAddress)) {
           return this.faulted(out);
         }

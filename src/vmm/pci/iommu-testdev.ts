@@ -151,23 +151,34 @@ export class IommuTestdev extends PciFunction {
     this.setResult(0);
   }
 
-  /** Write `data` at input address `iova` through the IOMMU (page by page), as dma_memory_write does. */
+  /**
+   * Write `data` at input address `iova` through the IOMMU, as dma_memory_write does: a page
+   * (the translation's span) at a time; an access that fails does not end the DMA. A failed
+   * translation fails one access of at most 4 bytes, no larger than the address's alignment,
+   * and the next access translates again (so a faulting DMA records an event per access, and
+   * pages after a fault are still written). Returns false when any access failed
+   * (docs/reference/qemu-smmuv3.md §5.3).
+   */
   private dmaWrite(iova: number, data: Uint8Array): boolean {
     const iommu = this.deps.iommu();
     if (!iommu) return this.deps.memory.write(iova, data);
     // The StreamID is the requester ID now: firmware may have renumbered the bus since plug time.
     const sid = this.requesterId;
+    let ok = true;
     for (let done = 0; done < data.length; ) {
-      const t = iommu.translate(sid, iova + done, true, this.tr);
+      const at = iova + done;
+      const t = iommu.translate(sid, at, true, this.tr);
       if (!t.ok) {
         this.stats.faults++;
-        return false;
+        ok = false;
+        done += failedAccessBytes(at, data.length - done);
+        continue;
       }
       const n = Math.min(t.span, data.length - done);
-      if (!this.deps.memory.write(t.pa, data.subarray(done, done + n))) return false;
+      if (!this.deps.memory.write(t.pa, data.subarray(done, done + n))) ok = false;
       done += n;
     }
-    return true;
+    return ok;
   }
 
   protected override resetDevice(): void {
@@ -188,4 +199,17 @@ function attrsInconsistent(cfg: number): boolean {
   const secure = DMA_ATTRS.f.SECURE.get(cfg) === 1;
   if (space === ITD_ATTRS_SPACE_SECURE || space === ITD_ATTRS_SPACE_NONSECURE) return secure !== (space === ITD_ATTRS_SPACE_SECURE);
   return false;
+}
+
+/** QEMU's largest access to an address with nothing behind it (unassigned memory). */
+const UNASSIGNED_ACCESS_MAX = 4;
+
+/**
+ * Bytes of the access that fails at `addr` with `left` bytes to go: at most 4, no larger than
+ * the address's alignment, a power of two (QEMU's memory_access_size on unassigned memory).
+ */
+function failedAccessBytes(addr: number, left: number): number {
+  let n = UNASSIGNED_ACCESS_MAX;
+  while (n > 1 && (n > left || addr % n !== 0)) n >>= 1;
+  return n;
 }

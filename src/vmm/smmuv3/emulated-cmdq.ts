@@ -174,7 +174,8 @@ export class EmulatedCommandQueue {
       }
       case OP_SYNC:
         this.stats.syncs++;
-        if (D0.SYNC_CS.get(w[0]!) === SYNC_CS_IRQ) frame.triggerIrq(SMMU_IRQ_CMD_SYNC);
+        // QEMU tests the IRQ bit of CS: the reserved CS = 3 interrupts too (docs/reference/qemu-smmuv3.md §4).
+        if ((D0.SYNC_CS.get(w[0]!) & SYNC_CS_IRQ) !== 0) frame.triggerIrq(SMMU_IRQ_CMD_SYNC);
         return CERROR_NONE;
       case OP_TLBI_NH_ASID: {
         if (!frame.stage1) return CERROR_ILL;

@@ -11,6 +11,7 @@ import type { FaultRecord } from '../../arch/smmuv3/event-record.js';
 import type { Granule } from '../../arch/smmuv3/page-table.js';
 import * as R from '../../arch/smmuv3/registers.js';
 import type { CdConfig, StreamConfig } from '../../arch/smmuv3/stream-config.js';
+import type { WalkConfig } from '../../arch/smmuv3/page-table.js';
 import { addressBits, CD, Evt, STE, STE_CFG_ABORT, STE_CFG_BYPASS } from '../../arch/smmuv3/structures.js';
 import type { TranslatorDevice } from '../../arch/smmuv3/translator.js';
 import type { ModelLog } from '../../kit/log.js';
@@ -28,6 +29,8 @@ const SIDSIZE = 16;
 /** STE.Config bit 0 / bit 1: stage 1 / stage 2 enabled (for the translating configurations). */
 const CFG_S1 = 0b001;
 const CFG_S2 = 0b010;
+/** STE.Config bit 2: translating or bypass (clear: abort, or a reserved value). */
+const CFG_ENABLED = 0b100;
 
 /** log2 of a granule. */
 function shiftOf(granule: Granule): number {
@@ -62,7 +65,7 @@ export class EmulatedConfigRules implements TranslatorDevice {
     const st = {
       base: this.frame.address(regs.strtabBase, R.STRTAB_BASE.f.ADDR),
       log2size: R.STRTAB_BASE_CFG.f.LOG2SIZE.get(cfg),
-      split: R.STRTAB_BASE_CFG.f.SPLIT.get(cfg),
+      split: qemuSplit(R.STRTAB_BASE_CFG.f.SPLIT.get(cfg)),
       fmt: R.STRTAB_BASE_CFG.f.FMT.get(cfg),
       sidSize: SIDSIZE,
     };
@@ -80,6 +83,16 @@ export class EmulatedConfigRules implements TranslatorDevice {
     return -1;
   }
 
+  /**
+   * QEMU's decode_ste takes every valid STE whose Config has bit 2 clear (0b000..0b011, the
+   * reserved values included) as abort: no event (docs/reference/qemu-smmuv3.md §3).
+   */
+  steFetched(w: Uint32Array): void {
+    if (!STE.V.getWords(w[0]!, w[1]!)) return;
+    const cfg = STE.CFG.getWords(w[0]!, w[1]!);
+    if (cfg !== STE_CFG_ABORT && (cfg & CFG_ENABLED) === 0) STE.CFG.setWords(w, 0, STE_CFG_ABORT);
+  }
+
   /** QEMU's decode_ste limits (stages offered, stage-2 shape, one CD, no stall). */
   steUsable(w: Uint32Array, sc: StreamConfig): boolean {
     const cfg = STE.CFG.getWords(w[0]!, w[1]!);
@@ -91,7 +104,10 @@ export class EmulatedConfigRules implements TranslatorDevice {
     }
     // VMID counts whenever stage 2 is offered (QEMU: even for a stage-1-only STE); else none.
     sc.vmid = this.frame.stage2 ? STE.S2VMID.getWords(w[4]!, w[5]!) : 0;
-    if (sc.s2) sc.s2.oasBits = Math.min(sc.s2.oasBits, EMULATED_OAS_BITS);
+    if (sc.s2) {
+      sc.s2.oasBits = Math.min(sc.s2.oasBits, EMULATED_OAS_BITS);
+      sc.s2.ttb = alignTableBase(sc.s2);
+    }
     return true;
   }
 
@@ -107,7 +123,8 @@ export class EmulatedConfigRules implements TranslatorDevice {
       const effPs = addressBits(Math.min(STE.S2PS.getWords(lo, hi), 4));
       if (s2.ttb >= 2 ** effPs) return `SMMUv3 S2TTB too large 0x${s2.ttb.toString(16)}, effective PS ${effPs} bits`;
       const tsz = 64 - s2.inputBits;
-      const minTsz = s2.granule === 65536 ? 64 - EMULATED_OAS_BITS : Math.max(64 - EMULATED_OAS_BITS, 16);
+      // The IPA may not exceed the effective PS (QEMU 11.1: "bad STE S2T0SZ", docs/reference/qemu-smmuv3.md §3).
+      const minTsz = s2.granule === 65536 ? 64 - effPs : Math.max(64 - effPs, 16);
       if (tsz > 39 || tsz < minTsz) return `SMMUv3 bad STE S2T0SZ = ${tsz}`;
       if (!s2ConcatValid(s2.granule, s2.startLevel!, s2.inputBits)) return 'SMMUv3 STE stage 2 config not valid!';
       if (STE.S2ENDI.getWords(lo, hi)) return 'SMMUv3 STE_S2ENDI only supports LE!';
@@ -129,6 +146,7 @@ export class EmulatedConfigRules implements TranslatorDevice {
     this.tracer.emit(T.T_DECODE_CD, oas);
     if (bad) return false;
     cd.s1.oasBits = oas;
+    cd.s1.ttb = alignTableBase(cd.s1);
     return true;
   }
 }
@@ -144,4 +162,25 @@ function s2ConcatValid(granule: Granule, level: number, ipaBits: number): boolea
   const below = p + stride * (3 - level); // input bits resolved below the start level's index
   const indexBits = ipaBits - below;
   return indexBits <= stride || 2 ** (indexBits - stride) <= MAX_S2_CONCAT;
+}
+
+/**
+ * QEMU's walk clears the TTB bits below the start-level table's size (the index bits there):
+ * 2^(inputBits − stride · (4 − startLevel)) bytes, concatenated stage-2 tables included
+ * (docs/reference/qemu-smmuv3.md §3).
+ */
+function alignTableBase(c: WalkConfig): number {
+  const pageShift = Math.log2(c.granule);
+  const stride = pageShift - 3;
+  const level = c.startLevel ?? 4 - Math.ceil((c.inputBits - pageShift) / stride);
+  const size = 2 ** (c.inputBits - stride * (4 - level));
+  return c.ttb - (c.ttb % size);
+}
+
+/**
+ * QEMU 11.1 takes a 2-level SPLIT of 6, 8 or 10 and uses 6 for any other value ("Invalid
+ * STRTAB_BASE_CFG.SPLIT=N, use 6 instead", docs/reference/qemu-smmuv3.md §3).
+ */
+function qemuSplit(split: number): number {
+  return split === 6 || split === 8 || split === 10 ? split : 6;
 }

@@ -107,7 +107,9 @@ export class EmulatedEventQueue {
       this.log.guestError(this.frame.logSource, `event queue write abort at ${hex(at, 12)}`);
       return false;
     }
-    const next = ((prod & ~qWrapMask(log2)) | qAdvance(prod, 1, log2)) >>> 0;
+    // QEMU's queue_prod_incr keeps only the wrap and index bits: OVFLG and any stray bits a
+    // guest wrote into EVENTQ_PROD are cleared (docs/reference/qemu-smmuv3.md §5.2).
+    const next = qAdvance(prod, 1, log2) & qWrapMask(log2);
     file.set32(regs.eventqProd, next);
     this.stats.events++;
     if (!qEmpty(next, cons, log2)) this.frame.triggerIrq(SMMU_IRQ_EVTQ);

@@ -22,9 +22,9 @@
  * - Pages 0 and 1 are not aliased (EVENTQ_PROD/CONS only at 0x100A8/0x100AC).
  * - A 2-level stream table descriptor's Span s covers 2^(s-1) STEs (the architecture; QEMU
  *   accepts 2^s − 1), as the accelerated SMMUv3 does.
- * - Only TT0 of a CD is used: a CD with EPD0 = 1 is C_BAD_CD, addresses above TT0's range fault
- *   (QEMU also walks TT1 when EPD1 = 0; Linux sets EPD1). STE.S2AA64 = 0 is C_BAD_STE (QEMU
- *   asserts). STE.S2AFFD is ignored: AF = 0 always faults (QEMU skips the check with S2AFFD).
+ * - Only TT0 of a CD is used: addresses above TT0's range fault (QEMU also walks TT1 when
+ *   EPD1 = 0; Linux sets EPD1). A CD with EPD0 = 1 faults every TT0 access, as QEMU does.
+ *   STE.S2AA64 = 0 is C_BAD_STE (QEMU asserts). STE.S2AFFD is ignored: AF = 0 always faults (QEMU skips the check with S2AFFD).
  * - The IOTLB is the shared engine's (one entry per page or block, tagged VMID + ASID, the IPA
  *   kept): TLBI_S2_IPA also drops the nested entries built on that IPA, and when full it evicts
  *   one entry (QEMU empties its 256-entry table).
@@ -38,7 +38,7 @@ import type { TableReader } from '../../arch/smmuv3/page-table.js';
 import { hex } from '../../kit/bits.js';
 import type { IrqLine } from '../../kit/irq.js';
 import type { ModelLog } from '../../kit/log.js';
-import type { MemoryRegion } from '../../kit/memory-region.js';
+import { MemoryRegion } from '../../kit/memory-region.js';
 import { cloneState, type Persist } from '../../kit/persist.js';
 import type { RegisterBank } from '../../kit/register-bank.js';
 import type { Tracer } from '../../kit/trace.js';
@@ -53,7 +53,7 @@ import type { GuestMemory } from './ste-install.js';
 import * as T from './trace-events.js';
 
 /** QEMU's fault reporting (docs/reference/qemu-smmuv3.md §5.1). */
-const QEMU_FAULTS: FaultModel = { honourRecordBits: true, cacheOnPermissionFault: false, cdFetchS2FaultAsWalk: true };
+const QEMU_FAULTS: FaultModel = { honourRecordBits: true, cacheOnPermissionFault: false, cdFetchS2FaultAsWalk: true, cacheStreamOnBadCd: false, tableFetchFaultIsRead: true, epd0TranslationFault: true };
 /** QEMU's SMMU_IOTLB_MAX_SIZE. */
 export const EMULATED_IOTLB_ENTRIES = 256;
 /** Bypass and GBPA bypass translate one 4 KiB page at a time (QEMU's TARGET_PAGE mask). */
@@ -101,6 +101,8 @@ export class EmulatedSmmuV3 implements PciIommu, Persist<EmulatedSmmuV3State> {
   private readonly events: EmulatedEventQueue;
   private readonly translation = new Translation();
   private readonly name: string;
+  /** The last word written to CMDQ_CONS (QEMU stores it whole). */
+  private cmdqConsWritten = 0;
 
   /** Realize: validate the properties (throws an Error with QEMU's text) and reset. */
   constructor(
@@ -113,7 +115,19 @@ export class EmulatedSmmuV3 implements PciIommu, Persist<EmulatedSmmuV3State> {
     this.name = `arm-smmuv3:${opts.id}`;
     this.frame = new SmmuRegisterFrame(opts.id, this.name, deps.log, deps.tracer);
     this.bank = this.frame.bank;
-    this.mmio = this.frame.mmio;
+    // QEMU's CMDQ_CONS keeps the whole written word; the frame's ERR field is read-only, so
+    // the written value is caught on its way in (see writeCmdqCons).
+    const inner = this.frame.mmio.ops!;
+    const cmdqConsOffset = R.CMDQ_CONS.spec.offset;
+    this.mmio = MemoryRegion.mmio(this.frame.mmio.name, R.SMMUV3_MMIO_SIZE, {
+      read: (offset, size) => inner.read(offset, size),
+      read64: (offset) => inner.read64(offset),
+      write: (offset, size, value) => {
+        if (offset === cmdqConsOffset) this.cmdqConsWritten = value;
+        inner.write(offset, size, value);
+      },
+      write64: (offset, value) => inner.write64(offset, value),
+    });
     this.irqs = this.frame.irqs;
     this.state = { registers: this.bank.file.words, idr: initialIdr(opts) };
     this.engine = new Translator(dmaReader(deps.guestMemory), new EmulatedConfigRules(this.frame, deps.guestMemory, deps.log, deps.tracer), QEMU_FAULTS, EMULATED_IOTLB_ENTRIES);
@@ -123,7 +137,11 @@ export class EmulatedSmmuV3 implements PciIommu, Persist<EmulatedSmmuV3State> {
       .onWrite(R.CR0, () => this.writeCr0())
       .onWrite(R.GBPA, (_reg, prevLo) => this.writeGbpa(prevLo))
       .onWrite(R.GERRORN, (_reg, prevLo) => this.writeGerrorn(prevLo))
-      .onWrite(R.CMDQ_PROD, () => this.cmdq.consume());
+      .onWrite(R.CMDQ_PROD, () => this.cmdq.consume())
+      .onWrite(R.CMDQ_CONS, () => this.writeCmdqCons());
+    // QEMU implements no AGBPA and keeps no EVENTQ_IRQ_CFG* (MSIs are not offered: IDR0.MSI = 0):
+    // they read as zero and ignore writes (docs/reference/qemu-smmuv3.md §6).
+    for (const def of [R.AGBPA, R.EVENTQ_IRQ_CFG0, R.EVENTQ_IRQ_CFG1, R.EVENTQ_IRQ_CFG2]) this.bank.onWrite(def, (reg, lo, hi) => this.ignoreWrite(reg.slot, reg.width, lo, hi));
     this.reset();
   }
 
@@ -200,6 +218,22 @@ export class EmulatedSmmuV3 implements PciIommu, Persist<EmulatedSmmuV3State> {
 
   // ------------------------------------------------------------------------------------------
   // Register writes with side effects (QEMU's smmu_writel)
+
+  /** Undo a write to a register QEMU reads as zero. */
+  private ignoreWrite(slot: number, width: number, prevLo: number, prevHi: number): void {
+    const words = this.frame.file.words;
+    words[slot] = prevLo;
+    if (width === 64) words[slot + 1] = prevHi;
+  }
+
+  /**
+   * QEMU stores the whole CMDQ_CONS word: a write also sets ERR (the register frame keeps ERR
+   * read-only for the accelerated SMMUv3), so a driver that rewrites CONS clears the error code.
+   */
+  private writeCmdqCons(): void {
+    const { file, regs } = this.frame;
+    file.set32(regs.cmdqCons, R.CMDQ_CONS.f.ERR.set(file.get32(regs.cmdqCons), R.CMDQ_CONS.f.ERR.get(this.cmdqConsWritten)));
+  }
 
   private writeCr0(): void {
     const { file, regs } = this.frame;

@@ -96,7 +96,7 @@ describe('emulated SMMUv3: event records', () => {
     r.writeSte(SID, STE_CFG_NESTED);
     r.enable();
     const cd = oneEvent(r, IOVA);
-    assert.deepEqual([cd.id, cd.s2, cd.cls, cd.addr, cd.addr2], [Evt.F_TRANSLATION, 1, CLASS_CD, CD_GPA, CD_GPA]);
+    assert.deepEqual([cd.id, cd.s2, cd.cls, cd.addr, cd.addr2], [Evt.F_TRANSLATION, 1, CLASS_CD, IOVA, CD_GPA], 'ADDR the input address, ADDR2 the CD IPA (QEMU 11.1, cmdqv difftest)');
     r.s2.map(CD_GPA, CD_GPA, 0x1000, 3);
     const tt = oneEvent(r, IOVA);
     assert.deepEqual([tt.id, tt.s2, tt.cls, tt.addr, tt.addr2], [Evt.F_TRANSLATION, 1, CLASS_TT, IOVA, r.s1.root + Math.floor(IOVA / 2 ** 39) * 8]);

@@ -129,23 +129,25 @@ describe('emulated SMMUv3: translation', () => {
     assert.deepEqual([t.ok, t.pa], [true, IOVA + 4]);
   });
 
-  test('2-level stream table (STRTAB_BASE_CFG.FMT = 1, SPLIT 4): the L1 descriptor leads to the STE', () => {
-    const r = stage1();
-    const l2 = RAM_BASE + 0x50_0000;
-    const steWords = [...Array(16).keys()].map((i) => r.dma.read32(STRTAB + SID * 64 + 4 * i));
-    steWords.forEach((v, i) => r.dma.write32(l2 + 4 * i, v)); // SID 0x10 = L1 index 1, L2 index 0
-    const l1 = RAM_BASE + 0x60_0000;
-    r.dma.write32(l1 + 8, (l2 | 5) >>> 0); // Span 5: 16 STEs
-    r.dma.write32(l1 + 12, 0);
-    r.w64(R.STRTAB_BASE, l1);
-    r.w32(R.STRTAB_BASE_CFG, (1 << 16) | (4 << 6) | 8);
-    r.submit(r.cmd(Op.CFGI_STE_RANGE, { range: 31 }));
-    assert.equal(r.translate(IOVA).pa, DATA);
-    const c = r.translate(IOVA, false, 0x20); // L1 index 2: Span 0
-    assert.equal(c.fault, 0x02, 'C_BAD_STREAMID');
-    r.w64(R.STRTAB_BASE, 0x1000_0000); // L1 table outside RAM
-    r.submit(r.cmd(Op.CFGI_STE_RANGE, { range: 31 }));
-    assert.equal(r.translate(IOVA).fault, 0x03, 'F_STE_FETCH');
+  test('2-level stream table (STRTAB_BASE_CFG.FMT = 1, SPLIT 6; QEMU 11.1 takes SPLIT 4 as 6): the L1 descriptor leads to the STE', () => {
+    for (const split of [6, 4]) {
+      const r = stage1();
+      const l2 = RAM_BASE + 0x50_0000;
+      const steWords = [...Array(16).keys()].map((i) => r.dma.read32(STRTAB + SID * 64 + 4 * i));
+      steWords.forEach((v, i) => r.dma.write32(l2 + SID * 64 + 4 * i, v)); // SID 0x10 = L1 index 0, L2 index 0x10
+      const l1 = RAM_BASE + 0x60_0000;
+      r.dma.write32(l1, (l2 | 7) >>> 0); // Span 7: 64 STEs
+      r.dma.write32(l1 + 4, 0);
+      r.w64(R.STRTAB_BASE, l1);
+      r.w32(R.STRTAB_BASE_CFG, (1 << 16) | (split << 6) | 8);
+      r.submit(r.cmd(Op.CFGI_STE_RANGE, { range: 31 }));
+      assert.equal(r.translate(IOVA).pa, DATA, `SPLIT ${split}`);
+      const c = r.translate(IOVA, false, 0x40); // L1 index 1: Span 0
+      assert.equal(c.fault, 0x02, 'C_BAD_STREAMID');
+      r.w64(R.STRTAB_BASE, 0x1000_0000); // L1 table outside RAM
+      r.submit(r.cmd(Op.CFGI_STE_RANGE, { range: 31 }));
+      assert.equal(r.translate(IOVA).fault, 0x03, 'F_STE_FETCH');
+    }
   });
 
   test('SMMUEN = 0: GBPA bypass, GBPA.ABORT aborts (only written with UPDATE), no event', () => {
