@@ -36,6 +36,9 @@ const VFIO_IOCTLS: readonly { readonly number: number; readonly struct: StructIn
   { number: V.VFIO_DEVICE_BIND_IOMMUFD, struct: V.vfio_device_bind_iommufd },
   { number: V.VFIO_DEVICE_ATTACH_IOMMUFD_PT, struct: V.vfio_device_attach_iommufd_pt },
   { number: V.VFIO_DEVICE_DETACH_IOMMUFD_PT, struct: V.vfio_device_detach_iommufd_pt },
+  { number: V.VFIO_DEVICE_GET_INFO, struct: V.vfio_device_info },
+  { number: V.VFIO_DEVICE_GET_REGION_INFO, struct: V.vfio_region_info },
+  { number: V.VFIO_DEVICE_RESET, struct: V.vfio_device_info },
 ];
 
 const MODELLED_IOCTLS = U.IOCTLS.filter((io) => io.struct !== undefined);
@@ -195,6 +198,14 @@ class Attacker {
       return this.proc.munmap(m.va, m.length);
     }
     if (r < 0.12 && this.fds.length) return this.proc.read(this.pick(this.fds), this.scratch + 0x8000, this.pick([0, 8, 24, 4096, 0x10000]));
+    if (r < 0.14) {
+      // Config-space reads and writes on any fd: offsets in and past the config region, odd sizes, bad buffers.
+      const offset = this.pick([V.VFIO_PCI_CONFIG_REGION_INDEX * 2 ** 40, V.VFIO_PCI_CONFIG_REGION_INDEX * 2 ** 40 + this.int(0x110), 0, 2 ** 40, 2 ** 44 + 4, -1]);
+      const count = this.pick([1, 2, 4, 3, 8, 0x100, 0x1000, 0]);
+      const buf = this.pick([this.scratch + 0x8000, 0, this.scratch + 0x10000 - 2]);
+      const fd = this.pick(this.fds.length ? this.fds : [3]);
+      return this.random() < 0.5 ? this.proc.pread(fd, buf, count, offset) : this.proc.pwrite(fd, buf, count, offset);
+    }
     if (r < 0.2) {
       const io = this.pick(VFIO_IOCTLS);
       return this.proc.ioctl(this.pick(this.fds.length ? this.fds : [3]), io.number, this.argument(io.struct));
