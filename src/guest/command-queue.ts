@@ -1,6 +1,9 @@
 /**
  * A guest command queue as the Linux driver drives it (SMMU CMDQ or a CMDQV VCMDQ): write the
  * commands and a CMD_SYNC into the ring, publish PROD, and poll CONS until it passes the sync.
+ * Like Linux (arm_smmu_cmdq_issue_cmdlist), space is judged from the last CONS it read; the
+ * hardware CONS is read again only when that says the queue is full
+ * (arm_smmu_cmdq_poll_until_not_full), not once per command.
  */
 
 import type { VirtualClock } from '../kit/clock.js';
@@ -16,6 +19,8 @@ const CONS_RD = CMDQ_CONS.f.RD;
 /** One queue: its ring in guest RAM and its PROD/CONS registers. */
 export class GuestCommandQueue {
   prod = 0;
+  /** The last CONS read index seen (Linux's cached llq.cons). */
+  private cons = 0;
   /** Commands written (including syncs). */
   commands = 0;
   /** CMD_SYNCs waited for. */
@@ -37,6 +42,7 @@ export class GuestCommandQueue {
   /** Forget the indexes (after the hardware queue was reset to 0/0). */
   resetIndexes(): void {
     this.prod = 0;
+    this.cons = 0;
   }
 
   /** Address of slot `index`. */
@@ -50,7 +56,10 @@ export class GuestCommandQueue {
     const sync = buildCommand(Op.SYNC, { cs: this.syncCs });
     for (let k = 0; k <= cmds.length; k++) {
       const c = k < cmds.length ? cmds[k]! : sync;
-      if (qUsed(this.prod, CONS_RD.get(b.read32(this.consReg)), this.log2) >= 2 ** this.log2 - 1) this.kick();
+      if (qUsed(this.prod, this.cons, this.log2) >= 2 ** this.log2 - 1) {
+        this.cons = CONS_RD.get(b.read32(this.consReg));
+        if (qUsed(this.prod, this.cons, this.log2) >= 2 ** this.log2 - 1) this.kick();
+      }
       const at = this.slot(this.prod);
       for (let i = 0; i < 4; i++) b.write32(at + i * 4, c[i]!);
       this.prod = qAdvance(this.prod, 1, this.log2);
@@ -65,7 +74,8 @@ export class GuestCommandQueue {
     b.write32(this.prodReg, this.prod);
     const done = pollTimeout(this.clock, () => {
       const cons = b.read32(this.consReg);
-      if (qEmpty(this.prod, CONS_RD.get(cons), this.log2)) return true;
+      this.cons = CONS_RD.get(cons);
+      if (qEmpty(this.prod, this.cons, this.log2)) return true;
       this.onPoll?.(cons);
       return false;
     });

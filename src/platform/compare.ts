@@ -72,6 +72,8 @@ export interface CompareColumn {
   readonly path: ComparePath;
   readonly line: readonly string[];
   readonly commands: number;
+  /** VM exits of the invalidation work (queue writes, doorbells, CONS polls that trapped). */
+  readonly invalidationExits: number;
   readonly vmExits: number;
   readonly ioctls: number;
   /** Device accesses translated by the VMM (the emulated SMMUv3). */
@@ -109,6 +111,7 @@ export function runCompare(argv: readonly string[], o: WorkloadOptions, model: C
         path,
         line,
         commands: counts.commands,
+        invalidationExits: counts.exits,
         vmExits: r.exits,
         ioctls: r.ioctls.total ?? 0,
         vmmTranslations: m.emulatedSmmus.reduce((n, e) => n + e.device.stats.translations, 0),
@@ -128,6 +131,7 @@ export function formatCompare(cols: readonly CompareColumn[]): string {
   const head = ['', 'emulated SMMUv3', 'accel, trapped', 'accel + CMDQV'];
   const rows: [string, (c: CompareColumn) => string][] = [
     ['invalidation commands', (c) => String(c.commands)],
+    ['VM exits for invalidations', (c) => String(c.invalidationExits)],
     ['VM exits (whole run)', (c) => String(c.vmExits)],
     ['ioctls', (c) => String(c.ioctls)],
     ['translations in the VMM', (c) => String(c.vmmTranslations)],
