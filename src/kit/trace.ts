@@ -261,3 +261,23 @@ export class ChromeTraceSink implements TraceSink {
     return { traceEvents: this.events, displayTimeUnit: 'ns' };
   }
 }
+
+/**
+ * Told when a system call enters and leaves the kernel (the host's syscall entry): where the
+ * platform charges modelled time and records the call's slice (platform/timeline.ts).
+ */
+export interface SyscallObserver {
+  /** Entering ioctl(2) with `request`. */
+  enter(request: number): void;
+  /** Returning with `ret` (>= 0, or -errno). */
+  leave(ret: number): void;
+}
+
+/**
+ * Told when a hardware command queue consumed a batch: one call per batch (not per command),
+ * with the counts the platform turns into modelled time (`commands` × cost + `syncs` × wait).
+ */
+export interface QueueObserver {
+  /** Queue `queue` of the unit consumed `commands` commands, `syncs` of them CMD_SYNCs. */
+  consumed(queue: number, commands: number, syncs: number): void;
+}
