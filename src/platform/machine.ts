@@ -17,7 +17,7 @@ import { runPciFirmware, type PciFirmwareResult } from '../guest/pci-firmware.js
 import { FaultInjectingSyscalls, type FaultSpec } from './fault-injection.js';
 import { OptionError, parseVirtArgs, type VirtOptions } from '../vmm/virt/options.js';
 import type { ChromeTraceWriter } from '../kit/trace.js';
-import { DEFAULT_COST_MODEL, type CostModel } from './cost-model.js';
+import { DEFAULT_COST_MODEL, ZERO_COST_MODEL, type CostModel } from './cost-model.js';
 import { Timeline } from './timeline.js';
 
 export { DEFAULT_ARGS, VIRT_RAM_BASE } from '../vmm/virt/machine.js';
@@ -100,7 +100,9 @@ export class Machine extends VirtMachine {
     // Attached before the VMM starts, so the host's work while the machine is built shows too.
     const detachEvents = showOwnHostEvents(host, proc, log, tracer, options.trace);
     // Modelled time: the VMM's syscalls and the host's queues charge the clock from the start.
-    const timeline = new Timeline(clock, opts.costModel ?? DEFAULT_COST_MODEL, opts.trace);
+    // Under -accel qtest no guest runs: QEMU's clock moves only by clock_step/clock_set.
+    const costs = options.accel === 'qtest' ? ZERO_COST_MODEL : (opts.costModel ?? DEFAULT_COST_MODEL);
+    const timeline = new Timeline(clock, costs, opts.trace);
     proc.syscallObserver = timeline.syscalls;
     for (const u of host.smmus.values()) timeline.attachUnit({ name: u.name, smmu: u.hw, cmdqv: u.cmdqvHw });
     if (opts.trace) {
