@@ -307,6 +307,8 @@ export class ChromeTraceWriter implements TraceSink {
   private closed = false;
   /** Open B slices per track (pid × TRACK_PIDS + tid). */
   private readonly open = new Map<number, number>();
+  /** B slices left out per track (always inside the written ones: dropping never stops). */
+  private readonly droppedOpen = new Map<number, number>();
 
   constructor(
     private readonly write: (chunk: string) => void,
@@ -333,8 +335,11 @@ export class ChromeTraceWriter implements TraceSink {
 
   /** Begin a slice on (pid, tid) at `ns`. */
   begin(pid: number, tid: number, name: string, cat: string, ns: number, args?: ChromeArgs): void {
-    if (!this.admit()) return;
     const key = pid * TRACK_PIDS + tid;
+    if (!this.admit()) {
+      this.droppedOpen.set(key, (this.droppedOpen.get(key) ?? 0) + 1);
+      return;
+    }
     this.open.set(key, (this.open.get(key) ?? 0) + 1);
     this.put(`{"ph":"B","name":${JSON.stringify(name)},"cat":"${cat}","ts":${us(ns)},"pid":${pid},"tid":${tid}${argsJson(args)}}`);
   }
@@ -342,8 +347,13 @@ export class ChromeTraceWriter implements TraceSink {
   /** End the innermost slice begun on (pid, tid) (written even past the limit). */
   end(pid: number, tid: number, ns: number, args?: ChromeArgs): void {
     const key = pid * TRACK_PIDS + tid;
+    const skipped = this.droppedOpen.get(key) ?? 0;
+    if (skipped > 0) {
+      this.droppedOpen.set(key, skipped - 1); // its begin was left out
+      return;
+    }
     const depth = this.open.get(key) ?? 0;
-    if (depth === 0) return; // its begin was dropped
+    if (depth === 0 || this.closed) return;
     this.open.set(key, depth - 1);
     this.put(`{"ph":"E","ts":${us(ns)},"pid":${pid},"tid":${tid}${argsJson(args)}}`);
   }
