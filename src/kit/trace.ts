@@ -436,3 +436,9 @@ function us(ns: number): string {
 function argsJson(args: ChromeArgs | undefined): string {
   return args === undefined ? '' : `,"args":${JSON.stringify(args)}`;
 }
+
+/** Told after each DMA translation a unit made (modelled time, trace): one call, no allocation. */
+export interface TranslationObserver {
+  /** StreamID `sid` at `iova` translated (`ok`) or faulted, having walked `walks` tables (0: an IOTLB hit). */
+  translated(sid: number, iova: number, ok: boolean, walks: number): void;
+}

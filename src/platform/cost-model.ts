@@ -16,6 +16,8 @@
  * - `hostCmdqCommandNs`, `vcmdqCommandNs`: a 16-byte command into a queue in memory (tens of ns).
  * - `syncWaitNs`: a CMD_SYNC round trip on the SMMU (about a microsecond).
  * - `directMmioNs`: an uncached device access that does not trap (PROD write, CONS poll).
+ * - `dmaTranslationNs`, `tableWalkNs`: an SMMU IOTLB hit (tens of ns) and a table walk on a miss
+ *   (a few dependent memory reads); charged per host-SMMU translation, not in the bench's sums.
  * The check: NVIDIA reports that CMDQV cuts invalidation time by 70-90% against the trapped
  * path; with these defaults a batch of 16 TLBIs + CMD_SYNC costs about 2 exits + 1 ioctl +
  * 17 host commands + 1 sync ≈ 7.8 µs trapped, 2 direct accesses + 17 commands + 1 sync
@@ -38,6 +40,10 @@ export interface CostModel {
   vcmdqCommandNs: number;
   /** One uncached MMIO access that does not trap (VCMDQ PROD write / CONS poll). */
   directMmioNs: number;
+  /** One DMA translation by the host SMMU that hits its IOTLB. */
+  dmaTranslationNs: number;
+  /** Each page-table walk a DMA translation needed (an IOTLB miss), on top of the translation. */
+  tableWalkNs: number;
 }
 
 /** Defaults (assumptions, see the module comment). */
@@ -49,6 +55,8 @@ export const DEFAULT_COST_MODEL: CostModel = {
   syncWaitNs: 1000,
   vcmdqCommandNs: 20,
   directMmioNs: 150,
+  dmaTranslationNs: 50,
+  tableWalkNs: 500,
 };
 
 /** No cost at all: under `-accel qtest` no guest runs and QEMU's clock moves only by clock_step. */
@@ -60,6 +68,8 @@ export const ZERO_COST_MODEL: CostModel = {
   syncWaitNs: 0,
   vcmdqCommandNs: 0,
   directMmioNs: 0,
+  dmaTranslationNs: 0,
+  tableWalkNs: 0,
 };
 
 /** Event counts of one path over a run. */

@@ -7,7 +7,7 @@
  * one multiply-add per consumed batch) and, when a trace is being written, records a slice.
  *
  * The trace has one process per layer, a thread per queue, B/E slices for VM exits, MMIO
- * emulation, ioctls and consumed batches, flow arrows from the guest's access (a doorbell on
+ * emulation, ioctls, consumed batches and host-SMMU DMA translations, flow arrows from the guest's access (a doorbell on
  * page0, or a trapped CMDQ_PROD write through the ioctl) to the queue that consumed its
  * commands, and counters (ring occupancy, VM exits so far). Names follow QEMU's and Linux's
  * trace events where one exists (`kvm_exit`, `memory_region_ops_write`, `sys_enter_ioctl`).
@@ -15,7 +15,7 @@
 
 import { ACCESS_DIRECT, ACCESS_TRAPPED, type AccessObserver } from '../kit/address-space.js';
 import type { VirtualClock } from '../kit/clock.js';
-import { TRACK_PIDS, type ChromeTraceWriter, type QueueObserver, type SyscallObserver, type TraceEvent } from '../kit/trace.js';
+import { TRACK_PIDS, type ChromeTraceWriter, type QueueObserver, type SyscallObserver, type TraceEvent, type TranslationObserver } from '../kit/trace.js';
 import { IOCTLS } from '../uapi/iommufd.js';
 import { VFIO_IOCTLS } from '../uapi/vfio.js';
 import type { CostModel } from './cost-model.js';
@@ -27,8 +27,8 @@ const TID_VCPU = 1;
 const TID_MAIN_LOOP = 2;
 const TID_SYSCALLS = 1;
 const TID_HOST_EVENTS = 2;
-/** Host SMMU threads: 2 per SMMU (CMDQ, event queue); CMDQV threads: 256 per SMMU (one per VCMDQ). */
-const SMMU_TIDS = 2;
+/** Host SMMU threads: 3 per SMMU (CMDQ, event queue, DMA translations); CMDQV threads: 256 per SMMU (one per VCMDQ). */
+const SMMU_TIDS = 3;
 const VCMDQ_TIDS = 256;
 
 /** What {@link Timeline.enter} opened at a nesting depth. */
@@ -42,7 +42,7 @@ const MAX_DEPTH = 16;
 /** The host units whose queues the timeline observes. */
 export interface TimelineUnit {
   readonly name: string;
-  readonly smmu: { cmdqObserver: QueueObserver | undefined };
+  readonly smmu: { cmdqObserver: QueueObserver | undefined; translationObserver: TranslationObserver | undefined };
   readonly cmdqv: { observer: QueueObserver | undefined; readonly numVcmdqs: number } | undefined;
 }
 
@@ -60,6 +60,33 @@ class QueueTrack implements QueueObserver {
   }
 }
 
+/** A host SMMU's translations: charged per translation and per walk, recorded on its DMA track. */
+class TranslationTrack implements TranslationObserver {
+  constructor(
+    private readonly clock: VirtualClock,
+    private readonly trace: ChromeTraceWriter | undefined,
+    private readonly tid: number,
+    private readonly hitNs: number,
+    private readonly walkNs: number,
+  ) {}
+  translated(sid: number, iova: number, ok: boolean, walks: number): void {
+    const cost = this.hitNs + walks * this.walkNs;
+    const tr = this.trace;
+    if (tr === undefined || !tr.recording) {
+      this.clock.charge(cost);
+      return;
+    }
+    tr.begin(TRACE_PID.hostSmmu, this.tid, walks > 0 ? 'smmuv3_translate (walk)' : 'smmuv3_translate (IOTLB hit)', 'dma', this.clock.now, {
+      sid,
+      iova: hexAddr(iova),
+      ok,
+      walks,
+    });
+    this.clock.charge(cost);
+    tr.end(TRACE_PID.hostSmmu, this.tid, this.clock.now);
+  }
+}
+
 /**
  * Modelled time and trace recording at the layers' seams (see the module comment). Without a
  * trace writer it only charges time.
@@ -73,6 +100,8 @@ export class Timeline implements AccessObserver {
   readonly syncWaitNs: number;
   private readonly hostCmdNs: number;
   private readonly vcmdqCmdNs: number;
+  private readonly dmaNs: number;
+  private readonly walkNs: number;
   private readonly ioctlNames = new Map<number, string>();
   /** What each nesting depth opened (so leave closes exactly that). */
   private readonly opened = new Uint8Array(MAX_DEPTH);
@@ -99,6 +128,8 @@ export class Timeline implements AccessObserver {
     this.syncWaitNs = costs.syncWaitNs;
     this.hostCmdNs = costs.hostCmdqCommandNs;
     this.vcmdqCmdNs = costs.vcmdqCommandNs;
+    this.dmaNs = costs.dmaTranslationNs;
+    this.walkNs = costs.tableWalkNs;
     for (const i of IOCTLS) this.ioctlNames.set(i.number, i.name);
     for (const i of VFIO_IOCTLS) this.ioctlNames.set(i.number, i.name);
     if (trace) {
@@ -123,6 +154,8 @@ export class Timeline implements AccessObserver {
     u.smmu.cmdqObserver = new QueueTrack(this, TRACE_PID.hostSmmu, smmuTid, this.hostCmdNs, `${u.name} CMDQ`);
     this.trace?.threadName(TRACE_PID.hostSmmu, smmuTid, `${u.name} CMDQ`);
     this.trace?.threadName(TRACE_PID.hostSmmu, smmuTid + 1, `${u.name} event queue`);
+    u.smmu.translationObserver = new TranslationTrack(this.clock, this.trace, smmuTid + 2, this.dmaNs, this.walkNs);
+    this.trace?.threadName(TRACE_PID.hostSmmu, smmuTid + 2, `${u.name} DMA translations`);
     if (u.cmdqv) {
       const base = 1 + i * VCMDQ_TIDS;
       u.cmdqv.observer = new QueueTrack(this, TRACE_PID.cmdqv, base, this.vcmdqCmdNs, `${u.name} VCMDQ`);
@@ -134,6 +167,7 @@ export class Timeline implements AccessObserver {
   detachUnits(): void {
     for (const u of this.units) {
       u.smmu.cmdqObserver = undefined;
+      u.smmu.translationObserver = undefined;
       if (u.cmdqv) u.cmdqv.observer = undefined;
     }
     this.units.length = 0;

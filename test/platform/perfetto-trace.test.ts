@@ -86,6 +86,8 @@ describe('Perfetto trace of a run', () => {
       assert.ok(consumed.length > 0);
       for (const x of consumed) assert.ok(x.e > x.b, `${x.name} has zero duration`);
       assert.ok(s.some((x) => x.pid === TRACE_PID.hostKernel && x.e > x.b), 'ioctl slices');
+      const dma = s.filter((x) => x.name.startsWith('smmuv3_translate'));
+      assert.ok(dma.length > 0 && dma.every((x) => x.pid === TRACE_PID.hostSmmu && x.e > x.b), 'DMA translation slices');
     }
   });
 

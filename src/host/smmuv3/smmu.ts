@@ -18,7 +18,7 @@ import type { ModelLog } from '../../kit/log.js';
 import { MemoryRegion } from '../../kit/memory-region.js';
 import { RegisterBank } from '../../kit/register-bank.js';
 import { cloneState, type Persist } from '../../kit/persist.js';
-import type { QueueObserver, Tracer } from '../../kit/trace.js';
+import type { QueueObserver, Tracer, TranslationObserver } from '../../kit/trace.js';
 import { CERROR_ABT, CERROR_ILL, D0, D1, Op, opName, tlbiRangeBytes } from '../../arch/smmuv3/commands.js';
 import { EF_ADDR, EF_IPA, EF_RNW, EF_S2_CLASS, EF_SSID, encodeEvent, type FaultRecord } from '../../arch/smmuv3/event-record.js';
 import type { Iotlb } from '../../arch/smmuv3/iotlb.js';
@@ -102,6 +102,8 @@ export class HostSmmu implements Persist<HostSmmuState> {
   onGerrorIrq: () => void = () => {};
   /** Told once per batch the command queue consumed (queue 0; modelled time, trace); none by default. */
   cmdqObserver: QueueObserver | undefined;
+  /** Told after each translation (modelled time, trace); none by default. */
+  translationObserver: TranslationObserver | undefined;
 
   private readonly state: HostSmmuState;
   /** The shared translation engine: configuration cache, IOTLB, walks (arch/smmuv3/translator.ts). */
@@ -360,7 +362,9 @@ export class HostSmmu implements Persist<HostSmmuState> {
     const engine = this.engine;
     const walks = engine.stats.walks;
     engine.translate(sid, ssid, iova, access, out);
-    this.stats.walks += engine.stats.walks - walks;
+    const walked = engine.stats.walks - walks;
+    this.stats.walks += walked;
+    this.translationObserver?.translated(sid, iova, out.ok, walked);
     if (!out.ok && out.event !== 0) this.event(engine.fault);
     return out;
   }
