@@ -298,7 +298,7 @@ export type ChromeArgs = Record<string, number | string | boolean>;
 export class ChromeTraceWriter implements TraceSink {
   /** Events written (metadata included). */
   written = 0;
-  /** Events left out once the limit was reached. */
+  /** Events left out once the limit was reached (callers that skip the writer count theirs here too). */
   dropped = 0;
   /** Where tracer records go: (process, thread) by event; default process 1 thread 1. */
   placeRecord: (ev: TraceEvent) => number = () => 1 * TRACK_PIDS + 1;

@@ -73,6 +73,7 @@ class TranslationTrack implements TranslationObserver {
     const cost = this.hitNs + walks * this.walkNs;
     const tr = this.trace;
     if (tr === undefined || !tr.recording) {
+      if (tr) tr.dropped++;
       this.clock.charge(cost);
       return;
     }
@@ -186,6 +187,7 @@ export class Timeline implements AccessObserver {
     if (flags & ACCESS_TRAPPED) {
       this.exitCount++;
       if (tr === undefined || d >= MAX_DEPTH || !tr.recording) {
+        if (tr) tr.dropped++;
         if (d < MAX_DEPTH) this.opened[d] = OPENED_NONE;
         this.clock.charge(this.exitNs);
         return;
@@ -201,6 +203,7 @@ export class Timeline implements AccessObserver {
     }
     // ACCESS_DIRECT: a page0 access that does not trap (a doorbell write, a CONS poll).
     if (tr === undefined || !write || d >= MAX_DEPTH || !tr.recording) {
+      if (tr && write) tr.dropped++;
       if (d < MAX_DEPTH) this.opened[d] = OPENED_DIRECT_UNTRACED;
       this.clock.charge(this.directNs);
       return;
@@ -234,6 +237,7 @@ export class Timeline implements AccessObserver {
     this.inIoctl++;
     const tr = this.trace;
     if (tr === undefined || !tr.recording) {
+      if (tr) tr.dropped++;
       this.clock.charge(this.ioctlNs);
       return;
     }
@@ -259,6 +263,7 @@ export class Timeline implements AccessObserver {
   batch(pid: number, tid: number, label: string, queue: number, commands: number, costNs: number): void {
     const tr = this.trace;
     if (tr === undefined || !tr.recording) {
+      if (tr) tr.dropped++;
       this.clock.charge(costNs);
       return;
     }
