@@ -233,6 +233,8 @@ export function formatReport(m: Machine, r: WorkloadReport): string {
   L.push(row('VCMDQ (direct to host silicon)', r.vcmdq));
   L.push(row('SMMU CMDQ (trapped, HWPT_INVALIDATE)', r.smmuCmdq));
   L.push(`  whole run: ${r.exits} VM exits, ${r.directAccesses} direct page0 accesses, ${r.ioctls.total ?? 0} ioctls`);
+  const perBatch = (p: WorkloadReport['vcmdq']) => (p.batches ? `${(p.modelNs / p.batches / 1000).toFixed(2)} µs` : '-');
+  L.push(`  modelled time per batch (submission to CMD_SYNC): VCMDQ ${perBatch(r.vcmdq)}, SMMU CMDQ ${perBatch(r.smmuCmdq)}`);
   L.push(`  of which the after-unmap checks (${r.verification.checks} DMA(s) that fault on purpose): ${r.verification.exits} VM exits, ${r.verification.hostFaults} host faults forwarded`);
   L.push('');
   L.push('Errors handled');
