@@ -3,7 +3,7 @@
  * error, reported as one line naming the option, the path and the system's reason.
  */
 
-import { closeSync, mkdirSync, openSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, writeFileSync, writeSync } from 'node:fs';
 
 /** A user error that is not a usage error: printed as one line, exit status 1. */
 export class CliError extends Error {
@@ -36,4 +36,19 @@ export function writeOutput(option: string, path: string, data: string | Uint8Ar
 /** Create directory `path` (and its parents). */
 export function makeDir(option: string, path: string): void {
   fsCall(option, path, () => mkdirSync(path, { recursive: true }));
+}
+
+/** A file written incrementally (a streamed trace): `write` appends, `close` ends it. */
+export interface StreamedOutput {
+  write(chunk: string): void;
+  close(): void;
+}
+
+/** Open `path` for incremental writing (created or truncated now). */
+export function openStreamedOutput(option: string, path: string): StreamedOutput {
+  const fd = fsCall(option, path, () => openSync(path, 'w'));
+  return {
+    write: (chunk) => fsCall(option, path, () => void writeSync(fd, chunk)),
+    close: () => fsCall(option, path, () => closeSync(fd)),
+  };
 }

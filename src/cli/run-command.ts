@@ -7,8 +7,10 @@ import { parseArgs } from 'node:util';
 import { DEFAULT_WORKLOAD, runWorkload, type WorkloadReport } from '../platform/workload.js';
 import { DEFAULT_ARGS, Machine } from '../platform/machine.js';
 import { formatCompare, runCompare } from '../platform/compare.js';
-import { DEFAULT_COST_MODEL, modelLatency, type CostModel } from '../platform/cost-model.js';
-import { checkWritable, CliError, writeOutput } from './output-file.js';
+import { readFileSync } from 'node:fs';
+import { DEFAULT_COST_MODEL, modelLatency, parseCostModel, type CostModel } from '../platform/cost-model.js';
+import { ChromeTraceWriter } from '../kit/trace.js';
+import { checkWritable, CliError, openStreamedOutput } from './output-file.js';
 import { lvcmdqPage0Offset, VCMDQ_GERROR, VCMDQ_STATUS } from '../arch/tegra241-cmdqv/registers.js';
 import { errnoName } from '../uapi/errno.js';
 import { FaultSpecError, parseFaultSpecs, type FaultSpec } from '../platform/fault-injection.js';
@@ -19,10 +21,20 @@ import { UsageError } from './usage-error.js';
  * run of 8 or more operations, without making every operation a forced fault.
  */
 const DEFAULT_VERIFY_EVERY = 8;
+/** Trace events recorded by default: a few hundred MB of JSON at most. */
+const DEFAULT_TRACE_LIMIT = 2_000_000;
 
 export const RUN_USAGE = `usage: cmdqv run [--ops N] [--batch N] [--pages N] [--cmdqv on|off|auto]
                  [--no-error] [--skip-invalidation] [--trace PATTERN]... [--trace-out FILE.json]
-                 [--json] [--inject SPEC]... [--compare] [--verify-every N] [-- QEMU options]
+                 [--trace-limit N] [--cost-model FILE.json] [--json] [--inject SPEC]...
+                 [--compare] [--verify-every N] [-- QEMU options]
+
+--trace-out FILE.json writes the run's timeline in modelled time (Chrome/Perfetto JSON: one process
+per layer, a track per queue, VM exits, ioctls and consumed batches as slices, flows from the
+guest's doorbell or trapped write to the queue that consumed it), streamed as the run goes;
+--trace-limit N stops recording after N events (default ${DEFAULT_TRACE_LIMIT}).
+--cost-model FILE.json sets what each exit, ioctl, command and CMD_SYNC costs in modelled time
+(src/platform/cost-model.ts; parameters not named keep their defaults).
 
 --verify-every N checks that every N-th unmapped buffer is no longer reachable (default ${DEFAULT_VERIFY_EVERY});
 each check is a DMA that faults on purpose, and the report counts its cost on its own line.
@@ -61,6 +73,8 @@ export function runCommand(argv: readonly string[], progress: (s: string) => voi
       'skip-invalidation': { type: 'boolean', default: false },
       trace: { type: 'string', multiple: true },
       'trace-out': { type: 'string' },
+      'trace-limit': { type: 'string' },
+      'cost-model': { type: 'string' },
       json: { type: 'boolean', default: false },
       inject: { type: 'string', multiple: true },
       compare: { type: 'boolean', default: false },
@@ -77,6 +91,8 @@ export function runCommand(argv: readonly string[], progress: (s: string) => voi
   const pages = int(values.pages, 'pages', DEFAULT_WORKLOAD.pages, 1, 512);
   const traceOut = values['trace-out'];
   if (traceOut) checkWritable('--trace-out', traceOut);
+  const traceLimit = int(values['trace-limit'], 'trace-limit', DEFAULT_TRACE_LIMIT, 1, Number.MAX_SAFE_INTEGER);
+  const costModel = values['cost-model'] === undefined ? DEFAULT_COST_MODEL : readCostModel(values['cost-model']);
   let inject: FaultSpec[] = [];
   try {
     inject = (values.inject ?? []).flatMap((spec) => parseFaultSpecs(spec));
@@ -88,7 +104,11 @@ export function runCommand(argv: readonly string[], progress: (s: string) => voi
     const cols = runCompare(qemu, { ops, batch, pages, injectError: false, skipInvalidation: values['skip-invalidation'] === true });
     return values.json ? JSON.stringify(cols, null, 2) : formatCompare(cols);
   }
-  const m = Machine.create(qemu, { inject });
+  const traceFile = traceOut ? openStreamedOutput('--trace-out', traceOut) : undefined;
+  const trace = traceFile ? new ChromeTraceWriter((chunk) => traceFile.write(chunk), traceLimit) : undefined;
+  const m = Machine.create(qemu, { inject, costModel, trace });
+  // The streamed trace takes the tracer's records; the in-memory one would grow without bound.
+  if (trace) m.tracer.removeSink(m.traceChrome);
   // QEMU's warnings about the line (e.g. a PCIe function behind a root port at a slot other than 0).
   for (const w of m.placementWarnings) progress(`qemu-system-aarch64: ${w}`);
   let last = 0;
@@ -107,10 +127,29 @@ export function runCommand(argv: readonly string[], progress: (s: string) => voi
       }
     },
   });
-  if (traceOut) writeOutput('--trace-out', traceOut, JSON.stringify(m.traceChrome));
+  if (trace && traceFile) {
+    trace.close(m.clock.now);
+    traceFile.close();
+    if (trace.dropped > 0) progress(`--trace-out: the trace stopped at --trace-limit ${traceLimit} events (${trace.dropped} left out)`);
+  }
   if (values.json) return JSON.stringify(inject.length ? { ...rep, faults: faultReport(m, inject) } : rep, null, 2);
   const out = formatReport(m, rep) + (inject.length ? `\n\n${formatFaults(faultReport(m, inject))}` : '');
   return (values.trace?.length ? `${m.traceText.lines.join('\n')}\n\n` : '') + out;
+}
+
+/** `--cost-model FILE.json`: the parameters it names over the defaults. */
+function readCostModel(file: string): CostModel {
+  let json: unknown;
+  try {
+    json = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (e) {
+    throw new CliError(`--cost-model ${file}: ${(e as Error).message}`);
+  }
+  try {
+    return parseCostModel(json, `--cost-model ${file}`);
+  } catch (e) {
+    throw new CliError((e as Error).message);
+  }
 }
 
 /** What was injected, what fired, and what the VMM and the guest made of it. */
@@ -194,6 +233,8 @@ export function formatReport(m: Machine, r: WorkloadReport): string {
   L.push(row('VCMDQ (direct to host silicon)', r.vcmdq));
   L.push(row('SMMU CMDQ (trapped, HWPT_INVALIDATE)', r.smmuCmdq));
   L.push(`  whole run: ${r.exits} VM exits, ${r.directAccesses} direct page0 accesses, ${r.ioctls.total ?? 0} ioctls`);
+  const perBatch = (p: WorkloadReport['vcmdq']) => (p.batches ? `${(p.modelNs / p.batches / 1000).toFixed(2)} µs` : '-');
+  L.push(`  modelled time per batch (submission to CMD_SYNC): VCMDQ ${perBatch(r.vcmdq)}, SMMU CMDQ ${perBatch(r.smmuCmdq)}`);
   L.push(`  of which the after-unmap checks (${r.verification.checks} DMA(s) that fault on purpose): ${r.verification.exits} VM exits, ${r.verification.hostFaults} host faults forwarded`);
   L.push('');
   L.push('Errors handled');

@@ -18,6 +18,24 @@ export const ACCESS_INVALID = 2;
 /** Nothing is mapped at the address. */
 export const ACCESS_UNASSIGNED = 4;
 
+/** The access reached a RAM-device directly (no exit: e.g. a mapped VINTF page0). */
+export const ACCESS_DIRECT = 8;
+
+/**
+ * Told around every access that trapped or reached a RAM-device directly (not plain RAM):
+ * where the platform charges modelled time and records the trace (platform/timeline.ts).
+ * One object for the whole run: the hot path makes two method calls, no allocation.
+ */
+export interface AccessObserver {
+  /** Before the access takes effect; `flags` has {@link ACCESS_TRAPPED} or {@link ACCESS_DIRECT}. */
+  enter(flags: number, addr: number, write: boolean): void;
+  /** After it took effect (or was refused). */
+  leave(flags: number): void;
+}
+
+/** Flags an {@link AccessObserver} is told about. */
+const OBSERVED = ACCESS_TRAPPED | ACCESS_DIRECT;
+
 /** A contiguous piece of the flattened view. */
 export interface FlatRange {
   readonly start: number;
@@ -63,6 +81,8 @@ export class AddressSpace {
   private starts = new Float64Array(0);
   private epoch = -1;
   private hit: FlatRange | undefined;
+  /** Told about exits and direct accesses (modelled time, trace); none by default. */
+  observer: AccessObserver | undefined;
 
   constructor(
     readonly name: string,
@@ -86,10 +106,16 @@ export class AddressSpace {
   read(addr: number, size: AccessSize): AccessResult {
     const r = this.lookup(addr);
     const flags = this.admit(r, addr, size, false);
-    if (flags & (ACCESS_INVALID | ACCESS_UNASSIGNED)) return result(0n, flags, r);
+    const obs = flags & OBSERVED ? this.observer : undefined;
+    obs?.enter(flags, addr, false);
+    if (flags & (ACCESS_INVALID | ACCESS_UNASSIGNED)) {
+      obs?.leave(flags);
+      return result(0n, flags, r);
+    }
     const off = addr - r!.regionBase;
     const ops = r!.region.ops!;
     const value = size === 8 ? ops.read64(off) : BigInt(ops.read(off, size));
+    obs?.leave(flags);
     return result(value, flags, r);
   }
 
@@ -97,11 +123,15 @@ export class AddressSpace {
   write(addr: number, size: AccessSize, value: bigint | number): AccessResult {
     const r = this.lookup(addr);
     const flags = this.admit(r, addr, size, true);
-    if (flags & (ACCESS_INVALID | ACCESS_UNASSIGNED)) return result(0n, flags, r);
-    const off = addr - r!.regionBase;
-    const ops = r!.region.ops!;
-    if (size === 8) ops.write64(off, BigInt.asUintN(64, BigInt(value)));
-    else ops.write(off, size, Number(BigInt.asUintN(size * 8, BigInt(value))));
+    const obs = flags & OBSERVED ? this.observer : undefined;
+    obs?.enter(flags, addr, true);
+    if (!(flags & (ACCESS_INVALID | ACCESS_UNASSIGNED))) {
+      const off = addr - r!.regionBase;
+      const ops = r!.region.ops!;
+      if (size === 8) ops.write64(off, BigInt.asUintN(64, BigInt(value)));
+      else ops.write(off, size, Number(BigInt.asUintN(size * 8, BigInt(value))));
+    }
+    obs?.leave(flags);
     return result(0n, flags, r);
   }
 
@@ -110,16 +140,22 @@ export class AddressSpace {
     const r = this.lookup(addr);
     const flags = this.admit(r, addr, 4, false);
     this.lastFlags = flags;
-    if (flags & (ACCESS_INVALID | ACCESS_UNASSIGNED)) return 0;
-    return r!.region.ops!.read(addr - r!.regionBase, 4);
+    const obs = flags & OBSERVED ? this.observer : undefined;
+    if (obs === undefined) return flags & (ACCESS_INVALID | ACCESS_UNASSIGNED) ? 0 : r!.region.ops!.read(addr - r!.regionBase, 4);
+    obs.enter(flags, addr, false);
+    const value = flags & (ACCESS_INVALID | ACCESS_UNASSIGNED) ? 0 : r!.region.ops!.read(addr - r!.regionBase, 4);
+    obs.leave(flags);
+    return value;
   }
 
   /** Hot-path 32-bit write; returns the outcome flags. */
   write32(addr: number, value: number): number {
     const r = this.lookup(addr);
     const flags = this.admit(r, addr, 4, true);
-    if (flags & (ACCESS_INVALID | ACCESS_UNASSIGNED)) return flags;
-    r!.region.ops!.write(addr - r!.regionBase, 4, value >>> 0);
+    const obs = flags & OBSERVED ? this.observer : undefined;
+    obs?.enter(flags, addr, true);
+    if (!(flags & (ACCESS_INVALID | ACCESS_UNASSIGNED))) r!.region.ops!.write(addr - r!.regionBase, 4, value >>> 0);
+    obs?.leave(flags);
     return flags;
   }
 
@@ -158,7 +194,10 @@ export class AddressSpace {
     if (write) region.stats.writes++;
     else region.stats.reads++;
     if (region.kind === 'ram') this.stats.ram++;
-    else if (region.kind === 'ram-device') this.stats.direct++;
+    else if (region.kind === 'ram-device') {
+      this.stats.direct++;
+      return ACCESS_DIRECT;
+    }
     return trapped;
   }
 

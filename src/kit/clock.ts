@@ -50,7 +50,18 @@ export class VirtualClock {
     if (this.heap.some((x) => x.id === handle.id)) this.cancelled.add(handle.id);
   }
 
-  /** Advance time by `ns`, firing due timers in order (each sees `now` = its own time). */
+  /**
+   * Charge `ns` of modelled work (a VM exit, an ioctl, a batch of commands): time moves on
+   * without firing timers, because the charge happens in the middle of a device's handler.
+   * Timers that fall due meanwhile fire at the next {@link advance} or {@link runUntilIdle},
+   * never earlier than they were due and never moving time backwards. Pure arithmetic: the
+   * model never sleeps.
+   */
+  charge(ns: number): void {
+    this.nowNs += ns;
+  }
+
+  /** Advance time by `ns`, firing due timers in order (each sees `now` = its own time, or later when work was charged past it). */
   advance(ns: number): void {
     if (!(ns >= 0)) throw new RangeError(`cannot advance by ${ns}`);
     const end = this.nowNs + ns;
@@ -58,11 +69,11 @@ export class VirtualClock {
       const top = this.heap[0];
       if (!top || top.at > end) break;
       this.pop();
-      this.nowNs = top.at;
+      if (top.at > this.nowNs) this.nowNs = top.at;
       if (this.cancelled.delete(top.id)) continue;
       top.fn();
     }
-    this.nowNs = end;
+    if (end > this.nowNs) this.nowNs = end;
   }
 
   /** Fire every pending timer (and those they schedule), up to `limit` firings. */

@@ -261,3 +261,184 @@ export class ChromeTraceSink implements TraceSink {
     return { traceEvents: this.events, displayTimeUnit: 'ns' };
   }
 }
+
+/**
+ * Told when a system call enters and leaves the kernel (the host's syscall entry): where the
+ * platform charges modelled time and records the call's slice (platform/timeline.ts).
+ */
+export interface SyscallObserver {
+  /** Entering ioctl(2) with `request`. */
+  enter(request: number): void;
+  /** Returning with `ret` (>= 0, or -errno). */
+  leave(ret: number): void;
+}
+
+/**
+ * Told when a hardware command queue consumed a batch: one call per batch (not per command),
+ * with the counts the platform turns into modelled time (`commands` × cost + `syncs` × wait).
+ */
+export interface QueueObserver {
+  /** Queue `queue` of the unit consumed `commands` commands, `syncs` of them CMD_SYNCs. */
+  consumed(queue: number, commands: number, syncs: number): void;
+}
+
+/** Argument values of a Chrome trace event. */
+export type ChromeArgs = Record<string, number | string | boolean>;
+
+/**
+ * Streaming Chrome/Perfetto trace-event JSON writer (loadable by ui.perfetto.dev and
+ * chrome://tracing). Processes and threads are named with metadata events; slices are
+ * B/E pairs (written as they happen, so the file's timestamps never go back), flows are
+ * `s`/`t`/`f` with ids, counters `C`. Times are model nanoseconds, written as microseconds.
+ *
+ * Nothing is kept in memory but a small buffer: text goes to `write` in chunks. After `limit`
+ * events only the ends of slices already begun are written (so every B has its E) and the rest
+ * are counted in {@link dropped}.
+ */
+export class ChromeTraceWriter implements TraceSink {
+  /** Events written (metadata included). */
+  written = 0;
+  /** Events left out once the limit was reached (callers that skip the writer count theirs here too). */
+  dropped = 0;
+  /** Where tracer records go: (process, thread) by event; default process 1 thread 1. */
+  placeRecord: (ev: TraceEvent) => number = () => 1 * TRACK_PIDS + 1;
+  private buf = '';
+  private first = true;
+  private closed = false;
+  /** Open B slices per track (pid × TRACK_PIDS + tid). */
+  private readonly open = new Map<number, number>();
+  /** B slices left out per track (always inside the written ones: dropping never stops). */
+  private readonly droppedOpen = new Map<number, number>();
+
+  constructor(
+    private readonly write: (chunk: string) => void,
+    private readonly limit = Number.POSITIVE_INFINITY,
+  ) {
+    this.write('{"displayTimeUnit":"ns","traceEvents":[\n');
+  }
+
+  /** Name a process (and order it in the UI by `sortIndex`). Metadata: never dropped. */
+  processName(pid: number, name: string, sortIndex = pid): void {
+    this.put(`{"ph":"M","name":"process_name","pid":${pid},"tid":0,"args":{"name":${JSON.stringify(name)}}}`);
+    this.put(`{"ph":"M","name":"process_sort_index","pid":${pid},"tid":0,"args":{"sort_index":${sortIndex}}}`);
+  }
+
+  /** Name a thread (a track) of a process. Metadata: never dropped. */
+  threadName(pid: number, tid: number, name: string): void {
+    this.put(`{"ph":"M","name":"thread_name","pid":${pid},"tid":${tid},"args":{"name":${JSON.stringify(name)}}}`);
+  }
+
+  /** Whether events are still being recorded (the limit has not been reached). */
+  get recording(): boolean {
+    return this.written < this.limit;
+  }
+
+  /** Begin a slice on (pid, tid) at `ns`. */
+  begin(pid: number, tid: number, name: string, cat: string, ns: number, args?: ChromeArgs): void {
+    const key = pid * TRACK_PIDS + tid;
+    if (!this.admit()) {
+      this.droppedOpen.set(key, (this.droppedOpen.get(key) ?? 0) + 1);
+      return;
+    }
+    this.open.set(key, (this.open.get(key) ?? 0) + 1);
+    this.put(`{"ph":"B","name":${JSON.stringify(name)},"cat":"${cat}","ts":${us(ns)},"pid":${pid},"tid":${tid}${argsJson(args)}}`);
+  }
+
+  /** End the innermost slice begun on (pid, tid) (written even past the limit). */
+  end(pid: number, tid: number, ns: number, args?: ChromeArgs): void {
+    const key = pid * TRACK_PIDS + tid;
+    const skipped = this.droppedOpen.get(key) ?? 0;
+    if (skipped > 0) {
+      this.droppedOpen.set(key, skipped - 1); // its begin was left out
+      return;
+    }
+    const depth = this.open.get(key) ?? 0;
+    if (depth === 0 || this.closed) return;
+    this.open.set(key, depth - 1);
+    this.put(`{"ph":"E","ts":${us(ns)},"pid":${pid},"tid":${tid}${argsJson(args)}}`);
+  }
+
+  /**
+   * A flow event: `s` starts flow `id` in the slice enclosing `ns` on (pid, tid), `t` is a step,
+   * `f` ends it in the slice that begins at `ns` (binding point "enclosing").
+   */
+  flow(ph: 's' | 't' | 'f', pid: number, tid: number, id: number, name: string, ns: number): void {
+    if (!this.admit()) return;
+    const bp = ph === 's' ? '' : ',"bp":"e"';
+    this.put(`{"ph":"${ph}","name":${JSON.stringify(name)},"cat":"flow","id":${id},"ts":${us(ns)},"pid":${pid},"tid":${tid}${bp}}`);
+  }
+
+  /** A counter sample: `name` of process `pid` has `value` from `ns` on. */
+  counter(pid: number, name: string, ns: number, value: number): void {
+    if (!this.admit()) return;
+    this.put(`{"ph":"C","name":${JSON.stringify(name)},"ts":${us(ns)},"pid":${pid},"tid":0,"args":{"value":${value}}}`);
+  }
+
+  /** A tracer record (a declared trace event): an instant on the track {@link placeRecord} gives. */
+  record(ev: TraceEvent, time: number, values: readonly unknown[]): void {
+    if (!this.admit()) return;
+    const args: ChromeArgs = {};
+    for (let i = 0; i < ev.args.length; i++) {
+      const v = values[i];
+      args[ev.args[i]!.name] = typeof v === 'bigint' ? `0x${v.toString(16)}` : (v as number | string | boolean);
+    }
+    const track = this.placeRecord(ev);
+    const us_ = ev.name.indexOf('_');
+    const cat = us_ > 0 ? ev.name.slice(0, us_) : ev.name;
+    this.put(
+      `{"ph":"i","s":"t","name":"${ev.name}","cat":"${cat}","ts":${us(time)},"pid":${Math.floor(track / TRACK_PIDS)},"tid":${track % TRACK_PIDS}${argsJson(args)}}`,
+    );
+  }
+
+  /** End the document and flush (slices still open are ended at `ns`). */
+  close(ns: number): void {
+    if (this.closed) return;
+    for (const [key, depth] of this.open) {
+      for (let i = 0; i < depth; i++) this.put(`{"ph":"E","ts":${us(ns)},"pid":${Math.floor(key / TRACK_PIDS)},"tid":${key % TRACK_PIDS}}`);
+    }
+    this.open.clear();
+    this.closed = true;
+    this.buf += '\n]}\n';
+    this.flush();
+  }
+
+  private admit(): boolean {
+    if (this.closed) return false;
+    if (this.written < this.limit) return true;
+    this.dropped++;
+    return false;
+  }
+
+  private put(json: string): void {
+    this.buf += this.first ? json : `,\n${json}`;
+    this.first = false;
+    this.written++;
+    if (this.buf.length >= FLUSH_CHARS) this.flush();
+  }
+
+  private flush(): void {
+    if (this.buf.length === 0) return;
+    this.write(this.buf);
+    this.buf = '';
+  }
+}
+
+/** Thread ids per process in a track key (pid × TRACK_PIDS + tid). */
+export const TRACK_PIDS = 1 << 16;
+/** Buffered characters before a write. */
+const FLUSH_CHARS = 1 << 16;
+
+function us(ns: number): string {
+  // Microseconds with nanosecond resolution, without float noise (1234 ns → 1.234).
+  return (ns / 1000).toFixed(3);
+}
+
+function argsJson(args: ChromeArgs | undefined): string {
+  return args === undefined ? '' : `,"args":${JSON.stringify(args)}`;
+}
+
+/** Told after each DMA translation a unit made (modelled time, trace): one call, no allocation. */
+export interface TranslationObserver {
+  /** StreamID `sid` at `iova` translated (`ok`) or faulted, having walked `walks` tables (0: an IOTLB hit). */
+  translated(sid: number, iova: number, ok: boolean, walks: number): void;
+}

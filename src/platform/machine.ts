@@ -16,6 +16,9 @@ import { DEFAULT_ARGS, VirtMachine, VMM_TRACE_EVENTS, type RamBacking } from '..
 import { runPciFirmware, type PciFirmwareResult } from '../guest/pci-firmware.js';
 import { FaultInjectingSyscalls, type FaultSpec } from './fault-injection.js';
 import { OptionError, parseVirtArgs, type VirtOptions } from '../vmm/virt/options.js';
+import type { ChromeTraceWriter } from '../kit/trace.js';
+import { DEFAULT_COST_MODEL, ZERO_COST_MODEL, type CostModel } from './cost-model.js';
+import { Timeline } from './timeline.js';
 
 export { DEFAULT_ARGS, VIRT_RAM_BASE } from '../vmm/virt/machine.js';
 export type { EmulatedSmmu, MachineDevice, MachineSmmu, RootBus } from '../vmm/virt/machine.js';
@@ -35,6 +38,10 @@ export interface MachineCreateOptions {
   inject?: readonly FaultSpec[];
   /** Run the firmware's PCI step (bus numbers, BARs) before returning; default true, as a boot does. */
   firmware?: boolean;
+  /** What modelled time charges at each seam (`--cost-model`); default {@link DEFAULT_COST_MODEL}. */
+  costModel?: CostModel;
+  /** Write the run's Perfetto timeline here (`--trace-out`); the tracer's records go to it too. */
+  trace?: ChromeTraceWriter;
 }
 
 /** A VM on a host: the VMM's machine plus the host and the VMM process it runs as. */
@@ -48,13 +55,15 @@ export class Machine extends VirtMachine {
   readonly faults: FaultInjectingSyscalls | undefined;
   /** Stops taking the host's log entries and trace records (at close). */
   private readonly detachFromHost: () => void;
+  /** Modelled time and the Perfetto trace at the layers' seams (platform/timeline.ts). */
+  readonly timeline: Timeline;
 
   private constructor(
     options: VirtOptions,
     host: HostKernel,
     proc: Process,
     faults: FaultInjectingSyscalls | undefined,
-    runtime: { clock: VirtualClock; log: ModelLog; tracer: Tracer; detach: () => void },
+    runtime: { clock: VirtualClock; log: ModelLog; tracer: Tracer; detach: () => void; timeline: Timeline },
   ) {
     super(options, {
       sys: faults ?? proc,
@@ -67,6 +76,8 @@ export class Machine extends VirtMachine {
     this.proc = proc;
     this.faults = faults;
     this.detachFromHost = runtime.detach;
+    this.timeline = runtime.timeline;
+    this.as.observer = runtime.timeline;
   }
 
   /**
@@ -87,10 +98,24 @@ export class Machine extends VirtMachine {
     log.pid = () => proc.pid;
     tracer.pid = () => proc.pid;
     // Attached before the VMM starts, so the host's work while the machine is built shows too.
-    const detach = showOwnHostEvents(host, proc, log, tracer, options.trace);
+    const detachEvents = showOwnHostEvents(host, proc, log, tracer, options.trace);
+    // Modelled time: the VMM's syscalls and the host's queues charge the clock from the start.
+    // Under -accel qtest no guest runs: QEMU's clock moves only by clock_step/clock_set.
+    const costs = options.accel === 'qtest' ? ZERO_COST_MODEL : (opts.costModel ?? DEFAULT_COST_MODEL);
+    const timeline = new Timeline(clock, costs, opts.trace);
+    proc.syscallObserver = timeline.syscalls;
+    for (const u of host.smmus.values()) timeline.attachUnit({ name: u.name, smmu: u.hw, cmdqv: u.cmdqvHw });
+    if (opts.trace) {
+      opts.trace.placeRecord = timeline.placeRecord(new Set(host.tracer.catalog));
+      tracer.addSink(opts.trace);
+    }
+    const detach = () => {
+      detachEvents();
+      timeline.detachUnits();
+    };
     try {
       const faults = opts.inject?.length ? new FaultInjectingSyscalls(proc, opts.inject) : undefined;
-      const m = new Machine(options, host, proc, faults, { clock, log, tracer, detach });
+      const m = new Machine(options, host, proc, faults, { clock, log, tracer, detach, timeline });
       if (opts.firmware !== false) m.runFirmware();
       return m;
     } catch (e) {

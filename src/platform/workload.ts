@@ -123,6 +123,8 @@ export interface PathStats {
   batches: number;
   exits: number;
   ioctls: number;
+  /** Modelled time the path's invalidation batches took (submission to CMD_SYNC completion). */
+  modelNs: number;
 }
 
 /** What the run produced. */
@@ -187,7 +189,7 @@ function run(m: Machine, o: WorkloadOptions): WorkloadReport {
     }
     throw e;
   }
-  const path = () => ({ commands: 0, batches: 0, exits: 0, ioctls: 0 });
+  const path = () => ({ commands: 0, batches: 0, exits: 0, ioctls: 0, modelNs: 0 });
   const rep: WorkloadReport = {
     dmesg: [...kernel.iommus.flatMap((i) => i.dmesg), ...kernel.failedProbes.flat()],
     devices: [],
@@ -291,7 +293,7 @@ function run(m: Machine, o: WorkloadOptions): WorkloadReport {
 }
 
 function snapshot(m: Machine, d: IommuDomain) {
-  return { exits: m.as.stats.exits, ioctls: m.host.stats.ioctls, v: d.router.stats.viaVcmdq, s: d.router.stats.viaSmmu };
+  return { exits: m.as.stats.exits, ioctls: m.host.stats.ioctls, v: d.router.stats.viaVcmdq, s: d.router.stats.viaSmmu, t: m.clock.now };
 }
 
 /** Attribute the exits/ioctls of one invalidation batch to the path it took. */
@@ -303,4 +305,5 @@ function account(m: Machine, d: IommuDomain, b: ReturnType<typeof snapshot>, rep
   target.batches++;
   target.exits += m.as.stats.exits - b.exits;
   target.ioctls += m.host.stats.ioctls - b.ioctls;
+  target.modelNs += m.clock.now - b.t;
 }

@@ -5,6 +5,7 @@
  */
 
 import type { RegionOps } from '../../kit/memory-region.js';
+import type { SyscallObserver } from '../../kit/trace.js';
 import { Errno, ErrnoError } from '../../uapi/errno.js';
 import * as V from '../../uapi/vfio.js';
 import { MAP_ANONYMOUS, MAP_HUGETLB, MAP_SHARED, POLLIN, type MemoryView, type Syscalls, type UserMemory } from '../../uapi/syscalls.js';
@@ -176,6 +177,22 @@ export class Process implements Syscalls {
 
   /** ioctl(2). */
   ioctl(fd: number, request: number, argp: number): number {
+    const obs = this.syscallObserver;
+    if (obs === undefined) return this.ioctlEntered(fd, request, argp);
+    obs.enter(request);
+    let ret = -Errno.EFAULT;
+    try {
+      ret = this.ioctlEntered(fd, request, argp);
+      return ret;
+    } finally {
+      obs.leave(ret);
+    }
+  }
+
+  /** Told at this process's syscall entry and exit (modelled time, trace); none by default. */
+  syscallObserver: SyscallObserver | undefined;
+
+  private ioctlEntered(fd: number, request: number, argp: number): number {
     const f = this.fds.get(fd);
     if (!f) return -Errno.EBADF;
     const k = this.kernel;

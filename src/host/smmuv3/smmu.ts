@@ -18,7 +18,7 @@ import type { ModelLog } from '../../kit/log.js';
 import { MemoryRegion } from '../../kit/memory-region.js';
 import { RegisterBank } from '../../kit/register-bank.js';
 import { cloneState, type Persist } from '../../kit/persist.js';
-import type { Tracer } from '../../kit/trace.js';
+import type { QueueObserver, Tracer, TranslationObserver } from '../../kit/trace.js';
 import { CERROR_ABT, CERROR_ILL, D0, D1, Op, opName, tlbiRangeBytes } from '../../arch/smmuv3/commands.js';
 import { EF_ADDR, EF_IPA, EF_RNW, EF_S2_CLASS, EF_SSID, encodeEvent, type FaultRecord } from '../../arch/smmuv3/event-record.js';
 import type { Iotlb } from '../../arch/smmuv3/iotlb.js';
@@ -100,6 +100,10 @@ export class HostSmmu implements Persist<HostSmmuState> {
   /** Interrupt lines to the host kernel. */
   onEventIrq: () => void = () => {};
   onGerrorIrq: () => void = () => {};
+  /** Told once per batch the command queue consumed (queue 0; modelled time, trace); none by default. */
+  cmdqObserver: QueueObserver | undefined;
+  /** Told after each translation (modelled time, trace); none by default. */
+  translationObserver: TranslationObserver | undefined;
 
   private readonly state: HostSmmuState;
   /** The shared translation engine: configuration cache, IOTLB, walks (arch/smmuv3/translator.ts). */
@@ -191,20 +195,31 @@ export class HostSmmu implements Persist<HostSmmuState> {
     const w = this.command;
     const reader = this.reader;
     const entryBytes = CMDQ_ENTRY_BYTES; // read once: an imported binding costs a load per use
+    const commands0 = this.stats.commands;
+    const syncs0 = this.stats.syncs;
     reader.reset();
     while (cons !== end) {
       if (!reader.read(base + (cons & idxMask) * entryBytes, w)) {
+        this.cmdqConsumed(commands0, syncs0);
         this.stopQueue(cons, CERROR_ABT);
         return;
       }
       const err = this.execute(w, 'cmdq');
       if (err !== 0) {
+        this.cmdqConsumed(commands0, syncs0);
         this.stopQueue(cons, err);
         return;
       }
       cons = (cons + 1) & wrapMask;
     }
+    this.cmdqConsumed(commands0, syncs0);
     f.set32(this.regs.cmdqCons, cons);
+  }
+
+  /** Tell the observer what the command queue consumed since the counts were `commands0`, `syncs0`. */
+  private cmdqConsumed(commands0: number, syncs0: number): void {
+    const n = this.stats.commands - commands0;
+    if (n > 0) this.cmdqObserver?.consumed(0, n, this.stats.syncs - syncs0);
   }
 
   private stopQueue(cons: number, err: number): void {
@@ -347,7 +362,9 @@ export class HostSmmu implements Persist<HostSmmuState> {
     const engine = this.engine;
     const walks = engine.stats.walks;
     engine.translate(sid, ssid, iova, access, out);
-    this.stats.walks += engine.stats.walks - walks;
+    const walked = engine.stats.walks - walks;
+    this.stats.walks += walked;
+    this.translationObserver?.translated(sid, iova, out.ok, walked);
     if (!out.ok && out.event !== 0) this.event(engine.fault);
     return out;
   }

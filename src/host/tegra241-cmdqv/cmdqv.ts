@@ -15,7 +15,7 @@ import { MemoryRegion, type RegionOps } from '../../kit/memory-region.js';
 import { cloneState, type Persist } from '../../kit/persist.js';
 import { RegisterBank } from '../../kit/register-bank.js';
 import { RegisterLayout, type RegisterFile, type RegisterInfo } from '../../kit/registers.js';
-import type { Tracer } from '../../kit/trace.js';
+import type { QueueObserver, Tracer } from '../../kit/trace.js';
 import { CERROR_ABT, CERROR_ILL, D0, Op, opName } from '../../arch/smmuv3/commands.js';
 import { CMDQ_ENTRY_BYTES, qIndexMask, qWrapMask } from '../../arch/smmuv3/queue.js';
 import { CommandReader } from '../smmuv3/command-reader.js';
@@ -118,6 +118,8 @@ export class Tegra241CmdqvHw implements Persist<CmdqvHwState> {
   readonly stats: CmdqvStats = { commands: 0, vmidReplaced: 0, sidReplaced: 0, refused: 0, irqs: 0 };
   /** Error interrupt line (edge) to the host kernel. */
   onErrorIrq: () => void = () => {};
+  /** Told once per batch a VCMDQ consumed (queue = VCMDQ index; modelled time, trace); none by default. */
+  observer: QueueObserver | undefined;
 
   private readonly state: CmdqvHwState;
   /** One command, read from a ring (reused: no allocation per command). */
@@ -311,6 +313,7 @@ export class Tegra241CmdqvHw implements Persist<CmdqvHwState> {
     const opcodeMask = OPCODE_MASK;
     const keepNonVmid = ~VMID_W1_MASK;
     const entryBytes = CMDQ_ENTRY_BYTES;
+    const syncs0 = this.smmu.stats.syncs;
     reader.reset();
     while (cons !== end) {
       let err = 0;
@@ -333,6 +336,7 @@ export class Tegra241CmdqvHw implements Persist<CmdqvHwState> {
       if (err !== 0) {
         this.stats.commands += n;
         this.stats.vmidReplaced += vmidReplaced;
+        this.observer?.consumed(q, n, this.smmu.stats.syncs - syncs0);
         this.stop(q, vintf, cons, err, w[0]! & opcodeMask);
         return;
       }
@@ -340,6 +344,7 @@ export class Tegra241CmdqvHw implements Persist<CmdqvHwState> {
     }
     this.stats.vmidReplaced += vmidReplaced;
     this.stats.commands += n;
+    if (n > 0) this.observer?.consumed(q, n, this.smmu.stats.syncs - syncs0);
     p0.set32(regs.cons, ((consReg & CONS_ERR_MASK) | cons) >>> 0);
     if (n > 0 && this.tracer.enabled(T_HW_CONSUME)) this.tracer.emit(T_HW_CONSUME, q, n, cons);
   }

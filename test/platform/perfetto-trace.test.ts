@@ -1,0 +1,175 @@
+// The Perfetto timeline of a run (issue 15, parts 1-2): a small workload on the default machine
+// (VCMDQ path) and with cmdqv=off (trapped path), written by the streaming ChromeTraceWriter and
+// loaded back as JSON: one process per layer, slices with non-zero durations, flows from the
+// guest's access to the queue that consumed it, a monotone timeline, and modelled time that
+// shows the point (trapped invalidations take longer than VCMDQ ones).
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { ChromeTraceWriter } from '../../src/kit/trace.js';
+import { DEFAULT_ARGS, Machine } from '../../src/platform/machine.js';
+import { DEFAULT_COST_MODEL, ZERO_COST_MODEL, type CostModel } from '../../src/platform/cost-model.js';
+import { TRACE_PID } from '../../src/platform/timeline.js';
+import { runWorkload, type WorkloadReport } from '../../src/platform/workload.js';
+
+interface Ev {
+  ph: string;
+  name?: string;
+  ts?: number;
+  pid: number;
+  tid: number;
+  id?: number;
+  args?: Record<string, unknown>;
+}
+
+const WORKLOAD = { ops: 32, batch: 4, pages: 1, injectError: false, skipInvalidation: false, verifyEvery: 8 };
+
+function traced(argv: readonly string[], opts: { limit?: number; costModel?: CostModel } = {}): { events: Ev[]; rep: WorkloadReport; writer: ChromeTraceWriter; chunks: number } {
+  let text = '';
+  let chunks = 0;
+  const writer = new ChromeTraceWriter((c) => {
+    text += c;
+    chunks++;
+  }, opts.limit);
+  const m = Machine.create(argv, { trace: writer, costModel: opts.costModel });
+  const rep = runWorkload(m, WORKLOAD);
+  writer.close(m.clock.now);
+  m.close();
+  const doc = JSON.parse(text) as { traceEvents: Ev[]; displayTimeUnit: string };
+  return { events: doc.traceEvents, rep, writer, chunks };
+}
+
+const cmdqvOff = DEFAULT_ARGS.map((a) => a.replace('cmdqv=on', 'cmdqv=off'));
+
+/** B/E pairs per track as [name, begin, end] (throws on an unbalanced track). */
+function slices(events: readonly Ev[]): { name: string; pid: number; tid: number; b: number; e: number }[] {
+  const stacks = new Map<string, Ev[]>();
+  const out: { name: string; pid: number; tid: number; b: number; e: number }[] = [];
+  for (const e of events) {
+    const key = `${e.pid}/${e.tid}`;
+    if (e.ph === 'B') stacks.set(key, [...(stacks.get(key) ?? []), e]);
+    if (e.ph === 'E') {
+      const st = stacks.get(key);
+      const b = st?.pop();
+      assert.ok(b, `E without B on ${key} at ${e.ts}`);
+      out.push({ name: b.name!, pid: e.pid, tid: e.tid, b: b.ts!, e: e.ts! });
+    }
+  }
+  for (const [k, st] of stacks) assert.equal(st.length, 0, `unterminated slices on ${k}`);
+  return out;
+}
+
+describe('Perfetto trace of a run', () => {
+  const on = traced(DEFAULT_ARGS);
+  const off = traced(cmdqvOff);
+
+  test('one named process per layer (>= 5), threads named per queue', () => {
+    for (const { events } of [on, off]) {
+      const procs = new Map(events.filter((e) => e.ph === 'M' && e.name === 'process_name').map((e) => [e.pid, e.args!.name as string]));
+      assert.ok(procs.size >= 5, `processes: ${[...procs.values()].join(', ')}`);
+      assert.deepEqual([...procs.keys()].sort(), Object.values(TRACE_PID).sort());
+      const threads = events.filter((e) => e.ph === 'M' && e.name === 'thread_name').map((e) => e.args!.name as string);
+      assert.ok(threads.some((t) => /CMDQ$/.test(t)));
+      assert.ok(threads.some((t) => /event queue$/.test(t)));
+    }
+    const vcmdqThreads = on.events.filter((e) => e.ph === 'M' && e.name === 'thread_name' && e.pid === TRACE_PID.cmdqv);
+    assert.ok(vcmdqThreads.length >= 2, 'a thread per VCMDQ');
+  });
+
+  test('slices are balanced with non-zero durations; exits are at least the modelled exit cost', () => {
+    for (const { events } of [on, off]) {
+      const s = slices(events);
+      const exits = s.filter((x) => x.name === 'kvm_exit');
+      assert.ok(exits.length > 0);
+      const exitUs = (DEFAULT_COST_MODEL.vmExitNs + DEFAULT_COST_MODEL.mmioEmulationNs) / 1000;
+      for (const x of exits) assert.ok(x.e - x.b >= exitUs - 1e-9, `kvm_exit of ${x.e - x.b} us`);
+      const consumed = s.filter((x) => x.name.startsWith('consume '));
+      assert.ok(consumed.length > 0);
+      for (const x of consumed) assert.ok(x.e > x.b, `${x.name} has zero duration`);
+      assert.ok(s.some((x) => x.pid === TRACE_PID.hostKernel && x.e > x.b), 'ioctl slices');
+      const dma = s.filter((x) => x.name.startsWith('smmuv3_translate'));
+      assert.ok(dma.length > 0 && dma.every((x) => x.pid === TRACE_PID.hostSmmu && x.e > x.b), 'DMA translation slices');
+    }
+  });
+
+  test('the timeline is monotone in file order and counters sample occupancy and exits', () => {
+    for (const { events } of [on, off]) {
+      let last = -1;
+      for (const e of events) {
+        if (e.ph === 'M') continue;
+        assert.ok(e.ts! >= last, `${e.ph} ${e.name ?? ''} at ${e.ts} after ${last}`);
+        last = e.ts!;
+      }
+      assert.ok(last > 0, 'time advanced');
+      const counters = new Set(events.filter((e) => e.ph === 'C').map((e) => e.name));
+      assert.ok(counters.has('VM exits'));
+      assert.ok([...counters].some((n) => n!.endsWith('occupancy')));
+    }
+  });
+
+  test('flows: doorbells to the VCMDQ that consumed them; trapped writes through the ioctl to the host CMDQ', () => {
+    const ends = (events: readonly Ev[], name: string) => {
+      const starts = new Map(events.filter((e) => e.ph === 's' && e.name === name).map((e) => [e.id, e]));
+      return events.filter((e) => e.ph === 'f' && e.name === name).map((f) => ({ s: starts.get(f.id), f }));
+    };
+    const doorbells = ends(on.events, 'doorbell');
+    assert.ok(doorbells.length > 0, 'doorbell flows');
+    for (const { s, f } of doorbells) {
+      assert.equal(s?.pid, TRACE_PID.guest);
+      assert.equal(f.pid, TRACE_PID.cmdqv);
+    }
+    const trapped = ends(off.events, 'trapped invalidation');
+    assert.ok(trapped.length > 0, 'trapped flows');
+    for (const { s, f } of trapped) {
+      assert.equal(s?.pid, TRACE_PID.guest);
+      assert.equal(f.pid, TRACE_PID.hostSmmu);
+      const step = off.events.find((e) => e.ph === 't' && e.id === f.id);
+      assert.equal(step?.pid, TRACE_PID.hostKernel, 'the flow passes through the ioctl');
+    }
+    assert.ok(off.events.some((e) => e.ph === 'B' && e.name === 'IOMMU_HWPT_INVALIDATE'));
+    assert.equal(ends(off.events, 'doorbell').length, 0, 'no VCMDQ with cmdqv=off');
+  });
+
+  test('modelled time shows the point: a trapped invalidation batch takes longer than a VCMDQ one', () => {
+    assert.ok(on.rep.vcmdq.batches > 0 && off.rep.smmuCmdq.batches > 0);
+    const vcmdq = on.rep.vcmdq.modelNs / on.rep.vcmdq.batches;
+    const trapped = off.rep.smmuCmdq.modelNs / off.rep.smmuCmdq.batches;
+    assert.ok(vcmdq > 0);
+    // NVIDIA's 70-90% reduction is the check on the defaults (src/platform/cost-model.ts); with
+    // batches of 4 the defaults give 88% (the guest driver's per-command register accesses make
+    // the trapped path's exits grow with the batch: 90% at 8, 91% at 16).
+    const reduction = 1 - vcmdq / trapped;
+    assert.ok(reduction >= 0.7 && reduction <= 0.9, `VCMDQ ${vcmdq} ns vs trapped ${trapped} ns per batch: ${(reduction * 100).toFixed(0)}% less`);
+  });
+});
+
+describe('modelled time and the trace writer', () => {
+  test('a zero cost model charges nothing to invalidations', () => {
+    const m = Machine.create(cmdqvOff, { costModel: ZERO_COST_MODEL });
+    const rep = runWorkload(m, WORKLOAD);
+    assert.equal(rep.smmuCmdq.modelNs, 0);
+    m.close();
+  });
+
+  test('a user cost model scales the trapped path', () => {
+    const slow = { ...DEFAULT_COST_MODEL, ioctlNs: DEFAULT_COST_MODEL.ioctlNs + 100_000 };
+    const a = runWorkload(Machine.create(cmdqvOff), WORKLOAD).smmuCmdq;
+    const b = runWorkload(Machine.create(cmdqvOff, { costModel: slow }), WORKLOAD).smmuCmdq;
+    assert.equal(b.modelNs - a.modelNs, 100_000 * b.ioctls);
+  });
+
+  test('--trace-limit: recording stops at the limit, every slice still ends, output is streamed', () => {
+    const full = traced(DEFAULT_ARGS);
+    const capped = traced(DEFAULT_ARGS, { limit: 500 });
+    assert.ok(capped.writer.dropped > 0);
+    assert.ok(capped.events.length < full.events.length);
+    slices(capped.events); // balanced
+    assert.ok(full.chunks > 2, `written in ${full.chunks} chunks`);
+  });
+
+  test('without a trace nothing is written, and time still advances', () => {
+    const m = Machine.create(DEFAULT_ARGS);
+    const rep = runWorkload(m, WORKLOAD);
+    assert.ok(rep.vcmdq.modelNs > 0);
+    m.close();
+  });
+});
