@@ -8,9 +8,6 @@
  * then enable memory decoding and bus mastering (docs/reference/pci.md §7).
  */
 import {
-  PCI_BASE_ADDRESS_MEM_PREFETCH,
-  PCI_BASE_ADDRESS_MEM_TYPE_64,
-  PCI_BASE_ADDRESS_SPACE_IO,
   PCI_BRIDGE_MEM_GRANULE,
   PCI_COMMAND_MASTER,
   PCI_COMMAND_MEMORY,
@@ -116,33 +113,9 @@ function scanBus(ecam: EcamAccess, nr: number, next: { n: number }, used: Set<nu
   return bus;
 }
 
-/** Size the memory BARs of a function by writing all-ones and reading back (decoding off meanwhile). */
+/** The function's memory BARs; a 64-bit prefetchable one goes to the 64-bit window, everything else below 4 GiB. */
 function sizeBars(ecam: EcamAccess, bus: number, devfn: number, count: number): SizedBar[] {
-  const cmd = ecam.command(bus, devfn);
-  ecam.setCommand(bus, devfn, cmd & ~PCI_COMMAND_MEMORY);
-  const out: SizedBar[] = [];
-  for (let i = 0; i < count; i++) {
-    const reg = PciCfg.BAR0 + 4 * i;
-    const orig = ecam.read32(bus, devfn, reg);
-    ecam.write32(bus, devfn, reg, 0xffff_ffff);
-    const lo = ecam.read32(bus, devfn, reg);
-    ecam.write32(bus, devfn, reg, orig);
-    if (lo === 0 || lo & PCI_BASE_ADDRESS_SPACE_IO) continue;
-    const is64 = (lo & 0x6) === PCI_BASE_ADDRESS_MEM_TYPE_64;
-    let size = (~(lo & 0xffff_fff0) >>> 0) + 1;
-    if (is64) {
-      const origHi = ecam.read32(bus, devfn, reg + 4);
-      ecam.write32(bus, devfn, reg + 4, 0xffff_ffff);
-      const hi = ecam.read32(bus, devfn, reg + 4);
-      ecam.write32(bus, devfn, reg + 4, origHi);
-      if (hi !== 0xffff_ffff) size = (2 ** 32 - hi) * 2 ** 32;
-      i++;
-    }
-    // A 64-bit prefetchable BAR goes to the 64-bit window; everything else below 4 GiB.
-    out.push({ reg, size, is64, wide: is64 && (lo & PCI_BASE_ADDRESS_MEM_PREFETCH) !== 0 });
-  }
-  ecam.setCommand(bus, devfn, cmd);
-  return out;
+  return ecam.probeBars(bus, devfn, count).map((b) => ({ reg: b.reg, size: b.size, is64: b.is64, wide: b.is64 && b.prefetch }));
 }
 
 interface Cursor {

@@ -5,7 +5,7 @@
  * into their secondary buses, and every function is reported with its BDF, IDs, class and the
  * BARs firmware assigned (sized with decoding off, as pci_read_bases does).
  */
-import { formatBdf, PCI_BASE_ADDRESS_MEM_TYPE_64, PCI_BASE_ADDRESS_SPACE_IO, PCI_COMMAND_MEMORY, PCI_HEADER_TYPE_BRIDGE, PCI_HEADER_TYPE_MULTI_FUNCTION, PciCfg } from '../arch/pci/config.js';
+import { formatBdf, PCI_HEADER_TYPE_BRIDGE, PCI_HEADER_TYPE_MULTI_FUNCTION, PciCfg } from '../arch/pci/config.js';
 import { parseDsdtPciRootBridges, parseMcfg } from './acpi-parse.js';
 import { EcamAccess } from './pci-config.js';
 import type { GuestBus } from './platform.js';
@@ -72,32 +72,5 @@ function scanBus(ecam: EcamAccess, nr: number, out: GuestPciDevice[], depth: num
 }
 
 function readBars(ecam: EcamAccess, nr: number, devfn: number, count: number): GuestPciBar[] {
-  const cmd = ecam.command(nr, devfn);
-  ecam.setCommand(nr, devfn, cmd & ~PCI_COMMAND_MEMORY);
-  const bars: GuestPciBar[] = [];
-  for (let i = 0; i < count; i++) {
-    const reg = PciCfg.BAR0 + 4 * i;
-    const lo = ecam.read32(nr, devfn, reg);
-    ecam.write32(nr, devfn, reg, 0xffff_ffff);
-    const mask = ecam.read32(nr, devfn, reg);
-    ecam.write32(nr, devfn, reg, lo);
-    if (mask === 0 || lo & PCI_BASE_ADDRESS_SPACE_IO) continue;
-    const is64 = (lo & 0x6) === PCI_BASE_ADDRESS_MEM_TYPE_64;
-    let size = (~(mask & 0xffff_fff0) >>> 0) + 1;
-    let addr = (lo & 0xffff_fff0) >>> 0;
-    if (is64) {
-      const hi = ecam.read32(nr, devfn, reg + 4);
-      ecam.write32(nr, devfn, reg + 4, 0xffff_ffff);
-      const hmask = ecam.read32(nr, devfn, reg + 4);
-      ecam.write32(nr, devfn, reg + 4, hi);
-      addr += hi * 2 ** 32;
-      if (hmask !== 0xffff_ffff) size = (2 ** 32 - hmask) * 2 ** 32;
-      bars.push({ index: i, addr, size, is64 });
-      i++;
-      continue;
-    }
-    bars.push({ index: i, addr, size, is64 });
-  }
-  ecam.setCommand(nr, devfn, cmd);
-  return bars;
+  return ecam.probeBars(nr, devfn, count).map((b) => ({ index: b.index, addr: b.addr, size: b.size, is64: b.is64 }));
 }

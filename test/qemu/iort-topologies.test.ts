@@ -3,21 +3,10 @@
 // (docs/reference/qemu-machine.md §3-4). Seeded: a failure names its seed and line.
 import assert from 'node:assert/strict';
 import { before, describe, test } from 'node:test';
+import { mulberry32 } from '../../src/kit/prng.js';
 import { hex } from '../vmm/acpi/fixtures.js';
 import { cmdqvAcpi } from './cmdqv-side.js';
 import { inParallel, NO_QEMU, QEMU, qemuAcpiTables, QTEST_ARGS, rootBuses } from './qtest-client.js';
-
-/** mulberry32: a small seeded PRNG, so every case is reproducible from its seed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
 
 /**
  * One topology: pcie.0 and 0-3 pxb-pcie (ascending bus_nr, some bypass_iommu=on), 0-3
@@ -26,7 +15,7 @@ function prng(seed: number): () => number {
  * default-bus-bypass-iommu=on.
  */
 export function topologyLine(seed: number): string[] {
-  const r = prng(seed);
+  const r = mulberry32(seed);
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(r() * xs.length)]!;
   const gic = pick([2, 3] as const);
   const smmu = pick(['none', 'legacy', 'device', 'device'] as const);
