@@ -10,8 +10,12 @@ import type { LogKind, ModelLog } from './log.js';
 import type { RegionOps } from './memory-region.js';
 import { RegisterFile, type RegisterDef, type RegisterInfo, type RegisterLayout } from './registers.js';
 
-/** Called after a guest write updated `reg`; `prevLo`/`prevHi` are the stored words before it. */
-export type WriteHook = (reg: RegisterInfo, prevLo: number, prevHi: number) => void;
+/**
+ * Called after a guest write updated `reg`; `prevLo`/`prevHi` are the stored words before it,
+ * `written` the word the guest wrote before the register's write mask (the low word of a
+ * 64-bit write), for devices that keep bits the table declares read-only.
+ */
+export type WriteHook = (reg: RegisterInfo, prevLo: number, prevHi: number, written: number) => void;
 /** Called before a guest read of `reg`, to refresh its stored value from live state. */
 export type ReadHook = (reg: RegisterInfo) => void;
 
@@ -80,7 +84,7 @@ export class RegisterBank implements RegionOps {
     const prevLo = words[reg.slot]!;
     const prevHi = reg.width === 64 ? words[reg.slot + 1]! : 0;
     this.file.applyWrite(slot, value);
-    this.writeHooks[reg.index]?.(reg, prevLo, prevHi);
+    this.writeHooks[reg.index]?.(reg, prevLo, prevHi, value);
   }
 
   read64(offset: number): bigint {
@@ -118,7 +122,7 @@ export class RegisterBank implements RegionOps {
     const [lo, hi] = splitU64(value);
     this.file.applyWrite(reg.slot, lo);
     this.file.applyWrite(reg.slot + 1, hi);
-    this.writeHooks[reg.index]?.(reg, prevLo, prevHi);
+    this.writeHooks[reg.index]?.(reg, prevLo, prevHi, lo);
   }
 
   private report(message: string): void {

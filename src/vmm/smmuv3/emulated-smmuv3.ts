@@ -38,7 +38,7 @@ import type { TableReader } from '../../arch/smmuv3/page-table.js';
 import { hex } from '../../kit/bits.js';
 import type { IrqLine } from '../../kit/irq.js';
 import type { ModelLog } from '../../kit/log.js';
-import { MemoryRegion } from '../../kit/memory-region.js';
+import type { MemoryRegion } from '../../kit/memory-region.js';
 import { cloneState, type Persist } from '../../kit/persist.js';
 import type { RegisterBank } from '../../kit/register-bank.js';
 import type { Tracer } from '../../kit/trace.js';
@@ -101,8 +101,6 @@ export class EmulatedSmmuV3 implements PciIommu, Persist<EmulatedSmmuV3State> {
   private readonly events: EmulatedEventQueue;
   private readonly translation = new Translation();
   private readonly name: string;
-  /** The last word written to CMDQ_CONS (QEMU stores it whole). */
-  private cmdqConsWritten = 0;
 
   /** Realize: validate the properties (throws an Error with QEMU's text) and reset. */
   constructor(
@@ -115,19 +113,7 @@ export class EmulatedSmmuV3 implements PciIommu, Persist<EmulatedSmmuV3State> {
     this.name = `arm-smmuv3:${opts.id}`;
     this.frame = new SmmuRegisterFrame(opts.id, this.name, deps.log, deps.tracer);
     this.bank = this.frame.bank;
-    // QEMU's CMDQ_CONS keeps the whole written word; the frame's ERR field is read-only, so
-    // the written value is caught on its way in (see writeCmdqCons).
-    const inner = this.frame.mmio.ops!;
-    const cmdqConsOffset = R.CMDQ_CONS.spec.offset;
-    this.mmio = MemoryRegion.mmio(this.frame.mmio.name, R.SMMUV3_MMIO_SIZE, {
-      read: (offset, size) => inner.read(offset, size),
-      read64: (offset) => inner.read64(offset),
-      write: (offset, size, value) => {
-        if (offset === cmdqConsOffset) this.cmdqConsWritten = value;
-        inner.write(offset, size, value);
-      },
-      write64: (offset, value) => inner.write64(offset, value),
-    });
+    this.mmio = this.frame.mmio;
     this.irqs = this.frame.irqs;
     this.state = { registers: this.bank.file.words, idr: initialIdr(opts) };
     this.engine = new Translator(dmaReader(deps.guestMemory), new EmulatedConfigRules(this.frame, deps.guestMemory, deps.log, deps.tracer), QEMU_FAULTS, EMULATED_IOTLB_ENTRIES);
@@ -138,7 +124,7 @@ export class EmulatedSmmuV3 implements PciIommu, Persist<EmulatedSmmuV3State> {
       .onWrite(R.GBPA, (_reg, prevLo) => this.writeGbpa(prevLo))
       .onWrite(R.GERRORN, (_reg, prevLo) => this.writeGerrorn(prevLo))
       .onWrite(R.CMDQ_PROD, () => this.cmdq.consume())
-      .onWrite(R.CMDQ_CONS, () => this.writeCmdqCons());
+      .onWrite(R.CMDQ_CONS, (_reg, _lo, _hi, written) => this.writeCmdqCons(written));
     // QEMU implements no AGBPA and keeps no EVENTQ_IRQ_CFG* (MSIs are not offered: IDR0.MSI = 0):
     // they read as zero and ignore writes (docs/reference/qemu-smmuv3.md §6).
     for (const def of [R.AGBPA, R.EVENTQ_IRQ_CFG0, R.EVENTQ_IRQ_CFG1, R.EVENTQ_IRQ_CFG2]) this.bank.onWrite(def, (reg, lo, hi) => this.ignoreWrite(reg.slot, reg.width, lo, hi));
@@ -230,9 +216,9 @@ export class EmulatedSmmuV3 implements PciIommu, Persist<EmulatedSmmuV3State> {
    * QEMU stores the whole CMDQ_CONS word: a write also sets ERR (the register frame keeps ERR
    * read-only for the accelerated SMMUv3), so a driver that rewrites CONS clears the error code.
    */
-  private writeCmdqCons(): void {
+  private writeCmdqCons(written: number): void {
     const { file, regs } = this.frame;
-    file.set32(regs.cmdqCons, R.CMDQ_CONS.f.ERR.set(file.get32(regs.cmdqCons), R.CMDQ_CONS.f.ERR.get(this.cmdqConsWritten)));
+    file.set32(regs.cmdqCons, R.CMDQ_CONS.f.ERR.set(file.get32(regs.cmdqCons), R.CMDQ_CONS.f.ERR.get(written)));
   }
 
   private writeCr0(): void {
