@@ -16,7 +16,7 @@ import { closeSync, openSync, unlinkSync, writeSync } from 'node:fs';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import type { Readable, Writable } from 'node:stream';
 import { qmpSession, qtestSession, QEMU_VERSION, type CharBackend, type RunState } from '../platform/controllers.js';
-import { Machine, OptionError } from '../platform/machine.js';
+import { Machine, OptionError, strerrorOfName } from '../platform/machine.js';
 import { runCommand } from './run-command.js';
 
 /** The prefix QEMU puts before its error messages. */
@@ -190,16 +190,5 @@ async function open(c: CharBackend, stdio: { input: Readable; output: Writable }
 
 /** strerror() text of a Node system error, as QEMU prints it. */
 function errnoText(e: NodeJS.ErrnoException): string {
-  switch (e.code) {
-    case 'ENOENT':
-      return 'No such file or directory';
-    case 'ECONNREFUSED':
-      return 'Connection refused';
-    case 'EACCES':
-      return 'Permission denied';
-    case 'EADDRINUSE':
-      return 'Address already in use';
-    default:
-      return e.message;
-  }
+  return (e.code !== undefined ? strerrorOfName(e.code) : undefined) ?? e.message;
 }

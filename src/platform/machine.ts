@@ -23,6 +23,7 @@ import { Timeline } from './timeline.js';
 export { DEFAULT_ARGS, VIRT_RAM_BASE } from '../vmm/virt/machine.js';
 export type { EmulatedSmmu, MachineDevice, MachineSmmu, RootBus } from '../vmm/virt/machine.js';
 export { OptionError } from '../vmm/virt/options.js';
+export { strerrorOfName } from '../uapi/errno.js';
 export { cmdqvDeviceName } from '../vmm/acpi/dsdt.js';
 export { HostKernel } from '../host/kernel/host-kernel.js';
 export { DEFAULT_HOST, type HostConfig } from '../host/config.js';

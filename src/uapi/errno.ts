@@ -37,6 +37,42 @@ export function errnoName(errno: number): string {
   return names.get(errno) ?? `E${errno}`;
 }
 
+/** Linux strerror texts by errno name: the stack's errnos, and the socket ones a VMM meets opening its chardevs. */
+const STRERROR: Record<string, string> = {
+  EPERM: 'Operation not permitted',
+  ENOENT: 'No such file or directory',
+  EIO: 'Input/output error',
+  ENXIO: 'No such device or address',
+  E2BIG: 'Argument list too long',
+  EBADF: 'Bad file descriptor',
+  EAGAIN: 'Resource temporarily unavailable',
+  ENOMEM: 'Cannot allocate memory',
+  EFAULT: 'Bad address',
+  EBUSY: 'Device or resource busy',
+  EEXIST: 'File exists',
+  ENODEV: 'No such device',
+  EINVAL: 'Invalid argument',
+  ENOTTY: 'Inappropriate ioctl for device',
+  ENOSPC: 'No space left on device',
+  ERANGE: 'Numerical result out of range',
+  EOVERFLOW: 'Value too large for defined data type',
+  EOPNOTSUPP: 'Operation not supported',
+  ETIMEDOUT: 'Connection timed out',
+  EACCES: 'Permission denied',
+  EADDRINUSE: 'Address already in use',
+  ECONNREFUSED: 'Connection refused',
+};
+
+/** strerror(errno). */
+export function strerror(errno: number): string {
+  return strerrorOfName(errnoName(errno)) ?? `Unknown error ${errno}`;
+}
+
+/** The strerror text of an errno name (`ENOENT`), if known. */
+export function strerrorOfName(name: string): string | undefined {
+  return Object.hasOwn(STRERROR, name) ? STRERROR[name] : undefined;
+}
+
 /** An error carrying a Linux errno, raised by the host kernel model and seen by the VMM. */
 export class ErrnoError extends Error {
   /** Positive errno value. */

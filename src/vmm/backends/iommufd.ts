@@ -6,40 +6,14 @@
 
 import type { RegionOps } from '../../kit/memory-region.js';
 import type { Tracer } from '../../kit/trace.js';
-import { errnoName } from '../../uapi/errno.js';
+import { strerror } from '../../uapi/errno.js';
 import * as U from '../../uapi/iommufd.js';
 import type { AnyStruct } from '../../uapi/layout.js';
 import { MAP_SHARED, mmapAnonymous, PROT_READ, PROT_WRITE, type Syscalls } from '../../uapi/syscalls.js';
 import * as V from '../../uapi/vfio.js';
 import { T_CALL, T_HWQ, T_MMAP } from './trace-events.js';
 
-/** Linux strerror texts for the errnos the stack returns. */
-const STRERROR: Record<string, string> = {
-  EPERM: 'Operation not permitted',
-  ENOENT: 'No such file or directory',
-  EIO: 'Input/output error',
-  ENXIO: 'No such device or address',
-  E2BIG: 'Argument list too long',
-  EBADF: 'Bad file descriptor',
-  EAGAIN: 'Resource temporarily unavailable',
-  ENOMEM: 'Cannot allocate memory',
-  EFAULT: 'Bad address',
-  EBUSY: 'Device or resource busy',
-  EEXIST: 'File exists',
-  ENODEV: 'No such device',
-  EINVAL: 'Invalid argument',
-  ENOTTY: 'Inappropriate ioctl for device',
-  ENOSPC: 'No space left on device',
-  ERANGE: 'Numerical result out of range',
-  EOVERFLOW: 'Value too large for defined data type',
-  EOPNOTSUPP: 'Operation not supported',
-  ETIMEDOUT: 'Connection timed out',
-};
-
-/** strerror(errno). */
-export function strerror(errno: number): string {
-  return STRERROR[errnoName(errno)] ?? `Unknown error ${errno}`;
-}
+export { strerror };
 
 /** A failed backend call: QEMU's message plus the errno text. */
 export class BackendError extends Error {
