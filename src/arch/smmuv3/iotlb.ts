@@ -138,8 +138,8 @@ function bucketKey(pn: number, s: number): number {
 }
 
 /**
- * One IdTable per size class in use, and the mask of those classes. A table that empties is
- * dropped, so the mask always says which sizes are present.
+ * One IdTable per size class in use, and the mask of those classes. A table that empties
+ * leaves the mask (so the mask always says which sizes are present) and is kept for reuse.
  */
 class SizedIndex {
   private readonly tables: (IdTable | undefined)[] = [];
@@ -166,8 +166,8 @@ class SizedIndex {
     if (t === undefined) {
       t = new IdTable();
       this.tables[s] = t;
-      this.mask |= 1 << s;
     }
+    this.mask |= 1 << s;
     const before = t.count;
     t.set(hi, lo, id);
     this.count += t.count - before;
@@ -178,10 +178,9 @@ class SizedIndex {
     const t = this.tables[s] as IdTable;
     t.delete(hi, lo);
     this.count--;
-    if (t.count === 0) {
-      this.tables[s] = undefined;
-      this.mask &= ~(1 << s);
-    }
+    // An emptied table leaves the mask but is kept (it is small: it shrinks as it empties), so
+    // a page invalidated and refilled does not allocate a table each time.
+    if (t.count === 0) this.mask &= ~(1 << s);
   }
 }
 
@@ -270,10 +269,10 @@ class Ctx {
   readonly buckets = new BucketIndex();
 
   constructor(
-    readonly id: number,
-    readonly vm: Vm,
+    public id: number,
+    public vm: Vm,
     /** ASID, CTX_GLOBAL or CTX_S2. */
-    readonly tag: number,
+    public tag: number,
   ) {}
 
   /** Id of the entry containing `iova` (smallest size first), or NONE; no allocation. */
@@ -299,7 +298,7 @@ class Vm {
   readonly ipaBuckets = new BucketIndex();
   count = 0;
 
-  constructor(readonly vmid: number) {}
+  constructor(public vmid: number) {}
 
   ctx(tag: number): Ctx | undefined {
     return tag >= 0 ? this.asids.get(tag) : tag === CTX_GLOBAL ? this.global : this.s2;
@@ -323,6 +322,10 @@ function checkAligned(name: string, v: number, size: number, s: number): void {
     throw new RangeError(`IOTLB entry ${name} ${v} is not a non-negative multiple of its size 0x${size.toString(16)}`);
   }
 }
+
+/** Emptied VMIDs and contexts kept for reuse. */
+const SPARE_VMS = 4;
+const SPARE_CTXS = 16;
 
 const INITIAL_POOL = 256;
 const INITIAL_RING = 1024;
@@ -356,6 +359,13 @@ export class Iotlb {
   // Contexts by id: a record names its context by id, which costs no pointer chase.
   private ctxs: (Ctx | undefined)[] = [];
   private freeCtxIds: number[] = [];
+  /**
+   * Emptied VMIDs and contexts kept for reuse (a few): a page invalidated and refilled, the
+   * steady state of a map/unmap loop, would otherwise rebuild its VMID's and ASID's indexes
+   * each time. Only structures whose indexes are empty are kept.
+   */
+  private readonly spareVms: Vm[] = [];
+  private readonly spareCtxs: Ctx[] = [];
 
   /**
    * Every insertion as (id, sequence number), oldest first, for FIFO eviction and
@@ -437,7 +447,8 @@ export class Iotlb {
     // Fetched after the removal: emptying a context or VMID drops it.
     let vm = this.vms.get(e.vmid);
     if (vm === undefined) {
-      vm = new Vm(e.vmid);
+      vm = this.spareVms.pop() ?? new Vm(e.vmid);
+      vm.vmid = e.vmid;
       this.vms.set(e.vmid, vm);
       this.vmidLive[e.vmid] = 1;
     }
@@ -516,6 +527,8 @@ export class Iotlb {
     this.poolUsed = 0;
     this.ctxs = [];
     this.freeCtxIds = [];
+    this.spareVms.length = 0;
+    this.spareCtxs.length = 0;
     this.ringId = new Int32Array(INITIAL_RING);
     this.ringSeq = new Float64Array(INITIAL_RING);
     this.ringHead = 0;
@@ -711,12 +724,25 @@ export class Iotlb {
     this.unlinkIpa(vm, id);
     this.freeId(id);
     this.count--;
-    if (--vm.count === 0) {
-      this.vms.delete(vm.vmid);
-      this.vmidLive[vm.vmid] = 0;
-      for (const c of vm.contexts(true)) this.releaseCtx(c);
-    } else if (ctx.pages.count === 0) {
-      this.detachCtx(ctx);
+    if (--vm.count === 0) this.retireVm(vm, true);
+    else if (ctx.pages.count === 0) this.detachCtx(ctx);
+  }
+
+  /**
+   * Forget an emptied VMID. `ipasClean`: its IPA index was emptied entry by entry (not simply
+   * abandoned), so the VMID's structures can be reused.
+   */
+  private retireVm(vm: Vm, ipasClean: boolean): void {
+    this.vms.delete(vm.vmid);
+    this.vmidLive[vm.vmid] = 0;
+    for (const c of vm.asids.values()) this.releaseCtx(c);
+    if (vm.global !== undefined) this.releaseCtx(vm.global);
+    if (vm.s2 !== undefined) this.releaseCtx(vm.s2);
+    if (ipasClean && vm.ipas.count === 0 && vm.ipaBuckets.nonEmpty === 0 && this.spareVms.length < SPARE_VMS) {
+      vm.asids.clear();
+      vm.global = undefined;
+      vm.s2 = undefined;
+      this.spareVms.push(vm);
     }
   }
 
@@ -752,19 +778,20 @@ export class Iotlb {
     this.count -= removed;
     vm.count -= removed;
     this.stats.invalidated += removed;
-    if (vm.count === 0) {
-      this.vms.delete(vm.vmid);
-      this.vmidLive[vm.vmid] = 0;
-      for (const c of vm.contexts(true)) this.releaseCtx(c);
-    } else {
-      this.detachCtx(ctx);
-    }
+    if (vm.count === 0) this.retireVm(vm, true);
+    else this.detachCtx(ctx);
     return removed;
   }
 
   private newCtx(vm: Vm, tag: number): Ctx {
     const id = this.freeCtxIds.pop() ?? this.ctxs.length;
-    const ctx = new Ctx(id, vm, tag);
+    let ctx = this.spareCtxs.pop();
+    if (ctx === undefined) ctx = new Ctx(id, vm, tag);
+    else {
+      ctx.id = id;
+      ctx.vm = vm;
+      ctx.tag = tag;
+    }
     this.ctxs[id] = ctx;
     if (tag >= 0) vm.asids.set(tag, ctx);
     else if (tag === CTX_GLOBAL) vm.global = ctx;
@@ -783,6 +810,8 @@ export class Iotlb {
   private releaseCtx(ctx: Ctx): void {
     this.ctxs[ctx.id] = undefined;
     this.freeCtxIds.push(ctx.id);
+    // A context dropped whole keeps stale ids in its indexes: only an emptied one is reused.
+    if (ctx.pages.count === 0 && ctx.buckets.nonEmpty === 0 && this.spareCtxs.length < SPARE_CTXS) this.spareCtxs.push(ctx);
   }
 
   private pushBucket(index: BucketIndex, pn: number, s: number, id: number, seq: number): void {
