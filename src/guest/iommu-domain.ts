@@ -21,6 +21,9 @@ const SH_INNER = 3;
 /** CD.T0SZ for a 48-bit input range. */
 const T0SZ_48BIT = 64 - 48;
 
+/** Map options of every mapping: not global (the domain's ASID tags its translations). */
+const NON_GLOBAL = { nG: true } as const;
+
 /** Where invalidations went. */
 export interface RouteStats {
   viaVcmdq: number;
@@ -37,26 +40,25 @@ export class CommandRouter {
 
   /** Submit a batch with a CMD_SYNC, splitting where the VCMDQ filter changes its mind. */
   submit(cmds: readonly Uint32Array[]): void {
-    let run: Uint32Array[] = [];
-    let onVcmdq = false;
-    const flush = () => {
-      if (run.length === 0) return;
+    if (cmds.length === 0) return;
+    const cmdqv = this.cmdqv;
+    let start = 0;
+    let onVcmdq = cmdqv !== undefined && cmdqv.accepts(cmds[0]!);
+    for (let i = 1; i <= cmds.length; i++) {
+      const toVcmdq = i < cmds.length ? cmdqv !== undefined && cmdqv.accepts(cmds[i]!) : !onVcmdq;
+      if (toVcmdq === onVcmdq) continue;
+      // The run [start, i) ends here (a whole batch on one queue, the usual case, is not copied).
+      const run = start === 0 && i === cmds.length ? cmds : cmds.slice(start, i);
       if (onVcmdq) {
-        this.cmdqv!.submit(run);
+        cmdqv!.submit(run);
         this.stats.viaVcmdq += run.length;
       } else {
         this.smmu.submit(run);
         this.stats.viaSmmu += run.length;
       }
-      run = [];
-    };
-    for (const c of cmds) {
-      const toVcmdq = this.cmdqv !== undefined && this.cmdqv.accepts(c);
-      if (run.length > 0 && toVcmdq !== onVcmdq) flush();
+      start = i;
       onVcmdq = toVcmdq;
-      run.push(c);
     }
-    flush();
   }
 }
 
@@ -72,7 +74,7 @@ export class IommuDomain {
     const smmu = router.smmu;
     const bus = smmu.platform.bus;
     this.tables = new PageTableBuilder(
-      { read32: (a) => bus.read32(a), write32: (a, v) => bus.write32(a, v) },
+      bus,
       { stage: 1, granule: 4096, inputBits: 48, allocTable: () => smmu.mem.alloc(PAGE) },
     );
     this.cd = smmu.mem.alloc(64);
@@ -115,7 +117,7 @@ export class IommuDomain {
 
   /** Map [iova, iova + size) to guest PA `gpa`. New mappings need no invalidation. */
   map(iova: number, gpa: number, size: number, writable = true): void {
-    this.tables.map(iova, gpa, size, writable ? 3 : 1, { nG: true });
+    this.tables.map(iova, gpa, size, writable ? 3 : 1, NON_GLOBAL);
   }
 
   /**

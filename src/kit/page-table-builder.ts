@@ -296,31 +296,50 @@ export class PageTableBuilder {
     }
   }
 
+  // The walks below visit the entries of `table` (at `level`) that [va, va + size) touches,
+  // as {@link eachEntry} does, but inline (no closure per call: map and unmap are the guest's
+  // per-buffer hot path), reading a descriptor's high word only where a table address needs it.
+
   /** The lowest input address of a leaf overlapping [va, va + size), or −1. */
   private firstMapped(table: number, level: number, va: number, size: number): number {
-    let found = -1;
-    this.eachEntry(table, level, va, size, (_d, lo, hi, entryVa, _es, start, n) => {
-      if ((lo & DESC_VALID) === 0) return true;
-      if (level < 3 && (lo & 0b11) === DESC_TABLE) {
-        found = this.firstMapped(this.tableAddress(lo, hi), level + 1, start, n);
-        return found < 0;
+    const entrySize = this.levelSize(level);
+    const end = va + size;
+    for (let a = va; a < end; ) {
+      const entryVa = Math.floor(a / entrySize) * entrySize;
+      const n = Math.min(end, entryVa + entrySize) - a;
+      const d = table + this.index(a, level) * 8;
+      const lo = this.mem.read32(d);
+      if ((lo & DESC_VALID) !== 0) {
+        if (level < 3 && (lo & 0b11) === DESC_TABLE) {
+          const found = this.firstMapped(this.tableAddress(lo, this.mem.read32(d + 4)), level + 1, a, n);
+          if (found >= 0) return found;
+        } else {
+          return Math.max(entryVa, a);
+        }
       }
-      found = Math.max(entryVa, start);
-      return false;
-    });
-    return found;
+      a += n;
+    }
+    return -1;
   }
 
   /** Throw unless every leaf [va, va + size) touches lies wholly inside it. */
   private checkWholeLeaves(table: number, level: number, va: number, size: number, what: string): void {
-    this.eachEntry(table, level, va, size, (_d, lo, hi, entryVa, entrySize, start, n) => {
-      if ((lo & DESC_VALID) === 0) return;
-      if (level < 3 && (lo & 0b11) === DESC_TABLE) {
-        this.checkWholeLeaves(this.tableAddress(lo, hi), level + 1, start, n, what);
-      } else if (n !== entrySize) {
-        throw new RangeError(`${what}: the range covers only part of the block at 0x${entryVa.toString(16)} (+0x${entrySize.toString(16)})`);
+    const entrySize = this.levelSize(level);
+    const end = va + size;
+    for (let a = va; a < end; ) {
+      const entryVa = Math.floor(a / entrySize) * entrySize;
+      const n = Math.min(end, entryVa + entrySize) - a;
+      const d = table + this.index(a, level) * 8;
+      const lo = this.mem.read32(d);
+      if ((lo & DESC_VALID) !== 0) {
+        if (level < 3 && (lo & 0b11) === DESC_TABLE) {
+          this.checkWholeLeaves(this.tableAddress(lo, this.mem.read32(d + 4)), level + 1, a, n, what);
+        } else if (n !== entrySize) {
+          throw new RangeError(`${what}: the range covers only part of the block at 0x${entryVa.toString(16)} (+0x${entrySize.toString(16)})`);
+        }
       }
-    });
+      a += n;
+    }
   }
 
   /** Call `fn` for every leaf inside [va, va + size) (which must not split a block). */
@@ -333,48 +352,63 @@ export class PageTableBuilder {
   }
 
   private mapIn(table: number, level: number, va: number, pa: number, size: number, attrs: number, blocks: boolean): void {
-    this.eachEntry(table, level, va, size, (d, lo, hi, _entryVa, entrySize, start, n) => {
-      const oa = pa + (start - va);
+    const entrySize = this.levelSize(level);
+    const end = va + size;
+    for (let a = va; a < end; ) {
+      const entryVa = Math.floor(a / entrySize) * entrySize;
+      const n = Math.min(end, entryVa + entrySize) - a;
+      const d = table + this.index(a, level) * 8;
+      const oa = pa + (a - va);
+      a += n;
       if (level === 3) {
         this.writeDesc(d, oa, attrs | DESC_TABLE);
-        return;
+        continue;
       }
+      const lo = this.mem.read32(d);
       const isTable = (lo & 0b11) === DESC_TABLE;
       // The overlap check has run: the entry is invalid or a table with no leaves in range.
       if (!isTable && blocks && n === entrySize && oa % entrySize === 0 && this.blockAllowed(level)) {
         this.writeDesc(d, oa, attrs | DESC_BLOCK);
-        return;
+        continue;
       }
       let next: number;
       if (isTable) {
-        next = this.tableAddress(lo, hi);
+        next = this.tableAddress(lo, this.mem.read32(d + 4));
       } else {
         next = this.newTable();
         this.writeDesc(d, next, DESC_TABLE);
       }
-      this.mapIn(next, level + 1, start, oa, n, attrs, blocks);
-    });
+      this.mapIn(next, level + 1, a - n, oa, n, attrs, blocks);
+    }
   }
 
   private unmapIn(table: number, level: number, va: number, size: number): number {
     let bytes = 0;
-    this.eachEntry(table, level, va, size, (d, lo, hi, _entryVa, entrySize, start, n) => {
-      if ((lo & DESC_VALID) === 0) return;
-      if (level < 3 && (lo & 0b11) === DESC_TABLE) {
-        const next = this.tableAddress(lo, hi);
-        bytes += this.unmapIn(next, level + 1, start, n);
-        if (this.freeTable && this.isEmpty(next)) {
+    const entrySize = this.levelSize(level);
+    const end = va + size;
+    for (let a = va; a < end; ) {
+      const entryVa = Math.floor(a / entrySize) * entrySize;
+      const n = Math.min(end, entryVa + entrySize) - a;
+      const d = table + this.index(a, level) * 8;
+      const lo = this.mem.read32(d);
+      if ((lo & DESC_VALID) !== 0) {
+        if (level < 3 && (lo & 0b11) === DESC_TABLE) {
+          const next = this.tableAddress(lo, this.mem.read32(d + 4));
+          bytes += this.unmapIn(next, level + 1, a, n);
+          if (this.freeTable && this.isEmpty(next)) {
+            this.mem.write32(d, 0);
+            this.mem.write32(d + 4, 0);
+            this.tables--;
+            this.freeTable(next);
+          }
+        } else {
           this.mem.write32(d, 0);
           this.mem.write32(d + 4, 0);
-          this.tables--;
-          this.freeTable(next);
+          bytes += entrySize;
         }
-        return;
       }
-      this.mem.write32(d, 0);
-      this.mem.write32(d + 4, 0);
-      bytes += entrySize;
-    });
+      a += n;
+    }
     return bytes;
   }
 

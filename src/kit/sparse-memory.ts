@@ -194,7 +194,15 @@ export class SparseMemory {
   }
 
   /** Copy `len` bytes out (untouched memory reads as zero). */
-  readBytes(addr: number, len: number, out = new Uint8Array(len)): Uint8Array {
+  readBytes(addr: number, len: number, out: Uint8Array = new Uint8Array(len)): Uint8Array {
+    const off = addr % CHUNK_SIZE;
+    if (off + len <= CHUNK_SIZE && addr >= 0 && len >= 0 && addr + len <= this.size) {
+      // Within one chunk (every DMA page and most copies): no span walk.
+      const c = this.chunkFor(Math.floor(addr / CHUNK_SIZE), false);
+      if (c) out.set(c.bytes.subarray(off, off + len));
+      else out.fill(0, 0, len);
+      return out;
+    }
     this.spans(addr, len, (index, off, n, done) => {
       const c = this.chunkFor(index, false);
       if (c) out.set(c.bytes.subarray(off, off + n), done);
@@ -205,6 +213,11 @@ export class SparseMemory {
 
   /** Copy bytes in. */
   writeBytes(addr: number, data: Uint8Array): void {
+    const off = addr % CHUNK_SIZE;
+    if (off + data.length <= CHUNK_SIZE && addr >= 0 && addr + data.length <= this.size) {
+      this.chunkFor(Math.floor(addr / CHUNK_SIZE), true)!.bytes.set(data, off);
+      return;
+    }
     this.spans(addr, data.length, (index, off, n, done) => {
       this.chunkFor(index, true)!.bytes.set(data.subarray(done, done + n), off);
     });

@@ -298,7 +298,7 @@ class Vm {
   readonly ipaBuckets = new BucketIndex();
   count = 0;
 
-  constructor(public vmid: number) {}
+  constructor(readonly vmid: number) {}
 
   ctx(tag: number): Ctx | undefined {
     return tag >= 0 ? this.asids.get(tag) : tag === CTX_GLOBAL ? this.global : this.s2;
@@ -324,7 +324,7 @@ function checkAligned(name: string, v: number, size: number, s: number): void {
 }
 
 /** Emptied VMIDs and contexts kept for reuse. */
-const SPARE_VMS = 4;
+const MAX_EMPTY_VMS = 64;
 const SPARE_CTXS = 16;
 
 const INITIAL_POOL = 256;
@@ -360,11 +360,12 @@ export class Iotlb {
   private ctxs: (Ctx | undefined)[] = [];
   private freeCtxIds: number[] = [];
   /**
-   * Emptied VMIDs and contexts kept for reuse (a few): a page invalidated and refilled, the
-   * steady state of a map/unmap loop, would otherwise rebuild its VMID's and ASID's indexes
-   * each time. Only structures whose indexes are empty are kept.
+   * Emptied structures are kept for reuse: a page invalidated and refilled, the steady state of
+   * a map/unmap loop, would otherwise rebuild its VMID's and ASID's indexes each time. A VMID
+   * that empties entry by entry stays in `vms` (with `vmidLive` 0) until more than
+   * MAX_EMPTY_VMS have; a few emptied contexts wait in `spareCtxs`.
    */
-  private readonly spareVms: Vm[] = [];
+  private emptyVms = 0;
   private readonly spareCtxs: Ctx[] = [];
 
   /**
@@ -447,9 +448,12 @@ export class Iotlb {
     // Fetched after the removal: emptying a context or VMID drops it.
     let vm = this.vms.get(e.vmid);
     if (vm === undefined) {
-      vm = this.spareVms.pop() ?? new Vm(e.vmid);
-      vm.vmid = e.vmid;
+      vm = new Vm(e.vmid);
       this.vms.set(e.vmid, vm);
+      this.vmidLive[e.vmid] = 1;
+    } else if (vm.count === 0) {
+      // A VMID kept after it emptied comes back.
+      this.emptyVms--;
       this.vmidLive[e.vmid] = 1;
     }
     const ctx = vm.ctx(tag) ?? this.newCtx(vm, tag);
@@ -527,7 +531,7 @@ export class Iotlb {
     this.poolUsed = 0;
     this.ctxs = [];
     this.freeCtxIds = [];
-    this.spareVms.length = 0;
+    this.emptyVms = 0;
     this.spareCtxs.length = 0;
     this.ringId = new Int32Array(INITIAL_RING);
     this.ringSeq = new Float64Array(INITIAL_RING);
@@ -540,7 +544,7 @@ export class Iotlb {
   /** TLBI_S12_VMALL: every entry of the VMID, stage 1 and stage 2. */
   invalidateVmid(vmid: number): number {
     const vm = this.vms.get(vmid);
-    if (vm === undefined) return 0;
+    if (vm === undefined || vm.count === 0) return 0;
     let removed = 0;
     // The VMID's indexes all go, so each entry only needs its id freed.
     for (const ctx of vm.contexts(true)) {
@@ -724,26 +728,19 @@ export class Iotlb {
     this.unlinkIpa(vm, id);
     this.freeId(id);
     this.count--;
-    if (--vm.count === 0) this.retireVm(vm, true);
-    else if (ctx.pages.count === 0) this.detachCtx(ctx);
+    if (ctx.pages.count === 0) this.detachCtx(ctx);
+    if (--vm.count === 0) this.vmEmptied(vm);
   }
 
   /**
-   * Forget an emptied VMID. `ipasClean`: its IPA index was emptied entry by entry (not simply
-   * abandoned), so the VMID's structures can be reused.
+   * A VMID lost its last entry, one by one (its contexts are detached and its IPA index is
+   * empty): it stays for reuse, until too many empty VMIDs are kept.
    */
-  private retireVm(vm: Vm, ipasClean: boolean): void {
-    this.vms.delete(vm.vmid);
+  private vmEmptied(vm: Vm): void {
     this.vmidLive[vm.vmid] = 0;
-    for (const c of vm.asids.values()) this.releaseCtx(c);
-    if (vm.global !== undefined) this.releaseCtx(vm.global);
-    if (vm.s2 !== undefined) this.releaseCtx(vm.s2);
-    if (ipasClean && vm.ipas.count === 0 && vm.ipaBuckets.nonEmpty === 0 && this.spareVms.length < SPARE_VMS) {
-      vm.asids.clear();
-      vm.global = undefined;
-      vm.s2 = undefined;
-      this.spareVms.push(vm);
-    }
+    if (++this.emptyVms <= MAX_EMPTY_VMS) return;
+    for (const [vmid, v] of this.vms) if (v.count === 0) this.vms.delete(vmid);
+    this.emptyVms = 0;
   }
 
   private unlinkIpa(vm: Vm, id: number): void {
@@ -778,8 +775,8 @@ export class Iotlb {
     this.count -= removed;
     vm.count -= removed;
     this.stats.invalidated += removed;
-    if (vm.count === 0) this.retireVm(vm, true);
-    else this.detachCtx(ctx);
+    this.detachCtx(ctx);
+    if (vm.count === 0) this.vmEmptied(vm);
     return removed;
   }
 

@@ -106,23 +106,45 @@ export interface TranslatorStats {
   cdFetches: number;
 }
 
-/** Stage-1 table reads in a nested walk go through stage 2; reports the stage-2 fault kind. */
+/**
+ * Stage-1 table reads in a nested walk go through stage 2; reports the stage-2 fault kind.
+ * A descriptor is one 64-bit fetch, translated once: the walker reads it as two words, and the
+ * high word (at the low word's IPA + 4, same page) reuses the low word's stage-2 result.
+ */
 class NestedReader implements TableReader {
   lastFault = 0;
   faultAddress = 0;
   s2: WalkConfig | undefined;
+  /** IPA and output address of the last word translated (−1: none; reset per walk). */
+  private lastIpa = -1;
+  private lastPa = 0;
   constructor(
     private readonly phys: TableReader,
     private readonly out: WalkResult,
   ) {}
 
+  /** Start a walk: nothing translated yet. */
+  begin(s2: WalkConfig | undefined): void {
+    this.s2 = s2;
+    this.lastFault = 0;
+    this.lastIpa = -1;
+  }
+
   readTableWord(ipa: number): number {
+    if (ipa === this.lastIpa + 4 && ipa % 8 === 4) {
+      // The high word of the descriptor whose low word was just fetched.
+      this.lastIpa = -1;
+      return this.phys.readTableWord(this.lastPa + 4);
+    }
     const r = walk(this.s2!, this.phys, ipa, ACCESS_READ, this.out);
     if (r.fault !== FAULT_NONE) {
+      this.lastIpa = -1;
       this.lastFault = r.fault;
       this.faultAddress = ipa;
       return -1;
     }
+    this.lastIpa = ipa;
+    this.lastPa = r.outputAddress;
     return this.phys.readTableWord(r.outputAddress);
   }
 }
@@ -335,8 +357,7 @@ export class Translator {
       let reader: TableReader = this.mem;
       const nested = this.nested;
       if (sc.kind === 'nested') {
-        nested.s2 = sc.s2;
-        nested.lastFault = 0;
+        nested.begin(sc.s2);
         reader = nested;
       }
       if (cd.tt0Disabled) {
