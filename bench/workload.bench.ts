@@ -31,7 +31,18 @@ export interface LoopResult {
   max: number;
   exitsPerOp: number;
   counts: PathCounts;
+  /**
+   * Real-time factor (median over the runs): the modelled hardware time of the run (the cost
+   * model charged to the virtual clock for the run's own events) over the wall time the model
+   * took; >= 1 means the model ran the workload at least as fast as the hardware would.
+   */
+  realTime: number;
+  /** Modelled hardware time per operation, ns. */
+  modelNsPerOp: number;
 }
+
+/** After-unmap reachability checks: every N-th buffer, as `cmdqv run` does by default. */
+export const LOOP_VERIFY_EVERY = 8;
 
 /** Row 3: map / DMA / unmap + invalidation + sync per operation, batches of 1, 16, 256. */
 export function benchGuestLoop(quick: boolean): LoopResult[] {
@@ -41,19 +52,26 @@ export function benchGuestLoop(quick: boolean): LoopResult[] {
   for (const batch of [1, 16, 256]) {
     for (const path of ['cmdqv', 'trapped'] as const) {
       const rates: number[] = [];
+      const factors: number[] = [];
+      let modelNs = 0;
       let counts: PathCounts | undefined;
       for (let r = 0; r <= runs; r++) {
         const m = Machine.create(machineArgs(path === 'cmdqv' ? 'on' : 'off'));
         const t0 = process.hrtime.bigint();
-        const rep = runWorkload(m, { ops, batch, pages: 1, injectError: false, skipInvalidation: false });
+        const rep = runWorkload(m, { ops, batch, pages: 1, injectError: false, skipInvalidation: false, verifyEvery: LOOP_VERIFY_EVERY });
         const ns = Number(process.hrtime.bigint() - t0);
         if (rep.dmaChecks.failed) throw new Error(`row 3: ${rep.dmaChecks.failed} DMA checks failed`);
         if (r === 0) continue; // warm-up
         rates.push((ops / ns) * 1e9);
+        factors.push(rep.modelNs / ns);
+        modelNs = rep.modelNs;
         const p = path === 'cmdqv' ? rep.vcmdq : rep.smmuCmdq;
         counts = { operations: ops, commands: p.commands, syncs: p.batches, exits: p.exits, ioctls: p.ioctls, directAccesses: path === 'cmdqv' ? rep.directAccesses : 0 };
       }
-      out.push({ path, batch, opsPerSec: median(rates), min: Math.min(...rates), max: Math.max(...rates), exitsPerOp: counts!.exits / ops, counts: counts! });
+      out.push({
+        path, batch, opsPerSec: median(rates), min: Math.min(...rates), max: Math.max(...rates), exitsPerOp: counts!.exits / ops, counts: counts!,
+        realTime: median(factors), modelNsPerOp: modelNs / ops,
+      });
     }
   }
   return out;

@@ -5,7 +5,7 @@
  * the routing that makes guest invalidations skip the VM exit.
  */
 
-import { buildCommand, Op } from '../arch/smmuv3/commands.js';
+import { buildCommand, D1, Op } from '../arch/smmuv3/commands.js';
 import { CD, STE, STE_CFG_ABORT, STE_CFG_S1 } from '../arch/smmuv3/structures.js';
 import { PageTableBuilder } from '../kit/page-table-builder.js';
 import type { GuestSmmu } from './arm-smmu-v3.js';
@@ -20,6 +20,11 @@ const CACHE_WBWA = 1;
 const SH_INNER = 3;
 /** CD.T0SZ for a 48-bit input range. */
 const T0SZ_48BIT = 64 - 48;
+
+/** TLBI address bits in dword1's words: VA[31:12] in the low word, VA[52:32] in the high one. */
+const TLBI_ADDR_LO = D1.ADDR_PAGE.wordMask(0);
+const TLBI_ADDR_HI = D1.ADDR_PAGE.wordMask(1);
+const TWO32 = 2 ** 32;
 
 /** Map options of every mapping: not global (the domain's ASID tags its translations). */
 const NON_GLOBAL = { nG: true } as const;
@@ -66,6 +71,8 @@ export class CommandRouter {
 export class IommuDomain {
   readonly tables: PageTableBuilder;
   readonly cd: number;
+  /** TLBI_NH_VA (this ASID, leaf) at address 0: each page's command is a copy with its address. */
+  private readonly tlbiTemplate: Uint32Array;
 
   constructor(
     readonly router: CommandRouter,
@@ -78,6 +85,7 @@ export class IommuDomain {
       { stage: 1, granule: 4096, inputBits: 48, allocTable: () => smmu.mem.alloc(PAGE) },
     );
     this.cd = smmu.mem.alloc(64);
+    this.tlbiTemplate = buildCommand(Op.TLBI_NH_VA, { asid, addr: 0, leaf: true });
     // CD as Linux's arm_smmu_make_s1_cd writes it: T0SZ = 16 (48-bit), TG0 = 4K, write-back
     // inner-shareable walks, EPD1, V, IPS = 48-bit, AA64, R (record faults), A (abort, never
     // stall: QEMU's emulated SMMUv3 refuses a CD without it as C_BAD_CD), ASET, ASID; TTB0.
@@ -146,7 +154,16 @@ export class IommuDomain {
       }
       return out;
     }
-    return Array.from({ length: pages }, (_, i) => buildCommand(Op.TLBI_NH_VA, { asid: this.asid, addr: iova + i * PAGE, leaf: true }));
+    if (pages === 1) return [this.tlbiPage(iova)];
+    return Array.from({ length: pages }, (_, i) => this.tlbiPage(iova + i * PAGE));
+  }
+
+  /** TLBI_NH_VA of the page at `addr` (leaf): the template with the address deposited. */
+  private tlbiPage(addr: number): Uint32Array {
+    const w = this.tlbiTemplate.slice();
+    w[2] = ((w[2]! & ~TLBI_ADDR_LO) | ((addr % TWO32) & TLBI_ADDR_LO)) >>> 0;
+    w[3] = ((w[3]! & ~TLBI_ADDR_HI) | (Math.floor(addr / TWO32) & TLBI_ADDR_HI)) >>> 0;
+    return w;
   }
 
   /** Invalidate the whole ASID. */

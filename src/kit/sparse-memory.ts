@@ -71,6 +71,8 @@ export class SparseMemory {
 
   /** Read an unsigned little-endian value of 1, 2 or 4 bytes. */
   read(addr: number, size: 1 | 2 | 4): number {
+    // An aligned word never crosses a chunk: the word path (addr & 3 keeps the low bits of any safe integer).
+    if (size === 4 && (addr & 3) === 0) return this.read32(addr);
     this.check(addr, size);
     const off = addr % CHUNK_SIZE;
     if (off + size <= CHUNK_SIZE) {
@@ -113,12 +115,16 @@ export class SparseMemory {
   /** Aligned 32-bit read, the fast path for rings and tables. */
   read32(addr: number): number {
     const c = this.chunkFor(Math.floor(addr / CHUNK_SIZE), false);
-    if (addr < 0 || addr + 4 > this.size) this.check(addr, 4);
+    if (!(addr >= 0 && addr + 4 <= this.size)) this.check(addr, 4);
     return c ? c.view.getUint32(addr & CHUNK_MASK, true) : 0;
   }
 
   /** Write an unsigned little-endian value of 1, 2 or 4 bytes. */
   write(addr: number, size: 1 | 2 | 4, value: number): void {
+    if (size === 4 && (addr & 3) === 0) {
+      this.write32(addr, value);
+      return;
+    }
     this.check(addr, size);
     const off = addr % CHUNK_SIZE;
     if (off + size <= CHUNK_SIZE) {
@@ -137,7 +143,7 @@ export class SparseMemory {
 
   /** Aligned 32-bit write, the fast path. */
   write32(addr: number, value: number): void {
-    if (addr < 0 || addr + 4 > this.size) this.check(addr, 4);
+    if (!(addr >= 0 && addr + 4 <= this.size)) this.check(addr, 4);
     const c = this.chunkFor(Math.floor(addr / CHUNK_SIZE), true)!;
     c.view.setUint32(addr & CHUNK_MASK, value >>> 0, true);
   }
