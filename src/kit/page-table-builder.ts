@@ -150,7 +150,10 @@ export class PageTableBuilder {
     }
     const attrIndx = opts.attrIndx ?? 0;
     if (!Number.isInteger(attrIndx) || attrIndx < 0 || attrIndx > 7) throw new RangeError(`map: AttrIndx ${attrIndx} is not 0..7`);
-    const clash = this.firstMapped(this.root, this.startLevel, va, size);
+    // A range inside one existing last-level table (the common case) is checked and written
+    // there after one walk down; anything else takes the general walks from the root.
+    const leaves = this.leafTable(va, size);
+    const clash = leaves >= 0 ? this.firstMapped(leaves, 3, va, size) : this.firstMapped(this.root, this.startLevel, va, size);
     if (clash >= 0) throw new RangeError(`map: 0x${clash.toString(16)} in [0x${va.toString(16)}, +0x${size.toString(16)}) is already mapped`);
     let attrs = AF | SH_INNER;
     if (this.stage === 1) {
@@ -160,7 +163,8 @@ export class PageTableBuilder {
       attrs |= S2_MEMATTR_NORMAL_WB;
     }
     attrs |= this.permBits(perm);
-    this.mapIn(this.root, this.startLevel, va, pa, size, attrs, opts.useBlocks !== false);
+    if (leaves >= 0) this.mapIn(leaves, 3, va, pa, size, attrs, false);
+    else this.mapIn(this.root, this.startLevel, va, pa, size, attrs, opts.useBlocks !== false);
   }
 
   /**
@@ -171,6 +175,11 @@ export class PageTableBuilder {
    */
   unmap(va: number, size: number): number {
     this.checkRange(va, size, 'unmap');
+    if (this.freeTable === undefined) {
+      // Inside one last-level table every leaf is a whole page of the range: clear them there.
+      const leaves = this.leafTable(va, size);
+      if (leaves >= 0) return this.unmapIn(leaves, 3, va, size);
+    }
     this.checkWholeLeaves(this.root, this.startLevel, va, size, 'unmap');
     return this.unmapIn(this.root, this.startLevel, va, size);
   }
@@ -299,6 +308,24 @@ export class PageTableBuilder {
   // The walks below visit the entries of `table` (at `level`) that [va, va + size) touches,
   // as {@link eachEntry} does, but inline (no closure per call: map and unmap are the guest's
   // per-buffer hot path), reading a descriptor's high word only where a table address needs it.
+
+  /**
+   * The last-level table holding [va, va + size) when the range lies inside one such table
+   * and every level above it is already a table descriptor; −1 otherwise (a block, a missing
+   * table, or a range across tables: the general walks handle those).
+   */
+  private leafTable(va: number, size: number): number {
+    const span = this.levelSize(2); // the bytes one last-level table maps
+    if (Math.floor(va / span) !== Math.floor((va + size - 1) / span)) return -1;
+    let table = this.root;
+    for (let level = this.startLevel; level < 3; level++) {
+      const d = table + this.index(va, level) * 8;
+      const lo = this.mem.read32(d);
+      if ((lo & 0b11) !== DESC_TABLE) return -1;
+      table = this.tableAddress(lo, this.mem.read32(d + 4));
+    }
+    return table;
+  }
 
   /** The lowest input address of a leaf overlapping [va, va + size), or −1. */
   private firstMapped(table: number, level: number, va: number, size: number): number {
