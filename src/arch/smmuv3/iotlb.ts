@@ -399,6 +399,17 @@ export class Iotlb {
    * larger ones. Hot path: no allocation.
    */
   lookup(vmid: number, asid: number, iova: number): IotlbEntry | undefined {
+    const e = this.peek(vmid, asid, iova);
+    if (e !== undefined) this.stats.hits++;
+    else this.stats.misses++;
+    return e;
+  }
+
+  /**
+   * {@link lookup} without counting: for the walker's own use of the cache (a nested walk's
+   * stage-2 translation of a table address), so the counters stay about device accesses.
+   */
+  peek(vmid: number, asid: number, iova: number): IotlbEntry | undefined {
     const vm = this.vms.get(vmid);
     if (vm !== undefined && iova >= 0) {
       let id = NONE;
@@ -409,12 +420,8 @@ export class Iotlb {
       } else if (vm.s2 !== undefined) {
         id = vm.s2.find(iova);
       }
-      if (id !== NONE) {
-        this.stats.hits++;
-        return this.ents[id];
-      }
+      if (id !== NONE) return this.ents[id];
     }
-    this.stats.misses++;
     return undefined;
   }
 
