@@ -73,6 +73,12 @@ export class IommuDomain {
   readonly cd: number;
   /** TLBI_NH_VA (this ASID, leaf) at address 0: each page's command is a copy with its address. */
   private readonly tlbiTemplate: Uint32Array;
+  /**
+   * Command buffers {@link invalidateBatch} fills and submits (the queue copies the words into
+   * its ring), reused from batch to batch; and the batch being built.
+   */
+  private readonly cmdPool: Uint32Array[] = [];
+  private readonly batch: Uint32Array[] = [];
 
   constructor(
     readonly router: CommandRouter,
@@ -158,9 +164,33 @@ export class IommuDomain {
     return Array.from({ length: pages }, (_, i) => this.tlbiPage(iova + i * PAGE));
   }
 
-  /** TLBI_NH_VA of the page at `addr` (leaf): the template with the address deposited. */
-  private tlbiPage(addr: number): Uint32Array {
-    const w = this.tlbiTemplate.slice();
+  /**
+   * Invalidate the buffers at `iovas` (each `size` bytes, already unmapped) as one batch: their
+   * TLBIs ({@link invalidations}) and the router's CMD_SYNC. Page-sized buffers reuse command
+   * buffers rather than allocating them per page.
+   */
+  invalidateBatch(iovas: readonly number[], size: number): void {
+    const batch = this.batch;
+    batch.length = 0;
+    if (Math.ceil(size / PAGE) === 1) {
+      for (let i = 0; i < iovas.length; i++) {
+        let w = this.cmdPool[i];
+        if (w === undefined) {
+          w = new Uint32Array(4);
+          this.cmdPool.push(w);
+        }
+        batch.push(this.tlbiPage(iovas[i]!, w));
+      }
+    } else {
+      for (const iova of iovas) for (const c of this.invalidations(iova, size)) batch.push(c);
+    }
+    this.router.submit(batch);
+    batch.length = 0;
+  }
+
+  /** TLBI_NH_VA of the page at `addr` (leaf) into `w` (default: a new buffer): the template with the address deposited. */
+  private tlbiPage(addr: number, w: Uint32Array = new Uint32Array(4)): Uint32Array {
+    w.set(this.tlbiTemplate);
     w[2] = ((w[2]! & ~TLBI_ADDR_LO) | ((addr % TWO32) & TLBI_ADDR_LO)) >>> 0;
     w[3] = ((w[3]! & ~TLBI_ADDR_HI) | (Math.floor(addr / TWO32) & TLBI_ADDR_HI)) >>> 0;
     return w;

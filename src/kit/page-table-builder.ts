@@ -106,6 +106,8 @@ export class PageTableBuilder {
   private readonly entries: number;
   /** Bytes one entry covers at each level 0..3 (computed once: 2 ** x per call is a pow). */
   private readonly levelSizes = new Float64Array(4);
+  /** 2^inputBits: the end of the input range. */
+  private readonly inputLimit: number;
   private readonly allocTable: () => number;
   private readonly freeTable: ((addr: number) => void) | undefined;
   private tables = 0;
@@ -128,6 +130,7 @@ export class PageTableBuilder {
     this.entries = 2 ** this.stride;
     for (let level = 0; level < 4; level++) this.levelSizes[level] = 2 ** (p + this.stride * (3 - level));
     this.startLevel = 4 - Math.ceil((cfg.inputBits - p) / this.stride);
+    this.inputLimit = 2 ** cfg.inputBits;
     this.allocTable = cfg.allocTable;
     this.freeTable = cfg.freeTable;
     this.root = this.newTable();
@@ -238,7 +241,7 @@ export class PageTableBuilder {
     if (va % this.granule !== 0 || size % this.granule !== 0) {
       throw new RangeError(`${what}: [0x${va.toString(16)}, +0x${size.toString(16)}) is not aligned to the ${this.granule}-byte granule`);
     }
-    if (va + size > 2 ** this.inputBits) {
+    if (va + size > this.inputLimit) {
       throw new RangeError(`${what}: [0x${va.toString(16)}, +0x${size.toString(16)}) exceeds the ${this.inputBits}-bit input size`);
     }
   }

@@ -247,7 +247,7 @@ function run(m: Machine, o: WorkloadOptions): WorkloadReport {
       // Unmap the batch: one invalidation batch, one CMD_SYNC.
       const before = snapshot(m, d);
       for (const iova of iovas) d.tables.unmap(iova, bufBytes);
-      if (!o.skipInvalidation) d.router.submit(iovas.length === 1 ? d.invalidations(iovas[0]!, bufBytes) : iovas.flatMap((iova) => d.invalidations(iova, bufBytes)));
+      if (!o.skipInvalidation) d.invalidateBatch(iovas, bufBytes);
       account(m, d, before, rep);
       m.runMainLoop();
       const vExits = stats.exits;
