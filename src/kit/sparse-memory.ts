@@ -116,7 +116,9 @@ export class SparseMemory {
   read32(addr: number): number {
     const c = this.chunkFor(Math.floor(addr / CHUNK_SIZE), false);
     if (!(addr >= 0 && addr + 4 <= this.size)) this.check(addr, 4);
-    return c ? c.view.getUint32(addr & CHUNK_MASK, true) : 0;
+    if (!c) return 0;
+    // An aligned word on a little-endian host is one element of the chunk's word view.
+    return (addr & 3) === 0 && LITTLE_ENDIAN_HOST ? c.words[(addr & CHUNK_MASK) >>> 2]! : c.view.getUint32(addr & CHUNK_MASK, true);
   }
 
   /** Write an unsigned little-endian value of 1, 2 or 4 bytes. */
@@ -145,7 +147,8 @@ export class SparseMemory {
   write32(addr: number, value: number): void {
     if (!(addr >= 0 && addr + 4 <= this.size)) this.check(addr, 4);
     const c = this.chunkFor(Math.floor(addr / CHUNK_SIZE), true)!;
-    c.view.setUint32(addr & CHUNK_MASK, value >>> 0, true);
+    if ((addr & 3) === 0 && LITTLE_ENDIAN_HOST) c.words[(addr & CHUNK_MASK) >>> 2] = value >>> 0;
+    else c.view.setUint32(addr & CHUNK_MASK, value >>> 0, true);
   }
 
   /** Read a 64-bit little-endian value. */
