@@ -7,6 +7,8 @@
 export const CHUNK_SHIFT = 16;
 export const CHUNK_SIZE = 1 << CHUNK_SHIFT;
 const CHUNK_MASK = CHUNK_SIZE - 1;
+/** Slots of the chunk cache (a power of two). */
+const CACHE_SLOTS = 256;
 
 interface Chunk {
   readonly bytes: Uint8Array;
@@ -34,6 +36,13 @@ export class SparseMemory {
   private readonly chunks = new Map<number, Chunk>();
   private lastIndex = -1;
   private lastChunk: Chunk | undefined;
+  /**
+   * A direct-mapped cache of chunks by index (slot = index mod CACHE_SLOTS) in front of the
+   * map: a workload cycles through more chunks (page tables, rings, buffers) than the last-used
+   * one catches. Chunks are never dropped, so an entry never goes stale.
+   */
+  private readonly cacheIndex = new Float64Array(CACHE_SLOTS).fill(-1);
+  private readonly cacheChunk: (Chunk | undefined)[] = new Array<Chunk | undefined>(CACHE_SLOTS).fill(undefined);
 
   constructor(readonly size: number) {
     if (!(size > 0) || !Number.isSafeInteger(size)) throw new RangeError(`memory size ${size} is invalid`);
@@ -51,13 +60,16 @@ export class SparseMemory {
 
   private chunkFor(index: number, create: boolean): Chunk | undefined {
     if (index === this.lastIndex) return this.lastChunk;
-    let c = this.chunks.get(index);
+    const slot = index & (CACHE_SLOTS - 1);
+    let c = this.cacheIndex[slot] === index ? this.cacheChunk[slot] : this.chunks.get(index);
     if (!c) {
       if (!create) return undefined;
       const bytes = new Uint8Array(CHUNK_SIZE);
       c = { bytes, view: new DataView(bytes.buffer), words: new Uint32Array(bytes.buffer) };
       this.chunks.set(index, c);
     }
+    this.cacheIndex[slot] = index;
+    this.cacheChunk[slot] = c;
     this.lastIndex = index;
     this.lastChunk = c;
     return c;
