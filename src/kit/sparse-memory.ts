@@ -7,6 +7,8 @@
 export const CHUNK_SHIFT = 16;
 export const CHUNK_SIZE = 1 << CHUNK_SHIFT;
 const CHUNK_MASK = CHUNK_SIZE - 1;
+/** Copies up to this many bytes go byte by byte (cheaper than a subarray view). */
+const SMALL_COPY = 64;
 /** Slots of the chunk cache (a power of two). */
 const CACHE_SLOTS = 256;
 
@@ -220,8 +222,12 @@ export class SparseMemory {
     if (off + len <= CHUNK_SIZE && addr >= 0 && len >= 0 && addr + len <= this.size) {
       // Within one chunk (every DMA page and most copies): no span walk.
       const c = this.chunkFor(Math.floor(addr / CHUNK_SIZE), false);
-      if (c) out.set(c.bytes.subarray(off, off + len));
-      else out.fill(0, 0, len);
+      if (!c) out.fill(0, 0, len);
+      else if (len <= SMALL_COPY) {
+        // A few bytes (a DMA check's word): copied in place, no subarray view allocated.
+        const bytes = c.bytes;
+        for (let i = 0; i < len; i++) out[i] = bytes[off + i]!;
+      } else out.set(c.bytes.subarray(off, off + len));
       return out;
     }
     this.spans(addr, len, (index, off, n, done) => {
