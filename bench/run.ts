@@ -71,7 +71,7 @@ async function main(): Promise<void> {
     unit: 'op/s',
     min: l.min,
     max: l.max,
-    note: `${l.exitsPerOp.toFixed(2)} VM exits/op, ${(l.counts.ioctls / l.counts.operations).toFixed(3)} ioctls/op`,
+    note: `real-time factor ${l.realTime.toFixed(3)} (hardware ${(l.modelNsPerOp / 1000).toFixed(2)} us/op); ${l.exitsPerOp.toFixed(2)} VM exits/op, ${(l.counts.ioctls / l.counts.operations).toFixed(3)} ioctls/op`,
   })));
   log(benchEmulated(quick));
   const iotlb = await benchIotlb({ quick });

@@ -25,6 +25,8 @@ export class GuestCommandQueue {
   commands = 0;
   /** CMD_SYNCs waited for. */
   syncs = 0;
+  /** The CMD_SYNC that ends every batch (built once). */
+  private readonly sync: Uint32Array;
 
   constructor(
     private readonly bus: GuestBus,
@@ -33,11 +35,13 @@ export class GuestCommandQueue {
     readonly log2: number,
     private readonly prodReg: number,
     private readonly consReg: number,
-    private readonly syncCs: number,
+    syncCs: number,
     /** Called with CONS on every poll that has not finished (the SMMU driver's error check). */
     private readonly onPoll: ((cons: number) => void) | undefined,
     private readonly what: string,
-  ) {}
+  ) {
+    this.sync = buildCommand(Op.SYNC, { cs: syncCs });
+  }
 
   /** Forget the indexes (after the hardware queue was reset to 0/0). */
   resetIndexes(): void {
@@ -53,7 +57,7 @@ export class GuestCommandQueue {
   /** Write `cmds` and a CMD_SYNC, publish, and wait for completion. */
   submit(cmds: readonly Uint32Array[]): void {
     const b = this.bus;
-    const sync = buildCommand(Op.SYNC, { cs: this.syncCs });
+    const sync = this.sync;
     for (let k = 0; k <= cmds.length; k++) {
       const c = k < cmds.length ? cmds[k]! : sync;
       if (qUsed(this.prod, this.cons, this.log2) >= 2 ** this.log2 - 1) {
@@ -69,16 +73,19 @@ export class GuestCommandQueue {
     this.kick();
   }
 
+  /** One poll of CONS: whether the queue has drained (made once, not per kick). */
+  private readonly drained = (): boolean => {
+    const cons = this.bus.read32(this.consReg);
+    this.cons = CONS_RD.get(cons);
+    if (qEmpty(this.prod, this.cons, this.log2)) return true;
+    this.onPoll?.(cons);
+    return false;
+  };
+
   private kick(): void {
     const b = this.bus;
     b.write32(this.prodReg, this.prod);
-    const done = pollTimeout(this.clock, () => {
-      const cons = b.read32(this.consReg);
-      this.cons = CONS_RD.get(cons);
-      if (qEmpty(this.prod, this.cons, this.log2)) return true;
-      this.onPoll?.(cons);
-      return false;
-    });
+    const done = pollTimeout(this.clock, this.drained);
     if (!done) throw new Error(`${this.what}: CMD_SYNC timeout (cons 0x${b.read32(this.consReg).toString(16)}, prod 0x${this.prod.toString(16)})`);
   }
 }

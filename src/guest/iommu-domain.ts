@@ -5,7 +5,7 @@
  * the routing that makes guest invalidations skip the VM exit.
  */
 
-import { buildCommand, Op } from '../arch/smmuv3/commands.js';
+import { buildCommand, D1, Op } from '../arch/smmuv3/commands.js';
 import { CD, STE, STE_CFG_ABORT, STE_CFG_S1 } from '../arch/smmuv3/structures.js';
 import { PageTableBuilder } from '../kit/page-table-builder.js';
 import type { GuestSmmu } from './arm-smmu-v3.js';
@@ -20,6 +20,14 @@ const CACHE_WBWA = 1;
 const SH_INNER = 3;
 /** CD.T0SZ for a 48-bit input range. */
 const T0SZ_48BIT = 64 - 48;
+
+/** TLBI address bits in dword1's words: VA[31:12] in the low word, VA[52:32] in the high one. */
+const TLBI_ADDR_LO = D1.ADDR_PAGE.wordMask(0);
+const TLBI_ADDR_HI = D1.ADDR_PAGE.wordMask(1);
+const TWO32 = 2 ** 32;
+
+/** Map options of every mapping: not global (the domain's ASID tags its translations). */
+const NON_GLOBAL = { nG: true } as const;
 
 /** Where invalidations went. */
 export interface RouteStats {
@@ -37,26 +45,25 @@ export class CommandRouter {
 
   /** Submit a batch with a CMD_SYNC, splitting where the VCMDQ filter changes its mind. */
   submit(cmds: readonly Uint32Array[]): void {
-    let run: Uint32Array[] = [];
-    let onVcmdq = false;
-    const flush = () => {
-      if (run.length === 0) return;
+    if (cmds.length === 0) return;
+    const cmdqv = this.cmdqv;
+    let start = 0;
+    let onVcmdq = cmdqv !== undefined && cmdqv.accepts(cmds[0]!);
+    for (let i = 1; i <= cmds.length; i++) {
+      const toVcmdq = i < cmds.length ? cmdqv !== undefined && cmdqv.accepts(cmds[i]!) : !onVcmdq;
+      if (toVcmdq === onVcmdq) continue;
+      // The run [start, i) ends here (a whole batch on one queue, the usual case, is not copied).
+      const run = start === 0 && i === cmds.length ? cmds : cmds.slice(start, i);
       if (onVcmdq) {
-        this.cmdqv!.submit(run);
+        cmdqv!.submit(run);
         this.stats.viaVcmdq += run.length;
       } else {
         this.smmu.submit(run);
         this.stats.viaSmmu += run.length;
       }
-      run = [];
-    };
-    for (const c of cmds) {
-      const toVcmdq = this.cmdqv !== undefined && this.cmdqv.accepts(c);
-      if (run.length > 0 && toVcmdq !== onVcmdq) flush();
+      start = i;
       onVcmdq = toVcmdq;
-      run.push(c);
     }
-    flush();
   }
 }
 
@@ -64,6 +71,14 @@ export class CommandRouter {
 export class IommuDomain {
   readonly tables: PageTableBuilder;
   readonly cd: number;
+  /** TLBI_NH_VA (this ASID, leaf) at address 0: each page's command is a copy with its address. */
+  private readonly tlbiTemplate: Uint32Array;
+  /**
+   * Command buffers {@link invalidateBatch} fills and submits (the queue copies the words into
+   * its ring), reused from batch to batch; and the batch being built.
+   */
+  private readonly cmdPool: Uint32Array[] = [];
+  private readonly batch: Uint32Array[] = [];
 
   constructor(
     readonly router: CommandRouter,
@@ -72,10 +87,11 @@ export class IommuDomain {
     const smmu = router.smmu;
     const bus = smmu.platform.bus;
     this.tables = new PageTableBuilder(
-      { read32: (a) => bus.read32(a), write32: (a, v) => bus.write32(a, v) },
+      bus,
       { stage: 1, granule: 4096, inputBits: 48, allocTable: () => smmu.mem.alloc(PAGE) },
     );
     this.cd = smmu.mem.alloc(64);
+    this.tlbiTemplate = buildCommand(Op.TLBI_NH_VA, { asid, addr: 0, leaf: true });
     // CD as Linux's arm_smmu_make_s1_cd writes it: T0SZ = 16 (48-bit), TG0 = 4K, write-back
     // inner-shareable walks, EPD1, V, IPS = 48-bit, AA64, R (record faults), A (abort, never
     // stall: QEMU's emulated SMMUv3 refuses a CD without it as C_BAD_CD), ASET, ASID; TTB0.
@@ -115,7 +131,7 @@ export class IommuDomain {
 
   /** Map [iova, iova + size) to guest PA `gpa`. New mappings need no invalidation. */
   map(iova: number, gpa: number, size: number, writable = true): void {
-    this.tables.map(iova, gpa, size, writable ? 3 : 1, { nG: true });
+    this.tables.map(iova, gpa, size, writable ? 3 : 1, NON_GLOBAL);
   }
 
   /**
@@ -144,7 +160,40 @@ export class IommuDomain {
       }
       return out;
     }
-    return Array.from({ length: pages }, (_, i) => buildCommand(Op.TLBI_NH_VA, { asid: this.asid, addr: iova + i * PAGE, leaf: true }));
+    if (pages === 1) return [this.tlbiPage(iova)];
+    return Array.from({ length: pages }, (_, i) => this.tlbiPage(iova + i * PAGE));
+  }
+
+  /**
+   * Invalidate the buffers at `iovas` (each `size` bytes, already unmapped) as one batch: their
+   * TLBIs ({@link invalidations}) and the router's CMD_SYNC. Page-sized buffers reuse command
+   * buffers rather than allocating them per page.
+   */
+  invalidateBatch(iovas: readonly number[], size: number): void {
+    const batch = this.batch;
+    batch.length = 0;
+    if (Math.ceil(size / PAGE) === 1) {
+      for (let i = 0; i < iovas.length; i++) {
+        let w = this.cmdPool[i];
+        if (w === undefined) {
+          w = new Uint32Array(4);
+          this.cmdPool.push(w);
+        }
+        batch.push(this.tlbiPage(iovas[i]!, w));
+      }
+    } else {
+      for (const iova of iovas) for (const c of this.invalidations(iova, size)) batch.push(c);
+    }
+    this.router.submit(batch);
+    batch.length = 0;
+  }
+
+  /** TLBI_NH_VA of the page at `addr` (leaf) into `w` (default: a new buffer): the template with the address deposited. */
+  private tlbiPage(addr: number, w: Uint32Array = new Uint32Array(4)): Uint32Array {
+    w.set(this.tlbiTemplate);
+    w[2] = ((w[2]! & ~TLBI_ADDR_LO) | ((addr % TWO32) & TLBI_ADDR_LO)) >>> 0;
+    w[3] = ((w[3]! & ~TLBI_ADDR_HI) | (Math.floor(addr / TWO32) & TLBI_ADDR_HI)) >>> 0;
+    return w;
   }
 
   /** Invalidate the whole ASID. */

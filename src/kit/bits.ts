@@ -34,6 +34,15 @@ export class Field {
   private readonly wm1: number;
   /** 2^lsb: the byte unit of an address field (see {@link addressWords}). */
   private readonly unit: number;
+  /**
+   * setWords' constants (precomputed: it runs per command built and per event encoded): bits
+   * of the field in the low word, 2^those bits, 2^(shift into the high word), whether any bit
+   * lies in the high word.
+   */
+  private readonly lowBits: number;
+  private readonly lowPow: number;
+  private readonly hiShiftPow: number;
+  private readonly inHi: boolean;
 
   constructor(
     readonly name: string,
@@ -51,6 +60,10 @@ export class Field {
     this.wm0 = this.wordMask(0);
     this.wm1 = this.wordMask(1);
     this.unit = 2 ** lsb;
+    this.lowBits = Math.max(0, Math.min(32 - lsb, width));
+    this.lowPow = 2 ** this.lowBits;
+    this.hiShiftPow = 2 ** Math.max(0, lsb - 32);
+    this.inHi = this.msb >= 32;
   }
 
   /**
@@ -99,17 +112,15 @@ export class Field {
    * and `words[i + 1]` (hi).
    */
   setWords(words: Uint32Array, i: number, field: number): void {
-    const { lsb } = this;
-    const lowBits = Math.max(0, Math.min(32 - lsb, this.width));
-    if (lowBits > 0) {
+    const lowPow = this.lowPow;
+    if (this.lowBits > 0) {
       const m = this.wm0;
-      const part = (field % 2 ** lowBits) * 2 ** lsb;
+      const part = (field % lowPow) * this.unit;
       words[i] = ((words[i]! & ~m) | (part & m)) >>> 0;
     }
-    if (this.msb >= 32) {
+    if (this.inHi) {
       const m = this.wm1;
-      const shift = Math.max(0, lsb - 32);
-      const part = Math.floor(field / 2 ** lowBits) * 2 ** shift;
+      const part = Math.floor(field / lowPow) * this.hiShiftPow;
       words[i + 1] = ((words[i + 1]! & ~m) | ((part % TWO32) & m)) >>> 0;
     }
   }

@@ -106,6 +106,8 @@ export class PageTableBuilder {
   private readonly entries: number;
   /** Bytes one entry covers at each level 0..3 (computed once: 2 ** x per call is a pow). */
   private readonly levelSizes = new Float64Array(4);
+  /** 2^inputBits: the end of the input range. */
+  private readonly inputLimit: number;
   private readonly allocTable: () => number;
   private readonly freeTable: ((addr: number) => void) | undefined;
   private tables = 0;
@@ -128,6 +130,7 @@ export class PageTableBuilder {
     this.entries = 2 ** this.stride;
     for (let level = 0; level < 4; level++) this.levelSizes[level] = 2 ** (p + this.stride * (3 - level));
     this.startLevel = 4 - Math.ceil((cfg.inputBits - p) / this.stride);
+    this.inputLimit = 2 ** cfg.inputBits;
     this.allocTable = cfg.allocTable;
     this.freeTable = cfg.freeTable;
     this.root = this.newTable();
@@ -150,7 +153,10 @@ export class PageTableBuilder {
     }
     const attrIndx = opts.attrIndx ?? 0;
     if (!Number.isInteger(attrIndx) || attrIndx < 0 || attrIndx > 7) throw new RangeError(`map: AttrIndx ${attrIndx} is not 0..7`);
-    const clash = this.firstMapped(this.root, this.startLevel, va, size);
+    // A range inside one existing last-level table (the common case) is checked and written
+    // there after one walk down; anything else takes the general walks from the root.
+    const leaves = this.leafTable(va, size);
+    const clash = leaves >= 0 ? this.firstMapped(leaves, 3, va, size) : this.firstMapped(this.root, this.startLevel, va, size);
     if (clash >= 0) throw new RangeError(`map: 0x${clash.toString(16)} in [0x${va.toString(16)}, +0x${size.toString(16)}) is already mapped`);
     let attrs = AF | SH_INNER;
     if (this.stage === 1) {
@@ -160,7 +166,8 @@ export class PageTableBuilder {
       attrs |= S2_MEMATTR_NORMAL_WB;
     }
     attrs |= this.permBits(perm);
-    this.mapIn(this.root, this.startLevel, va, pa, size, attrs, opts.useBlocks !== false);
+    if (leaves >= 0) this.mapIn(leaves, 3, va, pa, size, attrs, false);
+    else this.mapIn(this.root, this.startLevel, va, pa, size, attrs, opts.useBlocks !== false);
   }
 
   /**
@@ -171,6 +178,11 @@ export class PageTableBuilder {
    */
   unmap(va: number, size: number): number {
     this.checkRange(va, size, 'unmap');
+    if (this.freeTable === undefined) {
+      // Inside one last-level table every leaf is a whole page of the range: clear them there.
+      const leaves = this.leafTable(va, size);
+      if (leaves >= 0) return this.unmapIn(leaves, 3, va, size);
+    }
     this.checkWholeLeaves(this.root, this.startLevel, va, size, 'unmap');
     return this.unmapIn(this.root, this.startLevel, va, size);
   }
@@ -229,7 +241,7 @@ export class PageTableBuilder {
     if (va % this.granule !== 0 || size % this.granule !== 0) {
       throw new RangeError(`${what}: [0x${va.toString(16)}, +0x${size.toString(16)}) is not aligned to the ${this.granule}-byte granule`);
     }
-    if (va + size > 2 ** this.inputBits) {
+    if (va + size > this.inputLimit) {
       throw new RangeError(`${what}: [0x${va.toString(16)}, +0x${size.toString(16)}) exceeds the ${this.inputBits}-bit input size`);
     }
   }
@@ -296,31 +308,68 @@ export class PageTableBuilder {
     }
   }
 
+  // The walks below visit the entries of `table` (at `level`) that [va, va + size) touches,
+  // as {@link eachEntry} does, but inline (no closure per call: map and unmap are the guest's
+  // per-buffer hot path), reading a descriptor's high word only where a table address needs it.
+
+  /**
+   * The last-level table holding [va, va + size) when the range lies inside one such table
+   * and every level above it is already a table descriptor; −1 otherwise (a block, a missing
+   * table, or a range across tables: the general walks handle those).
+   */
+  private leafTable(va: number, size: number): number {
+    const span = this.levelSize(2); // the bytes one last-level table maps
+    if (Math.floor(va / span) !== Math.floor((va + size - 1) / span)) return -1;
+    let table = this.root;
+    for (let level = this.startLevel; level < 3; level++) {
+      const d = table + this.index(va, level) * 8;
+      const lo = this.mem.read32(d);
+      if ((lo & 0b11) !== DESC_TABLE) return -1;
+      table = this.tableAddress(lo, this.mem.read32(d + 4));
+    }
+    return table;
+  }
+
   /** The lowest input address of a leaf overlapping [va, va + size), or −1. */
   private firstMapped(table: number, level: number, va: number, size: number): number {
-    let found = -1;
-    this.eachEntry(table, level, va, size, (_d, lo, hi, entryVa, _es, start, n) => {
-      if ((lo & DESC_VALID) === 0) return true;
-      if (level < 3 && (lo & 0b11) === DESC_TABLE) {
-        found = this.firstMapped(this.tableAddress(lo, hi), level + 1, start, n);
-        return found < 0;
+    const entrySize = this.levelSize(level);
+    const end = va + size;
+    for (let a = va; a < end; ) {
+      const entryVa = Math.floor(a / entrySize) * entrySize;
+      const n = Math.min(end, entryVa + entrySize) - a;
+      const d = table + this.index(a, level) * 8;
+      const lo = this.mem.read32(d);
+      if ((lo & DESC_VALID) !== 0) {
+        if (level < 3 && (lo & 0b11) === DESC_TABLE) {
+          const found = this.firstMapped(this.tableAddress(lo, this.mem.read32(d + 4)), level + 1, a, n);
+          if (found >= 0) return found;
+        } else {
+          return Math.max(entryVa, a);
+        }
       }
-      found = Math.max(entryVa, start);
-      return false;
-    });
-    return found;
+      a += n;
+    }
+    return -1;
   }
 
   /** Throw unless every leaf [va, va + size) touches lies wholly inside it. */
   private checkWholeLeaves(table: number, level: number, va: number, size: number, what: string): void {
-    this.eachEntry(table, level, va, size, (_d, lo, hi, entryVa, entrySize, start, n) => {
-      if ((lo & DESC_VALID) === 0) return;
-      if (level < 3 && (lo & 0b11) === DESC_TABLE) {
-        this.checkWholeLeaves(this.tableAddress(lo, hi), level + 1, start, n, what);
-      } else if (n !== entrySize) {
-        throw new RangeError(`${what}: the range covers only part of the block at 0x${entryVa.toString(16)} (+0x${entrySize.toString(16)})`);
+    const entrySize = this.levelSize(level);
+    const end = va + size;
+    for (let a = va; a < end; ) {
+      const entryVa = Math.floor(a / entrySize) * entrySize;
+      const n = Math.min(end, entryVa + entrySize) - a;
+      const d = table + this.index(a, level) * 8;
+      const lo = this.mem.read32(d);
+      if ((lo & DESC_VALID) !== 0) {
+        if (level < 3 && (lo & 0b11) === DESC_TABLE) {
+          this.checkWholeLeaves(this.tableAddress(lo, this.mem.read32(d + 4)), level + 1, a, n, what);
+        } else if (n !== entrySize) {
+          throw new RangeError(`${what}: the range covers only part of the block at 0x${entryVa.toString(16)} (+0x${entrySize.toString(16)})`);
+        }
       }
-    });
+      a += n;
+    }
   }
 
   /** Call `fn` for every leaf inside [va, va + size) (which must not split a block). */
@@ -333,48 +382,63 @@ export class PageTableBuilder {
   }
 
   private mapIn(table: number, level: number, va: number, pa: number, size: number, attrs: number, blocks: boolean): void {
-    this.eachEntry(table, level, va, size, (d, lo, hi, _entryVa, entrySize, start, n) => {
-      const oa = pa + (start - va);
+    const entrySize = this.levelSize(level);
+    const end = va + size;
+    for (let a = va; a < end; ) {
+      const entryVa = Math.floor(a / entrySize) * entrySize;
+      const n = Math.min(end, entryVa + entrySize) - a;
+      const d = table + this.index(a, level) * 8;
+      const oa = pa + (a - va);
+      a += n;
       if (level === 3) {
         this.writeDesc(d, oa, attrs | DESC_TABLE);
-        return;
+        continue;
       }
+      const lo = this.mem.read32(d);
       const isTable = (lo & 0b11) === DESC_TABLE;
       // The overlap check has run: the entry is invalid or a table with no leaves in range.
       if (!isTable && blocks && n === entrySize && oa % entrySize === 0 && this.blockAllowed(level)) {
         this.writeDesc(d, oa, attrs | DESC_BLOCK);
-        return;
+        continue;
       }
       let next: number;
       if (isTable) {
-        next = this.tableAddress(lo, hi);
+        next = this.tableAddress(lo, this.mem.read32(d + 4));
       } else {
         next = this.newTable();
         this.writeDesc(d, next, DESC_TABLE);
       }
-      this.mapIn(next, level + 1, start, oa, n, attrs, blocks);
-    });
+      this.mapIn(next, level + 1, a - n, oa, n, attrs, blocks);
+    }
   }
 
   private unmapIn(table: number, level: number, va: number, size: number): number {
     let bytes = 0;
-    this.eachEntry(table, level, va, size, (d, lo, hi, _entryVa, entrySize, start, n) => {
-      if ((lo & DESC_VALID) === 0) return;
-      if (level < 3 && (lo & 0b11) === DESC_TABLE) {
-        const next = this.tableAddress(lo, hi);
-        bytes += this.unmapIn(next, level + 1, start, n);
-        if (this.freeTable && this.isEmpty(next)) {
+    const entrySize = this.levelSize(level);
+    const end = va + size;
+    for (let a = va; a < end; ) {
+      const entryVa = Math.floor(a / entrySize) * entrySize;
+      const n = Math.min(end, entryVa + entrySize) - a;
+      const d = table + this.index(a, level) * 8;
+      const lo = this.mem.read32(d);
+      if ((lo & DESC_VALID) !== 0) {
+        if (level < 3 && (lo & 0b11) === DESC_TABLE) {
+          const next = this.tableAddress(lo, this.mem.read32(d + 4));
+          bytes += this.unmapIn(next, level + 1, a, n);
+          if (this.freeTable && this.isEmpty(next)) {
+            this.mem.write32(d, 0);
+            this.mem.write32(d + 4, 0);
+            this.tables--;
+            this.freeTable(next);
+          }
+        } else {
           this.mem.write32(d, 0);
           this.mem.write32(d + 4, 0);
-          this.tables--;
-          this.freeTable(next);
+          bytes += entrySize;
         }
-        return;
       }
-      this.mem.write32(d, 0);
-      this.mem.write32(d + 4, 0);
-      bytes += entrySize;
-    });
+      a += n;
+    }
     return bytes;
   }
 

@@ -7,6 +7,10 @@
 export const CHUNK_SHIFT = 16;
 export const CHUNK_SIZE = 1 << CHUNK_SHIFT;
 const CHUNK_MASK = CHUNK_SIZE - 1;
+/** Copies up to this many bytes go byte by byte (cheaper than a subarray view). */
+const SMALL_COPY = 64;
+/** Slots of the chunk cache (a power of two). */
+const CACHE_SLOTS = 256;
 
 interface Chunk {
   readonly bytes: Uint8Array;
@@ -34,6 +38,13 @@ export class SparseMemory {
   private readonly chunks = new Map<number, Chunk>();
   private lastIndex = -1;
   private lastChunk: Chunk | undefined;
+  /**
+   * A direct-mapped cache of chunks by index (slot = index mod CACHE_SLOTS) in front of the
+   * map: a workload cycles through more chunks (page tables, rings, buffers) than the last-used
+   * one catches. Chunks are never dropped, so an entry never goes stale.
+   */
+  private readonly cacheIndex = new Float64Array(CACHE_SLOTS).fill(-1);
+  private readonly cacheChunk: (Chunk | undefined)[] = new Array<Chunk | undefined>(CACHE_SLOTS).fill(undefined);
 
   constructor(readonly size: number) {
     if (!(size > 0) || !Number.isSafeInteger(size)) throw new RangeError(`memory size ${size} is invalid`);
@@ -51,13 +62,16 @@ export class SparseMemory {
 
   private chunkFor(index: number, create: boolean): Chunk | undefined {
     if (index === this.lastIndex) return this.lastChunk;
-    let c = this.chunks.get(index);
+    const slot = index & (CACHE_SLOTS - 1);
+    let c = this.cacheIndex[slot] === index ? this.cacheChunk[slot] : this.chunks.get(index);
     if (!c) {
       if (!create) return undefined;
       const bytes = new Uint8Array(CHUNK_SIZE);
       c = { bytes, view: new DataView(bytes.buffer), words: new Uint32Array(bytes.buffer) };
       this.chunks.set(index, c);
     }
+    this.cacheIndex[slot] = index;
+    this.cacheChunk[slot] = c;
     this.lastIndex = index;
     this.lastChunk = c;
     return c;
@@ -71,6 +85,8 @@ export class SparseMemory {
 
   /** Read an unsigned little-endian value of 1, 2 or 4 bytes. */
   read(addr: number, size: 1 | 2 | 4): number {
+    // An aligned word never crosses a chunk: the word path (addr & 3 keeps the low bits of any safe integer).
+    if (size === 4 && (addr & 3) === 0) return this.read32(addr);
     this.check(addr, size);
     const off = addr % CHUNK_SIZE;
     if (off + size <= CHUNK_SIZE) {
@@ -113,12 +129,18 @@ export class SparseMemory {
   /** Aligned 32-bit read, the fast path for rings and tables. */
   read32(addr: number): number {
     const c = this.chunkFor(Math.floor(addr / CHUNK_SIZE), false);
-    if (addr < 0 || addr + 4 > this.size) this.check(addr, 4);
-    return c ? c.view.getUint32(addr & CHUNK_MASK, true) : 0;
+    if (!(addr >= 0 && addr + 4 <= this.size)) this.check(addr, 4);
+    if (!c) return 0;
+    // An aligned word on a little-endian host is one element of the chunk's word view.
+    return (addr & 3) === 0 && LITTLE_ENDIAN_HOST ? c.words[(addr & CHUNK_MASK) >>> 2]! : c.view.getUint32(addr & CHUNK_MASK, true);
   }
 
   /** Write an unsigned little-endian value of 1, 2 or 4 bytes. */
   write(addr: number, size: 1 | 2 | 4, value: number): void {
+    if (size === 4 && (addr & 3) === 0) {
+      this.write32(addr, value);
+      return;
+    }
     this.check(addr, size);
     const off = addr % CHUNK_SIZE;
     if (off + size <= CHUNK_SIZE) {
@@ -137,9 +159,10 @@ export class SparseMemory {
 
   /** Aligned 32-bit write, the fast path. */
   write32(addr: number, value: number): void {
-    if (addr < 0 || addr + 4 > this.size) this.check(addr, 4);
+    if (!(addr >= 0 && addr + 4 <= this.size)) this.check(addr, 4);
     const c = this.chunkFor(Math.floor(addr / CHUNK_SIZE), true)!;
-    c.view.setUint32(addr & CHUNK_MASK, value >>> 0, true);
+    if ((addr & 3) === 0 && LITTLE_ENDIAN_HOST) c.words[(addr & CHUNK_MASK) >>> 2] = value >>> 0;
+    else c.view.setUint32(addr & CHUNK_MASK, value >>> 0, true);
   }
 
   /** Read a 64-bit little-endian value. */
@@ -194,7 +217,19 @@ export class SparseMemory {
   }
 
   /** Copy `len` bytes out (untouched memory reads as zero). */
-  readBytes(addr: number, len: number, out = new Uint8Array(len)): Uint8Array {
+  readBytes(addr: number, len: number, out: Uint8Array = new Uint8Array(len)): Uint8Array {
+    const off = addr % CHUNK_SIZE;
+    if (off + len <= CHUNK_SIZE && addr >= 0 && len >= 0 && addr + len <= this.size) {
+      // Within one chunk (every DMA page and most copies): no span walk.
+      const c = this.chunkFor(Math.floor(addr / CHUNK_SIZE), false);
+      if (!c) out.fill(0, 0, len);
+      else if (len <= SMALL_COPY) {
+        // A few bytes (a DMA check's word): copied in place, no subarray view allocated.
+        const bytes = c.bytes;
+        for (let i = 0; i < len; i++) out[i] = bytes[off + i]!;
+      } else out.set(c.bytes.subarray(off, off + len));
+      return out;
+    }
     this.spans(addr, len, (index, off, n, done) => {
       const c = this.chunkFor(index, false);
       if (c) out.set(c.bytes.subarray(off, off + n), done);
@@ -205,6 +240,11 @@ export class SparseMemory {
 
   /** Copy bytes in. */
   writeBytes(addr: number, data: Uint8Array): void {
+    const off = addr % CHUNK_SIZE;
+    if (off + data.length <= CHUNK_SIZE && addr >= 0 && addr + data.length <= this.size) {
+      this.chunkFor(Math.floor(addr / CHUNK_SIZE), true)!.bytes.set(data, off);
+      return;
+    }
     this.spans(addr, data.length, (index, off, n, done) => {
       this.chunkFor(index, true)!.bytes.set(data.subarray(done, done + n), off);
     });

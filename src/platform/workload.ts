@@ -56,14 +56,17 @@ function dmaMasters(m: Machine, kernel: GuestKernel): DmaMaster[] {
     const dev = m.devices.find((x) => x.host.guestSid === rid);
     if (!dev) continue; // a function cmdqv does not drive DMA for
     const hostDev = m.host.devices[dev.hostIndex]!;
+    const pattern = new Uint8Array([0, 0, 0xc3, 0x5a]); // bytes 0-1: the tag of each check
     out.push({
       name: dev.opts.host,
       rid,
       smmu: dev.smmu.dev.props.id,
       landed: (iova, pa, tag) => {
-        const pattern = new Uint8Array([tag & 0xff, (tag >> 8) & 0xff, 0xc3, 0x5a]);
-        const w = hostDev.dmaWrite(iova, pattern);
-        return w.ok && m.readRam(pa, 4).every((b, i) => b === pattern[i]);
+        pattern[0] = tag & 0xff;
+        pattern[1] = (tag >> 8) & 0xff;
+        if (!hostDev.dmaWrite(iova, pattern).ok) return false;
+        const got = m.readRam(pa, 4);
+        return got[0] === pattern[0] && got[1] === pattern[1] && got[2] === pattern[2] && got[3] === pattern[3];
       },
       stale: (iova) => hostDev.dmaRead(iova, 4).ok,
     });
@@ -244,7 +247,7 @@ function run(m: Machine, o: WorkloadOptions): WorkloadReport {
       // Unmap the batch: one invalidation batch, one CMD_SYNC.
       const before = snapshot(m, d);
       for (const iova of iovas) d.tables.unmap(iova, bufBytes);
-      if (!o.skipInvalidation) d.router.submit(iovas.flatMap((iova) => d.invalidations(iova, bufBytes)));
+      if (!o.skipInvalidation) d.invalidateBatch(iovas, bufBytes);
       account(m, d, before, rep);
       m.runMainLoop();
       const vExits = stats.exits;

@@ -110,4 +110,30 @@ describe('nested translation and invalidation', () => {
     assert.equal(g.vcmdq.cons() & 0xfffff, 3, 'resumed and caught up');
     assert.equal(hw.read(0x14, 4), 0, 'error maps cleared');
   });
+  test('stage-1 table fetches cache their stage-2 translation as stage-2 IOTLB entries, which only stage-2 invalidations remove', () => {
+    const kernel = new HostKernel();
+    const vm = makeVm(kernel, 0);
+    const g = nestedGuest(vm);
+    g.s1.map(IOVA, DATA_IPA, 4096, 3);
+    const dev = dmaPage(vm);
+    const smmu = kernel.smmus.get('smmu0')!;
+    assert.equal(dev.dmaWrite(IOVA, new Uint8Array([9])).ok, true);
+    const tableEntry = () => smmu.hw.iotlb.entries().find((e) => !e.stage1 && e.ipa <= g.s1.root && g.s1.root < e.ipa + e.size);
+    const cached = tableEntry();
+    assert.ok(cached, 'the root table\'s IPA is cached as a stage-2 entry');
+    const vmid = cached.vmid;
+    const walks = smmu.hw.stats.walks;
+    // A stage-1 invalidation drops the translation but not the table's stage-2 entry; the next DMA walks stage 1 again.
+    smmu.driver.submit([buildCommand(Op.TLBI_NH_ALL, { vmid })]);
+    assert.ok(tableEntry(), 'kept by TLBI_NH_ALL');
+    assert.equal(dev.dmaRead(IOVA, 1).ok, true);
+    assert.equal(smmu.hw.stats.walks, walks + 1, 'the IOTLB miss walked');
+    // A stage-2 invalidation of the table's IPA removes it; the next walk caches it again.
+    smmu.driver.submit([buildCommand(Op.TLBI_S2_IPA, { vmid, addr: g.s1.root }), buildCommand(Op.TLBI_NH_ALL, { vmid })]);
+    assert.equal(tableEntry(), undefined, 'removed by TLBI_S2_IPA');
+    assert.equal(dev.dmaRead(IOVA, 1).ok, true);
+    assert.ok(tableEntry(), 'cached again by the next walk');
+    smmu.driver.submit([buildCommand(Op.TLBI_S12_VMALL, { vmid })]);
+    assert.equal(tableEntry(), undefined, 'removed by TLBI_S12_VMALL');
+  });
 });

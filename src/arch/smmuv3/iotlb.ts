@@ -138,8 +138,8 @@ function bucketKey(pn: number, s: number): number {
 }
 
 /**
- * One IdTable per size class in use, and the mask of those classes. A table that empties is
- * dropped, so the mask always says which sizes are present.
+ * One IdTable per size class in use, and the mask of those classes. A table that empties
+ * leaves the mask (so the mask always says which sizes are present) and is kept for reuse.
  */
 class SizedIndex {
   private readonly tables: (IdTable | undefined)[] = [];
@@ -166,8 +166,8 @@ class SizedIndex {
     if (t === undefined) {
       t = new IdTable();
       this.tables[s] = t;
-      this.mask |= 1 << s;
     }
+    this.mask |= 1 << s;
     const before = t.count;
     t.set(hi, lo, id);
     this.count += t.count - before;
@@ -178,10 +178,9 @@ class SizedIndex {
     const t = this.tables[s] as IdTable;
     t.delete(hi, lo);
     this.count--;
-    if (t.count === 0) {
-      this.tables[s] = undefined;
-      this.mask &= ~(1 << s);
-    }
+    // An emptied table leaves the mask but is kept (it is small: it shrinks as it empties), so
+    // a page invalidated and refilled does not allocate a table each time.
+    if (t.count === 0) this.mask &= ~(1 << s);
   }
 }
 
@@ -270,10 +269,10 @@ class Ctx {
   readonly buckets = new BucketIndex();
 
   constructor(
-    readonly id: number,
-    readonly vm: Vm,
+    public id: number,
+    public vm: Vm,
     /** ASID, CTX_GLOBAL or CTX_S2. */
-    readonly tag: number,
+    public tag: number,
   ) {}
 
   /** Id of the entry containing `iova` (smallest size first), or NONE; no allocation. */
@@ -324,6 +323,10 @@ function checkAligned(name: string, v: number, size: number, s: number): void {
   }
 }
 
+/** Emptied VMIDs and contexts kept for reuse. */
+const MAX_EMPTY_VMS = 64;
+const SPARE_CTXS = 16;
+
 const INITIAL_POOL = 256;
 const INITIAL_RING = 1024;
 
@@ -356,6 +359,14 @@ export class Iotlb {
   // Contexts by id: a record names its context by id, which costs no pointer chase.
   private ctxs: (Ctx | undefined)[] = [];
   private freeCtxIds: number[] = [];
+  /**
+   * Emptied structures are kept for reuse: a page invalidated and refilled, the steady state of
+   * a map/unmap loop, would otherwise rebuild its VMID's and ASID's indexes each time. A VMID
+   * that empties entry by entry stays in `vms` (with `vmidLive` 0) until more than
+   * MAX_EMPTY_VMS have; a few emptied contexts wait in `spareCtxs`.
+   */
+  private emptyVms = 0;
+  private readonly spareCtxs: Ctx[] = [];
 
   /**
    * Every insertion as (id, sequence number), oldest first, for FIFO eviction and
@@ -388,6 +399,17 @@ export class Iotlb {
    * larger ones. Hot path: no allocation.
    */
   lookup(vmid: number, asid: number, iova: number): IotlbEntry | undefined {
+    const e = this.peek(vmid, asid, iova);
+    if (e !== undefined) this.stats.hits++;
+    else this.stats.misses++;
+    return e;
+  }
+
+  /**
+   * {@link lookup} without counting: for the walker's own use of the cache (a nested walk's
+   * stage-2 translation of a table address), so the counters stay about device accesses.
+   */
+  peek(vmid: number, asid: number, iova: number): IotlbEntry | undefined {
     const vm = this.vms.get(vmid);
     if (vm !== undefined && iova >= 0) {
       let id = NONE;
@@ -398,12 +420,8 @@ export class Iotlb {
       } else if (vm.s2 !== undefined) {
         id = vm.s2.find(iova);
       }
-      if (id !== NONE) {
-        this.stats.hits++;
-        return this.ents[id];
-      }
+      if (id !== NONE) return this.ents[id];
     }
-    this.stats.misses++;
     return undefined;
   }
 
@@ -439,6 +457,10 @@ export class Iotlb {
     if (vm === undefined) {
       vm = new Vm(e.vmid);
       this.vms.set(e.vmid, vm);
+      this.vmidLive[e.vmid] = 1;
+    } else if (vm.count === 0) {
+      // A VMID kept after it emptied comes back.
+      this.emptyVms--;
       this.vmidLive[e.vmid] = 1;
     }
     const ctx = vm.ctx(tag) ?? this.newCtx(vm, tag);
@@ -516,6 +538,8 @@ export class Iotlb {
     this.poolUsed = 0;
     this.ctxs = [];
     this.freeCtxIds = [];
+    this.emptyVms = 0;
+    this.spareCtxs.length = 0;
     this.ringId = new Int32Array(INITIAL_RING);
     this.ringSeq = new Float64Array(INITIAL_RING);
     this.ringHead = 0;
@@ -527,7 +551,7 @@ export class Iotlb {
   /** TLBI_S12_VMALL: every entry of the VMID, stage 1 and stage 2. */
   invalidateVmid(vmid: number): number {
     const vm = this.vms.get(vmid);
-    if (vm === undefined) return 0;
+    if (vm === undefined || vm.count === 0) return 0;
     let removed = 0;
     // The VMID's indexes all go, so each entry only needs its id freed.
     for (const ctx of vm.contexts(true)) {
@@ -711,13 +735,19 @@ export class Iotlb {
     this.unlinkIpa(vm, id);
     this.freeId(id);
     this.count--;
-    if (--vm.count === 0) {
-      this.vms.delete(vm.vmid);
-      this.vmidLive[vm.vmid] = 0;
-      for (const c of vm.contexts(true)) this.releaseCtx(c);
-    } else if (ctx.pages.count === 0) {
-      this.detachCtx(ctx);
-    }
+    if (ctx.pages.count === 0) this.detachCtx(ctx);
+    if (--vm.count === 0) this.vmEmptied(vm);
+  }
+
+  /**
+   * A VMID lost its last entry, one by one (its contexts are detached and its IPA index is
+   * empty): it stays for reuse, until too many empty VMIDs are kept.
+   */
+  private vmEmptied(vm: Vm): void {
+    this.vmidLive[vm.vmid] = 0;
+    if (++this.emptyVms <= MAX_EMPTY_VMS) return;
+    for (const [vmid, v] of this.vms) if (v.count === 0) this.vms.delete(vmid);
+    this.emptyVms = 0;
   }
 
   private unlinkIpa(vm: Vm, id: number): void {
@@ -752,19 +782,20 @@ export class Iotlb {
     this.count -= removed;
     vm.count -= removed;
     this.stats.invalidated += removed;
-    if (vm.count === 0) {
-      this.vms.delete(vm.vmid);
-      this.vmidLive[vm.vmid] = 0;
-      for (const c of vm.contexts(true)) this.releaseCtx(c);
-    } else {
-      this.detachCtx(ctx);
-    }
+    this.detachCtx(ctx);
+    if (vm.count === 0) this.vmEmptied(vm);
     return removed;
   }
 
   private newCtx(vm: Vm, tag: number): Ctx {
     const id = this.freeCtxIds.pop() ?? this.ctxs.length;
-    const ctx = new Ctx(id, vm, tag);
+    let ctx = this.spareCtxs.pop();
+    if (ctx === undefined) ctx = new Ctx(id, vm, tag);
+    else {
+      ctx.id = id;
+      ctx.vm = vm;
+      ctx.tag = tag;
+    }
     this.ctxs[id] = ctx;
     if (tag >= 0) vm.asids.set(tag, ctx);
     else if (tag === CTX_GLOBAL) vm.global = ctx;
@@ -783,6 +814,8 @@ export class Iotlb {
   private releaseCtx(ctx: Ctx): void {
     this.ctxs[ctx.id] = undefined;
     this.freeCtxIds.push(ctx.id);
+    // A context dropped whole keeps stale ids in its indexes: only an emptied one is reused.
+    if (ctx.pages.count === 0 && ctx.buckets.nonEmpty === 0 && this.spareCtxs.length < SPARE_CTXS) this.spareCtxs.push(ctx);
   }
 
   private pushBucket(index: BucketIndex, pn: number, s: number, id: number, seq: number): void {

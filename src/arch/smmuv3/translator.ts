@@ -106,24 +106,67 @@ export interface TranslatorStats {
   cdFetches: number;
 }
 
-/** Stage-1 table reads in a nested walk go through stage 2; reports the stage-2 fault kind. */
+/**
+ * Stage-1 table reads in a nested walk go through stage 2; reports the stage-2 fault kind.
+ *
+ * The stage-2 translation of a table address is looked up in the IOTLB's stage-2 entries of
+ * the stream's VMID, and a walk that had to be made is cached there: the walk cache an SMMU
+ * keeps for its stage-1 table fetches, and what QEMU does (translate_table_addr_ipa caches
+ * it as a stage-2 IOTLB entry, docs/reference/qemu-smmuv3.md §10). Such entries go with the
+ * stage-2 invalidations that would remove any stage-2 entry (TLBI_S2_IPA, TLBI_S12_VMALL,
+ * TLBI_NSNH_ALL); stage-1 invalidations leave them, as they leave stage 2 itself.
+ *
+ * A descriptor is one 64-bit fetch, translated once: the walker reads it as two words, and the
+ * high word (at the low word's IPA + 4, same page) reuses the low word's stage-2 result.
+ */
 class NestedReader implements TableReader {
   lastFault = 0;
   faultAddress = 0;
   s2: WalkConfig | undefined;
+  private vmid = 0;
+  /** IPA and output address of the last word translated (−1: none; reset per walk). */
+  private lastIpa = -1;
+  private lastPa = 0;
   constructor(
     private readonly phys: TableReader,
     private readonly out: WalkResult,
+    private readonly iotlb: Iotlb,
   ) {}
 
+  /** Start a walk of a stream with stage 2 `s2` under `vmid`: nothing translated yet. */
+  begin(s2: WalkConfig | undefined, vmid: number): void {
+    this.s2 = s2;
+    this.vmid = vmid;
+    this.lastFault = 0;
+    this.lastIpa = -1;
+  }
+
   readTableWord(ipa: number): number {
-    const r = walk(this.s2!, this.phys, ipa, ACCESS_READ, this.out);
-    if (r.fault !== FAULT_NONE) {
-      this.lastFault = r.fault;
-      this.faultAddress = ipa;
-      return -1;
+    if (ipa === this.lastIpa + 4 && ipa % 8 === 4) {
+      // The high word of the descriptor whose low word was just fetched.
+      this.lastIpa = -1;
+      return this.phys.readTableWord(this.lastPa + 4);
     }
-    return this.phys.readTableWord(r.outputAddress);
+    let pa: number;
+    const cached = this.iotlb.peek(this.vmid, NO_ASID, ipa);
+    if (cached !== undefined && (cached.perm & PERM_R) !== 0) {
+      pa = cached.pa + (ipa - cached.iova);
+    } else {
+      const r = walk(this.s2!, this.phys, ipa, ACCESS_READ, this.out);
+      if (r.fault !== FAULT_NONE) {
+        this.lastIpa = -1;
+        this.lastFault = r.fault;
+        this.faultAddress = ipa;
+        return -1;
+      }
+      pa = r.outputAddress;
+      const size = r.blockSize;
+      const base = Math.floor(ipa / size) * size;
+      this.iotlb.insert({ vmid: this.vmid, asid: 0, global: false, stage1: false, iova: base, size, ipa: base, pa: r.blockBase, perm: r.perm });
+    }
+    this.lastIpa = ipa;
+    this.lastPa = pa;
+    return this.phys.readTableWord(pa);
   }
 }
 
@@ -147,7 +190,7 @@ export class Translator {
     iotlbCapacity?: number,
   ) {
     this.iotlb = new Iotlb(iotlbCapacity);
-    this.nested = new NestedReader(mem, this.s2Out);
+    this.nested = new NestedReader(mem, this.s2Out, this.iotlb);
   }
 
   // ------------------------------------------------------------------------------------------
@@ -335,8 +378,7 @@ export class Translator {
       let reader: TableReader = this.mem;
       const nested = this.nested;
       if (sc.kind === 'nested') {
-        nested.s2 = sc.s2;
-        nested.lastFault = 0;
+        nested.begin(sc.s2, sc.vmid);
         reader = nested;
       }
       if (cd.tt0Disabled) {

@@ -52,8 +52,12 @@ export class SmmuDriver {
   }
   /** Commands the kernel pushed to the main CMDQ (including syncs). */
   submitted = 0;
-  /** Event records drained from the event queue, handed to `onEvent`. */
+  /**
+   * Event records drained from the event queue, handed to `onEvent`. The record is the
+   * driver's one buffer, valid during the call (a consumer that keeps it copies it).
+   */
   onEvent: (record: Uint32Array) => void = () => {};
+  private readonly eventRecord = new Uint32Array(8);
 
   constructor(
     readonly hw: HostSmmu,
@@ -210,7 +214,7 @@ export class SmmuDriver {
   private drainEvents(): void {
     const b = this.hw.bank;
     const prod = b.read(R.EVENTQ_PROD.spec.offset, 4);
-    const rec = new Uint32Array(8);
+    const rec = this.eventRecord;
     while (!qEmpty(R.EVENTQ_PROD.f.WR.get(prod), this.evtCons, EVTQ_LOG2)) {
       const addr = this.evtq + qIndex(this.evtCons, EVTQ_LOG2) * 32;
       for (let i = 0; i < 8; i++) rec[i] = this.phys.mem.read32(addr + i * 4);

@@ -59,26 +59,16 @@ export class HostDevice {
   /** DMA read of `len` bytes at `iova` (SubstreamID `ssid`). Faults stop the transfer; bus mastering off stops it before it starts. */
   dmaRead(iova: number, len: number, ssid = 0): DmaResult {
     const out = new Uint8Array(len);
-    return this.dma(iova, len, ssid, ACCESS_READ, (pa, n, done) => {
-      out.set(this.smmu.hw.phys.mem.readBytes(pa, n), done);
-    }, out);
+    return this.dma(iova, len, ssid, ACCESS_READ, out);
   }
 
   /** DMA write of `data` at `iova`. */
   dmaWrite(iova: number, data: Uint8Array, ssid = 0): DmaResult {
-    return this.dma(iova, data.length, ssid, ACCESS_WRITE, (pa, n, done) => {
-      this.smmu.hw.phys.mem.writeBytes(pa, data.subarray(done, done + n));
-    }, undefined);
+    return this.dma(iova, data.length, ssid, ACCESS_WRITE, data);
   }
 
-  private dma(
-    iova: number,
-    len: number,
-    ssid: number,
-    access: number,
-    move: (pa: number, n: number, done: number) => void,
-    data: Uint8Array | undefined,
-  ): DmaResult {
+  /** Translate page by page and move the bytes between memory and `buf` (no closure per call). */
+  private dma(iova: number, len: number, ssid: number, access: number, buf: Uint8Array): DmaResult {
     if (!this.config.busMaster) return MASTER_ABORT;
     let done = 0;
     let firstPa = -1;
@@ -92,9 +82,11 @@ export class HostDevice {
         firstHit = t.hit;
       }
       const n = Math.min(len - done, PAGE - (a % PAGE));
-      move(t.pa, n, done);
+      const part = done === 0 && n === len ? buf : buf.subarray(done, done + n);
+      if (access === ACCESS_READ) this.smmu.hw.phys.mem.readBytes(t.pa, n, part);
+      else this.smmu.hw.phys.mem.writeBytes(t.pa, part);
       done += n;
     }
-    return { ok: true, pa: firstPa, event: 0, iotlbHit: firstHit, data, masterAbort: false };
+    return { ok: true, pa: firstPa, event: 0, iotlbHit: firstHit, data: access === ACCESS_READ ? buf : undefined, masterAbort: false };
   }
 }

@@ -158,7 +158,7 @@ export class ProcessMemory {
   copyFromUser(va: number, length: number): Uint8Array {
     const out = new Uint8Array(length);
     this.walk(va, length, (pa, n, done) => {
-      this.phys.mem.readBytes(pa, n, out.subarray(done, done + n));
+      this.phys.mem.readBytes(pa, n, n === length ? out : out.subarray(done, done + n));
     });
     return out;
   }
@@ -336,6 +336,8 @@ export class UserMemoryOps implements RegionOps {
   private pageSize = 0;
   /** Window reused by {@link readWords}. */
   private readonly scratchWindow = new WordWindow();
+  /** The anonymous mapping of the last miss: another page of it needs no mapping search. */
+  private mapping: UserMapping | undefined;
 
   constructor(
     private readonly proc: ProcessMemory,
@@ -394,8 +396,12 @@ export class UserMemoryOps implements RegionOps {
     const rel = offset - this.pageOff;
     if (rel >= 0 && rel + size <= this.pageSize) return this.pagePa + rel;
     const va = this.baseVa + offset;
-    const m = this.proc.find(va);
-    if (!m || m.kind !== 'anon') throw new ErrnoError(Errno.EFAULT, 'guest RAM not backed');
+    let m = this.mapping;
+    if (m === undefined || !(va >= m.va && va < m.va + m.length)) {
+      m = this.proc.find(va);
+      if (!m || m.kind !== 'anon') throw new ErrnoError(Errno.EFAULT, 'guest RAM not backed');
+      this.mapping = m;
+    }
     const page = Math.floor((va - m.va) / m.pageSize);
     this.pageOff = m.va + page * m.pageSize - this.baseVa;
     this.pagePa = m.frames[page]!;

@@ -499,3 +499,32 @@ test('randomized operations agree with a naive array-scanning model', () => {
     assert.ok(ref.stats.evictions > 0 && ref.stats.invalidated > 0 && ref.stats.hits > 0, `seed ${seed} covers`);
   }
 });
+
+test('a VMID or ASID emptied and refilled (kept for reuse) holds only its new entries', () => {
+  const t = new Iotlb();
+  for (let round = 0; round < 3; round++) {
+    // Emptied entry by entry: the VMID and its context are kept and reused.
+    t.insert(s1(1, 5, 0x1000));
+    t.insert(s1(1, 5, 0x2000, K4, { pa: 0x5000_0000 + round * K4 }));
+    assert.equal(t.invalidateVa(1, 5, 0x1000, 0x2000), 2);
+    assert.equal(t.hasVmid(1), false);
+    assert.equal(t.lookup(1, 5, 0x1000), undefined);
+    // Dropped whole (TLBI_NH_ASID): the context's indexes still name the old ids, so it is not reused.
+    t.insert(s1(1, 5, 0x3000));
+    t.insert(s1(1, 5, 0x4000));
+    assert.equal(t.invalidateAsid(1, 5), 2);
+    t.insert(s1(1, 5, 0x5000));
+    assert.deepEqual(contents(t), ['v1/a5/5000+1000']);
+    assert.equal(t.lookup(1, 5, 0x3000), undefined, 'no id of the dropped context comes back');
+    assert.equal(t.lookup(1, 5, 0x5000)!.iova, 0x5000);
+    assert.equal(t.invalidateVmid(1), 1);
+    assert.equal(t.size, 0);
+  }
+  // Many VMIDs emptied in turn stay bounded (swept) and stay empty.
+  for (let v = 0; v < 300; v++) {
+    t.insert(s2only(v, 0x1000));
+    assert.equal(t.invalidateIpa(v, 0x1000, K4), 1);
+  }
+  assert.equal(t.size, 0);
+  for (let v = 0; v < 300; v++) assert.equal(t.hasVmid(v), false);
+});
