@@ -111,6 +111,8 @@ export interface WorkloadOptions {
    * handling (VM exits) that a driver's own work does not; the report counts it apart.
    */
   verifyEvery?: number;
+  /** Told once the guest's drivers are up and the devices attached, before the first operation. */
+  started?: () => void;
   /** Progress callback (ops done, total). */
   progress?: (done: number, total: number) => void;
 }
@@ -225,6 +227,7 @@ function run(m: Machine, o: WorkloadOptions): WorkloadReport {
     rep.devices.push({ host: dev.name, sid: dev.rid, smmu: dev.smmu });
   }
   checkFits(o, doms.length, kernel.mem.free);
+  o.started?.();
   const bufBytes = o.pages * PAGE;
   const slot = slotBytes(bufBytes);
   const total = o.ops * doms.length;
@@ -266,11 +269,7 @@ function run(m: Machine, o: WorkloadOptions): WorkloadReport {
       o.progress?.(done, total);
     }
   }
-  if (o.injectError) {
-    const io = kernel.iommus.find((i) => i.cmdqv);
-    // A CFGI_STE is not a guest VCMDQ command: the host stops the queue, the VMM forwards the error.
-    io?.cmdqv!.submit([buildCommand(Op.TLBI_NH_ASID, { asid: 1 }), buildCommand(Op.CFGI_STE, { sid: 0 }), buildCommand(Op.TLBI_NH_ASID, { asid: 1 })]);
-  }
+  if (o.injectError) submitIllegalBatch(kernel);
   m.runMainLoop();
   for (const io of kernel.iommus) {
     rep.errors.cmdqvErrorsHandled += io.cmdqv?.stats.errorsHandled ?? 0;
@@ -290,6 +289,41 @@ function run(m: Machine, o: WorkloadOptions): WorkloadReport {
   for (const b of m.backends.values()) for (const [name, n] of b.callCounts) rep.ioctls[name] = (rep.ioctls[name] ?? 0) + n;
   rep.ioctls.total = ioctlsTotal;
   return rep;
+}
+
+/**
+ * The error-path demo: on VCMDQ0 of the first CMDQV the guest probed, a batch with a CFGI_STE
+ * between two TLBIs. A CFGI_STE is not a guest VCMDQ command: the host stops the queue, the
+ * VMM forwards the error, the guest's ISR skips the command and the queue resumes. Returns
+ * whether the guest has a CMDQV to submit it on.
+ */
+function submitIllegalBatch(kernel: GuestKernel): boolean {
+  const io = kernel.iommus.find((i) => i.cmdqv);
+  io?.cmdqv!.submit([buildCommand(Op.TLBI_NH_ASID, { asid: 1 }), buildCommand(Op.CFGI_STE, { sid: 0 }), buildCommand(Op.TLBI_NH_ASID, { asid: 1 })]);
+  return io !== undefined;
+}
+
+/** What {@link injectIllegalCommand} did. */
+export interface InjectReport {
+  /** Whether the guest had a CMDQV to submit the illegal batch on (false: nothing was injected). */
+  readonly injected: boolean;
+  /** Queue errors the guest's CMDQV driver handled (skipped and acknowledged), and its error interrupts. */
+  readonly errorsHandled: number;
+  readonly irqs: number;
+}
+
+/**
+ * The error path on its own (the web view's "inject" button): the guest boots its IOMMU drivers
+ * (as {@link runWorkload} does; `booted` is told when they are up) and submits only the
+ * illegal batch; the main loop then runs until idle.
+ */
+export function injectIllegalCommand(m: Machine, booted?: () => void): InjectReport {
+  const kernel = new GuestKernel(m.guestPlatform(), m.acpi);
+  booted?.();
+  const injected = submitIllegalBatch(kernel);
+  m.runMainLoop();
+  const cmdqv = kernel.iommus.find((i) => i.cmdqv)?.cmdqv;
+  return { injected, errorsHandled: cmdqv?.stats.errorsHandled ?? 0, irqs: cmdqv?.stats.irqs ?? 0 };
 }
 
 function snapshot(m: Machine, d: IommuDomain) {
