@@ -35,12 +35,17 @@ export function buildStack(el: HTMLElement): void {
   );
 }
 
-/** Show `c`, marking the counters that changed since `prev`. */
+/**
+ * Show `c`, marking the counters that changed since `prev`. The same state shown twice (an
+ * action's answer, then its server-sent event) keeps the marks of the change.
+ */
 export function updateStack(c: SeamCounters, prev: SeamCounters | undefined): void {
-  for (const key of Object.keys(c) as Key[]) {
+  const keys = Object.keys(c) as Key[];
+  const mark = prev !== undefined && keys.some((k) => prev[k] !== c[k]);
+  for (const key of keys) {
     const el = document.getElementById(`counter-${key}`);
     if (!el) continue;
     el.textContent = n(c[key]);
-    el.classList.toggle('changed', prev !== undefined && prev[key] !== c[key]);
+    if (mark) el.classList.toggle('changed', prev[key] !== c[key]);
   }
 }

@@ -4,6 +4,7 @@
  * host-CMDQ batches and the VCMDQ path's doorbells and silicon batches compare by length.
  */
 
+import type { TimelineSummary } from '../src/serve/api.js';
 import type { Lane, Slice, TraceModel } from './trace-model.js';
 import { h } from './dom.js';
 
@@ -15,12 +16,6 @@ export interface TimelineSection {
   readonly window: readonly [number, number];
 }
 
-/** What the canvas shows, for the page's tests (`data-summary`). */
-export interface TimelineSummary {
-  readonly key: string;
-  readonly windowUs: number;
-  readonly lanes: readonly { readonly name: string; readonly slices: number; readonly busyUs: number }[];
-}
 
 const LABEL_W = 260;
 const AXIS_H = 22;

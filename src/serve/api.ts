@@ -164,5 +164,12 @@ export interface Progress {
 export const TIMELINE_PATHS = ['trapped', 'cmdqv'] as const;
 export type TimelinePath = (typeof TIMELINE_PATHS)[number];
 
+/** What the page's timeline canvas shows, per path (its `data-summary`, which the browser tests read). */
+export interface TimelineSummary {
+  readonly key: string;
+  readonly windowUs: number;
+  readonly lanes: readonly { readonly name: string; readonly slices: number; readonly busyUs: number }[];
+}
+
 /** Response header of `/api/trace`: `START,END` of the workload in the trace, µs (the boot comes before). */
 export const WORKLOAD_HEADER = 'x-cmdqv-workload-us';
