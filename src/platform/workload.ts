@@ -13,6 +13,8 @@ import { scanPci } from '../guest/pci.js';
 import { GuestOutOfMemory } from '../guest/platform.js';
 import type { Machine } from './machine.js';
 
+export type { GuestKernel };
+
 /**
  * A device the workload maps buffers for and makes DMA with: a passthrough device (its DMA
  * goes through the host SMMU) or an iommu-testdev behind an emulated SMMUv3 (its DMA is
@@ -111,6 +113,11 @@ export interface WorkloadOptions {
    * handling (VM exits) that a driver's own work does not; the report counts it apart.
    */
   verifyEvery?: number;
+  /**
+   * A guest already running on the machine ({@link bootGuest}; the web view keeps one across
+   * runs, as a VM does). Default: the run boots one, as a fresh VM would.
+   */
+  guest?: GuestKernel;
   /** Told once the guest's drivers are up and the devices attached, before the first operation. */
   started?: () => void;
   /** Progress callback (ops done, total). */
@@ -181,16 +188,24 @@ function checkFits(o: WorkloadOptions, devices: number, free: number): void {
   }
 }
 
-function run(m: Machine, o: WorkloadOptions): WorkloadReport {
-  let kernel: GuestKernel;
+/**
+ * Boot the guest's IOMMU drivers on `m` (what {@link runWorkload} does first unless it is given
+ * a guest that is already running).
+ * @throws WorkloadError when the guest's RAM cannot hold them
+ */
+export function bootGuest(m: Machine): GuestKernel {
   try {
-    kernel = new GuestKernel(m.guestPlatform(), m.acpi);
+    return new GuestKernel(m.guestPlatform(), m.acpi);
   } catch (e) {
     if (e instanceof GuestOutOfMemory) {
       throw new WorkloadError(`the guest cannot boot its IOMMU drivers in ${m.ramBytes / 2 ** 20} MiB of RAM (${e.message}); give it more RAM (-m)`);
     }
     throw e;
   }
+}
+
+function run(m: Machine, o: WorkloadOptions): WorkloadReport {
+  const kernel = o.guest ?? bootGuest(m);
   const path = () => ({ commands: 0, batches: 0, exits: 0, ioctls: 0, modelNs: 0 });
   const rep: WorkloadReport = {
     dmesg: [...kernel.iommus.flatMap((i) => i.dmesg), ...kernel.failedProbes.flat()],
@@ -313,17 +328,18 @@ export interface InjectReport {
 }
 
 /**
- * The error path on its own (the web view's "inject" button): the guest boots its IOMMU drivers
- * (as {@link runWorkload} does; `booted` is told when they are up) and submits only the
- * illegal batch; the main loop then runs until idle.
+ * The error path on its own (the web view's "inject" button): on `guest` (default: a guest
+ * booted for it, as {@link runWorkload} does) submit only the illegal batch; the main loop then
+ * runs until idle.
  */
-export function injectIllegalCommand(m: Machine, booted?: () => void): InjectReport {
-  const kernel = new GuestKernel(m.guestPlatform(), m.acpi);
-  booted?.();
+export function injectIllegalCommand(m: Machine, guest?: GuestKernel): InjectReport {
+  const kernel = guest ?? bootGuest(m);
+  const stats = kernel.iommus.find((i) => i.cmdqv)?.cmdqv?.stats;
+  const handled0 = stats?.errorsHandled ?? 0;
+  const irqs0 = stats?.irqs ?? 0;
   const injected = submitIllegalBatch(kernel);
   m.runMainLoop();
-  const cmdqv = kernel.iommus.find((i) => i.cmdqv)?.cmdqv;
-  return { injected, errorsHandled: cmdqv?.stats.errorsHandled ?? 0, irqs: cmdqv?.stats.irqs ?? 0 };
+  return { injected, errorsHandled: (stats?.errorsHandled ?? 0) - handled0, irqs: (stats?.irqs ?? 0) - irqs0 };
 }
 
 function snapshot(m: Machine, d: IommuDomain) {

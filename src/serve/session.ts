@@ -12,7 +12,7 @@ import { compareTable, lineFor, runCompare } from '../platform/compare.js';
 import type { CostModel } from '../platform/cost-model.js';
 import type { FaultSpec } from '../platform/fault-injection.js';
 import { Machine } from '../platform/machine.js';
-import { injectIllegalCommand, runWorkload, WorkloadError, type WorkloadOptions } from '../platform/workload.js';
+import { bootGuest, injectIllegalCommand, runWorkload, WorkloadError, type GuestKernel, type WorkloadOptions } from '../platform/workload.js';
 import type { CompareTable, InjectSummary, MachineState, RegisterBlock, RegisterReadout, RunRequest, RunSummary, SeamCounters, TimelinePath, VcmdqRow } from './api.js';
 import { decodeFields, hex, inspectorBlocks, type InspectorBlock } from './registers.js';
 
@@ -61,6 +61,8 @@ const ERROR_TRACE = ['tegra241_cmdqv_hw_queue_error', 'tegra241_cmdqv_err_map', 
 /** The web view's machine and its actions. */
 export class Session {
   private m: Machine;
+  /** The guest's drivers, once booted (undefined: not yet, or reset since). */
+  private guest: GuestKernel | undefined;
   /** Counter values at creation or the last reset (the page shows counts since then). */
   private base: SeamCounters;
   private readonly events: string[] = [];
@@ -240,6 +242,21 @@ export class Session {
     return s;
   }
 
+  /**
+   * The guest running on the machine: booted at the first action and kept, as a VM keeps its
+   * drivers (each run attaches the devices to new domains; the drivers probe once).
+   * @throws RequestError when the guest cannot boot
+   */
+  private running(): GuestKernel {
+    try {
+      this.guest ??= bootGuest(this.m);
+    } catch (e) {
+      if (e instanceof WorkloadError) throw new RequestError(`workload: ${e.message}`);
+      throw e;
+    }
+    return this.guest;
+  }
+
   /** Check a page's workload request. */
   static request(ops: unknown, batch: unknown): RunRequest {
     const int = (v: unknown, name: string, max: number) => {
@@ -255,11 +272,11 @@ export class Session {
     return { ops: req.ops, batch: req.batch, pages: o.pages, injectError: false, skipInvalidation: o.skipInvalidation, verifyEvery: o.verifyEvery };
   }
 
-  /** Run the guest workload on the machine (the guest re-probes its IOMMU drivers first, as each `cmdqv run` boots). */
+  /** Run the guest workload on the machine's running guest. */
   run(req: RunRequest): RunSummary {
     let rep;
     try {
-      rep = runWorkload(this.m, { ...this.workload(req), progress: (done, total) => this.onProgress?.(done, total) });
+      rep = runWorkload(this.m, { ...this.workload(req), guest: this.running(), progress: (done, total) => this.onProgress?.(done, total) });
     } catch (e) {
       if (e instanceof WorkloadError) throw new RequestError(`workload: ${e.message}`);
       throw e;
@@ -282,8 +299,10 @@ export class Session {
 
   /** Inject one illegal command on a VCMDQ; report the error as each layer saw it and the recovery. */
   inject(): InjectSummary {
-    // What the guest's re-probe reports goes to the event list, not to the injection's error.
-    const r = injectIllegalCommand(this.m, () => this.harvest());
+    const guest = this.running();
+    // What came before (e.g. the guest's boot) goes to the event list, not to the injection's error.
+    this.harvest();
+    const r = injectIllegalCommand(this.m, guest);
     const error = this.harvest();
     this.injections++;
     const queue = this.vcmdqs()[0];
@@ -302,9 +321,13 @@ export class Session {
     return { injected: r.injected, error, recovery, queue, state: this.changed() };
   }
 
-  /** System reset (QEMU's system_reset); counters count from here. */
+  /** System reset (QEMU's system_reset) and reboot; counters count from here. */
   reset(): MachineState {
     this.m.reset();
+    // The machine reboots: the firmware assigns the PCI resources again, and the guest's
+    // drivers probe again at the next action.
+    this.m.runFirmware();
+    this.guest = undefined;
     this.harvest();
     this.base = this.rawCounters();
     this.runs = 0;
