@@ -51,7 +51,15 @@ export async function startServer(session: Session, port: number): Promise<WebSe
   session.onProgress = (done, total) => {
     if (total >= 10_000) send('progress', { done, total });
   };
+  let hosts: readonly string[] = [];
   const server = createServer((req, res) => {
+    // Only pages of this server may drive it: a Host other than its own address is a page of
+    // another site reaching it through DNS rebinding; a cross-site form cannot send a JSON
+    // body type without a CORS preflight, which this server never grants.
+    if (!hosts.includes(req.headers.host ?? '')) return reply(res, 403, { error: `Host '${req.headers.host ?? ''}' is not this server (${hosts.join(' or ')})` });
+    if (req.method === 'POST' && !/^application\/json\b/.test(req.headers['content-type'] ?? '')) {
+      return reply(res, 415, { error: 'POST requests take a JSON body (content-type: application/json)' });
+    }
     handle(session, req, res, streams).catch((e: unknown) => reply(res, ...failure(e)));
   });
   await new Promise<void>((resolve, reject) => {
@@ -62,6 +70,7 @@ export async function startServer(session: Session, port: number): Promise<WebSe
     });
   });
   const bound = (server.address() as AddressInfo).port;
+  hosts = [`${LOOPBACK}:${bound}`, `localhost:${bound}`];
   return {
     url: `http://${LOOPBACK}:${bound}/`,
     port: bound,

@@ -31,9 +31,9 @@ interface Reply {
   text: string;
 }
 
-function call(method: string, path: string, body?: unknown): Promise<Reply> {
+function call(method: string, path: string, body?: unknown, headers: Record<string, string> = method === 'POST' ? { 'content-type': 'application/json' } : {}): Promise<Reply> {
   return new Promise((resolve, reject) => {
-    const req = request(new URL(path, web.url), { method, headers: body === undefined ? {} : { 'content-type': 'application/json' } }, (res) => {
+    const req = request(new URL(path, web.url), { method, headers }, (res) => {
       let text = '';
       res.setEncoding('utf8');
       res.on('data', (c: string) => (text += c));
@@ -137,6 +137,16 @@ test('bad requests are 4xx with a message naming the problem', async () => {
     assert.equal(r.status, status, `${method} ${path} ${JSON.stringify(body)}: ${r.text}`);
     if (status !== 200) assert.match(JSON.parse(r.text).error, message);
   }
+});
+
+test('only its own pages may drive it: a foreign Host is refused, a POST needs a JSON body type', async () => {
+  const rebound = await call('GET', '/api/state', undefined, { host: 'attacker.example:80' });
+  assert.equal(rebound.status, 403);
+  assert.match(JSON.parse(rebound.text).error, /Host 'attacker\.example:80' is not this server/);
+  assert.equal((await call('GET', '/api/state', undefined, { host: `localhost:${web.port}` })).status, 200);
+  const form = await call('POST', '/api/reset', 'x=1', { 'content-type': 'application/x-www-form-urlencoded' });
+  assert.equal(form.status, 415);
+  assert.match(JSON.parse(form.text).error, /JSON body/);
 });
 
 test('the register inspector lists the tables and decodes a register by its fields', async () => {
