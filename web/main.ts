@@ -5,7 +5,7 @@
 
 import { TIMELINE_PATHS, WORKLOAD_HEADER, type CompareTable, type InjectSummary, type MachineState, type Progress, type RunRequest, type RunSummary, type SeamCounters } from '../src/serve/api.js';
 import { getJson, getWithHeaders, postJson } from './api.js';
-import { byId } from './dom.js';
+import { byId, h } from './dom.js';
 import { RegisterInspector, renderCompare, renderInject, renderVcmdqs } from './panels.js';
 import { buildStack, updateStack } from './stack.js';
 import { renderLegend, renderTimeline, type TimelineSection } from './timeline.js';
@@ -66,6 +66,11 @@ async function drawTimeline(req: RunRequest): Promise<void> {
     sections.push({ key: path, title: TITLES[path], model: parseTrace(body), window: [t0, t1] });
   }
   renderTimeline(byId('timeline'), sections);
+  // The same files, for ui.perfetto.dev or chrome://tracing.
+  byId('trace-links').replaceChildren(
+    'Open in Perfetto: ',
+    ...TIMELINE_PATHS.flatMap((path, i) => [i ? ', ' : '', h('a', { href: `/api/trace?path=${path}&${q}`, download: `cmdqv-${path}.json` }, `${path}.json`)]),
+  );
 }
 
 async function run(): Promise<void> {
