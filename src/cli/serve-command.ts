@@ -5,7 +5,7 @@
 
 import { startServer, type WebServer } from '../serve/server.js';
 import { Session } from '../serve/session.js';
-import { parseRunOptions } from './run-command.js';
+import { parseRunOptions, type RunOptions } from './run-command.js';
 import { UsageError } from './usage-error.js';
 
 /** Events each of the timeline's traces records unless `--trace-limit` says otherwise (the browser draws them all). */
@@ -29,7 +29,7 @@ const NOT_FOR_SERVE = ['--json', '--compare', '--trace-out', '--no-error'];
 /** What {@link serveCommand} parsed. */
 export interface ServeOptions {
   readonly port: number;
-  readonly run: ReturnType<typeof parseRunOptions>;
+  readonly run: RunOptions;
 }
 
 /**
@@ -65,10 +65,9 @@ export function parseServeOptions(argv: readonly string[]): ServeOptions {
 
 /**
  * Start the server and wait for SIGINT/SIGTERM; resolves with the exit status.
- * `started` is told the running server (tests stop it through `close`).
  * @throws UsageError / CliError / OptionError for bad options, before anything listens
  */
-export async function serveCommand(argv: readonly string[], out: (s: string) => void, err: (s: string) => void, started?: (s: WebServer) => void): Promise<number> {
+export async function serveCommand(argv: readonly string[], out: (s: string) => void, err: (s: string) => void): Promise<number> {
   const o = parseServeOptions(argv);
   const session = new Session(o.run);
   for (const e of session.state().events) err(e);
@@ -82,7 +81,6 @@ export async function serveCommand(argv: readonly string[], out: (s: string) => 
     return 1;
   }
   out(`cmdqv serve: ${web.url}  (Ctrl-C stops it)`);
-  started?.(web);
   return new Promise<number>((resolve) => {
     const stop = (signal: NodeJS.Signals) => {
       process.off('SIGINT', stop);

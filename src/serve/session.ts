@@ -221,7 +221,7 @@ export class Session {
     };
   }
 
-  /** The page's whole state. */
+  /** The page's whole state (new trace lines and error reports move into its event list first). */
   state(): MachineState {
     this.harvest();
     return {
