@@ -3,7 +3,7 @@
  * buttons to the API and keeps the panels current from the server's `state` events.
  */
 
-import { TIMELINE_PATHS, WORKLOAD_HEADER, type CompareTable, type InjectSummary, type MachineState, type Progress, type RunRequest, type RunSummary, type SeamCounters } from '../src/serve/api.js';
+import { TIMELINE_PATHS, WORKLOAD_HEADER, type CompareTable, type InjectSummary, type MachineState, type RunRequest, type RunSummary, type SeamCounters } from '../src/serve/api.js';
 import { getJson, getWithHeaders, postJson } from './api.js';
 import { byId, h } from './dom.js';
 import { RegisterInspector, renderCompare, renderInject, renderVcmdqs } from './panels.js';
@@ -124,13 +124,9 @@ async function start(): Promise<void> {
   byId('inject').onclick = () => void busy('injecting', inject);
   byId('reset').onclick = () => void busy('resetting', reset);
   byId('snapshot').onclick = () => void busy('snapshot', requestSnapshot);
-  // Other pages' actions (and long runs' progress) arrive as server-sent events.
+  // Other pages' actions arrive as server-sent events.
   const events = new EventSource('/api/events');
   events.addEventListener('state', (e) => show(JSON.parse((e as MessageEvent<string>).data) as MachineState));
-  events.addEventListener('progress', (e) => {
-    const p = JSON.parse((e as MessageEvent<string>).data) as Progress;
-    status(`running: ${p.done} / ${p.total} operations`);
-  });
   status('ready');
   document.body.dataset.ready = '1';
 }

@@ -14,7 +14,7 @@
  *   with the workload's window in the {@link WORKLOAD_HEADER} header
  * - `GET  /api/registers`                   → {@link RegisterBlock}[]
  * - `GET  /api/register?block=ID&name=NAME` → {@link RegisterReadout}
- * - `GET  /api/events`                      → server-sent events: `state` ({@link MachineState}), `progress` ({@link Progress})
+ * - `GET  /api/events`                      → server-sent events: `state` ({@link MachineState}) after every change
  */
 
 /** Counters on each seam of the stack, since the machine was created or last reset. */
@@ -152,12 +152,6 @@ export interface RegisterReadout {
   readonly value: string;
   readonly access: string;
   readonly fields: readonly FieldReadout[];
-}
-
-/** Progress of a long run (server-sent `progress` event). */
-export interface Progress {
-  readonly done: number;
-  readonly total: number;
 }
 
 /** The two paths the timeline panel shows (the same Perfetto trace `cmdqv run --trace-out` writes). */

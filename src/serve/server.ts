@@ -48,9 +48,6 @@ export async function startServer(session: Session, port: number): Promise<WebSe
     for (const s of streams) s.write(text);
   };
   session.onChange = (state) => send('state', state);
-  session.onProgress = (done, total) => {
-    if (total >= 10_000) send('progress', { done, total });
-  };
   let hosts: readonly string[] = [];
   const server = createServer((req, res) => {
     // Only pages of this server may drive it: a Host other than its own address is a page of

@@ -76,8 +76,6 @@ export class Session {
   private blocks: InspectorBlock[];
   /** Told after every change of the machine's state (server-sent `state` events). */
   onChange: ((state: MachineState) => void) | undefined;
-  /** Told as a long run progresses. */
-  onProgress: ((done: number, total: number) => void) | undefined;
 
   /**
    * Build the machine.
@@ -276,7 +274,7 @@ export class Session {
   run(req: RunRequest): RunSummary {
     let rep;
     try {
-      rep = runWorkload(this.m, { ...this.workload(req), guest: this.running(), progress: (done, total) => this.onProgress?.(done, total) });
+      rep = runWorkload(this.m, { ...this.workload(req), guest: this.running() });
     } catch (e) {
       if (e instanceof WorkloadError) throw new RequestError(`workload: ${e.message}`);
       throw e;

@@ -46,6 +46,17 @@ async function counter(key: string): Promise<number> {
   return Number((await page.textContent(`#counter-${key}`))!.replace(/,/g, ''));
 }
 
+/**
+ * Screenshot of one panel into docs/img, clipped to whole pixels of the page (an element
+ * screenshot at a fractional offset antialiases its edges differently from run to run).
+ */
+async function shot(selector: string, file: string): Promise<void> {
+  await page.evaluate('window.scrollTo(0, 0)');
+  const b = (await page.locator(selector).boundingBox())!;
+  const clip = { x: Math.floor(b.x), y: Math.floor(b.y), width: Math.ceil(b.x + b.width) - Math.floor(b.x), height: Math.ceil(b.y + b.height) - Math.floor(b.y) };
+  await page.screenshot({ path: join(IMG, file), fullPage: true, clip, animations: 'disabled' });
+}
+
 async function idle(): Promise<void> {
   await page.waitForSelector('body[data-ready]:not([data-busy])', { timeout: 30_000 });
 }
@@ -101,8 +112,8 @@ test('running a workload updates the seam counters, the VCMDQ table, the compare
   ]);
   const box = (await page.locator('#timeline canvas').boundingBox())!;
   assert.ok(box.height > 150 && box.width > 600, `canvas ${box.width}x${box.height}`);
-  await page.screenshot({ path: join(IMG, 'web-view.png'), fullPage: true });
-  await page.locator('#timeline-panel').screenshot({ path: join(IMG, 'web-timeline.png') });
+  await page.screenshot({ path: join(IMG, 'web-view.png'), fullPage: true, animations: 'disabled' });
+  await shot('#timeline-panel', 'web-timeline.png');
 });
 
 test('an injected illegal command shows the error and its recovery', { skip }, async () => {
@@ -119,7 +130,7 @@ test('an injected illegal command shows the error and its recovery', { skip }, a
   const row = await page.locator('#vcmdq-table tr').nth(1).locator('td').allTextContents();
   assert.deepEqual([row[2], row[6], row[7]], ['yes', '1', 'none'], 'enabled, CONS.ERR keeps CERROR_ILL, no error outstanding');
   assert.match((await page.textContent('#events'))!, /tegra241_cmdqv_err_map/);
-  await page.locator('#vcmdq-panel').screenshot({ path: join(IMG, 'web-inject.png') });
+  await shot('#vcmdq-panel', 'web-inject.png');
 });
 
 test('the register inspector decodes a register from its table', { skip }, async () => {
@@ -132,7 +143,7 @@ test('the register inspector decodes a register from its table', { skip }, async
   assert.match((await page.textContent('#reg-value'))!, new RegExp(`^CONS_INDX @ 0xc0b0000 \\(32-bit, RW\\) = 0x1${Number(cons).toString(16).padStart(6, '0')}$`));
   const fields = await page.locator('#reg-fields tr').allTextContents();
   assert.deepEqual(fields, ['fieldbitsvalueaccess', 'ERR[30:24]0x1RO', `RD[19:0]${cons}RW`]);
-  await page.locator('#registers-panel').screenshot({ path: join(IMG, 'web-registers.png') });
+  await shot('#registers-panel', 'web-registers.png');
 });
 
 test('reset returns the counters to zero; no console errors on the way', { skip }, async () => {
