@@ -5,7 +5,7 @@ import tseslint from 'typescript-eslint';
 
 /** Folders of src/ and what each holds (the README's picture). */
 const MODEL_LAYERS = ['guest', 'vmm', 'host'];
-const ABOVE = ['platform', 'cli'];
+const ABOVE = ['platform', 'cli', 'serve'];
 
 /**
  * An import-boundary rule: files under `src/<dir>` may not import from the folders `banned`
@@ -47,6 +47,26 @@ export default tseslint.config(
   layer('uapi', [...MODEL_LAYERS, ...ABOVE], 'the uAPI is the seam both sides share'),
   layer('arch', [...MODEL_LAYERS, ...ABOVE, 'uapi'], 'architecture facts are shared by every layer'),
   layer('cli', [...MODEL_LAYERS], 'the CLI drives machines through src/platform'),
+  // The web view's server is an edge like the CLI: machines through src/platform only.
+  layer('serve', [...MODEL_LAYERS, 'cli'], 'the web view drives machines through src/platform'),
+  // The page runs in the browser and talks to the server over HTTP: it imports only web/ and the
+  // API's types (src/serve/api.ts), and no node: built-in.
+  {
+    files: ['web/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              regex: '^(node:|\\.\\./(?!src/serve/api\\.js$))',
+              message: 'web/ may not import node: built-ins or anything outside web/ but src/serve/api.js: the page reaches the model over HTTP (docs/design.md, Web view).',
+            },
+          ],
+        },
+      ],
+    },
+  },
   // The kit is flat and self-contained: nothing outside src/kit (node: built-ins are fine).
   {
     files: ['src/kit/**/*.ts'],

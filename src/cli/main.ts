@@ -11,6 +11,7 @@ import { DIFFTEST_USAGE, difftestCommand } from './difftest-command.js';
 import { FUZZ_USAGE, fuzzCommand } from './fuzz-command.js';
 import { QEMU_USAGE, qemuCommand } from './qemu-command.js';
 import { RUN_USAGE, runCommand } from './run-command.js';
+import { SERVE_USAGE, serveCommand } from './serve-command.js';
 import { runUapiCommand, UAPI_USAGE } from './uapi-command.js';
 import { UsageError } from './usage-error.js';
 
@@ -31,6 +32,8 @@ commands:
                   a seeded campaign of hostile guest operations and uAPI calls; --replay FILE
   difftest [--seeds N] [--seed S] [--steps K] [--qemu PATH]
                   compare the emulated SMMUv3 with QEMU 11.1's on seeded qtest sequences
+  serve [--port N] [run options] [-- QEMU options]
+                  a web view of the machine on http://127.0.0.1:PORT/ (Ctrl-C stops it)
   qemu [QEMU options]
                   a drop-in qemu-system-aarch64: serves qtest (-qtest) and QMP (-qmp)
   help            show this text
@@ -41,7 +44,7 @@ ${RUN_USAGE}
 `;
 
 /** Each subcommand's own usage text (`cmdqv <command> --help`). */
-const COMMAND_USAGE: Readonly<Record<string, string>> = { run: RUN_USAGE, acpi: ACPI_USAGE, uapi: UAPI_USAGE, fuzz: FUZZ_USAGE, difftest: DIFFTEST_USAGE, qemu: QEMU_USAGE, help: USAGE };
+const COMMAND_USAGE: Readonly<Record<string, string>> = { run: RUN_USAGE, acpi: ACPI_USAGE, uapi: UAPI_USAGE, fuzz: FUZZ_USAGE, difftest: DIFFTEST_USAGE, serve: SERVE_USAGE, qemu: QEMU_USAGE, help: USAGE };
 
 /** Whether the subcommand's own options (before any `--`) ask for help. */
 function wantsHelp(args: readonly string[]): boolean {
@@ -57,8 +60,9 @@ export async function runCli(argv: readonly string[], out: (s: string) => void, 
   const [command, ...rest] = argv;
   // The drop-in takes QEMU's options as they are: every argument is QEMU's.
   if (command === 'qemu') return qemuCommand(rest, out, err);
-  if ((command !== 'fuzz' && command !== 'difftest') || wantsHelp(rest)) return main(argv, out, err);
+  if ((command !== 'fuzz' && command !== 'difftest' && command !== 'serve') || wantsHelp(rest)) return main(argv, out, err);
   try {
+    if (command === 'serve') return await serveCommand(rest, out, err);
     const result = command === 'fuzz' ? await fuzzCommand(rest, err) : await difftestCommand(rest, err);
     out(result.text);
     return result.status;
@@ -90,6 +94,7 @@ export function main(argv: readonly string[], out: (s: string) => void, err: (s:
       }
       case 'fuzz':
       case 'difftest':
+      case 'serve':
       case 'qemu':
         throw new UsageError(`${command} runs asynchronously: call runCli (the cmdqv binary does)`);
       case 'help':

@@ -56,8 +56,30 @@ function int(v: string | undefined, name: string, dflt: number, min: number, max
   return n;
 }
 
-/** Run the main job; returns the text to print. */
-export function runCommand(argv: readonly string[], progress: (s: string) => void): string {
+/** `cmdqv run`'s options, parsed and checked (`cmdqv serve` takes the same ones). */
+export interface RunOptions {
+  /** The QEMU line (the embedded default when none was given), with `--cmdqv` and `--trace` applied. */
+  readonly qemu: readonly string[];
+  readonly ops: number;
+  readonly batch: number;
+  readonly pages: number;
+  readonly injectError: boolean;
+  readonly verifyEvery: number;
+  readonly skipInvalidation: boolean;
+  readonly trace: readonly string[];
+  readonly traceOut: string | undefined;
+  readonly traceLimit: number;
+  readonly costModel: CostModel;
+  readonly inject: readonly FaultSpec[];
+  readonly compare: boolean;
+  readonly json: boolean;
+}
+
+/**
+ * Parse `[options] [-- QEMU options]` as `cmdqv run` does.
+ * @throws UsageError, CliError (or parseArgs' TypeError) naming the bad option
+ */
+export function parseRunOptions(argv: readonly string[]): RunOptions {
   const split = argv.indexOf('--');
   const own = split >= 0 ? argv.slice(0, split) : argv;
   let qemu = split >= 0 ? argv.slice(split + 1) : [...DEFAULT_ARGS];
@@ -100,8 +122,29 @@ export function runCommand(argv: readonly string[], progress: (s: string) => voi
     if (e instanceof FaultSpecError) throw new CliError(e.message);
     throw e;
   }
+  return {
+    qemu,
+    ops,
+    batch,
+    pages,
+    injectError: !values['no-error'],
+    verifyEvery: int(values['verify-every'], 'verify-every', DEFAULT_VERIFY_EVERY, 1, 1_000_000),
+    skipInvalidation: values['skip-invalidation'] === true,
+    trace: values.trace ?? [],
+    traceOut,
+    traceLimit,
+    costModel,
+    inject,
+    compare: values.compare === true,
+    json: values.json === true,
+  };
+}
+
+/** Run the main job; returns the text to print. */
+export function runCommand(argv: readonly string[], progress: (s: string) => void): string {
+  const { qemu, ops, batch, pages, traceOut, traceLimit, costModel, inject, ...values } = parseRunOptions(argv);
   if (values.compare) {
-    const cols = runCompare(qemu, { ops, batch, pages, injectError: false, skipInvalidation: values['skip-invalidation'] === true });
+    const cols = runCompare(qemu, { ops, batch, pages, injectError: false, skipInvalidation: values.skipInvalidation });
     return values.json ? JSON.stringify(cols, null, 2) : formatCompare(cols);
   }
   const traceFile = traceOut ? openStreamedOutput('--trace-out', traceOut) : undefined;
@@ -116,9 +159,9 @@ export function runCommand(argv: readonly string[], progress: (s: string) => voi
     ops,
     batch,
     pages,
-    injectError: !values['no-error'],
-    verifyEvery: int(values['verify-every'], 'verify-every', DEFAULT_VERIFY_EVERY, 1, 1_000_000),
-    skipInvalidation: values['skip-invalidation'] === true,
+    injectError: values.injectError,
+    verifyEvery: values.verifyEvery,
+    skipInvalidation: values.skipInvalidation,
     progress: (done, total) => {
       const pct = Math.floor((done / total) * 10);
       if (total >= 10_000 && pct > last) {
@@ -134,7 +177,7 @@ export function runCommand(argv: readonly string[], progress: (s: string) => voi
   }
   if (values.json) return JSON.stringify(inject.length ? { ...rep, faults: faultReport(m, inject) } : rep, null, 2);
   const out = formatReport(m, rep) + (inject.length ? `\n\n${formatFaults(faultReport(m, inject))}` : '');
-  return (values.trace?.length ? `${m.traceText.lines.join('\n')}\n\n` : '') + out;
+  return (values.trace.length ? `${m.traceText.lines.join('\n')}\n\n` : '') + out;
 }
 
 /** `--cost-model FILE.json`: the parameters it names over the defaults. */

@@ -126,8 +126,8 @@ export function runCompare(argv: readonly string[], o: WorkloadOptions, model: C
   });
 }
 
-/** The side-by-side table. */
-export function formatCompare(cols: readonly CompareColumn[]): string {
+/** The side-by-side table as cells: a header row, then one row per measure (the web view shows it too). */
+export function compareTable(cols: readonly CompareColumn[]): string[][] {
   const head = ['', 'emulated SMMUv3', 'accel, trapped', 'accel + CMDQV'];
   const rows: [string, (c: CompareColumn) => string][] = [
     ['invalidation commands', (c) => String(c.commands)],
@@ -139,7 +139,13 @@ export function formatCompare(cols: readonly CompareColumn[]): string {
     ['modelled invalidation ns/op', (c) => c.latencyPerOpNs.toFixed(0)],
     ['DMA checks passed / failed', (c) => `${c.dmaPassed} / ${c.dmaFailed}`],
   ];
-  const table = [head, ...rows.map(([name, f]) => [name, ...cols.map(f)])];
+  return [head, ...rows.map(([name, f]) => [name, ...cols.map(f)])];
+}
+
+/** The side-by-side table. */
+export function formatCompare(cols: readonly CompareColumn[]): string {
+  const table = compareTable(cols);
+  const head = table[0]!;
   const w = head.map((_, i) => Math.max(...table.map((r) => r[i]!.length)));
   const L = ['Three invalidation paths, one topology (cmdqv run --compare)', ''];
   for (const r of table) L.push(r.map((cell, i) => (i === 0 ? cell.padEnd(w[0]!) : cell.padStart(w[i]!))).join('   '));

@@ -13,6 +13,8 @@ import { scanPci } from '../guest/pci.js';
 import { GuestOutOfMemory } from '../guest/platform.js';
 import type { Machine } from './machine.js';
 
+export type { GuestKernel };
+
 /**
  * A device the workload maps buffers for and makes DMA with: a passthrough device (its DMA
  * goes through the host SMMU) or an iommu-testdev behind an emulated SMMUv3 (its DMA is
@@ -114,6 +116,13 @@ export interface WorkloadOptions {
    * handling (VM exits) that a driver's own work does not; the report counts it apart.
    */
   verifyEvery?: number;
+  /**
+   * A guest already running on the machine ({@link bootGuest}; the web view keeps one across
+   * runs, as a VM does). Default: the run boots one, as a fresh VM would.
+   */
+  guest?: GuestKernel;
+  /** Told once the guest's drivers are up and the devices attached, before the first operation. */
+  started?: () => void;
   /** Progress callback (ops done, total). */
   progress?: (done: number, total: number) => void;
 }
@@ -182,16 +191,24 @@ function checkFits(o: WorkloadOptions, devices: number, free: number): void {
   }
 }
 
-function run(m: Machine, o: WorkloadOptions): WorkloadReport {
-  let kernel: GuestKernel;
+/**
+ * Boot the guest's IOMMU drivers on `m` (what {@link runWorkload} does first unless it is given
+ * a guest that is already running).
+ * @throws WorkloadError when the guest's RAM cannot hold them
+ */
+export function bootGuest(m: Machine): GuestKernel {
   try {
-    kernel = new GuestKernel(m.guestPlatform(), m.acpi);
+    return new GuestKernel(m.guestPlatform(), m.acpi);
   } catch (e) {
     if (e instanceof GuestOutOfMemory) {
       throw new WorkloadError(`the guest cannot boot its IOMMU drivers in ${m.ramBytes / 2 ** 20} MiB of RAM (${e.message}); give it more RAM (-m)`);
     }
     throw e;
   }
+}
+
+function run(m: Machine, o: WorkloadOptions): WorkloadReport {
+  const kernel = o.guest ?? bootGuest(m);
   const path = () => ({ commands: 0, batches: 0, exits: 0, ioctls: 0, modelNs: 0 });
   const rep: WorkloadReport = {
     dmesg: [...kernel.iommus.flatMap((i) => i.dmesg), ...kernel.failedProbes.flat()],
@@ -228,6 +245,7 @@ function run(m: Machine, o: WorkloadOptions): WorkloadReport {
     rep.devices.push({ host: dev.name, sid: dev.rid, smmu: dev.smmu });
   }
   checkFits(o, doms.length, kernel.mem.free);
+  o.started?.();
   const bufBytes = o.pages * PAGE;
   const slot = slotBytes(bufBytes);
   const total = o.ops * doms.length;
@@ -269,11 +287,7 @@ function run(m: Machine, o: WorkloadOptions): WorkloadReport {
       o.progress?.(done, total);
     }
   }
-  if (o.injectError) {
-    const io = kernel.iommus.find((i) => i.cmdqv);
-    // A CFGI_STE is not a guest VCMDQ command: the host stops the queue, the VMM forwards the error.
-    io?.cmdqv!.submit([buildCommand(Op.TLBI_NH_ASID, { asid: 1 }), buildCommand(Op.CFGI_STE, { sid: 0 }), buildCommand(Op.TLBI_NH_ASID, { asid: 1 })]);
-  }
+  if (o.injectError) submitIllegalBatch(kernel);
   m.runMainLoop();
   for (const io of kernel.iommus) {
     rep.errors.cmdqvErrorsHandled += io.cmdqv?.stats.errorsHandled ?? 0;
@@ -293,6 +307,42 @@ function run(m: Machine, o: WorkloadOptions): WorkloadReport {
   for (const b of m.backends.values()) for (const [name, n] of b.callCounts) rep.ioctls[name] = (rep.ioctls[name] ?? 0) + n;
   rep.ioctls.total = ioctlsTotal;
   return rep;
+}
+
+/**
+ * The error-path demo: on VCMDQ0 of the first CMDQV the guest probed, a batch with a CFGI_STE
+ * between two TLBIs. A CFGI_STE is not a guest VCMDQ command: the host stops the queue, the
+ * VMM forwards the error, the guest's ISR skips the command and the queue resumes. Returns
+ * whether the guest has a CMDQV to submit it on.
+ */
+function submitIllegalBatch(kernel: GuestKernel): boolean {
+  const io = kernel.iommus.find((i) => i.cmdqv);
+  io?.cmdqv!.submit([buildCommand(Op.TLBI_NH_ASID, { asid: 1 }), buildCommand(Op.CFGI_STE, { sid: 0 }), buildCommand(Op.TLBI_NH_ASID, { asid: 1 })]);
+  return io !== undefined;
+}
+
+/** What {@link injectIllegalCommand} did. */
+export interface InjectReport {
+  /** Whether the guest had a CMDQV to submit the illegal batch on (false: nothing was injected). */
+  readonly injected: boolean;
+  /** Queue errors the guest's CMDQV driver handled (skipped and acknowledged), and its error interrupts. */
+  readonly errorsHandled: number;
+  readonly irqs: number;
+}
+
+/**
+ * The error path on its own (the web view's "inject" button): on `guest` (default: a guest
+ * booted for it, as {@link runWorkload} does) submit only the illegal batch; the main loop then
+ * runs until idle.
+ */
+export function injectIllegalCommand(m: Machine, guest?: GuestKernel): InjectReport {
+  const kernel = guest ?? bootGuest(m);
+  const stats = kernel.iommus.find((i) => i.cmdqv)?.cmdqv?.stats;
+  const handled0 = stats?.errorsHandled ?? 0;
+  const irqs0 = stats?.irqs ?? 0;
+  const injected = submitIllegalBatch(kernel);
+  m.runMainLoop();
+  return { injected, errorsHandled: (stats?.errorsHandled ?? 0) - handled0, irqs: (stats?.irqs ?? 0) - irqs0 };
 }
 
 function snapshot(m: Machine, d: IommuDomain) {

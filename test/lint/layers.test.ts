@@ -35,6 +35,17 @@ const CASES: readonly (readonly [string, string, boolean])[] = [
   ['src/cli/planted.ts', '../host/config.js', true],
   ['src/cli/planted.ts', '../vmm/virt/options.js', true],
   ['src/cli/planted.ts', '../platform/machine.js', false],
+  ['src/serve/planted.ts', '../host/config.js', true],
+  ['src/serve/planted.ts', '../vmm/virt/machine.js', true],
+  ['src/serve/planted.ts', '../cli/run-command.js', true],
+  ['src/serve/planted.ts', '../platform/machine.js', false],
+  ['src/serve/planted.ts', '../arch/smmuv3/registers.js', false],
+  ['src/guest/planted.ts', '../serve/session.js', true],
+  ['web/planted.ts', '../src/platform/machine.js', true],
+  ['web/planted.ts', '../src/serve/session.js', true],
+  ['web/planted.ts', 'node:fs', true],
+  ['web/planted.ts', '../src/serve/api.js', false],
+  ['web/planted.ts', './dom.js', false],
   ['src/platform/planted.ts', '../host/config.js', false],
   ['src/platform/planted.ts', '../vmm/virt/machine.js', false],
 ];
@@ -51,7 +62,7 @@ test('a planted cross-layer import fails lint; allowed imports pass', async () =
 
 test('the tree as committed passes the layer rules', async () => {
   const eslint = new ESLint({ cwd: ROOT });
-  const results = await eslint.lintFiles(['src/**/*.ts']);
+  const results = await eslint.lintFiles(['src/**/*.ts', 'web/**/*.ts']);
   const violations = results.flatMap((r) => r.messages.filter((m) => m.ruleId === 'no-restricted-imports').map((m) => `${r.filePath}:${m.line}: ${m.message}`));
   assert.deepEqual(violations, []);
 });

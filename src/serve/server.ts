@@ -1,0 +1,178 @@
+/**
+ * `cmdqv serve`'s HTTP server: plain node:http on 127.0.0.1 only. It serves the page (web/index.html,
+ * web/style.css and the bundle dist/web/app.js) and the JSON API of ./api.ts over the
+ * {@link Session}; state changes go to every open page as server-sent events.
+ */
+
+import { readFileSync } from 'node:fs';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import { TIMELINE_PATHS, WORKLOAD_HEADER, type TimelinePath } from './api.js';
+import { RequestError, Session } from './session.js';
+
+/** The only address the server listens on: the model is a local tool, not a network service. */
+export const LOOPBACK = '127.0.0.1';
+/** Largest request body taken (a run request is a few bytes). */
+const MAX_BODY = 64 * 1024;
+
+/** The repository (or package) root: this file runs from dist/src/serve. */
+const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+
+/** The page's files: path → [file under the root, content type]. */
+const STATIC: Readonly<Record<string, readonly [string, string]>> = {
+  '/': ['web/index.html', 'text/html; charset=utf-8'],
+  '/index.html': ['web/index.html', 'text/html; charset=utf-8'],
+  '/style.css': ['web/style.css', 'text/css; charset=utf-8'],
+  '/app.js': ['dist/web/app.js', 'text/javascript; charset=utf-8'],
+};
+
+/** A running server. */
+export interface WebServer {
+  /** `http://127.0.0.1:PORT/`. */
+  readonly url: string;
+  readonly port: number;
+  readonly server: Server;
+  /** Stop listening, end the event streams and the machine. */
+  close(): Promise<void>;
+}
+
+/**
+ * Listen on 127.0.0.1:`port` (0: a free port).
+ * @throws the listen error (e.g. EADDRINUSE) as a rejected promise
+ */
+export async function startServer(session: Session, port: number): Promise<WebServer> {
+  const streams = new Set<ServerResponse>();
+  const send = (event: string, data: unknown) => {
+    const text = `event: ${event}\ndata: ${JSON.stringify(data)}\n\n`;
+    for (const s of streams) s.write(text);
+  };
+  session.onChange = (state) => send('state', state);
+  let hosts: readonly string[] = [];
+  const server = createServer((req, res) => {
+    // Only pages of this server may drive it: a Host other than its own address is a page of
+    // another site reaching it through DNS rebinding; a cross-site form cannot send a JSON
+    // body type without a CORS preflight, which this server never grants.
+    if (!hosts.includes(req.headers.host ?? '')) return reply(res, 403, { error: `Host '${req.headers.host ?? ''}' is not this server (${hosts.join(' or ')})` });
+    if (req.method === 'POST' && !/^application\/json\b/.test(req.headers['content-type'] ?? '')) {
+      return reply(res, 415, { error: 'POST requests take a JSON body (content-type: application/json)' });
+    }
+    handle(session, req, res, streams).catch((e: unknown) => reply(res, ...failure(e)));
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, LOOPBACK, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const bound = (server.address() as AddressInfo).port;
+  hosts = [`${LOOPBACK}:${bound}`, `localhost:${bound}`];
+  return {
+    url: `http://${LOOPBACK}:${bound}/`,
+    port: bound,
+    server,
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const s of streams) s.end();
+        streams.clear();
+        server.close(() => resolve());
+        server.closeAllConnections();
+        session.close();
+      }),
+  };
+}
+
+/** Status and JSON body for an error: the page's mistakes are 4xx with their message, the rest 500. */
+function failure(e: unknown): [number, unknown] {
+  if (e instanceof RequestError) return [e.status, { error: e.message }];
+  return [500, { error: `internal error: ${e instanceof Error ? e.message : String(e)}` }];
+}
+
+function reply(res: ServerResponse, status: number, body: unknown, type = 'application/json; charset=utf-8'): void {
+  if (res.headersSent) {
+    res.end();
+    return;
+  }
+  const text = typeof body === 'string' ? body : JSON.stringify(body);
+  res.writeHead(status, { 'content-type': type, 'cache-control': 'no-store' });
+  res.end(text);
+}
+
+async function readJson(req: IncomingMessage): Promise<Record<string, unknown>> {
+  let size = 0;
+  const parts: Buffer[] = [];
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > MAX_BODY) throw new RequestError(`request body over ${MAX_BODY} bytes`, 413);
+    parts.push(chunk as Buffer);
+  }
+  const text = Buffer.concat(parts).toString('utf8').trim();
+  if (text === '') return {};
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch {
+    throw new RequestError('request body is not JSON');
+  }
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new RequestError('request body must be a JSON object');
+  return v as Record<string, unknown>;
+}
+
+async function handle(session: Session, req: IncomingMessage, res: ServerResponse, streams: Set<ServerResponse>): Promise<void> {
+  const url = new URL(req.url ?? '/', 'http://localhost');
+  const q = url.searchParams;
+  const method = req.method ?? 'GET';
+  const route = `${method} ${url.pathname}`;
+  const workload = (o: Record<string, unknown>) => Session.request(o.ops ?? session.options.ops, o.batch ?? session.options.batch);
+  const fromQuery = () => workload({ ops: q.get('ops') ?? undefined, batch: q.get('batch') ?? undefined });
+  const file = method === 'GET' ? STATIC[url.pathname] : undefined;
+  if (file) {
+    let body: string;
+    try {
+      body = readFileSync(ROOT + file[0], 'utf8');
+    } catch {
+      throw new RequestError(`${file[0]} is missing: run \`npm run build\` first`, 500);
+    }
+    reply(res, 200, body, file[1]);
+    return;
+  }
+  switch (route) {
+    case 'GET /api/state':
+      return reply(res, 200, session.state());
+    case 'POST /api/run':
+      return reply(res, 200, session.run(workload(await readJson(req))));
+    case 'POST /api/inject':
+      await readJson(req);
+      return reply(res, 200, session.inject());
+    case 'POST /api/reset':
+      await readJson(req);
+      return reply(res, 200, session.reset());
+    case 'POST /api/snapshot':
+      await readJson(req);
+      return reply(res, 200, session.saveSnapshot());
+    case 'GET /api/compare':
+      return reply(res, 200, session.compare(fromQuery()));
+    case 'GET /api/trace': {
+      const path = q.get('path') ?? '';
+      if (!(TIMELINE_PATHS as readonly string[]).includes(path)) throw new RequestError(`path must be ${TIMELINE_PATHS.join(' or ')}, got '${path}'`);
+      const t = session.trace(path as TimelinePath, fromQuery());
+      // The trace is exactly what `cmdqv run --trace-out` writes; where the workload starts
+      // and ends in it (µs, after the boot) travels beside it.
+      res.setHeader(WORKLOAD_HEADER, t.workloadNs.map((ns) => ns / 1000).join(','));
+      return reply(res, 200, t.json);
+    }
+    case 'GET /api/registers':
+      return reply(res, 200, session.registerBlocks());
+    case 'GET /api/register':
+      return reply(res, 200, session.readRegister(q.get('block') ?? '', q.get('name') ?? ''));
+    case 'GET /api/events':
+      res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive' });
+      res.write(`event: state\ndata: ${JSON.stringify(session.state())}\n\n`);
+      streams.add(res);
+      req.on('close', () => streams.delete(res));
+      return;
+    default:
+      throw new RequestError(url.pathname.startsWith('/api/') ? `no such API: ${route}` : `not found: ${url.pathname}`, 404);
+  }
+}

@@ -1,0 +1,420 @@
+/**
+ * The machine behind the web view: one {@link Machine} built from `cmdqv serve`'s options (the
+ * same as `cmdqv run`'s), the actions the page's buttons take on it (run a workload, inject an
+ * illegal command, reset), and its state as the page shows it (seam counters, the VCMDQ table,
+ * registers decoded from their tables, recent errors). The `--compare` table and the timeline's
+ * two traces run on fresh machines, as `cmdqv run --compare` and `--trace-out` do.
+ */
+
+import { lvcmdqPage0Offset, lvcmdqPage1Offset, VCMDQ_BASE, VCMDQ_CONS, VCMDQ_GERROR, VCMDQ_GERRORN, VCMDQ_PROD, VCMDQ_STATUS } from '../arch/tegra241-cmdqv/registers.js';
+import { ChromeTraceWriter } from '../kit/trace.js';
+import { compareTable, lineFor, runCompare } from '../platform/compare.js';
+import type { CostModel } from '../platform/cost-model.js';
+import type { FaultSpec } from '../platform/fault-injection.js';
+import { Machine } from '../platform/machine.js';
+import { bootGuest, injectIllegalCommand, runWorkload, WorkloadError, type GuestKernel, type WorkloadOptions } from '../platform/workload.js';
+import type { CompareTable, InjectSummary, MachineState, RegisterBlock, RegisterReadout, RunRequest, RunSummary, SeamCounters, TimelinePath, VcmdqRow } from './api.js';
+import { decodeFields, hex, inspectorBlocks, type InspectorBlock } from './registers.js';
+
+/** What the session is built from: `cmdqv run`'s options (its `RunOptions` fits). */
+export interface SessionOptions {
+  readonly qemu: readonly string[];
+  readonly ops: number;
+  readonly batch: number;
+  readonly pages: number;
+  readonly verifyEvery: number;
+  readonly skipInvalidation: boolean;
+  readonly costModel: CostModel;
+  readonly inject: readonly FaultSpec[];
+  /** Events each timeline trace records at most (the page draws them all). */
+  readonly traceLimit: number;
+}
+
+/** One path's trace for the timeline: the JSON and when the workload's operations ran in it (after the boot and the guest's probe). */
+export interface TimelineTrace {
+  readonly json: string;
+  readonly workloadNs: readonly [number, number];
+}
+
+/** A request the page made that cannot be served as asked (HTTP 4xx; the message says why). */
+export class RequestError extends Error {
+  constructor(
+    message: string,
+    readonly status = 400,
+  ) {
+    super(message);
+    this.name = 'RequestError';
+  }
+}
+
+/** Largest workload the page may ask for (as `cmdqv run --ops/--batch`). */
+export const MAX_OPS = 1_000_000;
+export const MAX_BATCH = 4096;
+/** Error lines the page keeps. */
+const EVENT_LINES = 200;
+/**
+ * Trace events enabled on the session's machine so the page can show the error path: the
+ * silicon stopping a queue, the VMM receiving the error map, the host driver's CMDQ error.
+ */
+const ERROR_TRACE = ['tegra241_cmdqv_hw_queue_error', 'tegra241_cmdqv_err_map', 'smmuv3_host_cmdq_error'];
+
+/** The web view's machine and its actions. */
+export class Session {
+  private m: Machine;
+  /** The guest's drivers, once booted (undefined: not yet, or reset since). */
+  private guest: GuestKernel | undefined;
+  /** Counter values at creation or the last reset (the page shows counts since then). */
+  private base: SeamCounters;
+  private readonly events: string[] = [];
+  /** How many VMM error reports were already taken from each SMMU. */
+  private readonly seenErrors = new Map<string, number>();
+  private unsubscribeLog: () => void = () => {};
+  private runs = 0;
+  private injections = 0;
+  private readonly traces = new Map<string, TimelineTrace>();
+  private readonly compares = new Map<string, CompareTable>();
+  private blocks: InspectorBlock[];
+  /** Told after every change of the machine's state (server-sent `state` events). */
+  onChange: ((state: MachineState) => void) | undefined;
+
+  /**
+   * Build the machine.
+   * @throws OptionError for a bad QEMU line (QEMU's text)
+   */
+  constructor(readonly options: SessionOptions) {
+    this.m = this.boot();
+    this.base = this.rawCounters();
+    this.blocks = this.makeBlocks();
+  }
+
+  /** The machine (tests and the lead's snapshot wiring reach it here). */
+  get machine(): Machine {
+    return this.m;
+  }
+
+  private boot(): Machine {
+    const qemu = [...this.options.qemu];
+    for (const t of ERROR_TRACE) qemu.push('-trace', t);
+    const m = Machine.create(qemu, { inject: this.options.inject, costModel: this.options.costModel });
+    // The page takes the text lines; the in-memory Perfetto records would only grow.
+    m.tracer.removeSink(m.traceChrome);
+    this.unsubscribeLog();
+    this.unsubscribeLog = m.log.subscribe((e) => this.event(`${e.time}ns ${e.kind} ${e.source}: ${e.message}`));
+    for (const w of m.placementWarnings) this.event(`qemu-system-aarch64: ${w}`);
+    return m;
+  }
+
+  private makeBlocks(): InspectorBlock[] {
+    return inspectorBlocks(this.m.smmus.map((s) => ({ id: s.dev.props.id, base: s.base, cmdqvBase: s.cmdqvBase, vcmdqs: s.cmdqv?.hwQueue.length ?? 0 })));
+  }
+
+  private event(line: string): void {
+    this.events.push(line);
+    if (this.events.length > EVENT_LINES) this.events.splice(0, this.events.length - EVENT_LINES);
+  }
+
+  /** Move the machine's new trace lines and VMM error reports into the event list; returns them. */
+  private harvest(): string[] {
+    const out: string[] = [];
+    const lines = this.m.traceText.lines;
+    out.push(...lines);
+    lines.length = 0;
+    for (const s of this.m.smmus) {
+      const reports = [...s.dev.hostErrors, ...(s.cmdqv?.errors ?? [])];
+      const id = s.dev.props.id;
+      const seen = this.seenErrors.get(id) ?? 0;
+      for (const r of reports.slice(seen)) out.push(`qemu-system-aarch64: ${r}`);
+      this.seenErrors.set(id, reports.length);
+    }
+    for (const l of out) this.event(l);
+    return out;
+  }
+
+  private rawCounters(): SeamCounters {
+    const m = this.m;
+    let all = 0;
+    let vcmdq = 0;
+    let translations = 0;
+    // The host SMMU's command engine consumes both its own queue and the VCMDQs: its count
+    // less the CMDQV's is what the SMMU's own queue consumed.
+    for (const u of m.host.smmus.values()) {
+      all += u.hw.stats.commands;
+      vcmdq += u.cmdqvHw?.stats.commands ?? 0;
+      translations += u.hw.stats.translations;
+    }
+    let invalidate = 0;
+    for (const b of m.backends.values()) invalidate += b.callCounts.get('IOMMU_HWPT_INVALIDATE') ?? 0;
+    return {
+      vmExits: m.as.stats.exits,
+      directAccesses: m.as.stats.direct,
+      ioctls: m.host.stats.ioctls,
+      invalidateIoctls: invalidate,
+      hostCmdqCommands: all - vcmdq,
+      vcmdqCommands: vcmdq,
+      translations,
+      modelNs: m.clock.now,
+    };
+  }
+
+  /** Seam counters since creation or the last reset. */
+  counters(): SeamCounters {
+    const now = this.rawCounters();
+    const b = this.base;
+    return {
+      vmExits: now.vmExits - b.vmExits,
+      directAccesses: now.directAccesses - b.directAccesses,
+      ioctls: now.ioctls - b.ioctls,
+      invalidateIoctls: now.invalidateIoctls - b.invalidateIoctls,
+      hostCmdqCommands: now.hostCmdqCommands - b.hostCmdqCommands,
+      vcmdqCommands: now.vcmdqCommands - b.vcmdqCommands,
+      translations: now.translations - b.translations,
+      modelNs: now.modelNs - b.modelNs,
+    };
+  }
+
+  /**
+   * A register as a debugger reads it (QEMU's monitor `xp`): straight from the region's
+   * handler, so it is no guest access — no VM exit counted, no modelled time charged.
+   */
+  private peek(addr: number, width: 32 | 64): bigint {
+    const hit = this.m.as.resolve(addr);
+    const ops = hit?.region.ops;
+    if (!hit || !ops) return 0n;
+    return width === 64 ? ops.read64(hit.offset) : BigInt(ops.read(hit.offset, 4) >>> 0);
+  }
+
+  /** Every guest VCMDQ (VINTF0's logical queues) of every CMDQV. */
+  vcmdqs(): VcmdqRow[] {
+    const rows: VcmdqRow[] = [];
+    for (const s of this.m.smmus) {
+      if (s.cmdqv === undefined || s.cmdqvBase === undefined) continue;
+      for (let q = 0; q < s.cmdqv.hwQueue.length; q++) rows.push(this.vcmdqRow(s.dev.props.id, s.cmdqvBase, q, s.cmdqv.hwQueue[q]));
+    }
+    return rows;
+  }
+
+  private vcmdqRow(smmu: string, cmdqvBase: number, q: number, hwQueueId: number | undefined): VcmdqRow {
+    const p0 = cmdqvBase + lvcmdqPage0Offset(0, q);
+    const rd = (off: number) => Number(this.peek(p0 + off, 32));
+    const cons = rd(VCMDQ_CONS.spec.offset);
+    const prod = rd(VCMDQ_PROD.spec.offset);
+    const status = rd(VCMDQ_STATUS.spec.offset);
+    const outstanding = rd(VCMDQ_GERROR.spec.offset) ^ rd(VCMDQ_GERRORN.spec.offset);
+    const log2 = Number(VCMDQ_BASE.f.LOG2SIZE.getBig(this.peek(cmdqvBase + lvcmdqPage1Offset(0, q) + VCMDQ_BASE.spec.offset, 64)));
+    // Indexes carry a wrap bit above the index: occupancy is their difference modulo 2^(log2 + 1).
+    const mask = 2 ** (log2 + 1) - 1;
+    const p = VCMDQ_PROD.f.WR.get(prod) & mask;
+    const c = VCMDQ_CONS.f.RD.get(cons) & mask;
+    return {
+      smmu,
+      lvcmdq: q,
+      hwQueueId,
+      enabled: VCMDQ_STATUS.f.CMDQ_EN_OK.get(status) === 1,
+      prod: p,
+      cons: c,
+      entries: 2 ** log2,
+      occupancy: (p - c + mask + 1) & mask,
+      consErr: VCMDQ_CONS.f.ERR.get(cons),
+      errors: Object.entries(VCMDQ_GERROR.f).filter(([, f]) => f.get(outstanding)).map(([name]) => name),
+    };
+  }
+
+  /** The page's whole state (new trace lines and error reports move into its event list first). */
+  state(): MachineState {
+    this.harvest();
+    return {
+      qemu: this.options.qemu,
+      defaults: { ops: this.options.ops, batch: this.options.batch },
+      smmus: this.m.smmus.map((s) => ({ id: s.dev.props.id, base: s.base, cmdqvBase: s.cmdqvBase })),
+      counters: this.counters(),
+      vcmdqs: this.vcmdqs(),
+      events: [...this.events],
+      runs: this.runs,
+      injections: this.injections,
+    };
+  }
+
+  private changed(): MachineState {
+    const s = this.state();
+    this.onChange?.(s);
+    return s;
+  }
+
+  /**
+   * The guest running on the machine: booted at the first action and kept, as a VM keeps its
+   * drivers (each run attaches the devices to new domains; the drivers probe once).
+   * @throws RequestError when the guest cannot boot
+   */
+  private running(): GuestKernel {
+    try {
+      this.guest ??= bootGuest(this.m);
+    } catch (e) {
+      if (e instanceof WorkloadError) throw new RequestError(`workload: ${e.message}`);
+      throw e;
+    }
+    return this.guest;
+  }
+
+  /** Check a page's workload request. */
+  static request(ops: unknown, batch: unknown): RunRequest {
+    const int = (v: unknown, name: string, max: number) => {
+      const n = typeof v === 'string' && v.trim() !== '' ? Number(v) : v;
+      if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > max) throw new RequestError(`${name} must be an integer in 1..${max}, got ${JSON.stringify(v)}`);
+      return n;
+    };
+    return { ops: int(ops, 'ops', MAX_OPS), batch: int(batch, 'batch', MAX_BATCH) };
+  }
+
+  private workload(req: RunRequest): WorkloadOptions {
+    const o = this.options;
+    return { ops: req.ops, batch: req.batch, pages: o.pages, injectError: false, skipInvalidation: o.skipInvalidation, verifyEvery: o.verifyEvery };
+  }
+
+  /** Run the guest workload on the machine's running guest. */
+  run(req: RunRequest): RunSummary {
+    let rep;
+    try {
+      rep = runWorkload(this.m, { ...this.workload(req), guest: this.running() });
+    } catch (e) {
+      if (e instanceof WorkloadError) throw new RequestError(`workload: ${e.message}`);
+      throw e;
+    }
+    this.runs++;
+    return {
+      ops: req.ops,
+      batch: req.batch,
+      vcmdq: rep.vcmdq,
+      smmuCmdq: rep.smmuCmdq,
+      exits: rep.exits,
+      directAccesses: rep.directAccesses,
+      dmaPassed: rep.dmaChecks.passed,
+      dmaFailed: rep.dmaChecks.failed,
+      modelNs: rep.modelNs,
+      wallMs: rep.wallNs / 1e6,
+      state: this.changed(),
+    };
+  }
+
+  /** Inject one illegal command on a VCMDQ; report the error as each layer saw it and the recovery. */
+  inject(): InjectSummary {
+    const guest = this.running();
+    // What came before (e.g. the guest's boot) goes to the event list, not to the injection's error.
+    this.harvest();
+    const r = injectIllegalCommand(this.m, guest);
+    const error = this.harvest();
+    this.injections++;
+    const queue = this.vcmdqs()[0];
+    const recovery: string[] = [];
+    if (!r.injected) error.push('this machine has no CMDQV: there is no VCMDQ to inject on (give an arm-smmuv3 with cmdqv=on)');
+    else {
+      recovery.push(`guest tegra241-cmdqv ISR: ${r.irqs} error interrupt(s), ${r.errorsHandled} queue error(s) handled (the bad command replaced by CMD_SYNC, GERRORN acknowledged)`);
+      if (queue) {
+        recovery.push(
+          `${queue.smmu} VCMDQ${queue.lvcmdq}: ${queue.enabled ? 'enabled' : 'DISABLED'}, PROD 0x${queue.prod.toString(16)} CONS 0x${queue.cons.toString(16)} ` +
+            `(${queue.occupancy === 0 ? 'the commands after the bad one consumed' : `${queue.occupancy} waiting`}), ` +
+            `${queue.errors.length === 0 ? 'no error outstanding' : `outstanding: ${queue.errors.join('|')}`}; CONS.ERR keeps the last code (${queue.consErr})`,
+        );
+      }
+    }
+    return { injected: r.injected, error, recovery, queue, state: this.changed() };
+  }
+
+  /** System reset (QEMU's system_reset) and reboot; counters count from here. */
+  reset(): MachineState {
+    this.m.reset();
+    // The machine reboots: the firmware assigns the PCI resources again, and the guest's
+    // drivers probe again at the next action.
+    this.m.runFirmware();
+    this.guest = undefined;
+    this.harvest();
+    this.base = this.rawCounters();
+    this.runs = 0;
+    this.injections = 0;
+    this.events.length = 0;
+    this.event(`${this.m.clock.now}ns system reset`);
+    return this.changed();
+  }
+
+  /**
+   * Save/restore of the machine: issue 13 builds it. The page's button calls this through
+   * `POST /api/snapshot`; connect it here once the snapshot API exists.
+   */
+  saveSnapshot(): never {
+    throw new RequestError('snapshot: issue 13 (save/restore is not available yet)', 501);
+  }
+
+  /** The three paths side by side on fresh machines (`cmdqv run --compare`). */
+  compare(req: RunRequest): CompareTable {
+    const key = `${req.ops}/${req.batch}`;
+    let t = this.compares.get(key);
+    if (!t) {
+      const cols = runCompare(this.options.qemu, this.workload(req), this.options.costModel);
+      const [head, ...rows] = compareTable(cols);
+      t = { head: head!, rows, lines: cols.map((c) => `${c.path}: ${c.line.join(' ')}`) };
+      this.compares.set(key, t);
+    }
+    return t;
+  }
+
+  /**
+   * The Perfetto trace `cmdqv run --trace-out` writes, for the workload on one path's machine
+   * (`trapped`: the accelerated SMMUv3 with cmdqv=off; `cmdqv`: with cmdqv=on).
+   */
+  trace(path: TimelinePath, req: RunRequest): TimelineTrace {
+    const key = `${path}/${req.ops}/${req.batch}`;
+    const cached = this.traces.get(key);
+    if (cached !== undefined) return cached;
+    const chunks: string[] = [];
+    const writer = new ChromeTraceWriter((c) => chunks.push(c), this.options.traceLimit);
+    const m = Machine.create(lineFor(this.options.qemu, path), { costModel: this.options.costModel, trace: writer });
+    let start: number;
+    let end: number;
+    try {
+      m.tracer.removeSink(m.traceChrome);
+      start = m.clock.now;
+      runWorkload(m, { ...this.workload(req), started: () => (start = m.clock.now) });
+      end = m.clock.now;
+      writer.close(end);
+    } catch (e) {
+      if (e instanceof WorkloadError) throw new RequestError(`workload: ${e.message}`);
+      throw e;
+    } finally {
+      m.close();
+    }
+    const t = { json: chunks.join(''), workloadNs: [start, end] as const };
+    // Keep the latest few: a trace can be megabytes.
+    if (this.traces.size >= 4) this.traces.delete(this.traces.keys().next().value!);
+    this.traces.set(key, t);
+    return t;
+  }
+
+  /** The inspector's register blocks. */
+  registerBlocks(): RegisterBlock[] {
+    return this.blocks.map(({ id, title, base, registers }) => ({ id, title, base, registers }));
+  }
+
+  /** Read register `name` of block `blockId` and decode it by its table. */
+  readRegister(blockId: string, name: string): RegisterReadout {
+    const b = this.blocks.find((x) => x.id === blockId);
+    if (!b) throw new RequestError(`no register block '${blockId}' (GET /api/registers lists them)`, 404);
+    const info = b.layout.registers.find((r) => r.name === name);
+    if (!info) throw new RequestError(`block '${blockId}' has no register '${name}'`, 404);
+    const addr = b.base + info.offset;
+    const value = this.peek(addr, info.width);
+    return {
+      block: b.id,
+      name: info.name,
+      address: hex(addr),
+      width: info.width,
+      value: hex(value),
+      access: info.def.spec.access ?? 'RW',
+      fields: decodeFields(info, value),
+    };
+  }
+
+  /** End the machine (the server's shutdown). */
+  close(): void {
+    this.unsubscribeLog();
+    this.m.close();
+  }
+}
