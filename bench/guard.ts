@@ -9,10 +9,11 @@
  *   node dist/bench/guard.js RESULTS.json [--baseline FILE] [--no-rerun]
  *   node dist/bench/guard.js --update-baseline RESULTS.json [MORE.json...]   (refresh)
  *
- * Refreshing: on the CI machine kind, `npm run bench -- --quick --out /tmp/q1.json` two or three
- * times, then `node dist/bench/guard.js --update-baseline /tmp/q1.json /tmp/q2.json ...`: the
- * baseline keeps each row's best result and the machine kind, and the allowances already in
- * the file. Full-run results cannot serve: quick rows run 3-15x slower than full ones.
+ * Refreshing: on the CI machine kind, `npm run bench -- --quick --out /tmp/qN.json` three times,
+ * then `node dist/bench/guard.js --update-baseline /tmp/q1.json /tmp/q2.json /tmp/q3.json`: the
+ * baseline keeps each row's median run, the machine kind, an allowance for each row that varied
+ * more than the factor across those runs, and the hand-written allowances already in the file.
+ * Full-run results cannot serve: quick rows run 3-15x slower than full ones.
  *
  * Which rows: rates (unit ending in `/s`: slower = lower) and times (`ns`: slower = higher).
  * Counts, ratios and percentages are not speeds and are not compared. A row's best run (`max`
@@ -133,20 +134,44 @@ export function formatVerdicts(v: readonly Verdict[]): string {
   return lines.join('\n');
 }
 
-/** A baseline from one or more quick results files: each row's best result. */
+/** Widest automatic allowance: a row noisier than this needs a hand-written one (or 0). */
+export const MAX_AUTO_ALLOWANCE = 10;
+
+/**
+ * A baseline from quick results files (three, ideally): each speed row's median run (by its
+ * best-run figure), so one lucky run does not make the limit tight. A row whose best-run figure
+ * varied by more than the factor across the files gets an allowance of that spread (rounded up,
+ * at most {@link MAX_AUTO_ALLOWANCE}), with a note; allowances already in the file win.
+ */
 export function makeBaseline(results: readonly { rows: Row[] }[], previous: Baseline | undefined, machine: string, date: string): Baseline {
-  let rows: Row[] = results[0]!.rows;
-  for (const r of results.slice(1)) rows = bestRows(rows, r.rows);
+  const factor = previous?.factor ?? DEFAULT_FACTOR;
+  const allowances: Record<string, number> = {};
+  const notes: Record<string, string> = {};
+  const rows: Row[] = [];
+  for (const r of results[0]!.rows) {
+    if (direction(r.unit) === 0) continue;
+    const runs = results.map((x) => x.rows.find((y) => y.name === r.name && y.unit === r.unit)).filter((y): y is Row => y !== undefined && Number.isFinite(bestOf(y)) && bestOf(y) > 0);
+    if (runs.length === 0) continue;
+    // Slowest first: the median, and the upper one of two.
+    runs.sort((a, b) => (better(r.unit, bestOf(a), bestOf(b)) ? 1 : -1));
+    rows.push(runs[Math.floor((runs.length - 1) / 2)]!);
+    const figures = runs.map(bestOf);
+    const spread = Math.max(...figures) / Math.min(...figures);
+    if (spread > factor) {
+      allowances[r.name] = Math.min(MAX_AUTO_ALLOWANCE, Math.ceil(spread));
+      notes[r.name] = `best runs varied ${spread.toFixed(1)}x over the ${runs.length} baseline runs`;
+    }
+  }
   return {
     machine,
     date,
     how:
-      'npm run bench -- --quick --out /tmp/qN.json (2-3 times, on this machine kind), then ' +
-      'node dist/bench/guard.js --update-baseline /tmp/q1.json /tmp/q2.json ... (keeps each row\'s best result and these allowances)',
-    factor: previous?.factor ?? DEFAULT_FACTOR,
-    allowances: previous?.allowances ?? {},
-    ...(previous?.allowanceNotes ? { allowanceNotes: previous.allowanceNotes } : {}),
-    rows: rows.filter((r) => direction(r.unit) !== 0 && Number.isFinite(r.value)),
+      'npm run bench -- --quick --out /tmp/qN.json (three times, on this machine kind), then ' +
+      'node dist/bench/guard.js --update-baseline /tmp/q1.json /tmp/q2.json /tmp/q3.json (each row\'s median run; allowances for rows that varied more than the factor; hand-written allowances kept)',
+    factor,
+    allowances: { ...allowances, ...previous?.allowances },
+    allowanceNotes: { ...notes, ...previous?.allowanceNotes },
+    rows,
   };
 }
 

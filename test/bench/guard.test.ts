@@ -62,12 +62,21 @@ describe('bench guard: comparing rows with the quick baseline', () => {
     assert.equal(compareRows(best, base).filter((v) => v.regressed).length, 0);
   });
 
-  test('a refreshed baseline keeps each row\'s best, the allowances, only speed rows, and the machine kind', () => {
+  test('a refreshed baseline: each row\'s median run, only speed rows, the machine kind, kept and automatic allowances', () => {
     const prev = baseline([], { noisy: 5 });
-    const b = makeBaseline([{ rows: [rate('a', 100), time('t', 300), { name: 'n', value: 1, unit: '' }] }, { rows: [rate('a', 400), time('t', 200)] }], prev, 'X x2', 'today');
+    const runs = [
+      { rows: [rate('a', 100), time('t', 300), rate('noisy', 10), rate('wild', 1), { name: 'n', value: 1, unit: '' }] },
+      { rows: [rate('a', 400), time('t', 200), rate('noisy', 100), rate('wild', 50)] },
+      { rows: [rate('a', 300), time('t', 250), rate('noisy', 50), rate('wild', 2)] },
+    ];
+    const b = makeBaseline(runs, prev, 'X x2', 'today');
     assert.equal(b.machine, 'X x2');
-    assert.deepEqual(b.allowances, { noisy: 5 });
-    assert.deepEqual(b.rows.map((r) => [r.name, r.value]), [['a', 400], ['t', 200]]);
+    assert.deepEqual(b.rows.map((r) => [r.name, r.value]), [['a', 300], ['t', 250], ['noisy', 50], ['wild', 2]]);
+    // 'a' varied 4x > 3x: its own allowance; 'wild' 50x: capped at 10; 'noisy' keeps the hand-written 5.
+    assert.deepEqual(b.allowances, { a: 4, wild: 10, noisy: 5 });
+    assert.match(b.allowanceNotes!.a!, /4\.0x over the 3 baseline runs/);
+    // Two runs: the slower one.
+    assert.equal(makeBaseline(runs.slice(0, 2), undefined, 'X x2', 'today').rows[0]!.value, 100);
   });
 
   test('the table names each row, both figures, how much slower, the limit and the verdict', () => {
