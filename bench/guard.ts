@@ -185,8 +185,11 @@ function rerunQuick(): Row[] | undefined {
   try {
     const out = join(dir, 'results.json');
     const here = fileURLToPath(new URL('.', import.meta.url));
-    const p = spawnSync(process.execPath, ['--expose-gc', join(here, 'run.js'), '--quick', '--out', out], { stdio: ['ignore', 'ignore', 'inherit'] });
-    if (p.status !== 0) return undefined;
+    const p = spawnSync(process.execPath, ['--expose-gc', join(here, 'run.js'), '--quick', '--out', out], { stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8', maxBuffer: 1 << 26 });
+    if (p.status !== 0) {
+      process.stdout.write(`bench guard: the second quick run failed (status ${p.status}): ${(p.stderr ?? '').trim().slice(-500)}\n`);
+      return undefined;
+    }
     return readJson<{ rows: Row[] }>(out).rows;
   } finally {
     rmSync(dir, { recursive: true, force: true });
