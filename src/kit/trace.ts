@@ -287,7 +287,10 @@ export interface CommandWalkObserver {
   walkEnd(pending: number): void;
 }
 
-/** Hops of a fault record on its way to the guest, as an {@link EventPathObserver} is told them. */
+/**
+ * Hops of a fault record on its way to the guest, as an {@link EventPathObserver} is told them.
+ * The host SMMU wrote a record into its event queue (the host's interrupt handler takes it).
+ */
 export const EVENT_HOP_HOST_EVTQ = 0;
 /** The host kernel queues a record on a vEVENTQ for the VMM. */
 export const EVENT_HOP_VEVENTQ = 1;

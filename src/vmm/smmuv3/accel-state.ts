@@ -76,7 +76,6 @@ export function emptyStats(): AccelSmmuStats {
   return { commands: 0, forwarded: 0, invalidateCalls: 0, ioctls: 0, steInstalls: 0, cmdqErrors: 0, events: 0, eventsLost: 0 };
 }
 
-
 /**
  * What the platform hangs on the device (modelled time, the Perfetto trace; runtime, never
  * saved): the trapped CMDQ walk and the event path each test one field, none by default.
