@@ -177,8 +177,14 @@ describe('Perfetto trace: the trapped walk, the event queues, counters', () => {
   const on = traced(DEFAULT_ARGS, { workload: { injectError: true } });
   const off = traced(cmdqvOff);
 
-  test('every flow starts, ends, and each of its events lies in a slice of its track', () => {
+  test('every flow starts, ends, and each of its events lies in a slice of its track; the file stays in time order', () => {
     for (const { events } of [on, off]) {
+      let last = 0;
+      for (const e of events) {
+        if (e.ph === 'M') continue;
+        assert.ok(e.ts! >= last, `${e.ph} ${e.name ?? ''} at ${e.ts} after ${last}`);
+        last = e.ts!;
+      }
       bindings(events);
       const byId = new Map<number, string[]>();
       for (const e of events) if (e.ph === 's' || e.ph === 't' || e.ph === 'f') byId.set(e.id!, [...(byId.get(e.id!) ?? []), e.ph]);
