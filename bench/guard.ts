@@ -136,12 +136,15 @@ export function formatVerdicts(v: readonly Verdict[]): string {
 
 /** Widest automatic allowance: a row noisier than this needs a hand-written one (or 0). */
 export const MAX_AUTO_ALLOWANCE = 10;
+/** An automatic allowance is this much above what the baseline runs themselves needed. */
+const AUTO_MARGIN = 1.5;
 
 /**
- * A baseline from quick results files (three, ideally): each speed row's median run (by its
- * best-run figure), so one lucky run does not make the limit tight. A row whose best-run figure
- * varied by more than the factor across the files gets an allowance of that spread (rounded up,
- * at most {@link MAX_AUTO_ALLOWANCE}), with a note; allowances already in the file win.
+ * A baseline from quick results files (three or more): each speed row's median run (by its
+ * best-run figure), so one lucky run does not make the limit tight. A row whose slowest run
+ * was so far below that median that 1.5 times the gap exceeds the factor gets that as its
+ * allowance (rounded up, at most {@link MAX_AUTO_ALLOWANCE}), with a note; allowances already
+ * in the file win.
  */
 export function makeBaseline(results: readonly { rows: Row[] }[], previous: Baseline | undefined, machine: string, date: string): Baseline {
   const factor = previous?.factor ?? DEFAULT_FACTOR;
@@ -154,12 +157,15 @@ export function makeBaseline(results: readonly { rows: Row[] }[], previous: Base
     if (runs.length === 0) continue;
     // Slowest first: the median, and the upper one of two.
     runs.sort((a, b) => (better(r.unit, bestOf(a), bestOf(b)) ? 1 : -1));
-    rows.push(runs[Math.floor((runs.length - 1) / 2)]!);
-    const figures = runs.map(bestOf);
-    const spread = Math.max(...figures) / Math.min(...figures);
-    if (spread > factor) {
-      allowances[r.name] = Math.min(MAX_AUTO_ALLOWANCE, Math.ceil(spread));
-      notes[r.name] = `best runs varied ${spread.toFixed(1)}x over the ${runs.length} baseline runs`;
+    const median = runs[Math.floor((runs.length - 1) / 2)]!;
+    rows.push(median);
+    // How much slower than the median the worst run was, with half again as margin.
+    const d = direction(r.unit);
+    const worst = d === 1 ? bestOf(median) / bestOf(runs[0]!) : bestOf(runs[0]!) / bestOf(median);
+    const needed = Math.ceil(worst * AUTO_MARGIN);
+    if (needed > factor) {
+      allowances[r.name] = Math.min(MAX_AUTO_ALLOWANCE, needed);
+      notes[r.name] = `the slowest of the ${runs.length} baseline runs was ${worst.toFixed(1)}x slower than their median`;
     }
   }
   return {

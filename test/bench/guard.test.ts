@@ -72,9 +72,12 @@ describe('bench guard: comparing rows with the quick baseline', () => {
     const b = makeBaseline(runs, prev, 'X x2', 'today');
     assert.equal(b.machine, 'X x2');
     assert.deepEqual(b.rows.map((r) => [r.name, r.value]), [['a', 300], ['t', 250], ['noisy', 50], ['wild', 2]]);
-    // 'a' varied 4x > 3x: its own allowance; 'wild' 50x: capped at 10; 'noisy' keeps the hand-written 5.
-    assert.deepEqual(b.allowances, { a: 4, wild: 10, noisy: 5 });
-    assert.match(b.allowanceNotes!.a!, /4\.0x over the 3 baseline runs/);
+    // The slowest 'a' is 3x below the median: 1.5 x 3 = 4.5 → 5; 'wild' 2x → 3, not above the
+    // factor; 'noisy' keeps the hand-written 5.
+    assert.deepEqual(b.allowances, { a: 5, noisy: 5 });
+    assert.match(b.allowanceNotes!.a!, /slowest of the 3 baseline runs was 3\.0x slower than their median/);
+    const wild = makeBaseline([{ rows: [rate('w', 1)] }, { rows: [rate('w', 100)] }, { rows: [rate('w', 200)] }], undefined, 'X x2', 'today');
+    assert.deepEqual(wild.allowances, { w: 10 }, 'capped');
     // Two runs: the slower one.
     assert.equal(makeBaseline(runs.slice(0, 2), undefined, 'X x2', 'today').rows[0]!.value, 100);
   });
