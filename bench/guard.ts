@@ -173,7 +173,7 @@ export function makeBaseline(results: readonly { rows: Row[] }[], previous: Base
     date,
     how:
       'npm run bench -- --quick --out /tmp/qN.json (three times, on this machine kind), then ' +
-      'node dist/bench/guard.js --update-baseline /tmp/q1.json /tmp/q2.json /tmp/q3.json (each row\'s median run; allowances for rows that varied more than the factor; hand-written allowances kept)',
+      'node dist/bench/guard.js --update-baseline /tmp/q1.json /tmp/q2.json /tmp/q3.json (each row\'s median run; an allowance where the runs\' own spread needs one; hand-written allowances kept)',
     factor,
     allowances: { ...allowances, ...previous?.allowances },
     allowanceNotes: { ...notes, ...previous?.allowanceNotes },
