@@ -371,7 +371,8 @@ export class Timeline implements AccessObserver {
       return;
     }
     const now = this.clock.now;
-    tr.begin(TRACE_PID.hostKernel, TID_SYSCALLS, this.ioctlNames.get(request) ?? 'sys_enter_ioctl', 'syscalls', now, { request: hexAddr(request) });
+    const args = request === SYSCALL_READ ? undefined : { request: hexAddr(request) };
+    tr.begin(TRACE_PID.hostKernel, TID_SYSCALLS, this.ioctlNames.get(request) ?? 'sys_enter_ioctl', 'syscalls', now, args);
     tr.counter(TRACE_PID.hostKernel, 'syscalls', now, this.syscallCount);
     // The flow is drawn when (if) a queue consumes what this call submitted (see batch).
     if (this.causeOpen && this.inIoctl === 1) this.ioctlFlowPending = true;

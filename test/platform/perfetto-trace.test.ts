@@ -267,6 +267,7 @@ describe('Perfetto trace: the trapped walk, the event queues, counters', () => {
       assert.ok([...counters].some((c) => /^3:vEVENTQ \d+ occupancy$/.test(c)));
       // The VMM reads each record with read(2): a syscall slice inside its handler.
       assert.ok(s.some((x) => x.name === 'read' && x.pid === TRACE_PID.hostKernel && x.e > x.b));
+      assert.ok(run.events.some((e) => e.ph === 'B' && e.name === 'read' && e.args === undefined), 'a read has no ioctl request');
     }
   });
 
