@@ -244,7 +244,8 @@ function main(argv: readonly string[]): number {
   let rows = readJson<{ rows: Row[] }>(resultsFile).rows;
   let verdicts = compareRows(rows, baseline);
   if (verdicts.some((v) => v.regressed) && !noRerun) {
-    process.stdout.write(`bench guard: ${verdicts.filter((v) => v.regressed).length} row(s) over the limit; running the quick bench once more and keeping each row's better result\n`);
+    const over = verdicts.filter((v) => v.regressed).map((v) => `${v.name} (${v.slower.toFixed(2)}x)`);
+    process.stdout.write(`bench guard: over the limit in the first run: ${over.join(', ')}; running the quick bench once more and keeping each row's better result\n`);
     const again = rerunQuick();
     if (again) {
       rows = bestRows(rows, again);
