@@ -119,6 +119,7 @@ export class Machine extends VirtMachine {
       const faults = opts.inject?.length ? new FaultInjectingSyscalls(proc, opts.inject) : undefined;
       const m = new Machine(options, host, proc, faults, { clock, log, tracer, detach, timeline });
       for (const s of m.smmus) timeline.attachVmmSmmu({ name: s.dev.props.id, observers: s.dev.observers, cmdqv: s.cmdqv });
+      for (const e of m.emulatedSmmus) timeline.attachVmmSmmu({ name: e.id, observers: e.device.observers, cmdqv: undefined });
       if (opts.firmware !== false) m.runFirmware();
       return m;
     } catch (e) {

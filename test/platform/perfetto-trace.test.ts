@@ -8,6 +8,7 @@ import { describe, test } from 'node:test';
 import { ChromeTraceWriter } from '../../src/kit/trace.js';
 import { DEFAULT_ARGS, Machine } from '../../src/platform/machine.js';
 import { DEFAULT_COST_MODEL, ZERO_COST_MODEL, type CostModel } from '../../src/platform/cost-model.js';
+import { lineFor } from '../../src/platform/compare.js';
 import { TRACE_PID } from '../../src/platform/timeline.js';
 import { runWorkload, type WorkloadReport } from '../../src/platform/workload.js';
 
@@ -43,6 +44,7 @@ function traced(
 }
 
 const cmdqvOff = DEFAULT_ARGS.map((a) => a.replace('cmdqv=on', 'cmdqv=off'));
+const emulated = lineFor(DEFAULT_ARGS, 'emulated');
 
 /** B/E pairs per track as [name, begin, end] (throws on an unbalanced track). */
 function slices(events: readonly Ev[]): { name: string; pid: number; tid: number; b: number; e: number }[] {
@@ -279,8 +281,18 @@ describe('Perfetto trace: the trapped walk, the event queues, counters', () => {
     for (const f of errs) assert.deepEqual(f.map((e) => bound.get(e)), ['iommufd_viommu_report_event', 'tegra241_cmdqv_event_read']);
   });
 
+  test('the emulated SMMUv3: its CMDQ walk in the VMM and its guest event queue get slices too', () => {
+    const emu = traced(emulated);
+    const s = slices(emu.events);
+    const walks = s.filter((x) => x.name === 'smmuv3_cmdq_consume');
+    assert.ok(walks.length > 0 && walks.every((x) => x.pid === TRACE_PID.vmm && x.e > x.b));
+    const records = s.filter((x) => x.name === 'smmuv3_propagate_event');
+    assert.ok(records.length > 0 && records.every((x) => x.pid === TRACE_PID.guest && x.e > x.b), 'the after-unmap checks fault into the guest event queue');
+    assert.equal(s.filter((x) => x.name === 'smmuv3_host_event').length, 0, 'no host SMMU on this path');
+  });
+
   test('writing a trace does not change modelled time', () => {
-    for (const argv of [DEFAULT_ARGS, cmdqvOff]) {
+    for (const argv of [DEFAULT_ARGS, cmdqvOff, emulated]) {
       const m = Machine.create(argv);
       runWorkload(m, WORKLOAD);
       const untraced = m.clock.now;

@@ -78,7 +78,8 @@ export function emptyStats(): AccelSmmuStats {
 
 /**
  * What the platform hangs on the device (modelled time, the Perfetto trace; runtime, never
- * saved): the trapped CMDQ walk and the event path each test one field, none by default.
+ * saved): the trapped CMDQ walk and the event path each test one field, none by default. The
+ * emulated SMMUv3 takes the same pair (its walk, its guest event queue).
  */
 export interface AccelObservers {
   walk: CommandWalkObserver | undefined;
