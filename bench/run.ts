@@ -12,6 +12,7 @@ import { DEFAULT_COST_MODEL, parseCostModel } from '../src/platform/cost-model.j
 import { si, table, type Row } from './harness.js';
 import { benchEmulated } from './emulated.bench.js';
 import { benchIotlb } from './iotlb.bench.js';
+import { benchPaths, pathRows } from './paths.bench.js';
 import { renderPlot } from './plot.js';
 import { benchSameScript, peerScript } from './same-script.bench.js';
 import { benchTrapped, benchVcmdq } from './vcmdq.bench.js';
@@ -86,13 +87,15 @@ async function main(): Promise<void> {
   log(benchPeer(quick));
   log(benchSameScript(quick));
   log(costRows(loop, model));
+  const paths = benchPaths(quick, model);
+  log(pathRows(paths));
   process.stdout.write(`\n${table(rows)}\n`);
-  const results = { date: new Date().toISOString(), quick, node: process.version, costModel: model, rows, loop, scale };
+  const results = { date: new Date().toISOString(), quick, node: process.version, costModel: model, rows, loop, scale, paths };
   writeFileSync(values.out!, `${JSON.stringify(results, (_k, v) => (typeof v === 'number' && !Number.isFinite(v) ? null : v), 2)}\n`);
   process.stdout.write(`wrote ${values.out}\n`);
   if (values.plot) {
     const svg = join(dirname(values.out!), 'results.svg');
-    writeFileSync(svg, renderPlot(loop, iotlb, scale));
+    writeFileSync(svg, renderPlot(results));
     process.stdout.write(`wrote ${svg}\n`);
   }
 }

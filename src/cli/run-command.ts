@@ -30,8 +30,9 @@ export const RUN_USAGE = `usage: cmdqv run [--ops N] [--batch N] [--pages N] [--
                  [--compare] [--verify-every N] [-- QEMU options]
 
 --trace-out FILE.json writes the run's timeline in modelled time (Chrome/Perfetto JSON: one process
-per layer, a track per queue, VM exits, ioctls and consumed batches as slices, flows from the
-guest's doorbell or trapped write to the queue that consumed it), streamed as the run goes;
+per layer, a track per queue, VM exits, the VMM's CMDQ walk, syscalls, consumed batches and each
+hop of a fault record as slices, flows from the guest's doorbell or trapped write to the queue that
+consumed it and along each fault record, occupancy counters), streamed as the run goes;
 --trace-limit N stops recording after N events (default ${DEFAULT_TRACE_LIMIT}).
 --cost-model FILE.json sets what each exit, ioctl, command and CMD_SYNC costs in modelled time
 (src/platform/cost-model.ts; parameters not named keep their defaults).

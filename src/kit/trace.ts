@@ -273,6 +273,50 @@ export interface SyscallObserver {
   leave(ret: number): void;
 }
 
+/** The `request` {@link SyscallObserver.enter} is given for a read(2) (ioctl requests are never negative). */
+export const SYSCALL_READ = -1;
+
+/**
+ * Told around a device model's walk of a guest command queue it traps (the VMM's SMMUv3
+ * CMDQ on a CMDQ_PROD write, QEMU's smmuv3_cmdq_consume): one call each way per walk.
+ */
+export interface CommandWalkObserver {
+  /** The walk starts with `pending` commands between CONS and PROD. */
+  walkBegin(pending: number): void;
+  /** It ended with `pending` commands left (0, or those behind a command that failed). */
+  walkEnd(pending: number): void;
+}
+
+/**
+ * Hops of a fault record on its way to the guest, as an {@link EventPathObserver} is told them.
+ * The host SMMU wrote a record into its event queue (the host's interrupt handler takes it).
+ */
+export const EVENT_HOP_HOST_EVTQ = 0;
+/** The host kernel queues a record on a vEVENTQ for the VMM. */
+export const EVENT_HOP_VEVENTQ = 1;
+/** The VMM's main loop reads one record off a vEVENTQ (and delivers it). */
+export const EVENT_HOP_VMM_READ = 2;
+/** The VMM wrote a record into the guest's event queue and raised its interrupt. */
+export const EVENT_HOP_GUEST_EVTQ = 3;
+
+/**
+ * Told as a fault record travels host SMMU event queue → host kernel → vEVENTQ → VMM → guest
+ * event queue (modelled time, trace). Cold path: a few calls per record.
+ */
+export interface EventPathObserver {
+  /**
+   * Work on a record at `hop` begins. `queue` names the queue of that hop (the vEVENTQ's object
+   * id at the vEVENTQ and VMM hops, the SMMU's index otherwise); `kind` is the event ID at the
+   * SMMU queues and the vEVENTQ type at the others; `sid` is the StreamID, -1 when unknown;
+   * `pending` is the queue's occupancy now (-1 when unknown).
+   */
+  enterHop(hop: number, queue: number, kind: number, sid: number, pending: number): void;
+  /** The work at `hop` ended, leaving `pending` records in its queue (-1 when unknown). */
+  leaveHop(hop: number, pending: number): void;
+  /** The consumer of queue `queue` at `hop` took records: `pending` are left. */
+  level(hop: number, queue: number, pending: number): void;
+}
+
 /**
  * Told when a hardware command queue consumed a batch: one call per batch (not per command),
  * with the counts the platform turns into modelled time (`commands` × cost + `syncs` × wait).
@@ -331,6 +375,11 @@ export class ChromeTraceWriter implements TraceSink {
   /** Whether events are still being recorded (the limit has not been reached). */
   get recording(): boolean {
     return this.written < this.limit;
+  }
+
+  /** Whether `n` more events fit under the limit (a flow's events go in together or not at all). */
+  hasRoom(n: number): boolean {
+    return this.written + n <= this.limit;
   }
 
   /** Begin a slice on (pid, tid) at `ns`. */

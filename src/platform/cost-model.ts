@@ -18,6 +18,10 @@
  * - `directMmioNs`: an uncached device access that does not trap (PROD write, CONS poll).
  * - `dmaTranslationNs`, `tableWalkNs`: an SMMU IOTLB hit (tens of ns) and a table walk on a miss
  *   (a few dependent memory reads); charged per host-SMMU translation, not in the bench's sums.
+ * - `eventIrqNs`: a fault record on its way to the VMM: the host SMMU's event interrupt and the
+ *   kernel's threaded handler that reads the record and queues it on the vEVENTQ, waking the
+ *   VMM (a couple of microseconds); the VMM's read(2) of the record is charged `ioctlNs` (a
+ *   syscall with a copy-out). Charged per record, not in the bench's sums.
  * The check: NVIDIA reports that CMDQV cuts invalidation time by 70-90% against the trapped
  * path. With these defaults `cmdqv run --ops 64 --batch 4` gives 2.15 µs per batch on a VCMDQ
  * against 18.6 µs trapped (88% less; test/platform/perfetto-trace.test.ts). Larger batches
@@ -30,7 +34,7 @@ export interface CostModel {
   vmExitNs: number;
   /** VMM handling of one trapped MMIO access (decode + device model). */
   mmioEmulationNs: number;
-  /** One ioctl: syscall entry/exit, argument copies, iommufd object lookup. */
+  /** One ioctl: syscall entry/exit, argument copies, iommufd object lookup (also a vEVENTQ read(2)). */
   ioctlNs: number;
   /** Host kernel per command: conversion and queue insertion on the host SMMU CMDQ. */
   hostCmdqCommandNs: number;
@@ -44,6 +48,8 @@ export interface CostModel {
   dmaTranslationNs: number;
   /** Each page-table walk a DMA translation needed (an IOTLB miss), on top of the translation. */
   tableWalkNs: number;
+  /** Host side of one fault record: event interrupt, handler, vEVENTQ report (see the module comment). */
+  eventIrqNs: number;
 }
 
 /** Defaults (assumptions, see the module comment). */
@@ -57,6 +63,7 @@ export const DEFAULT_COST_MODEL: CostModel = {
   directMmioNs: 150,
   dmaTranslationNs: 50,
   tableWalkNs: 500,
+  eventIrqNs: 2000,
 };
 
 /** No cost at all: under `-accel qtest` no guest runs and QEMU's clock moves only by clock_step. */
@@ -70,6 +77,7 @@ export const ZERO_COST_MODEL: CostModel = {
   directMmioNs: 0,
   dmaTranslationNs: 0,
   tableWalkNs: 0,
+  eventIrqNs: 0,
 };
 
 /** Event counts of one path over a run. */

@@ -105,6 +105,7 @@ export class Machine extends VirtMachine {
     const costs = options.accel === 'qtest' ? ZERO_COST_MODEL : (opts.costModel ?? DEFAULT_COST_MODEL);
     const timeline = new Timeline(clock, costs, opts.trace);
     proc.syscallObserver = timeline.syscalls;
+    proc.eventObserver = timeline.veventqs;
     for (const u of host.smmus.values()) timeline.attachUnit({ name: u.name, smmu: u.hw, cmdqv: u.cmdqvHw });
     if (opts.trace) {
       opts.trace.placeRecord = timeline.placeRecord(new Set(host.tracer.catalog));
@@ -117,6 +118,8 @@ export class Machine extends VirtMachine {
     try {
       const faults = opts.inject?.length ? new FaultInjectingSyscalls(proc, opts.inject) : undefined;
       const m = new Machine(options, host, proc, faults, { clock, log, tracer, detach, timeline });
+      for (const s of m.smmus) timeline.attachVmmSmmu({ name: s.dev.props.id, observers: s.dev.observers, cmdqv: s.cmdqv });
+      for (const e of m.emulatedSmmus) timeline.attachVmmSmmu({ name: e.id, observers: e.device.observers, cmdqv: undefined });
       if (opts.firmware !== false) m.runFirmware();
       return m;
     } catch (e) {

@@ -516,6 +516,8 @@ export class IommufdContext {
     const veventq = this.add(new VeventqObj(viommu, new VeventQueue(type, arg.veventq_depth)));
     veventq.hold(viommu);
     viommu.veventqs.set(type, veventq);
+    veventq.queue.observer = this.proc.eventObserver;
+    veventq.queue.traceId = veventq.id;
     veventq.state.fd = this.proc.installFile({
       kind: 'veventq',
       read: (va: number, max: number) => veventq.queue.read(max, (bytes, at) => this.proc.mem.copyToUser(va + at, bytes)),

@@ -7,6 +7,7 @@
  * reader's wake-up callback is runtime.
  */
 
+import { EVENT_HOP_VEVENTQ, type EventPathObserver } from '../../kit/trace.js';
 import { iommufd_vevent_header, iommu_veventq_flag } from '../../uapi/iommufd.js';
 
 /** One queued record: an event, or the header saying events were lost. */
@@ -37,6 +38,10 @@ export class VeventQueue {
   readonly state: VeventQueueState;
   /** Readiness notification (poll(2)/epoll wake-up of the reader). */
   onReport: (() => void) | undefined;
+  /** Told as records are queued and read (modelled time, trace; runtime), with {@link traceId} as the queue. */
+  observer: EventPathObserver | undefined;
+  /** The vEVENTQ's object id, which the observer is given. */
+  traceId = 0;
 
   constructor(type: number, depth: number) {
     this.state = { type, depth, records: [], nextSequence: 0, count: 0, dropped: 0 };
@@ -62,6 +67,17 @@ export class VeventQueue {
 
   /** Report one event (driver side). */
   report(payload: Uint8Array): void {
+    const obs = this.observer;
+    if (obs === undefined) {
+      this.enqueue(payload);
+      return;
+    }
+    obs.enterHop(EVENT_HOP_VEVENTQ, this.traceId, this.state.type, -1, this.state.records.length + 1);
+    this.enqueue(payload);
+    obs.leaveHop(EVENT_HOP_VEVENTQ, this.state.records.length);
+  }
+
+  private enqueue(payload: Uint8Array): void {
     const { records } = this.state;
     const last = records[records.length - 1];
     if (this.state.count >= this.state.depth) {
@@ -114,6 +130,7 @@ export class VeventQueue {
       records.shift();
       if (!record.lost) this.state.count--;
     }
+    if (used > 0) this.observer?.level(EVENT_HOP_VEVENTQ, this.traceId, records.length);
     return used;
   }
 }

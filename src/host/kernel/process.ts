@@ -5,7 +5,7 @@
  */
 
 import type { RegionOps } from '../../kit/memory-region.js';
-import type { SyscallObserver } from '../../kit/trace.js';
+import { SYSCALL_READ, type EventPathObserver, type SyscallObserver } from '../../kit/trace.js';
 import { Errno, ErrnoError } from '../../uapi/errno.js';
 import * as V from '../../uapi/vfio.js';
 import { MAP_ANONYMOUS, MAP_HUGETLB, MAP_SHARED, POLLIN, type MemoryView, type Syscalls, type UserMemory } from '../../uapi/syscalls.js';
@@ -189,8 +189,10 @@ export class Process implements Syscalls {
     }
   }
 
-  /** Told at this process's syscall entry and exit (modelled time, trace); none by default. */
+  /** Told at this process's syscall entry and exit (ioctl, read; modelled time, trace); none by default. */
   syscallObserver: SyscallObserver | undefined;
+  /** Given to this process's vEVENTQs as they are allocated (modelled time, trace); none by default. */
+  eventObserver: EventPathObserver | undefined;
 
   private ioctlEntered(fd: number, request: number, argp: number): number {
     const f = this.fds.get(fd);
@@ -370,6 +372,19 @@ export class Process implements Syscalls {
 
   /** read(2): vEVENTQ files return whole records and never block (0 when empty). */
   read(fd: number, bufVa: number, count: number): number {
+    const obs = this.syscallObserver;
+    if (obs === undefined) return this.readEntered(fd, bufVa, count);
+    obs.enter(SYSCALL_READ);
+    let ret = -Errno.EFAULT;
+    try {
+      ret = this.readEntered(fd, bufVa, count);
+      return ret;
+    } finally {
+      obs.leave(ret);
+    }
+  }
+
+  private readEntered(fd: number, bufVa: number, count: number): number {
     const f = this.fds.get(fd);
     if (!f) return -Errno.EBADF;
     if (f.kind !== 'veventq') return -Errno.EINVAL;

@@ -18,11 +18,11 @@ import type { ModelLog } from '../../kit/log.js';
 import { MemoryRegion } from '../../kit/memory-region.js';
 import { RegisterBank } from '../../kit/register-bank.js';
 import { cloneState, type Persist } from '../../kit/persist.js';
-import type { QueueObserver, Tracer, TranslationObserver } from '../../kit/trace.js';
+import { EVENT_HOP_HOST_EVTQ, type EventPathObserver, type QueueObserver, type Tracer, type TranslationObserver } from '../../kit/trace.js';
 import { CERROR_ABT, CERROR_ILL, D0, D1, Op, opName, tlbiRangeBytes } from '../../arch/smmuv3/commands.js';
 import { EF_ADDR, EF_IPA, EF_RNW, EF_S2_CLASS, EF_SSID, encodeEvent, type FaultRecord } from '../../arch/smmuv3/event-record.js';
 import type { Iotlb } from '../../arch/smmuv3/iotlb.js';
-import { CMDQ_ENTRY_BYTES, EVENTQ_ENTRY_BYTES, qAdvance, qFull, qIndex, qIndexMask, qWrapMask } from '../../arch/smmuv3/queue.js';
+import { CMDQ_ENTRY_BYTES, EVENTQ_ENTRY_BYTES, qAdvance, qFull, qIndex, qIndexMask, qUsed, qWrapMask } from '../../arch/smmuv3/queue.js';
 import * as R from '../../arch/smmuv3/registers.js';
 import { Evt, STE_BYTES } from '../../arch/smmuv3/structures.js';
 import { ACCESS_READ, ACCESS_WRITE, Translation, Translator, type TranslatorDevice } from '../../arch/smmuv3/translator.js';
@@ -104,6 +104,8 @@ export class HostSmmu implements Persist<HostSmmuState> {
   cmdqObserver: QueueObserver | undefined;
   /** Told after each translation (modelled time, trace); none by default. */
   translationObserver: TranslationObserver | undefined;
+  /** Told around each event record written and taken by the host's event interrupt (modelled time, trace); none by default. */
+  eventObserver: EventPathObserver | undefined;
 
   private readonly state: HostSmmuState;
   /** The shared translation engine: configuration cache, IOTLB, walks (arch/smmuv3/translator.ts). */
@@ -376,11 +378,11 @@ export class HostSmmu implements Persist<HostSmmuState> {
   private event(fault: FaultRecord): void {
     const e = encodeEvent(fault, HOST_EVENT_FIELDS, this.eventRecord);
     this.tracer.emit(T_HOST_EVENT, this.config.name, fault.id, fault.sid, fault.addr);
-    this.pushEvent(e);
+    this.pushEvent(e, fault.id, fault.sid);
   }
 
   /** Append a 32-byte record to the event queue (overflow toggles EVENTQ_PROD.OVFLG). */
-  private pushEvent(e: Uint32Array): void {
+  private pushEvent(e: Uint32Array, id: number, sid: number): void {
     this.stats.events++;
     const f = this.bank.file;
     if (!R.CR0.f.EVENTQEN.get(f.get32(this.regs.cr0))) {
@@ -401,7 +403,11 @@ export class HostSmmu implements Persist<HostSmmuState> {
     }
     const addr = base + qIndex(prodReg, log2) * EVENTQ_ENTRY_BYTES;
     for (let i = 0; i < e.length; i++) this.mem.write32(addr + i * 4, e[i]!);
-    f.set32(this.regs.eventqProd, ((prodReg & OVFLG_MASK) | qAdvance(prodReg, 1, log2)) >>> 0);
+    const prod = ((prodReg & OVFLG_MASK) | qAdvance(prodReg, 1, log2)) >>> 0;
+    f.set32(this.regs.eventqProd, prod);
+    const obs = this.eventObserver;
+    obs?.enterHop(EVENT_HOP_HOST_EVTQ, 0, id, sid, qUsed(prod, cons, log2));
     if (R.IRQ_CTRL.f.EVENTQ_IRQEN.get(f.get32(this.regs.irqCtrl))) this.onEventIrq();
+    obs?.leaveHop(EVENT_HOP_HOST_EVTQ, qUsed(prod, f.get32(this.regs.eventqCons), log2));
   }
 }

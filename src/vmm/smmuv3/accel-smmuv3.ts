@@ -62,7 +62,7 @@ import type { Tracer } from '../../kit/trace.js';
 import { iommu_hw_info_arm_smmuv3, iommu_hw_info_type } from '../../uapi/iommufd.js';
 import type { IommufdBackend, Veventq } from '../backends/iommufd.js';
 import type { MainLoop } from '../main-loop.js';
-import { emptyStats, type AccelDeviceState, type AccelSmmuStats, type AccelSmmuV3State } from './accel-state.js';
+import { emptyStats, type AccelDeviceState, type AccelObservers, type AccelSmmuStats, type AccelSmmuV3State } from './accel-state.js';
 import { CommandQueueWalk } from './cmdq-walk.js';
 import { SMMUV3_CMDQV_NONE, type AccelHostDevice, type CmdqvHost, type CmdqvOps } from './cmdqv-ops.js';
 import { EventPath } from './events.js';
@@ -75,7 +75,7 @@ import * as T from './trace-events.js';
 import { AccelViommu } from './viommu.js';
 
 export { SMMU_IRQ_CMD_SYNC, SMMU_IRQ_EVTQ, SMMU_IRQ_GERROR, SMMU_IRQ_PRIQ } from './register-frame.js';
-export type { AccelDeviceState, AccelSmmuStats, AccelSmmuV3State, ViommuState } from './accel-state.js';
+export type { AccelDeviceState, AccelObservers, AccelSmmuStats, AccelSmmuV3State, ViommuState } from './accel-state.js';
 
 /** Migration blocker text registered when accel=on (docs/reference/qemu-accel-smmuv3.md §8.3). */
 export const MIGRATION_BLOCKER_TEXT = 'Migration not supported with SMMUv3 accelerator mode enabled';
@@ -116,6 +116,8 @@ export class AccelSmmuV3 implements Persist<AccelSmmuV3State> {
   readonly stats: AccelSmmuStats = emptyStats();
   /** Set when accel=on: migration is refused. */
   readonly migrationBlocker: string | undefined;
+  /** The platform's observers of the CMDQ walk and the event path (modelled time, trace). */
+  readonly observers: AccelObservers = { walk: undefined, events: undefined };
 
   private readonly state: AccelSmmuV3State;
   private readonly frame: SmmuRegisterFrame;
@@ -152,7 +154,7 @@ export class AccelSmmuV3 implements Persist<AccelSmmuV3State> {
       devices: [],
     };
     this.hostCalls = new HostCalls(deps.backend, this.stats);
-    const parts = { state: this.state, frame: this.frame, host: this.hostCalls, stats: this.stats, guestMemory: deps.guestMemory, log: deps.log, tracer: deps.tracer };
+    const parts = { state: this.state, frame: this.frame, host: this.hostCalls, stats: this.stats, guestMemory: deps.guestMemory, log: deps.log, tracer: deps.tracer, observers: this.observers };
     this.events = new EventPath({ ...parts, mainLoop: deps.mainLoop });
     this.viommu = new AccelViommu({ ...parts, events: this.events });
     this.cmdq = new CommandQueueWalk({ ...parts, viommu: this.viommu });

@@ -9,6 +9,7 @@
  * snapshot/restore work, not this file's.
  */
 
+import type { CommandWalkObserver, EventPathObserver } from '../../kit/trace.js';
 import type { Veventq } from '../backends/iommufd.js';
 import type { AccelHostDevice } from './cmdqv-ops.js';
 import type { Idr } from './idr.js';
@@ -75,3 +76,12 @@ export function emptyStats(): AccelSmmuStats {
   return { commands: 0, forwarded: 0, invalidateCalls: 0, ioctls: 0, steInstalls: 0, cmdqErrors: 0, events: 0, eventsLost: 0 };
 }
 
+/**
+ * What the platform hangs on the device (modelled time, the Perfetto trace; runtime, never
+ * saved): the trapped CMDQ walk and the event path each test one field, none by default. The
+ * emulated SMMUv3 takes the same pair (its walk, its guest event queue).
+ */
+export interface AccelObservers {
+  walk: CommandWalkObserver | undefined;
+  events: EventPathObserver | undefined;
+}

@@ -10,14 +10,14 @@
  */
 
 import { CERROR_ABT, CERROR_ILL, CERROR_NONE, D0, D1, Op, opName, SYNC_CS_IRQ } from '../../arch/smmuv3/commands.js';
-import { CMDQ_ENTRY_BYTES, qIndex, qIndexMask, qWrap, qWrapMask } from '../../arch/smmuv3/queue.js';
+import { CMDQ_ENTRY_BYTES, qIndex, qIndexMask, qUsed, qWrap, qWrapMask } from '../../arch/smmuv3/queue.js';
 import * as R from '../../arch/smmuv3/registers.js';
 import { hex } from '../../kit/bits.js';
 import type { ModelLog } from '../../kit/log.js';
 import { WordWindow } from '../../kit/sparse-memory.js';
 import type { Tracer } from '../../kit/trace.js';
 import { iommu_hwpt_invalidate_data_type } from '../../uapi/iommufd.js';
-import type { AccelSmmuStats, AccelSmmuV3State } from './accel-state.js';
+import type { AccelObservers, AccelSmmuStats, AccelSmmuV3State } from './accel-state.js';
 import { CMD_SSEC, COMMAND_TABLE, CommandBatch, flushCommands, type CommandClass } from './cmdq.js';
 import { messageOf, type HostCalls } from './host-calls.js';
 import { SMMU_IRQ_CMD_SYNC, type SmmuRegisterFrame } from './register-frame.js';
@@ -49,6 +49,7 @@ export interface CommandQueueDeps {
   readonly guestMemory: GuestMemory;
   readonly log: ModelLog;
   readonly tracer: Tracer;
+  readonly observers: AccelObservers;
 }
 
 /** The trapped command queue of one accelerated SMMUv3. */
@@ -92,6 +93,9 @@ export class CommandQueueWalk {
     const consReg = file.get32(regs.cmdqCons);
     const wrapMask = qWrapMask(log2);
     const indexMask = qIndexMask(log2);
+    // Attached only while a trace is written: one test when it is not.
+    const observer = this.deps.observers.walk;
+    if (observer !== undefined) observer.walkBegin(qUsed(prod, consReg, log2));
     this.startWalk(wrapMask, indexMask);
     const batch = this.batch;
     const traceEach = tracer.enabled(T.T_CMDQ_CONSUME) || tracer.enabled(T.T_CMDQ_OPCODE);
@@ -145,6 +149,7 @@ export class CommandQueueWalk {
       stopped = frame.cmdqErrPending();
     }
     this.finishWalk(prod, consReg, cons, log2);
+    if (observer !== undefined) observer.walkEnd(qUsed(prod, cons, log2));
   }
 
   /** Reset the walk's cursor. */

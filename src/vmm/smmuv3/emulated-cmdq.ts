@@ -12,13 +12,14 @@
  */
 
 import { CERROR_ABT, CERROR_ILL, CERROR_NONE, D0, D1, Op, opName, SYNC_CS_IRQ, tlbiRangeBytes } from '../../arch/smmuv3/commands.js';
-import { CMDQ_ENTRY_BYTES, qIndex, qIndexMask, qWrap, qWrapMask } from '../../arch/smmuv3/queue.js';
+import { CMDQ_ENTRY_BYTES, qIndex, qIndexMask, qUsed, qWrap, qWrapMask } from '../../arch/smmuv3/queue.js';
 import * as R from '../../arch/smmuv3/registers.js';
 import type { Translator } from '../../arch/smmuv3/translator.js';
 import { hex } from '../../kit/bits.js';
 import type { ModelLog } from '../../kit/log.js';
 import { WordWindow } from '../../kit/sparse-memory.js';
 import type { Tracer } from '../../kit/trace.js';
+import type { AccelObservers } from './accel-state.js';
 import { CMD_SSEC } from './cmdq.js';
 import { SMMU_IRQ_CMD_SYNC, type SmmuRegisterFrame } from './register-frame.js';
 import type { GuestMemory } from './ste-install.js';
@@ -65,6 +66,7 @@ export class EmulatedCommandQueue {
     private readonly stats: EmulatedCmdqStats,
     private readonly log: ModelLog,
     private readonly tracer: Tracer,
+    private readonly observers?: Pick<AccelObservers, 'walk'>,
   ) {}
 
   /** Consume the queue up to PROD, or until an error stops it (QEMU's smmuv3_cmdq_consume). */
@@ -80,6 +82,9 @@ export class EmulatedCommandQueue {
     const prod = file.get32(regs.cmdqProd) & wrapMask;
     const consReg = file.get32(regs.cmdqCons);
     let cons = consReg & wrapMask;
+    // Attached only while a trace is written: one test when it is not.
+    const observer = this.observers?.walk;
+    if (observer !== undefined) observer.walkBegin(qUsed(prod, cons, log2));
     const traceConsume = tracer.enabled(T.T_CMDQ_CONSUME);
     const traceOpcode = tracer.enabled(T.T_CMDQ_OPCODE);
     this.windowLo = this.windowHi = 0;
@@ -110,6 +115,7 @@ export class EmulatedCommandQueue {
       file.set32(regs.cmdqCons, consOut);
     }
     tracer.emit(T.T_CMDQ_CONSUME_OUT, qIndex(prod, log2), qIndex(consOut, log2), qWrap(prod, log2), qWrap(consOut, log2));
+    if (observer !== undefined) observer.walkEnd(qUsed(prod, cons, log2));
   }
 
   /** The command at `gpa` in the reusable buffer, or undefined when the fetch aborts. */

@@ -18,12 +18,13 @@ import {
   type EventFields,
   type FaultRecord,
 } from '../../arch/smmuv3/event-record.js';
-import { EVENTQ_ENTRY_BYTES, qAdvance, qEmpty, qFull, qIndex, qWrapMask } from '../../arch/smmuv3/queue.js';
+import { EVENTQ_ENTRY_BYTES, qAdvance, qEmpty, qFull, qIndex, qUsed, qWrapMask } from '../../arch/smmuv3/queue.js';
 import * as R from '../../arch/smmuv3/registers.js';
 import { Evt } from '../../arch/smmuv3/structures.js';
 import { hex } from '../../kit/bits.js';
 import type { ModelLog } from '../../kit/log.js';
-import type { Tracer } from '../../kit/trace.js';
+import { EVENT_HOP_GUEST_EVTQ, type Tracer } from '../../kit/trace.js';
+import type { AccelObservers } from './accel-state.js';
 import type { Idr } from './idr.js';
 import { SMMU_IRQ_EVTQ, SMMU_IRQ_GERROR, type SmmuRegisterFrame } from './register-frame.js';
 import type { GuestMemory } from './ste-install.js';
@@ -70,6 +71,7 @@ export class EmulatedEventQueue {
     private readonly stats: EmulatedEventStats,
     private readonly log: ModelLog,
     private readonly tracer: Tracer,
+    private readonly observers?: Pick<AccelObservers, 'events'>,
   ) {}
 
   /** Record `fault` in the guest event queue as QEMU does. */
@@ -82,14 +84,14 @@ export class EmulatedEventQueue {
     const e = encodeEvent(fault, QEMU_EVENT_FIELDS.get(fault.id) ?? EF_SSID, this.record);
     const name = EVENT_NAMES.get(fault.id) ?? `0x${fault.id.toString(16)}`;
     this.tracer.emit(T.T_RECORD_EVENT, name, fault.sid);
-    if (!this.write(e)) {
+    if (!this.write(e, fault.id, fault.sid)) {
       this.stats.eventsLost++;
       frame.triggerIrq(SMMU_IRQ_GERROR, EVENTQ_ABT_ERR);
     }
   }
 
   /** Write one record at PROD; false when the queue is full or the write aborts. */
-  private write(e: Uint32Array): boolean {
+  private write(e: Uint32Array, id: number, sid: number): boolean {
     const { file, regs } = this.frame;
     const log2 = this.frame.eventqLog2(this.idr());
     const prod = file.get32(regs.eventqProd);
@@ -112,7 +114,11 @@ export class EmulatedEventQueue {
     const next = qAdvance(prod, 1, log2) & qWrapMask(log2);
     file.set32(regs.eventqProd, next);
     this.stats.events++;
+    const observer = this.observers?.events;
+    // The guest's interrupt handler drains the queue inside triggerIrq: the hop spans it.
+    observer?.enterHop(EVENT_HOP_GUEST_EVTQ, 0, id, sid, qUsed(next, cons, log2));
     if (!qEmpty(next, cons, log2)) this.frame.triggerIrq(SMMU_IRQ_EVTQ);
+    observer?.leaveHop(EVENT_HOP_GUEST_EVTQ, qUsed(file.get32(regs.eventqProd), file.get32(regs.eventqCons), log2));
     return true;
   }
 

@@ -43,6 +43,7 @@ import { cloneState, type Persist } from '../../kit/persist.js';
 import type { RegisterBank } from '../../kit/register-bank.js';
 import type { Tracer } from '../../kit/trace.js';
 import type { DmaTranslation, PciIommu } from '../pci/iommu.js';
+import type { AccelObservers } from './accel-state.js';
 import { EmulatedCommandQueue, type EmulatedCmdqStats } from './emulated-cmdq.js';
 import { EmulatedConfigRules } from './emulated-config.js';
 import { EmulatedEventQueue, EVENT_NAMES, type EmulatedEventStats } from './emulated-events.js';
@@ -97,6 +98,8 @@ export class EmulatedSmmuV3 implements PciIommu, Persist<EmulatedSmmuV3State> {
 
   private readonly state: EmulatedSmmuV3State;
   private readonly frame: SmmuRegisterFrame;
+  /** The platform's observers of the CMDQ walk and the event queue (modelled time, trace). */
+  readonly observers: AccelObservers = { walk: undefined, events: undefined };
   private readonly cmdq: EmulatedCommandQueue;
   private readonly events: EmulatedEventQueue;
   private readonly translation = new Translation();
@@ -117,8 +120,8 @@ export class EmulatedSmmuV3 implements PciIommu, Persist<EmulatedSmmuV3State> {
     this.irqs = this.frame.irqs;
     this.state = { registers: this.bank.file.words, idr: initialIdr(opts) };
     this.engine = new Translator(dmaReader(deps.guestMemory), new EmulatedConfigRules(this.frame, deps.guestMemory, deps.log, deps.tracer), QEMU_FAULTS, EMULATED_IOTLB_ENTRIES);
-    this.cmdq = new EmulatedCommandQueue(this.frame, this.engine, deps.guestMemory, this.stats, deps.log, deps.tracer);
-    this.events = new EmulatedEventQueue(this.frame, () => this.state.idr, deps.guestMemory, this.stats, deps.log, deps.tracer);
+    this.cmdq = new EmulatedCommandQueue(this.frame, this.engine, deps.guestMemory, this.stats, deps.log, deps.tracer, this.observers);
+    this.events = new EmulatedEventQueue(this.frame, () => this.state.idr, deps.guestMemory, this.stats, deps.log, deps.tracer, this.observers);
     this.bank
       .onWrite(R.CR0, () => this.writeCr0())
       .onWrite(R.GBPA, (_reg, prevLo) => this.writeGbpa(prevLo))

@@ -4,15 +4,15 @@
  * the host's records are written into, with its overflow flag, interrupt and write aborts.
  */
 
-import { EVENTQ_ENTRY_BYTES, qAdvance, qEmpty, qFull, qIndex, qWrapMask } from '../../arch/smmuv3/queue.js';
+import { EVENTQ_ENTRY_BYTES, qAdvance, qEmpty, qFull, qIndex, qUsed, qWrapMask } from '../../arch/smmuv3/queue.js';
 import * as R from '../../arch/smmuv3/registers.js';
 import { EVT, Evt } from '../../arch/smmuv3/structures.js';
 import { hex } from '../../kit/bits.js';
 import type { ModelLog } from '../../kit/log.js';
-import type { Tracer } from '../../kit/trace.js';
+import { EVENT_HOP_GUEST_EVTQ, EVENT_HOP_VMM_READ, type Tracer } from '../../kit/trace.js';
 import { iommu_veventq_type } from '../../uapi/iommufd.js';
 import type { MainLoop } from '../main-loop.js';
-import type { AccelSmmuStats, AccelSmmuV3State } from './accel-state.js';
+import type { AccelObservers, AccelSmmuStats, AccelSmmuV3State } from './accel-state.js';
 import type { HostCalls } from './host-calls.js';
 import { SMMU_EVENTQS } from './idr.js';
 import { SMMU_IRQ_EVTQ, SMMU_IRQ_GERROR, type SmmuRegisterFrame } from './register-frame.js';
@@ -35,6 +35,7 @@ export interface EventPathDeps {
   readonly mainLoop: MainLoop;
   readonly log: ModelLog;
   readonly tracer: Tracer;
+  readonly observers: AccelObservers;
 }
 
 /** The vEVENTQ and the guest event queue of one accelerated SMMUv3. */
@@ -92,6 +93,19 @@ export class EventPath {
    */
   private readOne(): 'none' | 'skipped' | 'delivered' {
     const veventq = this.deps.state.veventq;
+    const observer = this.deps.observers.events;
+    if (!veventq || observer === undefined) return this.readRecord();
+    observer.enterHop(EVENT_HOP_VMM_READ, veventq.id, veventq.type, -1, -1);
+    try {
+      return this.readRecord();
+    } finally {
+      observer.leaveHop(EVENT_HOP_VMM_READ, -1);
+    }
+  }
+
+  /** {@link readOne}'s work: one read(2) of the vEVENTQ, and the record it read delivered. */
+  private readRecord(): 'none' | 'skipped' | 'delivered' {
+    const veventq = this.deps.state.veventq;
     const { host } = this.deps;
     const backend = host.backend;
     if (!veventq || !backend) return 'none';
@@ -148,6 +162,10 @@ export class EventPath {
     const next = ((prod & ~qWrapMask(log2)) | qAdvance(prod, 1, log2)) >>> 0;
     file.set32(regs.eventqProd, next);
     stats.events++;
+    const observer = this.deps.observers.events;
+    // The guest's interrupt handler drains the queue inside triggerIrq: the hop spans it.
+    observer?.enterHop(EVENT_HOP_GUEST_EVTQ, 0, id, sid, qUsed(next, cons, log2));
     if (!qEmpty(next, cons, log2)) frame.triggerIrq(SMMU_IRQ_EVTQ);
+    observer?.leaveHop(EVENT_HOP_GUEST_EVTQ, qUsed(file.get32(regs.eventqProd), file.get32(regs.eventqCons), log2));
   }
 }

@@ -16,7 +16,7 @@ import { MemoryRegion, type RegionOps } from '../../kit/memory-region.js';
 import { cloneState, type Persist } from '../../kit/persist.js';
 import { RegisterBank } from '../../kit/register-bank.js';
 import { instanceOffset, RegisterFile, registerSpan } from '../../kit/registers.js';
-import type { Tracer } from '../../kit/trace.js';
+import { EVENT_HOP_VMM_READ, type EventPathObserver, type Tracer } from '../../kit/trace.js';
 import * as C from '../../arch/tegra241-cmdqv/registers.js';
 import * as U from '../../uapi/iommufd.js';
 import { BackendError, type Veventq } from '../backends/iommufd.js';
@@ -126,6 +126,8 @@ export class Tegra241Cmdqv implements CmdqvOps, RegionOps, Persist<CmdqvDeviceSt
   /** The RAM-device subregion at 0x30000, present while VINTF0 is enabled. */
   page0Region: MemoryRegion | undefined;
   veventq: Veventq | undefined;
+  /** Told around each read of the vEVENTQ (modelled time, trace; runtime); none by default. */
+  eventObserver: EventPathObserver | undefined;
   private readonly state: CmdqvDeviceState;
   private page0Ops: RegionOps | undefined;
   private readonly warned = new Set<string>();
@@ -699,6 +701,22 @@ export class Tegra241Cmdqv implements CmdqvOps, RegionOps, Persist<CmdqvDeviceSt
    * without fixing the command cannot hold the loop (issue 14 #3).
    */
   pollEvents(): void {
+    const veventq = this.veventq;
+    const observer = this.eventObserver;
+    if (!veventq || observer === undefined) {
+      this.readEvent();
+      return;
+    }
+    observer.enterHop(EVENT_HOP_VMM_READ, veventq.id, veventq.type, -1, -1);
+    try {
+      this.readEvent();
+    } finally {
+      observer.leaveHop(EVENT_HOP_VMM_READ, -1);
+    }
+  }
+
+  /** {@link pollEvents}' work: one read(2) of the vEVENTQ, and the record it read propagated. */
+  private readEvent(): void {
     const veventq = this.veventq;
     if (!veventq) return;
     const record = this.deps.host.backend.readVevent(veventq, U.iommu_vevent_tegra241_cmdqv.size);
