@@ -43,7 +43,7 @@ const CHUNK_RECORDS = 1 << 16;
 /** What a finished recording holds. */
 export interface RecordingSummary {
   readonly file: string;
-  /** Records (framing excluded). */
+  /** Records, END included (chunk framing excluded). */
   readonly records: number;
   readonly bytes: number;
 }
@@ -146,7 +146,7 @@ export class Recorder {
     this.event(F.K_END, records, 0, failed ? F.FLAG_FAILED : 0);
     this.flush();
     closeSync(this.fd);
-    return { file: this.file, records, bytes: this.bytes };
+    return { file: this.file, records: records + 1, bytes: this.bytes };
   }
 
   /** Close the file without finishing (the run could not start). */

@@ -123,8 +123,9 @@ class Replay {
     private readonly context: number,
   ) {
     this.bus = m.guestPlatform().bus;
-    this.ring = new Uint8Array(Math.max(1, context) * F.RECORD_BYTES);
-    this.ringIndex = new Float64Array(Math.max(1, context)).fill(-1);
+    // The context plus the record that diverges (it is remembered before it is checked).
+    this.ring = new Uint8Array((context + 1) * F.RECORD_BYTES);
+    this.ringIndex = new Float64Array(context + 1).fill(-1);
     for (const [gsiv, line] of m.irqs) line.onLevel = (up) => this.level(gsiv, up);
   }
 
