@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { main } from '../../src/cli/main.js';
 import * as F from '../../src/platform/record/format.js';
+import { at, readRecording, writeRecording } from '../platform/recording-files.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'cmdqv-replay-cli-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -47,21 +48,14 @@ test('replay on another machine reports the first divergence, exit status 1', ()
 });
 
 test('a tampered value names the register, the recorded and the replayed value', () => {
-  const bytes = new Uint8Array(readFileSync(file));
-  const dv = new DataView(bytes.buffer);
-  const start = F.checkHeaderFixed(bytes, bytes.length).dataOffset;
+  const { header, records } = readRecording(file);
+  const dv = new DataView(records.buffer, records.byteOffset, records.length);
   // Find the guest's first read of the CMDQV's PARAM (0x0c080004 on the default machine).
-  let p = start + F.RECORD_BYTES;
   let index = 0;
-  while (!(bytes[p + F.F_KIND] === F.K_READ32 && dv.getUint32(p + F.F_ADDR, true) === 0x0c08_0004)) {
-    p += F.RECORD_BYTES;
-    index++;
-  }
-  dv.setUint32(p + F.F_VALUE, 0x4012, true);
-  const n = dv.getUint32(start + F.F_AUX, true);
-  dv.setUint32(start + F.F_VALUE, F.crc32(bytes.subarray(start + F.RECORD_BYTES, start + F.RECORD_BYTES * (n + 1))), true);
+  while (!(records[at(index) + F.F_KIND] === F.K_READ32 && dv.getUint32(at(index) + F.F_ADDR, true) === 0x0c08_0004)) index++;
+  dv.setUint32(at(index) + F.F_VALUE, 0x4012, true);
   const tampered = join(dir, 'tampered.rec');
-  writeFileSync(tampered, bytes);
+  writeRecording(tampered, header, records);
   const r = run(['replay', tampered]);
   assert.equal(r.code, 1);
   assert.match(r.out, new RegExp(`divergence at record ${index} `));

@@ -13,6 +13,7 @@ import * as F from '../../src/platform/record/format.js';
 import { recordRun, startRecording } from '../../src/platform/record/record-run.js';
 import { replayRecording } from '../../src/platform/record/replayer.js';
 import { DEFAULT_WORKLOAD, runWorkload, type WorkloadOptions } from '../../src/platform/workload.js';
+import { at, readRecording, writeRecording } from './recording-files.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'cmdqv-record-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -44,24 +45,10 @@ function record(name: string, o: RecordOpts = {}) {
   }
 }
 
-/** The file's chunks: offset of each BLOCK record, and its records' offsets. */
-function chunks(bytes: Uint8Array): { at: number; records: number[] }[] {
-  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.length);
-  let at = F.checkHeaderFixed(bytes, bytes.length).dataOffset;
-  const out: { at: number; records: number[] }[] = [];
-  while (at < bytes.length) {
-    assert.equal(bytes[at + F.F_KIND], F.K_BLOCK);
-    const n = dv.getUint32(at + F.F_AUX, true);
-    out.push({ at, records: Array.from({ length: n }, (_, i) => at + F.RECORD_BYTES * (i + 1)) });
-    at += F.RECORD_BYTES * (n + 1);
-  }
-  return out;
-}
-
 /** Every record's bytes, in order (framing left out). */
 function records(file: string): Uint8Array[] {
-  const bytes = new Uint8Array(readFileSync(file));
-  return chunks(bytes).flatMap((c) => c.records.map((p) => bytes.subarray(p, p + F.RECORD_BYTES)));
+  const r = readRecording(file).records;
+  return Array.from({ length: r.length / F.RECORD_BYTES }, (_, i) => r.subarray(at(i), at(i + 1)));
 }
 
 /** Index of the first record that differs between two recordings. */
@@ -72,11 +59,23 @@ function firstDifference(a: string, b: string): number {
   return Math.min(ra.length, rb.length);
 }
 
-/** Recompute the CRC-32 of the chunk holding byte `p` (a deliberate edit, not corruption). */
-function reseal(bytes: Uint8Array, p: number): void {
-  const c = chunks(bytes).find((x) => x.records[0]! <= p && p < x.records.at(-1)! + F.RECORD_BYTES)!;
-  const body = bytes.subarray(c.records[0]!, c.records.at(-1)! + F.RECORD_BYTES);
-  new DataView(bytes.buffer, bytes.byteOffset).setUint32(c.at + F.F_VALUE, F.crc32(body), true);
+/** Write `base`'s recording with record `index`'s value changed by `edit` (a deliberate edit: chunks re-sealed). */
+function tamper(name: string, pick: (rec: Uint8Array, dv: DataView, i: number) => boolean, edit: (dv: DataView, p: number) => void) {
+  const { header, records: recs } = readRecording(base.file);
+  const dv = new DataView(recs.buffer, recs.byteOffset, recs.length);
+  let index = -1;
+  for (let i = 0; i < recs.length / F.RECORD_BYTES; i++) {
+    if (pick(recs.subarray(at(i), at(i + 1)), dv, at(i))) {
+      index = i;
+      break;
+    }
+  }
+  assert.ok(index >= 0, 'no record to tamper with');
+  const original = recs.slice(at(index), at(index + 1));
+  edit(dv, at(index));
+  const file = join(dir, name);
+  writeRecording(file, header, recs);
+  return { file, index, original: new DataView(original.buffer) };
 }
 
 const base = record('default.rec');
@@ -138,65 +137,61 @@ test('a different cost model diverges in modelled time at the first record whose
 });
 
 test('a tampered read value is reported at its index, with its register and the records before it', () => {
-  const bytes = new Uint8Array(readFileSync(base.file));
-  const all = chunks(bytes).flatMap((c) => c.records);
-  // The 200th 32-bit MMIO/RAM load of the run.
   let seen = 0;
-  let index = -1;
-  for (let i = 0; i < all.length; i++) {
-    if (bytes[all[i]! + F.F_KIND] === F.K_READ32 && ++seen === 200) {
-      index = i;
-      break;
-    }
-  }
-  assert.ok(index > 0);
-  const p = all[index]!;
-  const dv = new DataView(bytes.buffer);
-  const original = dv.getUint32(p + F.F_VALUE, true);
-  dv.setUint32(p + F.F_VALUE, original ^ 0x100, true);
-  reseal(bytes, p);
-  const file = join(dir, 'tampered.rec');
-  writeFileSync(file, bytes);
-  const r = replayRecording(file, { context: 5 });
-  const d = r.divergence;
+  // The 200th 32-bit load of the run (MMIO or RAM).
+  const t = tamper('tampered.rec', (rec) => rec[F.F_KIND] === F.K_READ32 && ++seen === 200, (dv, p) => dv.setUint32(p + F.F_VALUE, dv.getUint32(p + F.F_VALUE, true) ^ 0x100, true));
+  const o = t.original;
+  const original = o.getUint32(F.F_VALUE, true);
+  const d = replayRecording(t.file, { context: 5 }).divergence;
   assert.ok(d);
-  assert.equal(d.index, index);
+  assert.equal(d.index, t.index);
   assert.equal(d.kind, 'read32');
-  assert.equal(d.timeNs, dv.getFloat64(p + F.F_TIME, true));
-  assert.equal(d.address, dv.getUint32(p + F.F_ADDR, true) + dv.getUint32(p + F.F_ADDR + 4, true) * 2 ** 32);
+  assert.equal(d.timeNs, o.getFloat64(F.F_TIME, true));
+  assert.equal(d.address, o.getUint32(F.F_ADDR, true) + o.getUint32(F.F_ADDR + 4, true) * 2 ** 32);
   assert.equal(d.expected, `0x${((original ^ 0x100) >>> 0).toString(16).padStart(8, '0')}`);
   assert.equal(d.got, `0x${original.toString(16).padStart(8, '0')}`);
   assert.ok(d.where && d.where.length > 0);
   assert.equal(d.before.length, 5);
-  assert.match(d.before.at(-1)!, new RegExp(`^#${index - 1} @`));
+  assert.match(d.before.at(-1)!, new RegExp(`^#${t.index - 1} @`));
 });
 
-test('a register name comes from the register tables', () => {
-  const bytes = new Uint8Array(readFileSync(base.file));
-  const all = chunks(bytes).flatMap((c) => c.records);
-  const dv = new DataView(bytes.buffer);
-  // The first CMDQV register load: PARAM, read by the guest's probe (vmm registers: PARAM at 0x4).
+test('a register name comes from the register tables; a tampered interrupt or DMA outcome is caught too', () => {
   const m = Machine.create([], { firmware: false });
-  const s = m.smmus[0]!;
+  const param = m.smmus[0]!.cmdqvBase! + 4;
   m.close();
-  const param = s.cmdqvBase! + 4;
-  const index = all.findIndex((p) => bytes[p + F.F_KIND] === F.K_READ32 && dv.getUint32(p + F.F_ADDR, true) === param);
-  assert.ok(index >= 0);
-  const p = all[index]!;
-  dv.setUint32(p + F.F_VALUE, 0, true);
-  reseal(bytes, p);
-  const file = join(dir, 'param.rec');
-  writeFileSync(file, bytes);
-  const d = replayRecording(file).divergence;
-  assert.equal(d?.index, index);
+  // The guest's probe reads the CMDQV's PARAM first.
+  const t = tamper('param.rec', (rec, dv, p) => rec[F.F_KIND] === F.K_READ32 && dv.getUint32(p + F.F_ADDR, true) === param, (dv, p) => dv.setUint32(p + F.F_VALUE, 0, true));
+  const d = replayRecording(t.file).divergence;
+  assert.equal(d?.index, t.index);
   assert.equal(d?.where, 'smmuv3.0 cmdqv PARAM');
+  assert.equal(d?.expected, '0x00000000');
+  assert.equal(d?.got, '0x00004011');
+  // An interrupt line recorded going high that, replayed, goes high on another line.
+  const irq = tamper('irq.rec', (rec) => rec[F.F_KIND] === F.K_IRQ_LEVEL, (dv, p) => dv.setUint32(p + F.F_AUX, dv.getUint32(p + F.F_AUX, true) + 1, true));
+  const di = replayRecording(irq.file).divergence;
+  assert.equal(di?.index, irq.index);
+  assert.equal(di?.kind, 'irq-level');
+  // A DMA recorded as faulting that succeeds on replay.
+  const dma = tamper('dma.rec', (rec) => rec[F.F_KIND] === F.K_DMA_WRITE && (rec[F.F_FLAGS]! & F.FLAG_DMA_OK) !== 0, (dv, p) => dv.setUint8(p + F.F_FLAGS, dv.getUint8(p + F.F_FLAGS) & ~F.FLAG_DMA_OK));
+  const dd = replayRecording(dma.file).divergence;
+  assert.equal(dd?.index, dma.index);
+  assert.equal(dd?.kind, 'dma-write');
+  assert.match(dd?.expected ?? '', /^fault \(event 0x0\)/);
+  assert.match(dd?.got ?? '', /^ok/);
 });
 
 test('a long run is written in chunks, each checked on reading', () => {
   const long = record('long.rec', { workload: { ...SMALL, ops: 2048, batch: 64 } });
-  const bytes = new Uint8Array(readFileSync(long.file));
-  assert.ok(chunks(bytes).length >= 2, 'more than one 64 Ki-record chunk');
+  const r = readRecording(long.file);
+  assert.ok(r.chunkOffsets.length >= 2, 'more than one 64 Ki-record chunk');
+  assert.equal(r.records.length / F.RECORD_BYTES, long.summary.records);
+  // Compressed: the records are repetitive (same registers, rising times).
+  assert.ok(long.summary.bytes * 4 < r.records.length, `${long.summary.bytes} bytes for ${r.records.length} bytes of records`);
   assert.equal(replayRecording(long.file).divergence, undefined);
+  // Stored without compression, the same records replay the same way.
+  const raw = join(dir, 'long-raw.rec');
+  writeRecording(raw, r.header, r.records, false);
+  assert.equal(replayRecording(raw).divergence, undefined);
 });
 
 test('recording leaves the machine as it found it, and a machine without a recorder has no wrapper', () => {
@@ -234,27 +229,33 @@ test('files that are not valid recordings are refused, naming the problem', () =
     writeFileSync(file, bytes);
     assert.throws(() => replayRecording(file), (e: Error) => e instanceof F.RecordingFormatError && re.test(e.message), re.source);
   };
-  const edit = (fn: (b: Uint8Array, dv: DataView) => void) => {
-    const b = good.slice();
+  const edit = (from: Uint8Array, fn: (b: Uint8Array, dv: DataView) => void) => {
+    const b = from.slice();
     fn(b, new DataView(b.buffer));
     return b;
   };
   const dataOffset = F.checkHeaderFixed(good, good.length).dataOffset;
   refused(good.subarray(0, 10), /^truncated: 10 bytes is shorter than the 16-byte header/);
   refused(good.subarray(0, dataOffset - 3), /^truncated: the header needs/);
-  refused(edit((b) => b.set(new TextEncoder().encode('NOTAREC!'), 0)), /^not a cmdqv recording/);
-  refused(edit((_, dv) => dv.setUint16(8, 2, true)), /^format version 2; this cmdqv reads version 1/);
-  refused(edit((_, dv) => dv.setUint16(10, 24, true)), /^record size 24/);
-  refused(edit((b) => (b[F.HEADER_FIXED_BYTES] = 0x7b + 1)), /^corrupt run description/);
-  // A flipped bit in a record: the chunk's CRC-32 catches it before any record of it is used.
-  refused(edit((b) => (b[dataOffset + F.RECORD_BYTES * 40 + F.F_VALUE] ^= 1)), /^corrupt: the chunk at byte \d+ \(records 0\.\.\d+\) fails its CRC-32 check/);
+  refused(edit(good, (b) => b.set(new TextEncoder().encode('NOTAREC!'), 0)), /^not a cmdqv recording/);
+  refused(edit(good, (_, dv) => dv.setUint16(8, 2, true)), /^format version 2; this cmdqv reads version 1/);
+  refused(edit(good, (_, dv) => dv.setUint16(10, 24, true)), /^record size 24/);
+  refused(edit(good, (b) => (b[F.HEADER_FIXED_BYTES] = 0x7b + 1)), /^corrupt run description/);
+  refused(edit(good, (b) => (b[dataOffset] = F.K_READ32)), /^corrupt: expected a chunk header at byte \d+, found record kind 1/);
+  // A flipped bit in a record: caught before any record of its chunk is used.
+  const { header, records: recs } = readRecording(base.file);
+  const rawFile = join(dir, 'raw.rec');
+  writeRecording(rawFile, header, recs, false);
+  const raw = new Uint8Array(readFileSync(rawFile));
+  refused(edit(raw, (b) => (b[dataOffset + F.RECORD_BYTES * 41 + F.F_VALUE] ^= 1)), /^corrupt: the chunk at byte \d+ \(records 0\.\.\d+\) fails its CRC-32 check/);
+  refused(edit(good, (b) => (b[dataOffset + F.RECORD_BYTES + 100] ^= 0xff)), /^corrupt: the chunk at byte \d+ \(records 0\.\.\d+\) (does not decompress|fails its CRC-32 check|holds \d+ bytes)/);
   // Cut in the middle of a chunk, and cut off after a whole chunk (no END).
-  refused(good.subarray(0, good.length - 100), /^truncated: the chunk at byte \d+ holds \d+ records, the file ends \d+ records into it/);
-  const long = new Uint8Array(readFileSync(join(dir, 'long.rec')));
-  const second = chunks(long)[1]!.at;
-  refused(long.subarray(0, second), /^truncated: the file ends after record \d+ without an END record/);
+  refused(good.subarray(0, good.length - 100), /^truncated: the chunk at byte \d+ has \d+ bytes, the file ends \d+ bytes into it/);
+  const long = readRecording(join(dir, 'long.rec'));
+  refused(new Uint8Array(readFileSync(join(dir, 'long.rec'))).subarray(0, long.chunkOffsets[1]), /^truncated: the file ends after record \d+ without an END record/);
   const padded = new Uint8Array(good.length + F.RECORD_BYTES);
   padded.set(good);
-  refused(padded, /follow the END record|expected a chunk header/);
+  refused(padded, /^corrupt: 32 bytes follow the END record/);
+  refused(padded.subarray(0, good.length + 7), /^corrupt: 7 bytes follow the END record/);
   assert.throws(() => replayRecording(join(dir, 'nonexistent.rec')), /cannot open/);
 });

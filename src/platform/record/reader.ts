@@ -76,28 +76,16 @@ export class RecordingReader {
   private loadChunk(): void {
     if (this.offset >= this.size) throw new F.RecordingFormatError(`truncated: the file ends after record ${this.index - 1} without an END record`);
     if (this.size - this.offset < F.RECORD_BYTES) throw new F.RecordingFormatError(`truncated: ${this.size - this.offset} stray bytes at byte ${this.offset}`);
-    const head = this.read(this.offset, F.RECORD_BYTES);
-    const hv = new DataView(head.buffer, head.byteOffset, F.RECORD_BYTES);
-    if (head[F.F_KIND] !== F.K_BLOCK) throw new F.RecordingFormatError(`corrupt: expected a chunk header at byte ${this.offset}, found record kind ${head[F.F_KIND]}`);
-    const count = hv.getUint32(F.F_AUX, true);
-    const bytes = count * F.RECORD_BYTES;
+    const info = F.decodeBlock(this.read(this.offset, F.RECORD_BYTES), this.offset);
     const at = this.offset + F.RECORD_BYTES;
-    if (count === 0) throw new F.RecordingFormatError(`corrupt: empty chunk at byte ${this.offset}`);
-    if (at + bytes > this.size) {
-      throw new F.RecordingFormatError(`truncated: the chunk at byte ${this.offset} holds ${count} records, the file ends ${Math.floor((this.size - at) / F.RECORD_BYTES)} records into it`);
+    if (at + info.payloadBytes > this.size) {
+      throw new F.RecordingFormatError(`truncated: the chunk at byte ${this.offset} has ${info.payloadBytes} bytes, the file ends ${this.size - at} bytes into it`);
     }
-    if (this.buf.length < bytes) {
-      this.buf = new Uint8Array(bytes);
-      this.dv = new DataView(this.buf.buffer);
-    }
-    this.readInto(this.buf, at, bytes);
-    const want = hv.getUint32(F.F_VALUE, true);
-    if (F.crc32(this.buf.subarray(0, bytes)) !== want) {
-      throw new F.RecordingFormatError(`corrupt: the chunk at byte ${this.offset} (records ${this.index}..${this.index + count - 1}) fails its CRC-32 check`);
-    }
-    this.offset = at + bytes;
+    this.buf = F.decodeChunk(info, this.read(at, info.payloadBytes), this.offset, this.index);
+    this.dv = new DataView(this.buf.buffer, this.buf.byteOffset, this.buf.byteLength);
+    this.offset = at + info.payloadBytes;
     this.pos = 0;
-    this.end = bytes;
+    this.end = this.buf.length;
   }
 
   private read(at: number, n: number): Uint8Array {

@@ -20,8 +20,11 @@ export interface RunToRecord {
   readonly workload: Readonly<Record<string, unknown>>;
 }
 
-/** Create the recording file for `run` (header written); attach it with `Machine.create(..., { attach })`. */
-export function startRecording(file: string, run: RunToRecord): Recorder {
+/**
+ * Create the recording file for `run` (header written); attach it with `Machine.create(..., { attach })`.
+ * @param deflate compress the chunks (default)
+ */
+export function startRecording(file: string, run: RunToRecord, deflate = true): Recorder {
   const desc: RunDescription = {
     format: 'cmdqv-record',
     cmdqv: codeVersion(),
@@ -33,7 +36,7 @@ export function startRecording(file: string, run: RunToRecord): Recorder {
     seeds: [],
     node: process.version,
   };
-  return new Recorder(file, desc);
+  return new Recorder(file, desc, deflate);
 }
 
 /**

@@ -53,8 +53,8 @@ export class Recorder {
   private fd: number;
   private buf: Uint8Array;
   private dv: DataView;
-  /** Next free slot in the buffer (slot 0 holds the chunk's BLOCK record). */
-  private pos = 1;
+  /** Next free slot in the buffer. */
+  private pos = 0;
   /** Records before the buffer's first one. */
   private flushed = 0;
   /** Reads (and DMAs) in progress: their values are filled in when they return. */
@@ -68,11 +68,15 @@ export class Recorder {
    * Create the file and write the header.
    * @throws the file system's error when the file cannot be created
    */
+  /**
+   * @param deflate compress each chunk (default); off, the records are stored as they are
+   */
   constructor(
     readonly file: string,
     desc: F.RunDescription,
+    private readonly deflate = true,
   ) {
-    this.buf = new Uint8Array((CHUNK_RECORDS + 1) * F.RECORD_BYTES);
+    this.buf = new Uint8Array(CHUNK_RECORDS * F.RECORD_BYTES);
     this.dv = new DataView(this.buf.buffer);
     this.fd = openSync(file, 'w');
     this.put(F.encodeHeader(desc));
@@ -142,7 +146,7 @@ export class Recorder {
       const p = this.event(F.K_COUNTER, id, 0, 0);
       this.dv.setFloat64(p + F.F_VALUE, value, true);
     }
-    const records = this.flushed + this.pos - 1;
+    const records = this.flushed + this.pos;
     this.event(F.K_END, records, 0, failed ? F.FLAG_FAILED : 0);
     this.flush();
     closeSync(this.fd);
@@ -306,19 +310,15 @@ export class Recorder {
     this.dv = new DataView(bigger.buffer);
   }
 
-  /** Write the buffered records as one chunk (BLOCK record first). */
+  /** Write the buffered records as one chunk (BLOCK record, then the payload). */
   private flush(): void {
-    const n = this.pos - 1;
+    const n = this.pos;
     if (n === 0) return;
-    const end = this.pos * F.RECORD_BYTES;
-    const body = this.buf.subarray(F.RECORD_BYTES, end);
-    this.buf.fill(0, 0, F.RECORD_BYTES);
-    this.buf[F.F_KIND] = F.K_BLOCK;
-    this.dv.setUint32(F.F_AUX, n, true);
-    this.dv.setUint32(F.F_VALUE, F.crc32(body), true);
-    this.put(this.buf.subarray(0, end));
+    const chunk = F.encodeChunk(this.buf.subarray(0, n * F.RECORD_BYTES), this.deflate);
+    this.put(chunk.block);
+    this.put(chunk.payload);
     this.flushed += n;
-    this.pos = 1;
+    this.pos = 0;
   }
 
   private put(b: Uint8Array): void {
