@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { DEFAULT_COST_MODEL, ZERO_COST_MODEL, type CostModel } from '../../src/platform/cost-model.js';
 import { parseFaultSpecs } from '../../src/platform/fault-injection.js';
-import { DEFAULT_ARGS, DEFAULT_HOST, Machine } from '../../src/platform/machine.js';
+import { DEFAULT_ARGS, DEFAULT_HOST, Machine, VIRT_RAM_BASE } from '../../src/platform/machine.js';
 import * as F from '../../src/platform/record/format.js';
 import { recordRun, startRecording } from '../../src/platform/record/record-run.js';
 import { replayRecording } from '../../src/platform/record/replayer.js';
@@ -107,6 +107,15 @@ test('a trapped run (cmdqv=off) and a run with an injected fault replay bit for 
   const r = replayRecording(injected.file);
   assert.equal(r.divergence, undefined);
   assert.deepEqual(r.description.inject, ['ioctl=IOMMU_HW_QUEUE_ALLOC:ENOMEM']);
+});
+
+test('an emulated SMMUv3 with an iommu-testdev (its DMA driven through BAR0) and a buggy guest replay bit for bit', () => {
+  const emu = record('emulated.rec', { argv: ['-M', 'virt,iommu=smmuv3', '-m', '2G', '-device', 'iommu-testdev'] });
+  assert.ok(emu.report.dmaChecks.passed > 0);
+  assert.equal(replayRecording(emu.file).divergence, undefined);
+  const buggy = record('buggy.rec', { workload: { ...SMALL, skipInvalidation: true, injectError: false } });
+  assert.ok(buggy.report.dmaChecks.staleHits > 0);
+  assert.equal(replayRecording(buggy.file).divergence, undefined);
 });
 
 test('replayed on a machine built with another option, the run diverges at the first record that differs', () => {
@@ -220,6 +229,35 @@ test('a run that stops with an exception still leaves a recording that replays u
   const r = replayRecording(file);
   assert.equal(r.divergence, undefined);
   assert.match(r.failure ?? '', /stopped with an exception/);
+});
+
+test('long RAM and DMA reads are kept as length and CRC-32, and compared so', () => {
+  const file = join(dir, 'long-reads.rec');
+  const rec = startRecording(file, { argv: DEFAULT_ARGS, host: DEFAULT_HOST, inject: [], costModel: DEFAULT_COST_MODEL, workload: {} });
+  const m = Machine.create([], { attach: (vm) => rec.attach(vm) });
+  recordRun(rec, m, () => {
+    runWorkload(m, SMALL);
+    m.readRam(VIRT_RAM_BASE + 0x1000_0000, 300);
+    assert.equal(m.host.devices[0]!.dmaRead(0x7_0000_0000, 4096).ok, false);
+  });
+  m.close();
+  assert.equal(replayRecording(file).divergence, undefined);
+  const { header, records: recs } = readRecording(file);
+  const dv = new DataView(recs.buffer);
+  let i = recs.length / F.RECORD_BYTES - 1;
+  while (recs[at(i) + F.F_KIND] !== F.K_RAM_READ) i--;
+  assert.equal(dv.getUint32(at(i) + F.F_VALUE + 4, true), 300);
+  dv.setUint32(at(i) + F.F_VALUE, dv.getUint32(at(i) + F.F_VALUE, true) ^ 1, true);
+  writeRecording(file, header, recs);
+  const d = replayRecording(file).divergence;
+  assert.equal(d?.index, i);
+  assert.match(d?.expected ?? '', /^CRC-32 0x[0-9a-f]{8}$/);
+});
+
+test('CRC-32 is the IEEE one, with or without zlib', () => {
+  const check = new TextEncoder().encode('123456789');
+  assert.equal(F.crc32(check), 0xcbf43926);
+  assert.equal(F.tableCrc32(check), 0xcbf43926);
 });
 
 test('files that are not valid recordings are refused, naming the problem', () => {

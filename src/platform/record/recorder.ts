@@ -102,8 +102,29 @@ export class Recorder {
     for (const [gsiv, line] of m.irqs) this.watchLine(gsiv, line);
     m.host.devices.forEach((dev, index) => {
       const { dmaRead, dmaWrite } = dev;
-      dev.dmaRead = (iova, len, ssid = 0) => this.dma(F.K_DMA_READ, index, iova, ssid, undefined, len, () => dmaRead.call(dev, iova, len, ssid));
-      dev.dmaWrite = (iova, data, ssid = 0) => this.dma(F.K_DMA_WRITE, index, iova, ssid, data, data.length, () => dmaWrite.call(dev, iova, data, ssid));
+      dev.dmaRead = (iova, len, ssid = 0) => {
+        const s = this.begin(F.K_DMA_READ, index | (ssid << 12), iova);
+        // A long read's length must survive a fault (no data comes back to record it with).
+        if (len > F.INLINE_DATA_BYTES) this.putData(s, EMPTY, len);
+        let r: DmaResult;
+        try {
+          r = dmaRead.call(dev, iova, len, ssid);
+        } finally {
+          this.open--;
+        }
+        return this.dmaDone(s, len, r);
+      };
+      dev.dmaWrite = (iova, data, ssid = 0) => {
+        const s = this.begin(F.K_DMA_WRITE, index | (ssid << 12), iova);
+        this.putData(s, checkInline(data, 'DMA write'));
+        let r: DmaResult;
+        try {
+          r = dmaWrite.call(dev, iova, data, ssid);
+        } finally {
+          this.open--;
+        }
+        return this.dmaDone(s, data.length, r);
+      };
       this.undo.push(() => {
         Reflect.deleteProperty(dev, 'dmaRead');
         Reflect.deleteProperty(dev, 'dmaWrite');
@@ -165,7 +186,7 @@ export class Recorder {
   // The guest's view
 
   private wrapPlatform(p: GuestPlatform): GuestPlatform {
-    return { ...p, bus: this.wrapBus(p.bus), irq: (gsiv) => p.irq(gsiv) };
+    return { ...p, bus: this.wrapBus(p.bus) };
   }
 
   private wrapBus(b: GuestBus): GuestBus {
@@ -239,16 +260,9 @@ export class Recorder {
     });
   }
 
-  private dma(kind: number, device: number, iova: number, ssid: number, data: Uint8Array | undefined, len: number, run: () => DmaResult): DmaResult {
-    const s = this.begin(kind, device | (ssid << 12), iova);
-    if (data) this.putData(s, checkInline(data, 'DMA write'));
-    let r: DmaResult;
-    try {
-      r = run();
-    } finally {
-      this.open--;
-    }
-    if (kind === F.K_DMA_READ && r.data) this.putData(s, r.data);
+  /** A DMA returned: its outcome (and a read's data) into its record. */
+  private dmaDone(s: number, len: number, r: DmaResult): DmaResult {
+    if (r.data) this.putData(s, r.data);
     this.buf[s + F.F_FLAGS] = dmaFlags(r) | (this.buf[s + F.F_FLAGS]! & F.FLAG_HASHED);
     this.dv.setUint16(s + F.F_AUX2, dmaAux2(len, r), true);
     return r;
@@ -284,14 +298,18 @@ export class Recorder {
     this.buf[p + F.F_FLAGS] = this.buf[p + F.F_FLAGS]! & ~F.FLAG_OPEN;
   }
 
-  /** Data into the value field: up to 8 bytes as they are, longer data as its CRC-32. */
-  private putData(p: number, data: Uint8Array): void {
-    this.dv.setUint16(p + F.F_AUX2, data.length & 0xff, true);
-    if (data.length > F.INLINE_DATA_BYTES) {
+  /**
+   * Data into the value field: up to 8 bytes as they are (their length in aux2), longer data as
+   * its CRC-32 and its length (value's low and high words).
+   */
+  private putData(p: number, data: Uint8Array, length = data.length): void {
+    if (length > F.INLINE_DATA_BYTES) {
       this.buf[p + F.F_FLAGS] = this.buf[p + F.F_FLAGS]! | F.FLAG_HASHED;
       this.dv.setUint32(p + F.F_VALUE, F.crc32(data), true);
+      this.dv.setUint32(p + F.F_VALUE + 4, length, true);
       return;
     }
+    this.dv.setUint16(p + F.F_AUX2, data.length, true);
     this.buf.set(data, p + F.F_VALUE);
   }
 
@@ -327,6 +345,8 @@ export class Recorder {
     this.bytes += b.length;
   }
 }
+
+const EMPTY = new Uint8Array(0);
 
 /** Write data must be recorded in full to be replayed: at most 8 bytes fit a record. */
 function checkInline(data: Uint8Array, what: string): Uint8Array {

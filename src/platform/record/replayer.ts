@@ -169,47 +169,43 @@ class Replay {
     this.lastAux = aux;
     this.remember(p, index);
     if (kind !== F.K_COUNTER && kind !== F.K_END) this.checkTime(p, index);
+    // An exception from the machine belongs to the innermost record still running.
     const prev = this.current;
     const prevOpen = this.currentOpen;
     this.current = index;
     this.currentOpen = (flags & F.FLAG_OPEN) !== 0;
-    const done = (n: 'accesses' | 'advances' | 'dmas') => {
-      this.counts[n]++;
-      this.current = prev;
-      this.currentOpen = prevOpen;
-    };
+    const c = this.counts;
     switch (kind) {
       case F.K_READ32: {
         const want = dv.getUint32(p + F.F_VALUE, true);
         const got = this.bus.read32(addr) >>> 0;
         if (!(flags & F.FLAG_OPEN) && got !== want) this.diverge(index, hex(want), hex(got), p);
-        done('accesses');
+        c.accesses++;
         break;
       }
       case F.K_WRITE32:
         this.bus.write32(addr, dv.getUint32(p + F.F_VALUE, true));
-        done('accesses');
+        c.accesses++;
         break;
       case F.K_READ64: {
         const want = dv.getBigUint64(p + F.F_VALUE, true);
         const got = BigInt.asUintN(64, this.bus.read64(addr));
         if (!(flags & F.FLAG_OPEN) && got !== want) this.diverge(index, hex(want, 16), hex(got, 16), p);
-        done('accesses');
+        c.accesses++;
         break;
       }
       case F.K_WRITE64:
         this.bus.write64(addr, dv.getBigUint64(p + F.F_VALUE, true));
-        done('accesses');
+        c.accesses++;
         break;
       case F.K_ADVANCE:
         this.m.clock.advance(dv.getFloat64(p + F.F_VALUE, true));
-        done('advances');
+        c.advances++;
         break;
       case F.K_IRQ_HANDLER: {
         const line = this.m.irqs.get(aux);
         if (!line) this.diverge(index, `interrupt line GSIV ${aux}`, 'no such line on this machine', p);
         line!.onRaise = flags & 1 ? () => this.handler(aux) : undefined;
-        this.current = prev;
         break;
       }
       case F.K_IRQ_LEVEL:
@@ -219,31 +215,29 @@ class Replay {
         this.diverge(index, `the guest's handler of GSIV ${aux} running`, 'the line did not fire', p);
         break;
       case F.K_IRQ_EXIT:
-        this.current = prev;
         break;
       case F.K_DMA_READ:
       case F.K_DMA_WRITE:
         this.dma(p, index, kind, aux, addr, flags);
-        done('dmas');
+        c.dmas++;
         break;
       case F.K_RAM_READ: {
         const got = this.m.readRam(addr, aux);
         const [want, have] = [this.recordedData(p), dataText(got)];
         if (!(flags & F.FLAG_OPEN) && want !== have) this.diverge(index, want, have, p);
-        done('accesses');
+        c.accesses++;
         break;
       }
       case F.K_RAM_WRITE:
-        this.m.writeRam(addr, r.buf.slice(p + F.F_VALUE, p + F.F_VALUE + dv.getUint16(p + F.F_AUX2, true)));
-        done('accesses');
+        this.m.writeRam(addr, r.buf.slice(p + F.F_VALUE, p + F.F_VALUE + dataLength(r.buf, p)));
+        c.accesses++;
         break;
       case F.K_COUNTER: {
         this.counters ??= new Map(finalCounters(this.m));
         const want = dv.getFloat64(p + F.F_VALUE, true);
         const got = this.counters.get(aux);
         if (got !== want) this.diverge(index, `${F.counterName(aux)} = ${want}`, got === undefined ? 'no such counter' : `${got}`, p);
-        this.counts.counters++;
-        this.current = prev;
+        c.counters++;
         break;
       }
       case F.K_END:
@@ -253,6 +247,8 @@ class Replay {
         this.ended = true;
         break;
     }
+    this.current = prev;
+    this.currentOpen = prevOpen;
     return kind;
   }
 
@@ -290,7 +286,7 @@ class Replay {
     const dv = this.r.dv;
     const dev = this.m.host.devices[aux & 0xfff];
     if (!dev) this.diverge(index, `host device ${aux & 0xfff}`, 'no such device on this host', p);
-    const len = dv.getUint16(p + F.F_AUX2, true) & 0xff;
+    const len = dataLength(this.r.buf, p);
     const ssid = aux >>> 12;
     const res = kind === F.K_DMA_READ ? dev!.dmaRead(iova, len, ssid) : dev!.dmaWrite(iova, this.r.buf.slice(p + F.F_VALUE, p + F.F_VALUE + len), ssid);
     const wantFlags = flags & (F.FLAG_DMA_OK | F.FLAG_DMA_MASTER_ABORT | F.FLAG_DMA_IOTLB_HIT);
@@ -313,9 +309,7 @@ class Replay {
   }
 
   private recordedData(p: number): string {
-    const len = this.r.dv.getUint16(p + F.F_AUX2, true) & 0xff;
-    if (this.r.buf[p + F.F_FLAGS]! & F.FLAG_HASHED) return `CRC-32 ${hex(this.r.dv.getUint32(p + F.F_VALUE, true))}`;
-    return dataText(this.r.buf.subarray(p + F.F_VALUE, p + F.F_VALUE + len));
+    return recordData(this.r.buf, p);
   }
 
   private remember(p: number, index: number): void {
@@ -325,8 +319,8 @@ class Replay {
     this.ringNext = (slot + 1) % this.ringIndex.length;
   }
 
-  private recordText(p: number, buf = this.r.buf): string {
-    return describeRecord(this.m, buf, p);
+  private recordText(p: number): string {
+    return describeRecord(this.m, this.r.buf, p);
   }
 
   /** Stop: the record at `index` (bytes at `p` of the current chunk) differs. */
@@ -365,6 +359,18 @@ function hasAddress(kind: number): boolean {
   return kind === F.K_READ32 || kind === F.K_WRITE32 || kind === F.K_READ64 || kind === F.K_WRITE64 || kind === F.K_DMA_READ || kind === F.K_DMA_WRITE || kind === F.K_RAM_READ || kind === F.K_RAM_WRITE;
 }
 
+/** Bytes of data a DMA or RAM record is about (inline: aux2; hashed: the value's high word). */
+function dataLength(buf: Uint8Array, p: number): number {
+  const dv = new DataView(buf.buffer, buf.byteOffset);
+  return buf[p + F.F_FLAGS]! & F.FLAG_HASHED ? dv.getUint32(p + F.F_VALUE + 4, true) : dv.getUint16(p + F.F_AUX2, true) & 0xff;
+}
+
+/** The data a record holds, as {@link dataText} shows replayed data. */
+function recordData(buf: Uint8Array, p: number): string {
+  if (buf[p + F.F_FLAGS]! & F.FLAG_HASHED) return `CRC-32 ${hex(new DataView(buf.buffer, buf.byteOffset).getUint32(p + F.F_VALUE, true))}`;
+  return dataText(buf.subarray(p + F.F_VALUE, p + F.F_VALUE + dataLength(buf, p)));
+}
+
 function dataText(b: Uint8Array): string {
   if (b.length > F.INLINE_DATA_BYTES) return `CRC-32 ${hex(F.crc32(b))}`;
   return `[${[...b].map((x) => x.toString(16).padStart(2, '0')).join(' ')}]`;
@@ -379,8 +385,7 @@ export function describeRecord(m: Machine, buf: Uint8Array, p: number): string {
   const addr = dv.getUint32(p + F.F_ADDR, true) + dv.getUint32(p + F.F_ADDR + 4, true) * 0x1_0000_0000;
   const time = `@${dv.getFloat64(p + F.F_TIME, true)} ns`;
   const at = `0x${addr.toString(16)} (${addressName(m, addr)})`;
-  const len = dv.getUint16(p + F.F_AUX2, true) & 0xff;
-  const data = () => (flags & F.FLAG_HASHED ? `CRC-32 ${hex(dv.getUint32(p + F.F_VALUE, true))}` : dataText(buf.subarray(p + F.F_VALUE, p + F.F_VALUE + len)));
+  const data = () => recordData(buf, p);
   const name = F.kindName(kind) ?? `kind ${kind}`;
   switch (kind) {
     case F.K_READ32:
