@@ -215,6 +215,24 @@ test('recording leaves the machine as it found it, and a machine without a recor
   for (const line of m.irqs.values()) assert.equal(Object.getOwnPropertyDescriptor(line, 'onRaise')?.get, undefined);
 });
 
+test('after the recording ends, the guest keeps its handlers and a view it kept still works', () => {
+  const file = join(dir, 'after.rec');
+  const rec = startRecording(file, { argv: DEFAULT_ARGS, host: DEFAULT_HOST, inject: [], costModel: DEFAULT_COST_MODEL, workload: {} });
+  const m = Machine.create([], { attach: (vm) => rec.attach(vm) });
+  const view = m.guestPlatform();
+  const line = [...m.irqs.values()][0]!;
+  let ran = 0;
+  line.onRaise = () => ran++;
+  const { bytes } = rec.finish(m);
+  line.pulse();
+  assert.equal(ran, 1);
+  const param = m.smmus[0]!.cmdqvBase! + 4;
+  for (let i = 0; i < 70_000; i++) assert.equal(view.bus.read32(param), 0x4011);
+  m.close();
+  assert.equal(readFileSync(file).length, bytes);
+  assert.equal(replayRecording(file).divergence, undefined);
+});
+
 test('a run that stops with an exception still leaves a recording that replays up to it', () => {
   const file = join(dir, 'failed.rec');
   const rec = startRecording(file, { argv: DEFAULT_ARGS, host: DEFAULT_HOST, inject: [], costModel: DEFAULT_COST_MODEL, workload: {} });

@@ -66,10 +66,8 @@ export class Recorder {
 
   /**
    * Create the file and write the header.
-   * @throws the file system's error when the file cannot be created
-   */
-  /**
    * @param deflate compress each chunk (default); off, the records are stored as they are
+   * @throws the file system's error when the file cannot be created
    */
   constructor(
     readonly file: string,
@@ -115,8 +113,9 @@ export class Recorder {
         return this.dmaDone(s, len, r);
       };
       dev.dmaWrite = (iova, data, ssid = 0) => {
+        checkInline(data, 'DMA write');
         const s = this.begin(F.K_DMA_WRITE, index | (ssid << 12), iova);
-        this.putData(s, checkInline(data, 'DMA write'));
+        this.putData(s, data);
         let r: DmaResult;
         try {
           r = dmaWrite.call(dev, iova, data, ssid);
@@ -144,7 +143,8 @@ export class Recorder {
       return out;
     };
     m.writeRam = (gpa, data) => {
-      this.putData(this.event(F.K_RAM_WRITE, data.length, gpa, 0), checkInline(data, 'RAM write'));
+      checkInline(data, 'RAM write');
+      this.putData(this.event(F.K_RAM_WRITE, data.length, gpa, 0), data);
       writeRam.call(m, gpa, data);
     };
     this.undo.push(() => {
@@ -170,7 +170,7 @@ export class Recorder {
     const records = this.flushed + this.pos;
     this.event(F.K_END, records, 0, failed ? F.FLAG_FAILED : 0);
     this.flush();
-    closeSync(this.fd);
+    this.closeFile();
     return { file: this.file, records: records + 1, bytes: this.bytes };
   }
 
@@ -179,7 +179,16 @@ export class Recorder {
     if (this.finished) return;
     this.finished = true;
     for (let i = this.undo.length - 1; i >= 0; i--) this.undo[i]!();
+    this.closeFile();
+  }
+
+  /**
+   * Views of the guest's bus handed out while recording stay wrapped; what they record after
+   * the end is dropped (the file is closed).
+   */
+  private closeFile(): void {
     closeSync(this.fd);
+    this.fd = -1;
   }
 
   // ----------------------------------------------------------------------------------------
@@ -237,6 +246,7 @@ export class Recorder {
       this.event(F.K_IRQ_LEVEL, gsiv, 0, up ? F.FLAG_LEVEL : 0);
       level?.(up);
     };
+    let handler: (() => void) | undefined;
     let wrapped: (() => void) | undefined;
     Object.defineProperty(line, 'onRaise', {
       configurable: true,
@@ -244,6 +254,7 @@ export class Recorder {
       get: () => wrapped,
       set: (fn: (() => void) | undefined) => {
         this.event(F.K_IRQ_HANDLER, gsiv, 0, fn ? 1 : 0);
+        handler = fn;
         wrapped = fn && (() => {
           this.event(F.K_IRQ_ENTER, gsiv, 0, 0);
           try {
@@ -256,11 +267,12 @@ export class Recorder {
     });
     this.undo.push(() => {
       line.onLevel = level;
-      Object.defineProperty(line, 'onRaise', { configurable: true, enumerable: true, writable: true, value: wrapped });
+      // The guest's own handler again, as a plain property.
+      Object.defineProperty(line, 'onRaise', { configurable: true, enumerable: true, writable: true, value: handler });
     });
   }
 
-  /** A DMA returned: its outcome (and a read's data) into its record. */
+  /** A DMA returned: its outcome (and a read's data) into its record, which is no longer open. */
   private dmaDone(s: number, len: number, r: DmaResult): DmaResult {
     if (r.data) this.putData(s, r.data);
     this.buf[s + F.F_FLAGS] = dmaFlags(r) | (this.buf[s + F.F_FLAGS]! & F.FLAG_HASHED);
@@ -332,6 +344,10 @@ export class Recorder {
   private flush(): void {
     const n = this.pos;
     if (n === 0) return;
+    if (this.fd < 0) {
+      this.pos = 0;
+      return;
+    }
     const chunk = F.encodeChunk(this.buf.subarray(0, n * F.RECORD_BYTES), this.deflate);
     this.put(chunk.block);
     this.put(chunk.payload);
