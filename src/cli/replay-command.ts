@@ -7,6 +7,8 @@
  */
 
 import { parseArgs } from 'node:util';
+import { FaultSpecError } from '../platform/fault-injection.js';
+import { OptionError } from '../platform/machine.js';
 import { RecordingFormatError } from '../platform/record/format.js';
 import { replayRecording, versionNote, type ReplayResult } from '../platform/record/replayer.js';
 import { CliError } from './output-file.js';
@@ -36,6 +38,8 @@ export function replayCommand(argv: readonly string[]): { text: string; status: 
     result = replayRecording(file, { context, ...(split >= 0 ? { argv: argv.slice(split + 1) } : {}) });
   } catch (e) {
     if (e instanceof RecordingFormatError) throw new CliError(`replay ${file}: ${e.message}`);
+    // A machine this code cannot build from the recorded (or given) options.
+    if (split < 0 && (e instanceof OptionError || e instanceof FaultSpecError)) throw new CliError(`replay ${file}: the recorded machine cannot be built: ${e.message}`);
     throw e;
   }
   return formatReplay(result);

@@ -72,6 +72,14 @@ test('a file that is not a recording is refused with status 1, naming the proble
   writeFileSync(cut, readFileSync(file).subarray(0, 5000));
   assert.match(run(['replay', cut]).err, /^cmdqv: replay .*cut\.rec: truncated: /);
   assert.match(run(['replay', join(dir, 'missing.rec')]).err, /^cmdqv: replay .*missing\.rec: cannot open: ENOENT/);
+  // A recorded command line this code refuses (as a newer or older cmdqv might).
+  const { header, records } = readRecording(file);
+  const text = new TextDecoder().decode(header).replace('accel=on', 'accel=no');
+  const other = join(dir, 'other.rec');
+  writeRecording(other, new TextEncoder().encode(text), records);
+  const o = run(['replay', other]);
+  assert.equal(o.code, 1);
+  assert.match(o.err, /^cmdqv: replay .*other\.rec: the recorded machine cannot be built: -device arm-smmuv3,.*accel=no/);
 });
 
 test('usage: one file, --context bounds, --record not with --compare, help lists replay', () => {

@@ -161,14 +161,16 @@ class Replay {
     const r = this.r;
     const p = r.next();
     const index = r.index - 1;
+    // Nested records (an interrupt handler inside this access) may load the next chunk: keep this one.
+    const buf = r.buf;
     const dv = r.dv;
-    const kind = r.buf[p + F.F_KIND]!;
-    const flags = r.buf[p + F.F_FLAGS]!;
+    const kind = buf[p + F.F_KIND]!;
+    const flags = buf[p + F.F_FLAGS]!;
     const aux = dv.getUint32(p + F.F_AUX, true);
     const addr = dv.getUint32(p + F.F_ADDR, true) + dv.getUint32(p + F.F_ADDR + 4, true) * 0x1_0000_0000;
     this.lastAux = aux;
     this.remember(p, index);
-    if (kind !== F.K_COUNTER && kind !== F.K_END) this.checkTime(p, index);
+    if (kind !== F.K_COUNTER && kind !== F.K_END) this.checkTime(buf, p, index);
     // An exception from the machine belongs to the innermost record still running.
     const prev = this.current;
     const prevOpen = this.currentOpen;
@@ -179,7 +181,7 @@ class Replay {
       case F.K_READ32: {
         const want = dv.getUint32(p + F.F_VALUE, true);
         const got = this.bus.read32(addr) >>> 0;
-        if (!(flags & F.FLAG_OPEN) && got !== want) this.diverge(index, hex(want), hex(got), p);
+        if (!(flags & F.FLAG_OPEN) && got !== want) this.diverge(index, hex(want), hex(got), buf, p);
         c.accesses++;
         break;
       }
@@ -190,7 +192,7 @@ class Replay {
       case F.K_READ64: {
         const want = dv.getBigUint64(p + F.F_VALUE, true);
         const got = BigInt.asUintN(64, this.bus.read64(addr));
-        if (!(flags & F.FLAG_OPEN) && got !== want) this.diverge(index, hex(want, 16), hex(got, 16), p);
+        if (!(flags & F.FLAG_OPEN) && got !== want) this.diverge(index, hex(want, 16), hex(got, 16), buf, p);
         c.accesses++;
         break;
       }
@@ -204,39 +206,39 @@ class Replay {
         break;
       case F.K_IRQ_HANDLER: {
         const line = this.m.irqs.get(aux);
-        if (!line) this.diverge(index, `interrupt line GSIV ${aux}`, 'no such line on this machine', p);
+        if (!line) this.diverge(index, `interrupt line GSIV ${aux}`, 'no such line on this machine', buf, p);
         line!.onRaise = flags & 1 ? () => this.handler(aux) : undefined;
         break;
       }
       case F.K_IRQ_LEVEL:
-        this.diverge(index, `GSIV ${aux} going ${flags & F.FLAG_LEVEL ? 'high' : 'low'}`, 'the line kept its level', p);
+        this.diverge(index, `GSIV ${aux} going ${flags & F.FLAG_LEVEL ? 'high' : 'low'}`, 'the line kept its level', buf, p);
         break;
       case F.K_IRQ_ENTER:
-        this.diverge(index, `the guest's handler of GSIV ${aux} running`, 'the line did not fire', p);
+        this.diverge(index, `the guest's handler of GSIV ${aux} running`, 'the line did not fire', buf, p);
         break;
       case F.K_IRQ_EXIT:
         break;
       case F.K_DMA_READ:
       case F.K_DMA_WRITE:
-        this.dma(p, index, kind, aux, addr, flags);
+        this.dma(buf, p, index, kind, aux, addr, flags);
         c.dmas++;
         break;
       case F.K_RAM_READ: {
         const got = this.m.readRam(addr, aux);
-        const [want, have] = [this.recordedData(p), dataText(got)];
-        if (!(flags & F.FLAG_OPEN) && want !== have) this.diverge(index, want, have, p);
+        const [want, have] = [recordData(buf, p), dataText(got)];
+        if (!(flags & F.FLAG_OPEN) && want !== have) this.diverge(index, want, have, buf, p);
         c.accesses++;
         break;
       }
       case F.K_RAM_WRITE:
-        this.m.writeRam(addr, r.buf.slice(p + F.F_VALUE, p + F.F_VALUE + dataLength(r.buf, p)));
+        this.m.writeRam(addr, buf.slice(p + F.F_VALUE, p + F.F_VALUE + dataLength(buf, p)));
         c.accesses++;
         break;
       case F.K_COUNTER: {
         this.counters ??= new Map(finalCounters(this.m));
         const want = dv.getFloat64(p + F.F_VALUE, true);
         const got = this.counters.get(aux);
-        if (got !== want) this.diverge(index, `${F.counterName(aux)} = ${want}`, got === undefined ? 'no such counter' : `${got}`, p);
+        if (got !== want) this.diverge(index, `${F.counterName(aux)} = ${want}`, got === undefined ? 'no such counter' : `${got}`, buf, p);
         c.counters++;
         break;
       }
@@ -262,8 +264,8 @@ class Replay {
     const kind = r.buf[p + F.F_KIND]!;
     const aux = r.dv.getUint32(p + F.F_AUX, true);
     const flags = r.buf[p + F.F_FLAGS]!;
-    if (kind !== F.K_IRQ_LEVEL || aux !== gsiv || ((flags & F.FLAG_LEVEL) !== 0) !== up) this.diverge(index, this.recordText(p), got, p);
-    this.checkTime(p, index);
+    if (kind !== F.K_IRQ_LEVEL || aux !== gsiv || ((flags & F.FLAG_LEVEL) !== 0) !== up) this.diverge(index, describeRecord(this.m, r.buf, p), got, r.buf, p);
+    this.checkTime(r.buf, p, index);
     this.counts.irqLevels++;
   }
 
@@ -274,42 +276,40 @@ class Replay {
     const index = r.index - 1;
     this.remember(p, index);
     if (r.buf[p + F.F_KIND] !== F.K_IRQ_ENTER || r.dv.getUint32(p + F.F_AUX, true) !== gsiv) {
-      this.diverge(index, this.recordText(p), `the guest's handler of GSIV ${gsiv} running`, p);
+      this.diverge(index, describeRecord(this.m, r.buf, p), `the guest's handler of GSIV ${gsiv} running`, r.buf, p);
     }
-    this.checkTime(p, index);
+    this.checkTime(r.buf, p, index);
     this.counts.handlers++;
     while (this.step() !== F.K_IRQ_EXIT);
     if (this.lastAux !== gsiv) this.diverge(r.index - 1, `the handler of GSIV ${this.lastAux} returning`, `the handler of GSIV ${gsiv} returning`);
   }
 
-  private dma(p: number, index: number, kind: number, aux: number, iova: number, flags: number): void {
-    const dv = this.r.dv;
+  private dma(buf: Uint8Array, p: number, index: number, kind: number, aux: number, iova: number, flags: number): void {
+    const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
     const dev = this.m.host.devices[aux & 0xfff];
-    if (!dev) this.diverge(index, `host device ${aux & 0xfff}`, 'no such device on this host', p);
-    const len = dataLength(this.r.buf, p);
+    if (!dev) this.diverge(index, `host device ${aux & 0xfff}`, 'no such device on this host', buf, p);
+    const len = dataLength(buf, p);
     const ssid = aux >>> 12;
-    const res = kind === F.K_DMA_READ ? dev!.dmaRead(iova, len, ssid) : dev!.dmaWrite(iova, this.r.buf.slice(p + F.F_VALUE, p + F.F_VALUE + len), ssid);
+    const res = kind === F.K_DMA_READ ? dev!.dmaRead(iova, len, ssid) : dev!.dmaWrite(iova, buf.slice(p + F.F_VALUE, p + F.F_VALUE + len), ssid);
+    if (flags & F.FLAG_OPEN) return;
     const wantFlags = flags & (F.FLAG_DMA_OK | F.FLAG_DMA_MASTER_ABORT | F.FLAG_DMA_IOTLB_HIT);
     const wantAux2 = dv.getUint16(p + F.F_AUX2, true);
     const outcome = (fl: number, a2: number) => `${fl & F.FLAG_DMA_OK ? 'ok' : fl & F.FLAG_DMA_MASTER_ABORT ? 'master abort' : `fault (event 0x${(a2 >> 8).toString(16)})`}${fl & F.FLAG_DMA_IOTLB_HIT ? ', IOTLB hit' : ''}`;
-    if (flags & F.FLAG_OPEN) return;
-    if (dmaFlags(res) !== wantFlags || dmaAux2(len, res) !== wantAux2) this.diverge(index, outcome(wantFlags, wantAux2), outcome(dmaFlags(res), dmaAux2(len, res)), p);
+    const gotFlags = dmaFlags(res);
+    const gotAux2 = dmaAux2(len, res);
+    if (gotFlags !== wantFlags || gotAux2 !== wantAux2) this.diverge(index, outcome(wantFlags, wantAux2), outcome(gotFlags, gotAux2), buf, p);
     if (kind === F.K_DMA_READ && res.data) {
-      const want = this.recordedData(p);
+      const want = recordData(buf, p);
       const got = dataText(res.data);
-      if (want !== got) this.diverge(index, want, got, p);
+      if (want !== got) this.diverge(index, want, got, buf, p);
     }
   }
 
   /** The modelled time at each record is part of what the guest sees (its polls time out by it). */
-  private checkTime(p: number, index: number): void {
-    const want = this.r.dv.getFloat64(p + F.F_TIME, true);
+  private checkTime(buf: Uint8Array, p: number, index: number): void {
+    const want = new DataView(buf.buffer, buf.byteOffset, buf.byteLength).getFloat64(p + F.F_TIME, true);
     const got = this.m.clock.now;
-    if (got !== want) this.diverge(index, `modelled time ${want} ns`, `${got} ns`, p);
-  }
-
-  private recordedData(p: number): string {
-    return recordData(this.r.buf, p);
+    if (got !== want) this.diverge(index, `modelled time ${want} ns`, `${got} ns`, buf, p);
   }
 
   private remember(p: number, index: number): void {
@@ -319,28 +319,29 @@ class Replay {
     this.ringNext = (slot + 1) % this.ringIndex.length;
   }
 
-  private recordText(p: number): string {
-    return describeRecord(this.m, this.r.buf, p);
-  }
-
-  /** Stop: the record at `index` (bytes at `p` of the current chunk) differs. */
-  private diverge(index: number, expected: string, got: string, p?: number): never {
+  /** Stop: the record at `index` (bytes at `p` of chunk `buf`, when it is one) differs. */
+  private diverge(index: number, expected: string, got: string, buf?: Uint8Array, p = 0): never {
     const before: string[] = [];
     const n = this.ringIndex.length;
     for (let k = 0; k < n; k++) {
       const slot = (this.ringNext + k) % n;
       const i = this.ringIndex[slot]!;
-      if (i < 0 || i >= index || before.length >= this.context) continue;
+      if (i < 0 || i >= index) continue;
       before.push(`#${i} ${describeRecord(this.m, this.ring, slot * F.RECORD_BYTES)}`);
     }
-    const buf = this.r.buf;
-    const kind = p === undefined ? 'record' : (F.kindName(buf[p + F.F_KIND]!) ?? 'record');
-    const timeNs = p === undefined ? this.m.clock.now : this.r.dv.getFloat64(p + F.F_TIME, true);
+    let kind = 'record';
+    let timeNs = this.m.clock.now;
     let address: number | undefined;
     let where: string | undefined;
-    if (p !== undefined && hasAddress(buf[p + F.F_KIND]!)) {
-      address = this.r.dv.getUint32(p + F.F_ADDR, true) + this.r.dv.getUint32(p + F.F_ADDR + 4, true) * 0x1_0000_0000;
-      where = buf[p + F.F_KIND] === F.K_DMA_READ || buf[p + F.F_KIND] === F.K_DMA_WRITE ? 'IOVA' : addressName(this.m, address);
+    if (buf) {
+      const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+      const k = buf[p + F.F_KIND]!;
+      kind = F.kindName(k) ?? kind;
+      timeNs = dv.getFloat64(p + F.F_TIME, true);
+      if (hasAddress(k)) {
+        address = dv.getUint32(p + F.F_ADDR, true) + dv.getUint32(p + F.F_ADDR + 4, true) * 0x1_0000_0000;
+        where = k === F.K_DMA_READ || k === F.K_DMA_WRITE ? 'IOVA' : addressName(this.m, address);
+      }
     }
     throw new DivergenceStop({ index, timeNs, kind, address, where, expected, got, before: before.slice(-this.context) });
   }
