@@ -180,6 +180,13 @@ test('a register name comes from the register tables; a tampered interrupt or DM
   const di = replayRecording(irq.file).divergence;
   assert.equal(di?.index, irq.index);
   assert.equal(di?.kind, 'irq-level');
+  // The ACPI tables as the guest read them (checked where it read them, not only at the end).
+  assert.equal(records(base.file).filter((rec) => rec[F.F_KIND] === F.K_ACPI).length, 2);
+  const acpi = tamper('acpi.rec', (rec) => rec[F.F_KIND] === F.K_ACPI, (dv, p) => dv.setUint32(p + F.F_VALUE, dv.getUint32(p + F.F_VALUE, true) ^ 1, true));
+  const da = replayRecording(acpi.file).divergence;
+  assert.equal(da?.index, acpi.index);
+  assert.equal(da?.kind, 'acpi-tables');
+  assert.match(da?.got ?? '', /^\d+ bytes, CRC-32 0x[0-9a-f]{8}$/);
   // A DMA recorded as faulting that succeeds on replay.
   const dma = tamper('dma.rec', (rec) => rec[F.F_KIND] === F.K_DMA_WRITE && (rec[F.F_FLAGS]! & F.FLAG_DMA_OK) !== 0, (dv, p) => dv.setUint8(p + F.F_FLAGS, dv.getUint8(p + F.F_FLAGS) & ~F.FLAG_DMA_OK));
   const dd = replayRecording(dma.file).divergence;

@@ -71,6 +71,8 @@ export const K_BLOCK = 14;
 export const K_COUNTER = 15;
 /** Last record: aux = records before it (framing excluded), flags {@link FLAG_FAILED}. */
 export const K_END = 16;
+/** The guest read the ACPI tables (IORT, DSDT, MCFG): aux = their bytes, value = their CRC-32. */
+export const K_ACPI = 17;
 
 /** Record flags. */
 export const FLAG_LEVEL = 1;
@@ -107,6 +109,7 @@ const KIND_NAMES: Readonly<Record<number, string>> = {
   [K_BLOCK]: 'block',
   [K_COUNTER]: 'counter',
   [K_END]: 'end',
+  [K_ACPI]: 'acpi-tables',
 };
 
 /** Name of a record kind (`read32`, `irq-level`...), or undefined for a kind this version does not know. */

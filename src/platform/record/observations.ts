@@ -17,17 +17,21 @@ export function dmaAux2(len: number, r: DmaResult): number {
   return (len & 0xff) | ((r.event & 0xff) << 8);
 }
 
+/** The ACPI tables the guest reads, as one CRC-32 over IORT, DSDT and MCFG, and their bytes. */
+export function acpiTables(acpi: { readonly iort: Uint8Array; readonly dsdt: Uint8Array; readonly mcfg: Uint8Array }): { crc: number; bytes: number } {
+  const tables = new Uint8Array(acpi.iort.length + acpi.dsdt.length + acpi.mcfg.length);
+  tables.set(acpi.iort, 0);
+  tables.set(acpi.dsdt, acpi.iort.length);
+  tables.set(acpi.mcfg, acpi.iort.length + acpi.dsdt.length);
+  return { crc: F.crc32(tables), bytes: tables.length };
+}
+
 /**
  * The counters a run leaves behind, as `[id, value]` (ids: format.ts `COUNTERS`, interrupt
  * lines at `IRQ_COUNTER_BASE + GSIV`), in a fixed order.
  */
 export function finalCounters(m: Machine): [number, number][] {
   const s = m.as.stats;
-  const acpi = m.acpi;
-  const tables = new Uint8Array(acpi.iort.length + acpi.dsdt.length + acpi.mcfg.length);
-  tables.set(acpi.iort, 0);
-  tables.set(acpi.dsdt, acpi.iort.length);
-  tables.set(acpi.mcfg, acpi.iort.length + acpi.dsdt.length);
   const values = [
     m.clock.now,
     s.exits,
@@ -40,7 +44,7 @@ export function finalCounters(m: Machine): [number, number][] {
     m.log.count('guest_error'),
     m.log.count('unimp'),
     m.faults?.injected.length ?? 0,
-    F.crc32(tables),
+    acpiTables(m.acpi).crc,
   ];
   const out: [number, number][] = values.map((v, id) => [id, v]);
   for (const gsiv of [...m.irqs.keys()].sort((a, b) => a - b)) out.push([F.IRQ_COUNTER_BASE + gsiv, m.irqs.get(gsiv)!.count]);

@@ -7,6 +7,7 @@
  *   mapped VINTF page0, and guest RAM: rings, page tables, STEs) with the value a load returned;
  * - the modelled time the guest lets pass (each poll interval) and each run of the VMM's main
  *   loop: the clock's `advance` calls, which fire the machine's timers;
+ * - each read of the ACPI tables (their size and CRC-32);
  * - interrupts: every level change of every line, and the guest's handlers (installed, entered,
  *   returned), so what a handler did is nested where it ran;
  * - the device DMA the workload triggers (IOVA, bytes, outcome) and its RAM reads outside the bus;
@@ -16,8 +17,8 @@
  * - The guest's own computation (which commands it builds, which buffers it picks): replay needs
  *   only what crossed the seam, so a recording replays without the guest driver model, and a
  *   change in the guest driver cannot hide a change in the machine.
- * - The ACPI tables' bytes: they are an output of the machine's options (only their CRC-32 is
- *   compared at the end); the QEMU command line that builds them is in the header.
+ * - The ACPI tables' bytes: they are an output of the machine's options; each time the guest
+ *   reads them only their size and CRC-32 are kept (and compared on replay).
  * - Host internals (host physical addresses, IOTLB contents, queue ids): not guest-visible; a
  *   change there shows as a different value the guest reads, or it does not matter to the guest.
  * - Wall-clock time and the trace sinks' output: neither is an input; recording the same run
@@ -34,7 +35,7 @@ import type { GuestBus, GuestPlatform } from '../../kit/guest-seam.js';
 import type { IrqLine } from '../../kit/irq.js';
 import type { DmaResult } from '../../host/kernel/host-device.js';
 import type { Machine } from '../machine.js';
-import { dmaAux2, dmaFlags, finalCounters } from './observations.js';
+import { acpiTables, dmaAux2, dmaFlags, finalCounters } from './observations.js';
 import * as F from './format.js';
 
 /** Records per chunk written to the file (2 MiB). */
@@ -129,6 +130,7 @@ export class Recorder {
         Reflect.deleteProperty(dev, 'dmaWrite');
       });
     });
+    this.watchAcpi(m);
     const { readRam, writeRam } = m;
     m.readRam = (gpa, length) => {
       const s = this.begin(F.K_RAM_READ, length, gpa);
@@ -236,6 +238,25 @@ export class Recorder {
         b.write64(a, v);
       },
     };
+  }
+
+  /** Each read of the ACPI tables (the getter of the machine's class, wrapped on this instance). */
+  private watchAcpi(m: Machine): void {
+    let proto: object | null = Object.getPrototypeOf(m);
+    while (proto && !Object.hasOwn(proto, 'acpi')) proto = Object.getPrototypeOf(proto);
+    const get = proto && Object.getOwnPropertyDescriptor(proto, 'acpi')?.get;
+    if (!get) return;
+    Object.defineProperty(m, 'acpi', {
+      configurable: true,
+      get: () => {
+        const tables = get.call(m) as Machine['acpi'];
+        const t = acpiTables(tables);
+        const p = this.event(F.K_ACPI, t.bytes, 0, 0);
+        this.dv.setUint32(p + F.F_VALUE, t.crc, true);
+        return tables;
+      },
+    });
+    this.undo.push(() => Reflect.deleteProperty(m, 'acpi'));
   }
 
   /** Level changes of `line`, and the guest's handler of it (installed, entered, returned). */

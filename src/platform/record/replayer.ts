@@ -3,7 +3,7 @@
  * driver model. The recorded accesses are re-issued in order through the guest's bus; the
  * recorded poll intervals and main-loop runs advance the clock; where the guest's interrupt
  * handler ran, the replay's handler re-issues what it did. Every value the machine returns — a
- * load, a DMA's outcome, a RAM read, an interrupt line's level change, the modelled time at
+ * load, a DMA's outcome, a RAM read, the ACPI tables, an interrupt line's level change, the modelled time at
  * each record, the final counters — is compared with the recording; the first difference stops
  * the replay and is reported with the records before it.
  */
@@ -15,7 +15,7 @@ import { parseFaultSpecs } from '../fault-injection.js';
 import { Machine } from '../machine.js';
 import { codeVersion } from './code-version.js';
 import * as F from './format.js';
-import { dmaAux2, dmaFlags, finalCounters } from './observations.js';
+import { acpiTables, dmaAux2, dmaFlags, finalCounters } from './observations.js';
 import { RecordingReader } from './reader.js';
 import { addressName } from './register-names.js';
 
@@ -234,6 +234,12 @@ class Replay {
         this.m.writeRam(addr, buf.slice(p + F.F_VALUE, p + F.F_VALUE + dataLength(buf, p)));
         c.accesses++;
         break;
+      case F.K_ACPI: {
+        const want = dv.getUint32(p + F.F_VALUE, true);
+        const got = acpiTables(this.m.acpi);
+        if (got.crc !== want || got.bytes !== aux) this.diverge(index, `${aux} bytes, CRC-32 ${hex(want)}`, `${got.bytes} bytes, CRC-32 ${hex(got.crc)}`, buf, p);
+        break;
+      }
       case F.K_COUNTER: {
         this.counters ??= new Map(finalCounters(this.m));
         const want = dv.getFloat64(p + F.F_VALUE, true);
@@ -412,6 +418,8 @@ export function describeRecord(m: Machine, buf: Uint8Array, p: number): string {
       return `${time} ${name} ${at} ${data()}`;
     case F.K_COUNTER:
       return `${name} ${F.counterName(aux)} = ${dv.getFloat64(p + F.F_VALUE, true)}`;
+    case F.K_ACPI:
+      return `${time} ${name} ${aux} bytes, CRC-32 ${hex(dv.getUint32(p + F.F_VALUE, true))}`;
     default:
       return name;
   }
