@@ -35,6 +35,23 @@ test('replay reproduces the run: one summary line, exit status 0', () => {
   assert.match(r.out, /^cmdqv replay: .*run\.rec: reproduced bit for bit: \d+ records \(\d+ accesses, \d+ clock advances, \d+ interrupt level changes, \d+ handler runs, 36 DMAs, \d+ counters\), \d+\.\d{3} ms modelled$/);
 });
 
+test('runs with --cmdqv off, --inject and --cost-model are recorded with what they change, and replay', () => {
+  const cost = join(dir, 'cost.json');
+  writeFileSync(cost, JSON.stringify({ ioctlNs: 5000 }));
+  for (const [name, opts] of [['off', ['--cmdqv', 'off']], ['inject', ['--inject', 'ioctl=IOMMU_HW_QUEUE_ALLOC:ENOMEM']], ['cost', ['--cost-model', cost]]] as const) {
+    const f = join(dir, `${name}.rec`);
+    const rec = run(['run', '--ops', '16', '--batch', '4', ...opts, '--record', f]);
+    assert.equal(rec.code, 0, rec.err);
+    const r = run(['replay', f]);
+    assert.equal(r.code, 0, r.out);
+    assert.match(r.out, /reproduced bit for bit/);
+    const header = new TextDecoder().decode(readRecording(f).header);
+    if (name === 'off') assert.match(header, /cmdqv=off/);
+    if (name === 'inject') assert.match(header, /"inject":\["ioctl=IOMMU_HW_QUEUE_ALLOC:ENOMEM"\]/);
+    if (name === 'cost') assert.match(header, /"ioctlNs":5000/);
+  }
+});
+
 test('replay on another machine reports the first divergence, exit status 1', () => {
   const r = run(['replay', file, '--context', '3', '--', '-object', 'iommufd,id=iommufd0', '-device', 'arm-smmuv3,primary-bus=pcie.0,id=smmuv3.0,accel=on,cmdqv=off,identifier=1',
     '-device', 'vfio-pci,host=0009:01:00.0,iommufd=iommufd0']);
