@@ -23,6 +23,8 @@
  *   change there shows as a different value the guest reads, or it does not matter to the guest.
  * - Wall-clock time and the trace sinks' output: neither is an input; recording the same run
  *   twice gives the same file.
+ * - Other VMs on a shared host: replay builds a fresh host from the recorded description, so
+ *   what they did to the host is not reproduced (it is not this guest's input).
  *
  * Cost: without `--record` nothing is installed (the machine's {@link Machine.guestView} is
  * unset). With it, each access is one extra call writing 32 bytes into a preallocated buffer
