@@ -97,6 +97,8 @@ test('a file that is not a recording is refused with status 1, naming the proble
   const o = run(['replay', other]);
   assert.equal(o.code, 1);
   assert.match(o.err, /^cmdqv: replay .*other\.rec: the recorded machine cannot be built: -device arm-smmuv3,.*accel=no/);
+  writeRecording(other, new TextEncoder().encode(new TextDecoder().decode(header).replace('"ioctlNs"', '"ioctlXs"')), records);
+  assert.match(run(['replay', other]).err, /^cmdqv: replay .*other\.rec: the recorded cost model: unknown parameter 'ioctlXs'/);
 });
 
 test('usage: one file, --context bounds, --record not with --compare, help lists replay', () => {

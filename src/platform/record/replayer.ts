@@ -81,7 +81,13 @@ export function replayRecording(file: string, opts: ReplayOptions = {}): ReplayR
   const reader = new RecordingReader(file);
   try {
     const d = reader.description;
-    const costModel = opts.costModel ?? parseCostModel(d.costModel, `${file}: recorded cost model`);
+    let costModel: CostModel;
+    try {
+      costModel = opts.costModel ?? parseCostModel(d.costModel, 'the recorded cost model');
+    } catch (e) {
+      // A parameter this code does not know (a recording from another version) or a bad value.
+      throw new F.RecordingFormatError((e as Error).message);
+    }
     const m = Machine.create(opts.argv ?? d.argv, {
       host: d.host as HostConfig,
       inject: d.inject.flatMap((s) => parseFaultSpecs(s)),
