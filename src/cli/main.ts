@@ -11,6 +11,7 @@ import { DIFFTEST_USAGE, difftestCommand } from './difftest-command.js';
 import { FUZZ_USAGE, fuzzCommand } from './fuzz-command.js';
 import { QEMU_USAGE, qemuCommand } from './qemu-command.js';
 import { RUN_USAGE, runCommand } from './run-command.js';
+import { REPLAY_USAGE, replayCommand } from './replay-command.js';
 import { SERVE_USAGE, serveCommand } from './serve-command.js';
 import { runUapiCommand, UAPI_USAGE } from './uapi-command.js';
 import { UsageError } from './usage-error.js';
@@ -25,6 +26,8 @@ const USAGE = `usage: cmdqv <command> [options]
 commands:
   run [options] [-- QEMU options]
                   boot the machine, run the guest workload and report (the main job)
+  replay FILE [--context N]
+                  reproduce a run recorded with \`run --record FILE\`; report the first divergence
   acpi [--out DIR] [-- QEMU options]
                   write the machine's IORT.dat and DSDT.dat (for iasl -d)
   uapi [--json]   print every iommufd uAPI struct layout, ioctl number and enum value
@@ -44,7 +47,7 @@ ${RUN_USAGE}
 `;
 
 /** Each subcommand's own usage text (`cmdqv <command> --help`). */
-const COMMAND_USAGE: Readonly<Record<string, string>> = { run: RUN_USAGE, acpi: ACPI_USAGE, uapi: UAPI_USAGE, fuzz: FUZZ_USAGE, difftest: DIFFTEST_USAGE, serve: SERVE_USAGE, qemu: QEMU_USAGE, help: USAGE };
+const COMMAND_USAGE: Readonly<Record<string, string>> = { run: RUN_USAGE, replay: REPLAY_USAGE, acpi: ACPI_USAGE, uapi: UAPI_USAGE, fuzz: FUZZ_USAGE, difftest: DIFFTEST_USAGE, serve: SERVE_USAGE, qemu: QEMU_USAGE, help: USAGE };
 
 /** Whether the subcommand's own options (before any `--`) ask for help. */
 function wantsHelp(args: readonly string[]): boolean {
@@ -84,6 +87,11 @@ export function main(argv: readonly string[], out: (s: string) => void, err: (s:
       case 'run':
         out(runCommand(rest, err));
         return 0;
+      case 'replay': {
+        const r = replayCommand(rest);
+        out(r.text);
+        return r.status;
+      }
       case 'acpi':
         out(acpiCommand(rest, err));
         return 0;

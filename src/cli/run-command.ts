@@ -5,7 +5,7 @@
 
 import { parseArgs } from 'node:util';
 import { DEFAULT_WORKLOAD, runWorkload, type WorkloadReport } from '../platform/workload.js';
-import { DEFAULT_ARGS, Machine } from '../platform/machine.js';
+import { DEFAULT_ARGS, DEFAULT_HOST, Machine } from '../platform/machine.js';
 import { formatCompare, runCompare } from '../platform/compare.js';
 import { readFileSync } from 'node:fs';
 import { DEFAULT_COST_MODEL, parseCostModel, type CostModel } from '../platform/cost-model.js';
@@ -15,6 +15,8 @@ import { lvcmdqPage0Offset, VCMDQ_GERROR, VCMDQ_STATUS } from '../arch/tegra241-
 import { errnoName } from '../uapi/errno.js';
 import { FaultSpecError, parseFaultSpecs, type FaultSpec } from '../platform/fault-injection.js';
 import { UsageError } from './usage-error.js';
+import { abandonRecording, recordRun, startRecording } from '../platform/record/record-run.js';
+
 
 /**
  * The CLI checks every 8th unmapped buffer: enough that `--skip-invalidation` is caught in any
@@ -27,7 +29,7 @@ const DEFAULT_TRACE_LIMIT = 2_000_000;
 export const RUN_USAGE = `usage: cmdqv run [--ops N] [--batch N] [--pages N] [--cmdqv on|off|auto]
                  [--no-error] [--skip-invalidation] [--trace PATTERN]... [--trace-out FILE.json]
                  [--trace-limit N] [--cost-model FILE.json] [--json] [--inject SPEC]...
-                 [--compare] [--verify-every N] [-- QEMU options]
+                 [--compare] [--verify-every N] [--record FILE] [-- QEMU options]
 
 --trace-out FILE.json writes the run's timeline in modelled time (Chrome/Perfetto JSON: one process
 per layer, a track per queue, VM exits, the VMM's CMDQ walk, syscalls, consumed batches and each
@@ -46,6 +48,9 @@ accelerated with trapped invalidations, accelerated + CMDQV) and prints them sid
 --inject SPEC fails a host call the VMM makes, as the kernel would: ioctl=NAME:ERRNO[:N] (the N-th
 call of that ioctl), mmap=ERRNO[:N] (the N-th file mmap, e.g. VINTF page0), open=PATH:ERRNO[:N];
 the report says what fired, what the VMM reported and what the guest saw.
+
+--record FILE records every guest-visible input of the run and what the machine answered
+(accesses, time, interrupts, DMA, final counters); \`cmdqv replay FILE\` reproduces it bit for bit.
 
 Without QEMU options the embedded default machine is used:
   ${DEFAULT_ARGS.join(' ')}`;
@@ -72,8 +77,12 @@ export interface RunOptions {
   readonly traceLimit: number;
   readonly costModel: CostModel;
   readonly inject: readonly FaultSpec[];
+  /** `--inject` as given (what a recording keeps). */
+  readonly injectSpecs: readonly string[];
   readonly compare: boolean;
   readonly json: boolean;
+  /** `--record FILE`. */
+  readonly record: string | undefined;
 }
 
 /**
@@ -101,6 +110,7 @@ export function parseRunOptions(argv: readonly string[]): RunOptions {
       json: { type: 'boolean', default: false },
       inject: { type: 'string', multiple: true },
       compare: { type: 'boolean', default: false },
+      record: { type: 'string' },
     },
     strict: true,
   });
@@ -123,6 +133,10 @@ export function parseRunOptions(argv: readonly string[]): RunOptions {
     if (e instanceof FaultSpecError) throw new CliError(e.message);
     throw e;
   }
+  if (values.record !== undefined) {
+    if (values.compare) throw new UsageError('--record records one run; --compare makes three');
+    checkWritable('--record', values.record);
+  }
   return {
     qemu,
     ops,
@@ -136,8 +150,10 @@ export function parseRunOptions(argv: readonly string[]): RunOptions {
     traceLimit,
     costModel,
     inject,
+    injectSpecs: values.inject ?? [],
     compare: values.compare === true,
     json: values.json === true,
+    record: values.record,
   };
 }
 
@@ -150,13 +166,23 @@ export function runCommand(argv: readonly string[], progress: (s: string) => voi
   }
   const traceFile = traceOut ? openStreamedOutput('--trace-out', traceOut) : undefined;
   const trace = traceFile ? new ChromeTraceWriter((chunk) => traceFile.write(chunk), traceLimit) : undefined;
-  const m = Machine.create(qemu, { inject, costModel, trace });
+  const recorder = values.record === undefined ? undefined : startRecording(values.record, {
+    argv: qemu, host: DEFAULT_HOST, inject: values.injectSpecs, costModel,
+    workload: { ops, batch, pages, injectError: values.injectError, verifyEvery: values.verifyEvery, skipInvalidation: values.skipInvalidation },
+  });
+  let m: Machine;
+  try {
+    m = Machine.create(qemu, { inject, costModel, trace, attach: recorder && ((vm) => recorder.attach(vm)) });
+  } catch (e) {
+    if (recorder) abandonRecording(recorder);
+    throw e;
+  }
   // The streamed trace takes the tracer's records; the in-memory one would grow without bound.
   if (trace) m.tracer.removeSink(m.traceChrome);
   // QEMU's warnings about the line (e.g. a PCIe function behind a root port at a slot other than 0).
   for (const w of m.placementWarnings) progress(`qemu-system-aarch64: ${w}`);
   let last = 0;
-  const rep = runWorkload(m, {
+  const workload = () => runWorkload(m, {
     ops,
     batch,
     pages,
@@ -171,6 +197,12 @@ export function runCommand(argv: readonly string[], progress: (s: string) => voi
       }
     },
   });
+  let rep: WorkloadReport;
+  if (recorder) {
+    const { result, summary } = recordRun(recorder, m, workload);
+    rep = result;
+    progress(`--record: ${summary.records} records (${(summary.bytes / 2 ** 20).toFixed(1)} MiB) in ${summary.file}; \`cmdqv replay ${summary.file}\` reproduces the run`);
+  } else rep = workload();
   if (trace && traceFile) {
     trace.close(m.clock.now);
     traceFile.close();

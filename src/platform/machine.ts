@@ -17,6 +17,7 @@ import { runPciFirmware, type PciFirmwareResult } from '../guest/pci-firmware.js
 import { FaultInjectingSyscalls, type FaultSpec } from './fault-injection.js';
 import { OptionError, parseVirtArgs, type VirtOptions } from '../vmm/virt/options.js';
 import type { ChromeTraceWriter } from '../kit/trace.js';
+import type { GuestPlatform } from '../kit/guest-seam.js';
 import { DEFAULT_COST_MODEL, ZERO_COST_MODEL, type CostModel } from './cost-model.js';
 import { Timeline } from './timeline.js';
 
@@ -43,6 +44,11 @@ export interface MachineCreateOptions {
   costModel?: CostModel;
   /** Write the run's Perfetto timeline here (`--trace-out`); the tracer's records go to it too. */
   trace?: ChromeTraceWriter;
+  /**
+   * Called with the new machine before its firmware runs (`--record` attaches its recorder
+   * here, so the firmware's accesses are recorded too).
+   */
+  attach?: (m: Machine) => void;
 }
 
 /** A VM on a host: the VMM's machine plus the host and the VMM process it runs as. */
@@ -120,6 +126,7 @@ export class Machine extends VirtMachine {
       const m = new Machine(options, host, proc, faults, { clock, log, tracer, detach, timeline });
       for (const s of m.smmus) timeline.attachVmmSmmu({ name: s.dev.props.id, observers: s.dev.observers, cmdqv: s.cmdqv });
       for (const e of m.emulatedSmmus) timeline.attachVmmSmmu({ name: e.id, observers: e.device.observers, cmdqv: undefined });
+      opts.attach?.(m);
       if (opts.firmware !== false) m.runFirmware();
       return m;
     } catch (e) {
@@ -128,6 +135,19 @@ export class Machine extends VirtMachine {
       detach();
       throw e;
     }
+  }
+
+  /**
+   * Interposes on the guest's view of the machine (`--record`, platform/record/recorder.ts):
+   * when set, {@link guestPlatform} hands the guest what it makes of the plain view. Unset (the
+   * default), the guest's accesses go straight to the address space: nothing per access.
+   */
+  guestView: ((p: GuestPlatform) => GuestPlatform) | undefined;
+
+  /** The guest's view of the machine (through {@link guestView} when one is set). */
+  override guestPlatform(): GuestPlatform {
+    const p = super.guestPlatform();
+    return this.guestView ? this.guestView(p) : p;
   }
 
   /** What the firmware's PCI step did at the last boot (undefined before it ran). */
