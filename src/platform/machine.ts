@@ -20,7 +20,7 @@ import type { ChromeTraceWriter } from '../kit/trace.js';
 import { DEFAULT_COST_MODEL, ZERO_COST_MODEL, type CostModel } from './cost-model.js';
 import { Timeline } from './timeline.js';
 import type { PlainValue } from '../kit/persist.js';
-import { forEachTouchedRam, type RamSource } from './snapshot/guest-ram.js';
+import { forEachTouchedRam } from './snapshot/guest-ram.js';
 import { restoreMachine, type RestoreOptions } from './snapshot/restore.js';
 import { saveMachine, type SaveOptions } from './snapshot/save.js';
 import type { GuestSoftware } from './snapshot/state.js';
