@@ -38,6 +38,9 @@ test('plain state round-trips exactly through the encoding', () => {
   const back = decodePlain(encodePlain(v), 'test') as typeof v;
   assert.deepEqual(back, v);
   assert.ok(back.b instanceof Uint8Array && back.b.length === 2);
+  // A file read is a Node Buffer, often a view into a shared pool: the arrays still come out right.
+  const pooled = Buffer.from(encodePlain(v));
+  assert.deepEqual(decodePlain(pooled, 'pooled'), v);
   assert.throws(() => decodePlain(encodePlain(v).subarray(0, 20), 'the state'), /the state is truncated/);
   assert.throws(() => decodePlain(new Uint8Array([42]), 'the state'), /unknown value tag 42/);
 });

@@ -76,10 +76,11 @@ export function writeImage(sections: readonly ImageSection[]): Uint8Array {
  */
 export function readImage(image: Uint8Array): Map<string, Uint8Array> {
   if (!(image instanceof Uint8Array)) throw new SnapshotError('snapshot image: not a byte array');
-  if (image.length < FIXED_HEADER + 4) throw new SnapshotError(`snapshot image is truncated: ${image.length} bytes, a header alone is at least ${FIXED_HEADER + 4}`);
-  for (let i = 0; i < MAGIC_BYTES.length; i++) {
+  // The magic first (as far as there are bytes): a short file that is not an image says so.
+  for (let i = 0; i < Math.min(MAGIC_BYTES.length, image.length); i++) {
     if (image[i] !== MAGIC_BYTES[i]) throw new SnapshotError(`not a cmdqv snapshot image (the file does not start with "${IMAGE_MAGIC}")`);
   }
+  if (image.length < FIXED_HEADER + 4) throw new SnapshotError(`snapshot image is truncated: ${image.length} bytes, a header alone is at least ${FIXED_HEADER + 4}`);
   const r = new ByteReader(image, 'snapshot image header');
   r.at = MAGIC_BYTES.length;
   const version = r.u32();
