@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { DEFAULT_HOST } from '../../src/host/config.js';
 import { decodePlain, encodePlain } from '../../src/platform/snapshot/codec.js';
-import { crc32 } from '../../src/platform/snapshot/crc32.js';
+import { xxh32 } from '../../src/platform/snapshot/xxh32.js';
 import { readImage, writeImage } from '../../src/platform/snapshot/image.js';
 import { HostKernel, Machine, SnapshotError } from '../../src/platform/machine.js';
 import { WorkloadRun } from '../../src/platform/workload.js';
@@ -28,9 +28,12 @@ function refused(img: Uint8Array, pattern: RegExp, host?: HostKernel | typeof DE
   assert.throws(() => Machine.restore(img, host ? { host } : {}), (e: unknown) => e instanceof SnapshotError && pattern.test(e.message), `expected ${pattern}`);
 }
 
-test('CRC-32 is the IEEE one (check value of "123456789")', () => {
-  assert.equal(crc32(new TextEncoder().encode('123456789')), 0xcbf43926);
-  assert.equal(crc32(new Uint8Array(0)), 0);
+test('the section checksum is XXH32 (reference values, aligned or not)', () => {
+  const e = (s: string) => new TextEncoder().encode(s);
+  assert.equal(xxh32(e('')), 0x02cc5d05);
+  assert.equal(xxh32(e('abc')), 0x32d153ff);
+  assert.equal(xxh32(e('Nobody inspects the spammish repetition')), 0xe2293b2f);
+  assert.equal(xxh32(e('xNobody inspects the spammish repetition').subarray(1)), 0xe2293b2f);
 });
 
 test('plain state round-trips exactly through the encoding', () => {

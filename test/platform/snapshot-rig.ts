@@ -6,7 +6,7 @@ import { lvcmdqPage0Offset, VCMDQ_PROD } from '../../src/arch/tegra241-cmdqv/reg
 import { mulberry32 } from '../../src/kit/prng.js';
 import { HostKernel, Machine } from '../../src/platform/machine.js';
 import { WorkloadRun, type WorkloadOptions, type WorkloadReport } from '../../src/platform/workload.js';
-import { crc32 } from '../../src/platform/snapshot/crc32.js';
+import { xxh32 } from '../../src/platform/snapshot/xxh32.js';
 
 /** The embedded default line with the CMDQV on or off (trapped invalidations), on host device `bdf`. */
 export function lineFor(cmdqv: boolean, bdf = '0009:01:00.0'): string[] {
@@ -87,16 +87,11 @@ function registerReads(m: Machine): number[] {
   return out;
 }
 
-/** CRC of every guest RAM block that holds data, with its offset. */
+/** Every guest RAM block that holds data: its offset and a hash of its bytes. */
 function ramDigest(m: Machine): string {
-  let crc = 0;
-  let blocks = 0;
-  m.forEachTouchedRam((offset, bytes) => {
-    crc = crc32(new Uint8Array(new Float64Array([offset]).buffer), crc);
-    crc = crc32(bytes, crc);
-    blocks++;
-  });
-  return `${blocks}:${crc.toString(16)}`;
+  const out: string[] = [];
+  m.forEachTouchedRam((offset, bytes) => out.push(`${offset.toString(16)}:${xxh32(bytes).toString(16)}`));
+  return out.join(' ');
 }
 
 /** The report without what is not guest-visible: wall time and host object ids. */
