@@ -114,7 +114,7 @@ test('restored next to another VM: another VINTF index and VMID; the guest reads
   const src = Machine.create(lineFor(true));
   WorkloadRun.start(src, { ops: 16, batch: 8, pages: 1, injectError: false, skipInvalidation: false }).runTo(8);
   const img = src.save();
-  const { host, other } = busyHost(true);
+  const { host, other } = busyHost('cmdqv');
   const m = Machine.restore(img, { host });
   // CMDQ_ALLOC_MAP of the host silicon: which VINTF each allocated global VCMDQ serves.
   const vintfs = (h: HostKernel) => {
