@@ -152,3 +152,21 @@ test('save with ram: false leaves RAM out; the RAM given to restore fills it', a
   assert.throws(() => Machine.restore(img, { ram: new SparseMemory(4096) }), /the RAM given to restore is 4096 bytes/);
   src.close();
 });
+
+test('two SMMUs behind pxb-pcie root ports: the restored run prints the same report, host ids included', async () => {
+  const { formatReport } = await import('../../src/cli/run-command.js');
+  const line = ('-M virt,gic-version=3 -m 8G -object iommufd,id=iommufd0 -device pxb-pcie,id=pcie.1,bus_nr=1 ' +
+    '-device pcie-root-port,id=rp1,bus=pcie.1,chassis=1 -device pxb-pcie,id=pcie.2,bus_nr=8,bus=pcie.0 ' +
+    '-device pcie-root-port,id=rp2,bus=pcie.2,chassis=2 -device arm-smmuv3,primary-bus=pcie.1,accel=on,cmdqv=on,identifier=1 ' +
+    '-device arm-smmuv3,primary-bus=pcie.2,accel=on,identifier=2 -device vfio-pci,host=0009:01:00.0,iommufd=iommufd0,bus=rp1 ' +
+    '-device vfio-pci,host=0009:01:00.1,iommufd=iommufd0,bus=rp2').split(' ');
+  const text = (m: Machine, r: ReturnType<WorkloadRun['finish']>) => formatReport(m, r).split('\n').filter((l) => !l.startsWith('Speed')).join('\n');
+  const work = { ops: 24, batch: 8, pages: 2, injectError: true, skipInvalidation: false, verifyEvery: 3 };
+  const src = Machine.create(line);
+  const run = WorkloadRun.start(src, work);
+  run.runTo(16);
+  const img = src.save();
+  const dst = Machine.restore(img);
+  assert.equal(dst.devices.map((d) => d.host.guestSid).join(), '512,2304', 'bus numbers from the bridges: SIDs 0x200, 0x900');
+  assert.equal(text(dst, WorkloadRun.resume(dst).finish()), text(src, run.finish()));
+});
