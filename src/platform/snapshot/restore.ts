@@ -9,7 +9,7 @@
  * machine, so the host gets every object, queue and page back.
  */
 
-import type { HostConfig } from '../../host/config.js';
+import { DEFAULT_HOST, type HostConfig } from '../../host/config.js';
 import { HostKernel } from '../../host/kernel/host-kernel.js';
 import type { PlainValue } from '../../kit/persist.js';
 import { parseVirtArgs } from '../../vmm/virt/options.js';
@@ -108,9 +108,10 @@ function checkTopology(meta: ImageMeta, host: HostKernel | HostConfig): void {
 /** See `Machine.restore`. */
 export function restoreMachine(image: Uint8Array, opts: RestoreOptions = {}): Machine {
   const checked = checkImage(image, opts.ram);
-  const host = opts.host ?? new HostKernel();
-  checkTopology(checked.meta, host);
-  const m = Machine.create(checked.meta.argv, { ...opts.create, host, firmware: false });
+  // No host given: a new default host, made by Machine.create on the VM's clock (as a boot's).
+  const host = opts.host;
+  checkTopology(checked.meta, host ?? DEFAULT_HOST);
+  const m = Machine.create(checked.meta.argv, { ...opts.create, ...(host ? { host } : {}), firmware: false });
   try {
     load(m, checked, opts.ram);
   } catch (e) {
