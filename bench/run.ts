@@ -15,6 +15,7 @@ import { benchIotlb } from './iotlb.bench.js';
 import { benchPaths, pathRows } from './paths.bench.js';
 import { renderPlot } from './plot.js';
 import { benchSameScript, peerScript } from './same-script.bench.js';
+import { benchSnapshot } from './snapshot.bench.js';
 import { benchTrapped, benchVcmdq } from './vcmdq.bench.js';
 import { benchGuestLoop, benchScale, costRows } from './workload.bench.js';
 
@@ -89,6 +90,7 @@ async function main(): Promise<void> {
   log(costRows(loop, model));
   const paths = benchPaths(quick, model);
   log(pathRows(paths));
+  log(benchSnapshot(quick));
   process.stdout.write(`\n${table(rows)}\n`);
   const results = { date: new Date().toISOString(), quick, node: process.version, costModel: model, rows, loop, scale, paths };
   writeFileSync(values.out!, `${JSON.stringify(results, (_k, v) => (typeof v === 'number' && !Number.isFinite(v) ? null : v), 2)}\n`);

@@ -24,7 +24,7 @@ The run options (--ops, --batch, --pages, --cmdqv, --verify-every, --skip-invali
 are the page's defaults, --trace-limit bounds each timeline trace (default ${WEB_TRACE_LIMIT} events).`;
 
 /** run options that write or print a report, which the web view does not do. */
-const NOT_FOR_SERVE = ['--json', '--compare', '--trace-out', '--no-error', '--record'];
+const NOT_FOR_SERVE = ['--json', '--compare', '--trace-out', '--no-error', '--record', '--save-at', '--save', '--restore'];
 
 /** What {@link serveCommand} parsed. */
 export interface ServeOptions {
