@@ -211,6 +211,11 @@ export class IommufdContext {
     return o as T;
   }
 
+  /** The live object `id`, if any (read-only inspection: what a migration re-created, tests). */
+  lookup(id: number): IommufdObject | undefined {
+    return this.objects.get(id) ?? undefined;
+  }
+
   /** Number of live objects (for tests and leak checks). */
   get objectCount(): number {
     let n = 0;
