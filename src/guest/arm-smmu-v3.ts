@@ -9,7 +9,7 @@
 import { buildCommand, CERROR_ATC_INV_SYNC, CERROR_ILL, Op, SYNC_CS_SEV } from '../arch/smmuv3/commands.js';
 import { qAdvance, qEmpty, qIndex } from '../arch/smmuv3/queue.js';
 import { STE_BYTES } from '../arch/smmuv3/structures.js';
-import { GuestCommandQueue } from './command-queue.js';
+import { GuestCommandQueue, type GuestCommandQueueState } from './command-queue.js';
 import * as R from '../arch/smmuv3/registers.js';
 import { GuestAllocator, pollTimeout, type GuestPlatform } from './platform.js';
 
@@ -34,6 +34,20 @@ export interface GuestSmmuStats {
   events: number;
 }
 
+/** The driver's state apart from guest RAM (see {@link GuestSmmu.save}). */
+export interface GuestSmmuState {
+  readonly idr1: number;
+  readonly idr3: number;
+  readonly strtab: number;
+  readonly cmdq: number;
+  readonly evtq: number;
+  readonly queue: GuestCommandQueueState;
+  readonly stats: GuestSmmuStats;
+  readonly events: readonly Uint32Array[];
+  readonly evtCons: number;
+  readonly gerrorIrq: boolean;
+}
+
 /** One SMMU as the guest driver sees it. */
 export class GuestSmmu {
   readonly sidBits: number;
@@ -41,6 +55,8 @@ export class GuestSmmu {
   readonly ril: boolean;
   /** Raw IDR1, for the CMDQV driver's queue sizing. */
   readonly idr1: number;
+  /** Raw IDR3 as probed. */
+  private readonly idr3: number;
   readonly stats: GuestSmmuStats = { commands: 0, syncs: 0, cerrorsSkipped: 0, events: 0 };
   /** The most recent event records drained from the event queue (8 words each; at most 256). */
   readonly events: Uint32Array[] = [];
@@ -51,27 +67,41 @@ export class GuestSmmu {
   /** Whether {@link handleGerror} is wired to the SMMU's GERROR interrupt (as Linux does). */
   gerrorIrq = false;
 
+  /**
+   * Probe and enable the SMMU; with `saved`, take over a driver saved by {@link save} instead
+   * (a restored VM: the SMMU is already programmed, nothing is written).
+   */
   constructor(
     readonly platform: GuestPlatform,
     readonly base: number,
     readonly mem: GuestAllocator,
     readonly identifier: number,
+    saved?: GuestSmmuState,
   ) {
     const b = platform.bus;
-    this.idr1 = b.read32(base + R.IDR1.spec.offset);
-    const idr3 = b.read32(base + R.IDR3.spec.offset);
+    this.idr1 = saved ? saved.idr1 : b.read32(base + R.IDR1.spec.offset);
+    const idr3 = saved ? saved.idr3 : b.read32(base + R.IDR3.spec.offset);
+    this.idr3 = idr3;
     this.sidBits = Math.min(R.IDR1.f.SIDSIZE.get(this.idr1), 16);
     this.cmdqLog2 = Math.min(R.IDR1.f.CMDQS.get(this.idr1), CMDQ_MAX_LOG2);
     this.ril = R.IDR3.f.RIL.get(idr3) === 1;
     // Disable, then build the structures.
-    this.writeCr0(0);
-    this.strtab = mem.alloc(2 ** this.sidBits * STE_BYTES);
-    const cmdq = mem.alloc(2 ** this.cmdqLog2 * 16);
+    if (!saved) this.writeCr0(0);
+    this.strtab = saved ? saved.strtab : mem.alloc(2 ** this.sidBits * STE_BYTES);
+    const cmdq = saved ? saved.cmdq : mem.alloc(2 ** this.cmdqLog2 * 16);
     // Without a GERROR interrupt the poll loop stands in for the handler.
     this.queue = new GuestCommandQueue(b, platform.clock, cmdq, this.cmdqLog2, base + R.CMDQ_PROD.spec.offset, base + R.CMDQ_CONS.spec.offset, SYNC_CS_SEV, (cons) => {
       if (!this.gerrorIrq) this.handleCmdqError(cons);
     }, `SMMU ${identifier}`);
-    this.evtq = mem.alloc(2 ** EVTQ_LOG2 * 32);
+    this.evtq = saved ? saved.evtq : mem.alloc(2 ** EVTQ_LOG2 * 32);
+    if (saved) {
+      this.queue.restore(saved.queue);
+      Object.assign(this.stats, saved.stats);
+      for (const e of saved.events) this.events.push(e.slice());
+      this.evtCons = saved.evtCons;
+      this.gerrorIrq = saved.gerrorIrq;
+      return;
+    }
     b.write64(base + R.STRTAB_BASE.spec.offset, BigInt(this.strtab) | STRTAB_RA);
     b.write32(base + R.STRTAB_BASE_CFG.spec.offset, this.sidBits);
     b.write64(base + R.CMDQ_BASE.spec.offset, BigInt(cmdq) | BigInt(this.cmdqLog2) | CMDQ_RA);
@@ -86,6 +116,22 @@ export class GuestSmmu {
     b.write32(base + R.IRQ_CTRL.spec.offset, IRQS);
     if (!pollTimeout(platform.clock, () => b.read32(base + R.IRQ_CTRLACK.spec.offset) === IRQS)) throw new Error('failed to enable irqs');
     this.writeCr0(CR0_ALL);
+  }
+
+  /** The driver's state (its structures are in guest RAM): what a snapshot of the guest keeps. */
+  save(): GuestSmmuState {
+    return {
+      idr1: this.idr1,
+      idr3: this.idr3,
+      strtab: this.strtab,
+      cmdq: this.queue.ring,
+      evtq: this.evtq,
+      queue: this.queue.save(),
+      stats: { ...this.stats },
+      events: this.events.map((e) => e.slice()),
+      evtCons: this.evtCons,
+      gerrorIrq: this.gerrorIrq,
+    };
   }
 
   private writeCr0(v: number): void {

@@ -16,6 +16,14 @@ import { pollTimeout } from './platform.js';
 /** CONS.RD: the read index (with wrap bit) below the error field (same in SMMU CMDQ and VCMDQ CONS). */
 const CONS_RD = CMDQ_CONS.f.RD;
 
+/** What the driver keeps of a queue beyond the ring in guest RAM. */
+export interface GuestCommandQueueState {
+  readonly prod: number;
+  readonly cons: number;
+  readonly commands: number;
+  readonly syncs: number;
+}
+
 /** One queue: its ring in guest RAM and its PROD/CONS registers. */
 export class GuestCommandQueue {
   prod = 0;
@@ -38,6 +46,19 @@ export class GuestCommandQueue {
     private readonly onPoll: ((cons: number) => void) | undefined,
     private readonly what: string,
   ) {}
+
+  /** The driver's view of the queue (its cached indexes and counters). */
+  save(): GuestCommandQueueState {
+    return { prod: this.prod, cons: this.cons, commands: this.commands, syncs: this.syncs };
+  }
+
+  /** Load a view saved by {@link save}. */
+  restore(s: GuestCommandQueueState): void {
+    this.prod = s.prod;
+    this.cons = s.cons;
+    this.commands = s.commands;
+    this.syncs = s.syncs;
+  }
 
   /** Forget the indexes (after the hardware queue was reset to 0/0). */
   resetIndexes(): void {

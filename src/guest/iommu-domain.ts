@@ -7,7 +7,7 @@
 
 import { buildCommand, Op } from '../arch/smmuv3/commands.js';
 import { CD, STE, STE_CFG_ABORT, STE_CFG_S1 } from '../arch/smmuv3/structures.js';
-import { PageTableBuilder } from '../kit/page-table-builder.js';
+import { PageTableBuilder, type PageTableBuilderState } from '../kit/page-table-builder.js';
 import type { GuestSmmu } from './arm-smmu-v3.js';
 import type { GuestCmdqv } from './tegra241-cmdqv.js';
 
@@ -60,21 +60,34 @@ export class CommandRouter {
   }
 }
 
+/** What a domain keeps apart from guest RAM (see {@link IommuDomain.save}). */
+export interface IommuDomainState {
+  readonly asid: number;
+  readonly cd: number;
+  readonly tables: PageTableBuilderState;
+}
+
 /** A stage-1 domain attached to one device. */
 export class IommuDomain {
   readonly tables: PageTableBuilder;
   readonly cd: number;
 
+  /** A new domain (CD and page tables allocated); with `saved`, the domain saved by {@link save}. */
   constructor(
     readonly router: CommandRouter,
     readonly asid: number,
+    saved?: IommuDomainState,
   ) {
     const smmu = router.smmu;
     const bus = smmu.platform.bus;
     this.tables = new PageTableBuilder(
       { read32: (a) => bus.read32(a), write32: (a, v) => bus.write32(a, v) },
-      { stage: 1, granule: 4096, inputBits: 48, allocTable: () => smmu.mem.alloc(PAGE) },
+      { stage: 1, granule: 4096, inputBits: 48, allocTable: () => smmu.mem.alloc(PAGE), ...(saved ? { existing: saved.tables } : {}) },
     );
+    if (saved) {
+      this.cd = saved.cd;
+      return;
+    }
     this.cd = smmu.mem.alloc(64);
     // CD as Linux's arm_smmu_make_s1_cd writes it: T0SZ = 16 (48-bit), TG0 = 4K, write-back
     // inner-shareable walks, EPD1, V, IPS = 48-bit, AA64, R (record faults), A (abort, never
@@ -94,6 +107,11 @@ export class IommuDomain {
     CD.ASID.setWords(cd, 0, asid);
     CD.TTB0.setWords(cd, 2, this.tables.root / 2 ** CD.TTB0.lsb);
     cd.forEach((word, i) => bus.write32(this.cd + 4 * i, word));
+  }
+
+  /** The domain's state apart from guest RAM (its CD and tables are there). */
+  save(): IommuDomainState {
+    return { asid: this.asid, cd: this.cd, tables: this.tables.save() };
   }
 
   /** Point device `sid` at this domain (STE: S1 translate, one CD). */

@@ -34,6 +34,17 @@ export class GuestAllocator {
     return at;
   }
 
+  /** The allocator's cursor (the kernel memory it stands for is in guest RAM). */
+  save(): number {
+    return this.next;
+  }
+
+  /** Take a saved cursor back. */
+  restore(next: number): void {
+    if (!(next >= this.base && next <= this.base + this.size)) throw new RangeError(`guest allocator cursor 0x${next.toString(16)} outside its range`);
+    this.next = next;
+  }
+
   /** Bytes handed out so far. */
   get used(): number {
     return this.next - this.base;

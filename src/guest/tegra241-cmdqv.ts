@@ -9,7 +9,7 @@
 
 import { buildCommand, CERROR_ILL, D0, Op, SYNC_CS_NONE } from '../arch/smmuv3/commands.js';
 import { instanceOffset } from '../kit/registers.js';
-import { GuestCommandQueue } from './command-queue.js';
+import { GuestCommandQueue, type GuestCommandQueueState } from './command-queue.js';
 import * as R from '../arch/smmuv3/registers.js';
 import * as C from '../arch/tegra241-cmdqv/registers.js';
 import type { GuestSmmu } from './arm-smmu-v3.js';
@@ -45,6 +45,14 @@ export interface GuestCmdqvStats {
   irqs: number;
 }
 
+/** The driver's state apart from guest RAM (see {@link GuestCmdqv.save}). */
+export interface GuestCmdqvState {
+  readonly param: number;
+  readonly hypOwn: boolean;
+  readonly stats: GuestCmdqvStats;
+  readonly queues: readonly { readonly lvcmdq: number; readonly ring: number; readonly log2: number; readonly queue: GuestCommandQueueState; readonly enabled: boolean }[];
+}
+
 /** The guest's CMDQV. */
 export class GuestCmdqv {
   readonly numVintfs: number;
@@ -56,21 +64,39 @@ export class GuestCmdqv {
   hypOwn = false;
   readonly queues: Vcmdq[] = [];
   readonly stats: GuestCmdqvStats = { commands: 0, batches: 0, errorsHandled: 0, irqs: 0 };
+  /** PARAM as probed. */
+  private readonly param: number;
 
+  /**
+   * Probe and reset the CMDQV; with `saved`, take over a driver saved by {@link save} instead
+   * (a restored VM: nothing is written).
+   */
   constructor(
     readonly platform: GuestPlatform,
     readonly base: number,
     readonly smmu: GuestSmmu,
     readonly gsiv: number | undefined,
+    saved?: GuestCmdqvState,
   ) {
-    const param = this.rd(C.PARAM.spec.offset);
+    const param = saved ? saved.param : this.rd(C.PARAM.spec.offset);
+    this.param = param;
     this.numVcmdqs = 2 ** C.PARAM.f.CMDQV_NUM_CMDQ_LOG2.get(param);
     this.numVintfs = 2 ** C.PARAM.f.CMDQV_NUM_VI_LOG2.get(param);
     this.perVintf = this.numVcmdqs / this.numVintfs;
     this.numSidsPerVintf = 2 ** C.PARAM.f.CMDQV_NUM_SID_PER_VI_LOG2.get(param);
-    // Probe: make sure the CMDQV is enabled.
-    this.writeConfig(C.CMDQV_ENABLE, C.CMDQV_ENABLE.enable.set(this.rd(C.CMDQV_ENABLE.config), 1));
-    this.deviceReset();
+    if (saved) {
+      this.hypOwn = saved.hypOwn;
+      Object.assign(this.stats, saved.stats);
+      for (const q of saved.queues) {
+        const queue = this.newQueue(q.lvcmdq, q.ring, q.log2);
+        queue.restore(q.queue);
+        this.queues.push({ lvcmdq: q.lvcmdq, queue, enabled: q.enabled });
+      }
+    } else {
+      // Probe: make sure the CMDQV is enabled.
+      this.writeConfig(C.CMDQV_ENABLE, C.CMDQV_ENABLE.enable.set(this.rd(C.CMDQV_ENABLE.config), 1));
+      this.deviceReset();
+    }
     if (gsiv !== undefined) {
       const line = platform.irq(gsiv);
       if (line) line.onRaise = () => this.isr();
@@ -120,11 +146,25 @@ export class GuestCmdqv {
   private allocQueues(): void {
     const log2 = Math.min(VCMDQ_MAX_LOG2, R.IDR1.f.CMDQS.get(this.smmu.idr1));
     for (let lvcmdq = 0; lvcmdq < this.perVintf; lvcmdq++) {
-      const p0 = this.base + this.page0(lvcmdq);
       const ring = this.smmu.mem.alloc(2 ** log2 * 16);
-      const queue = new GuestCommandQueue(this.platform.bus, this.platform.clock, ring, log2, p0 + C.VCMDQ_PROD.spec.offset, p0 + C.VCMDQ_CONS.spec.offset, SYNC_CS_NONE, undefined, `VCMDQ ${lvcmdq}`);
-      this.queues.push({ lvcmdq, queue, enabled: false });
+      this.queues.push({ lvcmdq, queue: this.newQueue(lvcmdq, ring, log2), enabled: false });
     }
+  }
+
+  /** The driver's queue object of LVCMDQ `lvcmdq` over `ring`. */
+  private newQueue(lvcmdq: number, ring: number, log2: number): GuestCommandQueue {
+    const p0 = this.base + this.page0(lvcmdq);
+    return new GuestCommandQueue(this.platform.bus, this.platform.clock, ring, log2, p0 + C.VCMDQ_PROD.spec.offset, p0 + C.VCMDQ_CONS.spec.offset, SYNC_CS_NONE, undefined, `VCMDQ ${lvcmdq}`);
+  }
+
+  /** The driver's state apart from guest RAM: what a snapshot of the guest keeps. */
+  save(): GuestCmdqvState {
+    return {
+      param: this.param,
+      hypOwn: this.hypOwn,
+      stats: { ...this.stats },
+      queues: this.queues.map((q) => ({ lvcmdq: q.lvcmdq, ring: q.queue.ring, log2: q.queue.log2, queue: q.queue.save(), enabled: q.enabled })),
+    };
   }
 
   /** VINTF0 init: reset it, enable it, then map and initialise its LVCMDQs in ascending order (the hardware requires it). */

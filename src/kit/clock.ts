@@ -102,6 +102,37 @@ export class VirtualClock {
     }
   }
 
+  /**
+   * Timers still scheduled, in firing order (time, then scheduling order), for a snapshot to
+   * say what deferred work is pending. The callbacks are runtime: a snapshot names them by what
+   * they belong to.
+   */
+  pendingTimers(): { readonly at: number; readonly fn: () => void }[] {
+    return this.heap.filter((t) => !this.cancelled.has(t.id)).sort((a, b) => (before(a, b) ? -1 : 1)).map((t) => ({ at: t.at, fn: t.fn }));
+  }
+
+  /** Drop every scheduled timer (a restore re-schedules the saved ones). */
+  cancelAll(): void {
+    this.heap.length = 0;
+    this.cancelled.clear();
+  }
+
+  /**
+   * Set the time of a clock that has nothing scheduled (a restored VM takes its saved time; its
+   * pending work is scheduled afterwards at the saved deadlines).
+   * @throws Error when timers are still scheduled
+   */
+  restoreTime(ns: number): void {
+    if (this.heap.length > 0) throw new Error('restoreTime: timers are still scheduled');
+    if (!(ns >= 0) || !Number.isFinite(ns)) throw new RangeError(`restoreTime: ${ns} is not a time`);
+    this.nowNs = ns;
+  }
+
+  /** Run `fn` at absolute time `at` (now, if `at` has passed): what a restore re-schedules. */
+  scheduleAt(at: number, fn: () => void): TimerHandle {
+    return this.schedule(Math.max(0, at - this.nowNs), fn);
+  }
+
   private push(timer: Timer): void {
     const h = this.heap;
     h.push(timer);

@@ -74,4 +74,22 @@ export class IrqLine {
       this.active = false;
     }
   }
+
+  /** The line's state between guest accesses: its level and the edges it has counted. */
+  save(): IrqLineState {
+    return { level: this.lvl, count: this.count };
+  }
+
+  /** Load a saved level and count, without delivering an edge (the handler saw it before the save). */
+  restore(s: IrqLineState): void {
+    this.lvl = s.level;
+    this.count = s.count;
+    this.pending = false;
+  }
+}
+
+/** What {@link IrqLine.save} returns. */
+export interface IrqLineState {
+  readonly level: boolean;
+  readonly count: number;
 }

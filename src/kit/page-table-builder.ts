@@ -37,6 +37,17 @@ export interface PageTableBuilderConfig {
   allocTable: () => number;
   /** Return a table that became empty on unmap; without it empty tables stay linked. */
   freeTable?: (addr: number) => void;
+  /**
+   * Tables already built in memory (a restored snapshot): the builder takes them over instead
+   * of allocating a root. See {@link PageTableBuilder.save}.
+   */
+  existing?: PageTableBuilderState;
+}
+
+/** What a builder knows beyond the tables in memory: their root and how many are linked. */
+export interface PageTableBuilderState {
+  readonly root: number;
+  readonly tables: number;
 }
 
 /** Options of {@link PageTableBuilder.map}. */
@@ -130,7 +141,17 @@ export class PageTableBuilder {
     this.startLevel = 4 - Math.ceil((cfg.inputBits - p) / this.stride);
     this.allocTable = cfg.allocTable;
     this.freeTable = cfg.freeTable;
-    this.root = this.newTable();
+    if (cfg.existing) {
+      this.root = cfg.existing.root;
+      this.tables = cfg.existing.tables;
+    } else {
+      this.root = this.newTable();
+    }
+  }
+
+  /** The builder's own state (the tables themselves are in the memory it writes). */
+  save(): PageTableBuilderState {
+    return { root: this.root, tables: this.tables };
   }
 
   /**

@@ -300,6 +300,20 @@ export class SparseMemory {
     });
     return out;
   }
+
+  /**
+   * Visit every allocated chunk in address order: `fn(address, bytes)` gets the chunk's first
+   * address and its 64 KiB (a view: copy what you keep). What a snapshot or a migration's page
+   * store hands over as guest RAM.
+   */
+  forEachChunk(fn: (address: number, bytes: Uint8Array) => void): void {
+    for (const index of [...this.chunks.keys()].sort((a, b) => a - b)) fn(index * CHUNK_SIZE, this.chunks.get(index)!.bytes);
+  }
+
+  /** Whether the 64 KiB chunk holding `addr` was ever allocated (written). */
+  chunkAllocated(addr: number): boolean {
+    return this.chunks.has(Math.floor(addr / CHUNK_SIZE));
+  }
 }
 
 /** Set the dirty bits of every page [addr, addr + len) touches (len > 0). */

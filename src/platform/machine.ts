@@ -19,6 +19,17 @@ import { OptionError, parseVirtArgs, type VirtOptions } from '../vmm/virt/option
 import type { ChromeTraceWriter } from '../kit/trace.js';
 import { DEFAULT_COST_MODEL, ZERO_COST_MODEL, type CostModel } from './cost-model.js';
 import { Timeline } from './timeline.js';
+import type { PlainValue } from '../kit/persist.js';
+import { forEachTouchedRam } from './snapshot/guest-ram.js';
+import { restoreMachine, type RestoreOptions } from './snapshot/restore.js';
+import { saveMachine, type SaveOptions } from './snapshot/save.js';
+import type { GuestSoftware } from './snapshot/state.js';
+
+export { SnapshotError } from './snapshot/errors.js';
+export type { RamSource } from './snapshot/guest-ram.js';
+export type { RestoreOptions } from './snapshot/restore.js';
+export type { SaveOptions } from './snapshot/save.js';
+export type { GuestSoftware } from './snapshot/state.js';
 
 export { DEFAULT_ARGS, VIRT_RAM_BASE } from '../vmm/virt/machine.js';
 export type { EmulatedSmmu, MachineDevice, MachineSmmu, RootBus } from '../vmm/virt/machine.js';
@@ -117,6 +128,7 @@ export class Machine extends VirtMachine {
     try {
       const faults = opts.inject?.length ? new FaultInjectingSyscalls(proc, opts.inject) : undefined;
       const m = new Machine(options, host, proc, faults, { clock, log, tracer, detach, timeline });
+      m.argv = argv.length ? [...argv] : DEFAULT_ARGS;
       if (opts.firmware !== false) m.runFirmware();
       return m;
     } catch (e) {
@@ -125,6 +137,57 @@ export class Machine extends VirtMachine {
       detach();
       throw e;
     }
+  }
+
+  /** The QEMU-style command line the machine was built from (an image records it). */
+  argv: readonly string[] = DEFAULT_ARGS;
+
+  /** The guest software running on the machine (driver model + workload), saved with it. */
+  guestSoftware: GuestSoftware | undefined;
+
+  /** After {@link Machine.restore}: the image's guest software state, for it to resume from. */
+  restoredGuest: PlainValue | undefined;
+
+  /**
+   * The whole VM, between two guest accesses, as a versioned, self-describing image (see
+   * `snapshot/image.ts` and `snapshot/state.ts`): guest RAM that holds data, every VMM device,
+   * the guest-visible host state (HW queue registers, pending vEVENTs), IRQ lines, the virtual
+   * clock and pending main-loop work, and the guest software's state. The machine is not
+   * changed. `ram: false` leaves guest RAM out (a migration sends it page by page).
+   */
+  save(opts: SaveOptions = {}): Uint8Array {
+    this.checkOpenForSnapshot();
+    return saveMachine(this, opts);
+  }
+
+  /**
+   * Re-create a saved VM on `opts.host` — a new host (a `HostConfig`, default the default host)
+   * or a running one, which may hold other VMs so that VINTF indexes, HW queue ids and VMIDs
+   * differ — through the calls its VMM makes (vIOMMU, vDEVICEs, nested HWPTs, HW queues, page0
+   * mmap, vEVENTQs), then load the device state. The guest cannot tell. `opts.ram` is guest RAM
+   * from elsewhere ({@link RamSource}: `size` = the VM's RAM size, `forEachChunk(fn(offset,
+   * bytes))` with offsets from the start of guest RAM; a `SparseMemory` of that size is one),
+   * laid over the image's RAM; it is required when the image was saved with `ram: false`.
+   * The guest software's state is left in {@link restoredGuest} (`WorkloadRun.resume` takes it).
+   * @throws SnapshotError naming the problem (truncated, corrupt, another version or topology,
+   * a host call failing); nothing is left on the host
+   */
+  static restore(image: Uint8Array, opts: RestoreOptions = {}): Machine {
+    return restoreMachine(image, opts);
+  }
+
+  /**
+   * Visit guest RAM that holds data, in guest order: `fn(offset, bytes)` with the offset from
+   * the start of guest RAM and a view of the bytes (copy what you keep). Page copies in and out
+   * are {@link readRam} / {@link writeRam}.
+   */
+  forEachTouchedRam(fn: (offset: number, bytes: Uint8Array) => void): void {
+    this.checkOpenForSnapshot();
+    forEachTouchedRam(this, fn);
+  }
+
+  private checkOpenForSnapshot(): void {
+    if (this.isClosed) throw new Error('machine is closed');
   }
 
   /** What the firmware's PCI step did at the last boot (undefined before it ran). */

@@ -6,12 +6,14 @@
  */
 
 import { buildCommand, Op } from '../arch/smmuv3/commands.js';
-import { GuestKernel } from '../guest/kernel.js';
-import type { IommuDomain } from '../guest/iommu-domain.js';
+import { GuestKernel, type GuestKernelState } from '../guest/kernel.js';
+import type { IommuDomain, IommuDomainState } from '../guest/iommu-domain.js';
 import { GuestIommuTestdev, isIommuTestdev } from '../guest/iommu-testdev.js';
 import { scanPci } from '../guest/pci.js';
 import { GuestOutOfMemory } from '../guest/platform.js';
+import { cloneState, type PlainValue } from '../kit/persist.js';
 import type { Machine } from './machine.js';
+import type { GuestSoftware } from './snapshot/state.js';
 
 /**
  * A device the workload maps buffers for and makes DMA with: a passthrough device (its DMA
@@ -28,14 +30,19 @@ interface DmaMaster {
   stale(iova: number, pa: number): boolean;
 }
 
+/** What identifies a DMA master across a save and restore (the guest found it by its PCI scan). */
+type MasterInfo =
+  | { readonly kind: 'testdev'; readonly name: string; readonly rid: number; readonly smmu: string; readonly bar0: number }
+  | { readonly kind: 'vfio'; readonly name: string; readonly rid: number; readonly smmu: string; readonly hostIndex: number };
+
 /**
  * The machine's DMA masters, as the guest finds them: its PCI scan through ECAM (as Linux
  * enumerates) gives each function's requester ID; an iommu-testdev is driven through its BAR0,
  * a passthrough function's DMA is made by the host device behind it (the VMM's vfio-pci whose
  * requester ID it is).
  */
-function dmaMasters(m: Machine, kernel: GuestKernel): DmaMaster[] {
-  const out: DmaMaster[] = [];
+function findMasters(m: Machine, kernel: GuestKernel): MasterInfo[] {
+  const out: MasterInfo[] = [];
   for (const d of scanPci(kernel.platform.bus, m.acpi)) {
     if (d.bridge) continue;
     const rid = (d.bus << 8) | d.devfn;
@@ -43,32 +50,36 @@ function dmaMasters(m: Machine, kernel: GuestKernel): DmaMaster[] {
       const drv = GuestIommuTestdev.probe(kernel.platform.bus, d);
       const root = m.buses.find((b) => b.root === b.id && b.busNr <= d.bus && d.bus <= b.subordinate);
       const smmu = m.emulatedSmmus.find((e) => e.opts === undefined || e.opts.primaryBus === root?.id);
-      out.push({
-        name: `iommu-testdev ${d.bdf}`,
-        rid,
-        smmu: smmu?.id ?? 'none',
-        // The device writes its pattern through its IOMMU and checks it at pa (result 0 = landed).
-        landed: (iova, pa) => drv.dma(iova, pa, 4) === 0,
-        stale: (iova, pa) => drv.dma(iova, pa, 4) === 0,
-      });
+      out.push({ kind: 'testdev', name: `iommu-testdev ${d.bdf}`, rid, smmu: smmu?.id ?? 'none', bar0: drv.bar0 });
       continue;
     }
     const dev = m.devices.find((x) => x.host.guestSid === rid);
     if (!dev) continue; // a function cmdqv does not drive DMA for
-    const hostDev = m.host.devices[dev.hostIndex]!;
-    out.push({
-      name: dev.opts.host,
-      rid,
-      smmu: dev.smmu.dev.props.id,
-      landed: (iova, pa, tag) => {
-        const pattern = new Uint8Array([tag & 0xff, (tag >> 8) & 0xff, 0xc3, 0x5a]);
-        const w = hostDev.dmaWrite(iova, pattern);
-        return w.ok && m.readRam(pa, 4).every((b, i) => b === pattern[i]);
-      },
-      stale: (iova) => hostDev.dmaRead(iova, 4).ok,
-    });
+    out.push({ kind: 'vfio', name: dev.opts.host, rid, smmu: dev.smmu.dev.props.id, hostIndex: dev.hostIndex });
   }
   return out;
+}
+
+/** The DMA master a {@link MasterInfo} names. */
+function dmaMaster(m: Machine, kernel: GuestKernel, info: MasterInfo): DmaMaster {
+  const { name, rid, smmu } = info;
+  if (info.kind === 'testdev') {
+    const drv = new GuestIommuTestdev(kernel.platform.bus, info.bar0);
+    // The device writes its pattern through its IOMMU and checks it at pa (result 0 = landed).
+    return { name, rid, smmu, landed: (iova, pa) => drv.dma(iova, pa, 4) === 0, stale: (iova, pa) => drv.dma(iova, pa, 4) === 0 };
+  }
+  const hostDev = m.host.devices[info.hostIndex]!;
+  return {
+    name,
+    rid,
+    smmu,
+    landed: (iova, pa, tag) => {
+      const pattern = new Uint8Array([tag & 0xff, (tag >> 8) & 0xff, 0xc3, 0x5a]);
+      const w = hostDev.dmaWrite(iova, pattern);
+      return w.ok && m.readRam(pa, 4).every((b, i) => b === pattern[i]);
+    },
+    stale: (iova) => hostDev.dmaRead(iova, 4).ok,
+  };
 }
 
 /** The workload asked of a machine does not fit it (the message says what and why). */
@@ -149,8 +160,13 @@ export interface WorkloadReport {
 
 /** Run the workload on `m`. */
 export function runWorkload(m: Machine, o: WorkloadOptions = DEFAULT_WORKLOAD): WorkloadReport {
+  return guestSized(m, () => WorkloadRun.start(m, o).finish());
+}
+
+/** Run `fn`, turning a guest allocation failure into the user's sizes (a WorkloadError). */
+function guestSized<T>(m: Machine, fn: () => T): T {
   try {
-    return run(m, o);
+    return fn();
   } catch (e) {
     // Guarded by checkFits; a guest allocation failing anyway is still the user's sizes, not a crash.
     if (e instanceof GuestOutOfMemory) throw new WorkloadError(`the guest ran out of memory (${e.message}) with ${m.ramBytes / 2 ** 20} MiB of RAM`);
@@ -179,59 +195,206 @@ function checkFits(o: WorkloadOptions, devices: number, free: number): void {
   }
 }
 
-function run(m: Machine, o: WorkloadOptions): WorkloadReport {
-  let kernel: GuestKernel;
+/** The guest's kernel booted on `m` (its IOMMU drivers probed). */
+function bootKernel(m: Machine): GuestKernel {
   try {
-    kernel = new GuestKernel(m.guestPlatform(), m.acpi);
+    return new GuestKernel(m.guestPlatform(), m.acpi);
   } catch (e) {
     if (e instanceof GuestOutOfMemory) {
       throw new WorkloadError(`the guest cannot boot its IOMMU drivers in ${m.ramBytes / 2 ** 20} MiB of RAM (${e.message}); give it more RAM (-m)`);
     }
     throw e;
   }
-  const path = () => ({ commands: 0, batches: 0, exits: 0, ioctls: 0, modelNs: 0 });
-  const rep: WorkloadReport = {
-    dmesg: [...kernel.iommus.flatMap((i) => i.dmesg), ...kernel.failedProbes.flat()],
-    devices: [],
-    vcmdq: path(),
-    smmuCmdq: path(),
-    exits: 0,
-    directAccesses: 0,
-    ioctls: {},
-    dmaChecks: { passed: 0, failed: 0, staleHits: 0 },
-    verification: { checks: 0, exits: 0, hostFaults: 0 },
-    wallNs: 0,
-    errors: { cmdqvErrorsHandled: 0, cmdqvIrqs: 0, smmuCerrorsSkipped: 0, smmuEvents: 0, hostFaultsForwarded: 0 },
-    hwQueues: [],
-    modelNs: 0,
-  };
-  const stats = m.as.stats;
-  const exits0 = stats.exits;
-  const direct0 = stats.direct;
-  const ioctl0 = m.host.stats.ioctls;
-  const fwd0 = m.host.stats.eventsForwarded;
-  const t0 = m.clock.now;
-  const wall0 = process.hrtime.bigint();
-  const every = Math.max(1, Math.floor(o.verifyEvery ?? 1));
-  const doms: { d: IommuDomain; dev: DmaMaster }[] = [];
-  for (const dev of dmaMasters(m, kernel)) {
-    if (!kernel.iommuFor(dev.rid)) {
-      // Its SMMU's probe failed in the guest (or it has none): the device takes no part.
-      rep.dmesg.push(`${dev.name}: no IOMMU; not used`);
-      continue;
-    }
-    const d = kernel.attachDevice(dev.rid);
-    doms.push({ d, dev });
-    rep.devices.push({ host: dev.name, sid: dev.rid, smmu: dev.smmu });
+}
+
+/** The machine counters a report takes the difference of (machine-wide: rebased on a restore). */
+interface Counters {
+  exits: number;
+  direct: number;
+  ioctls: number;
+  forwarded: number;
+  modelNs: number;
+  wallNs: number;
+  /** Backend ioctls by name since the machine was created. */
+  calls: Record<string, number>;
+}
+
+function readCounters(m: Machine): Counters {
+  const calls: Record<string, number> = {};
+  for (const b of m.backends.values()) for (const [name, n] of b.callCounts) calls[name] = (calls[name] ?? 0) + n;
+  return { exits: m.as.stats.exits, direct: m.as.stats.direct, ioctls: m.host.stats.ioctls, forwarded: m.host.stats.eventsForwarded, modelNs: m.clock.now, wallNs: Number(process.hrtime.bigint()), calls };
+}
+
+/** What {@link WorkloadRun} saves into a machine image (the guest's CPU and kernel memory). */
+export interface WorkloadRunState {
+  readonly options: Omit<WorkloadOptions, 'progress'>;
+  readonly kernel: GuestKernelState;
+  readonly masters: readonly MasterInfo[];
+  readonly domains: readonly IommuDomainState[];
+  readonly pool: readonly number[];
+  readonly report: WorkloadReport;
+  /** Next device (index in `domains`) and its next op. */
+  readonly cursor: { readonly dom: number; readonly op: number };
+  readonly done: number;
+  /** The counters' progress so far: what has been counted since the run started. */
+  readonly counted: Counters;
+}
+
+/**
+ * One run of the workload, resumable: {@link start} boots the guest's drivers and attaches the
+ * devices; {@link runTo} runs whole invalidation batches up to an op count; {@link finish}
+ * runs the rest, the error demo and the final accounting. The run is the machine's guest
+ * software: `Machine.save()` keeps it in the image and {@link resume} continues it on the
+ * restored machine, which ends with the report an uninterrupted run gives.
+ */
+export class WorkloadRun implements GuestSoftware {
+  private readonly every: number;
+  private readonly bufBytes: number;
+  private readonly slot: number;
+  /** Counters at the start of this machine's part of the run, and what earlier parts counted. */
+  private base: Counters;
+  private counted: Counters;
+
+  private constructor(
+    private readonly m: Machine,
+    private readonly o: WorkloadOptions,
+    readonly kernel: GuestKernel,
+    private readonly masters: readonly MasterInfo[],
+    private readonly doms: readonly { d: IommuDomain; dev: DmaMaster }[],
+    private readonly pool: readonly number[],
+    private readonly rep: WorkloadReport,
+    private cursor: { dom: number; op: number },
+    private doneOps: number,
+    counted: Counters,
+  ) {
+    this.every = Math.max(1, Math.floor(o.verifyEvery ?? 1));
+    this.bufBytes = o.pages * PAGE;
+    this.slot = slotBytes(this.bufBytes);
+    this.base = readCounters(m);
+    this.counted = counted;
+    m.guestSoftware = this;
   }
-  checkFits(o, doms.length, kernel.mem.free);
-  const bufBytes = o.pages * PAGE;
-  const slot = slotBytes(bufBytes);
-  const total = o.ops * doms.length;
-  let done = 0;
-  const pool = Array.from({ length: Math.min(o.batch, o.ops) }, () => kernel.mem.alloc(bufBytes, PAGE));
-  for (const { d, dev } of doms) {
-    for (let op = 0; op < o.ops; op += o.batch) {
+
+  /** Boot the guest's IOMMU drivers on `m`, attach every DMA master and allocate the buffer pool. */
+  static start(m: Machine, o: WorkloadOptions = DEFAULT_WORKLOAD): WorkloadRun {
+    return guestSized(m, () => {
+      const kernel = bootKernel(m);
+      const path = () => ({ commands: 0, batches: 0, exits: 0, ioctls: 0, modelNs: 0 });
+      const rep: WorkloadReport = {
+        dmesg: [...kernel.iommus.flatMap((i) => i.dmesg), ...kernel.failedProbes.flat()],
+        devices: [],
+        vcmdq: path(),
+        smmuCmdq: path(),
+        exits: 0,
+        directAccesses: 0,
+        ioctls: {},
+        dmaChecks: { passed: 0, failed: 0, staleHits: 0 },
+        verification: { checks: 0, exits: 0, hostFaults: 0 },
+        wallNs: 0,
+        errors: { cmdqvErrorsHandled: 0, cmdqvIrqs: 0, smmuCerrorsSkipped: 0, smmuEvents: 0, hostFaultsForwarded: 0 },
+        hwQueues: [],
+        modelNs: 0,
+      };
+      // Counted from before the devices attach, as the report always has.
+      const before = readCounters(m);
+      // Ioctls by name are the VMM's since the machine was created (its creation included).
+      const zero = { exits: 0, direct: 0, ioctls: 0, forwarded: 0, modelNs: 0, wallNs: 0, calls: { ...before.calls } };
+      const masters: MasterInfo[] = [];
+      const doms: { d: IommuDomain; dev: DmaMaster }[] = [];
+      for (const info of findMasters(m, kernel)) {
+        const dev = dmaMaster(m, kernel, info);
+        if (!kernel.iommuFor(dev.rid)) {
+          // Its SMMU's probe failed in the guest (or it has none): the device takes no part.
+          rep.dmesg.push(`${dev.name}: no IOMMU; not used`);
+          continue;
+        }
+        const d = kernel.attachDevice(dev.rid);
+        masters.push(info);
+        doms.push({ d, dev });
+        rep.devices.push({ host: dev.name, sid: dev.rid, smmu: dev.smmu });
+      }
+      checkFits(o, doms.length, kernel.mem.free);
+      const bufBytes = o.pages * PAGE;
+      const pool = Array.from({ length: Math.min(o.batch, o.ops) }, () => kernel.mem.alloc(bufBytes, PAGE));
+      const run = new WorkloadRun(m, o, kernel, masters, doms, pool, rep, { dom: 0, op: 0 }, 0, zero);
+      run.base = before;
+      return run;
+    });
+  }
+
+  /**
+   * Continue the run saved in the image `m` was restored from (`m.restoredGuest`): the guest
+   * kernel and domains come back from their state, the counters go on from where they were.
+   * `progress` is the caller's, as in {@link WorkloadOptions}.
+   * @throws WorkloadError when the image holds no workload run
+   */
+  static resume(m: Machine, progress?: WorkloadOptions['progress']): WorkloadRun {
+    const s = m.restoredGuest as WorkloadRunState | undefined;
+    if (!s || typeof s !== 'object' || !('cursor' in s) || !('kernel' in s)) throw new WorkloadError('the machine was not restored from an image of a workload run');
+    const kernel = new GuestKernel(m.guestPlatform(), m.acpi, s.kernel);
+    const doms = s.masters.map((info, k) => ({ d: kernel.restoreDomain(info.rid, s.domains[k]!), dev: dmaMaster(m, kernel, info) }));
+    const report = cloneState(s.report);
+    return new WorkloadRun(m, { ...s.options, progress }, kernel, s.masters, doms, [...s.pool], report, { ...s.cursor }, s.done, cloneState(s.counted));
+  }
+
+  /** Operations done so far (over all devices). */
+  get done(): number {
+    return this.doneOps;
+  }
+
+  /** Operations the whole run makes. */
+  get total(): number {
+    return this.o.ops * this.doms.length;
+  }
+
+  /** Run whole invalidation batches until at least `ops` operations are done (or all are). */
+  runTo(ops: number): void {
+    guestSized(this.m, () => {
+      while (this.doneOps < ops && this.cursor.dom < this.doms.length) this.batch();
+    });
+  }
+
+  /** The guest software's state for `Machine.save()` (see {@link WorkloadRunState}). */
+  saveGuest(): PlainValue {
+    const state: WorkloadRunState = {
+      options: { ops: this.o.ops, batch: this.o.batch, pages: this.o.pages, injectError: this.o.injectError, skipInvalidation: this.o.skipInvalidation, verifyEvery: this.o.verifyEvery },
+      kernel: this.kernel.save(),
+      masters: this.masters,
+      domains: this.doms.map(({ d }) => d.save()),
+      pool: this.pool,
+      report: this.rep,
+      cursor: this.cursor,
+      done: this.doneOps,
+      counted: this.countedNow(),
+    };
+    return cloneState(state as unknown as PlainValue);
+  }
+
+  /** What has been counted since the run started: earlier parts plus this machine's so far. */
+  private countedNow(): Counters {
+    const now = readCounters(this.m);
+    const c = this.counted;
+    const b = this.base;
+    const calls: Record<string, number> = { ...c.calls };
+    for (const [name, n] of Object.entries(now.calls)) calls[name] = (calls[name] ?? 0) + n - (b.calls[name] ?? 0);
+    return {
+      exits: c.exits + now.exits - b.exits,
+      direct: c.direct + now.direct - b.direct,
+      ioctls: c.ioctls + now.ioctls - b.ioctls,
+      forwarded: c.forwarded + now.forwarded - b.forwarded,
+      modelNs: c.modelNs + now.modelNs - b.modelNs,
+      wallNs: c.wallNs + now.wallNs - b.wallNs,
+      calls,
+    };
+  }
+
+  /** One invalidation batch of the current device: map, DMA, unmap, invalidate, check. */
+  private batch(): void {
+    const { m, o, rep, pool, every, bufBytes, slot } = this;
+    const stats = m.as.stats;
+    const { d, dev } = this.doms[this.cursor.dom]!;
+    const op = this.cursor.op;
+    {
       const n = Math.min(o.batch, o.ops - op);
       const iovas: number[] = [];
       for (let k = 0; k < n; k++) {
@@ -262,34 +425,44 @@ function run(m: Machine, o: WorkloadOptions): WorkloadReport {
       m.runMainLoop();
       rep.verification.exits += stats.exits - vExits;
       rep.verification.hostFaults += m.host.stats.eventsForwarded - vFaults;
-      done += n;
-      o.progress?.(done, total);
+      this.doneOps += n;
+      o.progress?.(this.doneOps, this.total);
     }
+    const next = op + o.batch;
+    this.cursor = next < o.ops ? { dom: this.cursor.dom, op: next } : { dom: this.cursor.dom + 1, op: 0 };
   }
-  if (o.injectError) {
-    const io = kernel.iommus.find((i) => i.cmdqv);
-    // A CFGI_STE is not a guest VCMDQ command: the host stops the queue, the VMM forwards the error.
-    io?.cmdqv!.submit([buildCommand(Op.TLBI_NH_ASID, { asid: 1 }), buildCommand(Op.CFGI_STE, { sid: 0 }), buildCommand(Op.TLBI_NH_ASID, { asid: 1 })]);
+
+  /** Run what is left, inject the error (if asked), and report. */
+  finish(): WorkloadReport {
+    const { m, o, rep, kernel } = this;
+    this.runTo(this.total);
+    if (o.injectError) {
+      const io = kernel.iommus.find((i) => i.cmdqv);
+      // A CFGI_STE is not a guest VCMDQ command: the host stops the queue, the VMM forwards the error.
+      io?.cmdqv!.submit([buildCommand(Op.TLBI_NH_ASID, { asid: 1 }), buildCommand(Op.CFGI_STE, { sid: 0 }), buildCommand(Op.TLBI_NH_ASID, { asid: 1 })]);
+    }
+    m.runMainLoop();
+    for (const io of kernel.iommus) {
+      rep.errors.cmdqvErrorsHandled += io.cmdqv?.stats.errorsHandled ?? 0;
+      rep.errors.cmdqvIrqs += io.cmdqv?.stats.irqs ?? 0;
+      rep.errors.smmuCerrorsSkipped += io.smmu.stats.cerrorsSkipped;
+      rep.errors.smmuEvents += io.smmu.stats.events;
+    }
+    for (const s of m.smmus) {
+      s.cmdqv?.hwQueue.forEach((id, index) => rep.hwQueues.push({ smmu: s.dev.props.id, index, id }));
+    }
+    const c = this.countedNow();
+    rep.errors.hostFaultsForwarded = c.forwarded;
+    rep.exits = c.exits;
+    rep.directAccesses = c.direct;
+    rep.modelNs = c.modelNs;
+    rep.wallNs = c.wallNs;
+    // Every ioctl the VMM made since the machine was created (creation included), by name.
+    for (const [name, n] of Object.entries(c.calls)) rep.ioctls[name] = n;
+    rep.ioctls.total = c.ioctls;
+    if (m.guestSoftware === this) m.guestSoftware = undefined;
+    return rep;
   }
-  m.runMainLoop();
-  for (const io of kernel.iommus) {
-    rep.errors.cmdqvErrorsHandled += io.cmdqv?.stats.errorsHandled ?? 0;
-    rep.errors.cmdqvIrqs += io.cmdqv?.stats.irqs ?? 0;
-    rep.errors.smmuCerrorsSkipped += io.smmu.stats.cerrorsSkipped;
-    rep.errors.smmuEvents += io.smmu.stats.events;
-  }
-  for (const s of m.smmus) {
-    s.cmdqv?.hwQueue.forEach((id, index) => rep.hwQueues.push({ smmu: s.dev.props.id, index, id }));
-  }
-  rep.errors.hostFaultsForwarded = m.host.stats.eventsForwarded - fwd0;
-  rep.exits = stats.exits - exits0;
-  rep.directAccesses = stats.direct - direct0;
-  rep.modelNs = m.clock.now - t0;
-  rep.wallNs = Number(process.hrtime.bigint() - wall0);
-  const ioctlsTotal = m.host.stats.ioctls - ioctl0;
-  for (const b of m.backends.values()) for (const [name, n] of b.callCounts) rep.ioctls[name] = (rep.ioctls[name] ?? 0) + n;
-  rep.ioctls.total = ioctlsTotal;
-  return rep;
 }
 
 function snapshot(m: Machine, d: IommuDomain) {

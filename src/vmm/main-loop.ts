@@ -84,4 +84,40 @@ export class ClockMainLoop implements MainLoop {
       this.clock.schedule(MAIN_LOOP_ITERATION_NS, watch.dispatch);
     }
   }
+
+  /**
+   * The dispatches scheduled and not yet run, in firing order, by the fd they are for (a
+   * snapshot keeps them: a vEVENTQ readable at the save is handled at the same model time after
+   * a restore).
+   * @throws Error when other deferred work is pending (nothing in the VMM defers work today)
+   */
+  pendingDispatches(): PendingDispatch[] {
+    const byFn = new Map<() => void, number>();
+    for (const w of this.watches.values()) byFn.set(w.dispatch, w.fd);
+    return this.clock.pendingTimers().map((t) => {
+      const fd = byFn.get(t.fn);
+      if (fd === undefined) throw new Error('main loop: deferred work other than fd dispatches is pending');
+      return { fd, at: t.at };
+    });
+  }
+
+  /**
+   * Replace what is scheduled with `pending` (after {@link VirtualClock.cancelAll}): each
+   * dispatch for the watch of its fd, at its saved time and in the saved order.
+   */
+  restoreDispatches(pending: readonly PendingDispatch[]): void {
+    for (const w of this.watches.values()) w.scheduled = 0;
+    for (const p of pending) {
+      const watch = this.watches.get(p.fd);
+      if (!watch) throw new Error(`main loop: no handler for fd ${p.fd} to dispatch`);
+      watch.scheduled++;
+      this.clock.scheduleAt(p.at, watch.dispatch);
+    }
+  }
+}
+
+/** A scheduled fd dispatch: the fd and the model time it runs at. */
+export interface PendingDispatch {
+  readonly fd: number;
+  readonly at: number;
 }

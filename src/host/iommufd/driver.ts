@@ -114,6 +114,12 @@ export interface ViommuOps {
   hwQueueInit(index: number, pa: number, length: number): void;
   hwQueueDestroy(index: number): void;
   /**
+   * Load the guest-visible registers of HW queue `index` (a restored VM's, as its VMM saved
+   * them from its page0). Not a uAPI call in Linux: the support a restore needs (docs/design.md
+   * "Snapshot and migration"). Absent when the vIOMMU has no such queues.
+   */
+  hwQueueLoadState?(index: number, page0: Uint32Array): void;
+  /**
    * A hardware event `record` of a device with vDEVICE `virtId` on this vIOMMU, attached to a
    * nested domain: report it to a vEVENTQ if it qualifies; returns whether it was reported.
    */

@@ -216,6 +216,31 @@ export class IommufdContext {
     return this.objects.get(id) ?? undefined;
   }
 
+  // ------------------------------------------------------------------------------------------
+  // What a restore needs that the uAPI does not offer (docs/design.md "Snapshot and migration").
+  // Not ioctls: the composition root calls them, standing for the kernel support a real restore
+  // would need.
+
+  /** Load the guest-visible registers of HW queue `hwQueueId` (see ViommuOps.hwQueueLoadState). */
+  loadHwQueueState(hwQueueId: number, page0: Uint32Array): void {
+    const queue = this.getKind<HwQueueObj>(hwQueueId, 'hw_queue');
+    const load = queue.viommu.ops.hwQueueLoadState;
+    if (!load) throw new ErrnoError(Errno.EOPNOTSUPP, `HW queue ${hwQueueId}: its vIOMMU cannot load queue state`);
+    load.call(queue.viommu.ops, queue.index, page0);
+  }
+
+  /** The payloads of the events vEVENTQ `veventqId` holds, oldest first (lost-event headers left out). */
+  pendingVevents(veventqId: number): Uint8Array[] {
+    const veventq = this.getKind<VeventqObj>(veventqId, 'veventq');
+    return veventq.queue.state.records.filter((r) => !r.lost).map((r) => r.payload.slice());
+  }
+
+  /** Queue `payloads` on vEVENTQ `veventqId` as if the hardware had reported them. */
+  injectVevents(veventqId: number, payloads: readonly Uint8Array[]): void {
+    const veventq = this.getKind<VeventqObj>(veventqId, 'veventq');
+    for (const p of payloads) veventq.queue.report(p);
+  }
+
   /** Number of live objects (for tests and leak checks). */
   get objectCount(): number {
     let n = 0;

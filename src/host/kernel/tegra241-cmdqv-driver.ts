@@ -174,6 +174,16 @@ export class CmdqvDriver {
     this.hw.write64(C.vcmdqPage1Offset(q) + C.VCMDQ_BASE.spec.offset, C.vcmdqBaseValue(pa, log2size));
   }
 
+  /**
+   * Load a restored logical queue's page0 words (CONS, PROD, CONFIG, STATUS, GERROR, GERRORN)
+   * into its global VCMDQ as they were saved, error maps included; nothing runs.
+   */
+  loadQueueState(vintf: UserVintf, lvcmdq: number, page0: Uint32Array): void {
+    const q = vintf.queues[lvcmdq];
+    if (q === undefined) throw new ErrnoError(Errno.EINVAL, `logical queue ${lvcmdq} does not exist`);
+    this.hw.loadQueueState(q, vintf.index, lvcmdq, page0);
+  }
+
   /** HW queue destroy: reset and unmap. */
   freeQueue(vintf: UserVintf, lvcmdq: number): void {
     const q = vintf.queues[lvcmdq];

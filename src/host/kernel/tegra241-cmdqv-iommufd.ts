@@ -74,6 +74,10 @@ export class Tegra241CmdqvViommu extends ArmSmmuV3Viommu {
   override hwQueueDestroy(index: number): void {
     this.cmdqv.freeQueue(this.vintf, index);
   }
+
+  hwQueueLoadState(index: number, page0: Uint32Array): void {
+    this.cmdqv.loadQueueState(this.vintf, index, page0);
+  }
 }
 
 /** The iommufd operations of an SMMU with a Tegra241 CMDQV. */

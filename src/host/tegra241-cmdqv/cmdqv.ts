@@ -215,6 +215,26 @@ export class Tegra241CmdqvHw implements Persist<CmdqvHwState> {
     state.logical.set(saved.logical);
   }
 
+  /**
+   * Set VCMDQ q's page0 registers to `page0` (the words of its page0 layout) without running
+   * anything, and its bits in the error maps (LVCMDQ `lvcmdq` of VINTF `vintf`) to whether it
+   * is in error: a restored queue reads exactly as it was saved.
+   */
+  loadQueueState(q: number, vintf: number, lvcmdq: number, page0: Uint32Array): void {
+    const words = this.state.page0[q]!;
+    words.set(page0.subarray(0, words.length));
+    const r = this.vcmdqRegs;
+    const inError = ((words[r.gerror.slot]! ^ words[r.gerrorn.slot]!) & GERROR_CMDQ_ERR) !== 0;
+    const setBit = (file: RegisterFile, slots: readonly number[], bit: number) => {
+      const slot = slots[bit >>> 5]!;
+      const mask = 1 << (bit & 31);
+      file.words[slot] = inError ? (file.words[slot]! | mask) >>> 0 : (file.words[slot]! & ~mask) >>> 0;
+    };
+    setBit(this.vintfs[vintf]!.file, this.vintfRegs.err, lvcmdq);
+    setBit(this.global.file, this.globalRegs.cmdqErr, q);
+    if (inError) setBit(this.global.file, this.globalRegs.viErr, vintf);
+  }
+
   private wireHooks(): void {
     this.global.onWrite(C.CONFIG, () => {
       const enabled = C.CONFIG.f.CMDQV_EN.get(this.global.file.get32(this.globalRegs.config));

@@ -5,6 +5,7 @@
  * holds now — so requester IDs follow firmware's numbering (QEMU's pci_bus_num at the time of
  * the access; docs/reference/pci.md §4).
  */
+import type { PlainValue } from '../../kit/persist.js';
 import {
   PCI_BASE_ADDRESS_MEM_PREFETCH,
   PCI_BASE_ADDRESS_MEM_TYPE_64,
@@ -30,6 +31,12 @@ export interface PciBar {
 
 /** QEMU's "not mapped" BAR address. */
 export const BAR_UNMAPPED = -1;
+
+/** What {@link PciFunction.save} returns. */
+export interface PciFunctionState {
+  readonly config: Uint8Array;
+  readonly device: PlainValue;
+}
 
 /** A PCI function. */
 export class PciFunction {
@@ -125,6 +132,26 @@ export class PciFunction {
 
   /** The device's own state beyond config space (none by default). */
   protected resetDevice(): void {}
+
+  /** Config space and the device's own state (a snapshot of the function). */
+  save(): PciFunctionState {
+    return { config: this.config.bytes.slice(), device: this.saveDevice() };
+  }
+
+  /** Load a state saved by {@link save} from a function of the same type. */
+  restore(s: PciFunctionState): void {
+    if (s.config.length !== this.config.bytes.length) throw new Error(`${this.type}: saved config space is ${s.config.length} bytes, not ${this.config.bytes.length}`);
+    this.config.bytes.set(s.config);
+    this.restoreDevice(s.device);
+  }
+
+  /** The device's own state beyond config space (none by default). */
+  protected saveDevice(): PlainValue {
+    return undefined;
+  }
+
+  /** Load what {@link saveDevice} returned. */
+  protected restoreDevice(_saved: PlainValue): void {}
 }
 
 /** A PCI bus: 32 slots × 8 functions. */

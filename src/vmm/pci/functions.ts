@@ -167,6 +167,11 @@ export class VfioPciFunction extends PciFunction {
     super.configWrite(offset, size, value);
   }
 
+  /** A restore: the guest's COMMAND (bus mastering, decoding) reaches the device behind it again. */
+  protected override restoreDevice(): void {
+    this.device?.write(PciCfg.COMMAND, 2, this.config.read(PciCfg.COMMAND, 2));
+  }
+
   /** QEMU's vfio_pci_reset: stop the device's decoding and DMA, then VFIO_DEVICE_RESET when the device supports it. */
   protected override resetDevice(): void {
     const dev = this.device;

@@ -9,7 +9,7 @@ import { ECAM_BUS_SHIFT, ECAM_DEVFN_SHIFT } from '../../arch/pci/config.js';
 import type { ModelLog } from '../../kit/log.js';
 import { MemoryRegion, type AccessRules } from '../../kit/memory-region.js';
 import type { Tracer } from '../../kit/trace.js';
-import { BAR_UNMAPPED, PciBridge, PciBus, type PciBar, type PciFunction } from './device.js';
+import { BAR_UNMAPPED, PciBridge, PciBus, type PciBar, type PciFunction, type PciFunctionState } from './device.js';
 import * as T from './trace-events.js';
 
 /** ECAM takes 1-, 2- and 4-byte accesses aligned to their size (QEMU splits an 8-byte one; cmdqv does not). */
@@ -162,6 +162,30 @@ export class PciHost {
   /** Where `bar` is mapped now (BAR_UNMAPPED when not). */
   barMappedAt(bar: PciBar): number {
     return this.mapped.get(bar) ?? BAR_UNMAPPED;
+  }
+
+  /** Every function's state, in {@link allBuses} and devfn order (a snapshot). */
+  save(): PciFunctionState[] {
+    return this.functions().map((fn) => fn.save());
+  }
+
+  /**
+   * Load states saved by {@link save} on the same topology, then place the BARs where the
+   * loaded registers decode them.
+   * @throws Error when the number of functions differs
+   */
+  restore(saved: readonly PciFunctionState[]): void {
+    const fns = this.functions();
+    if (fns.length !== saved.length) throw new Error(`PCI: the image has ${saved.length} functions, the machine ${fns.length}`);
+    fns.forEach((fn, i) => fn.restore(saved[i]!));
+    this.updateMappings();
+  }
+
+  /** Every function in {@link allBuses} and devfn order. */
+  private functions(): PciFunction[] {
+    const out: PciFunction[] = [];
+    for (const bus of this.allBuses()) for (const fn of bus.functions) if (fn) out.push(fn);
+    return out;
   }
 
   /** System reset: every function's config returns to its reset values, every BAR unmapped. */

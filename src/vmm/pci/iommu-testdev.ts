@@ -6,6 +6,7 @@
  * bytes back from guest-physical GPA (no IOMMU) and compares (QEMU 11.1 hw/misc/iommu-testdev.c;
  * docs/reference/pci.md §5). As in QEMU, the DMA does not look at COMMAND.MASTER.
  */
+import type { PlainValue } from '../../kit/persist.js';
 import {
   DMA_ATTRS,
   DMA_DBELL,
@@ -184,6 +185,16 @@ export class IommuTestdev extends PciFunction {
   protected override resetDevice(): void {
     this.bank.reset();
     this.armed = false;
+  }
+
+  protected override saveDevice(): PlainValue {
+    return { registers: this.file.words.slice(), armed: this.armed };
+  }
+
+  protected override restoreDevice(saved: PlainValue): void {
+    const s = saved as { registers: Uint32Array; armed: boolean };
+    this.file.words.set(s.registers);
+    this.armed = s.armed;
   }
 
   /** Whether a DMA is armed (for tests and reports). */

@@ -59,7 +59,7 @@ import type { MemoryRegion } from '../../kit/memory-region.js';
 import { cloneState, type Persist } from '../../kit/persist.js';
 import type { RegisterBank } from '../../kit/register-bank.js';
 import type { Tracer } from '../../kit/trace.js';
-import { iommu_hw_info_arm_smmuv3, iommu_hw_info_type } from '../../uapi/iommufd.js';
+import { iommu_hw_info_arm_smmuv3, iommu_hw_info_type, iommu_hwpt_data_type } from '../../uapi/iommufd.js';
 import type { IommufdBackend, Veventq } from '../backends/iommufd.js';
 import type { MainLoop } from '../main-loop.js';
 import { emptyStats, type AccelDeviceState, type AccelSmmuStats, type AccelSmmuV3State } from './accel-state.js';
@@ -268,11 +268,14 @@ export class AccelSmmuV3 implements Persist<AccelSmmuV3State> {
       if (!this.cmdqv) this.selectCmdqv(dev);
       this.viommu.allocViommu(dev, this.cmdqv);
       if (this.cmdqv) device.blocker = CMDQV_UNPLUG_BLOCKER_TEXT;
+      const created = this.state.viommu!;
+      device.hwpt = this.frame.smmuEnabled ? created.abortHwpt : this.viommu.gbpaHwpt();
     } else {
       // A device joining the vIOMMU leaves VFIO's stage-2-only HWPT at once (QEMU leaves it
       // there until the next reset or CFGI_STE).
       const hwpt = this.frame.smmuEnabled ? viommu.abortHwpt : this.viommu.gbpaHwpt();
       this.hostCalls.run((backend) => backend.attachDevice(dev.vfioFd, hwpt));
+      device.hwpt = hwpt;
     }
     this.state.devices.push(device);
     // Attached while the SMMU is on (hot-plug): its STE is in force, not GBPA.
@@ -351,6 +354,61 @@ export class AccelSmmuV3 implements Persist<AccelSmmuV3State> {
     if (watchedFd === restoredFd) return;
     if (watchedFd !== undefined) this.deps.mainLoop.setFdHandler(watchedFd, undefined);
     if (restoredFd !== undefined) this.events.watch(restoredFd);
+  }
+
+  /**
+   * Load a state saved on another machine (possibly another host) into this SMMU, which the
+   * same command line built on its own host: registers and ID registers come from the image;
+   * the host objects are this machine's or made again, in the order the guest's bring-up made
+   * them (vDEVICEs, the SMMUv3 vEVENTQ, nested stage-1 HWPTs), and each device is attached to
+   * the same kind of HWPT it had (abort, bypass, its stage-1, stage 2). Host ids differ from the
+   * image's; the guest never sees them. Throws (with the host's reason) when a call fails: the
+   * caller closes the machine.
+   */
+  restoreOnHost(saved: AccelSmmuV3State, restoreCmdqv?: () => void): void {
+    const state = this.state;
+    state.registers.set(saved.registers);
+    state.idr = [...saved.idr] as Idr;
+    state.autoFinalised = saved.autoFinalised;
+    const viommu = state.viommu;
+    const was = saved.viommu;
+    const backend = this.deps.backend;
+    if (!viommu || !was || !backend) {
+      restoreCmdqv?.();
+      return;
+    }
+    const devices = saved.devices.map((s) => {
+      const device = this.viommu.findDevice(s.hostDevice.guestSid);
+      if (!device) throw new Error(`${this.props.id}: no device with guest SID 0x${s.hostDevice.guestSid.toString(16)} to restore`);
+      return { s, device };
+    });
+    for (const { s, device } of devices) {
+      if (s.vdevId !== undefined && device.vdevId === undefined) {
+        const { devId } = device.hostDevice;
+        device.vdevId = this.hostCalls.run((b) => b.allocVdev(devId, viommu.id, device.hostDevice.guestSid));
+      }
+    }
+    if (saved.veventq) this.events.allocVeventq();
+    // The bring-up's order: the guest enables the CMDQV's queues before attaching domains.
+    restoreCmdqv?.();
+    for (const { s, device } of devices) {
+      let hwpt: number | undefined;
+      if (s.s1Hwpt !== undefined && s.s1Data) {
+        const data = s.s1Data;
+        const { devId } = device.hostDevice;
+        device.s1Hwpt = this.hostCalls.run((b) => b.allocHwpt(devId, viommu.id, 0, iommu_hwpt_data_type.IOMMU_HWPT_DATA_ARM_SMMUV3, data));
+        device.s1Data = data.slice();
+      }
+      if (s.hwpt === undefined) continue;
+      if (s.hwpt === was.abortHwpt) hwpt = viommu.abortHwpt;
+      else if (s.hwpt === was.bypassHwpt) hwpt = viommu.bypassHwpt;
+      else if (s.hwpt === s.s1Hwpt) hwpt = device.s1Hwpt;
+      else if (s.hwpt === saved.s2Hwpt) hwpt = state.s2Hwpt;
+      if (hwpt === undefined) throw new Error(`${this.props.id}: device 0x${s.hostDevice.guestSid.toString(16)} was attached to HWPT ${s.hwpt}, which the image does not describe`);
+      const target = hwpt;
+      this.hostCalls.run((b) => b.attachDevice(device.hostDevice.vfioFd, target));
+      device.hwpt = target;
+    }
   }
 
   // ------------------------------------------------------------------------------------------

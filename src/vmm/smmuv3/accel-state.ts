@@ -23,6 +23,10 @@ export interface AccelDeviceState {
   s1Hwpt: number | undefined;
   /** Unplug blocker message (the device that established the vIOMMU with a CMDQV). */
   blocker: string | undefined;
+  /** The HWPT the device is attached to now (a restore attaches the same kind again). */
+  hwpt?: number;
+  /** The nested STE data `s1Hwpt` was allocated with (a restore allocates it again). */
+  s1Data?: Uint8Array;
 }
 
 /** The vIOMMU and its pre-allocated nested HWPTs (QEMU's SMMUv3AccelState). */

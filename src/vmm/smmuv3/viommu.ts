@@ -59,6 +59,7 @@ export class AccelViommu {
     if (!ste.ok) return; // no STE to install (bad StreamID or fetch abort)
     let hwpt: number | undefined;
     let s1Hwpt: number | undefined;
+    let s1Data: Uint8Array | undefined;
     if (!this.deps.frame.smmuEnabled) {
       hwpt = this.gbpaHwpt();
     } else {
@@ -71,6 +72,7 @@ export class AccelViommu {
           break;
         case 'translate': {
           const nested = nestedSteData(ste.words);
+          s1Data = nested.data.slice();
           s1Hwpt = host.run((backend) => backend.allocHwpt(devId, viommu.id, 0, iommu_hwpt_data_type.IOMMU_HWPT_DATA_ARM_SMMUV3, nested.data));
           tracer.emit(T.T_ACCEL_TRANSLATE_STE, sid, s1Hwpt, nested.ste1, nested.ste0);
           hwpt = s1Hwpt;
@@ -90,6 +92,8 @@ export class AccelViommu {
     }
     if (device.s1Hwpt !== undefined) host.freeId(device.s1Hwpt);
     device.s1Hwpt = s1Hwpt;
+    device.s1Data = s1Hwpt === undefined ? undefined : s1Data;
+    device.hwpt = target;
     const type = hwpt === viommu.abortHwpt ? 'abort' : hwpt === viommu.bypassHwpt ? 'bypass' : 'translate';
     this.deps.stats.steInstalls++;
     tracer.emit(T.T_ACCEL_INSTALL_STE, sid, type, hwpt);
@@ -120,6 +124,7 @@ export class AccelViommu {
     for (const device of state.devices) {
       try {
         host.run((backend) => backend.attachDevice(device.hostDevice.vfioFd, hwpt));
+        device.hwpt = hwpt;
       } catch (e) {
         host.report(`${messageOf(e)}\nFailed to attach GBPA hwpt ${hwpt} for hiodi devid ${device.hostDevice.devId}`);
         ok = false;

@@ -85,6 +85,14 @@ export interface CmdqvDeviceState {
   readonly page1: readonly Uint32Array[];
 }
 
+/**
+ * Loads a restored VCMDQ's page0 words into the HW queue just allocated for it, error state
+ * included. iommufd has no call for it (a HW queue starts at CONS = PROD = 0, enabled only by
+ * the VMM's CONFIG write); the platform supplies it as the kernel support a restore needs
+ * (docs/design.md "Snapshot and migration").
+ */
+export type HwQueueLoader = (index: number, hwQueueId: number, page0: Uint32Array) => void;
+
 /** Counters. */
 export interface CmdqvDeviceStats {
   hwQueueAllocs: number;
@@ -298,17 +306,25 @@ export class Tegra241Cmdqv implements CmdqvOps, RegionOps, Persist<CmdqvDeviceSt
    * Load registers saved by {@link save}, then re-derive what follows from them: the HW queues
    * (allocated again from the cached page0 values when ready) and the VINTF page0 mapping.
    */
-  restore(saved: CmdqvDeviceState): void {
+  restore(saved: CmdqvDeviceState, loadHwQueue?: HwQueueLoader): void {
     this.unmapPage0();
     this.freeAll();
     this.state.config.set(saved.config);
     saved.page0.forEach((words, i) => this.state.page0[i]!.set(words));
     saved.page1.forEach((words, i) => this.state.page1[i]!.set(words));
     if (this.vintfEnabled) {
-      this.setupAll();
+      this.loadHwQueue = loadHwQueue;
+      try {
+        this.setupAll();
+      } finally {
+        this.loadHwQueue = undefined;
+      }
       this.mapPage0();
     }
   }
+
+  /** Set while {@link restore} re-creates HW queues with a loader. */
+  private loadHwQueue: HwQueueLoader | undefined;
 
   // ------------------------------------------------------------------------------------------
   // Register side effects
@@ -435,6 +451,13 @@ export class Tegra241Cmdqv implements CmdqvOps, RegionOps, Persist<CmdqvDeviceSt
       return false;
     }
     this.stats.hwQueueAllocs++;
+    const load = this.loadHwQueue;
+    if (load) {
+      // A restore: the saved page0 words (taken from the source's host page) go to the new queue
+      // as they were, error state included; pushing CONS/PROD/CONFIG would make it run.
+      load(i, this.hwQueue[i]!, cache.words.slice());
+      return true;
+    }
     cache.set32(p0.gerror, cache.get32(p0.gerror) & ~INIT_ERR);
     cache.set32(p0.status, VmmRegs.P0_STATUS.f.CMDQ_EN_OK.set(0, 1));
     // Push the cache to HW. GERRORN is not replayed (quirk Q3: a stale GERRORN could stall the queue).

@@ -1,0 +1,124 @@
+// Shared by the snapshot tests: random workloads, save points with pending work, and every
+// guest-visible observation of a machine at the end of a run.
+import { buildCommand, Op } from '../../src/arch/smmuv3/commands.js';
+import { qAdvance } from '../../src/arch/smmuv3/queue.js';
+import { lvcmdqPage0Offset, VCMDQ_PROD } from '../../src/arch/tegra241-cmdqv/registers.js';
+import { mulberry32 } from '../../src/kit/prng.js';
+import { HostKernel, Machine } from '../../src/platform/machine.js';
+import { WorkloadRun, type WorkloadOptions, type WorkloadReport } from '../../src/platform/workload.js';
+import { crc32 } from '../../src/platform/snapshot/crc32.js';
+
+/** The embedded default line with the CMDQV on or off (trapped invalidations), on host device `bdf`. */
+export function lineFor(cmdqv: boolean, bdf = '0009:01:00.0'): string[] {
+  return [
+    '-machine', 'virt,accel=kvm,kernel-irqchip=on', '-m', '4G', '-object', 'iommufd,id=iommufd0',
+    '-device', `arm-smmuv3,primary-bus=pcie.0,id=smmuv3.0,accel=on,cmdqv=${cmdqv ? 'on' : 'off'},identifier=1`,
+    '-device', `vfio-pci,host=${bdf},iommufd=iommufd0,id=hostdev0`,
+  ];
+}
+
+/** What the guest does before the save, beyond whole batches. */
+export type Poke = 'none' | 'vcmdq-error' | 'host-fault';
+
+/** One random case. */
+export interface Case {
+  readonly cmdqv: boolean;
+  readonly work: WorkloadOptions;
+  /** Ops to run before saving (rounded up to a batch). */
+  readonly saveAt: number;
+  readonly poke: Poke;
+}
+
+/** A small random case for `seed` (both paths; errors pending; queues mid-ring). */
+export function randomCase(seed: number): Case {
+  const rnd = mulberry32(seed);
+  const int = (lo: number, hi: number) => lo + Math.floor(rnd() * (hi - lo + 1));
+  const cmdqv = rnd() < 0.6;
+  const ops = int(4, 40);
+  const work: WorkloadOptions = { ops, batch: int(1, 12), pages: int(1, 3), injectError: rnd() < 0.5, skipInvalidation: false, verifyEvery: int(1, 4) };
+  const pokes: Poke[] = cmdqv ? ['none', 'vcmdq-error', 'host-fault'] : ['none', 'host-fault'];
+  return { cmdqv, work, saveAt: int(0, ops), poke: pokes[int(0, pokes.length - 1)]! };
+}
+
+/**
+ * Leave work pending at the save: an illegal command rung on VCMDQ 0 without waiting (the
+ * queue stops, a vEVENT waits for the VMM's main loop), or a device DMA to an unmapped IOVA (a
+ * fault waits in the SMMUv3 vEVENTQ).
+ */
+export function poke(m: Machine, run: WorkloadRun, what: Poke): void {
+  if (what === 'vcmdq-error') {
+    const io = run.kernel.iommus.find((i) => i.cmdqv)!;
+    const cmdqv = io.cmdqv!;
+    const q = cmdqv.queues[0]!.queue;
+    const bus = run.kernel.platform.bus;
+    const bad = buildCommand(Op.CFGI_STE, { sid: 0 });
+    const at = q.slot(q.prod);
+    for (let i = 0; i < 4; i++) bus.write32(at + 4 * i, bad[i]!);
+    q.prod = qAdvance(q.prod, 1, q.log2);
+    bus.write32(cmdqv.base + lvcmdqPage0Offset(0, 0) + VCMDQ_PROD.spec.offset, q.prod);
+  } else if (what === 'host-fault') {
+    m.host.devices[m.devices[0]!.hostIndex]!.dmaRead(0x7_0000_0000, 4);
+  }
+}
+
+/** Every guest-visible observation at the end of a run. */
+export interface Observation {
+  report: unknown;
+  registers: number[];
+  ram: string;
+  irqs: unknown;
+  clock: number;
+  guestEvents: number[][];
+}
+
+/** Registers the guest can read: the SMMU frame, the CMDQV config page and VCMDQ pages (both apertures). */
+function registerReads(m: Machine): number[] {
+  const out: number[] = [];
+  for (const s of m.smmus) {
+    for (let o = 0; o < 0x100; o += 4) out.push(Number(m.read(s.base + o, 4).value));
+    for (const o of [0x100a8, 0x100ac]) out.push(Number(m.read(s.base + o, 4).value));
+    if (s.cmdqvBase === undefined) continue;
+    for (const o of [0x0, 0x4, 0x8, 0xc, 0x10, 0x14, 0x18, 0x1c, 0x20, 0x24, 0x200, 0x204, 0x208, 0x20c, 0x1000, 0x1004, 0x1008, 0x100c, 0x1040, 0x1080, 0x10c0, 0x10c4, 0x10c8, 0x10cc]) {
+      out.push(Number(m.read(s.cmdqvBase + o, 4).value));
+    }
+    for (const page of [0x10000, 0x30000]) for (let q = 0; q < 2; q++) for (let o = 0; o < 0x18; o += 4) out.push(Number(m.read(s.cmdqvBase + page + q * 0x80 + o, 4).value));
+    for (const page of [0x20000, 0x40000]) for (let q = 0; q < 2; q++) for (let o = 0; o < 0x10; o += 4) out.push(Number(m.read(s.cmdqvBase + page + q * 0x80 + o, 4).value));
+  }
+  return out;
+}
+
+/** CRC of every guest RAM block that holds data, with its offset. */
+function ramDigest(m: Machine): string {
+  let crc = 0;
+  let blocks = 0;
+  m.forEachTouchedRam((offset, bytes) => {
+    crc = crc32(new Uint8Array(new Float64Array([offset]).buffer), crc);
+    crc = crc32(bytes, crc);
+    blocks++;
+  });
+  return `${blocks}:${crc.toString(16)}`;
+}
+
+/** The report without what is not guest-visible: wall time and host object ids. */
+function guestReport(r: WorkloadReport): unknown {
+  return { ...r, wallNs: 0, hwQueues: r.hwQueues.map((q) => ({ smmu: q.smmu, index: q.index, allocated: q.id !== undefined })) };
+}
+
+export function observe(m: Machine, run: WorkloadRun, rep: WorkloadReport): Observation {
+  return {
+    report: guestReport(rep),
+    ram: ramDigest(m),
+    registers: registerReads(m),
+    irqs: [...m.irqs].map(([gsiv, l]) => [gsiv, l.level, l.count]),
+    clock: m.clock.now,
+    guestEvents: run.kernel.iommus.flatMap((io) => io.smmu.events.map((e) => [...e])),
+  };
+}
+
+/** A host already running another VM (on the second device), which has done some work. */
+export function busyHost(cmdqv: boolean): { host: HostKernel; other: Machine } {
+  const host = new HostKernel();
+  const other = Machine.create(lineFor(cmdqv, '0009:01:00.1'), { host });
+  WorkloadRun.start(other, { ops: 8, batch: 4, pages: 1, injectError: false, skipInvalidation: false }).runTo(8);
+  return { host, other };
+}
