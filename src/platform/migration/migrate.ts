@@ -221,7 +221,7 @@ export function migrate(source: Machine, opts: MigrateOptions): MigrationResult 
       elapsed += q.waitedNs + (last.length + pagesOf(state.length)) * costs.migrationPageNs + ioctls * costs.ioctlNs;
       return {
         ok: false,
-        reason: `the destination refused the VM: ${(e as Error).message}`,
+        reason: `the destination refused the VM: ${oneLine((e as Error).message)}`,
         phase: 'restore',
         report: report({ converged, queues: q.queues, finalPages: last.length, deviceStateBytes: state.length, totalNs: elapsed, recreateIoctls: ioctls }),
       };
@@ -245,6 +245,15 @@ export function migrate(source: Machine, opts: MigrateOptions): MigrationResult 
   } finally {
     log.stop();
   }
+}
+
+/** A multi-line error (QEMU's error_report with its hint) on one line. */
+function oneLine(message: string): string {
+  return message
+    .split('\n')
+    .map((l) => l.trim().replace(/:$/, ''))
+    .filter((l) => l !== '')
+    .join('; ');
 }
 
 /** Whether every byte of a page is zero. */
