@@ -5,9 +5,8 @@
  */
 
 import { parseArgs } from 'node:util';
-import type { DeviceConfig, HostConfig } from '../host/config.js';
 import { DEFAULT_COST_MODEL, type CostModel } from '../platform/cost-model.js';
-import { DEFAULT_ARGS, HostKernel, Machine } from '../platform/machine.js';
+import { DEFAULT_ARGS, HostKernel, Machine, type HostConfig } from '../platform/machine.js';
 import {
   busyGuest,
   DEFAULT_DOWNTIME_LIMIT_NS,
@@ -135,7 +134,7 @@ export function migrateCommand(argv: readonly string[]): MigrateCommandResult {
  */
 function destination(src: HostConfig, vms: number, costModel: CostModel): { host: HostKernel; vms: Machine[] } {
   const smmu = src.smmus.find((s) => s.cmdqv) ?? src.smmus[0]!;
-  const extra: DeviceConfig[] = Array.from({ length: vms }, (_, k) => ({
+  const extra: HostConfig['devices'][number][] = Array.from({ length: vms }, (_, k) => ({
     bdf: `000a:00:${(k >> 3).toString(16).padStart(2, '0')}.${k & 7}`,
     sid: 0x1000 + k,
     smmu: smmu.name,
@@ -173,7 +172,10 @@ function formatMigration(
   if (rep.zeroPagesSkipped) out.push(`  ${rep.zeroPagesSkipped} touched pages were zero and not sent`);
   if (rep.queues.length) {
     out.push('stop-and-copy (guest paused)');
-    out.push(`  drain: ${rep.queues.map((q) => `${q.queue} ${q.state} (CONS 0x${q.cons.toString(16)} PROD 0x${q.prod.toString(16)})`).join(', ')}`);
+    for (const q of rep.queues) {
+      const regs = q.cons === q.prod ? `CONS = PROD = 0x${q.cons.toString(16)}` : `CONS 0x${q.cons.toString(16)}, PROD 0x${q.prod.toString(16)}`;
+      out.push(`  ${q.queue}: ${q.state}, ${regs}`);
+    }
   }
   const d = rep.downtime;
   if (d) {
