@@ -14,6 +14,7 @@ import { benchEmulated } from './emulated.bench.js';
 import { benchIotlb } from './iotlb.bench.js';
 import { renderPlot } from './plot.js';
 import { benchSameScript, peerScript } from './same-script.bench.js';
+import { benchSnapshot } from './snapshot.bench.js';
 import { benchTrapped, benchVcmdq } from './vcmdq.bench.js';
 import { benchGuestLoop, benchScale, costRows } from './workload.bench.js';
 
@@ -86,6 +87,7 @@ async function main(): Promise<void> {
   log(benchPeer(quick));
   log(benchSameScript(quick));
   log(costRows(loop, model));
+  log(benchSnapshot(quick));
   process.stdout.write(`\n${table(rows)}\n`);
   const results = { date: new Date().toISOString(), quick, node: process.version, costModel: model, rows, loop, scale };
   writeFileSync(values.out!, `${JSON.stringify(results, (_k, v) => (typeof v === 'number' && !Number.isFinite(v) ? null : v), 2)}\n`);

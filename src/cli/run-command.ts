@@ -4,10 +4,10 @@
  */
 
 import { parseArgs } from 'node:util';
-import { DEFAULT_WORKLOAD, runWorkload, type WorkloadReport } from '../platform/workload.js';
-import { DEFAULT_ARGS, Machine } from '../platform/machine.js';
+import { DEFAULT_WORKLOAD, runWorkload, WorkloadRun, type WorkloadReport } from '../platform/workload.js';
+import { DEFAULT_ARGS, Machine, SnapshotError } from '../platform/machine.js';
 import { formatCompare, runCompare } from '../platform/compare.js';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { DEFAULT_COST_MODEL, parseCostModel, type CostModel } from '../platform/cost-model.js';
 import { ChromeTraceWriter } from '../kit/trace.js';
 import { checkWritable, CliError, openStreamedOutput } from './output-file.js';
@@ -27,7 +27,9 @@ const DEFAULT_TRACE_LIMIT = 2_000_000;
 export const RUN_USAGE = `usage: cmdqv run [--ops N] [--batch N] [--pages N] [--cmdqv on|off|auto]
                  [--no-error] [--skip-invalidation] [--trace PATTERN]... [--trace-out FILE.json]
                  [--trace-limit N] [--cost-model FILE.json] [--json] [--inject SPEC]...
-                 [--compare] [--verify-every N] [-- QEMU options]
+                 [--compare] [--verify-every N] [--save-at OPS --save FILE]
+                 [-- QEMU options]
+       cmdqv run --restore FILE [--json] [--trace-out FILE.json] [--cost-model FILE.json]
 
 --trace-out FILE.json writes the run's timeline in modelled time (Chrome/Perfetto JSON: one process
 per layer, a track per queue, VM exits, ioctls and consumed batches as slices, flows from the
@@ -42,6 +44,10 @@ each check is a DMA that faults on purpose, and the report counts its cost on it
 --compare runs the workload on three paths of the topology (emulated SMMUv3 with iommu-testdevs,
 accelerated with trapped invalidations, accelerated + CMDQV) and prints them side by side.
 
+--save-at OPS --save FILE writes the whole VM (guest RAM, devices, the guest-visible host state, the
+guest's drivers and the workload's progress) to FILE once OPS operations are done (at the end of
+that invalidation batch), then finishes the run. --restore FILE re-creates that VM on a new host
+and finishes its workload: the report is the one the uninterrupted run prints.
 --inject SPEC fails a host call the VMM makes, as the kernel would: ioctl=NAME:ERRNO[:N] (the N-th
 call of that ioctl), mmap=ERRNO[:N] (the N-th file mmap, e.g. VINTF page0), open=PATH:ERRNO[:N];
 the report says what fired, what the VMM reported and what the guest saw.
@@ -79,9 +85,13 @@ export function runCommand(argv: readonly string[], progress: (s: string) => voi
       json: { type: 'boolean', default: false },
       inject: { type: 'string', multiple: true },
       compare: { type: 'boolean', default: false },
+      'save-at': { type: 'string' },
+      save: { type: 'string' },
+      restore: { type: 'string' },
     },
     strict: true,
   });
+  const snapshot = snapshotOptions(values, own, split >= 0);
   if (values.cmdqv !== undefined) {
     if (!['on', 'off', 'auto'].includes(values.cmdqv)) throw new UsageError(`--cmdqv must be on, off or auto, got '${values.cmdqv}'`);
     qemu = qemu.map((a) => (a.startsWith('arm-smmuv3') ? a.replace(/(^|,)cmdqv=[a-z]+/, '') + `,cmdqv=${values.cmdqv}` : a));
@@ -107,27 +117,41 @@ export function runCommand(argv: readonly string[], progress: (s: string) => voi
   }
   const traceFile = traceOut ? openStreamedOutput('--trace-out', traceOut) : undefined;
   const trace = traceFile ? new ChromeTraceWriter((chunk) => traceFile.write(chunk), traceLimit) : undefined;
-  const m = Machine.create(qemu, { inject, costModel, trace });
+  let last = 0;
+  const onProgress = (done: number, total: number) => {
+    const pct = Math.floor((done / total) * 10);
+    if (total >= 10_000 && pct > last) {
+      last = pct;
+      progress(`progress: ${done}/${total} operations`);
+    }
+  };
+  const m = snapshot.restore ? restoreFile(snapshot.restore, { costModel, ...(trace ? { trace } : {}) }) : Machine.create(qemu, { inject, costModel, trace });
   // The streamed trace takes the tracer's records; the in-memory one would grow without bound.
   if (trace) m.tracer.removeSink(m.traceChrome);
   // QEMU's warnings about the line (e.g. a PCIe function behind a root port at a slot other than 0).
   for (const w of m.placementWarnings) progress(`qemu-system-aarch64: ${w}`);
-  let last = 0;
-  const rep = runWorkload(m, {
+  const work = {
     ops,
     batch,
     pages,
     injectError: !values['no-error'],
     verifyEvery: int(values['verify-every'], 'verify-every', DEFAULT_VERIFY_EVERY, 1, 1_000_000),
     skipInvalidation: values['skip-invalidation'] === true,
-    progress: (done, total) => {
-      const pct = Math.floor((done / total) * 10);
-      if (total >= 10_000 && pct > last) {
-        last = pct;
-        progress(`progress: ${done}/${total} operations`);
-      }
-    },
-  });
+    progress: onProgress,
+  };
+  let rep: WorkloadReport;
+  if (snapshot.restore) {
+    rep = WorkloadRun.resume(m, onProgress).finish();
+  } else if (snapshot.save) {
+    const run = WorkloadRun.start(m, work);
+    run.runTo(snapshot.save.at);
+    const image = m.save();
+    writeFileSync(snapshot.save.file, image);
+    progress(`cmdqv: saved the VM after ${run.done} of ${run.total} operations to ${snapshot.save.file} (${image.length} bytes)`);
+    rep = run.finish();
+  } else {
+    rep = runWorkload(m, work);
+  }
   if (trace && traceFile) {
     trace.close(m.clock.now);
     traceFile.close();
@@ -136,6 +160,46 @@ export function runCommand(argv: readonly string[], progress: (s: string) => voi
   if (values.json) return JSON.stringify(inject.length ? { ...rep, faults: faultReport(m, inject) } : rep, null, 2);
   const out = formatReport(m, rep) + (inject.length ? `\n\n${formatFaults(faultReport(m, inject))}` : '');
   return (values.trace?.length ? `${m.traceText.lines.join('\n')}\n\n` : '') + out;
+}
+
+/** `--save-at OPS --save FILE` / `--restore FILE`, checked against each other and the rest. */
+function snapshotOptions(
+  values: { 'save-at'?: string; save?: string; restore?: string; compare?: boolean; inject?: string[] },
+  own: readonly string[],
+  qemuLine: boolean,
+): { save?: { at: number; file: string }; restore?: string } {
+  const { save, restore } = values;
+  const saveAt = values['save-at'];
+  if ((saveAt === undefined) !== (save === undefined)) throw new UsageError(saveAt === undefined ? '--save needs --save-at OPS (when to save)' : '--save-at needs --save FILE (where to save)');
+  if (restore !== undefined) {
+    if (save !== undefined) throw new UsageError('--restore cannot be combined with --save');
+    // The machine, the workload and its options come from the image.
+    const allowed = new Set(['--restore', '--json', '--trace-out', '--trace-limit', '--cost-model']);
+    const other = own.find((a) => a.startsWith('--') && !allowed.has(a.split('=')[0]!));
+    if (other || qemuLine) throw new UsageError(`--restore takes the machine and the workload from the image; ${other ? `${other.split('=')[0]}` : 'QEMU options'} cannot be given with it`);
+    return { restore };
+  }
+  if (save === undefined) return {};
+  if (values.compare) throw new UsageError('--save cannot be combined with --compare');
+  checkWritable('--save', save);
+  return { save: { at: int(saveAt, 'save-at', 0, 0, Number.MAX_SAFE_INTEGER), file: save } };
+}
+
+/** `--restore FILE`: the VM of the image, on a new host. */
+function restoreFile(file: string, opts: { costModel: CostModel; trace?: ChromeTraceWriter }): Machine {
+  let image: Uint8Array;
+  try {
+    image = readFileSync(file);
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    throw new CliError(`--restore ${file}: cannot read it: ${err.code === 'ENOENT' ? 'No such file or directory' : err.message}`);
+  }
+  try {
+    return Machine.restore(image, { create: opts });
+  } catch (e) {
+    if (e instanceof SnapshotError) throw new CliError(`--restore ${file}: ${e.message}`);
+    throw e;
+  }
 }
 
 /** `--cost-model FILE.json`: the parameters it names over the defaults. */

@@ -1,17 +1,17 @@
-// Issue 13 "Done when": save at random points of random workloads (CMDQV and trapped paths, with
+// Issue 13 "Done when": save at random points of random workloads (CMDQV, trapped and emulated paths, with
 // errors pending, queues mid-ring), restore into a fresh host and into a host that runs another
 // VM, continue, and compare every guest-visible observation with the uninterrupted run.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { HostKernel, Machine } from '../../src/platform/machine.js';
 import { WorkloadRun } from '../../src/platform/workload.js';
-import { busyHost, lineFor, observe, poke, randomCase, type Case, type Observation } from './snapshot-rig.js';
+import { busyHost, observe, pathLine, poke, randomCase, type Case, type Observation } from './snapshot-rig.js';
 
 const SEEDS = Number(process.env.CMDQV_SNAPSHOT_SEEDS ?? 200);
 
 /** Run `c` to its save point, save, and return the machine, its run and the image. */
 function toSavePoint(c: Case): { m: Machine; run: WorkloadRun; image: Uint8Array } {
-  const m = Machine.create(lineFor(c.cmdqv));
+  const m = Machine.create(pathLine(c.path));
   const run = WorkloadRun.start(m, c.work);
   run.runTo(c.saveAt);
   poke(m, run, c.poke);
@@ -29,7 +29,7 @@ function finishRestored(image: Uint8Array, host?: HostKernel): Observation {
 test(`save at a random point, restore on a fresh host and on a busy host: every observation equals the uninterrupted run (${SEEDS} seeds)`, () => {
   let pending = 0;
   // One busy host per path, reused: each restored VM is closed, giving everything back.
-  const busy = { on: busyHost(true), off: busyHost(false) };
+  const busy = { cmdqv: busyHost('cmdqv'), trapped: busyHost('trapped'), emulated: busyHost('emulated') };
   for (let seed = 1; seed <= SEEDS; seed++) {
     const c = randomCase(seed);
     const what = `seed ${seed} (${JSON.stringify(c)})`;
@@ -40,7 +40,7 @@ test(`save at a random point, restore on a fresh host and on a busy host: every 
     m.close();
     if (seed % 10 === 1) {
       // Now and then, check that claim against a run that never saved.
-      const u = Machine.create(lineFor(c.cmdqv));
+      const u = Machine.create(pathLine(c.path));
       const ur = WorkloadRun.start(u, c.work);
       ur.runTo(c.saveAt);
       poke(u, ur, c.poke);
@@ -48,10 +48,9 @@ test(`save at a random point, restore on a fresh host and on a busy host: every 
       u.close();
     }
     assert.deepEqual(finishRestored(image), reference, `${what}: restored on a fresh host`);
-    assert.deepEqual(finishRestored(image, busy[c.cmdqv ? 'on' : 'off'].host), reference, `${what}: restored next to another VM`);
+    assert.deepEqual(finishRestored(image, busy[c.path].host), reference, `${what}: restored next to another VM`);
   }
-  busy.on.other.close();
-  busy.off.other.close();
+  for (const b of Object.values(busy)) b.other.close();
   // The cases do leave work pending at the save (vEVENTs waiting for the main loop).
   assert.ok(pending > SEEDS / 10, `only ${pending} saves had main-loop work pending`);
 });

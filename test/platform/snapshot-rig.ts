@@ -6,7 +6,16 @@ import { lvcmdqPage0Offset, VCMDQ_PROD } from '../../src/arch/tegra241-cmdqv/reg
 import { mulberry32 } from '../../src/kit/prng.js';
 import { HostKernel, Machine } from '../../src/platform/machine.js';
 import { WorkloadRun, type WorkloadOptions, type WorkloadReport } from '../../src/platform/workload.js';
-import { crc32 } from '../../src/platform/snapshot/crc32.js';
+import { xxh32 } from '../../src/platform/snapshot/xxh32.js';
+
+/** Which path a case runs: accelerated with the CMDQV, accelerated trapped, or QEMU's emulated SMMUv3. */
+export type Path = 'cmdqv' | 'trapped' | 'emulated';
+
+/** The machine line of a path (emulated: an iommu-testdev behind the machine-wide SMMUv3). */
+export function pathLine(path: Path, bdf = '0009:01:00.0'): string[] {
+  if (path === 'emulated') return ['-M', 'virt,iommu=smmuv3', '-m', '1G', '-device', 'iommu-testdev'];
+  return lineFor(path === 'cmdqv', bdf);
+}
 
 /** The embedded default line with the CMDQV on or off (trapped invalidations), on host device `bdf`. */
 export function lineFor(cmdqv: boolean, bdf = '0009:01:00.0'): string[] {
@@ -22,7 +31,7 @@ export type Poke = 'none' | 'vcmdq-error' | 'host-fault';
 
 /** One random case. */
 export interface Case {
-  readonly cmdqv: boolean;
+  readonly path: Path;
   readonly work: WorkloadOptions;
   /** Ops to run before saving (rounded up to a batch). */
   readonly saveAt: number;
@@ -33,11 +42,12 @@ export interface Case {
 export function randomCase(seed: number): Case {
   const rnd = mulberry32(seed);
   const int = (lo: number, hi: number) => lo + Math.floor(rnd() * (hi - lo + 1));
-  const cmdqv = rnd() < 0.6;
+  const r = rnd();
+  const path: Path = r < 0.55 ? 'cmdqv' : r < 0.9 ? 'trapped' : 'emulated';
   const ops = int(4, 40);
   const work: WorkloadOptions = { ops, batch: int(1, 12), pages: int(1, 3), injectError: rnd() < 0.5, skipInvalidation: false, verifyEvery: int(1, 4) };
-  const pokes: Poke[] = cmdqv ? ['none', 'vcmdq-error', 'host-fault'] : ['none', 'host-fault'];
-  return { cmdqv, work, saveAt: int(0, ops), poke: pokes[int(0, pokes.length - 1)]! };
+  const pokes: Poke[] = path === 'cmdqv' ? ['none', 'vcmdq-error', 'host-fault'] : path === 'trapped' ? ['none', 'host-fault'] : ['none'];
+  return { path, work, saveAt: int(0, ops), poke: pokes[int(0, pokes.length - 1)]! };
 }
 
 /**
@@ -74,6 +84,7 @@ export interface Observation {
 /** Registers the guest can read: the SMMU frame, the CMDQV config page and VCMDQ pages (both apertures). */
 function registerReads(m: Machine): number[] {
   const out: number[] = [];
+  for (const e of m.emulatedSmmus) for (let o = 0; o < 0x100; o += 4) out.push(Number(m.read(e.base + o, 4).value));
   for (const s of m.smmus) {
     for (let o = 0; o < 0x100; o += 4) out.push(Number(m.read(s.base + o, 4).value));
     for (const o of [0x100a8, 0x100ac]) out.push(Number(m.read(s.base + o, 4).value));
@@ -87,16 +98,11 @@ function registerReads(m: Machine): number[] {
   return out;
 }
 
-/** CRC of every guest RAM block that holds data, with its offset. */
+/** Every guest RAM block that holds data: its offset and a hash of its bytes. */
 function ramDigest(m: Machine): string {
-  let crc = 0;
-  let blocks = 0;
-  m.forEachTouchedRam((offset, bytes) => {
-    crc = crc32(new Uint8Array(new Float64Array([offset]).buffer), crc);
-    crc = crc32(bytes, crc);
-    blocks++;
-  });
-  return `${blocks}:${crc.toString(16)}`;
+  const out: string[] = [];
+  m.forEachTouchedRam((offset, bytes) => out.push(`${offset.toString(16)}:${xxh32(bytes).toString(16)}`));
+  return out.join(' ');
 }
 
 /** The report without what is not guest-visible: wall time and host object ids. */
@@ -116,9 +122,9 @@ export function observe(m: Machine, run: WorkloadRun, rep: WorkloadReport): Obse
 }
 
 /** A host already running another VM (on the second device), which has done some work. */
-export function busyHost(cmdqv: boolean): { host: HostKernel; other: Machine } {
+export function busyHost(path: Path): { host: HostKernel; other: Machine } {
   const host = new HostKernel();
-  const other = Machine.create(lineFor(cmdqv, '0009:01:00.1'), { host });
+  const other = Machine.create(path === 'emulated' ? pathLine(path) : lineFor(path === 'cmdqv', '0009:01:00.1'), { host });
   WorkloadRun.start(other, { ops: 8, batch: 4, pages: 1, injectError: false, skipInvalidation: false }).runTo(8);
   return { host, other };
 }

@@ -240,7 +240,8 @@ function read(r: ByteReader, what: string, depth: number): PlainValue {
       if (!T) throw new SnapshotError(`${what}: unknown typed-array kind ${kind}`);
       const n = r.u32();
       if (n % T.BYTES_PER_ELEMENT !== 0) throw new SnapshotError(`${what}: ${n} bytes is not a whole ${T.name}`);
-      const copy = r.bytes(n).slice();
+      // A copy in its own buffer (a Node Buffer's slice() would be a view of a shared pool).
+      const copy = new Uint8Array(r.bytes(n));
       return new T(copy.buffer, 0, n / T.BYTES_PER_ELEMENT);
     }
     case Tag.Array: {

@@ -130,17 +130,23 @@ function load(m: Machine, img: CheckedImage, ram: RamSource | undefined): void {
   if (vmm.emulated.length !== m.emulatedSmmus.length) throw new Error(`the image has ${vmm.emulated.length} emulated SMMUv3s, the machine ${m.emulatedSmmus.length}`);
   vmm.emulated.forEach((s, i) => m.emulatedSmmus[i]!.device.restore(s));
   if (vmm.smmus.length !== m.smmus.length) throw new Error(`the image has ${vmm.smmus.length} accelerated SMMUv3s, the machine ${m.smmus.length}`);
-  vmm.smmus.forEach((saved, i) => {
+  // Every SMMU's vDEVICEs, vEVENTQ and HW queues, then every SMMU's nested HWPTs (the guest's order).
+  const attach = vmm.smmus.map((saved, i) => {
     const s = m.smmus[i]!;
     if (saved.cmdqv && !s.cmdqv) throw new Error(`${saved.id}: the image has a CMDQV, the machine none`);
     const ctx = iommufdContext(m, i);
-    s.dev.restoreOnHost(saved.accel, () => {
+    return s.dev.restoreOnHost(saved.accel, () => {
       if (!saved.cmdqv) return;
       s.cmdqv!.restore(saved.cmdqv, (_index, hwQueueId, page0) => {
         if (!ctx) throw new Error(`${saved.id}: no iommufd for its HW queues`);
         ctx.loadHwQueueState(hwQueueId, page0);
       });
     });
+  });
+  for (const step of attach) step();
+  vmm.smmus.forEach((saved, i) => {
+    const s = m.smmus[i]!;
+    const ctx = iommufdContext(m, i);
     // Events the source's host held for the VM wait in the new vEVENTQs.
     const smmuQ = s.dev.veventq;
     const cmdqvQ = s.cmdqv?.veventq;

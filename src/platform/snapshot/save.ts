@@ -38,7 +38,7 @@ export function saveMachine(m: Machine, opts: SaveOptions = {}): Uint8Array {
     assertPlainState(guest, 'guest');
     sections.push({ name: SECTION.guest, data: encodePlain(guest) });
   }
-  if (withRam) sections.push({ name: SECTION.ram, data: saveRam(m) });
+  if (withRam) sections.push(ramSection(m));
   return writeImage(sections);
 }
 
@@ -53,27 +53,31 @@ export function hostUnits(m: Machine): HostUnitMeta[] {
 
 /**
  * RAM section: block count, then per block its offset from the start of guest RAM (8 bytes),
- * its length (4) and its bytes.
+ * its length (4) and its bytes. Written straight into the image (one copy of guest RAM).
  */
-function saveRam(m: Machine): Uint8Array {
+function ramSection(m: Machine): ImageSection {
   const blocks: { offset: number; bytes: Uint8Array }[] = [];
-  let total = 4;
+  let size = 4;
   forEachTouchedRam(m, (offset, bytes) => {
     blocks.push({ offset, bytes });
-    total += 12 + bytes.length;
+    size += 12 + bytes.length;
   });
-  const out = new Uint8Array(total);
-  const view = new DataView(out.buffer);
-  view.setUint32(0, blocks.length, true);
-  let at = 4;
-  for (const b of blocks) {
-    view.setUint32(at, b.offset % 2 ** 32, true);
-    view.setUint32(at + 4, Math.floor(b.offset / 2 ** 32), true);
-    view.setUint32(at + 8, b.bytes.length, true);
-    out.set(b.bytes, at + 12);
-    at += 12 + b.bytes.length;
-  }
-  return out;
+  return {
+    name: SECTION.ram,
+    size,
+    write: (out) => {
+      const view = new DataView(out.buffer, out.byteOffset, out.byteLength);
+      view.setUint32(0, blocks.length, true);
+      let at = 4;
+      for (const b of blocks) {
+        view.setUint32(at, b.offset % 2 ** 32, true);
+        view.setUint32(at + 4, Math.floor(b.offset / 2 ** 32), true);
+        view.setUint32(at + 8, b.bytes.length, true);
+        out.set(b.bytes, at + 12);
+        at += 12 + b.bytes.length;
+      }
+    },
+  };
 }
 
 /** The VMM's devices, the guest-visible host state, IRQs, clock and pending main-loop work. */

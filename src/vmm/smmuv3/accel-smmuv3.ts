@@ -360,22 +360,23 @@ export class AccelSmmuV3 implements Persist<AccelSmmuV3State> {
    * Load a state saved on another machine (possibly another host) into this SMMU, which the
    * same command line built on its own host: registers and ID registers come from the image;
    * the host objects are this machine's or made again, in the order the guest's bring-up made
-   * them (vDEVICEs, the SMMUv3 vEVENTQ, nested stage-1 HWPTs), and each device is attached to
-   * the same kind of HWPT it had (abort, bypass, its stage-1, stage 2). Host ids differ from the
-   * image's; the guest never sees them. Throws (with the host's reason) when a call fails: the
-   * caller closes the machine.
+   * them — vDEVICEs, the SMMUv3 vEVENTQ, then `restoreCmdqv` (the CMDQV's HW queues) here, and
+   * the nested stage-1 HWPTs in the step this returns (a machine with several SMMUs runs every
+   * first step, then every second, as the guest brings up every SMMU before attaching domains).
+   * Each device is attached to the same kind of HWPT it had (abort, bypass, its stage-1, stage
+   * 2). Host ids differ from the image's; the guest never sees them. Both steps throw (with the
+   * host's reason) when a call fails: the caller closes the machine.
    */
-  restoreOnHost(saved: AccelSmmuV3State, restoreCmdqv?: () => void): void {
+  restoreOnHost(saved: AccelSmmuV3State, restoreCmdqv?: () => void): () => void {
     const state = this.state;
     state.registers.set(saved.registers);
     state.idr = [...saved.idr] as Idr;
     state.autoFinalised = saved.autoFinalised;
     const viommu = state.viommu;
     const was = saved.viommu;
-    const backend = this.deps.backend;
-    if (!viommu || !was || !backend) {
+    if (!viommu || !was || !this.deps.backend) {
       restoreCmdqv?.();
-      return;
+      return () => {};
     }
     const devices = saved.devices.map((s) => {
       const device = this.viommu.findDevice(s.hostDevice.guestSid);
@@ -389,26 +390,32 @@ export class AccelSmmuV3 implements Persist<AccelSmmuV3State> {
       }
     }
     if (saved.veventq) this.events.allocVeventq();
-    // The bring-up's order: the guest enables the CMDQV's queues before attaching domains.
     restoreCmdqv?.();
-    for (const { s, device } of devices) {
-      let hwpt: number | undefined;
-      if (s.s1Hwpt !== undefined && s.s1Data) {
-        const data = s.s1Data;
-        const { devId } = device.hostDevice;
-        device.s1Hwpt = this.hostCalls.run((b) => b.allocHwpt(devId, viommu.id, 0, iommu_hwpt_data_type.IOMMU_HWPT_DATA_ARM_SMMUV3, data));
-        device.s1Data = data.slice();
-      }
-      if (s.hwpt === undefined) continue;
-      if (s.hwpt === was.abortHwpt) hwpt = viommu.abortHwpt;
-      else if (s.hwpt === was.bypassHwpt) hwpt = viommu.bypassHwpt;
-      else if (s.hwpt === s.s1Hwpt) hwpt = device.s1Hwpt;
-      else if (s.hwpt === saved.s2Hwpt) hwpt = state.s2Hwpt;
-      if (hwpt === undefined) throw new Error(`${this.props.id}: device 0x${s.hostDevice.guestSid.toString(16)} was attached to HWPT ${s.hwpt}, which the image does not describe`);
-      const target = hwpt;
-      this.hostCalls.run((b) => b.attachDevice(device.hostDevice.vfioFd, target));
-      device.hwpt = target;
+    return () => {
+      for (const { s, device } of devices) this.restoreAttachment(saved, s, device);
+    };
+  }
+
+  /** A restored device's nested HWPT (again from its saved STE data) and attachment. */
+  private restoreAttachment(saved: AccelSmmuV3State, s: AccelDeviceState, device: AccelDeviceState): void {
+    const viommu = this.state.viommu!;
+    const was = saved.viommu!;
+    if (s.s1Hwpt !== undefined && s.s1Data) {
+      const data = s.s1Data;
+      const { devId } = device.hostDevice;
+      device.s1Hwpt = this.hostCalls.run((b) => b.allocHwpt(devId, viommu.id, 0, iommu_hwpt_data_type.IOMMU_HWPT_DATA_ARM_SMMUV3, data));
+      device.s1Data = data.slice();
     }
+    if (s.hwpt === undefined) return;
+    let hwpt: number | undefined;
+    if (s.hwpt === was.abortHwpt) hwpt = viommu.abortHwpt;
+    else if (s.hwpt === was.bypassHwpt) hwpt = viommu.bypassHwpt;
+    else if (s.hwpt === s.s1Hwpt) hwpt = device.s1Hwpt;
+    else if (s.hwpt === saved.s2Hwpt) hwpt = this.state.s2Hwpt;
+    if (hwpt === undefined) throw new Error(`${this.props.id}: device 0x${s.hostDevice.guestSid.toString(16)} was attached to HWPT ${s.hwpt}, which the image does not describe`);
+    const target = hwpt;
+    this.hostCalls.run((b) => b.attachDevice(device.hostDevice.vfioFd, target));
+    device.hwpt = target;
   }
 
   // ------------------------------------------------------------------------------------------
