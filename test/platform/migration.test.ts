@@ -105,7 +105,7 @@ test('busy guest under a limit it cannot meet: stop-and-copy after maxRounds, st
 for (const guest of ['busy', 'idle'] as const) {
   test(`${guest} guest: every guest-visible observation after the migration equals an uninterrupted run's`, () => {
     const { m, run } = source();
-    const { host, other } = busyHost(true);
+    const { host, other } = busyHost('cmdqv');
     const r = migrate(m, { dest: host, guest: guest === 'busy' ? busyGuest(run) : IDLE_GUEST, downtimeLimitNs: 40_000 });
     assert.equal(r.ok, true);
     if (!r.ok) return;
