@@ -9,7 +9,7 @@ import * as U from '../../src/uapi/iommufd.js';
 import { Tracer } from '../../src/kit/trace.js';
 import { IommufdBackend } from '../../src/vmm/backends/iommufd.js';
 import { mmapAnonymous } from '../../src/uapi/syscalls.js';
-import { busyHost, lineFor, observe, poke } from './snapshot-rig.js';
+import { busyHost, lineFor, observe, pathLine, poke } from './snapshot-rig.js';
 
 const P = DEFAULT_COST_MODEL.migrationPageNs;
 /** Small batches: a working set of a few dozen pages the rounds can catch up with; enough ops to outlast the rounds. */
@@ -99,13 +99,16 @@ test('busy guest under a limit it cannot meet: stop-and-copy after maxRounds, st
 });
 
 /**
- * The same run twice: migrated mid-run (busy, onto a host that runs another VM) and
- * uninterrupted with the same ops; every guest-visible observation at the end must be equal.
+ * The same run twice: migrated mid-run onto a host that runs another VM, and uninterrupted with
+ * the same ops; every guest-visible observation at the end must be equal. On each path: CMDQV,
+ * trapped invalidations, QEMU's emulated SMMUv3 with an iommu-testdev.
  */
-for (const guest of ['busy', 'idle'] as const) {
-  test(`${guest} guest: every guest-visible observation after the migration equals an uninterrupted run's`, () => {
-    const { m, run } = source();
-    const { host, other } = busyHost('cmdqv');
+for (const [path, guest] of [['cmdqv', 'busy'], ['cmdqv', 'idle'], ['trapped', 'busy'], ['emulated', 'busy']] as const) {
+  test(`${path}, ${guest} guest: every guest-visible observation after the migration equals an uninterrupted run's`, () => {
+    const m = Machine.create(pathLine(path));
+    const run = startRun(m);
+    run.runTo(START);
+    const { host, other } = busyHost(path);
     const r = migrate(m, { dest: host, guest: guest === 'busy' ? busyGuest(run) : IDLE_GUEST, downtimeLimitNs: 40_000 });
     assert.equal(r.ok, true);
     if (!r.ok) return;
@@ -113,19 +116,27 @@ for (const guest of ['busy', 'idle'] as const) {
     const moved = WorkloadRun.resume(r.machine);
     const migrated = observe(r.machine, moved, moved.finish());
     // The uninterrupted run: the same ops before the switch, the idle time an idle guest spent.
-    const ref = Machine.create(lineFor(true));
+    const ref = Machine.create(pathLine(path));
     const refRun = startRun(ref);
     refRun.runTo(opsAtSwitch);
     assert.ok(opsAtSwitch < WORK.ops, 'the run outlasted the rounds');
     if (guest === 'idle') ref.clock.advance(r.report.rounds.reduce((n, x) => n + x.ns, 0));
     const expected = observe(ref, refRun, refRun.finish());
     assert.deepEqual(migrated, expected);
-    // The destination's other VM was not disturbed, and the objects moved: VINTF 1 → 2, VMID 1 → 2.
-    const moves = r.report.recreated[0]!;
-    assert.deepEqual([moves.vintf, moves.vmid], [{ old: 1, new: 2 }, { old: 1, new: 2 }]);
-    assert.deepEqual(moves.hwQueues.map((q) => q.vcmdq), [{ old: 2, new: 4 }, { old: 3, new: 5 }]);
-    assert.deepEqual(hostObjects(r.machine)[0]!.vintf, 2);
-    assert.equal(WorkloadRun.start(other, { ops: 8, batch: 4, pages: 1, injectError: false, skipInvalidation: false }).finish().dmaChecks.failed, 0);
+    // What moved: the other VM holds VINTF 1, VMID 1 and VCMDQs 2-3 there.
+    const moves = r.report.recreated;
+    if (path === 'cmdqv') {
+      assert.deepEqual([moves[0]!.vintf, moves[0]!.vmid], [{ old: 1, new: 2 }, { old: 1, new: 2 }]);
+      assert.deepEqual(moves[0]!.hwQueues.map((q) => q.vcmdq), [{ old: 2, new: 4 }, { old: 3, new: 5 }]);
+      assert.deepEqual(hostObjects(r.machine)[0]!.vintf, 2);
+    } else if (path === 'trapped') {
+      assert.deepEqual([moves[0]!.vintf, moves[0]!.vmid, moves[0]!.hwQueues], [{ old: undefined, new: undefined }, { old: 1, new: 2 }, []]);
+    } else {
+      assert.deepEqual(moves, [], 'the emulated SMMUv3 is all VMM state: nothing on the host');
+    }
+    // The destination's other VM was not disturbed.
+    const otherRun = WorkloadRun.start(other, { ops: 8, batch: 4, pages: 1, injectError: false, skipInvalidation: false });
+    assert.equal(otherRun.finish().dmaChecks.failed, 0);
     r.machine.close();
     other.close();
     ref.close();

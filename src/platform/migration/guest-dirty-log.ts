@@ -5,7 +5,8 @@
  * host page (kit/sparse-memory.ts) — the guest's own stores, the VMM's, and every DMA write a
  * device makes through the SMMU — and this class turns host page numbers back into guest page
  * numbers through the mapping's frames. Stores to pages that are not this VM's RAM (another VM
- * on the host, kernel rings) are dropped here.
+ * on the host, kernel rings) are dropped here. On real hardware DMA needs the IOMMU's own dirty
+ * tracking next to KVM's log (docs/reference/live-migration.md §3).
  */
 
 import { DIRTY_PAGE_SIZE, type SparseMemory } from '../../kit/sparse-memory.js';

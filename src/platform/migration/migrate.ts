@@ -1,6 +1,6 @@
 /**
  * Live migration of a running CMDQV VM between two simulated hosts, modelled on QEMU's
- * precopy (docs/design.md "Snapshot and migration", "Live migration"):
+ * precopy (docs/reference/live-migration.md §2; docs/design.md "Live migration"):
  *
  * 1. Setup: start the dirty log of guest RAM.
  * 2. Pre-copy rounds: round 1 sends every touched page, each later round the pages written
@@ -17,8 +17,9 @@
  * reason; the source was only read, so it simply resumes.
  *
  * Time: the migration keeps its own modelled time. The guest's clock moves only while the guest
- * runs (the rounds); during the pause it stands still, as KVM stops a VM's virtual counter
- * while QEMU has the VM stopped, so the destination resumes at the instant the source paused.
+ * runs (the rounds); during the pause it stands still, as QEMU keeps a stopped VM's virtual
+ * counter still (docs/reference/live-migration.md §4), so the destination resumes at the
+ * instant the source paused.
  */
 
 import { DIRTY_PAGE_SIZE, SparseMemory } from '../../kit/sparse-memory.js';
