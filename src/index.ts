@@ -10,3 +10,4 @@ export { runWorkload, DEFAULT_WORKLOAD, type WorkloadOptions, type WorkloadRepor
 export { HostKernel, DEFAULT_HOST, type HostConfig } from './platform/machine.js';
 export { parseFaultSpecs, FaultSpecError, type FaultSpec, type InjectedFault } from './platform/fault-injection.js';
 export { runCampaign, replayOps, runCase, type CampaignOptions, type CampaignSummary, type Finding } from './platform/fuzz/index.js';
+export { migrate, busyGuest, IDLE_GUEST, type MigrateOptions, type MigrationGuest, type MigrationReport, type MigrationResult } from './platform/migration/index.js';
