@@ -118,7 +118,7 @@ export function migrateCommand(argv: readonly string[]): MigrateCommandResult {
   if (values.json) {
     return { text: JSON.stringify({ ok: r.ok, reason: r.ok ? undefined : r.reason, phase: r.ok ? undefined : r.phase, migration: r.report, workload }, null, 2), status };
   }
-  const lines = formatMigration(r.report, { busy: !values.idle, limitNs: downtimeLimitNs, costs: costModel, destVms, ops: { before, during, total: run.total } });
+  const lines = formatMigration(r.report, { ok: r.ok, busy: !values.idle, limitNs: downtimeLimitNs, costs: costModel, destVms });
   if (r.ok) lines.push(`workload: ${run.total} operations (${before} before the migration, ${during} during it, the rest on the destination); DMA checks ${workload.dmaChecks.passed} passed, ${workload.dmaChecks.failed} failed`);
   else {
     lines.push(`migration failed (${r.phase}): ${r.reason}`);
@@ -162,7 +162,7 @@ const arrow = <T>(r: Recreated<T>): string => `${r.old ?? '-'} → ${r.new ?? '-
 /** The report as text: rounds, the stop-and-copy, what was re-created. */
 function formatMigration(
   rep: MigrationReport,
-  o: { busy: boolean; limitNs: number; costs: CostModel; destVms: number; ops: { before: number; during: number; total: number } },
+  o: { ok: boolean; busy: boolean; limitNs: number; costs: CostModel; destVms: number },
 ): string[] {
   const out: string[] = [];
   out.push(`migration to a destination host running ${o.destVms} other VM${o.destVms === 1 ? '' : 's'}`);
@@ -178,7 +178,8 @@ function formatMigration(
     }
   }
   const d = rep.downtime;
-  if (d) {
+  if (d && !o.ok) out.push(`  the guest was paused ${us(d.totalNs)} (drain wait ${us(d.quiesceNs)}) before it resumed on the source`);
+  if (d && o.ok) {
     out.push(`  drain wait ${us(d.quiesceNs)}; last ${rep.finalPages} pages ${us(d.ramNs)}; device state ${rep.deviceStateBytes} bytes ${us(d.deviceStateNs)}`);
     out.push(`  re-created on the destination with ${rep.recreateIoctls} ioctls (${us(d.recreateNs)}):`);
     for (const s of rep.recreated) {

@@ -54,6 +54,7 @@ test('a destination with no free VINTF refuses: exit 1, the reason, and the VM f
   assert.match(r.out, /^migration failed \(restore\): the destination refused the VM: .*IOMMU_VIOMMU_ALLOC failed: No space left on device/m);
   assert.match(r.out, /^the VM kept running on the source: 32 operations, DMA checks 36 passed, 0 failed$/m);
   assert.doesNotMatch(r.out, /^downtime/m);
+  assert.match(r.out, /^ {2}the guest was paused \d+\.\d µs \(drain wait 1\.2 µs\) before it resumed on the source$/m);
 });
 
 test('bad options are usage errors naming the option (exit 2); --help prints the usage', () => {

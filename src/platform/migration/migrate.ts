@@ -117,6 +117,10 @@ export interface MigrationReport {
   readonly zeroPagesSkipped: number;
   /** Queues as the drain wait last saw them. */
   readonly queues: readonly QueueDrain[];
+  /**
+   * How long the guest was paused: the switch's downtime, or, when the migration failed after the
+   * rounds, the pause before the source resumed (no switchover). Undefined when nothing paused.
+   */
   readonly downtime: Downtime | undefined;
   /** Modelled time from the start to the switch (or the failure). */
   readonly totalNs: number;
@@ -203,8 +207,9 @@ export function migrate(source: Machine, opts: MigrateOptions): MigrationResult 
     // Stop-and-copy: the guest is paused from here on (nothing runs it).
     const q = quiesceQueues(source, { timeoutNs: opts.drainTimeoutNs ?? DEFAULT_DRAIN_TIMEOUT_NS, pollIntervalNs: opts.drainPollNs ?? DEFAULT_DRAIN_POLL_NS, costs });
     if (!q.ok) {
-      elapsed += q.waitedNs;
-      return { ok: false, reason: q.reason!, phase: 'quiesce', report: report({ converged, queues: q.queues, totalNs: elapsed }) };
+      const paused = withTotal({ quiesceNs: q.waitedNs, ramNs: 0, deviceStateNs: 0, recreateNs: 0, switchoverNs: 0 });
+      elapsed += paused.totalNs;
+      return { ok: false, reason: q.reason!, phase: 'quiesce', report: report({ converged, queues: q.queues, downtime: paused, totalNs: elapsed }) };
     }
     const last = mergeSorted(dirty, log.collect());
     send(last, false);
@@ -219,12 +224,19 @@ export function migrate(source: Machine, opts: MigrateOptions): MigrationResult 
       dest = Machine.restore(state, { host: opts.dest, ram: received });
     } catch (e) {
       const ioctls = (destHost?.stats.ioctls ?? 0) - ioctls0;
-      elapsed += q.waitedNs + (last.length + pagesOf(state.length)) * costs.migrationPageNs + ioctls * costs.ioctlNs;
+      const paused = withTotal({
+        quiesceNs: q.waitedNs,
+        ramNs: last.length * costs.migrationPageNs,
+        deviceStateNs: pagesOf(state.length) * costs.migrationPageNs,
+        recreateNs: ioctls * costs.ioctlNs,
+        switchoverNs: 0,
+      });
+      elapsed += paused.totalNs;
       return {
         ok: false,
         reason: `the destination refused the VM: ${oneLine((e as Error).message)}`,
         phase: 'restore',
-        report: report({ converged, queues: q.queues, finalPages: last.length, deviceStateBytes: state.length, totalNs: elapsed, recreateIoctls: ioctls }),
+        report: report({ converged, queues: q.queues, finalPages: last.length, deviceStateBytes: state.length, downtime: paused, totalNs: elapsed, recreateIoctls: ioctls }),
       };
     }
     const recreateIoctls = dest.host.stats.ioctls - ioctls0;
