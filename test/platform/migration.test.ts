@@ -109,9 +109,20 @@ for (const [path, guest] of [['cmdqv', 'busy'], ['cmdqv', 'idle'], ['trapped', '
     const run = startRun(m);
     run.runTo(START);
     const { host, other } = busyHost(path);
-    const r = migrate(m, { dest: host, guest: guest === 'busy' ? busyGuest(run) : IDLE_GUEST, downtimeLimitNs: 40_000 });
+    // The source's RAM when the guest pauses (after the last round nothing writes it).
+    let atPause: Buffer = Buffer.alloc(0);
+    const inner = guest === 'busy' ? busyGuest(run) : IDLE_GUEST;
+    const watched: MigrationGuest = {
+      runFor(mm, ns) {
+        inner.runFor(mm, ns);
+        atPause = ramImage(mm);
+      },
+    };
+    const r = migrate(m, { dest: host, guest: watched, downtimeLimitNs: 40_000 });
     assert.equal(r.ok, true);
     if (!r.ok) return;
+    // Page for page, the destination starts from the RAM the source paused with.
+    assert.ok(ramImage(r.machine).equals(atPause), 'the destination RAM equals the source RAM at the pause');
     const opsAtSwitch = run.done;
     const moved = WorkloadRun.resume(r.machine);
     const migrated = observe(r.machine, moved, moved.finish());
@@ -141,6 +152,15 @@ for (const [path, guest] of [['cmdqv', 'busy'], ['cmdqv', 'idle'], ['trapped', '
     other.close();
     ref.close();
   });
+}
+
+/** Every guest RAM block that holds data, with its offset, as one buffer. */
+function ramImage(m: Machine): Buffer {
+  const parts: Buffer[] = [];
+  m.forEachTouchedRam((offset, bytes) => {
+    parts.push(Buffer.from(new Float64Array([offset]).buffer), Buffer.from(bytes));
+  });
+  return Buffer.concat(parts);
 }
 
 /** A busy guest that, at the end of the pre-copy rounds, does `last` (the state the stop finds). */
