@@ -248,6 +248,9 @@ export interface WorkloadRunState {
  * restored machine, which ends with the report an uninterrupted run gives.
  */
 export class WorkloadRun implements GuestSoftware {
+  /** Where the run is: the device (index in `doms`) and its next op. */
+  private dom: number;
+  private op: number;
   private readonly every: number;
   private readonly bufBytes: number;
   private readonly slot: number;
@@ -263,10 +266,12 @@ export class WorkloadRun implements GuestSoftware {
     private readonly doms: readonly { d: IommuDomain; dev: DmaMaster }[],
     private readonly pool: readonly number[],
     private readonly rep: WorkloadReport,
-    private cursor: { dom: number; op: number },
+    cursor: { readonly dom: number; readonly op: number },
     private doneOps: number,
     counted: Counters,
   ) {
+    this.dom = cursor.dom;
+    this.op = cursor.op;
     this.every = Math.max(1, Math.floor(o.verifyEvery ?? 1));
     this.bufBytes = o.pages * PAGE;
     this.slot = slotBytes(this.bufBytes);
@@ -330,7 +335,7 @@ export class WorkloadRun implements GuestSoftware {
    */
   static resume(m: Machine, progress?: WorkloadOptions['progress']): WorkloadRun {
     const s = m.restoredGuest as WorkloadRunState | undefined;
-    if (!s || typeof s !== 'object' || !('cursor' in s) || !('kernel' in s)) throw new WorkloadError('the machine was not restored from an image of a workload run');
+    if (!s || typeof s !== 'object' || !('cursor' in s) || !('kernel' in s)) throw new WorkloadError('the image holds no workload run to finish (it was saved from a machine no workload was running on)');
     const kernel = new GuestKernel(m.guestPlatform(), m.acpi, s.kernel);
     const doms = s.masters.map((info, k) => ({ d: kernel.restoreDomain(info.rid, s.domains[k]!), dev: dmaMaster(m, kernel, info) }));
     const report = cloneState(s.report);
@@ -350,7 +355,7 @@ export class WorkloadRun implements GuestSoftware {
   /** Run whole invalidation batches until at least `ops` operations are done (or all are). */
   runTo(ops: number): void {
     guestSized(this.m, () => {
-      while (this.doneOps < ops && this.cursor.dom < this.doms.length) this.batch();
+      while (this.doneOps < ops && this.dom < this.doms.length) this.batch();
     });
   }
 
@@ -363,7 +368,7 @@ export class WorkloadRun implements GuestSoftware {
       domains: this.doms.map(({ d }) => d.save()),
       pool: this.pool,
       report: this.rep,
-      cursor: this.cursor,
+      cursor: { dom: this.dom, op: this.op },
       done: this.doneOps,
       counted: this.countedNow(),
     };
@@ -392,8 +397,8 @@ export class WorkloadRun implements GuestSoftware {
   private batch(): void {
     const { m, o, rep, pool, every, bufBytes, slot } = this;
     const stats = m.as.stats;
-    const { d, dev } = this.doms[this.cursor.dom]!;
-    const op = this.cursor.op;
+    const { d, dev } = this.doms[this.dom]!;
+    const op = this.op;
     {
       const n = Math.min(o.batch, o.ops - op);
       const iovas: number[] = [];
@@ -428,8 +433,11 @@ export class WorkloadRun implements GuestSoftware {
       this.doneOps += n;
       o.progress?.(this.doneOps, this.total);
     }
-    const next = op + o.batch;
-    this.cursor = next < o.ops ? { dom: this.cursor.dom, op: next } : { dom: this.cursor.dom + 1, op: 0 };
+    this.op = op + o.batch;
+    if (this.op >= o.ops) {
+      this.dom++;
+      this.op = 0;
+    }
   }
 
   /** Run what is left, inject the error (if asked), and report. */

@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { main } from '../../src/cli/main.js';
+import { Machine } from '../../src/platform/machine.js';
 
 function run(argv: string[]) {
   let out = '';
@@ -56,4 +57,9 @@ test('--save / --restore option errors and bad files are one clear line', () => 
   assert.equal(run(['run', '--ops', '16', '--batch', '4', '--save-at', '8', '--save', good]).code, 0);
   writeFileSync(file, readFileSync(good).subarray(0, 1000));
   assert.match(run(['run', '--restore', file]).err, /is truncated/);
+  // An image of a machine nothing was running on.
+  const idle = Machine.create();
+  writeFileSync(file, idle.save());
+  idle.close();
+  assert.match(run(['run', '--restore', file]).err, /the image holds no workload run to finish/);
 });

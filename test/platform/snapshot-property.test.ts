@@ -11,7 +11,7 @@ const SEEDS = Number(process.env.CMDQV_SNAPSHOT_SEEDS ?? 200);
 
 /** Run `c` to its save point, save, and return the machine, its run and the image. */
 function toSavePoint(c: Case): { m: Machine; run: WorkloadRun; image: Uint8Array } {
-  const m = Machine.create(pathLine(c.path));
+  const m = Machine.create(pathLine(c.path, undefined, c.smallPages));
   const run = WorkloadRun.start(m, c.work);
   run.runTo(c.saveAt);
   poke(m, run, c.poke);
@@ -28,6 +28,7 @@ function finishRestored(image: Uint8Array, host?: HostKernel): Observation {
 
 test(`save at a random point, restore on a fresh host and on a busy host: every observation equals the uninterrupted run (${SEEDS} seeds)`, () => {
   let pending = 0;
+  let wrapped = 0;
   // One busy host per path, reused: each restored VM is closed, giving everything back.
   const busy = { cmdqv: busyHost('cmdqv'), trapped: busyHost('trapped'), emulated: busyHost('emulated') };
   for (let seed = 1; seed <= SEEDS; seed++) {
@@ -35,12 +36,15 @@ test(`save at a random point, restore on a fresh host and on a busy host: every 
     const what = `seed ${seed} (${JSON.stringify(c)})`;
     const { m, run, image } = toSavePoint(c);
     if (m.clock.pendingTimers().length) pending++;
+    // A command ring (SMMU CMDQ or VCMDQ) whose producer has wrapped (its index passed the ring's size).
+    const wrap = (prod: number, log2: number) => prod >= 2 ** log2;
+    if (run.kernel.iommus.some((io) => wrap(io.smmu.save().queue.prod, io.smmu.cmdqLog2) || io.cmdqv?.queues.some(({ queue }) => wrap(queue.prod, queue.log2)))) wrapped++;
     // The source goes on as if nothing happened: it is the uninterrupted run.
     const reference = observe(m, run, run.finish());
     m.close();
     if (seed % 10 === 1) {
       // Now and then, check that claim against a run that never saved.
-      const u = Machine.create(pathLine(c.path));
+      const u = Machine.create(pathLine(c.path, undefined, c.smallPages));
       const ur = WorkloadRun.start(u, c.work);
       ur.runTo(c.saveAt);
       poke(u, ur, c.poke);
@@ -53,4 +57,5 @@ test(`save at a random point, restore on a fresh host and on a busy host: every 
   for (const b of Object.values(busy)) b.other.close();
   // The cases do leave work pending at the save (vEVENTs waiting for the main loop).
   assert.ok(pending > SEEDS / 10, `only ${pending} saves had main-loop work pending`);
+  assert.ok(wrapped >= Math.floor(SEEDS / 80), `only ${wrapped} saves had a command ring wrapped`);
 });

@@ -11,10 +11,20 @@ import { xxh32 } from '../../src/platform/snapshot/xxh32.js';
 /** Which path a case runs: accelerated with the CMDQV, accelerated trapped, or QEMU's emulated SMMUv3. */
 export type Path = 'cmdqv' | 'trapped' | 'emulated';
 
-/** The machine line of a path (emulated: an iommu-testdev behind the machine-wide SMMUv3). */
-export function pathLine(path: Path, bdf = '0009:01:00.0'): string[] {
+/**
+ * The machine line of a path (emulated: an iommu-testdev behind the machine-wide SMMUv3). With
+ * `smallPages` guest RAM is a memory-backend-ram (4 KiB pages): IDR1.CMDQS is capped at 8, so
+ * the rings are 256 entries and a run wraps them.
+ */
+export function pathLine(path: Path, bdf = '0009:01:00.0', smallPages = false): string[] {
   if (path === 'emulated') return ['-M', 'virt,iommu=smmuv3', '-m', '1G', '-device', 'iommu-testdev'];
-  return lineFor(path === 'cmdqv', bdf);
+  const line = lineFor(path === 'cmdqv', bdf);
+  if (!smallPages) return line;
+  // 320 MiB: the guest kernel's 256 MiB plus room for its rings (every 4 KiB page is pinned).
+  line[1] += ',memory-backend=mem0';
+  line[3] = '320M';
+  line.push('-object', 'memory-backend-ram,id=mem0,size=320M');
+  return line;
 }
 
 /** The embedded default line with the CMDQV on or off (trapped invalidations), on host device `bdf`. */
@@ -32,6 +42,8 @@ export type Poke = 'none' | 'vcmdq-error' | 'host-fault';
 /** One random case. */
 export interface Case {
   readonly path: Path;
+  /** 4 KiB-page RAM: 256-entry rings that the run wraps. */
+  readonly smallPages: boolean;
   readonly work: WorkloadOptions;
   /** Ops to run before saving (rounded up to a batch). */
   readonly saveAt: number;
@@ -43,11 +55,14 @@ export function randomCase(seed: number): Case {
   const rnd = mulberry32(seed);
   const int = (lo: number, hi: number) => lo + Math.floor(rnd() * (hi - lo + 1));
   const r = rnd();
-  const path: Path = r < 0.55 ? 'cmdqv' : r < 0.9 ? 'trapped' : 'emulated';
-  const ops = int(4, 40);
-  const work: WorkloadOptions = { ops, batch: int(1, 12), pages: int(1, 3), injectError: rnd() < 0.5, skipInvalidation: false, verifyEvery: int(1, 4) };
+  // Every 40th seed: 4 KiB-page RAM (the CMDQV caps IDR1.CMDQS at 8: 256-entry rings) and a run
+  // long enough that the save finds the rings wrapped.
+  const smallPages = seed % 40 === 0;
+  const path: Path = smallPages ? 'cmdqv' : r < 0.55 ? 'cmdqv' : r < 0.9 ? 'trapped' : 'emulated';
+  const ops = smallPages ? int(280, 320) : int(4, 40);
+  const work: WorkloadOptions = { ops, batch: smallPages ? int(4, 12) : int(1, 12), pages: int(1, 3), injectError: rnd() < 0.5, skipInvalidation: false, verifyEvery: int(1, 4) };
   const pokes: Poke[] = path === 'cmdqv' ? ['none', 'vcmdq-error', 'host-fault'] : path === 'trapped' ? ['none', 'host-fault'] : ['none'];
-  return { path, work, saveAt: int(0, ops), poke: pokes[int(0, pokes.length - 1)]! };
+  return { path, smallPages, work, saveAt: smallPages ? int(260, ops) : int(0, ops), poke: pokes[int(0, pokes.length - 1)]! };
 }
 
 /**
