@@ -13,3 +13,4 @@ export { replayRecording, type ReplayOptions, type ReplayResult, type Divergence
 export { RecordingFormatError } from './platform/record/format.js';
 export { parseFaultSpecs, FaultSpecError, type FaultSpec, type InjectedFault } from './platform/fault-injection.js';
 export { runCampaign, replayOps, runCase, type CampaignOptions, type CampaignSummary, type Finding } from './platform/fuzz/index.js';
+export { migrate, busyGuest, IDLE_GUEST, type MigrateOptions, type MigrationGuest, type MigrationReport, type MigrationResult } from './platform/migration/index.js';

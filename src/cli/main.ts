@@ -9,6 +9,7 @@ import { CliError } from './output-file.js';
 import { ACPI_USAGE, acpiCommand } from './acpi-command.js';
 import { DIFFTEST_USAGE, difftestCommand } from './difftest-command.js';
 import { FUZZ_USAGE, fuzzCommand } from './fuzz-command.js';
+import { MIGRATE_USAGE, migrateCommand } from './migrate-command.js';
 import { QEMU_USAGE, qemuCommand } from './qemu-command.js';
 import { RUN_USAGE, runCommand } from './run-command.js';
 import { REPLAY_USAGE, replayCommand } from './replay-command.js';
@@ -39,6 +40,8 @@ commands:
                   a web view of the machine on http://127.0.0.1:PORT/ (Ctrl-C stops it)
   qemu [QEMU options]
                   a drop-in qemu-system-aarch64: serves qtest (-qtest) and QMP (-qmp)
+  migrate [options] [-- QEMU options]
+                  migrate the running VM live to a second host: rounds, downtime, re-created objects
   help            show this text
 
 Every command answers --help.
@@ -47,7 +50,7 @@ ${RUN_USAGE}
 `;
 
 /** Each subcommand's own usage text (`cmdqv <command> --help`). */
-const COMMAND_USAGE: Readonly<Record<string, string>> = { run: RUN_USAGE, replay: REPLAY_USAGE, acpi: ACPI_USAGE, uapi: UAPI_USAGE, fuzz: FUZZ_USAGE, difftest: DIFFTEST_USAGE, serve: SERVE_USAGE, qemu: QEMU_USAGE, help: USAGE };
+const COMMAND_USAGE: Readonly<Record<string, string>> = { run: RUN_USAGE, replay: REPLAY_USAGE, acpi: ACPI_USAGE, uapi: UAPI_USAGE, fuzz: FUZZ_USAGE, migrate: MIGRATE_USAGE, difftest: DIFFTEST_USAGE, serve: SERVE_USAGE, qemu: QEMU_USAGE, help: USAGE };
 
 /** Whether the subcommand's own options (before any `--`) ask for help. */
 function wantsHelp(args: readonly string[]): boolean {
@@ -95,6 +98,11 @@ export function main(argv: readonly string[], out: (s: string) => void, err: (s:
       case 'acpi':
         out(acpiCommand(rest, err));
         return 0;
+      case 'migrate': {
+        const r = migrateCommand(rest);
+        out(r.text);
+        return r.status;
+      }
       case 'uapi': {
         const { values } = parseArgs({ args: [...rest], options: { json: { type: 'boolean', default: false } }, strict: true });
         out(runUapiCommand(values.json === true));

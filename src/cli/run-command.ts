@@ -61,7 +61,8 @@ the report says what fired, what the VMM reported and what the guest saw.
 Without QEMU options the embedded default machine is used:
   ${DEFAULT_ARGS.join(' ')}`;
 
-function int(v: string | undefined, name: string, dflt: number, min: number, max: number): number {
+/** An integer option in [min, max] (`dflt` when absent); a usage error names it otherwise. */
+export function int(v: string | undefined, name: string, dflt: number, min: number, max: number): number {
   if (v === undefined) return dflt;
   const n = Number(v);
   if (!Number.isInteger(n) || n < min || n > max) throw new UsageError(`--${name} must be an integer in ${min}..${max}, got '${v}'`);
@@ -281,7 +282,7 @@ function restoreFile(file: string, opts: { costModel: CostModel; trace?: ChromeT
 }
 
 /** `--cost-model FILE.json`: the parameters it names over the defaults. */
-function readCostModel(file: string): CostModel {
+export function readCostModel(file: string): CostModel {
   let json: unknown;
   try {
     json = JSON.parse(readFileSync(file, 'utf8'));

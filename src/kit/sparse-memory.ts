@@ -12,6 +12,10 @@ const SMALL_COPY = 64;
 /** Slots of the chunk cache (a power of two). */
 const CACHE_SLOTS = 256;
 
+/** Dirty-log granule: 4 KiB pages, the smallest page the stack uses (KVM logs per base page too). */
+export const DIRTY_PAGE_SHIFT = 12;
+export const DIRTY_PAGE_SIZE = 1 << DIRTY_PAGE_SHIFT;
+
 interface Chunk {
   readonly bytes: Uint8Array;
   readonly view: DataView;
@@ -45,6 +49,11 @@ export class SparseMemory {
    */
   private readonly cacheIndex = new Float64Array(CACHE_SLOTS).fill(-1);
   private readonly cacheChunk: (Chunk | undefined)[] = new Array<Chunk | undefined>(CACHE_SLOTS).fill(undefined);
+  /**
+   * While a dirty log runs: one bit per 4 KiB page, set by every store (KVM's dirty bitmap). Kept
+   * undefined otherwise, so the write path pays one comparison.
+   */
+  private dirty: Uint32Array | undefined;
 
   constructor(readonly size: number) {
     if (!(size > 0) || !Number.isSafeInteger(size)) throw new RangeError(`memory size ${size} is invalid`);
@@ -104,6 +113,8 @@ export class SparseMemory {
   /**
    * The 64 KiB chunk holding `addr` as words (allocating it), for hot loops that walk a ring:
    * word i of the chunk is at chunk base + 4·i. Undefined on big-endian hosts (use read32).
+   * Stores through these words bypass the dirty log: only for reading, or for memory that is
+   * never migrated (the host kernel's own rings).
    */
   chunkWords(addr: number): Uint32Array | undefined {
     if (!LITTLE_ENDIAN_HOST) return undefined;
@@ -145,6 +156,8 @@ export class SparseMemory {
     const off = addr % CHUNK_SIZE;
     if (off + size <= CHUNK_SIZE) {
       const c = this.chunkFor(Math.floor(addr / CHUNK_SIZE), true)!;
+      const d = this.dirty;
+      if (d !== undefined) markPages(d, addr, size);
       if (size === 4) c.view.setUint32(off, value >>> 0, true);
       else if (size === 2) c.view.setUint16(off, value & 0xffff, true);
       else c.bytes[off] = value & 0xff;
@@ -161,6 +174,12 @@ export class SparseMemory {
   write32(addr: number, value: number): void {
     if (!(addr >= 0 && addr + 4 <= this.size)) this.check(addr, 4);
     const c = this.chunkFor(Math.floor(addr / CHUNK_SIZE), true)!;
+    const d = this.dirty;
+    if (d !== undefined) {
+      // Aligned: the word lies in one page.
+      const p = Math.floor(addr / DIRTY_PAGE_SIZE);
+      d[p >>> 5] |= 1 << (p & 31);
+    }
     if ((addr & 3) === 0 && LITTLE_ENDIAN_HOST) c.words[(addr & CHUNK_MASK) >>> 2] = value >>> 0;
     else c.view.setUint32(addr & CHUNK_MASK, value >>> 0, true);
   }
@@ -240,6 +259,11 @@ export class SparseMemory {
 
   /** Copy bytes in. */
   writeBytes(addr: number, data: Uint8Array): void {
+    const d = this.dirty;
+    if (d !== undefined && data.length > 0) {
+      this.check(addr, data.length);
+      markPages(d, addr, data.length);
+    }
     const off = addr % CHUNK_SIZE;
     if (off + data.length <= CHUNK_SIZE && addr >= 0 && addr + data.length <= this.size) {
       this.chunkFor(Math.floor(addr / CHUNK_SIZE), true)!.bytes.set(data, off);
@@ -252,9 +276,69 @@ export class SparseMemory {
 
   /** Fill a range with a byte value (zero-filling untouched chunks allocates nothing). */
   fill(addr: number, len: number, byte = 0): void {
+    const d = this.dirty;
     this.spans(addr, len, (index, off, n) => {
-      this.chunkFor(index, byte !== 0)?.bytes.fill(byte, off, off + n);
+      const c = this.chunkFor(index, byte !== 0);
+      if (!c) return;
+      c.bytes.fill(byte, off, off + n);
+      // An untouched chunk stays untouched (it reads zero already): nothing to log there.
+      if (d !== undefined) markPages(d, index * CHUNK_SIZE + off, n);
     });
+  }
+
+  /** Whether a dirty log is running. */
+  get dirtyLogging(): boolean {
+    return this.dirty !== undefined;
+  }
+
+  /**
+   * Start logging which 4 KiB pages are written (KVM_MEM_LOG_DIRTY_PAGES): from now on every
+   * store — loads/stores, block copies, fills, DMA — sets its pages' bits. The log starts clean.
+   * @throws Error when a log is already running (it has one reader: two would steal each other's bits)
+   */
+  startDirtyLog(): void {
+    if (this.dirty) throw new Error('dirty log already running');
+    this.dirty = new Uint32Array(Math.ceil(Math.ceil(this.size / DIRTY_PAGE_SIZE) / 32));
+  }
+
+  /** Stop logging and drop the bitmap. */
+  stopDirtyLog(): void {
+    this.dirty = undefined;
+  }
+
+  /**
+   * The page numbers (address >> 12) written since the log started or since the last collect,
+   * ascending, appended to `out`; the log is cleared (KVM_GET_DIRTY_LOG + clear).
+   * @throws Error when no log is running
+   */
+  collectDirtyPages(out: number[] = []): number[] {
+    const d = this.dirty;
+    if (!d) throw new Error('no dirty log running');
+    for (let w = 0; w < d.length; w++) {
+      let bits = d[w]!;
+      if (bits === 0) continue;
+      d[w] = 0;
+      while (bits !== 0) {
+        const low = bits & -bits;
+        out.push(w * 32 + (31 - Math.clz32(low)));
+        bits ^= low;
+      }
+    }
+    return out;
+  }
+
+  /**
+   * Page numbers (address >> 12) of [addr, addr + len) that lie in touched chunks, ascending,
+   * appended to `out`: the pages that can hold anything but zero (a migration's first round).
+   */
+  residentPages(addr: number, len: number, out: number[] = []): number[] {
+    this.spans(addr, len, (index, off, n) => {
+      if (!this.chunks.has(index)) return;
+      const first = Math.floor((index * CHUNK_SIZE + off) / DIRTY_PAGE_SIZE);
+      const last = Math.floor((index * CHUNK_SIZE + off + n - 1) / DIRTY_PAGE_SIZE);
+      for (let p = first; p <= last; p++) out.push(p);
+    });
+    return out;
   }
 
   /**
@@ -270,4 +354,10 @@ export class SparseMemory {
   chunkAllocated(addr: number): boolean {
     return this.chunks.has(Math.floor(addr / CHUNK_SIZE));
   }
+}
+
+/** Set the dirty bits of every page [addr, addr + len) touches (len > 0). */
+function markPages(d: Uint32Array, addr: number, len: number): void {
+  const last = Math.floor((addr + len - 1) / DIRTY_PAGE_SIZE);
+  for (let p = Math.floor(addr / DIRTY_PAGE_SIZE); p <= last; p++) d[p >>> 5] |= 1 << (p & 31);
 }

@@ -22,6 +22,14 @@
  *   kernel's threaded handler that reads the record and queues it on the vEVENTQ, waking the
  *   VMM (a couple of microseconds); the VMM's read(2) of the record is charged `ioctlNs` (a
  *   syscall with a copy-out). Charged per record, not in the bench's sums.
+ * - Live migration (platform/migration/): `migrationPageNs` = 1311 ns is one 4 KiB page on a
+ *   25 Gbit/s migration link (4096 × 8 / 25 ns; QEMU's per-page header is a few bytes and
+ *   ignored); device state goes at the same rate, whole 4 KiB units. `migrationRoundNs` is one
+ *   dirty-log sync per pre-copy round (KVM_GET_DIRTY_LOG/CLEAR on the RAM slot plus the bitmap
+ *   scan: tens of µs for a few GiB). `migrationSwitchoverNs` is the fixed part of the switch:
+ *   stopping the vCPUs, the end-of-stream handshake over the link and starting the vCPUs on the
+ *   destination (about 100 µs). Re-creating the host objects on the destination is charged per
+ *   ioctl at `ioctlNs`, and each drain poll of a queue at `directMmioNs`.
  * The check: NVIDIA reports that CMDQV cuts invalidation time by 70-90% against the trapped
  * path. With these defaults `cmdqv run --ops 64 --batch 4` gives 2.15 µs per batch on a VCMDQ
  * against 18.6 µs trapped (88% less; test/platform/perfetto-trace.test.ts). Larger batches
@@ -50,6 +58,12 @@ export interface CostModel {
   tableWalkNs: number;
   /** Host side of one fault record: event interrupt, handler, vEVENTQ report (see the module comment). */
   eventIrqNs: number;
+  /** One 4 KiB page of guest RAM over the migration link (its bandwidth: 4096 B per this time). */
+  migrationPageNs: number;
+  /** One pre-copy round's dirty-log sync (get and clear the log, scan the bitmap). */
+  migrationRoundNs: number;
+  /** Fixed cost of the switch to the destination: stop, end-of-stream handshake, start there. */
+  migrationSwitchoverNs: number;
 }
 
 /** Defaults (assumptions, see the module comment). */
@@ -64,6 +78,9 @@ export const DEFAULT_COST_MODEL: CostModel = {
   dmaTranslationNs: 50,
   tableWalkNs: 500,
   eventIrqNs: 2000,
+  migrationPageNs: 1311,
+  migrationRoundNs: 20_000,
+  migrationSwitchoverNs: 100_000,
 };
 
 /** No cost at all: under `-accel qtest` no guest runs and QEMU's clock moves only by clock_step. */
@@ -78,6 +95,9 @@ export const ZERO_COST_MODEL: CostModel = {
   dmaTranslationNs: 0,
   tableWalkNs: 0,
   eventIrqNs: 0,
+  migrationPageNs: 0,
+  migrationRoundNs: 0,
+  migrationSwitchoverNs: 0,
 };
 
 /** Event counts of one path over a run. */

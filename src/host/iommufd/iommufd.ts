@@ -211,6 +211,11 @@ export class IommufdContext {
     return o as T;
   }
 
+  /** The live object `id`, if any (read-only inspection: what a migration re-created, tests). */
+  lookup(id: number): IommufdObject | undefined {
+    return this.objects.get(id) ?? undefined;
+  }
+
   // ------------------------------------------------------------------------------------------
   // What a restore needs that the uAPI does not offer (docs/design.md "Snapshot and migration").
   // Not ioctls: the composition root calls them, standing for the kernel support a real restore
