@@ -308,45 +308,88 @@ export class Tegra241CmdqvHw implements Persist<CmdqvHwState> {
     let n = 0;
     let vmidReplaced = 0;
     const reader = this.reader;
+    const smmu = this.smmu;
     // Loop constants in locals (module-level bindings are slower to reach in the loop).
     const guestAction = GUEST_ACTION;
     const opcodeMask = OPCODE_MASK;
     const keepNonVmid = ~VMID_W1_MASK;
     const entryBytes = CMDQ_ENTRY_BYTES;
-    const syncs0 = this.smmu.stats.syncs;
+    const entries = idxMask + 1;
+    const syncs0 = smmu.stats.syncs;
+    const trace = smmu.tracesCommands;
+    let executed = 0;
     reader.reset();
     while (cons !== end) {
-      let err = 0;
-      if (!reader.read(ring + (cons & idxMask) * entryBytes, w)) {
-        err = CERROR_ABT;
+      // One run: the commands up to PROD, the ring's end or the end of the mapped memory,
+      // whichever comes first (bounds and wrap worked out once per run, not per command).
+      const slot = cons & idxMask;
+      let run = reader.span(ring + slot * entryBytes);
+      let words = reader.words;
+      let i = reader.at;
+      if (run === 0) {
+        // Not directly readable: this one command through the reader, or an abort.
+        if (!reader.read(ring + slot * entryBytes, w)) {
+          n++;
+          smmu.stats.commands += executed;
+          this.stopConsuming(q, vintf, cons, CERROR_ABT, w[0]! & opcodeMask, n, vmidReplaced, syncs0);
+          return;
+        }
+        words = w;
+        i = 0;
+        run = 1;
       } else {
+        const pending = (end - cons) & wrapMask;
+        if (run > pending) run = pending;
+        if (run > entries - slot) run = entries - slot;
+      }
+      for (let k = 0; k < run; k++, i += 4) {
+        const w0 = words[i]!;
+        let w1 = words[i + 1]!;
+        let err = 0;
+        let action = GUEST_RUN;
         if (guestOwned) {
           // The guest-owned VINTF rules, inlined for the common TLBI case.
-          const action = guestAction[w[0]! & opcodeMask]!;
+          action = guestAction[w0 & opcodeMask]!;
           if (action === GUEST_FORCE_VMID) {
-            w[1] = ((w[1]! & keepNonVmid) | vmid) >>> 0;
+            // Left signed: the store into the Uint32Array below makes it unsigned again.
+            w1 = (w1 & keepNonVmid) | vmid;
             vmidReplaced++;
-          } else if (action !== GUEST_RUN) {
-            err = this.filterGuestCommand(vf, w, action);
           }
         }
-        if (err === 0) err = this.smmu.execute(w, 'vcmdq');
+        w[0] = w0;
+        w[1] = w1;
+        w[2] = words[i + 2]!;
+        w[3] = words[i + 3]!;
+        if (action !== GUEST_RUN && action !== GUEST_FORCE_VMID) err = this.filterGuestCommand(vf, w, action);
+        if (err === 0) {
+          err = smmu.execute(w);
+          executed++;
+          if (trace) smmu.traceCommand('vcmdq', w, err);
+        }
+        if (err !== 0) {
+          n += k + 1;
+          smmu.stats.commands += executed;
+          this.stopConsuming(q, vintf, (cons + k) & wrapMask, err, w[0]! & opcodeMask, n, vmidReplaced, syncs0);
+          return;
+        }
       }
-      n++;
-      if (err !== 0) {
-        this.stats.commands += n;
-        this.stats.vmidReplaced += vmidReplaced;
-        this.observer?.consumed(q, n, this.smmu.stats.syncs - syncs0);
-        this.stop(q, vintf, cons, err, w[0]! & opcodeMask);
-        return;
-      }
-      cons = (cons + 1) & wrapMask;
+      n += run;
+      cons = (cons + run) & wrapMask;
     }
+    smmu.stats.commands += executed;
     this.stats.vmidReplaced += vmidReplaced;
     this.stats.commands += n;
-    if (n > 0) this.observer?.consumed(q, n, this.smmu.stats.syncs - syncs0);
+    if (n > 0) this.observer?.consumed(q, n, smmu.stats.syncs - syncs0);
     p0.set32(regs.cons, ((consReg & CONS_ERR_MASK) | cons) >>> 0);
     if (n > 0 && this.tracer.enabled(T_HW_CONSUME)) this.tracer.emit(T_HW_CONSUME, q, n, cons);
+  }
+
+  /** The consume loop stopped on command `cons` with CERROR `err`: account for the batch and stop the queue. */
+  private stopConsuming(q: number, vintf: number, cons: number, err: number, op: number, n: number, vmidReplaced: number, syncs0: number): void {
+    this.stats.commands += n;
+    this.stats.vmidReplaced += vmidReplaced;
+    this.observer?.consumed(q, n, this.smmu.stats.syncs - syncs0);
+    this.stop(q, vintf, cons, err, op);
   }
 
   /**
