@@ -225,12 +225,8 @@ export class HostSmmu implements Persist<HostSmmuState> {
         if (run > entries - slot) run = entries - slot;
       }
       for (let k = 0; k < run; k++, i += 4) {
-        w[0] = words[i]!;
-        w[1] = words[i + 1]!;
-        w[2] = words[i + 2]!;
-        w[3] = words[i + 3]!;
-        const err = this.execute(w);
-        if (trace) this.traceCommand('cmdq', w, err);
+        const err = this.execute(words, i);
+        if (trace) this.traceCommand('cmdq', words, i, err);
         if (err !== 0) {
           this.cmdqConsumed(n + k + 1, syncs0);
           this.stopQueue((cons + k) & wrapMask, err);
@@ -267,32 +263,45 @@ export class HostSmmu implements Persist<HostSmmuState> {
     return this.tracer.enabled(T_CMD);
   }
 
-  /** Trace one executed command (words `w`, its CERROR `err`) of queue `queue`. */
-  traceCommand(queue: string, w: Uint32Array, err: number): void {
-    this.tracer.emit(T_CMD, this.config.name, queue, opName(w[0]! & OPCODE_MASK), err);
+  /** Trace one executed command (`words[at..at + 3]`, its CERROR `err`) of queue `queue`. */
+  traceCommand(queue: string, words: Uint32Array, at: number, err: number): void {
+    this.tracer.emit(T_CMD, this.config.name, queue, opName(words[at]! & OPCODE_MASK), err);
   }
 
   /**
-   * Execute one command held in `w` (4 words). Returns 0 or a CERROR code. Shared by the main
-   * CMDQ and the CMDQV's VCMDQs (which filter and rewrite guest commands first); the caller
-   * counts it in `stats.commands` and traces it, once per batch rather than per command.
+   * Execute the command held in `words[at..at + 3]` (straight from a mapped ring, or a copy a
+   * VCMDQ rewrote). Returns 0 or a CERROR code. Shared by the main CMDQ and the CMDQV's VCMDQs
+   * (which filter and rewrite guest commands first); the caller counts it in `stats.commands`
+   * and traces it, once per batch rather than per command.
    *
    * The hot commands (a run of TLBI_NH_VAs, each batch's CMD_SYNC) are handled here, the rest in
    * {@link executeOther}: a body this small is inlined into the queue loops.
    */
-  execute(w: Uint32Array): number {
-    const op = w[0]! & OPCODE_MASK;
+  execute(words: Uint32Array, at: number): number {
+    const op = words[at]! & OPCODE_MASK;
     if (op === OP_TLBI_NH_VA || op === OP_TLBI_NH_VAA) {
       this.stats.tlbi++;
       // Nothing cached for the VMID: no need to decode the range (the common steady state).
-      if (this.iotlb.hasVmid(cmdVmid(w))) this.invalidateVa(w, op);
+      if (this.iotlb.hasVmid((words[at + 1]! >>> VMID_SHIFT) & VMID_MASK)) this.invalidateVa(this.copyCommand(words, at), op);
       return 0;
     }
     if (op === OP_SYNC) {
       this.stats.syncs++;
       return 0;
     }
-    return this.executeOther(w, op);
+    return this.executeOther(this.copyCommand(words, at), op);
+  }
+
+  /** The command at `words[at..]` as the 4 words of {@link command} (for the decoders). */
+  private copyCommand(words: Uint32Array, at: number): Uint32Array {
+    const w = this.command;
+    if (words !== w || at !== 0) {
+      w[0] = words[at]!;
+      w[1] = words[at + 1]!;
+      w[2] = words[at + 2]!;
+      w[3] = words[at + 3]!;
+    }
+    return w;
   }
 
   /** TLBI_NH_VA / TLBI_NH_VAA of a VMID that has IOTLB entries. */

@@ -362,9 +362,9 @@ export class Tegra241CmdqvHw implements Persist<CmdqvHwState> {
         w[3] = words[i + 3]!;
         if (action !== GUEST_RUN && action !== GUEST_FORCE_VMID) err = this.filterGuestCommand(vf, w, action);
         if (err === 0) {
-          err = smmu.execute(w);
+          err = smmu.execute(w, 0);
           executed++;
-          if (trace) smmu.traceCommand('vcmdq', w, err);
+          if (trace) smmu.traceCommand('vcmdq', w, 0, err);
         }
         if (err !== 0) {
           n += k + 1;

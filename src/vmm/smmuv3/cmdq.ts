@@ -108,6 +108,18 @@ export class CommandBatch {
     this.cons[this.count++] = cons;
   }
 
+  /**
+   * Append the `n` commands at `src[at..]` (a run of consecutive ring slots that does not wrap)
+   * in one block copy; the first was found at `cons`, the others at the CONS values after it.
+   */
+  pushRun(src: Uint32Array, at: number, n: number, cons: number): void {
+    const count = this.count;
+    this.words.set(src.subarray(at, at + n * 4), count * 4);
+    const consOf = this.cons;
+    for (let j = 0; j < n; j++) consOf[count + j] = cons + j;
+    this.count = count + n;
+  }
+
   get full(): boolean {
     return this.count >= MAX_BATCH;
   }
