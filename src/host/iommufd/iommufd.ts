@@ -116,6 +116,11 @@ export class IommufdContext {
   private readonly handlers = new Map<number, IoctlHandler<object>>();
   /** Set by a handler that must copy its struct out even though it fails (entry_num). */
   private copyOutOnError = false;
+  /**
+   * The kernel's copy of an IOMMU_HWPT_INVALIDATE array, reused from call to call (grown when
+   * short); nothing holds it past the ioctl.
+   */
+  private invalidateBuffer = new Uint32Array(0);
   /** Largest single kernel allocation in bytes (KMALLOC_MAX_SIZE). */
   private readonly kmallocMax: number;
 
@@ -580,8 +585,16 @@ export class IommufdContext {
   private copyInvalidateArray(uptr: number, entryLen: number, num: number, entrySize: number): Uint32Array {
     const entryWords = entrySize / WORD_BYTES;
     if (entryLen === entrySize && LITTLE_ENDIAN_HOST) {
-      const all = this.proc.mem.copyFromUser(uptr, num * entrySize);
-      return new Uint32Array(all.buffer, all.byteOffset, num * entryWords);
+      // copy_from_user into the context's invalidation buffer: a fresh 16 KiB+ array per call
+      // (allocated outside the JS heap and zero-filled) cost more than the copy itself.
+      const bytes = num * entrySize;
+      if (this.invalidateBuffer.byteLength < bytes) this.invalidateBuffer = new Uint32Array(Math.ceil(bytes / WORD_BYTES));
+      const out = new Uint8Array(this.invalidateBuffer.buffer, 0, bytes);
+      const mem = this.proc.mem;
+      mem.walk(uptr, bytes, (pa, n, done) => {
+        mem.phys.mem.readBytes(pa, n, out.subarray(done, done + n));
+      });
+      return this.invalidateBuffer.subarray(0, num * entryWords);
     }
     const words = new Uint32Array(num * entryWords);
     for (let i = 0; i < num; i++) {
