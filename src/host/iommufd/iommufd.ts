@@ -33,7 +33,7 @@ import {
   ViommuObj,
 } from './objects.js';
 import { T_IOMMUFD_IOCTL } from './trace-events.js';
-import { clearUser, copyIoctlArg, copyStructFromUserVa } from './user-copy.js';
+import { clearUser, copyFromUserInto, copyIoctlArg, copyStructFromUserVa, copyToUserFrom, readUserU32 } from './user-copy.js';
 import { VeventQueue } from './veventq.js';
 
 const U64_MAX = 0xffff_ffff_ffff_ffffn;
@@ -186,12 +186,11 @@ export class IommufdContext {
   }
 
   private readUser32(va: number): number {
-    const bytes = this.proc.mem.copyFromUser(va, 4);
-    return new DataView(bytes.buffer).getUint32(0, true);
+    return readUserU32(this.proc.mem, va);
   }
 
   private copyOut(layout: StructInfo, bytes: Uint8Array, argp: number, size: number): void {
-    this.proc.mem.copyToUser(argp, bytes.subarray(0, Math.min(size, layout.size)));
+    copyToUserFrom(this.proc.mem, argp, bytes.subarray(0, Math.min(size, layout.size)));
   }
 
   // ------------------------------------------------------------------------------------------
@@ -589,11 +588,7 @@ export class IommufdContext {
       // (allocated outside the JS heap and zero-filled) cost more than the copy itself.
       const bytes = num * entrySize;
       if (this.invalidateBuffer.byteLength < bytes) this.invalidateBuffer = new Uint32Array(Math.ceil(bytes / WORD_BYTES));
-      const out = new Uint8Array(this.invalidateBuffer.buffer, 0, bytes);
-      const mem = this.proc.mem;
-      mem.walk(uptr, bytes, (pa, n, done) => {
-        mem.phys.mem.readBytes(pa, n, out.subarray(done, done + n));
-      });
+      copyFromUserInto(this.proc.mem, uptr, bytes, new Uint8Array(this.invalidateBuffer.buffer, 0, bytes));
       return this.invalidateBuffer.subarray(0, num * entryWords);
     }
     const words = new Uint32Array(num * entryWords);

@@ -72,10 +72,10 @@ export const CMD_SSEC = new Field('SSEC', 10, 1);
 /**
  * Commands per IOMMU_HWPT_INVALIDATE at most. The kernel takes any entry_num (it copies the
  * array and issues it to the CMDQ in 63-command chunks, each with a CMD_SYNC), so this bounds
- * only the VMM's buffer: 16 KiB. A guest driver's own batches (64 with the CMD_SYNC in Linux)
- * stay one ioctl each; a long run of TLBIs without a CMD_SYNC costs one ioctl per 1024.
+ * only the VMM's buffer: 64 KiB. A guest driver's own batches (64 with the CMD_SYNC in Linux)
+ * stay one ioctl each; a long run of TLBIs without a CMD_SYNC costs one ioctl per 4096.
  */
-export const MAX_BATCH = 1024;
+export const MAX_BATCH = 4096;
 
 /**
  * Forwardable commands waiting to be sent: their words back to back and the CMDQ_CONS value
