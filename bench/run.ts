@@ -4,49 +4,20 @@
  * run (keeps the harness working; not for judging speed).
  */
 
-import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { DEFAULT_COST_MODEL, parseCostModel } from '../src/platform/cost-model.js';
-import { si, table, type Row } from './harness.js';
+import { table, type Row } from './harness.js';
 import { benchEmulated } from './emulated.bench.js';
 import { benchIotlb } from './iotlb.bench.js';
 import { benchPaths, pathRows } from './paths.bench.js';
 import { renderPlot } from './plot.js';
-import { benchSameScript, peerScript } from './same-script.bench.js';
+import { benchPeer } from './peer.bench.js';
+import { benchSameScript } from './same-script.bench.js';
 import { benchSnapshot } from './snapshot.bench.js';
 import { benchTrapped, benchVcmdq } from './vcmdq.bench.js';
 import { benchGuestLoop, benchScale, costRows } from './workload.bench.js';
-
-/**
- * Row 6: QEMU's emulated SMMUv3 on row 1's workload, alternating with rows 1 and 2 so that each
- * ratio compares runs made moments apart (single runs vary by tens of percent on a shared VM).
- */
-function benchPeer(quick: boolean): Row[] {
-  const script = peerScript();
-  const qemu = spawnSync('sh', ['-c', 'command -v qemu-system-aarch64'], { encoding: 'utf8' }).status === 0;
-  if (!script || !qemu) {
-    return [{ name: '6. QEMU emulated SMMUv3 (peer)', value: Number.NaN, unit: '', note: !qemu ? 'qemu-system-aarch64 not installed (Debian qemu-system-arm)' : 'peer script not found' }];
-  }
-  const log2 = quick ? 14 : 19;
-  const rows: Row[] = [];
-  for (let k = 0; k < (quick ? 1 : 5); k++) {
-    const p = spawnSync('python3', [script, String(log2)], { encoding: 'utf8', timeout: 600_000 });
-    const m = /-> ([\d.]+) M cmds\/s/.exec(p.stdout);
-    if (!m) return [{ name: '6. QEMU emulated SMMUv3 (peer)', value: Number.NaN, unit: '', note: `peer failed: ${(p.stdout + p.stderr).trim().slice(-200)}` }];
-    const qemuRate = Number(m[1]) * 1e6;
-    const vcmdq = benchVcmdq(quick).value;
-    const trapped = benchTrapped(quick)[0]!.value;
-    rows.push({
-      name: `6. QEMU SMMUv3 CMDQ, pair ${k + 1}`,
-      value: qemuRate,
-      unit: 'cmd/s',
-      note: `row 1/QEMU = ${(vcmdq / qemuRate).toFixed(2)}x, row 2/QEMU = ${(trapped / qemuRate).toFixed(2)}x (row 1 ${si(vcmdq)}cmd/s, row 2 ${si(trapped)}cmd/s)`,
-    });
-  }
-  return rows;
-}
 
 async function main(): Promise<void> {
   const { values } = parseArgs({

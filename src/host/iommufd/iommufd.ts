@@ -33,7 +33,7 @@ import {
   ViommuObj,
 } from './objects.js';
 import { T_IOMMUFD_IOCTL } from './trace-events.js';
-import { clearUser, copyIoctlArg, copyStructFromUserVa } from './user-copy.js';
+import { clearUser, copyFromUserInto, copyIoctlArg, copyStructFromUserVa, copyToUserFrom, readUserU32 } from './user-copy.js';
 import { VeventQueue } from './veventq.js';
 
 const U64_MAX = 0xffff_ffff_ffff_ffffn;
@@ -116,6 +116,11 @@ export class IommufdContext {
   private readonly handlers = new Map<number, IoctlHandler<object>>();
   /** Set by a handler that must copy its struct out even though it fails (entry_num). */
   private copyOutOnError = false;
+  /**
+   * The kernel's copy of an IOMMU_HWPT_INVALIDATE array, reused from call to call (grown when
+   * short); nothing holds it past the ioctl.
+   */
+  private invalidateBuffer = new Uint32Array(0);
   /** Largest single kernel allocation in bytes (KMALLOC_MAX_SIZE). */
   private readonly kmallocMax: number;
 
@@ -181,12 +186,11 @@ export class IommufdContext {
   }
 
   private readUser32(va: number): number {
-    const bytes = this.proc.mem.copyFromUser(va, 4);
-    return new DataView(bytes.buffer).getUint32(0, true);
+    return readUserU32(this.proc.mem, va);
   }
 
   private copyOut(layout: StructInfo, bytes: Uint8Array, argp: number, size: number): void {
-    this.proc.mem.copyToUser(argp, bytes.subarray(0, Math.min(size, layout.size)));
+    copyToUserFrom(this.proc.mem, argp, bytes.subarray(0, Math.min(size, layout.size)));
   }
 
   // ------------------------------------------------------------------------------------------
@@ -612,8 +616,12 @@ export class IommufdContext {
   private copyInvalidateArray(uptr: number, entryLen: number, num: number, entrySize: number): Uint32Array {
     const entryWords = entrySize / WORD_BYTES;
     if (entryLen === entrySize && LITTLE_ENDIAN_HOST) {
-      const all = this.proc.mem.copyFromUser(uptr, num * entrySize);
-      return new Uint32Array(all.buffer, all.byteOffset, num * entryWords);
+      // copy_from_user into the context's invalidation buffer: a fresh 16 KiB+ array per call
+      // (allocated outside the JS heap and zero-filled) cost more than the copy itself.
+      const bytes = num * entrySize;
+      if (this.invalidateBuffer.byteLength < bytes) this.invalidateBuffer = new Uint32Array(Math.ceil(bytes / WORD_BYTES));
+      copyFromUserInto(this.proc.mem, uptr, bytes, new Uint8Array(this.invalidateBuffer.buffer, 0, bytes));
+      return this.invalidateBuffer.subarray(0, num * entryWords);
     }
     const words = new Uint32Array(num * entryWords);
     for (let i = 0; i < num; i++) {

@@ -25,6 +25,47 @@ export function checkZeroedUser(mem: ProcessMemory, va: number, length: number):
 }
 
 /**
+ * Host PA of [va, va + len) when it lies in one page of anonymous memory (so one physical read or
+ * write covers it), else -1: the common case of an ioctl argument, which the per-page walk would
+ * split into closures and views for a few dozen bytes.
+ */
+function onePagePa(mem: ProcessMemory, va: number, len: number): number {
+  const m = mem.find(va);
+  if (m === undefined || m.kind !== 'anon') return -1;
+  const off = va - m.va;
+  const page = Math.floor(off / m.pageSize);
+  const inPage = off - page * m.pageSize;
+  return inPage + len <= m.pageSize ? m.frames[page]! + inPage : -1;
+}
+
+/** copy_from_user of `len` bytes into `out` (from its start): EFAULT on any unmapped byte. */
+export function copyFromUserInto(mem: ProcessMemory, va: number, len: number, out: Uint8Array<ArrayBuffer>): void {
+  const pa = onePagePa(mem, va, len);
+  if (pa >= 0) {
+    mem.phys.mem.readBytes(pa, len, out);
+    return;
+  }
+  mem.walk(va, len, (at, n, done) => {
+    mem.phys.mem.readBytes(at, n, out.subarray(done, done + n));
+  });
+}
+
+/** copy_to_user of `data`: EFAULT on any unmapped byte. */
+export function copyToUserFrom(mem: ProcessMemory, va: number, data: Uint8Array): void {
+  const pa = onePagePa(mem, va, data.length);
+  if (pa >= 0) mem.phys.mem.writeBytes(pa, data);
+  else mem.copyToUser(va, data);
+}
+
+/** A 32-bit little-endian user load (an ioctl argument's size field): EFAULT when unmapped. */
+export function readUserU32(mem: ProcessMemory, va: number): number {
+  const pa = onePagePa(mem, va, 4);
+  if (pa >= 0 && pa % 4 === 0) return mem.phys.mem.read32(pa) >>> 0;
+  const bytes = mem.copyFromUser(va, 4);
+  return new DataView(bytes.buffer).getUint32(0, true);
+}
+
+/**
  * copy_struct_from_user of a `usize`-byte user struct at `va` into a buffer of the kernel's
  * `kernelSize`: a longer user struct needs a zero tail (checked first: EFAULT or E2BIG), a
  * shorter one is zero-extended, then the common part is copied (EFAULT).
@@ -35,7 +76,7 @@ export function copyStructFromUserVa(mem: ProcessMemory, kernelSize: number, va:
     throw new ErrnoError(Errno.E2BIG, `non-zero bytes beyond the kernel's ${kernelSize}-byte struct`);
   }
   const out = new Uint8Array(kernelSize);
-  out.set(mem.copyFromUser(va, size));
+  copyFromUserInto(mem, va, size, out);
   return out;
 }
 

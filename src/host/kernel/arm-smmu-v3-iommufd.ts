@@ -72,6 +72,8 @@ const VMID_MASK_W1 = D0.VMID.wordMask(1);
 const VMID_SHIFT_W1 = D0.VMID.lsb - 32;
 /** The StreamID of ATC_INV / CFGI_CD* is the whole of word 1. */
 const SID_WORD = D0.SID.lsb / 32;
+/** The opcode the invalidation loop converts inline, bound in this module. */
+const OP_TLBI_NH_VA = Op.TLBI_NH_VA;
 
 /** An STE that aborts every transaction (V = 1, Config = abort). */
 function abortSte(): DeviceTableEntry {
@@ -264,8 +266,14 @@ export class ArmSmmuV3Viommu implements ViommuOps {
 
   invalidate(words: Uint32Array, count: number): void {
     let done = 0;
+    const vmidBits = this.vmid << VMID_SHIFT_W1;
+    const keep = ~VMID_MASK_W1;
     try {
-      for (; done < count; done++) convertGuestCommand(words, done * 4, this.vmid, this.streams);
+      for (let at = 0; done < count; done++, at += 4) {
+        // TLBI_NH_VA (nearly every entry) inline; everything else through the full conversion.
+        if ((words[at]! & OPCODE_MASK_W0) === OP_TLBI_NH_VA) words[at + 1] = (words[at + 1]! & keep) | vmidBits;
+        else convertGuestCommand(words, at, this.vmid, this.streams);
+      }
     } catch (e) {
       // Commands converted before the bad one are still issued (the kernel's loop can drop them;
       // see docs/design.md).

@@ -3,6 +3,10 @@
  * engine (the SMMU's CMDQ and the CMDQV's VCMDQs). Queues are naturally aligned, so a command
  * never straddles a 64 KiB memory chunk; the reader keeps the chunk it last used as words and
  * looks up a new one only when the address leaves it.
+ *
+ * Engines walk a queue in runs ({@link CommandReader.span}): the bounds check and the chunk
+ * look-up are made once per run of commands that lie together in one chunk, and the commands of
+ * the run are then read straight out of {@link CommandReader.words}.
  */
 
 import { CMDQ_ENTRY_BYTES } from '../../arch/smmuv3/queue.js';
@@ -14,6 +18,9 @@ export class CommandReader {
   /** [lo, hi) is the address range `win` maps (empty when none). */
   private lo = 0;
   private hi = 0;
+  /** The words the last {@link span} mapped: its first command starts at `words[at]`. */
+  words: Uint32Array = this.win.words;
+  at = 0;
 
   constructor(private readonly mem: SparseMemory) {}
 
@@ -23,29 +30,48 @@ export class CommandReader {
     this.hi = 0;
   }
 
+  /** Map the chunk holding `addr`; false when it lies outside memory or cannot be seen as words. */
+  private map(addr: number): boolean {
+    const mem = this.mem;
+    if (addr < 0 || addr + CMDQ_ENTRY_BYTES > mem.size || !mem.mapWords(addr, this.win)) {
+      this.reset();
+      return false;
+    }
+    this.lo = addr;
+    // A window never reaches past the end of memory.
+    this.hi = Math.min(addr + this.win.bytes, mem.size);
+    return true;
+  }
+
+  /**
+   * How many whole commands from `addr` on lie in one directly readable stretch of memory
+   * (0 when the command at `addr` must go through {@link read}); the first is at
+   * `words[at]`, the next four words on, and so on.
+   */
+  span(addr: number): number {
+    if ((addr >= this.hi || addr < this.lo) && !this.map(addr)) return 0;
+    const win = this.win;
+    this.words = win.words;
+    this.at = win.index + ((addr - this.lo) >>> 2);
+    return Math.floor((this.hi - addr) / CMDQ_ENTRY_BYTES);
+  }
+
   /**
    * Read the command at `addr` into `w[0..3]`; false when it lies outside memory (an abort on
    * command fetch).
    */
   read(addr: number, w: Uint32Array): boolean {
-    const win = this.win;
-    if (addr >= this.hi || addr < this.lo) {
-      // Leaving the mapped chunk (rare: once per 4096 commands): bounds check and map the next.
+    if (this.span(addr) === 0) {
       const mem = this.mem;
       if (addr < 0 || addr + CMDQ_ENTRY_BYTES > mem.size) return false;
-      if (!mem.mapWords(addr, win)) {
-        this.reset();
-        w[0] = mem.read32(addr);
-        w[1] = mem.read32(addr + 4);
-        w[2] = mem.read32(addr + 8);
-        w[3] = mem.read32(addr + 12);
-        return true;
-      }
-      this.lo = addr;
-      this.hi = addr + win.bytes;
+      w[0] = mem.read32(addr);
+      w[1] = mem.read32(addr + 4);
+      w[2] = mem.read32(addr + 8);
+      w[3] = mem.read32(addr + 12);
+      return true;
     }
-    const c = win.words;
-    const i = win.index + ((addr - this.lo) >>> 2);
+    const c = this.words;
+    const i = this.at;
     w[0] = c[i]!;
     w[1] = c[i + 1]!;
     w[2] = c[i + 2]!;

@@ -57,6 +57,10 @@ export interface SmmuStats {
 const OPCODE_MASK = D0.OPCODE.wordMask(0);
 /** The per-command trace event, bound in this module: read once per command, and an imported binding costs an extra load. */
 const T_CMD = T_HOST_CMD;
+/** The hot opcodes, bound in this module (an imported object costs a property load per use). */
+const OP_TLBI_NH_VA = Op.TLBI_NH_VA;
+const OP_TLBI_NH_VAA = Op.TLBI_NH_VAA;
+const OP_SYNC = Op.SYNC;
 /** dword0 [63:32] is word 1: VMID [47:32], ASID [63:48], StreamID [63:32]. */
 const VMID_SHIFT = D0.VMID.lsb - 32;
 const VMID_MASK = D0.VMID.max;
@@ -197,30 +201,50 @@ export class HostSmmu implements Persist<HostSmmuState> {
     const w = this.command;
     const reader = this.reader;
     const entryBytes = CMDQ_ENTRY_BYTES; // read once: an imported binding costs a load per use
-    const commands0 = this.stats.commands;
+    const entries = idxMask + 1;
+    const trace = this.tracesCommands;
     const syncs0 = this.stats.syncs;
+    let n = 0;
     reader.reset();
     while (cons !== end) {
-      if (!reader.read(base + (cons & idxMask) * entryBytes, w)) {
-        this.cmdqConsumed(commands0, syncs0);
-        this.stopQueue(cons, CERROR_ABT);
-        return;
+      // One run: the commands up to PROD, the ring's end or the end of the mapped memory.
+      const slot = cons & idxMask;
+      let run = reader.span(base + slot * entryBytes);
+      let words = reader.words;
+      let i = reader.at;
+      if (run === 0) {
+        if (!reader.read(base + slot * entryBytes, w)) {
+          this.cmdqConsumed(n, syncs0);
+          this.stopQueue(cons, CERROR_ABT);
+          return;
+        }
+        words = w;
+        i = 0;
+        run = 1;
+      } else {
+        const pending = (end - cons) & wrapMask;
+        if (run > pending) run = pending;
+        if (run > entries - slot) run = entries - slot;
       }
-      const err = this.execute(w, 'cmdq');
-      if (err !== 0) {
-        this.cmdqConsumed(commands0, syncs0);
-        this.stopQueue(cons, err);
-        return;
+      for (let k = 0; k < run; k++, i += 4) {
+        const err = this.execute(words, i);
+        if (trace) this.traceCommand('cmdq', words, i, err);
+        if (err !== 0) {
+          this.cmdqConsumed(n + k + 1, syncs0);
+          this.stopQueue((cons + k) & wrapMask, err);
+          return;
+        }
       }
-      cons = (cons + 1) & wrapMask;
+      n += run;
+      cons = (cons + run) & wrapMask;
     }
-    this.cmdqConsumed(commands0, syncs0);
+    this.cmdqConsumed(n, syncs0);
     f.set32(this.regs.cmdqCons, cons);
   }
 
-  /** Tell the observer what the command queue consumed since the counts were `commands0`, `syncs0`. */
-  private cmdqConsumed(commands0: number, syncs0: number): void {
-    const n = this.stats.commands - commands0;
+  /** Count the `n` commands the command queue executed (`syncs0`: the CMD_SYNC count before) and tell the observer. */
+  private cmdqConsumed(n: number, syncs0: number): void {
+    this.stats.commands += n;
     if (n > 0) this.cmdqObserver?.consumed(0, n, this.stats.syncs - syncs0);
   }
 
@@ -234,89 +258,121 @@ export class HostSmmu implements Persist<HostSmmuState> {
   }
 
   /**
-   * Execute one command held in `w` (4 words). Returns 0 or a CERROR code. Shared by the main
-   * CMDQ and the CMDQV's VCMDQs (which filter and rewrite guest commands first).
+   * Whether executed commands are traced (T_HOST_CMD). The queue loops read it once per batch
+   * and then call {@link traceCommand} after each command.
    */
-  execute(w: Uint32Array, queue: string): number {
-    this.stats.commands++;
-    const op = w[0]! & OPCODE_MASK;
-    let err = 0;
-    // Cases are compared in order: the hot ones (a run of TLBIs, each batch's CMD_SYNC) first.
+  get tracesCommands(): boolean {
+    return this.tracer.enabled(T_CMD);
+  }
+
+  /** Trace one executed command (`words[at..at + 3]`, its CERROR `err`) of queue `queue`. */
+  traceCommand(queue: string, words: Uint32Array, at: number, err: number): void {
+    this.tracer.emit(T_CMD, this.config.name, queue, opName(words[at]! & OPCODE_MASK), err);
+  }
+
+  /**
+   * Execute the command held in `words[at..at + 3]` (straight from a mapped ring, or a copy a
+   * VCMDQ rewrote). Returns 0 or a CERROR code. Shared by the main CMDQ and the CMDQV's VCMDQs
+   * (which filter and rewrite guest commands first); the caller counts it in `stats.commands`
+   * and traces it, once per batch rather than per command.
+   *
+   * The hot commands (a run of TLBI_NH_VAs, each batch's CMD_SYNC) are handled here, the rest in
+   * {@link executeOther}: a body this small is inlined into the queue loops.
+   */
+  execute(words: Uint32Array, at: number): number {
+    const op = words[at]! & OPCODE_MASK;
+    if (op === OP_TLBI_NH_VA || op === OP_TLBI_NH_VAA) {
+      this.stats.tlbi++;
+      // Nothing cached for the VMID: no need to decode the range (the common steady state).
+      if (this.iotlb.hasVmid((words[at + 1]! >>> VMID_SHIFT) & VMID_MASK)) this.invalidateVa(this.copyCommand(words, at), op);
+      return 0;
+    }
+    if (op === OP_SYNC) {
+      this.stats.syncs++;
+      return 0;
+    }
+    return this.executeOther(this.copyCommand(words, at), op);
+  }
+
+  /** The command at `words[at..]` as the 4 words of {@link command} (for the decoders). */
+  private copyCommand(words: Uint32Array, at: number): Uint32Array {
+    const w = this.command;
+    if (words !== w || at !== 0) {
+      w[0] = words[at]!;
+      w[1] = words[at + 1]!;
+      w[2] = words[at + 2]!;
+      w[3] = words[at + 3]!;
+    }
+    return w;
+  }
+
+  /** TLBI_NH_VA / TLBI_NH_VAA of a VMID that has IOTLB entries. */
+  private invalidateVa(w: Uint32Array, op: number): void {
+    const va = D1.ADDR_PAGE.addressWords(w[2]!, w[3]!);
+    this.iotlb.invalidateVa(cmdVmid(w), op === Op.TLBI_NH_VA ? cmdAsid(w) : undefined, va, tlbiRangeBytes(w), D1.LEAF.get(w[2]!) === 1);
+  }
+
+  /** Every command but TLBI_NH_VA/VAA and CMD_SYNC; returns 0 or a CERROR code. */
+  private executeOther(w: Uint32Array, op: number): number {
     switch (op) {
-      case Op.TLBI_NH_VA:
-      case Op.TLBI_NH_VAA: {
-        this.stats.tlbi++;
-        // Nothing cached for the VMID: no need to decode the range (the common steady state).
-        const vmid = cmdVmid(w);
-        if (!this.iotlb.hasVmid(vmid)) break;
-        const va = D1.ADDR_PAGE.addressWords(w[2]!, w[3]!);
-        this.iotlb.invalidateVa(vmid, op === Op.TLBI_NH_VA ? cmdAsid(w) : undefined, va, tlbiRangeBytes(w), D1.LEAF.get(w[2]!) === 1);
-        break;
-      }
       case Op.TLBI_NH_ASID:
         this.stats.tlbi++;
         this.iotlb.invalidateAsid(cmdVmid(w), cmdAsid(w));
-        break;
-      case Op.SYNC:
-        this.stats.syncs++;
-        break;
+        return 0;
       case Op.PREFETCH_CFG:
       case Op.PREFETCH_ADDR:
       case Op.PRI_RESP:
       case Op.RESUME:
       case Op.STALL_TERM:
-        break;
+        return 0;
       case Op.CFGI_STE:
         this.stats.cfgi++;
         this.engine.invalidateSte(cmdSid(w));
-        break;
-      case Op.CFGI_STE_RANGE: {
+        return 0;
+      case Op.CFGI_STE_RANGE:
         this.stats.cfgi++;
         this.engine.invalidateSteRange(cmdSid(w), D1.RANGE.get(w[2]!));
-        break;
-      }
+        return 0;
       case Op.CFGI_CD:
         this.stats.cfgi++;
         this.engine.invalidateCd(cmdSid(w), D0.SSID.get(w[0]!));
-        break;
+        return 0;
       case Op.CFGI_CD_ALL:
         this.stats.cfgi++;
         this.engine.invalidateCdAll(cmdSid(w));
-        break;
+        return 0;
       case Op.TLBI_NH_ALL:
         this.stats.tlbi++;
         this.iotlb.invalidateVmidStage1(cmdVmid(w));
-        break;
+        return 0;
       case Op.TLBI_S12_VMALL:
         this.stats.tlbi++;
         this.iotlb.invalidateVmid(cmdVmid(w));
-        break;
+        return 0;
       case Op.TLBI_S2_IPA: {
         this.stats.tlbi++;
         const ipa = D1.IPA_PAGE.addressWords(w[2]!, w[3]!);
         this.iotlb.invalidateIpa(cmdVmid(w), ipa, tlbiRangeBytes(w));
-        break;
+        return 0;
       }
       case Op.TLBI_NSNH_ALL:
         this.stats.tlbi++;
         this.iotlb.invalidateAll();
-        break;
+        return 0;
       case Op.TLBI_EL2_ALL:
       case Op.TLBI_EL2_ASID:
       case Op.TLBI_EL2_VA:
       case Op.TLBI_EL2_VAA:
         // No EL2 (host stage-1) translations are cached by this model.
         this.stats.tlbi++;
-        break;
+        return 0;
       case Op.ATC_INV:
         // No device in this model has an ATC; the command completes.
         this.stats.atcInv++;
-        break;
+        return 0;
       default:
-        err = CERROR_ILL;
+        return CERROR_ILL;
     }
-    if (this.tracer.enabled(T_CMD)) this.tracer.emit(T_CMD, this.config.name, queue, opName(op), err);
-    return err;
   }
 
   // ------------------------------------------------------------------------------------------

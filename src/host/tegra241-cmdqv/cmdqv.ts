@@ -105,6 +105,23 @@ export interface CmdqvStats {
   irqs: number;
 }
 
+/** The state of one queue walk shared by the consume loop and its per-run loop. */
+interface RunState {
+  /** The queue's VINTF is guest-owned (HYP_OWN = 0): guest rules apply. */
+  guestOwned: boolean;
+  /** The VINTF's VMID, forced into guest TLBIs. */
+  vmid: number;
+  /** The VINTF's register file (SID_MATCH / SID_REPLACE). */
+  vintf: RegisterFile | undefined;
+  /** Executed commands are traced (T_HOST_CMD). */
+  trace: boolean;
+  /** Commands the SMMU executed, and guest TLBIs whose VMID was forced, in this walk. */
+  executed: number;
+  vmidReplaced: number;
+  /** The CERROR the walk stopped with (0: none). */
+  error: number;
+}
+
 /** The CMDQV hardware model attached to one host SMMU. */
 export class Tegra241CmdqvHw implements Persist<CmdqvHwState> {
   readonly numVcmdqs: number;
@@ -124,6 +141,8 @@ export class Tegra241CmdqvHw implements Persist<CmdqvHwState> {
   private readonly state: CmdqvHwState;
   /** One command, read from a ring (reused: no allocation per command). */
   private readonly cmd = new Uint32Array(4);
+  /** The walk in progress: what {@link executeRun} needs of it, and what it counted. */
+  private readonly walk: RunState = { guestOwned: false, vmid: 0, vintf: undefined, trace: false, executed: 0, vmidReplaced: 0, error: 0 };
   private readonly reader: CommandReader;
   /** Register instances of the global block, looked up once. */
   private readonly globalRegs;
@@ -326,47 +345,124 @@ export class Tegra241CmdqvHw implements Persist<CmdqvHwState> {
     let cons = consReg & wrapMask;
     const w = this.cmd;
     let n = 0;
-    let vmidReplaced = 0;
     const reader = this.reader;
+    const smmu = this.smmu;
+    const entryBytes = CMDQ_ENTRY_BYTES;
+    const entries = idxMask + 1;
+    const syncs0 = smmu.stats.syncs;
+    const walk = this.walk;
+    walk.guestOwned = guestOwned;
+    walk.vmid = vmid;
+    walk.vintf = vf;
+    walk.trace = smmu.tracesCommands;
+    walk.executed = 0;
+    walk.vmidReplaced = 0;
+    walk.error = 0;
+    reader.reset();
+    while (cons !== end) {
+      // One run: the commands up to PROD, the ring's end or the end of the mapped memory,
+      // whichever comes first (bounds and wrap worked out once per run, not per command).
+      const slot = cons & idxMask;
+      let run = reader.span(ring + slot * entryBytes);
+      let words = reader.words;
+      let i = reader.at;
+      if (run === 0) {
+        // Not directly readable: this one command through the reader, or an abort.
+        if (!reader.read(ring + slot * entryBytes, w)) {
+          walk.error = CERROR_ABT;
+          this.stopConsuming(q, vintf, cons, n + 1, syncs0);
+          return;
+        }
+        words = w;
+        i = 0;
+        run = 1;
+      } else {
+        const pending = (end - cons) & wrapMask;
+        if (run > pending) run = pending;
+        if (run > entries - slot) run = entries - slot;
+      }
+      const done = this.executeRun(words, i, run);
+      if (done < run) {
+        this.stopConsuming(q, vintf, (cons + done) & wrapMask, n + done + 1, syncs0);
+        return;
+      }
+      n += run;
+      cons = (cons + run) & wrapMask;
+    }
+    smmu.stats.commands += walk.executed;
+    this.stats.vmidReplaced += walk.vmidReplaced;
+    this.stats.commands += n;
+    if (n > 0) this.observer?.consumed(q, n, smmu.stats.syncs - syncs0);
+    p0.set32(regs.cons, ((consReg & CONS_ERR_MASK) | cons) >>> 0);
+    if (n > 0 && this.tracer.enabled(T_HW_CONSUME)) this.tracer.emit(T_HW_CONSUME, q, n, cons);
+  }
+
+  /**
+   * Run `run` commands from `words[at..]` (one run: consecutive slots in one mapped stretch):
+   * the guest-owned VINTF rules, then the SMMU. Returns how many ran before one failed (its
+   * CERROR in `walk.error`), or `run`. A method of its own, called once per run, so that V8
+   * optimises it from complete feedback rather than on-stack part way through a long ring.
+   */
+  private executeRun(words: Uint32Array, at: number, run: number): number {
+    const walk = this.walk;
+    const w = this.cmd;
+    const smmu = this.smmu;
     // Loop constants in locals (module-level bindings are slower to reach in the loop).
     const guestAction = GUEST_ACTION;
     const opcodeMask = OPCODE_MASK;
     const keepNonVmid = ~VMID_W1_MASK;
-    const entryBytes = CMDQ_ENTRY_BYTES;
-    const syncs0 = this.smmu.stats.syncs;
-    reader.reset();
-    while (cons !== end) {
+    const guestOwned = walk.guestOwned;
+    const vmid = walk.vmid;
+    const trace = walk.trace;
+    let executed = 0;
+    let vmidReplaced = 0;
+    let k = 0;
+    for (let i = at; k < run; k++, i += 4) {
+      // Read as int32 (`| 0`): a word with bit 31 set (ASID >= 0x8000) would otherwise change
+      // the loop's number representation, and V8 deoptimise it, part way through a ring.
+      const w0 = words[i]! | 0;
+      let w1 = words[i + 1]! | 0;
       let err = 0;
-      if (!reader.read(ring + (cons & idxMask) * entryBytes, w)) {
-        err = CERROR_ABT;
-      } else {
-        if (guestOwned) {
-          // The guest-owned VINTF rules, inlined for the common TLBI case.
-          const action = guestAction[w[0]! & opcodeMask]!;
-          if (action === GUEST_FORCE_VMID) {
-            w[1] = ((w[1]! & keepNonVmid) | vmid) >>> 0;
-            vmidReplaced++;
-          } else if (action !== GUEST_RUN) {
-            err = this.filterGuestCommand(vf, w, action);
-          }
+      let action = GUEST_RUN;
+      if (guestOwned) {
+        // The guest-owned VINTF rules, inlined for the common TLBI case.
+        action = guestAction[w0 & opcodeMask]!;
+        if (action === GUEST_FORCE_VMID) {
+          w1 = (w1 & keepNonVmid) | vmid;
+          vmidReplaced++;
         }
-        if (err === 0) err = this.smmu.execute(w, 'vcmdq');
       }
-      n++;
+      w[0] = w0;
+      w[1] = w1;
+      w[2] = words[i + 2]!;
+      w[3] = words[i + 3]!;
+      if (action !== GUEST_RUN && action !== GUEST_FORCE_VMID) err = this.filterGuestCommand(walk.vintf!, w, action);
+      if (err === 0) {
+        err = smmu.execute(w, 0);
+        executed++;
+        if (trace) smmu.traceCommand('vcmdq', w, 0, err);
+      }
       if (err !== 0) {
-        this.stats.commands += n;
-        this.stats.vmidReplaced += vmidReplaced;
-        this.observer?.consumed(q, n, this.smmu.stats.syncs - syncs0);
-        this.stop(q, vintf, cons, err, w[0]! & opcodeMask);
-        return;
+        walk.error = err;
+        break;
       }
-      cons = (cons + 1) & wrapMask;
     }
-    this.stats.vmidReplaced += vmidReplaced;
+    walk.executed += executed;
+    walk.vmidReplaced += vmidReplaced;
+    return k;
+  }
+
+  /**
+   * The consume loop stopped on command `cons` (`n` commands consumed with it) with the CERROR
+   * in `walk.error`: account for the batch and stop the queue.
+   */
+  private stopConsuming(q: number, vintf: number, cons: number, n: number, syncs0: number): void {
+    const walk = this.walk;
+    this.smmu.stats.commands += walk.executed;
     this.stats.commands += n;
-    if (n > 0) this.observer?.consumed(q, n, this.smmu.stats.syncs - syncs0);
-    p0.set32(regs.cons, ((consReg & CONS_ERR_MASK) | cons) >>> 0);
-    if (n > 0 && this.tracer.enabled(T_HW_CONSUME)) this.tracer.emit(T_HW_CONSUME, q, n, cons);
+    this.stats.vmidReplaced += walk.vmidReplaced;
+    this.observer?.consumed(q, n, this.smmu.stats.syncs - syncs0);
+    this.stop(q, vintf, cons, walk.error, this.cmd[0]! & OPCODE_MASK);
   }
 
   /**

@@ -18,7 +18,7 @@ import { WordWindow } from '../../kit/sparse-memory.js';
 import type { Tracer } from '../../kit/trace.js';
 import { iommu_hwpt_invalidate_data_type } from '../../uapi/iommufd.js';
 import type { AccelObservers, AccelSmmuStats, AccelSmmuV3State } from './accel-state.js';
-import { CMD_SSEC, COMMAND_TABLE, CommandBatch, flushCommands, type CommandClass } from './cmdq.js';
+import { CMD_SSEC, COMMAND_TABLE, CommandBatch, flushCommands, MAX_BATCH, type CommandClass } from './cmdq.js';
 import { messageOf, type HostCalls } from './host-calls.js';
 import { SMMU_IRQ_CMD_SYNC, type SmmuRegisterFrame } from './register-frame.js';
 import type { GuestMemory } from './ste-install.js';
@@ -190,27 +190,31 @@ export class CommandQueueWalk {
    * The TLBIs right after a forwarded one in the mapped window go straight into the batch,
    * without the outer loop's per-command work. `at`/`gpa` name the command after it and `cons`
    * its CONS; the run ends at PROD, the ring's end, the window's end, a full batch or any other
-   * opcode. Returns CONS after the run.
+   * opcode. Its bounds are worked out once, the opcodes scanned, and the run copied into the
+   * batch in one block. Returns CONS after the run.
    */
   private forwardTlbiRun(words: Uint32Array, at: number, gpa: number, cons: number, prod: number): number {
     const batch = this.batch;
     const wrapMask = this.wrapMask;
     const indexMask = this.indexMask;
-    const windowHi = this.windowHi;
-    let k = at;
-    let addr = gpa;
-    let forwarded = 0;
-    while (!batch.full && ((prod ^ cons) & wrapMask) !== 0 && (cons & indexMask) !== 0 && addr < windowHi) {
+    const slot = cons & indexMask;
+    // Slot 0 follows the ring's last slot: the ring's start is elsewhere, the outer loop maps it.
+    if (slot === 0) return cons;
+    let limit = MAX_BATCH - batch.count;
+    const pending = (prod - cons) & wrapMask;
+    if (pending < limit) limit = pending;
+    if (indexMask + 1 - slot < limit) limit = indexMask + 1 - slot;
+    const inWindow = Math.floor((this.windowHi - gpa) / CMD_BYTES);
+    if (inWindow < limit) limit = inWindow;
+    let n = 0;
+    for (let k = at; n < limit; n++, k += CMD_WORDS) {
       const op = words[k]! & OPCODE_MASK;
       if (op !== OP_TLBI_NH_VA && op !== OP_TLBI_NH_ASID && op !== OP_TLBI_NH_VAA) break;
-      batch.pushFrom(words, k, cons);
-      cons = ((cons & ~wrapMask) | ((cons + 1) & wrapMask)) >>> 0;
-      addr += CMD_BYTES;
-      k += CMD_WORDS;
-      forwarded++;
     }
-    this.deps.stats.commands += forwarded;
-    return cons;
+    if (n === 0) return cons;
+    batch.pushRun(words, at, n, cons);
+    this.deps.stats.commands += n;
+    return ((cons & ~wrapMask) | ((cons + n) & wrapMask)) >>> 0;
   }
 
   /** The command at `words[at..]` in {@link command} (the general path decodes it there). */

@@ -72,10 +72,10 @@ export const CMD_SSEC = new Field('SSEC', 10, 1);
 /**
  * Commands per IOMMU_HWPT_INVALIDATE at most. The kernel takes any entry_num (it copies the
  * array and issues it to the CMDQ in 63-command chunks, each with a CMD_SYNC), so this bounds
- * only the VMM's buffer: 16 KiB. A guest driver's own batches (64 with the CMD_SYNC in Linux)
- * stay one ioctl each; a long run of TLBIs without a CMD_SYNC costs one ioctl per 1024.
+ * only the VMM's buffer: 64 KiB. A guest driver's own batches (64 with the CMD_SYNC in Linux)
+ * stay one ioctl each; a long run of TLBIs without a CMD_SYNC costs one ioctl per 4096.
  */
-export const MAX_BATCH = 1024;
+export const MAX_BATCH = 4096;
 
 /**
  * Forwardable commands waiting to be sent: their words back to back and the CMDQ_CONS value
@@ -106,6 +106,18 @@ export class CommandBatch {
     words[i + 2] = src[at + 2]!;
     words[i + 3] = src[at + 3]!;
     this.cons[this.count++] = cons;
+  }
+
+  /**
+   * Append the `n` commands at `src[at..]` (a run of consecutive ring slots that does not wrap)
+   * in one block copy; the first was found at `cons`, the others at the CONS values after it.
+   */
+  pushRun(src: Uint32Array, at: number, n: number, cons: number): void {
+    const count = this.count;
+    this.words.set(src.subarray(at, at + n * 4), count * 4);
+    const consOf = this.cons;
+    for (let j = 0; j < n; j++) consOf[count + j] = cons + j;
+    this.count = count + n;
   }
 
   get full(): boolean {

@@ -105,7 +105,7 @@ describe('trapped command queue', () => {
   });
 
   test(`a full batch is sent at ${MAX_BATCH} commands`, () => {
-    const { rig, g } = ready({}, true, 12);
+    const { rig, g } = ready({}, true, 13);
     const cmds = Array.from({ length: MAX_BATCH + 36 }, (_, i) => buildCommand(Op.TLBI_NH_ASID, { asid: i & 0xffff }));
     const calls = ioctlsOf(rig, () => g.submit(...cmds, g.sync()));
     assert.deepEqual(calls.map((c) => c.args.entry_num), [MAX_BATCH, 36]);
@@ -375,8 +375,8 @@ describe('trapped command queue: the fast path (RAM mapped directly, tracing off
   });
   test('a run longer than a batch is sent in full batches, as on the general path', () => {
     const script = (g: Guest) => g.submit(...tlbis(Op.TLBI_NH_VA, 0, MAX_BATCH + 36), g.sync());
-    const fast = scenario(true, 12, script);
-    assert.deepEqual(fast, scenario(false, 12, script));
+    const fast = scenario(true, 13, script);
+    assert.deepEqual(fast, scenario(false, 13, script));
     assert.deepEqual(fast.sent.map((w) => w.length / 4), [MAX_BATCH, 36]);
     assert.equal(fast.cons, MAX_BATCH + 37);
   });
