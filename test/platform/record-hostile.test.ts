@@ -212,6 +212,7 @@ const HEADER_EDITS: ((r: Rng, d: Record<string, unknown>) => string)[] = [
       ['-machine', 'nope'],
       ['-device', 'x'.repeat(100_000)],
       ['-trace', 'events=/nonexistent/trace-events'],
+      ['-trace', 'events=/dev/zero'],
       ['-object', 'iommufd,id=x', '-object', 'iommufd,id=x'],
       ['--frobnicate'],
       [''],
@@ -435,6 +436,8 @@ test('each finding, named: caps on chunk counts, inflated size and data lengths;
     writeRecording(file, headerOf(d), base.records);
     return new Uint8Array(readFileSync(file));
   };
+  // A recorded command line that names a device as a file: refused, not read forever.
+  assert.match(refusal(desc((d) => (d.argv = [...(d.argv as string[]), '-trace', 'events=/dev/zero']))), /-trace events=\/dev\/zero: '\/dev\/zero' is not a regular file/);
   assert.match(refusal(desc((d) => (d.cmdqv = { version: '1', commit: 5 }))), /corrupt run description: cmdqv commit is not a string/);
   assert.match(refusal(desc((d) => (d.extra = 1))), /corrupt run description: unknown field "extra"/);
   assert.match(refusal(desc((d) => ((d.host as Record<string, unknown>).smmus = null))), /the recorded host cannot be built: smmus must be a list/);
