@@ -16,6 +16,11 @@ export const LOOPBACK = '127.0.0.1';
 /** Largest request body taken (a run request is a few bytes). */
 const MAX_BODY = 64 * 1024;
 
+/** Time allowed to send a request's headers, and the whole request (ms). */
+export const HEADERS_TIMEOUT_MS = 10_000;
+export const REQUEST_TIMEOUT_MS = 30_000;
+/** Most connections open at once. */
+export const MAX_CONNECTIONS = 128;
 /** Most event streams open at once (each holds a socket): pages past it get 503. */
 const MAX_STREAMS = 16;
 
@@ -79,6 +84,11 @@ export async function startServer(session: Session, port: number): Promise<WebSe
     }
     handle(session, req, res, streams).catch((e: unknown) => reply(res, ...failure(e)));
   });
+  // A request left half-sent (slowloris) is dropped after these, not held for Node's 5 minutes;
+  // connections beyond the cap are refused (each open one holds a socket).
+  server.headersTimeout = HEADERS_TIMEOUT_MS;
+  server.requestTimeout = REQUEST_TIMEOUT_MS;
+  server.maxConnections = MAX_CONNECTIONS;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, LOOPBACK, () => {

@@ -169,6 +169,12 @@ test('many requests at once, and requests while a run is in progress: each answe
   assert.ok(statuses.every((s) => s === 200 || s === 503), statuses.join());
 });
 
+test('a half-sent request is dropped in seconds, not minutes; connections are capped', () => {
+  assert.ok(web.server.headersTimeout > 0 && web.server.headersTimeout <= 10_000, `headersTimeout ${web.server.headersTimeout}`);
+  assert.ok(web.server.requestTimeout > 0 && web.server.requestTimeout <= 30_000, `requestTimeout ${web.server.requestTimeout}`);
+  assert.ok(web.server.maxConnections > 0 && web.server.maxConnections <= 1024, `maxConnections ${web.server.maxConnections}`);
+});
+
 test('a request left half-sent does not keep the server from stopping on SIGINT', async () => {
   const child = spawn(process.execPath, [BIN, 'serve', '--ops', '8', '--batch', '8'], { stdio: ['ignore', 'pipe', 'pipe'] });
   try {
