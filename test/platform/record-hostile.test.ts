@@ -410,6 +410,8 @@ test('each finding, named: caps on chunk counts, inflated size and data lengths;
   const read = kindAt(F.K_READ32);
   assert.match(refusal(withRecords(base, (r) => (r[at(read) + F.F_FLAGS] = 2))), new RegExp(`record ${read} \\(read32\\) has flags 0x2`));
   assert.match(refusal(withRecords(base, (_, dv) => dv.setUint32(at(read) + F.F_AUX, 7, true))), /\(read32\) has aux 7/);
+  // A read32's value beyond 32 bits would not be compared: refused.
+  assert.match(refusal(withRecords(base, (_, dv) => dv.setUint32(at(read) + F.F_VALUE + 4, 1, true))), /\(read32\) has a value over 32 bits/);
   // A completed access marked as never returning would switch its check off: it diverges instead.
   const openFile = join(dir, 'open.rec');
   writeFileSync(openFile, withRecords(base, (r) => (r[at(read) + F.F_FLAGS] = F.FLAG_OPEN)));

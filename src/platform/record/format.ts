@@ -158,6 +158,7 @@ export function recordFieldProblem(b: Uint8Array, dv: DataView, p: number): stri
   if (NO_AUX2[kind] && aux2 !== 0) return `aux2 ${aux2} (always 0 in a ${KIND_NAMES[kind]} record)`;
   if (NO_ADDR[kind] && (dv.getUint32(p + F_ADDR, true) !== 0 || dv.getUint32(p + F_ADDR + 4, true) !== 0)) return `an address in a ${KIND_NAMES[kind]} record`;
   if (NO_VALUE[kind] && (dv.getUint32(p + F_VALUE, true) !== 0 || dv.getUint32(p + F_VALUE + 4, true) !== 0)) return `a value in a ${KIND_NAMES[kind]} record`;
+  if ((kind === K_READ32 || kind === K_WRITE32) && dv.getUint32(p + F_VALUE + 4, true) !== 0) return `a value over 32 bits in a ${KIND_NAMES[kind]} record`;
   if ((kind === K_READ32 || kind === K_WRITE32 || kind === K_READ64 || kind === K_WRITE64) && dv.getUint32(p + F_AUX, true) !== 0) return `aux ${dv.getUint32(p + F_AUX, true)} (always 0 in a ${KIND_NAMES[kind]} record)`;
   if (kind === K_DMA_READ || kind === K_DMA_WRITE || kind === K_RAM_READ || kind === K_RAM_WRITE) {
     if (flags & FLAG_HASHED) {
