@@ -70,8 +70,12 @@ class DivergenceStop extends Error {
   }
 }
 
-/** The longest clock advance a record may ask for (a year of modelled time). */
-const MAX_ADVANCE_NS = 365 * 86400e9;
+/**
+ * The longest clock advance a record may ask for: the guest's longest poll timeout (1 s,
+ * src/guest/platform.ts). Timers fire during an advance (a readable fd re-dispatches every
+ * main-loop iteration), so a file's advance must not set how long replay runs.
+ */
+const MAX_ADVANCE_NS = 1e9;
 
 const hex = (n: number | bigint, digits = 8) => `0x${n.toString(16).padStart(digits, '0')}`;
 
@@ -245,7 +249,7 @@ class Replay {
         break;
       case F.K_ADVANCE: {
         const ns = dv.getFloat64(p + F.F_VALUE, true);
-        if (!(ns >= 0 && ns < MAX_ADVANCE_NS)) throw new F.RecordingFormatError(`corrupt: record ${index} advances the clock by ${ns} ns`);
+        if (!(ns >= 0 && ns <= MAX_ADVANCE_NS)) throw new F.RecordingFormatError(`corrupt: record ${index} advances the clock by ${ns} ns (at most ${MAX_ADVANCE_NS})`);
         this.m.clock.advance(ns);
         c.advances++;
         break;
