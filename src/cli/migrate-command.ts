@@ -41,14 +41,23 @@ cross the link within it. --drain-timeout MS bounds the wait for the command que
 
 Exit status 1 when the migration fails; the VM then finishes its workload on the source.`;
 
-/** A non-negative number of milliseconds, in ns. */
+/** The longest time option taken (an hour of modelled time): ns beyond it lose their meaning. */
+const MAX_MS = 3_600_000;
+
+/** A non-negative number of milliseconds (plain decimal, at most {@link MAX_MS}), in ns. */
 function ms(v: string | undefined, name: string, dflt: number, positive: boolean): number {
   if (v === undefined) return dflt;
-  const n = Number(v);
-  if (v.trim() === '' || !Number.isFinite(n) || n < 0 || (positive && n === 0)) {
-    throw new UsageError(`--${name} must be a ${positive ? 'positive' : 'non-negative'} number of milliseconds, got '${v}'`);
+  const n = /^\d+(\.\d+)?$/.test(v) ? Number(v) : NaN;
+  if (!(n >= 0 && n <= MAX_MS) || (positive && n === 0)) {
+    throw new UsageError(`--${name} must be a ${positive ? 'positive' : 'non-negative'} number of milliseconds up to ${MAX_MS}, got '${v}'`);
   }
   return Math.round(n * 1e6);
+}
+
+/** {@link int} for decimal digits only ('', '0x10', '1e3' and ' 8' are not counts). */
+function count(v: string | undefined, name: string, dflt: number, min: number, max: number): number {
+  if (v !== undefined && !/^\d{1,16}$/.test(v)) throw new UsageError(`--${name} must be an integer in ${min}..${max}, got '${v}'`);
+  return int(v, name, dflt, min, max);
 }
 
 /** What the command prints and its exit status. */
@@ -81,19 +90,26 @@ export function migrateCommand(argv: readonly string[]): MigrateCommandResult {
     strict: true,
   });
   if (values.busy && values.idle) throw new UsageError('--busy and --idle exclude each other');
-  const ops = int(values.ops, 'ops', 256, 1, 1_000_000);
-  const batch = int(values.batch, 'batch', 4, 1, 4096);
-  const pages = int(values.pages, 'pages', 1, 1, 512);
-  const destVms = int(values['dest-vms'], 'dest-vms', 0, 0, MAX_DEST_VMS);
-  const maxRounds = int(values['max-rounds'], 'max-rounds', DEFAULT_MAX_ROUNDS, 1, 10_000);
+  const ops = count(values.ops, 'ops', 256, 1, 1_000_000);
+  const batch = count(values.batch, 'batch', 4, 1, 4096);
+  const pages = count(values.pages, 'pages', 1, 1, 512);
+  const destVms = count(values['dest-vms'], 'dest-vms', 0, 0, MAX_DEST_VMS);
+  const maxRounds = count(values['max-rounds'], 'max-rounds', DEFAULT_MAX_ROUNDS, 1, 10_000);
   const downtimeLimitNs = ms(values['downtime-limit'], 'downtime-limit', DEFAULT_DOWNTIME_LIMIT_NS, false);
   const drainTimeoutNs = ms(values['drain-timeout'], 'drain-timeout', DEFAULT_DRAIN_TIMEOUT_NS, true);
   const costModel: CostModel = values['cost-model'] === undefined ? DEFAULT_COST_MODEL : readCostModel(values['cost-model']);
 
+  // --at's syntax before anything boots; its range once the workload's length is known.
+  if (values.at !== undefined) count(values.at, 'at', 0, 0, Number.MAX_SAFE_INTEGER);
   const source = Machine.create(qemu, { costModel });
-  const run = WorkloadRun.start(source, { ops, batch, pages, injectError: false, skipInvalidation: false, verifyEvery: 8 });
-  const at = int(values.at, 'at', Math.floor(run.total / 2), 0, run.total);
-  run.runTo(at);
+  let run: WorkloadRun;
+  try {
+    run = WorkloadRun.start(source, { ops, batch, pages, injectError: false, skipInvalidation: false, verifyEvery: 8 });
+    run.runTo(count(values.at, 'at', Math.floor(run.total / 2), 0, run.total));
+  } catch (e) {
+    source.close();
+    throw e;
+  }
   const before = run.done;
   const dest = destination(source.host.config, destVms, costModel);
   const r = migrate(source, {

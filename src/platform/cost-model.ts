@@ -126,8 +126,8 @@ export function parseCostModel(json: unknown, source: string): CostModel {
   if (typeof json !== 'object' || json === null) throw new Error(`${source}: expected a JSON object`);
   const out: Record<string, number> = { ...DEFAULT_COST_MODEL };
   for (const [k, v] of Object.entries(json)) {
-    if (!(k in DEFAULT_COST_MODEL)) throw new Error(`${source}: unknown parameter '${k}' (known: ${Object.keys(DEFAULT_COST_MODEL).join(', ')})`);
-    if (typeof v !== 'number' || !(v >= 0)) throw new Error(`${source}: '${k}' must be a non-negative number of nanoseconds`);
+    if (!Object.hasOwn(DEFAULT_COST_MODEL, k)) throw new Error(`${source}: unknown parameter '${k}' (known: ${Object.keys(DEFAULT_COST_MODEL).join(', ')})`);
+    if (typeof v !== 'number' || !(v >= 0) || !Number.isFinite(v)) throw new Error(`${source}: '${k}' must be a non-negative number of nanoseconds`);
     out[k] = v;
   }
   return out as unknown as CostModel;

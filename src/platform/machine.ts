@@ -5,7 +5,7 @@
  * reaches the machine through `guestPlatform()` (MMIO, guest RAM, IRQs).
  */
 
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { VirtualClock } from '../kit/clock.js';
 import { ModelLog } from '../kit/log.js';
 import { traceCatalog, Tracer, type TraceEvent, type TraceSink } from '../kit/trace.js';
@@ -284,12 +284,20 @@ function ramBacking(config: HostConfig, options: VirtOptions): RamBacking {
   return huge ? { hugepages: true, pageSize: config.hugepageSize } : { hugepages: false, pageSize: config.pageSize };
 }
 
+/** The largest `-trace events=FILE` taken (a list of patterns is a few KiB). */
+const MAX_TRACE_EVENTS_FILE_BYTES = 1 << 20;
+
 /** `-trace events=FILE`: one pattern a line, `#` comments and blank lines skipped (QEMU's format). */
 function readTraceEventsFile(file: string): string[] {
   let text: string;
   try {
+    // A regular file of bounded size: a device (/dev/zero, a FIFO) would be read forever.
+    const st = statSync(file);
+    if (!st.isFile()) throw new OptionError(`-trace events=${file}: '${file}' is not a regular file`);
+    if (st.size > MAX_TRACE_EVENTS_FILE_BYTES) throw new OptionError(`-trace events=${file}: '${file}' is ${st.size} bytes (at most ${MAX_TRACE_EVENTS_FILE_BYTES})`);
     text = readFileSync(file, 'utf8');
   } catch (e) {
+    if (e instanceof OptionError) throw e;
     throw new OptionError(`-trace events=${file}: Could not open '${file}': ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'No such file or directory' : (e as Error).message}`);
   }
   return text.split('\n').map((l) => l.trim()).filter((l) => l !== '' && !l.startsWith('#'));

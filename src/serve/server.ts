@@ -16,6 +16,31 @@ export const LOOPBACK = '127.0.0.1';
 /** Largest request body taken (a run request is a few bytes). */
 const MAX_BODY = 64 * 1024;
 
+/** Time allowed to send a request's headers, and the whole request (ms). */
+export const HEADERS_TIMEOUT_MS = 10_000;
+export const REQUEST_TIMEOUT_MS = 30_000;
+/** Most connections open at once. */
+export const MAX_CONNECTIONS = 128;
+/** Most event streams open at once (each holds a socket): pages past it get 503. */
+const MAX_STREAMS = 16;
+
+/** Every route and the methods it takes (a known path with another method is 405). */
+const ROUTES: Readonly<Record<string, string>> = {
+  '/api/state': 'GET',
+  '/api/run': 'POST',
+  '/api/inject': 'POST',
+  '/api/reset': 'POST',
+  '/api/snapshot': 'POST',
+  '/api/compare': 'GET',
+  '/api/trace': 'GET',
+  '/api/registers': 'GET',
+  '/api/register': 'GET',
+  '/api/events': 'GET',
+};
+
+/** Fields each POST route's body may have (any other is refused, not ignored). */
+const BODY_FIELDS: Readonly<Record<string, readonly string[]>> = { '/api/run': ['ops', 'batch'] };
+
 /** The repository (or package) root: this file runs from dist/src/serve. */
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 
@@ -59,6 +84,11 @@ export async function startServer(session: Session, port: number): Promise<WebSe
     }
     handle(session, req, res, streams).catch((e: unknown) => reply(res, ...failure(e)));
   });
+  // A request left half-sent (slowloris) is dropped after these, not held for Node's 5 minutes;
+  // connections beyond the cap are refused (each open one holds a socket).
+  server.headersTimeout = HEADERS_TIMEOUT_MS;
+  server.requestTimeout = REQUEST_TIMEOUT_MS;
+  server.maxConnections = MAX_CONNECTIONS;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, LOOPBACK, () => {
@@ -89,17 +119,19 @@ function failure(e: unknown): [number, unknown] {
   return [500, { error: `internal error: ${e instanceof Error ? e.message : String(e)}` }];
 }
 
-function reply(res: ServerResponse, status: number, body: unknown, type = 'application/json; charset=utf-8'): void {
+function reply(res: ServerResponse, status: number, body: unknown, type = 'application/json; charset=utf-8', headers: Record<string, string> = {}): void {
   if (res.headersSent) {
     res.end();
     return;
   }
   const text = typeof body === 'string' ? body : JSON.stringify(body);
-  res.writeHead(status, { 'content-type': type, 'cache-control': 'no-store' });
+  // A body refused part-read leaves the rest on the socket: the connection ends with the reply.
+  if (status === 413) headers = { ...headers, connection: 'close' };
+  res.writeHead(status, { 'content-type': type, 'cache-control': 'no-store', ...headers });
   res.end(text);
 }
 
-async function readJson(req: IncomingMessage): Promise<Record<string, unknown>> {
+async function readJson(req: IncomingMessage, fields: readonly string[] = []): Promise<Record<string, unknown>> {
   let size = 0;
   const parts: Buffer[] = [];
   for await (const chunk of req) {
@@ -116,16 +148,30 @@ async function readJson(req: IncomingMessage): Promise<Record<string, unknown>> 
     throw new RequestError('request body is not JSON');
   }
   if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new RequestError('request body must be a JSON object');
+  const unknown = Object.keys(v).find((k) => !fields.includes(k));
+  if (unknown !== undefined) throw new RequestError(`unknown field '${unknown.slice(0, 40)}'${fields.length ? ` (this request takes ${fields.join(', ')})` : ' (this request takes none)'}`);
   return v as Record<string, unknown>;
 }
 
 async function handle(session: Session, req: IncomingMessage, res: ServerResponse, streams: Set<ServerResponse>): Promise<void> {
-  const url = new URL(req.url ?? '/', 'http://localhost');
+  // Origin-form targets only, parsed as a path ('//x' is a path here, not another host).
+  const target = req.url ?? '/';
+  if (!target.startsWith('/')) throw new RequestError(`request target must be a path, got '${target.slice(0, 80)}'`);
+  const url = new URL(`http://localhost${target}`);
   const q = url.searchParams;
   const method = req.method ?? 'GET';
   const route = `${method} ${url.pathname}`;
   const workload = (o: Record<string, unknown>) => Session.request(o.ops ?? session.options.ops, o.batch ?? session.options.batch);
-  const fromQuery = () => workload({ ops: q.get('ops') ?? undefined, batch: q.get('batch') ?? undefined });
+  const one = (name: string) => {
+    const all = q.getAll(name);
+    if (all.length > 1) throw new RequestError(`${name} is given ${all.length} times`);
+    return all[0];
+  };
+  const fromQuery = () => workload({ ops: one('ops'), batch: one('batch') });
+  const allowed = STATIC[url.pathname] ? 'GET' : ROUTES[url.pathname];
+  if (allowed !== undefined && allowed !== method) {
+    return reply(res, 405, { error: `${method} is not allowed on ${url.pathname} (${allowed} is)` }, undefined, { allow: allowed });
+  }
   const file = method === 'GET' ? STATIC[url.pathname] : undefined;
   if (file) {
     let body: string;
@@ -141,7 +187,7 @@ async function handle(session: Session, req: IncomingMessage, res: ServerRespons
     case 'GET /api/state':
       return reply(res, 200, session.state());
     case 'POST /api/run':
-      return reply(res, 200, session.run(workload(await readJson(req))));
+      return reply(res, 200, session.run(workload(await readJson(req, BODY_FIELDS['/api/run']))));
     case 'POST /api/inject':
       await readJson(req);
       return reply(res, 200, session.inject());
@@ -154,7 +200,7 @@ async function handle(session: Session, req: IncomingMessage, res: ServerRespons
     case 'GET /api/compare':
       return reply(res, 200, session.compare(fromQuery()));
     case 'GET /api/trace': {
-      const path = q.get('path') ?? '';
+      const path = one('path') ?? '';
       if (!(TIMELINE_PATHS as readonly string[]).includes(path)) throw new RequestError(`path must be ${TIMELINE_PATHS.join(' or ')}, got '${path}'`);
       const t = session.trace(path as TimelinePath, fromQuery());
       // The trace is exactly what `cmdqv run --trace-out` writes; where the workload starts
@@ -165,8 +211,11 @@ async function handle(session: Session, req: IncomingMessage, res: ServerRespons
     case 'GET /api/registers':
       return reply(res, 200, session.registerBlocks());
     case 'GET /api/register':
-      return reply(res, 200, session.readRegister(q.get('block') ?? '', q.get('name') ?? ''));
+      if (one('offset') !== undefined) return reply(res, 200, session.readRegisterAt(one('block') ?? '', one('offset')!, one('width') ?? '32'));
+      if (one('name') === undefined) throw new RequestError('a register read takes block and name, or block, offset and width');
+      return reply(res, 200, session.readRegister(one('block') ?? '', one('name')!));
     case 'GET /api/events':
+      if (streams.size >= MAX_STREAMS) throw new RequestError(`${MAX_STREAMS} event streams are open already`, 503);
       res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive' });
       res.write(`event: state\ndata: ${JSON.stringify(session.state())}\n\n`);
       streams.add(res);

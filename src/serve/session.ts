@@ -258,7 +258,8 @@ export class Session {
   /** Check a page's workload request. */
   static request(ops: unknown, batch: unknown): RunRequest {
     const int = (v: unknown, name: string, max: number) => {
-      const n = typeof v === 'string' && v.trim() !== '' ? Number(v) : v;
+      // Query strings: decimal digits only (no 0x, exponents or blanks, as cmdqv run's options).
+      const n = typeof v === 'string' ? (/^\d{1,16}$/.test(v) ? Number(v) : NaN) : v;
       if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > max) throw new RequestError(`${name} must be an integer in 1..${max}, got ${JSON.stringify(v)}`);
       return n;
     };
@@ -410,6 +411,24 @@ export class Session {
       access: info.def.spec.access ?? 'RW',
       fields: decodeFields(info, value),
     };
+  }
+
+  /**
+   * Read the register at `offset` (a decimal or 0x-hex byte offset into block `blockId`) of
+   * `width` bits: a register the block's table declares there is decoded as {@link readRegister}
+   * does; any other offset is answered as unmapped (404), never read.
+   */
+  readRegisterAt(blockId: string, offsetText: string, widthText: string): RegisterReadout {
+    const b = this.blocks.find((x) => x.id === blockId);
+    if (!b) throw new RequestError(`no register block '${blockId.slice(0, 80)}' (GET /api/registers lists them)`, 404);
+    if (widthText !== '32' && widthText !== '64') throw new RequestError(`width must be 32 or 64, got '${widthText.slice(0, 20)}'`);
+    const width = Number(widthText);
+    const offset = /^(0x[0-9a-f]{1,8}|\d{1,10})$/i.test(offsetText) ? Number(offsetText) : NaN;
+    if (!(offset <= 0xffff_ffff)) throw new RequestError(`offset must be a byte offset 0..0xffffffff (decimal or 0x hex), got '${offsetText.slice(0, 20)}'`);
+    if (offset % (width / 8) !== 0) throw new RequestError(`offset 0x${offset.toString(16)} is not aligned to ${width / 8} bytes`);
+    const info = b.layout.registers.find((r) => r.offset === offset && r.width === width);
+    if (!info) throw new RequestError(`block '${blockId}' has no ${width}-bit register at offset 0x${offset.toString(16)} (unmapped)`, 404);
+    return this.readRegister(blockId, info.name);
   }
 
   /** End the machine (the server's shutdown). */

@@ -62,9 +62,9 @@ test('bad options are usage errors naming the option (exit 2); --help prints the
     [['--busy', '--idle'], /--busy and --idle exclude each other/],
     [['--dest-vms', '64'], /--dest-vms must be an integer in 0\.\.63, got '64'/],
     [['--max-rounds', '0'], /--max-rounds must be an integer in 1\.\.10000, got '0'/],
-    [['--downtime-limit=-1'], /--downtime-limit must be a non-negative number of milliseconds, got '-1'/],
-    [['--drain-timeout', '0'], /--drain-timeout must be a positive number of milliseconds, got '0'/],
-    [['--drain-timeout', 'x'], /--drain-timeout must be a positive number of milliseconds, got 'x'/],
+    [['--downtime-limit=-1'], /--downtime-limit must be a non-negative number of milliseconds up to 3600000, got '-1'/],
+    [['--drain-timeout', '0'], /--drain-timeout must be a positive number of milliseconds up to 3600000, got '0'/],
+    [['--drain-timeout', 'x'], /--drain-timeout must be a positive number of milliseconds up to 3600000, got 'x'/],
     [['--ops', '8', '--at', '9'], /--at must be an integer in 0\.\.8, got '9'/],
     [['--frobnicate'], /Unknown option '--frobnicate'/],
   ] as const) {
@@ -83,4 +83,30 @@ test('QEMU option errors read as QEMU prints them (exit 1)', () => {
   const r = run(['migrate', '--', '-m', '4G', '-device', 'arm-smmuv3,x=1']);
   assert.equal(r.code, 1);
   assert.match(r.err, /^qemu-system-aarch64: -device arm-smmuv3,x=1: Property 'arm-smmuv3\.x' not found/);
+});
+
+test('every option with every kind of bad value: a usage error naming the option and the value (exit 2), nothing booted', () => {
+  const counts: Record<string, string> = { ops: '1..1000000', batch: '1..4096', pages: '1..512', 'dest-vms': '0..63', 'max-rounds': '1..10000', at: '' };
+  const bad = ['', ' ', 'x', '-1', '1.5', '0x10', '1e3', ' 8', '8 ', 'NaN', 'Infinity', '99999999999999999999', '+4'];
+  for (const [name, range] of Object.entries(counts)) {
+    for (const v of bad) {
+      const r = run(['migrate', `--${name}=${v}`]);
+      assert.equal(r.code, 2, `--${name}=${JSON.stringify(v)}: ${r.out}`);
+      assert.match(r.err, new RegExp(`--${name} must be an integer in ${range.replace(/\./g, '\\.')}`), `--${name}=${JSON.stringify(v)}`);
+      assert.ok(r.err.includes(`got '${v}'`), r.err);
+    }
+  }
+  for (const name of ['downtime-limit', 'drain-timeout']) {
+    for (const v of ['', 'x', '-1', '0x10', '1e3', 'Infinity', '1e400', '3600001', '99999999999999999999', ' 5']) {
+      const r = run(['migrate', `--${name}=${v}`]);
+      assert.equal(r.code, 2, `--${name}=${JSON.stringify(v)}: ${r.out}`);
+      assert.match(r.err, new RegExp(`--${name} must be a (positive|non-negative) number of milliseconds up to 3600000, got '${v.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}'`));
+    }
+  }
+  // A value-taking option without its value, a flag given a value, an unreadable cost model.
+  assert.equal(run(['migrate', '--ops']).code, 2);
+  assert.equal(run(['migrate', '--json=yes']).code, 2);
+  const cm = run(['migrate', '--cost-model', '/nonexistent/cost.json']);
+  assert.equal(cm.code, 1);
+  assert.match(cm.err, /cost-model.*\/nonexistent\/cost\.json/);
 });

@@ -311,7 +311,7 @@ test('files that are not valid recordings are refused, naming the problem', () =
   writeRecording(rawFile, header, recs, false);
   const raw = new Uint8Array(readFileSync(rawFile));
   refused(edit(raw, (b) => (b[dataOffset + F.RECORD_BYTES * 41 + F.F_VALUE] ^= 1)), /^corrupt: the chunk at byte \d+ \(records 0\.\.\d+\) fails its CRC-32 check/);
-  refused(edit(good, (b) => (b[dataOffset + F.RECORD_BYTES + 100] ^= 0xff)), /^corrupt: the chunk at byte \d+ \(records 0\.\.\d+\) (does not decompress|fails its CRC-32 check|holds \d+ bytes)/);
+  refused(edit(good, (b) => (b[dataOffset + F.RECORD_BYTES + 100] ^= 0xff)), /^corrupt: the chunk at byte \d+ \(records 0\.\.\d+\) (does not decompress|fails its CRC-32 check|holds \d+ bytes|inflates to more than its \d+ bytes)/);
   // Cut in the middle of a chunk, and cut off after a whole chunk (no END).
   refused(good.subarray(0, good.length - 100), /^truncated: the chunk at byte \d+ has \d+ bytes, the file ends \d+ bytes into it/);
   const long = readRecording(join(dir, 'long.rec'));

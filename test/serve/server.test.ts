@@ -125,12 +125,14 @@ test('bad requests are 4xx with a message naming the problem', async () => {
     ['POST', '/api/run', { ops: 0, batch: 8 }, 400, /ops must be an integer in 1\.\.1000000, got 0/],
     ['POST', '/api/run', { ops: 8, batch: 'x' }, 400, /batch must be an integer in 1\.\.4096, got "x"/],
     ['POST', '/api/run', '{not json', 400, /not JSON/],
-    ['POST', '/api/run', { ops: 8, batch: 4096, pages: 1 }, 200, /./],
+    ['POST', '/api/run', { ops: 8, batch: 4096 }, 200, /./],
+    ['POST', '/api/run', { ops: 8, batch: 4096, pages: 1 }, 400, /unknown field 'pages' \(this request takes ops, batch\)/],
     ['GET', '/api/trace?path=emulated', undefined, 400, /path must be trapped or cmdqv, got 'emulated'/],
     ['GET', '/api/register?block=nope&name=CR0', undefined, 404, /no register block 'nope'/],
     ['GET', '/api/register?block=smmuv3.0&name=NOPE', undefined, 404, /has no register 'NOPE'/],
     ['POST', '/api/snapshot', {}, 501, /^snapshot: issue 13/],
-    ['DELETE', '/api/state', undefined, 404, /no such API: DELETE \/api\/state/],
+    ['DELETE', '/api/state', undefined, 405, /DELETE is not allowed on \/api\/state \(GET is\)/],
+    ['DELETE', '/api/nope', undefined, 404, /no such API: DELETE \/api\/nope/],
   ];
   for (const [method, path, body, status, message] of cases) {
     const r = await call(method, path, body);

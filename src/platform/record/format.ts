@@ -32,6 +32,16 @@ export const RECORD_BYTES = 32;
 export const HEADER_FIXED_BYTES = 16;
 /** The longest run description accepted (a corrupt length field must not allocate gigabytes). */
 const MAX_DESCRIPTION_BYTES = 1 << 20;
+/**
+ * The most records one chunk may hold (the recorder writes 64 Ki): a chunk's records are held in
+ * memory whole, so a count read from the file must not size an allocation without this cap.
+ */
+export const MAX_CHUNK_RECORDS = 1 << 20;
+/**
+ * The most bytes a DMA or RAM record may be about: replay allocates that much to re-issue it.
+ * The workload's own transfers are a few pages at most.
+ */
+export const MAX_DATA_BYTES = 1 << 24;
 
 /** Record field offsets. */
 export const F_KIND = 0;
@@ -111,6 +121,59 @@ const KIND_NAMES: Readonly<Record<number, string>> = {
   [K_END]: 'end',
   [K_ACPI]: 'acpi-tables',
 };
+
+/** Flag bits each kind may carry (the recorder writes no others), by kind. */
+const ALLOWED_FLAGS = new Uint8Array(256);
+/** Kinds whose aux2 is always 0, and kinds whose address is always 0. */
+const NO_AUX2 = new Uint8Array(256);
+const NO_ADDR = new Uint8Array(256);
+for (const k of [K_READ32, K_READ64, K_WRITE32, K_WRITE64]) {
+  ALLOWED_FLAGS[k] = FLAG_OPEN;
+  NO_AUX2[k] = 1;
+}
+for (const [k, flags] of [[K_ADVANCE, 0], [K_IRQ_LEVEL, FLAG_LEVEL], [K_IRQ_HANDLER, 1], [K_IRQ_ENTER, 0], [K_IRQ_EXIT, 0], [K_COUNTER, 0], [K_END, FLAG_FAILED], [K_ACPI, 0]] as const) {
+  ALLOWED_FLAGS[k] = flags;
+  NO_AUX2[k] = 1;
+  NO_ADDR[k] = 1;
+}
+/** Kinds whose value is always 0. */
+const NO_VALUE = new Uint8Array(256);
+for (const k of [K_IRQ_LEVEL, K_IRQ_HANDLER, K_IRQ_ENTER, K_IRQ_EXIT, K_END]) NO_VALUE[k] = 1;
+ALLOWED_FLAGS[K_DMA_READ] = FLAG_DMA_OK | FLAG_DMA_MASTER_ABORT | FLAG_DMA_IOTLB_HIT | FLAG_HASHED | FLAG_OPEN;
+ALLOWED_FLAGS[K_DMA_WRITE] = FLAG_DMA_OK | FLAG_DMA_MASTER_ABORT | FLAG_DMA_IOTLB_HIT | FLAG_OPEN;
+ALLOWED_FLAGS[K_RAM_READ] = FLAG_HASHED | FLAG_OPEN;
+ALLOWED_FLAGS[K_RAM_WRITE] = 0;
+
+/**
+ * What is wrong with the fields of the record at byte `p` of `b` (a kind this version knows),
+ * or undefined: flag bits the kind never has, fields it never sets, data lengths past what the
+ * record can hold (inline) or replay allocates (hashed). A corrupt field is refused rather than
+ * ignored, so that no edit of a recording passes unseen.
+ */
+export function recordFieldProblem(b: Uint8Array, dv: DataView, p: number): string | undefined {
+  const kind = b[p + F_KIND]!;
+  const flags = b[p + F_FLAGS]!;
+  if (flags & ~ALLOWED_FLAGS[kind]!) return `flags 0x${flags.toString(16)} (a ${KIND_NAMES[kind]} record has only 0x${ALLOWED_FLAGS[kind]!.toString(16)})`;
+  const aux2 = dv.getUint16(p + F_AUX2, true);
+  if (NO_AUX2[kind] && aux2 !== 0) return `aux2 ${aux2} (always 0 in a ${KIND_NAMES[kind]} record)`;
+  if (NO_ADDR[kind] && (dv.getUint32(p + F_ADDR, true) !== 0 || dv.getUint32(p + F_ADDR + 4, true) !== 0)) return `an address in a ${KIND_NAMES[kind]} record`;
+  if (NO_VALUE[kind] && (dv.getUint32(p + F_VALUE, true) !== 0 || dv.getUint32(p + F_VALUE + 4, true) !== 0)) return `a value in a ${KIND_NAMES[kind]} record`;
+  if ((kind === K_READ32 || kind === K_WRITE32) && dv.getUint32(p + F_VALUE + 4, true) !== 0) return `a value over 32 bits in a ${KIND_NAMES[kind]} record`;
+  if ((kind === K_READ32 || kind === K_WRITE32 || kind === K_READ64 || kind === K_WRITE64) && dv.getUint32(p + F_AUX, true) !== 0) return `aux ${dv.getUint32(p + F_AUX, true)} (always 0 in a ${KIND_NAMES[kind]} record)`;
+  if (kind === K_DMA_READ || kind === K_DMA_WRITE || kind === K_RAM_READ || kind === K_RAM_WRITE) {
+    if (flags & FLAG_HASHED) {
+      const n = dv.getUint32(p + F_VALUE + 4, true);
+      if (n <= INLINE_DATA_BYTES || n > MAX_DATA_BYTES) return `hashed data of ${n} bytes (more than ${INLINE_DATA_BYTES}, at most ${MAX_DATA_BYTES})`;
+    } else if ((aux2 & 0xff) > INLINE_DATA_BYTES) {
+      return `${aux2 & 0xff} bytes of inline data (at most ${INLINE_DATA_BYTES})`;
+    }
+    if (kind === K_RAM_READ || kind === K_RAM_WRITE) {
+      const n = dv.getUint32(p + F_AUX, true);
+      if (n > MAX_DATA_BYTES) return `a RAM access of ${n} bytes (at most ${MAX_DATA_BYTES})`;
+    }
+  }
+  return undefined;
+}
 
 /** Name of a record kind (`read32`, `irq-level`...), or undefined for a kind this version does not know. */
 export function kindName(kind: number): string | undefined {
@@ -210,6 +273,9 @@ export function checkHeaderFixed(b: Uint8Array, fileBytes: number): { jsonBytes:
   return { jsonBytes, dataOffset };
 }
 
+/** The fields of a {@link RunDescription}: a description with others is not one this version wrote. */
+const DESCRIPTION_FIELDS: ReadonlySet<string> = new Set(['format', 'cmdqv', 'argv', 'host', 'inject', 'costModel', 'workload', 'seeds', 'node']);
+
 /**
  * Parse and check the run description.
  * @throws RecordingFormatError when it is not JSON or lacks a field replay needs
@@ -229,6 +295,14 @@ export function decodeDescription(json: Uint8Array): RunDescription {
   if (typeof o.costModel !== 'object' || o.costModel === null) throw bad('costModel missing');
   if (typeof o.host !== 'object' || o.host === null) throw bad('host missing');
   if (typeof o.cmdqv !== 'object' || o.cmdqv === null || typeof o.cmdqv.version !== 'string') throw bad('cmdqv version missing');
+  if (o.cmdqv.commit !== undefined && typeof o.cmdqv.commit !== 'string') throw bad('cmdqv commit is not a string');
+  if (Array.isArray(o.costModel)) throw bad('costModel is not an object');
+  if (Array.isArray(o.host)) throw bad('host is not an object');
+  if (typeof o.workload !== 'object' || o.workload === null || Array.isArray(o.workload)) throw bad('workload is not an object');
+  if (!Array.isArray(o.seeds) || !o.seeds.every((x) => Number.isSafeInteger(x))) throw bad('seeds is not a list of integers');
+  if (typeof o.node !== 'string') throw bad('node is not a string');
+  const unknown = Object.keys(o).filter((k) => !DESCRIPTION_FIELDS.has(k));
+  if (unknown.length) throw bad(`unknown field${unknown.length > 1 ? 's' : ''} ${unknown.slice(0, 4).map((k) => JSON.stringify(k.slice(0, 40))).join(', ')}`);
   return o as RunDescription;
 }
 
@@ -265,7 +339,15 @@ export function decodeBlock(b: Uint8Array, at: number): ChunkInfo {
   if (b[F_KIND] !== K_BLOCK) throw new RecordingFormatError(`corrupt: expected a chunk header at byte ${at}, found record kind ${b[F_KIND]}`);
   const records = dv.getUint32(F_AUX, true);
   if (records === 0) throw new RecordingFormatError(`corrupt: empty chunk at byte ${at}`);
-  return { records, payloadBytes: dv.getUint32(F_ADDR, true), deflate: (b[F_FLAGS]! & FLAG_DEFLATE) !== 0, crc: dv.getUint32(F_VALUE, true) };
+  if (records > MAX_CHUNK_RECORDS) throw new RecordingFormatError(`corrupt: the chunk at byte ${at} claims ${records} records (at most ${MAX_CHUNK_RECORDS})`);
+  const payloadBytes = dv.getUint32(F_ADDR, true);
+  const deflate = (b[F_FLAGS]! & FLAG_DEFLATE) !== 0;
+  // Raw records are exactly their bytes; deflate never grows them by more than its block overhead.
+  const most = deflate ? maxDeflatedBytes(records * RECORD_BYTES) : records * RECORD_BYTES;
+  if (payloadBytes > most || (!deflate && payloadBytes !== most)) {
+    throw new RecordingFormatError(`corrupt: the chunk at byte ${at} has a ${payloadBytes}-byte payload for ${records} records (${deflate ? 'at most' : 'exactly'} ${most})`);
+  }
+  return { records, payloadBytes, deflate, crc: dv.getUint32(F_VALUE, true) };
 }
 
 /**
@@ -277,15 +359,24 @@ export function decodeChunk(info: ChunkInfo, payload: Uint8Array, at: number, fi
   const span = `the chunk at byte ${at} (records ${first}..${first + info.records - 1})`;
   let records = payload;
   if (info.deflate) {
+    // The inflated size is capped at what the chunk announces: a deflate bomb stops there.
+    const want = info.records * RECORD_BYTES;
     try {
-      records = inflateRawSync(payload);
+      records = inflateRawSync(payload, { maxOutputLength: want });
     } catch (e) {
+      const code = (e as { code?: string }).code;
+      if (code === 'ERR_BUFFER_TOO_LARGE') throw new RecordingFormatError(`corrupt: ${span} inflates to more than its ${want} bytes`);
       throw new RecordingFormatError(`corrupt: ${span} does not decompress (${(e as Error).message})`);
     }
   }
   if (records.length !== info.records * RECORD_BYTES) throw new RecordingFormatError(`corrupt: ${span} holds ${records.length} bytes, not ${info.records} records`);
   if (crc32(records) !== info.crc) throw new RecordingFormatError(`corrupt: ${span} fails its CRC-32 check`);
   return records;
+}
+
+/** The largest raw-deflate stream of `n` bytes: stored blocks of at most 65535 bytes, 5 bytes of header each, plus slack. */
+function maxDeflatedBytes(n: number): number {
+  return n + 5 * Math.ceil(n / 65535 + 1) + 64;
 }
 
 const CRC_TABLE = (() => {

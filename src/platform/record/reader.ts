@@ -56,6 +56,8 @@ export class RecordingReader {
     this.pos += F.RECORD_BYTES;
     const kind = this.buf[p + F.F_KIND]!;
     if (F.kindName(kind) === undefined || kind === F.K_BLOCK) throw new F.RecordingFormatError(`corrupt: record ${this.index} has unknown kind ${kind}`);
+    const problem = F.recordFieldProblem(this.buf, this.dv, p);
+    if (problem !== undefined) throw new F.RecordingFormatError(`corrupt: record ${this.index} (${F.kindName(kind)}) has ${problem}`);
     this.index++;
     return p;
   }
@@ -74,7 +76,9 @@ export class RecordingReader {
   }
 
   private loadChunk(): void {
-    if (this.offset >= this.size) throw new F.RecordingFormatError(`truncated: the file ends after record ${this.index - 1} without an END record`);
+    if (this.offset >= this.size) {
+      throw new F.RecordingFormatError(`truncated: the file ends ${this.index ? `after record ${this.index - 1}` : 'before its first record'} without an END record`);
+    }
     if (this.size - this.offset < F.RECORD_BYTES) throw new F.RecordingFormatError(`truncated: ${this.size - this.offset} stray bytes at byte ${this.offset}`);
     const info = F.decodeBlock(this.read(this.offset, F.RECORD_BYTES), this.offset);
     const at = this.offset + F.RECORD_BYTES;

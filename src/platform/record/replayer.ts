@@ -11,8 +11,8 @@
 import type { HostConfig } from '../../host/config.js';
 import type { GuestBus } from '../../kit/guest-seam.js';
 import { parseCostModel, type CostModel } from '../cost-model.js';
-import { parseFaultSpecs } from '../fault-injection.js';
-import { Machine } from '../machine.js';
+import { FaultSpecError, parseFaultSpecs } from '../fault-injection.js';
+import { Machine, OptionError, VIRT_RAM_BASE } from '../machine.js';
 import { codeVersion } from './code-version.js';
 import * as F from './format.js';
 import { acpiTables, dmaAux2, dmaFlags, finalCounters } from './observations.js';
@@ -70,6 +70,13 @@ class DivergenceStop extends Error {
   }
 }
 
+/**
+ * The longest clock advance a record may ask for: the guest's longest poll timeout (1 s,
+ * src/guest/platform.ts). Timers fire during an advance (a readable fd re-dispatches every
+ * main-loop iteration), so a file's advance must not set how long replay runs.
+ */
+const MAX_ADVANCE_NS = 1e9;
+
 const hex = (n: number | bigint, digits = 8) => `0x${n.toString(16).padStart(digits, '0')}`;
 
 /**
@@ -88,13 +95,7 @@ export function replayRecording(file: string, opts: ReplayOptions = {}): ReplayR
       // A parameter this code does not know (a recording from another version) or a bad value.
       throw new F.RecordingFormatError((e as Error).message);
     }
-    const m = Machine.create(opts.argv ?? d.argv, {
-      host: d.host as HostConfig,
-      inject: d.inject.flatMap((s) => parseFaultSpecs(s)),
-      costModel,
-      // The recording holds the firmware's accesses too.
-      firmware: false,
-    });
+    const m = buildMachine(d, opts.argv, costModel);
     try {
       return new Replay(m, reader, opts.context ?? 8).run();
     } finally {
@@ -102,6 +103,43 @@ export function replayRecording(file: string, opts: ReplayOptions = {}): ReplayR
     }
   } finally {
     reader.close();
+  }
+}
+
+/** Host devices and SMMUs a recorded host may declare (the default host has 2 and 1). */
+const MAX_HOST_DEVICES = 256;
+const MAX_HOST_SMMUS = 16;
+
+/**
+ * The recorded machine (or the one `argv` describes) on the recorded host. The recording's
+ * host is checked for shape before anything is built from it; whatever else the host or the
+ * machine refuses is the file's problem (an {@link OptionError} / {@link FaultSpecError} from
+ * the recorded options passes as it is, for the CLI to name).
+ */
+function buildMachine(d: F.RunDescription, argv: readonly string[] | undefined, costModel: CostModel): Machine {
+  const host = d.host as Partial<Record<keyof HostConfig, unknown>>;
+  const bad = (what: string) => new F.RecordingFormatError(`the recorded host cannot be built: ${what}`);
+  if (!Array.isArray(host.smmus) || host.smmus.length > MAX_HOST_SMMUS || !host.smmus.every((s) => typeof s === 'object' && s !== null && Array.isArray((s as { idr?: unknown }).idr))) {
+    throw bad(`smmus must be a list of at most ${MAX_HOST_SMMUS} SMMUs, each with its idr registers`);
+  }
+  if (!Array.isArray(host.devices) || host.devices.length > MAX_HOST_DEVICES || !host.devices.every((x) => typeof x === 'object' && x !== null)) {
+    throw bad(`devices must be a list of at most ${MAX_HOST_DEVICES} devices`);
+  }
+  for (const k of ['ramBytes', 'pageSize', 'hugepageSize'] as const) if (typeof host[k] !== 'number') throw bad(`${k} is not a number`);
+  if (typeof host.hugepages !== 'boolean') throw bad('hugepages is not true or false');
+  if ((host.hugepageSize as number) > (host.ramBytes as number)) throw bad(`hugepageSize ${host.hugepageSize} exceeds ramBytes ${host.ramBytes}`);
+  const inject = d.inject.flatMap((s) => parseFaultSpecs(s));
+  try {
+    return Machine.create(argv ?? d.argv, {
+      host: d.host as HostConfig,
+      inject,
+      costModel,
+      // The recording holds the firmware's accesses too.
+      firmware: false,
+    });
+  } catch (e) {
+    if (e instanceof OptionError || e instanceof FaultSpecError || e instanceof F.RecordingFormatError) throw e;
+    throw bad((e as Error).message);
   }
 }
 
@@ -122,6 +160,8 @@ class Replay {
   private lastAux = 0;
   /** The recording's END says the run stopped with an exception after its last record. */
   private recordedFailure = false;
+  /** Where the replay's machine has guest RAM (RAM records outside it diverge). */
+  private readonly ram: { readonly ramBase: number; readonly ramSize: number };
 
   constructor(
     private readonly m: Machine,
@@ -129,6 +169,7 @@ class Replay {
     private readonly context: number,
   ) {
     this.bus = m.guestPlatform().bus;
+    this.ram = { ramBase: VIRT_RAM_BASE, ramSize: m.ramBytes };
     // The context plus the record that diverges (it is remembered before it is checked).
     this.ring = new Uint8Array((context + 1) * F.RECORD_BYTES);
     this.ringIndex = new Float64Array(context + 1).fill(-1);
@@ -206,10 +247,13 @@ class Replay {
         this.bus.write64(addr, dv.getBigUint64(p + F.F_VALUE, true));
         c.accesses++;
         break;
-      case F.K_ADVANCE:
-        this.m.clock.advance(dv.getFloat64(p + F.F_VALUE, true));
+      case F.K_ADVANCE: {
+        const ns = dv.getFloat64(p + F.F_VALUE, true);
+        if (!(ns >= 0 && ns <= MAX_ADVANCE_NS)) throw new F.RecordingFormatError(`corrupt: record ${index} advances the clock by ${ns} ns (at most ${MAX_ADVANCE_NS})`);
+        this.m.clock.advance(ns);
         c.advances++;
         break;
+      }
       case F.K_IRQ_HANDLER: {
         const line = this.m.irqs.get(aux);
         if (!line) this.diverge(index, `interrupt line GSIV ${aux}`, 'no such line on this machine', buf, p);
@@ -230,6 +274,7 @@ class Replay {
         c.dmas++;
         break;
       case F.K_RAM_READ: {
+        this.checkRamRange(index, aux, addr, buf, p);
         const got = this.m.readRam(addr, aux);
         const [want, have] = [recordData(buf, p), dataText(got)];
         if (!(flags & F.FLAG_OPEN) && want !== have) this.diverge(index, want, have, buf, p);
@@ -237,6 +282,7 @@ class Replay {
         break;
       }
       case F.K_RAM_WRITE:
+        this.checkRamRange(index, dataLength(buf, p), addr, buf, p);
         this.m.writeRam(addr, buf.slice(p + F.F_VALUE, p + F.F_VALUE + dataLength(buf, p)));
         c.accesses++;
         break;
@@ -261,6 +307,8 @@ class Replay {
         this.ended = true;
         break;
     }
+    // The recorded access never returned (the run stopped in it); here it did.
+    if (this.currentOpen) this.diverge(index, 'the access throwing (the recorded run stopped in it)', 'it completed', buf, p);
     this.current = prev;
     this.currentOpen = prevOpen;
     return kind;
@@ -292,7 +340,11 @@ class Replay {
     }
     this.checkTime(r.buf, p, index);
     this.counts.handlers++;
-    while (this.step() !== F.K_IRQ_EXIT);
+    for (;;) {
+      const kind = this.step();
+      if (kind === F.K_IRQ_EXIT) break;
+      if (kind === F.K_END) throw new F.RecordingFormatError(`corrupt: the END record (record ${r.index - 1}) comes inside the handler of GSIV ${gsiv}`);
+    }
     if (this.lastAux !== gsiv) this.diverge(r.index - 1, `the handler of GSIV ${this.lastAux} returning`, `the handler of GSIV ${gsiv} returning`);
   }
 
@@ -301,6 +353,7 @@ class Replay {
     const dev = this.m.host.devices[aux & 0xfff];
     if (!dev) this.diverge(index, `host device ${aux & 0xfff}`, 'no such device on this host', buf, p);
     const len = dataLength(buf, p);
+    if (len > F.MAX_DATA_BYTES) throw new F.RecordingFormatError(`corrupt: record ${index} is a DMA of ${len} bytes (at most ${F.MAX_DATA_BYTES})`);
     const ssid = aux >>> 12;
     const res = kind === F.K_DMA_READ ? dev!.dmaRead(iova, len, ssid) : dev!.dmaWrite(iova, buf.slice(p + F.F_VALUE, p + F.F_VALUE + len), ssid);
     if (flags & F.FLAG_OPEN) return;
@@ -315,6 +368,18 @@ class Replay {
       const got = dataText(res.data);
       if (want !== got) this.diverge(index, want, got, buf, p);
     }
+  }
+
+  /**
+   * A RAM record's length is capped (replay allocates it); a range outside guest RAM that the
+   * recording says completed is a divergence (the replay's machine refuses it).
+   */
+  private checkRamRange(index: number, length: number, gpa: number, buf: Uint8Array, p: number): void {
+    if (length > F.MAX_DATA_BYTES) throw new F.RecordingFormatError(`corrupt: record ${index} is a RAM access of ${length} bytes (at most ${F.MAX_DATA_BYTES})`);
+    const { ramBase, ramSize } = this.ram;
+    if (gpa >= ramBase && gpa + length <= ramBase + ramSize) return;
+    if (buf[p + F.F_FLAGS]! & F.FLAG_OPEN) return; // the recorded access threw too: the machine's own error reproduces it
+    this.diverge(index, 'the RAM access completing', `[${hex(gpa, 1)}, ${hex(gpa + length, 1)}) is outside guest RAM [${hex(ramBase, 1)}, ${hex(ramBase + ramSize, 1)})`, buf, p);
   }
 
   /** The modelled time at each record is part of what the guest sees (its polls time out by it). */
