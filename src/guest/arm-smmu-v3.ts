@@ -16,6 +16,8 @@ import { GuestAllocator, pollTimeout, type GuestPlatform } from './platform.js';
 /** The driver's cap on its command queue (log2 entries). */
 const CMDQ_MAX_LOG2 = 10;
 const EVTQ_LOG2 = 8;
+/** Event records the driver keeps (the newest ones). */
+const EVENT_LOG_DEPTH = 256;
 /** CR0 values of the enable sequence: CMDQ first, then the event queue, then the SMMU. */
 const CR0_CMDQ = R.CR0.f.CMDQEN.set(0, 1);
 const CR0_QUEUES = R.CR0.f.EVENTQEN.set(CR0_CMDQ, 1);
@@ -193,9 +195,9 @@ export class GuestSmmu {
     let n = 0;
     while (!qEmpty(R.EVENTQ_PROD.f.WR.get(prod), this.evtCons, EVTQ_LOG2)) {
       const at = this.evtq + qIndex(this.evtCons, EVTQ_LOG2) * 32;
-      const rec = new Uint32Array(8);
+      // The log keeps the last 256 records: once full, the oldest one's array takes the new record.
+      const rec = this.events.length >= EVENT_LOG_DEPTH ? this.events.shift()! : new Uint32Array(8);
       for (let i = 0; i < 8; i++) rec[i] = b.read32(at + i * 4);
-      if (this.events.length >= 256) this.events.shift();
       this.events.push(rec);
       this.evtCons = qAdvance(this.evtCons, 1, EVTQ_LOG2);
       n++;

@@ -15,7 +15,7 @@
  * Hot path: an IOTLB hit allocates nothing; a walk allocates only the IOTLB entry it caches.
  */
 
-import { Iotlb, MIN_ENTRY_SIZE, NO_ASID, PERM_R, PERM_W } from './iotlb.js';
+import { Iotlb, MIN_ENTRY_SIZE, NO_ASID, PERM_R, PERM_W, type IotlbEntry } from './iotlb.js';
 import {
   FAULT_ACCESS,
   FAULT_ADDR_SIZE,
@@ -126,6 +126,8 @@ class NestedReader implements TableReader {
   private vmid = 0;
   /** IPA and output address of the last word translated (−1: none; reset per walk). */
   private lastIpa = -1;
+  /** The walk-cache entry handed to the IOTLB (which keeps a copy): one object for every insert. */
+  private readonly entry = newEntry();
   private lastPa = 0;
   constructor(
     private readonly phys: TableReader,
@@ -162,12 +164,29 @@ class NestedReader implements TableReader {
       pa = r.outputAddress;
       const size = r.blockSize;
       const base = Math.floor(ipa / size) * size;
-      this.iotlb.insert({ vmid: this.vmid, asid: 0, global: false, stage1: false, iova: base, size, ipa: base, pa: r.blockBase, perm: r.perm });
+      const e = this.entry;
+      e.vmid = this.vmid;
+      e.asid = 0;
+      e.global = false;
+      e.stage1 = false;
+      e.iova = base;
+      e.size = size;
+      e.ipa = base;
+      e.pa = r.blockBase;
+      e.perm = r.perm;
+      this.iotlb.insert(e);
     }
     this.lastIpa = ipa;
     this.lastPa = pa;
     return this.phys.readTableWord(pa);
   }
+}
+
+/** An IOTLB entry being filled in: insert copies what it keeps, so one serves every walk. */
+type EntryScratch = { -readonly [K in keyof IotlbEntry]: IotlbEntry[K] };
+
+function newEntry(): EntryScratch {
+  return { vmid: 0, asid: 0, global: false, stage1: false, iova: 0, size: MIN_ENTRY_SIZE, ipa: 0, pa: 0, perm: 0 };
 }
 
 /** The translation engine of one SMMU. */
@@ -179,6 +198,8 @@ export class Translator {
   /** Configuration cache: decoded STEs (and their CDs) by StreamID. */
   private readonly streams = new Map<number, StreamConfig>();
   private readonly walkOut = new WalkResult();
+  /** The entry handed to the IOTLB (which keeps a copy): one object for every walk. */
+  private readonly entry = newEntry();
   private readonly s2Out = new WalkResult();
   private readonly nested: NestedReader;
   private readonly words = new Uint32Array(Math.max(STE_WORDS, CD_WORDS));
@@ -421,17 +442,17 @@ export class Translator {
     const base = Math.floor(iova / size) * size;
     const permitted = (combined & perm) !== 0;
     if (permitted || this.faults.cacheOnPermissionFault) {
-      this.iotlb.insert({
-        vmid: sc.vmid,
-        asid: cd ? asid : 0,
-        global,
-        stage1: cd !== undefined,
-        iova: base,
-        size,
-        ipa: Math.floor(ipa / size) * size,
-        pa: pa - (iova - base),
-        perm: combined,
-      });
+      const e = this.entry;
+      e.vmid = sc.vmid;
+      e.asid = cd ? asid : 0;
+      e.global = global;
+      e.stage1 = cd !== undefined;
+      e.iova = base;
+      e.size = size;
+      e.ipa = Math.floor(ipa / size) * size;
+      e.pa = pa - (iova - base);
+      e.perm = combined;
+      this.iotlb.insert(e);
     }
     if (!permitted) {
       const s2 = (s2Perm & perm) === 0 ? 1 : 0;

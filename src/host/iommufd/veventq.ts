@@ -30,6 +30,16 @@ export interface VeventQueueState {
   dropped: number;
 }
 
+/** Byte offsets of iommufd_vevent_header's fields (uapi/iommufd.ts). */
+const HDR_FLAGS = iommufd_vevent_header.field('flags').offset;
+const HDR_SEQUENCE = iommufd_vevent_header.field('sequence').offset;
+
+/** A record buffer and its view. */
+interface RecordBuffer {
+  readonly bytes: Uint8Array;
+  readonly view: DataView;
+}
+
 /** Sequence numbers wrap at 2^31. */
 const SEQUENCE_MASK = 0x7fff_ffff;
 
@@ -42,6 +52,8 @@ export class VeventQueue {
   observer: EventPathObserver | undefined;
   /** The vEVENTQ's object id, which the observer is given. */
   traceId = 0;
+  /** Buffers {@link read} builds records in (runtime, not state). */
+  private readonly buffers: RecordBuffer[] = [];
 
   constructor(type: number, depth: number) {
     this.state = { type, depth, records: [], nextSequence: 0, count: 0, dropped: 0 };
@@ -94,6 +106,21 @@ export class VeventQueue {
     this.onReport?.();
   }
 
+  /**
+   * A `need`-byte buffer for one record as read(2) copies it out, reused from read to read
+   * (copyOut copies it before it returns): a queue's records are one size, bar the payload-less
+   * lost-events header, so at most two buffers live.
+   */
+  private recordBuffer(need: number): RecordBuffer {
+    const cached = this.buffers;
+    for (const b of cached) if (b.bytes.length === need) return b;
+    const bytes = new Uint8Array(need);
+    const b = { bytes, view: new DataView(bytes.buffer) };
+    if (cached.length >= 2) cached.shift();
+    cached.push(b);
+    return b;
+  }
+
   private takeSequence(): number {
     const sequence = this.state.nextSequence;
     this.state.nextSequence = (sequence + 1) & SEQUENCE_MASK;
@@ -105,7 +132,8 @@ export class VeventQueue {
    * while they fit in `max` bytes; returns the bytes copied (0: nothing queued, or the first
    * record does not fit). A record is dequeued only once copied: when `copyOut` faults it stays
    * at the head, and the fault is thrown if nothing was copied before it (as the kernel restores
-   * the event and returns EFAULT or the bytes done).
+   * the event and returns EFAULT or the bytes done). `copyOut` must copy `bytes` before it
+   * returns: the buffer is reused for the next record.
    */
   read(max: number, copyOut: (bytes: Uint8Array, at: number) => void): number {
     const { records } = this.state;
@@ -114,11 +142,9 @@ export class VeventQueue {
       const record = records[0]!;
       const need = iommufd_vevent_header.size + record.payload.length;
       if (used + need > max) break;
-      const bytes = new Uint8Array(need);
-      iommufd_vevent_header.encode(
-        { flags: record.lost ? iommu_veventq_flag.IOMMU_VEVENTQ_FLAG_LOST_EVENTS : 0, sequence: record.sequence },
-        bytes,
-      );
+      const { bytes, view } = this.recordBuffer(need);
+      view.setUint32(HDR_FLAGS, record.lost ? iommu_veventq_flag.IOMMU_VEVENTQ_FLAG_LOST_EVENTS : 0, true);
+      view.setUint32(HDR_SEQUENCE, record.sequence, true);
       bytes.set(record.payload, iommufd_vevent_header.size);
       try {
         copyOut(bytes, used);

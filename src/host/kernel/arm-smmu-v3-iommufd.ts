@@ -234,6 +234,9 @@ function convertGuestCommand(words: Uint32Array, at: number, vmid: number, strea
   }
 }
 
+/** Words of an SMMUv3 event record. */
+const EVENT_RECORD_WORDS = 8;
+
 /** Largest vSID a guest command (or event record) can carry: the 32-bit SID field. */
 const MAX_VSID = BigInt(D0.SID.max);
 
@@ -245,6 +248,12 @@ export class ArmSmmuV3Viommu implements ViommuOps {
   readonly vmid: number;
   /** Guest StreamID → host StreamID of each vDEVICE. */
   private readonly streams = new Map<number, number>();
+  /** The record {@link forwardEvent} hands the vEVENTQ (which copies it), as words and as bytes. */
+  private readonly eventScratch = new Uint32Array(EVENT_RECORD_WORDS);
+  private readonly eventScratchBytes = new Uint8Array(this.eventScratch.buffer);
+  /** The last virt_id forwarded and its 32-bit SID field (no BigInt arithmetic per event). */
+  private lastVirtId = -1n;
+  private lastVsid = 0;
 
   constructor(
     protected readonly driver: SmmuDriver,
@@ -308,10 +317,16 @@ export class ArmSmmuV3Viommu implements ViommuOps {
     const stall = EVT.STALL.getWords(record[2]!, record[3]!);
     const stage2 = EVT.S2.getWords(record[2]!, record[3]!);
     if (!FORWARDED_EVENTS.has(id) || stall || stage2) return false;
-    const out = new Uint32Array(record);
+    // The vEVENTQ copies the payload: one scratch record serves every event.
+    const out = this.eventScratch;
+    out.set(record);
     // The event's SID field keeps the low 32 bits of the virt_id (FIELD_PREP truncates).
-    EVT.SID.setWords(out, 0, Number(virtId & MAX_VSID));
-    return core.reportEvent(U.iommu_veventq_type.IOMMU_VEVENTQ_TYPE_ARM_SMMUV3, new Uint8Array(out.buffer));
+    if (virtId !== this.lastVirtId) {
+      this.lastVirtId = virtId;
+      this.lastVsid = Number(virtId & MAX_VSID);
+    }
+    EVT.SID.setWords(out, 0, this.lastVsid);
+    return core.reportEvent(U.iommu_veventq_type.IOMMU_VEVENTQ_TYPE_ARM_SMMUV3, this.eventScratchBytes);
   }
 }
 

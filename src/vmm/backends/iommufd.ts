@@ -43,6 +43,10 @@ export interface Veventq {
   started: boolean;
 }
 
+/** Byte offsets of iommufd_vevent_header's fields. */
+const VEVENT_HDR_FLAGS = U.iommufd_vevent_header.field('flags').offset;
+const VEVENT_HDR_SEQUENCE = U.iommufd_vevent_header.field('sequence').offset;
+
 /** How many recent calls {@link IommufdBackend.calls} keeps. */
 export const CALL_HISTORY = 4096;
 
@@ -299,17 +303,18 @@ export class IommufdBackend {
     const n = this.sys.read(q.fd, va, want);
     if (n === 0) return { kind: 'none' };
     if (n < 0) return { kind: 'error', message: `vEVENTQ(type ${q.type} id ${q.id}): read failed (${strerror(-n)})` };
-    const bytes = this.sys.memory.load(va, n);
-    const hdr = U.iommufd_vevent_header.decode(bytes);
-    if (n === 8 && hdr.flags & U.iommu_veventq_flag.IOMMU_VEVENTQ_FLAG_LOST_EVENTS) {
+    // The header's two words straight from the buffer (no decoded object per record).
+    const flags = this.sys.memory.read32(va + VEVENT_HDR_FLAGS);
+    const sequence = this.sys.memory.read32(va + VEVENT_HDR_SEQUENCE);
+    if (n === 8 && flags & U.iommu_veventq_flag.IOMMU_VEVENTQ_FLAG_LOST_EVENTS) {
       q.started = false;
       return { kind: 'error', message: `vEVENTQ(type ${q.type} id ${q.id}): overflowed` };
     }
     if (n < want) return { kind: 'error', message: `vEVENTQ(type ${q.type} id ${q.id}): short read(${n}/${want} bytes)` };
-    const lost = q.started ? ((hdr.sequence - q.lastSeq - 1) >>> 0) & 0x7fff_ffff : 0;
-    q.lastSeq = hdr.sequence;
+    const lost = q.started ? ((sequence - q.lastSeq - 1) >>> 0) & 0x7fff_ffff : 0;
+    q.lastSeq = sequence;
     q.started = true;
-    return { kind: 'record', sequence: hdr.sequence, payload: bytes.subarray(8), lost };
+    return { kind: 'record', sequence, payload: this.sys.memory.load(va + U.iommufd_vevent_header.size, payloadLen), lost };
   }
 
   /**

@@ -157,6 +157,8 @@ export class PciFunction {
 /** A PCI bus: 32 slots × 8 functions. */
 export class PciBus {
   readonly functions: (PciFunction | undefined)[] = new Array<PciFunction | undefined>(256).fill(undefined);
+  /** The bridges among {@link functions}, in devfn order (kept by {@link plug}: every ECAM access's bus lookup walks them). */
+  private readonly bridgeList: PciBridge[] = [];
 
   constructor(
     readonly id: string,
@@ -185,6 +187,11 @@ export class PciBus {
   plug(fn: PciFunction, devfn: number): void {
     if (this.functions[devfn]) throw new Error(`${this.id}: devfn ${devfn} is taken`);
     this.functions[devfn] = fn;
+    if (fn instanceof PciBridge) {
+      let i = this.bridgeList.length;
+      while (i > 0 && this.bridgeList[i - 1]!.devfn > devfn) i--;
+      this.bridgeList.splice(i, 0, fn);
+    }
     fn.bus = this;
     fn.devfn = devfn;
     // QEMU's slot is occupied (and powered) by what sits at devfn 0 (docs/reference/pci.md §4).
@@ -201,8 +208,8 @@ export class PciBus {
   }
 
   /** Bridges on this bus, in devfn order. */
-  bridges(): PciBridge[] {
-    return this.functions.filter((f): f is PciBridge => f instanceof PciBridge);
+  bridges(): readonly PciBridge[] {
+    return this.bridgeList;
   }
 }
 

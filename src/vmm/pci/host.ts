@@ -15,6 +15,9 @@ import * as T from './trace-events.js';
 /** ECAM takes 1-, 2- and 4-byte accesses aligned to their size (QEMU splits an 8-byte one; cmdqv does not). */
 const ECAM_RULES: AccessRules = { sizes: [1, 2, 4], unaligned: false };
 
+/** The register offset inside a function's 4 KiB of ECAM. */
+const ECAM_REG_MASK = 0xfff;
+
 /** A CPU-visible MMIO window of the host bridge (PCI address = CPU address on virt). */
 export interface PciWindow {
   readonly base: number;
@@ -101,15 +104,15 @@ export class PciHost {
     return undefined;
   }
 
-  /** The function an ECAM offset addresses now, and the register offset inside it. */
-  private decode(off: number): { fn: PciFunction | undefined; reg: number } {
+  /** The function an ECAM offset addresses now (its register offset is `off & 0xfff`). */
+  private decode(off: number): PciFunction | undefined {
     const bus = this.findBus(Math.floor(off / 2 ** ECAM_BUS_SHIFT));
-    const devfn = (off >>> ECAM_DEVFN_SHIFT) & 0xff;
-    return { fn: bus?.powered ? bus.functions[devfn] : undefined, reg: off & 0xfff };
+    return bus?.powered ? bus.functions[(off >>> ECAM_DEVFN_SHIFT) & 0xff] : undefined;
   }
 
   private configRead(off: number, size: 1 | 2 | 4): number {
-    const { fn, reg } = this.decode(off);
+    const fn = this.decode(off);
+    const reg = off & ECAM_REG_MASK;
     // No function, or the extended space of a conventional one: all-ones (a master abort).
     if (!fn || reg + size > fn.config.size) return size === 4 ? 0xffff_ffff : (1 << (8 * size)) - 1;
     const v = fn.configRead(reg, size);
@@ -118,7 +121,8 @@ export class PciHost {
   }
 
   private configWrite(off: number, size: 1 | 2 | 4, v: number): void {
-    const { fn, reg } = this.decode(off);
+    const fn = this.decode(off);
+    const reg = off & ECAM_REG_MASK;
     if (!fn || reg + size > fn.config.size) return;
     this.tracer.emit(T.T_PCI_CFG_WRITE, fn.busNumber, fn.devfn, reg, v, size);
     fn.configWrite(reg, size, v);

@@ -132,9 +132,8 @@ export class EventPath {
   private propagateEvent(record: Uint8Array): void {
     const { frame, stats } = this.deps;
     const { file, regs } = frame;
-    const view = new DataView(record.buffer, record.byteOffset, record.byteLength);
-    const word0 = view.getUint32(0, true);
-    const word1 = view.getUint32(4, true);
+    const word0 = leWord(record, 0);
+    const word1 = leWord(record, 4);
     const id = EVT.ID.get(word0);
     const sid = EVT.SID.getWords(word0, word1);
     this.deps.tracer.emit(T.T_PROPAGATE_EVENT, EVENT_NAMES.get(id) ?? `0x${id.toString(16)}`, sid);
@@ -153,7 +152,7 @@ export class EventPath {
     }
     const at = frame.address(regs.eventqBase, R.EVENTQ_BASE.f.ADDR) + qIndex(prod, log2) * EVENTQ_ENTRY_BYTES;
     try {
-      for (let i = 0; i < EVENTQ_ENTRY_BYTES / 4; i++) this.deps.guestMemory.write32(at + 4 * i, view.getUint32(4 * i, true));
+      for (let i = 0; i < EVENTQ_ENTRY_BYTES / 4; i++) this.deps.guestMemory.write32(at + 4 * i, leWord(record, 4 * i));
     } catch {
       this.deps.log.guestError(frame.logSource, `event queue write abort at ${hex(at, 12)}`);
       frame.triggerIrq(SMMU_IRQ_GERROR, EVENTQ_ABT_ERR);
@@ -168,4 +167,9 @@ export class EventPath {
     if (!qEmpty(next, cons, log2)) frame.triggerIrq(SMMU_IRQ_EVTQ);
     observer?.leaveHop(EVENT_HOP_GUEST_EVTQ, qUsed(file.get32(regs.eventqProd), file.get32(regs.eventqCons), log2));
   }
+}
+
+/** The little-endian 32-bit word at byte `at` of `b` (no DataView per record). */
+function leWord(b: Uint8Array, at: number): number {
+  return (b[at]! | (b[at + 1]! << 8) | (b[at + 2]! << 16) | (b[at + 3]! << 24)) >>> 0;
 }

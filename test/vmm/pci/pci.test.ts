@@ -198,3 +198,15 @@ test('iommu-testdev DMA goes through the IOMMU with the live requester ID; a fau
   assert.equal(run(0x9000, 0x9100, 4), ITD_DMA_ERR_TX_FAIL);
   assert.equal(dev.stats.faults, 1);
 });
+
+test('a bus lists its bridges in devfn order whatever the plug order, and ECAM reaches the bus behind each', () => {
+  // Plugged at slot 6, then slot 3: the firmware numbers depth-first in devfn order, so slot 3 gets bus 1.
+  const m = Machine.create(['-device', 'pcie-root-port,id=a,chassis=1,addr=6', '-device', 'pcie-root-port,id=b,chassis=2,addr=3', '-device', 'iommu-testdev,bus=a']);
+  const root = m.pci.roots[0]!;
+  assert.deepEqual(root.bridges().map((b) => [b.id, b.devfn]), [['b', 3 << 3], ['a', 6 << 3]]);
+  assert.deepEqual(root.bridges().map((b) => b.secondaryBus), [1, 2]);
+  // The testdev behind port a (bus 2) answers there, and nowhere on bus 1.
+  assert.equal(cfg(m, 2, 0, PciCfg.VENDOR_ID) & 0xffff, 0x1b36);
+  assert.equal(cfg(m, 1, 0, PciCfg.VENDOR_ID), 0xffff_ffff);
+  m.close();
+});
