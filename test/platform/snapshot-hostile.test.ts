@@ -236,6 +236,11 @@ function mutateTargeted(name: string, v: PlainValue, rnd: Rnd): string {
       return `kernel allocator = ${o.kernel.mem}`;
     }
     if (k === 5 && o.masters?.[0]) {
+      // The victim's device is host device 1: a DMA master the guest does not own.
+      if (o.masters[0].kind === 'vfio' && rnd() < 0.5) {
+        o.masters[0].hostIndex = 1;
+        return 'master hostIndex = 1 (the victim\'s device)';
+      }
       o.masters[0].rid = pick([0x100, 0x101, 0xffff, -1]);
       return `master rid = ${o.masters[0].rid}`;
     }
