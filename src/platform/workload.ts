@@ -5,6 +5,8 @@
  * DMA checks).
  */
 
+import { array, bad, bool, counts, finite, int, MAX_ID, optInt, record, str } from './snapshot/check.js';
+import { SnapshotError } from './snapshot/errors.js';
 import { buildCommand, Op } from '../arch/smmuv3/commands.js';
 import { GuestKernel, type GuestKernelState } from '../guest/kernel.js';
 import type { IommuDomain, IommuDomainState } from '../guest/iommu-domain.js';
@@ -223,6 +225,95 @@ export function bootGuest(m: Machine): GuestKernel {
   }
 }
 
+/** Most operations per device a resumed run may hold (a run of 2^32 batches never ends). */
+const MAX_RESUMED_OPS = 2 ** 24;
+
+/**
+ * A saved run's own bookkeeping (the `guest` section is user input): options in the ranges a
+ * run can have, a buffer pool of whole pages in guest RAM, the DMA masters the machine's own
+ * (its passthrough functions by host device, requester ID and host index; its test devices),
+ * the cursor inside the run, and counters of the report's shape.
+ * @throws SnapshotError naming the value
+ */
+function checkRunState(m: Machine, s: WorkloadRunState): void {
+  const st = record(s, 'guest', ['options', 'kernel', 'masters', 'domains', 'pool', 'report', 'cursor', 'done', 'counted']);
+  const o = record(st.options, 'guest.options', ['ops', 'batch', 'pages', 'injectError', 'skipInvalidation'], ['verifyEvery']);
+  const ops = int(o.ops, 'guest.options.ops', 1, MAX_RESUMED_OPS);
+  const batch = int(o.batch, 'guest.options.batch', 1, MAX_RESUMED_OPS);
+  const pages = int(o.pages, 'guest.options.pages', 1, 2 ** 18);
+  bool(o.injectError, 'guest.options.injectError');
+  bool(o.skipInvalidation, 'guest.options.skipInvalidation');
+  optInt(o.verifyEvery, 'guest.options.verifyEvery', 1, MAX_RESUMED_OPS);
+  const ram = m.guestPlatform();
+  const bytes = pages * PAGE;
+  const pool = array(st.pool, 'guest.pool', Math.min(batch, ops), true);
+  pool.forEach((a, i) => {
+    const at = int(a, `guest.pool[${i}]`, ram.ramBase, ram.ramBase + ram.ramSize - bytes);
+    if (at % PAGE !== 0) bad(`guest.pool[${i}]`, `0x${at.toString(16)} is not page aligned`);
+  });
+  const masters = array(st.masters, 'guest.masters', 64);
+  masters.forEach((x, i) => {
+    const p = `guest.masters[${i}]`;
+    const r = record(x, p, ['kind', 'name', 'rid', 'smmu'], ['hostIndex', 'bar0']);
+    str(r.name, `${p}.name`, 128);
+    str(r.smmu, `${p}.smmu`, 128);
+    const rid = int(r.rid, `${p}.rid`, 0, 0xffff);
+    if (r.kind === 'vfio') {
+      const dev = m.devices.find((d) => d.opts.host === r.name);
+      const hostIndex = int(r.hostIndex, `${p}.hostIndex`, 0, MAX_ID);
+      if (!dev || dev.hostIndex !== hostIndex || dev.host.guestSid !== rid || dev.smmu.dev.props.id !== r.smmu) {
+        bad(p, `(${String(r.name)}, RID 0x${rid.toString(16)}, host device index ${hostIndex}) is no passthrough device of this VM`);
+      }
+    } else if (r.kind === 'testdev') {
+      int(r.bar0, `${p}.bar0`, 0, Number.MAX_SAFE_INTEGER);
+      if (!m.emulatedSmmus.length) bad(p, 'is an iommu-testdev; the VM has no emulated SMMUv3');
+    } else bad(`${p}.kind`, `is ${String(r.kind)}, not vfio or testdev`);
+  });
+  array(st.domains, 'guest.domains', masters.length, true);
+  const cursor = record(st.cursor, 'guest.cursor', ['dom', 'op']);
+  int(cursor.dom, 'guest.cursor.dom', 0, masters.length);
+  int(cursor.op, 'guest.cursor.op', 0, ops);
+  int(st.done, 'guest.done', 0, ops * masters.length);
+  sameShape(st.report, reportShape(), 'guest.report');
+  const c = record(st.counted, 'guest.counted', ['exits', 'direct', 'ioctls', 'forwarded', 'modelNs', 'wallNs', 'calls']);
+  for (const k of ['exits', 'direct', 'ioctls', 'forwarded', 'modelNs', 'wallNs']) finite(c[k], `guest.counted.${k}`);
+  counts(c.calls, 'guest.counted.calls');
+}
+
+/** An empty report: the shape a saved one must have. */
+function reportShape(): WorkloadReport {
+  const path = () => ({ commands: 0, batches: 0, exits: 0, ioctls: 0, modelNs: 0 });
+  return {
+    dmesg: [''], devices: [{ host: '', sid: 0, smmu: '' }], vcmdq: path(), smmuCmdq: path(), exits: 0, directAccesses: 0, ioctls: {},
+    dmaChecks: { passed: 0, failed: 0, staleHits: 0 }, verification: { checks: 0, exits: 0, hostFaults: 0 }, wallNs: 0,
+    errors: { cmdqvErrorsHandled: 0, cmdqvIrqs: 0, smmuCerrorsSkipped: 0, smmuEvents: 0, hostFaultsForwarded: 0 },
+    hwQueues: [{ smmu: '', index: 0, id: 0 }], modelNs: 0,
+  };
+}
+
+/**
+ * `v` has the shape of `like`: the same record keys (a record with no keys in `like`: any keys,
+ * number values), numbers finite, strings, arrays of at most 4096 elements shaped like `like`'s
+ * first (an `id` may also be undefined).
+ */
+function sameShape(v: unknown, like: unknown, path: string): void {
+  if (typeof like === 'number') finite(v, path);
+  else if (typeof like === 'string') str(v, path);
+  else if (Array.isArray(like)) array(v, path, 4096).forEach((x, i) => sameShape(x, like[0], `${path}[${i}]`));
+  else {
+    const keys = Object.keys(like as object);
+    if (keys.length === 0) {
+      counts(v, path);
+      return;
+    }
+    const r = record(v, path, keys);
+    for (const k of keys) {
+      if (k === 'id' && r[k] === undefined) continue;
+      sameShape(r[k], (like as Record<string, unknown>)[k], `${path}.${k}`);
+    }
+  }
+}
+
 /** The machine counters a report takes the difference of (machine-wide: rebased on a restore). */
 interface Counters {
   exits: number;
@@ -353,8 +444,15 @@ export class WorkloadRun implements GuestSoftware {
   static resume(m: Machine, progress?: WorkloadOptions['progress']): WorkloadRun {
     const s = m.restoredGuest as WorkloadRunState | undefined;
     if (!s || typeof s !== 'object' || !('cursor' in s) || !('kernel' in s)) throw new WorkloadError('the image holds no workload run to finish (it was saved from a machine no workload was running on)');
-    const kernel = new GuestKernel(m.guestPlatform(), m.acpi, s.kernel);
-    const doms = s.masters.map((info, k) => ({ d: kernel.restoreDomain(info.rid, s.domains[k]!), dev: dmaMaster(m, kernel, info) }));
+    checkRunState(m, s);
+    let kernel: GuestKernel;
+    let doms: { d: IommuDomain; dev: DmaMaster }[];
+    try {
+      kernel = new GuestKernel(m.guestPlatform(), m.acpi, s.kernel);
+      doms = s.masters.map((info, k) => ({ d: kernel.restoreDomain(info.rid, s.domains[k]!), dev: dmaMaster(m, kernel, info) }));
+    } catch (e) {
+      throw new SnapshotError(`snapshot section 'guest': the guest's driver state does not load: ${e instanceof Error ? e.message : String(e)}`);
+    }
     const report = cloneState(s.report);
     return new WorkloadRun(m, { ...s.options, progress }, kernel, s.masters, doms, [...s.pool], report, { ...s.cursor }, s.done, cloneState(s.counted));
   }

@@ -16,6 +16,7 @@ import { parseVirtArgs } from '../../vmm/virt/options.js';
 import { Machine, type MachineCreateOptions } from '../machine.js';
 import { ByteReader, decodePlain } from './codec.js';
 import { SnapshotError } from './errors.js';
+import { array, bad, bool, int, MAX_ID, optInt, record, str, time, typed, u32s } from './check.js';
 import { loadRam, type RamSource } from './guest-ram.js';
 import { readImage } from './image.js';
 import { iommufdContext } from './save.js';
@@ -47,8 +48,7 @@ function checkImage(image: Uint8Array, ram: RamSource | undefined): CheckedImage
     if (!s) throw new SnapshotError(`snapshot image has no '${name}' section`);
     return s;
   };
-  const meta = decodePlain(need(SECTION.meta), `snapshot section '${SECTION.meta}'`) as unknown as ImageMeta;
-  if (!meta || !Array.isArray(meta.argv) || typeof meta.ramBytes !== 'number') throw new SnapshotError(`snapshot section '${SECTION.meta}' does not describe a machine`);
+  const meta = checkMeta(decodePlain(need(SECTION.meta), `snapshot section '${SECTION.meta}'`));
   const vmm = decodePlain(need(SECTION.vmm), `snapshot section '${SECTION.vmm}'`) as unknown as VmmImage;
   if (!vmm || !Array.isArray(vmm.smmus) || !Array.isArray(vmm.pci)) throw new SnapshotError(`snapshot section '${SECTION.vmm}' does not describe the VMM's devices`);
   const guestBytes = sections.get(SECTION.guest);
@@ -59,6 +59,38 @@ function checkImage(image: Uint8Array, ram: RamSource | undefined): CheckedImage
   if (ram && ram.size !== meta.ramBytes) throw new SnapshotError(`the RAM given to restore is ${ram.size} bytes, the image's VM has ${meta.ramBytes}`);
   if (ramBytes) checkRam(ramBytes, meta.ramBytes);
   return { meta, vmm, guest, ram: ramBytes };
+}
+
+/** The `meta` section's shape; its command line parses and agrees with the RAM and devices it lists. */
+function checkMeta(v: PlainValue): ImageMeta {
+  if (v === null || typeof v !== 'object' || !('argv' in v)) throw new SnapshotError(`snapshot section '${SECTION.meta}' does not describe a machine`);
+  const o = record(v, 'meta', ['argv', 'ramBytes', 'ramPageSize', 'hugepages', 'hostUnits', 'withRam']);
+  const argv = array(o.argv, 'meta.argv', 4096).map((a, i) => str(a, `meta.argv[${i}]`));
+  const units = array(o.hostUnits, 'meta.hostUnits', 256).map((u, i) => {
+    const r = record(u, `meta.hostUnits[${i}]`, ['bdf', 'smmuIdr', 'cmdqv']);
+    return { bdf: str(r.bdf, `meta.hostUnits[${i}].bdf`, 64), smmuIdr: array(r.smmuIdr, `meta.hostUnits[${i}].smmuIdr`, 16).map((x, j) => int(x, `meta.hostUnits[${i}].smmuIdr[${j}]`, 0, 0xffff_ffff)), cmdqv: str(r.cmdqv, `meta.hostUnits[${i}].cmdqv`) };
+  });
+  const meta: ImageMeta = {
+    argv,
+    ramBytes: int(o.ramBytes, 'meta.ramBytes', 1, Number.MAX_SAFE_INTEGER),
+    ramPageSize: int(o.ramPageSize, 'meta.ramPageSize', 1, 2 ** 40),
+    hugepages: bool(o.hugepages, 'meta.hugepages'),
+    hostUnits: units,
+    withRam: bool(o.withRam, 'meta.withRam'),
+  };
+  let parsed: ReturnType<typeof parseVirtArgs>;
+  try {
+    parsed = parseVirtArgs(argv);
+  } catch (e) {
+    throw new SnapshotError(`snapshot image's command line does not parse: ${(e as Error).message}`);
+  }
+  // The command line is what the destination builds: the facts the image states about it must be its own.
+  if (parsed.memBytes !== meta.ramBytes) bad('meta.ramBytes', `is ${meta.ramBytes}, the image's command line gives the VM ${parsed.memBytes} bytes of RAM`);
+  const bdfs = parsed.vfios.map((d) => d.host);
+  if (bdfs.join(',') !== units.map((u) => u.bdf).join(',')) bad('meta.hostUnits', `lists host devices ${units.map((u) => u.bdf).join(', ') || 'none'}, the image's command line uses ${bdfs.join(', ') || 'none'}`);
+  // An image must not make the destination read host files (an -trace events=FILE names one).
+  if (parsed.traceEventFiles.length) bad('meta.argv', `names a trace events file (${parsed.traceEventFiles[0]}); a restore reads no files an image names`);
+  return meta;
 }
 
 /** The RAM section's blocks, each inside guest RAM. */
@@ -85,11 +117,6 @@ function forEachRamBlock(data: Uint8Array, fn: (offset: number, bytes: Uint8Arra
  * the same backing page size (IDR1.CMDQS and the HW queue sizes depend on it).
  */
 function checkTopology(meta: ImageMeta, host: HostKernel | HostConfig): void {
-  try {
-    parseVirtArgs(meta.argv);
-  } catch (e) {
-    throw new SnapshotError(`snapshot image's command line does not parse: ${(e as Error).message}`);
-  }
   const config = host instanceof HostKernel ? host.config : host;
   for (const u of meta.hostUnits as readonly HostUnitMeta[]) {
     const dev = config.devices.find((d) => d.bdf === u.bdf);
@@ -111,8 +138,14 @@ export function restoreMachine(image: Uint8Array, opts: RestoreOptions = {}): Ma
   // No host given: a new default host, made by Machine.create on the VM's clock (as a boot's).
   const host = opts.host;
   checkTopology(checked.meta, host ?? DEFAULT_HOST);
-  const m = Machine.create(checked.meta.argv, { ...opts.create, ...(host ? { host } : {}), firmware: false });
+  let m: Machine;
   try {
+    m = Machine.create(checked.meta.argv, { ...opts.create, ...(host ? { host } : {}), firmware: false });
+  } catch (e) {
+    throw new SnapshotError(`snapshot image's VM cannot be created on the destination: ${e instanceof Error ? e.message : String(e)}`);
+  }
+  try {
+    checkVmm(m, checked.vmm);
     load(m, checked, opts.ram);
   } catch (e) {
     m.close();
@@ -172,4 +205,127 @@ function load(m: Machine, img: CheckedImage, ram: RamSource | undefined): void {
     }),
   );
   m.restoredGuest = img.guest;
+}
+
+/** Most vEVENTs a queue holds in an image, and the largest payload (an SMMUv3 event record is 32 bytes). */
+const MAX_VEVENTS = 4096;
+const MAX_VEVENT_BYTES = 256;
+
+/**
+ * The `vmm` section against the machine its command line built (before any state is loaded or
+ * any object beyond the command line's is made): every device's state has the machine's shape
+ * (the same register files, functions, interrupt lines), ids and counts are in range, the ID
+ * registers are the ones this machine derives from its properties and host, and read-only PCI
+ * configuration bytes are the functions' own.
+ */
+function checkVmm(m: Machine, v: VmmImage): void {
+  const o = record(v, 'vmm', ['clockNs', 'dispatches', 'irqs', 'pci', 'smmus', 'emulated']);
+  time(o.clockNs, 'vmm.clockNs');
+  if ((o.clockNs as number) > Number.MAX_SAFE_INTEGER) bad('vmm.clockNs', 'is past the clock\'s range');
+  const smmus = array(o.smmus, 'vmm.smmus', m.smmus.length, true);
+  array(o.dispatches, 'vmm.dispatches', 2 * m.smmus.length).forEach((d, i) => {
+    const r = record(d, `vmm.dispatches[${i}]`, ['smmu', 'queue', 'at']);
+    int(r.smmu, `vmm.dispatches[${i}].smmu`, 0, m.smmus.length - 1);
+    if (r.queue !== 'smmuv3' && r.queue !== 'cmdqv') bad(`vmm.dispatches[${i}].queue`, `is ${String(r.queue)}, not smmuv3 or cmdqv`);
+    time(r.at, `vmm.dispatches[${i}].at`);
+  });
+  const gsivs = new Set<number>();
+  array(o.irqs, 'vmm.irqs', m.irqs.size).forEach((x, i) => {
+    const r = record(x, `vmm.irqs[${i}]`, ['gsiv', 'level', 'count']);
+    const gsiv = int(r.gsiv, `vmm.irqs[${i}].gsiv`, 0, 0xffff);
+    if (!m.irqs.has(gsiv)) bad(`vmm.irqs[${i}].gsiv`, `is ${gsiv}, an interrupt the machine does not have`);
+    if (gsivs.has(gsiv)) bad(`vmm.irqs[${i}].gsiv`, `${gsiv} is listed twice`);
+    gsivs.add(gsiv);
+    bool(r.level, `vmm.irqs[${i}].level`);
+    int(r.count, `vmm.irqs[${i}].count`, 0, Number.MAX_SAFE_INTEGER);
+  });
+  const fresh = m.pci.save();
+  array(o.pci, 'vmm.pci', fresh.length, true).forEach((x, i) => {
+    const r = record(x, `vmm.pci[${i}]`, ['config', 'device']);
+    const config = typed(r.config, `vmm.pci[${i}].config`, Uint8Array, fresh[i]!.config.length);
+    const at = m.pci.functionAt(i).config.readOnlyMismatch(config);
+    if (at >= 0) bad(`vmm.pci[${i}].config`, `byte 0x${at.toString(16)} is read-only, the function's is 0x${fresh[i]!.config[at]!.toString(16)}, the image's 0x${config[at]!.toString(16)}`);
+    checkPciDevice(r.device, fresh[i]!.device, `vmm.pci[${i}].device`);
+  });
+  const emulated = array(o.emulated, 'vmm.emulated', m.emulatedSmmus.length, true);
+  emulated.forEach((x, i) => {
+    const own = m.emulatedSmmus[i]!.device.save();
+    const r = record(x, `vmm.emulated[${i}]`, ['registers', 'idr']);
+    typed(r.registers, `vmm.emulated[${i}].registers`, Uint32Array, own.registers.length);
+    sameIdr(r.idr, own.idr, `vmm.emulated[${i}].idr`);
+  });
+  smmus.forEach((x, i) => checkAccel(m, i, x, `vmm.smmus[${i}]`));
+}
+
+function sameIdr(v: PlainValue, own: readonly number[], path: string): void {
+  const idr = u32s(v, path, own.length);
+  const k = idr.findIndex((w, j) => w !== own[j]);
+  if (k >= 0) bad(`${path}[${k}]`, `is 0x${idr[k]!.toString(16)}, this machine's SMMU derives 0x${own[k]!.toString(16)} from its properties and host`);
+}
+
+/** A PCI function's own state: the same shape as the machine's (none, or its register words). */
+function checkPciDevice(v: PlainValue, own: PlainValue, path: string): void {
+  if (own === undefined) {
+    if (v !== undefined) bad(path, 'holds state, the function has none');
+    return;
+  }
+  const o = own as { registers: Uint32Array; armed: boolean };
+  const r = record(v, path, ['registers', 'armed']);
+  typed(r.registers, `${path}.registers`, Uint32Array, o.registers.length);
+  bool(r.armed, `${path}.armed`);
+}
+
+function checkAccel(m: Machine, i: number, v: PlainValue, path: string): void {
+  const s = m.smmus[i]!;
+  const own = s.dev.save();
+  const o = record(v, path, ['id', 'accel', 'cmdqv', 'vevents']);
+  if (o.id !== s.dev.props.id) bad(`${path}.id`, `is ${String(o.id).slice(0, 40)}, the machine's SMMU ${i} is ${s.dev.props.id}`);
+  const a = record(o.accel, `${path}.accel`, ['registers', 'idr', 'autoFinalised', 's2Hwpt', 'viommu', 'veventq', 'devices']);
+  typed(a.registers, `${path}.accel.registers`, Uint32Array, own.registers.length);
+  sameIdr(a.idr, own.idr, `${path}.accel.idr`);
+  bool(a.autoFinalised, `${path}.accel.autoFinalised`);
+  optInt(a.s2Hwpt, `${path}.accel.s2Hwpt`, 0, MAX_ID);
+  if (a.viommu !== undefined) {
+    const vi = record(a.viommu, `${path}.accel.viommu`, ['id', 's2Hwpt', 'abortHwpt', 'bypassHwpt']);
+    for (const k of ['id', 's2Hwpt', 'abortHwpt', 'bypassHwpt']) int(vi[k], `${path}.accel.viommu.${k}`, 0, MAX_ID);
+  }
+  if (a.veventq !== undefined) {
+    const q = record(a.veventq, `${path}.accel.veventq`, ['id', 'fd', 'type', 'lastSeq', 'started']);
+    for (const k of ['id', 'fd', 'type']) int(q[k], `${path}.accel.veventq.${k}`, 0, MAX_ID);
+    int(q.lastSeq, `${path}.accel.veventq.lastSeq`, -1, 0xffff_ffff);
+    bool(q.started, `${path}.accel.veventq.started`);
+  }
+  // Devices: at most the machine's passthrough functions behind this SMMU, each once, by guest SID.
+  const mine = m.devices.filter((d) => d.smmu === s);
+  const seen = new Set<number>();
+  array(a.devices, `${path}.accel.devices`, mine.length).forEach((x, j) => {
+    const p = `${path}.accel.devices[${j}]`;
+    const d = record(x, p, ['hostDevice', 'vdevId', 's1Hwpt', 'blocker'], ['hwpt', 's1Data']);
+    const h = record(d.hostDevice, `${p}.hostDevice`, ['host', 'devId', 'vfioFd', 'guestSid']);
+    str(h.host, `${p}.hostDevice.host`, 64);
+    int(h.devId, `${p}.hostDevice.devId`, 0, MAX_ID);
+    int(h.vfioFd, `${p}.hostDevice.vfioFd`, 0, MAX_ID);
+    const sid = int(h.guestSid, `${p}.hostDevice.guestSid`, 0, 0xffff);
+    // Which of this SMMU's devices it is shows once PCI is loaded (bus numbers): restoreOnHost finds it.
+    if (seen.has(sid)) bad(`${p}.hostDevice.guestSid`, `0x${sid.toString(16)} is listed twice`);
+    seen.add(sid);
+    for (const k of ['vdevId', 's1Hwpt', 'hwpt']) optInt(d[k], `${p}.${k}`, 0, MAX_ID);
+    if (d.blocker !== undefined) str(d.blocker, `${p}.blocker`);
+    if (d.s1Data !== undefined) typed(d.s1Data, `${p}.s1Data`, Uint8Array, undefined, 256);
+    if (d.s1Hwpt !== undefined && d.s1Data === undefined) bad(`${p}.s1Data`, 'is missing: the device has a nested HWPT');
+  });
+  if (o.cmdqv !== undefined) {
+    if (!s.cmdqv) bad(`${path}.cmdqv`, 'is present, the machine\'s SMMU has no CMDQV');
+    const ownCmdqv = s.cmdqv.save();
+    const c = record(o.cmdqv, `${path}.cmdqv`, ['config', 'page0', 'page1']);
+    typed(c.config, `${path}.cmdqv.config`, Uint32Array, ownCmdqv.config.length);
+    for (const page of ['page0', 'page1'] as const) {
+      const own = ownCmdqv[page];
+      array(c[page], `${path}.cmdqv.${page}`, own.length, true).forEach((w, q) => typed(w, `${path}.cmdqv.${page}[${q}]`, Uint32Array, own[q]!.length));
+    }
+  }
+  const ev = record(o.vevents, `${path}.vevents`, ['smmuv3', 'cmdqv']);
+  for (const k of ['smmuv3', 'cmdqv'] as const) {
+    array(ev[k], `${path}.vevents.${k}`, MAX_VEVENTS).forEach((p, j) => typed(p, `${path}.vevents.${k}[${j}]`, Uint8Array, undefined, MAX_VEVENT_BYTES));
+  }
 }

@@ -85,6 +85,18 @@ export class PciConfigSpace {
     }
   }
 
+  /**
+   * The first byte of `image` (a saved space) whose read-only bits (neither writable nor W1C)
+   * differ from this space's, or -1: a snapshot restore loads only spaces the function can have.
+   */
+  readOnlyMismatch(image: Uint8Array): number {
+    for (let at = 0; at < this.bytes.length; at++) {
+      const fixed = ~(this.wmask[at]! | this.w1cmask[at]!) & 0xff;
+      if (((image[at]! ^ this.bytes[at]!) & fixed) !== 0) return at;
+    }
+    return -1;
+  }
+
   /** A device-side store (the model setting a status bit): no masks. */
   set(offset: number, size: 1 | 2 | 4, value: number): void {
     for (let i = 0; i < size; i++) this.bytes[offset + i] = (value >>> (8 * i)) & 0xff;

@@ -185,6 +185,13 @@ export class PciHost {
     this.updateMappings();
   }
 
+  /** Function `i` in {@link save} order (a restore checks a saved state against it). */
+  functionAt(i: number): PciFunction {
+    const fn = this.functions()[i];
+    if (!fn) throw new RangeError(`PCI: no function ${i}`);
+    return fn;
+  }
+
   /** Every function in {@link allBuses} and devfn order. */
   private functions(): PciFunction[] {
     const out: PciFunction[] = [];
