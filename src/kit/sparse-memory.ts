@@ -75,42 +75,15 @@ export class SparseMemory {
     let c = this.cacheIndex[slot] === index ? this.cacheChunk[slot] : this.chunks.get(index);
     if (!c) {
       if (!create) return undefined;
-      c = this.addChunk(index, new Uint8Array(CHUNK_SIZE));
+      const bytes = new Uint8Array(CHUNK_SIZE);
+      c = { bytes, view: new DataView(bytes.buffer), words: new Uint32Array(bytes.buffer) };
+      this.chunks.set(index, c);
     }
     this.cacheIndex[slot] = index;
     this.cacheChunk[slot] = c;
     this.lastIndex = index;
     this.lastChunk = c;
     return c;
-  }
-
-  /** Enter `bytes` (a fresh CHUNK_SIZE buffer of its own) as chunk `index`; the caller knows it is absent. */
-  private addChunk(index: number, bytes: Uint8Array): Chunk {
-    const c: Chunk = { bytes, view: new DataView(bytes.buffer, bytes.byteOffset, CHUNK_SIZE), words: new Uint32Array(bytes.buffer, bytes.byteOffset, CHUNK_SIZE >>> 2) };
-    this.chunks.set(index, c);
-    return c;
-  }
-
-  /**
-   * Store a whole chunk's worth of `data` (from `from`) at chunk `index`: a chunk not yet
-   * allocated is made as an uninitialised buffer filled by one copy (a zero fill would be
-   * overwritten at once), so a restore or a migration loads RAM at the cost of one copy.
-   */
-  private storeChunk(index: number, data: Uint8Array, from: number): void {
-    const src = data.subarray(from, from + CHUNK_SIZE);
-    const slot = index & (CACHE_SLOTS - 1);
-    const c = index === this.lastIndex ? this.lastChunk : this.cacheIndex[slot] === index ? this.cacheChunk[slot] : this.chunks.get(index);
-    if (c) {
-      c.bytes.set(src);
-      return;
-    }
-    const bytes = uninitialisedChunk();
-    bytes.set(src);
-    const made = this.addChunk(index, bytes);
-    this.cacheIndex[slot] = index;
-    this.cacheChunk[slot] = made;
-    this.lastIndex = index;
-    this.lastChunk = made;
   }
 
   private check(addr: number, len: number): void {
@@ -293,13 +266,11 @@ export class SparseMemory {
     }
     const off = addr % CHUNK_SIZE;
     if (off + data.length <= CHUNK_SIZE && addr >= 0 && addr + data.length <= this.size) {
-      if (data.length === CHUNK_SIZE) this.storeChunk(Math.floor(addr / CHUNK_SIZE), data, 0);
-      else this.chunkFor(Math.floor(addr / CHUNK_SIZE), true)!.bytes.set(data, off);
+      this.chunkFor(Math.floor(addr / CHUNK_SIZE), true)!.bytes.set(data, off);
       return;
     }
     this.spans(addr, data.length, (index, off, n, done) => {
-      if (n === CHUNK_SIZE) this.storeChunk(index, data, done);
-      else this.chunkFor(index, true)!.bytes.set(data.subarray(done, done + n), off);
+      this.chunkFor(index, true)!.bytes.set(data.subarray(done, done + n), off);
     });
   }
 
@@ -383,15 +354,6 @@ export class SparseMemory {
   chunkAllocated(addr: number): boolean {
     return this.chunks.has(Math.floor(addr / CHUNK_SIZE));
   }
-}
-
-/**
- * A CHUNK_SIZE byte array of its own, not zero-filled (Node's uninitialised allocation; plain
- * zeroed memory elsewhere): only for a chunk about to be overwritten whole.
- */
-function uninitialisedChunk(): Uint8Array {
-  const b = typeof Buffer === 'function' ? Buffer.allocUnsafeSlow(CHUNK_SIZE) : undefined;
-  return b ? new Uint8Array(b.buffer, b.byteOffset, CHUNK_SIZE) : new Uint8Array(CHUNK_SIZE);
 }
 
 /** Set the dirty bits of every page [addr, addr + len) touches (len > 0). */
