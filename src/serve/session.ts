@@ -52,6 +52,8 @@ export const MAX_OPS = 1_000_000;
 export const MAX_BATCH = 4096;
 /** Snapshots the session keeps (the oldest goes first): an image holds the VM's guest RAM that has data. */
 export const MAX_SNAPSHOTS = 4;
+/** Bytes of images the session keeps at most (past it the oldest go; the newest is always kept). */
+export const MAX_SNAPSHOT_BYTES = 256 * 2 ** 20;
 /** Error lines the page keeps. */
 const EVENT_LINES = 200;
 /**
@@ -360,13 +362,18 @@ export class Session {
     let image: Uint8Array;
     try {
       image = m.save();
+    } catch (e) {
+      if (e instanceof SnapshotError) throw new RequestError(`save: ${e.message}`, 409);
+      throw e;
     } finally {
       m.guestSoftware = undefined;
     }
     const counters = this.counters();
     const info: SnapshotInfo = { id: this.nextSnapshot++, bytes: image.length, modelNs: m.clock.now, runs: this.runs, injections: this.injections, guestBooted: this.guest !== undefined };
     this.snapshots.push({ info, image, counters });
-    if (this.snapshots.length > MAX_SNAPSHOTS) this.snapshots.splice(0, this.snapshots.length - MAX_SNAPSHOTS);
+    let bytes = 0;
+    for (const x of this.snapshots) bytes += x.image.length;
+    while (this.snapshots.length > 1 && (this.snapshots.length > MAX_SNAPSHOTS || bytes > MAX_SNAPSHOT_BYTES)) bytes -= this.snapshots.shift()!.image.length;
     this.event(`${m.clock.now}ns snapshot ${info.id} saved (${info.bytes} bytes)`);
     return { saved: info, snapshots: this.snapshotList(), state: this.changed() };
   }
@@ -375,7 +382,7 @@ export class Session {
     const id = typeof idText === 'number' ? idText : typeof idText === 'string' && /^\d{1,9}$/.test(idText) ? Number(idText) : NaN;
     if (!Number.isSafeInteger(id) || id < 1) throw new RequestError(`id must be a snapshot id (an integer from 1), got ${JSON.stringify(idText)?.slice(0, 40)}`);
     const s = this.snapshots.find((x) => x.info.id === id);
-    if (!s) throw new RequestError(`no snapshot ${id} (GET /api/snapshots lists them; the session keeps the latest ${MAX_SNAPSHOTS})`, 404);
+    if (!s) throw new RequestError(`no snapshot ${id} (GET /api/snapshots lists them; the session keeps the latest ${MAX_SNAPSHOTS}, ${MAX_SNAPSHOT_BYTES / 2 ** 20} MiB of images at most)`, 404);
     return s;
   }
 

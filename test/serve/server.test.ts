@@ -130,7 +130,7 @@ test('bad requests are 4xx with a message naming the problem', async () => {
     ['GET', '/api/trace?path=emulated', undefined, 400, /path must be trapped or cmdqv, got 'emulated'/],
     ['GET', '/api/register?block=nope&name=CR0', undefined, 404, /no register block 'nope'/],
     ['GET', '/api/register?block=smmuv3.0&name=NOPE', undefined, 404, /has no register 'NOPE'/],
-    ['POST', '/api/restore', { id: 999 }, 404, /^no snapshot 999 \(GET \/api\/snapshots lists them; the session keeps the latest 4\)/],
+    ['POST', '/api/restore', { id: 999 }, 404, /^no snapshot 999 \(GET \/api\/snapshots lists them; the session keeps the latest 4, 256 MiB of images at most\)/],
     ['POST', '/api/restore', { id: 0 }, 400, /^id must be a snapshot id \(an integer from 1\), got 0/],
     ['POST', '/api/restore', { id: '1x' }, 400, /^id must be a snapshot id \(an integer from 1\), got "1x"/],
     ['POST', '/api/restore', { id: 1.5 }, 400, /^id must be a snapshot id/],
