@@ -3,7 +3,7 @@
  * buttons to the API and keeps the panels current from the server's `state` events.
  */
 
-import { TIMELINE_PATHS, WORKLOAD_HEADER, type CompareTable, type InjectSummary, type MachineState, type RunRequest, type RunSummary, type SeamCounters } from '../src/serve/api.js';
+import { TIMELINE_PATHS, WORKLOAD_HEADER, type CompareTable, type InjectSummary, type MachineState, type RunRequest, type RunSummary, type SeamCounters, type SnapshotInfo, type SnapshotSaved } from '../src/serve/api.js';
 import { getJson, getWithHeaders, postJson } from './api.js';
 import { byId, h } from './dom.js';
 import { RegisterInspector, renderCompare, renderInject, renderVcmdqs } from './panels.js';
@@ -43,7 +43,7 @@ function request(): RunRequest {
 
 /** Run `action` with the buttons disabled; errors go to the status line. */
 async function busy(what: string, action: () => Promise<void>): Promise<void> {
-  const buttons = ['run', 'inject', 'reset'].map((id) => byId<HTMLButtonElement>(id));
+  const buttons = ['run', 'inject', 'reset', 'save', 'restore'].map((id) => byId<HTMLButtonElement>(id));
   for (const b of buttons) b.disabled = true;
   document.body.dataset.busy = '1';
   status(`${what}…`);
@@ -53,6 +53,7 @@ async function busy(what: string, action: () => Promise<void>): Promise<void> {
     status(`${what}: ${(e as Error).message}`, true);
   } finally {
     for (const b of buttons) b.disabled = false;
+    byId<HTMLButtonElement>('restore').disabled = byId<HTMLSelectElement>('snapshot-list').value === '';
     delete document.body.dataset.busy;
   }
 }
@@ -103,12 +104,41 @@ async function reset(): Promise<void> {
   status('system reset');
 }
 
-/**
- * Save/restore of the machine (issue 13). The button stays disabled until the snapshot API
- * exists; connect it here (the server answers POST /api/snapshot from Session.saveSnapshot).
- */
-export async function requestSnapshot(): Promise<void> {
-  await postJson('/api/snapshot');
+/** The snapshot list: id, image size and the modelled time each was saved at; the newest chosen. */
+function showSnapshots(list: readonly SnapshotInfo[], chosen?: number): void {
+  const select = byId<HTMLSelectElement>('snapshot-list');
+  const kib = (n: number) => `${(n / 1024).toFixed(0)} KiB`;
+  select.replaceChildren(...list.map((s) => h('option', { value: String(s.id) }, `#${s.id}: ${kib(s.bytes)}, ${(s.modelNs / 1000).toFixed(1)} µs, ${s.runs} run(s)`)));
+  if (list.length) select.value = String(chosen ?? list[list.length - 1]!.id);
+  select.onchange = () => showDownload();
+  showDownload();
+}
+
+/** The chosen snapshot's image, for `cmdqv run --restore FILE`-style tools. */
+function showDownload(): void {
+  const id = byId<HTMLSelectElement>('snapshot-list').value;
+  const a = byId<HTMLAnchorElement>('snapshot-download');
+  a.hidden = id === '';
+  if (id !== '') {
+    a.href = `/api/snapshot-image?id=${id}`;
+    a.download = `cmdqv-snapshot-${id}.img`;
+  }
+}
+
+async function save(): Promise<void> {
+  const r = await postJson<SnapshotSaved>('/api/snapshot');
+  show(r.state);
+  showSnapshots(r.snapshots, r.saved.id);
+  status(`saved snapshot ${r.saved.id}: ${r.saved.bytes} bytes at ${(r.saved.modelNs / 1000).toFixed(1)} µs of modelled time`);
+}
+
+async function restore(): Promise<void> {
+  const id = Number(byId<HTMLSelectElement>('snapshot-list').value);
+  show(await postJson<MachineState>('/api/restore', { id }));
+  byId('inject-result').replaceChildren();
+  // The same machine line, so the same register blocks: the inspector rereads its register.
+  await inspector.read();
+  status(`restored snapshot ${id} on a fresh host`);
 }
 
 async function start(): Promise<void> {
@@ -123,7 +153,10 @@ async function start(): Promise<void> {
   byId('run').onclick = () => void busy('running the workload', run);
   byId('inject').onclick = () => void busy('injecting', inject);
   byId('reset').onclick = () => void busy('resetting', reset);
-  byId('snapshot').onclick = () => void busy('snapshot', requestSnapshot);
+  byId('save').onclick = () => void busy('saving', save);
+  byId('restore').onclick = () => void busy('restoring', restore);
+  showSnapshots(await getJson<SnapshotInfo[]>('/api/snapshots'));
+  byId<HTMLButtonElement>('restore').disabled = byId<HTMLSelectElement>('snapshot-list').value === '';
   // Other pages' actions arrive as server-sent events.
   const events = new EventSource('/api/events');
   events.addEventListener('state', (e) => show(JSON.parse((e as MessageEvent<string>).data) as MachineState));

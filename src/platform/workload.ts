@@ -635,3 +635,28 @@ function account(m: Machine, d: IommuDomain, b: ReturnType<typeof snapshot>, rep
   target.ioctls += m.host.stats.ioctls - b.ioctls;
   target.modelNs += m.clock.now - b.t;
 }
+
+/**
+ * The guest between workload runs (its IOMMU drivers probed, no run in progress) as the
+ * machine's guest software, so that `Machine.save()` keeps its kernel: the web view saves the VM
+ * between runs. {@link resumeIdleGuest} takes it back on the restored machine.
+ */
+export function idleGuest(kernel: GuestKernel): GuestSoftware {
+  return { saveGuest: () => cloneState({ idleKernel: kernel.save() } as unknown as PlainValue) };
+}
+
+/**
+ * The kernel an {@link idleGuest} saved, on the machine restored from its image (undefined: the
+ * image's guest had not booted its drivers yet).
+ * @throws SnapshotError when the image's guest state is not an idle guest's or does not load
+ */
+export function resumeIdleGuest(m: Machine): GuestKernel | undefined {
+  const s = m.restoredGuest;
+  if (s === undefined || s === null) return undefined;
+  if (typeof s !== 'object' || !('idleKernel' in s)) throw new SnapshotError("snapshot section 'guest': not a guest between workload runs");
+  try {
+    return new GuestKernel(m.guestPlatform(), m.acpi, s.idleKernel as unknown as GuestKernelState);
+  } catch (e) {
+    throw new SnapshotError(`snapshot section 'guest': the guest's driver state does not load: ${e instanceof Error ? e.message : String(e)}`);
+  }
+}

@@ -8,7 +8,10 @@
  * - `POST /api/run`      {@link RunRequest} → {@link RunSummary} (then a `state` event)
  * - `POST /api/inject`                      → {@link InjectSummary} (then a `state` event)
  * - `POST /api/reset`                       → {@link MachineState} (then a `state` event)
- * - `POST /api/snapshot`                    → 501 until save/restore exists (issue 13)
+ * - `POST /api/snapshot`                    → {@link SnapshotSaved}: the VM saved into the session (then a `state` event)
+ * - `GET  /api/snapshots`                   → {@link SnapshotInfo}[] (oldest first; the session keeps a few)
+ * - `POST /api/restore`  `{ "id": N }`      → {@link MachineState}: the VM of snapshot N, on a fresh host (then a `state` event)
+ * - `GET  /api/snapshot-image?id=N`         → the image (application/octet-stream), as `Machine.save()` writes it
  * - `GET  /api/compare?ops=N&batch=N`       → {@link CompareTable}
  * - `GET  /api/trace?path=trapped|cmdqv&ops=N&batch=N` → the Chrome/Perfetto JSON the run writes,
  *   with the workload's window in the {@link WORKLOAD_HEADER} header
@@ -80,6 +83,27 @@ export interface MachineState {
   /** Runs and injections since the machine was created or reset. */
   readonly runs: number;
   readonly injections: number;
+}
+
+/** A VM snapshot the session keeps. */
+export interface SnapshotInfo {
+  readonly id: number;
+  /** The image's size. */
+  readonly bytes: number;
+  /** Modelled time (virtual clock, ns) of the VM when saved. */
+  readonly modelNs: number;
+  /** Runs and injections the page had counted when it was saved. */
+  readonly runs: number;
+  readonly injections: number;
+  /** Whether the guest had booted its IOMMU drivers (they are in the image then). */
+  readonly guestBooted: boolean;
+}
+
+/** What Save did: the new snapshot, all the session keeps, and the state. */
+export interface SnapshotSaved {
+  readonly saved: SnapshotInfo;
+  readonly snapshots: readonly SnapshotInfo[];
+  readonly state: MachineState;
 }
 
 /** Counters of one invalidation path in a run. */

@@ -31,6 +31,9 @@ const ROUTES: Readonly<Record<string, string>> = {
   '/api/inject': 'POST',
   '/api/reset': 'POST',
   '/api/snapshot': 'POST',
+  '/api/snapshots': 'GET',
+  '/api/restore': 'POST',
+  '/api/snapshot-image': 'GET',
   '/api/compare': 'GET',
   '/api/trace': 'GET',
   '/api/registers': 'GET',
@@ -39,7 +42,7 @@ const ROUTES: Readonly<Record<string, string>> = {
 };
 
 /** Fields each POST route's body may have (any other is refused, not ignored). */
-const BODY_FIELDS: Readonly<Record<string, readonly string[]>> = { '/api/run': ['ops', 'batch'] };
+const BODY_FIELDS: Readonly<Record<string, readonly string[]>> = { '/api/run': ['ops', 'batch'], '/api/restore': ['id'] };
 
 /** The repository (or package) root: this file runs from dist/src/serve. */
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
@@ -197,6 +200,19 @@ async function handle(session: Session, req: IncomingMessage, res: ServerRespons
     case 'POST /api/snapshot':
       await readJson(req);
       return reply(res, 200, session.saveSnapshot());
+    case 'GET /api/snapshots':
+      return reply(res, 200, session.snapshotList());
+    case 'POST /api/restore': {
+      const body = await readJson(req, BODY_FIELDS['/api/restore']);
+      if (body.id === undefined) throw new RequestError('a restore takes the snapshot id: { "id": N } (GET /api/snapshots lists them)');
+      return reply(res, 200, session.restoreSnapshot(body.id));
+    }
+    case 'GET /api/snapshot-image': {
+      const { info, image } = session.snapshotImage(one('id') ?? '');
+      res.writeHead(200, { 'content-type': 'application/octet-stream', 'cache-control': 'no-store', 'content-disposition': `attachment; filename="cmdqv-snapshot-${info.id}.img"` });
+      res.end(image);
+      return;
+    }
     case 'GET /api/compare':
       return reply(res, 200, session.compare(fromQuery()));
     case 'GET /api/trace': {

@@ -11,9 +11,9 @@ import { ChromeTraceWriter } from '../kit/trace.js';
 import { compareTable, lineFor, runCompare } from '../platform/compare.js';
 import type { CostModel } from '../platform/cost-model.js';
 import type { FaultSpec } from '../platform/fault-injection.js';
-import { Machine } from '../platform/machine.js';
-import { bootGuest, injectIllegalCommand, runWorkload, WorkloadError, type GuestKernel, type WorkloadOptions } from '../platform/workload.js';
-import type { CompareTable, InjectSummary, MachineState, RegisterBlock, RegisterReadout, RunRequest, RunSummary, SeamCounters, TimelinePath, VcmdqRow } from './api.js';
+import { Machine, SnapshotError } from '../platform/machine.js';
+import { bootGuest, idleGuest, injectIllegalCommand, resumeIdleGuest, runWorkload, WorkloadError, type GuestKernel, type WorkloadOptions } from '../platform/workload.js';
+import type { CompareTable, InjectSummary, MachineState, RegisterBlock, SnapshotInfo, SnapshotSaved, RegisterReadout, RunRequest, RunSummary, SeamCounters, TimelinePath, VcmdqRow } from './api.js';
 import { decodeFields, hex, inspectorBlocks, type InspectorBlock } from './registers.js';
 
 /** What the session is built from: `cmdqv run`'s options (its `RunOptions` fits). */
@@ -50,6 +50,10 @@ export class RequestError extends Error {
 /** Largest workload the page may ask for (as `cmdqv run --ops/--batch`). */
 export const MAX_OPS = 1_000_000;
 export const MAX_BATCH = 4096;
+/** Snapshots the session keeps (the oldest goes first): an image holds the VM's guest RAM that has data. */
+export const MAX_SNAPSHOTS = 4;
+/** Bytes of images the session keeps at most (past it the oldest go; the newest is always kept). */
+export const MAX_SNAPSHOT_BYTES = 256 * 2 ** 20;
 /** Error lines the page keeps. */
 const EVENT_LINES = 200;
 /**
@@ -74,6 +78,9 @@ export class Session {
   private readonly traces = new Map<string, TimelineTrace>();
   private readonly compares = new Map<string, CompareTable>();
   private blocks: InspectorBlock[];
+  /** Saved VMs, oldest first, with what the page showed when each was saved. */
+  private readonly snapshots: { info: SnapshotInfo; image: Uint8Array; counters: SeamCounters }[] = [];
+  private nextSnapshot = 1;
   /** Told after every change of the machine's state (server-sent `state` events). */
   onChange: ((state: MachineState) => void) | undefined;
 
@@ -95,7 +102,11 @@ export class Session {
   private boot(): Machine {
     const qemu = [...this.options.qemu];
     for (const t of ERROR_TRACE) qemu.push('-trace', t);
-    const m = Machine.create(qemu, { inject: this.options.inject, costModel: this.options.costModel });
+    return this.adopt(Machine.create(qemu, { inject: this.options.inject, costModel: this.options.costModel }));
+  }
+
+  /** Make `m` the page's machine: its error log and trace lines go to the event list. */
+  private adopt(m: Machine): Machine {
     // The page takes the text lines; the in-memory Perfetto records would only grow.
     m.tracer.removeSink(m.traceChrome);
     this.unsubscribeLog();
@@ -336,12 +347,96 @@ export class Session {
     return this.changed();
   }
 
+  /** The saved snapshots, oldest first. */
+  snapshotList(): SnapshotInfo[] {
+    return this.snapshots.map((s) => s.info);
+  }
+
   /**
-   * Save/restore of the machine: issue 13 builds it. The page's button calls this through
-   * `POST /api/snapshot`; connect it here once the snapshot API exists.
+   * Save the whole VM (`Machine.save()`) between two actions, with the guest's drivers if they
+   * are booted; the session keeps the latest {@link MAX_SNAPSHOTS}.
    */
-  saveSnapshot(): never {
-    throw new RequestError('snapshot: issue 13 (save/restore is not available yet)', 501);
+  saveSnapshot(): SnapshotSaved {
+    const m = this.m;
+    if (this.guest) m.guestSoftware = idleGuest(this.guest);
+    let image: Uint8Array;
+    try {
+      image = m.save();
+    } catch (e) {
+      if (e instanceof SnapshotError) throw new RequestError(`save: ${e.message}`, 409);
+      throw e;
+    } finally {
+      m.guestSoftware = undefined;
+    }
+    const counters = this.counters();
+    const info: SnapshotInfo = { id: this.nextSnapshot++, bytes: image.length, modelNs: m.clock.now, runs: this.runs, injections: this.injections, guestBooted: this.guest !== undefined };
+    this.snapshots.push({ info, image, counters });
+    let bytes = 0;
+    for (const x of this.snapshots) bytes += x.image.length;
+    while (this.snapshots.length > 1 && (this.snapshots.length > MAX_SNAPSHOTS || bytes > MAX_SNAPSHOT_BYTES)) bytes -= this.snapshots.shift()!.image.length;
+    this.event(`${m.clock.now}ns snapshot ${info.id} saved (${info.bytes} bytes)`);
+    return { saved: info, snapshots: this.snapshotList(), state: this.changed() };
+  }
+
+  private snapshotById(idText: unknown): { info: SnapshotInfo; image: Uint8Array; counters: SeamCounters } {
+    const id = typeof idText === 'number' ? idText : typeof idText === 'string' && /^\d{1,9}$/.test(idText) ? Number(idText) : NaN;
+    if (!Number.isSafeInteger(id) || id < 1) throw new RequestError(`id must be a snapshot id (an integer from 1), got ${JSON.stringify(idText)?.slice(0, 40)}`);
+    const s = this.snapshots.find((x) => x.info.id === id);
+    if (!s) throw new RequestError(`no snapshot ${id} (GET /api/snapshots lists them; the session keeps the latest ${MAX_SNAPSHOTS}, ${MAX_SNAPSHOT_BYTES / 2 ** 20} MiB of images at most)`, 404);
+    return s;
+  }
+
+  /** The image of snapshot `id`, as `cmdqv run --restore FILE` reads a file. */
+  snapshotImage(id: unknown): { info: SnapshotInfo; image: Uint8Array } {
+    return this.snapshotById(id);
+  }
+
+  /**
+   * Re-create the VM of snapshot `id` on a fresh host (`cmdqv run --restore`) and make it the
+   * session's machine: its guest drivers come back from the image, and the counters, runs and
+   * injections go on from what the page showed when it was saved.
+   */
+  restoreSnapshot(id: unknown): MachineState {
+    const s = this.snapshotById(id);
+    let m: Machine;
+    let guest: GuestKernel | undefined;
+    try {
+      m = Machine.restore(s.image, { create: { costModel: this.options.costModel } });
+    } catch (e) {
+      if (e instanceof SnapshotError) throw new RequestError(`snapshot ${s.info.id}: ${e.message}`, 500);
+      throw e;
+    }
+    try {
+      guest = resumeIdleGuest(m);
+    } catch (e) {
+      m.close();
+      if (e instanceof SnapshotError) throw new RequestError(`snapshot ${s.info.id}: ${e.message}`, 500);
+      throw e;
+    }
+    const old = this.m;
+    this.m = this.adopt(m);
+    old.close();
+    this.guest = guest;
+    // The restored VMM's error reports and the restore's own trace lines were seen when saved.
+    m.traceText.lines.length = 0;
+    for (const u of m.smmus) this.seenErrors.set(u.dev.props.id, u.dev.hostErrors.length + (u.cmdqv?.errors.length ?? 0));
+    const raw = this.rawCounters();
+    const c = s.counters;
+    this.base = {
+      vmExits: raw.vmExits - c.vmExits,
+      directAccesses: raw.directAccesses - c.directAccesses,
+      ioctls: raw.ioctls - c.ioctls,
+      invalidateIoctls: raw.invalidateIoctls - c.invalidateIoctls,
+      hostCmdqCommands: raw.hostCmdqCommands - c.hostCmdqCommands,
+      vcmdqCommands: raw.vcmdqCommands - c.vcmdqCommands,
+      translations: raw.translations - c.translations,
+      modelNs: raw.modelNs - c.modelNs,
+    };
+    this.runs = s.info.runs;
+    this.injections = s.info.injections;
+    this.blocks = this.makeBlocks();
+    this.event(`${m.clock.now}ns snapshot ${s.info.id} restored on a fresh host`);
+    return this.changed();
   }
 
   /** The three paths side by side on fresh machines (`cmdqv run --compare`). */

@@ -68,9 +68,9 @@ test('the page loads the machine', { skip }, async () => {
   assert.equal(await page.inputValue('#ops'), '128');
   assert.match((await page.textContent('#qemu'))!, /arm-smmuv3,primary-bus=pcie\.0,id=smmuv3\.0,accel=on,cmdqv=on/);
   assert.equal(await page.locator('#vcmdq-table tr').count(), 3, 'a header and VCMDQ0, VCMDQ1');
-  const snapshot = page.locator('#snapshot');
-  assert.ok(await snapshot.isDisabled());
-  assert.equal(await snapshot.getAttribute('title'), 'snapshot: issue 13');
+  assert.ok(await page.locator('#save').isEnabled());
+  assert.ok(await page.locator('#restore').isDisabled(), 'nothing saved yet');
+  assert.equal(await page.locator('#snapshot-list option').count(), 0);
 });
 
 test('running a workload updates the seam counters, the VCMDQ table, the compare table and the timeline', { skip }, async () => {
@@ -144,6 +144,39 @@ test('the register inspector decodes a register from its table', { skip }, async
   const fields = await page.locator('#reg-fields tr').allTextContents();
   assert.deepEqual(fields, ['fieldbitsvalueaccess', 'ERR[30:24]0x1RO', `RD[19:0]${cons}RW`]);
   await shot('#registers-panel', 'web-registers.png');
+});
+
+/** What the page shows of the machine: the seam counters, the VCMDQ table (less the host's HW queue ids) and the inspector's read. */
+async function shown(): Promise<{ counters: string[]; table: string[][]; register: string }> {
+  const rows = await page.locator('#vcmdq-table tr').all();
+  const table: string[][] = [];
+  for (const r of rows.slice(1)) table.push((await r.locator('td').allTextContents()).filter((_, i) => i !== 1));
+  return { counters: await page.locator('[id^="counter-"]').allTextContents(), table, register: (await page.textContent('#reg-value'))! };
+}
+
+test('Save, run on, Restore: the counters, the VCMDQ table and the inspector go back to the moment of saving', { skip }, async () => {
+  await page.click('#save');
+  await page.locator('#status', { hasText: /^saved snapshot 1: \d+ bytes at [\d.]+ µs of modelled time$/ }).waitFor();
+  await idle();
+  assert.match((await page.textContent('#snapshot-list option'))!, /^#1: \d+ KiB, [\d.]+ µs, 1 run\(s\)$/);
+  assert.ok(await page.locator('#restore').isEnabled());
+  assert.equal(await page.getAttribute('#snapshot-download', 'href'), '/api/snapshot-image?id=1');
+  const saved = await shown();
+  assert.match(saved.register, /^CONS_INDX @ 0xc0b0000/);
+
+  await page.click('#run');
+  await page.waitForSelector('body[data-runs="2"]');
+  await idle();
+  const ran = await shown();
+  assert.notDeepEqual(ran.counters, saved.counters);
+  assert.notDeepEqual(ran.table, saved.table);
+  assert.notEqual(ran.register, saved.register, 'the run moved CONS on');
+
+  await page.click('#restore');
+  await page.locator('#status', { hasText: /^restored snapshot 1 on a fresh host$/ }).waitFor();
+  await idle();
+  assert.deepEqual(await shown(), saved);
+  assert.match((await page.textContent('#events'))!, /snapshot 1 restored on a fresh host/);
 });
 
 test('reset returns the counters to zero; no console errors on the way', { skip }, async () => {

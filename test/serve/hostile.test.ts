@@ -94,6 +94,32 @@ test('malformed JSON, wrong types and giant workloads are 400 with the same limi
   assert.equal((await call('POST', '/api/run', 'ops=5', { 'content-type': 'application/x-www-form-urlencoded' })).status, 415);
 });
 
+test('snapshot ids: anything but a snapshot the session holds is 400 or 404; bodies are capped', async () => {
+  assert.equal((await call('POST', '/api/restore', Buffer.alloc(8 << 20, 0x20))).status, 413);
+  const cases: [string, number, RegExp][] = [
+    ['{"id":{"valueOf":1}}', 400, /id must be a snapshot id \(an integer from 1\), got \{"valueOf":1\}/],
+    ['{"id":[1]}', 400, /id must be a snapshot id/],
+    ['{"id":null}', 400, /id must be a snapshot id/],
+    ['{"id":true}', 400, /id must be a snapshot id/],
+    ['{"id":-1}', 400, /id must be a snapshot id/],
+    ['{"id":1e300}', 400, /id must be a snapshot id/],
+    ['{"id":"0x1"}', 400, /id must be a snapshot id/],
+    [`{"id":"${'9'.repeat(5000)}"}`, 400, /^id must be a snapshot id \(an integer from 1\), got "9{30}/],
+    ['{"__proto__":{"id":1}}', 400, /unknown field '__proto__' \(this request takes id\)/],
+    ['{"id":123456789}', 404, /^no snapshot 123456789 /],
+  ];
+  for (const [body, status, re] of cases) {
+    const r = await call('POST', '/api/restore', body);
+    assert.equal(r.status, status, `${body.slice(0, 60)}: ${r.text}`);
+    assert.match(errorOf(r), re, body.slice(0, 60));
+    assert.ok(errorOf(r).length < 300, 'the message quotes at most a little of the input');
+  }
+  for (const q of ['id=abc', 'id=', 'id=1&id=2', 'id=../../etc/passwd', 'id=-1', `id=${'1'.repeat(400)}`]) {
+    const r = await call('GET', `/api/snapshot-image?${q}`);
+    assert.equal(r.status, 400, `${q}: ${r.text}`);
+  }
+});
+
 test('unknown routes are 404; a known route with another method is 405 naming the ones it takes', async () => {
   assert.equal((await call('GET', '/api/nope')).status, 404);
   assert.equal((await call('GET', '/nope.html')).status, 404);
@@ -104,6 +130,9 @@ test('unknown routes are 404; a known route with another method is 405 naming th
     ['POST', '/api/registers', 'GET'],
     ['POST', '/', 'GET'],
     ['PATCH', '/style.css', 'GET'],
+    ['GET', '/api/restore', 'POST'],
+    ['POST', '/api/snapshot-image', 'GET'],
+    ['PUT', '/api/snapshots', 'GET'],
   ] as const) {
     const r = await call(method, path, method === 'POST' ? '{}' : undefined, method === 'POST' ? { 'content-type': 'application/json' } : {});
     assert.equal(r.status, 405, `${method} ${path}: ${r.text}`);

@@ -9,10 +9,10 @@ import { dirname, join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { parseServeOptions } from '../../src/cli/serve-command.js';
-import type { InjectSummary, MachineState, RegisterBlock, RegisterReadout, RunSummary, CompareTable } from '../../src/serve/api.js';
+import type { InjectSummary, MachineState, RegisterBlock, RegisterReadout, RunSummary, CompareTable, SnapshotInfo, SnapshotSaved, VcmdqRow } from '../../src/serve/api.js';
 import { WORKLOAD_HEADER } from '../../src/serve/api.js';
 import { startServer, type WebServer } from '../../src/serve/server.js';
-import { Session } from '../../src/serve/session.js';
+import { MAX_SNAPSHOTS, Session } from '../../src/serve/session.js';
 
 const BIN = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'src', 'cli', 'bin.js');
 
@@ -130,7 +130,17 @@ test('bad requests are 4xx with a message naming the problem', async () => {
     ['GET', '/api/trace?path=emulated', undefined, 400, /path must be trapped or cmdqv, got 'emulated'/],
     ['GET', '/api/register?block=nope&name=CR0', undefined, 404, /no register block 'nope'/],
     ['GET', '/api/register?block=smmuv3.0&name=NOPE', undefined, 404, /has no register 'NOPE'/],
-    ['POST', '/api/snapshot', {}, 501, /^snapshot: issue 13/],
+    ['POST', '/api/restore', { id: 999 }, 404, /^no snapshot 999 \(GET \/api\/snapshots lists them; the session keeps the latest 4, 256 MiB of images at most\)/],
+    ['POST', '/api/restore', { id: 0 }, 400, /^id must be a snapshot id \(an integer from 1\), got 0/],
+    ['POST', '/api/restore', { id: '1x' }, 400, /^id must be a snapshot id \(an integer from 1\), got "1x"/],
+    ['POST', '/api/restore', { id: 1.5 }, 400, /^id must be a snapshot id/],
+    ['POST', '/api/restore', {}, 400, /^a restore takes the snapshot id: \{ "id": N \}/],
+    ['POST', '/api/restore', { id: 1, at: 2 }, 400, /unknown field 'at' \(this request takes id\)/],
+    ['POST', '/api/snapshot', { id: 1 }, 400, /unknown field 'id' \(this request takes none\)/],
+    ['GET', '/api/snapshot-image?id=999', undefined, 404, /^no snapshot 999/],
+    ['GET', '/api/snapshot-image', undefined, 400, /^id must be a snapshot id/],
+    ['GET', '/api/snapshot', undefined, 405, /GET is not allowed on \/api\/snapshot \(POST is\)/],
+    ['POST', '/api/snapshots', {}, 405, /POST is not allowed on \/api\/snapshots \(GET is\)/],
     ['DELETE', '/api/state', undefined, 405, /DELETE is not allowed on \/api\/state \(GET is\)/],
     ['DELETE', '/api/nope', undefined, 404, /no such API: DELETE \/api\/nope/],
   ];
@@ -274,4 +284,63 @@ test('bad options are refused before anything listens, naming the problem', asyn
     assert.match(r.err, message);
     assert.equal(r.out, '');
   }
+});
+
+/** Every register of every inspector block, as a debugger reads it. */
+async function allRegisters(): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  for (const b of await json<RegisterBlock[]>('GET', '/api/registers')) {
+    for (const r of b.registers) out[`${b.id}.${r.name}`] = (await json<RegisterReadout>('GET', `/api/register?block=${b.id}&name=${r.name}`)).value;
+  }
+  return out;
+}
+
+/** The VCMDQ table as the guest sees it: the host's HW queue ids behind the queues differ on another host. */
+function guestView(rows: readonly VcmdqRow[]): Omit<VcmdqRow, 'hwQueueId'>[] {
+  return rows.map(({ hwQueueId, ...r }) => {
+    assert.ok(hwQueueId !== undefined, 'each VCMDQ keeps a host HW queue');
+    return r;
+  });
+}
+
+test('save, run on, restore: the machine, its counters, VCMDQ table and registers are those of the moment of saving', async () => {
+  await json<RunSummary>('POST', '/api/run', { ops: 16, batch: 8 });
+  const saved = await json<SnapshotSaved>('POST', '/api/snapshot');
+  assert.ok(saved.saved.bytes > 0 && saved.saved.guestBooted);
+  const at = { counters: saved.state.counters, vcmdqs: guestView(saved.state.vcmdqs), runs: saved.state.runs, injections: saved.state.injections };
+  const regs = await allRegisters();
+  assert.ok(Object.keys(regs).some((k) => /VCMDQ0?_?CONS|CONS/.test(k)), Object.keys(regs).join(' '));
+
+  const more = await json<RunSummary>('POST', '/api/run', { ops: 24, batch: 8 });
+  const after = { counters: more.state.counters, vcmdqs: guestView(more.state.vcmdqs) };
+  await json<InjectSummary>('POST', '/api/inject');
+  assert.notDeepEqual(more.state.vcmdqs, at.vcmdqs, 'the run moved the queues on');
+  assert.notDeepEqual(await allRegisters(), regs);
+
+  const restored = await json<MachineState>('POST', '/api/restore', { id: saved.saved.id });
+  assert.deepEqual({ counters: restored.counters, vcmdqs: guestView(restored.vcmdqs), runs: restored.runs, injections: restored.injections }, at);
+  assert.deepEqual(await allRegisters(), regs, 'every register reads as when saved');
+  assert.ok(restored.events.some((l) => l.includes(`snapshot ${saved.saved.id} restored on a fresh host`)));
+
+  // The restored guest runs on (its drivers came back with the VM), exactly as the first time.
+  const again = await json<RunSummary>('POST', '/api/run', { ops: 24, batch: 8 });
+  assert.equal(again.dmaFailed, 0);
+  assert.deepEqual({ counters: again.state.counters, vcmdqs: guestView(again.state.vcmdqs) }, after);
+
+  // The image downloads as the bytes Machine.save() wrote.
+  const img = await call('GET', `/api/snapshot-image?id=${saved.saved.id}`);
+  assert.equal(img.status, 200);
+  assert.equal(img.headers['content-type'], 'application/octet-stream');
+  assert.ok(img.text.startsWith('CMDQVIMG'));
+  const list = await json<SnapshotInfo[]>('GET', '/api/snapshots');
+  assert.deepEqual(list.at(-1), saved.saved);
+});
+
+test('the session keeps the latest few snapshots, oldest dropped', async () => {
+  const ids: number[] = [];
+  for (let k = 0; k < MAX_SNAPSHOTS + 2; k++) ids.push((await json<SnapshotSaved>('POST', '/api/snapshot')).saved.id);
+  const list = await json<SnapshotInfo[]>('GET', '/api/snapshots');
+  assert.deepEqual(list.map((s) => s.id), ids.slice(-MAX_SNAPSHOTS));
+  assert.equal((await call('POST', '/api/restore', { id: ids[0] })).status, 404);
+  assert.equal((await call('POST', '/api/restore', { id: ids.at(-1) })).status, 200);
 });
