@@ -154,13 +154,27 @@ export class ProcessMemory {
     return new PinnedRuns(Float64Array.from(offsets), Float64Array.from(pas), Float64Array.from(lens), spans);
   }
 
-  /** copy_from_user: EFAULT on any unmapped byte. */
-  copyFromUser(va: number, length: number): Uint8Array {
-    const out = new Uint8Array(length);
-    this.walk(va, length, (pa, n, done) => {
-      this.phys.mem.readBytes(pa, n, n === length ? out : out.subarray(done, done + n));
-    });
-    return out;
+  /**
+   * copy_from_user: EFAULT on any unmapped byte. Into `out` (exactly `length` bytes) when
+   * given, so a caller polling memory allocates nothing; a loop rather than {@link walk}, whose
+   * callback would be a closure per call.
+   */
+  copyFromUser(va: number, length: number, out?: Uint8Array): Uint8Array {
+    if (out !== undefined && out.length !== length) throw new RangeError(`copyFromUser: buffer of ${out.length} bytes for ${length}`);
+    const dst = out ?? new Uint8Array(length);
+    let done = 0;
+    while (done < length) {
+      const a = va + done;
+      const m = this.find(a);
+      if (!m || m.kind !== 'anon') throw new ErrnoError(Errno.EFAULT, `bad user address 0x${a.toString(16)}`);
+      const off = a - m.va;
+      const page = Math.floor(off / m.pageSize);
+      const inPage = off - page * m.pageSize;
+      const n = Math.min(length - done, m.pageSize - inPage);
+      this.phys.mem.readBytes(m.frames[page]! + inPage, n, n === length ? dst : dst.subarray(done, done + n));
+      done += n;
+    }
+    return dst;
   }
 
   /** copy_to_user: EFAULT on any unmapped byte. */
