@@ -6,7 +6,8 @@
 /** Chunk size: 64 KiB, a multiple of every page size the stack uses. */
 export const CHUNK_SHIFT = 16;
 export const CHUNK_SIZE = 1 << CHUNK_SHIFT;
-const CHUNK_MASK = CHUNK_SIZE - 1;
+/** Offset-in-chunk mask. */
+export const CHUNK_MASK = CHUNK_SIZE - 1;
 /** Copies up to this many bytes go byte by byte (cheaper than a subarray view). */
 const SMALL_COPY = 64;
 /** Slots of the chunk cache (a power of two). */
@@ -135,6 +136,31 @@ export class SparseMemory {
     win.index = off >>> 2;
     win.bytes = CHUNK_SIZE - off;
     return true;
+  }
+
+  /**
+   * {@link read32} of the word at byte `off` (word-aligned, below {@link CHUNK_SIZE}) of chunk
+   * `chunk`: the address as two small integers, so a caller holding a PA above 2^31 passes no
+   * heap number (a double argument to a call that is not inlined is one allocation).
+   */
+  read32At(chunk: number, off: number): number {
+    const c = this.chunkFor(chunk, false);
+    if (!(chunk * CHUNK_SIZE + off + 4 <= this.size)) this.check(chunk * CHUNK_SIZE + off, 4);
+    if (!c) return 0;
+    return LITTLE_ENDIAN_HOST ? c.words[off >>> 2]! : c.view.getUint32(off, true);
+  }
+
+  /** {@link write32} at a word-aligned `off` of chunk `chunk` (see {@link read32At}). */
+  write32At(chunk: number, off: number, value: number): void {
+    if (!(chunk * CHUNK_SIZE + off + 4 <= this.size)) this.check(chunk * CHUNK_SIZE + off, 4);
+    const c = this.chunkFor(chunk, true)!;
+    const d = this.dirty;
+    if (d !== undefined) {
+      const p = chunk * (CHUNK_SIZE / DIRTY_PAGE_SIZE) + (off >>> DIRTY_PAGE_SHIFT);
+      d[p >>> 5] |= 1 << (p & 31);
+    }
+    if (LITTLE_ENDIAN_HOST) c.words[off >>> 2] = value >>> 0;
+    else c.view.setUint32(off, value >>> 0, true);
   }
 
   /** Aligned 32-bit read, the fast path for rings and tables. */

@@ -74,6 +74,7 @@ function dmaMaster(m: Machine, kernel: GuestKernel, info: MasterInfo): DmaMaster
   }
   const hostDev = m.host.devices[info.hostIndex]!;
   const pattern = new Uint8Array([0, 0, 0xc3, 0x5a]); // bytes 0-1: the tag of each check
+  const got = new Uint8Array(4); // read back into, so a check allocates nothing
   return {
     name,
     rid,
@@ -82,7 +83,7 @@ function dmaMaster(m: Machine, kernel: GuestKernel, info: MasterInfo): DmaMaster
       pattern[0] = tag & 0xff;
       pattern[1] = (tag >> 8) & 0xff;
       if (!hostDev.dmaWrite(iova, pattern).ok) return false;
-      const got = m.readRam(pa, 4);
+      m.readRam(pa, 4, got);
       return got[0] === pattern[0] && got[1] === pattern[1] && got[2] === pattern[2] && got[3] === pattern[3];
     },
     stale: (iova) => hostDev.dmaRead(iova, 4).ok,

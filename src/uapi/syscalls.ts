@@ -37,8 +37,8 @@ export interface MemoryView extends RegionOps {
 
 /** The process's own memory: what the VMM reads and writes through its pointers. */
 export interface UserMemory {
-  /** Copy `length` bytes at `va` out (EFAULT on an unmapped byte). */
-  load(va: number, length: number): Uint8Array;
+  /** Copy `length` bytes at `va` out (EFAULT on an unmapped byte), into `out` (exactly `length` bytes) when given. */
+  load(va: number, length: number, out?: Uint8Array): Uint8Array;
   /** Copy `data` to `va` (EFAULT on an unmapped byte). */
   store(va: number, data: Uint8Array): void;
   /** 32-bit load (device mappings reach their device). */

@@ -24,6 +24,11 @@ describe('Machine API edges', () => {
     assert.deepEqual([...m.readRam(end - 4, 4)], [1, 2, 3, 4]);
     assert.equal(m.read(end - 4, 4).value, 0x0403_0201n);
     assert.equal(m.readRam(end, 0).length, 0, 'an empty range at the end is in bounds');
+    // Into a caller's buffer: the same bytes, that buffer back; a buffer of another length is refused.
+    const into = new Uint8Array(4);
+    assert.equal(m.readRam(end - 4, 4, into), into);
+    assert.deepEqual([...into], [1, 2, 3, 4]);
+    assert.throws(() => m.readRam(end - 4, 4, new Uint8Array(8)), /buffer of 8 bytes for 4/);
   });
 
   test('read/write refuse an access size other than 1, 2, 4 or 8', () => {

@@ -79,3 +79,18 @@ test('residentPages: the 4 KiB pages of touched chunks inside the range, nothing
   // Clipped to the range.
   assert.deepEqual(m.residentPages(2 * CHUNK_SIZE + 3 * P, 2 * P), [2 * per + 3, 2 * per + 4]);
 });
+
+test('read32At/write32At: (chunk, offset) reaches the same word as the address past 2^32, marks its page, refuses out of range', () => {
+  const size = 2 ** 33;
+  const m = new SparseMemory(size);
+  m.startDirtyLog();
+  const addr = 2 ** 32 + 7 * P + 12;
+  m.write32At(addr / CHUNK_SIZE | 0, addr % CHUNK_SIZE, 0xdead_beef);
+  assert.equal(m.read32(addr), 0xdead_beef);
+  assert.equal(m.read32At(Math.floor(addr / CHUNK_SIZE), addr % CHUNK_SIZE), 0xdead_beef);
+  assert.equal(m.read32At(3, 8), 0, 'an untouched chunk reads 0');
+  assert.deepEqual(m.collectDirtyPages(), [2 ** 20 + 7]);
+  assert.throws(() => m.write32At(size / CHUNK_SIZE, 0, 1), RangeError);
+  assert.throws(() => m.read32At(size / CHUNK_SIZE - 1, CHUNK_SIZE - 2), RangeError);
+  assert.deepEqual(m.collectDirtyPages(), []);
+});

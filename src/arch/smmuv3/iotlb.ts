@@ -52,7 +52,11 @@ export const MIN_ENTRY_SIZE = 0x1000;
  */
 export const MAX_ENTRY_SIZE = 2 ** 42;
 
-/** One cached translation. Entries handed out by {@link Iotlb} are frozen copies. */
+/**
+ * One cached translation. {@link Iotlb.lookup} and {@link Iotlb.peek} hand out the IOTLB's own
+ * record, valid until the IOTLB next changes (copy it to keep it); {@link Iotlb.entries}
+ * hands out frozen copies.
+ */
 export interface IotlbEntry {
   /** Virtual machine identifier, 0..0xffff. */
   readonly vmid: number;
@@ -76,6 +80,9 @@ export interface IotlbEntry {
   /** {@link PERM_R} | {@link PERM_W}. */
   readonly perm: number;
 }
+
+/** An entry as the IOTLB holds it: its fields are rewritten when its id is reused. */
+type MutableEntry = { -readonly [K in keyof IotlbEntry]: IotlbEntry[K] };
 
 /** Counters of an {@link Iotlb}; they only grow. */
 export interface IotlbStats {
@@ -349,9 +356,10 @@ export class Iotlb {
   private count = 0;
   private seq = 0;
 
-  // Entry pool: records, the frozen entries handed out, and a stack of free ids.
+  // Entry pool: records, the entry object of each id, and a stack of free ids.
   private rec = new Float64Array(INITIAL_POOL * REC);
-  private ents: (IotlbEntry | undefined)[] = [];
+  /** Each id's entry object, reused by the next insertion that gets the id. */
+  private ents: (MutableEntry | undefined)[] = [];
   private free = new Int32Array(INITIAL_POOL);
   private freeTop = 0;
   private poolUsed = 0;
@@ -396,7 +404,8 @@ export class Iotlb {
    * The entry translating `iova` for (`vmid`, `asid`): an entry of that ASID or a global one
    * for a 16-bit `asid`, a stage-2-only entry for {@link NO_ASID}. When several match (stale
    * overlapping entries), the ASID's own entries win over global ones and smaller entries over
-   * larger ones. Hot path: no allocation.
+   * larger ones. Hot path: no allocation. The entry is the IOTLB's own record: read it before
+   * the IOTLB next changes.
    */
   lookup(vmid: number, asid: number, iova: number): IotlbEntry | undefined {
     const e = this.peek(vmid, asid, iova);
@@ -426,7 +435,7 @@ export class Iotlb {
   }
 
   /**
-   * Cache a translation (a frozen copy of `e`). It replaces an entry with the same VMID,
+   * Cache a translation (a copy of `e`, so the caller may reuse `e`). It replaces an entry with the same VMID,
    * context (ASID, global, or stage-2-only), IOVA and size; otherwise, when the IOTLB is full,
    * the oldest entry is evicted first.
    * @throws RangeError for an entry no walk could produce (bad size, alignment or ID).
@@ -474,17 +483,20 @@ export class Iotlb {
     rec[o + R_SIZE_CLASS] = s;
     rec[o + R_CTX] = ctx.id;
     rec[o + R_SEQ] = seq;
-    this.ents[id] = Object.freeze({
-      vmid: e.vmid,
-      asid: e.asid,
-      global: e.global,
-      stage1: e.stage1,
-      iova: e.iova,
-      size: e.size,
-      ipa: e.ipa,
-      pa: e.pa,
-      perm: e.perm,
-    });
+    // The id's record object is refilled, not reallocated: an insertion allocates nothing.
+    const ent = this.ents[id];
+    if (ent === undefined) this.ents[id] = { ...e };
+    else {
+      ent.vmid = e.vmid;
+      ent.asid = e.asid;
+      ent.global = e.global;
+      ent.stage1 = e.stage1;
+      ent.iova = e.iova;
+      ent.size = e.size;
+      ent.ipa = e.ipa;
+      ent.pa = e.pa;
+      ent.perm = e.perm;
+    }
 
     ctx.pages.set(s, vHi, vLo, id);
     this.pushBucket(ctx.buckets, vpn, s, id, seq);
@@ -507,12 +519,12 @@ export class Iotlb {
     this.stats.inserts++;
   }
 
-  /** Snapshot of the live entries, oldest first. */
+  /** Snapshot of the live entries, oldest first (frozen copies: they outlive later changes). */
   entries(): IotlbEntry[] {
     const out: IotlbEntry[] = [];
     for (let i = this.ringHead; i < this.ringTail; i++) {
       const id = this.ringId[i];
-      if (this.rec[id * REC + R_SEQ] === this.ringSeq[i]) out.push(this.ents[id] as IotlbEntry);
+      if (this.rec[id * REC + R_SEQ] === this.ringSeq[i]) out.push(Object.freeze({ ...this.ents[id]! }));
     }
     return out;
   }

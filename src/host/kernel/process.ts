@@ -60,8 +60,8 @@ class ProcessUserMemory implements UserMemory {
     private readonly mem: ProcessMemory,
     private readonly proc: Process,
   ) {}
-  load(va: number, length: number): Uint8Array {
-    return this.mem.copyFromUser(va, length);
+  load(va: number, length: number, out?: Uint8Array): Uint8Array {
+    return this.mem.copyFromUser(va, length, out);
   }
   store(va: number, data: Uint8Array): void {
     this.mem.copyToUser(va, data);

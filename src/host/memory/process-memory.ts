@@ -16,7 +16,7 @@
  */
 
 import type { RegionOps } from '../../kit/memory-region.js';
-import { WordWindow } from '../../kit/sparse-memory.js';
+import { CHUNK_MASK, CHUNK_SIZE, WordWindow } from '../../kit/sparse-memory.js';
 import { Errno, ErrnoError } from '../../uapi/errno.js';
 import type { PhysicalMemory } from './physical-memory.js';
 
@@ -154,13 +154,27 @@ export class ProcessMemory {
     return new PinnedRuns(Float64Array.from(offsets), Float64Array.from(pas), Float64Array.from(lens), spans);
   }
 
-  /** copy_from_user: EFAULT on any unmapped byte. */
-  copyFromUser(va: number, length: number): Uint8Array {
-    const out = new Uint8Array(length);
-    this.walk(va, length, (pa, n, done) => {
-      this.phys.mem.readBytes(pa, n, n === length ? out : out.subarray(done, done + n));
-    });
-    return out;
+  /**
+   * copy_from_user: EFAULT on any unmapped byte. Into `out` (exactly `length` bytes) when
+   * given, so a caller polling memory allocates nothing; a loop rather than {@link walk}, whose
+   * callback would be a closure per call.
+   */
+  copyFromUser(va: number, length: number, out?: Uint8Array): Uint8Array {
+    if (out !== undefined && out.length !== length) throw new RangeError(`copyFromUser: buffer of ${out.length} bytes for ${length}`);
+    const dst = out ?? new Uint8Array(length);
+    let done = 0;
+    while (done < length) {
+      const a = va + done;
+      const m = this.find(a);
+      if (!m || m.kind !== 'anon') throw new ErrnoError(Errno.EFAULT, `bad user address 0x${a.toString(16)}`);
+      const off = a - m.va;
+      const page = Math.floor(off / m.pageSize);
+      const inPage = off - page * m.pageSize;
+      const n = Math.min(length - done, m.pageSize - inPage);
+      this.phys.mem.readBytes(m.frames[page]! + inPage, n, n === length ? dst : dst.subarray(done, done + n));
+      done += n;
+    }
+    return dst;
   }
 
   /** copy_to_user: EFAULT on any unmapped byte. */
@@ -325,15 +339,25 @@ export class PinnedRuns {
   }
 }
 
+/** Slots of {@link UserMemoryOps}' last translated page. */
+const PAGE_OFF = 0;
+const PAGE_PA = 1;
+const PAGE_SIZE = 2;
+
 /**
  * Region ops over a range of user memory, e.g. the VMM's guest RAM mapping: what a guest RAM
  * access ends up touching on the host.
  */
 export class UserMemoryOps implements RegionOps {
-  /** Last page translated: [offset of its start, host PA of its start, its size). */
-  private pageOff = -1;
-  private pagePa = 0;
-  private pageSize = 0;
+  /**
+   * Last page translated: [offset of its start, host PA of its start, its size). A Float64Array
+   * rather than fields: these are doubles above 2^31, and reading or writing them here never
+   * boxes a heap number.
+   */
+  private readonly page = new Float64Array([-1, 0, 0]);
+  /** The page's start as memory chunk number and offset in it: small integers, see {@link read}. */
+  private pageChunk = 0;
+  private pageChunkOff = 0;
   /** Window reused by {@link readWords}. */
   private readonly scratchWindow = new WordWindow();
   /** The anonymous mapping of the last miss: another page of it needs no mapping search. */
@@ -344,16 +368,28 @@ export class UserMemoryOps implements RegionOps {
     private readonly baseVa: number,
   ) {}
   read(offset: number, size: 1 | 2 | 4): number {
-    const pa = this.pa(offset, size);
-    if (pa >= 0) return this.proc.phys.mem.read(pa, size);
+    const rel = this.pageRel(offset, size);
+    if (rel >= 0) {
+      // An aligned word by chunk and offset: the PA itself (above 2^31) would be boxed to pass.
+      if (size === 4 && (rel & 3) === 0) {
+        const at = this.pageChunkOff + rel;
+        return this.proc.phys.mem.read32At(this.pageChunk + Math.floor(at / CHUNK_SIZE), at & CHUNK_MASK);
+      }
+      return this.proc.phys.mem.read(this.page[PAGE_PA]! + rel, size);
+    }
     let v = 0;
     for (let i = size - 1; i >= 0; i--) v = v * 256 + this.read(offset + i, 1);
     return v;
   }
   write(offset: number, size: 1 | 2 | 4, value: number): void {
-    const pa = this.pa(offset, size);
-    if (pa >= 0) {
-      this.proc.phys.mem.write(pa, size, value);
+    const rel = this.pageRel(offset, size);
+    if (rel >= 0) {
+      if (size === 4 && (rel & 3) === 0) {
+        const at = this.pageChunkOff + rel;
+        this.proc.phys.mem.write32At(this.pageChunk + Math.floor(at / CHUNK_SIZE), at & CHUNK_MASK, value);
+        return;
+      }
+      this.proc.phys.mem.write(this.page[PAGE_PA]! + rel, size, value);
       return;
     }
     for (let i = 0; i < size; i++) this.write(offset + i, 1, (value >>> (8 * i)) & 0xff);
@@ -385,16 +421,22 @@ export class UserMemoryOps implements RegionOps {
    * when it cannot be mapped directly (then the caller uses {@link read}).
    */
   mapWords(offset: number, win: WordWindow): boolean {
-    const pa = this.pa(offset, 4);
-    if (pa < 0 || !this.proc.phys.mem.mapWords(pa, win)) return false;
-    win.bytes = Math.min(win.bytes, this.pageOff + this.pageSize - offset);
+    const rel = this.pageRel(offset, 4);
+    const page = this.page;
+    if (rel < 0 || !this.proc.phys.mem.mapWords(page[PAGE_PA]! + rel, win)) return false;
+    win.bytes = Math.min(win.bytes, page[PAGE_SIZE]! - rel);
     return true;
   }
 
-  /** Host PA of `offset`, or -1 when the access crosses a backing page (the caller splits it). */
-  private pa(offset: number, size: number): number {
-    const rel = offset - this.pageOff;
-    if (rel >= 0 && rel + size <= this.pageSize) return this.pagePa + rel;
+  /**
+   * Where `offset` lies in its backing page (translated into {@link page}), or -1 when the access
+   * crosses a backing page (the caller splits it). Returns the small offset in the page, not the
+   * host PA: a PA above 2^31 returned from a call is a heap allocation.
+   */
+  private pageRel(offset: number, size: number): number {
+    const st = this.page;
+    const rel = offset - st[PAGE_OFF]!;
+    if (rel >= 0 && rel + size <= st[PAGE_SIZE]!) return rel;
     const va = this.baseVa + offset;
     let m = this.mapping;
     if (m === undefined || !(va >= m.va && va < m.va + m.length)) {
@@ -403,10 +445,12 @@ export class UserMemoryOps implements RegionOps {
       this.mapping = m;
     }
     const page = Math.floor((va - m.va) / m.pageSize);
-    this.pageOff = m.va + page * m.pageSize - this.baseVa;
-    this.pagePa = m.frames[page]!;
-    this.pageSize = m.pageSize;
-    if (offset - this.pageOff + size > this.pageSize) return -1;
-    return this.pagePa + (offset - this.pageOff);
+    st[PAGE_OFF] = m.va + page * m.pageSize - this.baseVa;
+    st[PAGE_PA] = m.frames[page]!;
+    this.pageChunk = Math.floor(m.frames[page]! / CHUNK_SIZE);
+    this.pageChunkOff = m.frames[page]! % CHUNK_SIZE;
+    st[PAGE_SIZE] = m.pageSize;
+    const at = offset - st[PAGE_OFF]!;
+    return at + size > m.pageSize ? -1 : at;
   }
 }

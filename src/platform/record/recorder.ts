@@ -134,11 +134,11 @@ export class Recorder {
     });
     this.watchAcpi(m);
     const { readRam, writeRam } = m;
-    m.readRam = (gpa, length) => {
+    m.readRam = (gpa, length, into) => {
       const s = this.begin(F.K_RAM_READ, length, gpa);
       let out: Uint8Array;
       try {
-        out = readRam.call(m, gpa, length);
+        out = readRam.call(m, gpa, length, into);
       } finally {
         this.open--;
       }

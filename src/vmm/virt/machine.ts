@@ -638,12 +638,13 @@ export class VirtMachine {
   }
 
   /**
-   * Copy bytes out of guest RAM.
-   * @throws RangeError when [gpa, gpa + length) is not inside guest RAM
+   * Copy bytes out of guest RAM: into `out` (exactly `length` bytes, returned) when given, so
+   * a caller checking memory per operation allocates nothing.
+   * @throws RangeError when [gpa, gpa + length) is not inside guest RAM or `out` is not `length` bytes
    */
-  readRam(gpa: number, length: number): Uint8Array {
+  readRam(gpa: number, length: number, out?: Uint8Array): Uint8Array {
     this.checkRam(gpa, length, 'readRam');
-    return this.sys.memory.load(this.ramVa + (gpa - VIRT_RAM_BASE), length);
+    return this.sys.memory.load(this.ramVa + (gpa - VIRT_RAM_BASE), length, out);
   }
 
   /**

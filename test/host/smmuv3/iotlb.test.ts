@@ -294,15 +294,22 @@ test('stats count hits, misses, inserts, evictions and invalidated entries', () 
   assert.deepEqual({ ...t.stats }, { hits: 2, misses: 2, inserts: 4, evictions: 1, invalidated: 3 });
 });
 
-test('entries are frozen copies; bad entries are rejected', () => {
+test('inserts copy; entries() are frozen copies that outlive reuse of the id; bad entries are rejected', () => {
   const t = new Iotlb();
   const e = { ...s1(1, 1, 0x1000) };
   t.insert(e);
   e.pa = 0;
   const got = t.lookup(1, 1, 0x1000);
-  assert.ok(got && Object.isFrozen(got));
-  assert.equal(got.pa, 0x80_0000_1000);
-  assert.deepEqual(t.entries(), [s1(1, 1, 0x1000)]);
+  assert.equal(got?.pa, 0x80_0000_1000);
+  const snap = t.entries();
+  assert.ok(Object.isFrozen(snap[0]));
+  assert.deepEqual(snap, [s1(1, 1, 0x1000)]);
+  // The freed id's record is reused by the next insertion; the snapshot keeps the old values.
+  t.invalidateAsid(1, 1);
+  t.insert(s1(1, 2, 0x5000));
+  assert.deepEqual(t.lookup(1, 2, 0x5000), s1(1, 2, 0x5000));
+  assert.equal(t.lookup(1, 1, 0x1000), undefined);
+  assert.deepEqual(snap, [s1(1, 1, 0x1000)]);
   const bad: Partial<IotlbEntry>[] = [
     { size: 0x3000 },
     { size: 0x800 },
