@@ -57,6 +57,29 @@ export class CommandReader {
   }
 
   /**
+   * The next run of a ring walk: the commands from index `cons` on (the ring at `base` holds
+   * `entries` commands; indexes wrap with `wrapMask`, PROD is `end`) that can be read together,
+   * stopping at PROD, the ring's end and the end of the readable stretch. The first is at
+   * `words[at]`. A command that cannot be seen directly is read alone into `one` (a run of 1,
+   * `words` = `one`, `at` = 0). 0 when the command lies outside memory (an abort on command fetch).
+   */
+  nextRun(base: number, cons: number, end: number, entries: number, wrapMask: number, one: Uint32Array): number {
+    const slot = cons & (entries - 1);
+    const addr = base + slot * CMDQ_ENTRY_BYTES;
+    let run = this.span(addr);
+    if (run === 0) {
+      if (!this.read(addr, one)) return 0;
+      this.words = one;
+      this.at = 0;
+      return 1;
+    }
+    const pending = (end - cons) & wrapMask;
+    if (run > pending) run = pending;
+    if (run > entries - slot) run = entries - slot;
+    return run;
+  }
+
+  /**
    * Read the command at `addr` into `w[0..3]`; false when it lies outside memory (an abort on
    * command fetch).
    */

@@ -200,7 +200,6 @@ export class HostSmmu implements Persist<HostSmmuState> {
     let cons = f.get32(this.regs.cmdqCons) & wrapMask;
     const w = this.command;
     const reader = this.reader;
-    const entryBytes = CMDQ_ENTRY_BYTES; // read once: an imported binding costs a load per use
     const entries = idxMask + 1;
     const trace = this.tracesCommands;
     const syncs0 = this.stats.syncs;
@@ -208,24 +207,14 @@ export class HostSmmu implements Persist<HostSmmuState> {
     reader.reset();
     while (cons !== end) {
       // One run: the commands up to PROD, the ring's end or the end of the mapped memory.
-      const slot = cons & idxMask;
-      let run = reader.span(base + slot * entryBytes);
-      let words = reader.words;
-      let i = reader.at;
+      const run = reader.nextRun(base, cons, end, entries, wrapMask, w);
       if (run === 0) {
-        if (!reader.read(base + slot * entryBytes, w)) {
-          this.cmdqConsumed(n, syncs0);
-          this.stopQueue(cons, CERROR_ABT);
-          return;
-        }
-        words = w;
-        i = 0;
-        run = 1;
-      } else {
-        const pending = (end - cons) & wrapMask;
-        if (run > pending) run = pending;
-        if (run > entries - slot) run = entries - slot;
+        this.cmdqConsumed(n, syncs0);
+        this.stopQueue(cons, CERROR_ABT);
+        return;
       }
+      const words = reader.words;
+      let i = reader.at;
       for (let k = 0; k < run; k++, i += 4) {
         const err = this.execute(words, i);
         if (trace) this.traceCommand('cmdq', words, i, err);

@@ -17,7 +17,7 @@ import { RegisterBank } from '../../kit/register-bank.js';
 import { RegisterLayout, type RegisterFile, type RegisterInfo } from '../../kit/registers.js';
 import type { QueueObserver, Tracer } from '../../kit/trace.js';
 import { CERROR_ABT, CERROR_ILL, D0, Op, opName } from '../../arch/smmuv3/commands.js';
-import { CMDQ_ENTRY_BYTES, qIndexMask, qWrapMask } from '../../arch/smmuv3/queue.js';
+import { qIndexMask, qWrapMask } from '../../arch/smmuv3/queue.js';
 import { CommandReader } from '../smmuv3/command-reader.js';
 import * as C from '../../arch/tegra241-cmdqv/registers.js';
 import type { CmdqvConfig } from '../config.js';
@@ -347,7 +347,6 @@ export class Tegra241CmdqvHw implements Persist<CmdqvHwState> {
     let n = 0;
     const reader = this.reader;
     const smmu = this.smmu;
-    const entryBytes = CMDQ_ENTRY_BYTES;
     const entries = idxMask + 1;
     const syncs0 = smmu.stats.syncs;
     const walk = this.walk;
@@ -362,26 +361,13 @@ export class Tegra241CmdqvHw implements Persist<CmdqvHwState> {
     while (cons !== end) {
       // One run: the commands up to PROD, the ring's end or the end of the mapped memory,
       // whichever comes first (bounds and wrap worked out once per run, not per command).
-      const slot = cons & idxMask;
-      let run = reader.span(ring + slot * entryBytes);
-      let words = reader.words;
-      let i = reader.at;
+      const run = reader.nextRun(ring, cons, end, entries, wrapMask, w);
       if (run === 0) {
-        // Not directly readable: this one command through the reader, or an abort.
-        if (!reader.read(ring + slot * entryBytes, w)) {
-          walk.error = CERROR_ABT;
-          this.stopConsuming(q, vintf, cons, n + 1, syncs0);
-          return;
-        }
-        words = w;
-        i = 0;
-        run = 1;
-      } else {
-        const pending = (end - cons) & wrapMask;
-        if (run > pending) run = pending;
-        if (run > entries - slot) run = entries - slot;
+        walk.error = CERROR_ABT;
+        this.stopConsuming(q, vintf, cons, n + 1, syncs0);
+        return;
       }
-      const done = this.executeRun(words, i, run);
+      const done = this.executeRun(reader.words, reader.at, run);
       if (done < run) {
         this.stopConsuming(q, vintf, (cons + done) & wrapMask, n + done + 1, syncs0);
         return;
