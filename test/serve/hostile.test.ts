@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { parseServeOptions } from '../../src/cli/serve-command.js';
 import type { RegisterBlock, RegisterReadout } from '../../src/serve/api.js';
 import { startServer, type WebServer } from '../../src/serve/server.js';
+import { httpCall, type Reply } from './http-call.js';
 import { MAX_BATCH, MAX_OPS, Session } from '../../src/serve/session.js';
 
 const BIN = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'src', 'cli', 'bin.js');
@@ -24,24 +25,7 @@ after(async () => {
   await web.close();
 });
 
-interface Reply {
-  status: number;
-  headers: Record<string, string | string[] | undefined>;
-  text: string;
-}
-
-function call(method: string, path: string, body?: string | Buffer, headers: Record<string, string> = method === 'POST' ? { 'content-type': 'application/json' } : {}): Promise<Reply> {
-  return new Promise((resolve, reject) => {
-    const req = request(new URL(path, web.url), { method, headers }, (res) => {
-      let text = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => (text += c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, text }));
-    });
-    req.on('error', reject);
-    req.end(body);
-  });
-}
+const call = (method: string, path: string, body?: string | Buffer, headers?: Record<string, string>): Promise<Reply> => httpCall(web.url, method, path, body, headers);
 
 /** Send `raw` bytes as they are (a path the URL class would normalise away), and read the status line. */
 function raw(text: string): Promise<string> {

@@ -12,6 +12,7 @@ import { parseServeOptions } from '../../src/cli/serve-command.js';
 import type { InjectSummary, MachineState, RegisterBlock, RegisterReadout, RunSummary, CompareTable, SnapshotInfo, SnapshotSaved, VcmdqRow } from '../../src/serve/api.js';
 import { WORKLOAD_HEADER } from '../../src/serve/api.js';
 import { startServer, type WebServer } from '../../src/serve/server.js';
+import { httpCall, type Reply } from './http-call.js';
 import { MAX_SNAPSHOTS, Session } from '../../src/serve/session.js';
 
 const BIN = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'src', 'cli', 'bin.js');
@@ -25,24 +26,7 @@ after(async () => {
   await web.close();
 });
 
-interface Reply {
-  status: number;
-  headers: IncomingMessage['headers'];
-  text: string;
-}
-
-function call(method: string, path: string, body?: unknown, headers: Record<string, string> = method === 'POST' ? { 'content-type': 'application/json' } : {}): Promise<Reply> {
-  return new Promise((resolve, reject) => {
-    const req = request(new URL(path, web.url), { method, headers }, (res) => {
-      let text = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => (text += c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, text }));
-    });
-    req.on('error', reject);
-    req.end(body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body));
-  });
-}
+const call = (method: string, path: string, body?: unknown, headers?: Record<string, string>): Promise<Reply> => httpCall(web.url, method, path, body, headers);
 
 async function json<T>(method: string, path: string, body?: unknown): Promise<T> {
   const r = await call(method, path, body);
