@@ -5,8 +5,9 @@
 
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { cmdqvDeviceName, DEFAULT_ARGS, Machine } from '../platform/machine.js';
+import { cmdqvDeviceName, Machine } from '../platform/machine.js';
 import { makeDir, writeOutput } from './output-file.js';
+import { splitCommandLine } from './command-line.js';
 
 /** `cmdqv acpi --help`. */
 export const ACPI_USAGE = `usage: cmdqv acpi [--out DIR] [-- QEMU options]
@@ -19,9 +20,7 @@ tables: the IORT SMMUv3 nodes and the DSDT's CMDQV devices.
 
 /** Run the subcommand; returns the text to print. */
 export function acpiCommand(argv: readonly string[], warn: (s: string) => void = () => undefined): string {
-  const split = argv.indexOf('--');
-  const own = split >= 0 ? argv.slice(0, split) : argv;
-  const qemu = split >= 0 ? argv.slice(split + 1) : [...DEFAULT_ARGS];
+  const { own, qemu } = splitCommandLine(argv);
   const { values } = parseArgs({ args: [...own], options: { out: { type: 'string' } }, strict: true });
   if (values.out) makeDir('--out', values.out);
   const m = Machine.create(qemu);

@@ -10,6 +10,7 @@ import { parseArgs } from 'node:util';
 import { DEFAULT_ARGS } from '../platform/machine.js';
 import { ISOLATION_OPS_PER_CASE, replayOps, runCampaign, runIsolationCase, runUapiCase, type Finding, type ReplayFile } from '../platform/fuzz/index.js';
 import { UsageError } from './usage-error.js';
+import { splitCommandLine } from './command-line.js';
 
 /** `cmdqv fuzz --help`. */
 export const FUZZ_USAGE = `usage: cmdqv fuzz [--ops N] [--ops-per-case N] [--uapi-calls N] [--isolation-ops N] [--seed S]
@@ -45,9 +46,7 @@ function describe(f: Finding): string {
 
 /** Run the subcommand; returns its output and exit status. */
 export async function fuzzCommand(argv: readonly string[], progress: (s: string) => void): Promise<{ text: string; status: number }> {
-  const split = argv.indexOf('--');
-  const own = split >= 0 ? argv.slice(0, split) : argv;
-  const qemu = split >= 0 ? argv.slice(split + 1) : [...DEFAULT_ARGS];
+  const { own, qemu } = splitCommandLine(argv);
   const { values } = parseArgs({
     args: [...own],
     options: {

@@ -6,7 +6,7 @@
 
 import { parseArgs } from 'node:util';
 import { DEFAULT_COST_MODEL, type CostModel } from '../platform/cost-model.js';
-import { DEFAULT_ARGS, HostKernel, Machine, type HostConfig } from '../platform/machine.js';
+import { HostKernel, Machine, type HostConfig } from '../platform/machine.js';
 import {
   busyGuest,
   DEFAULT_DOWNTIME_LIMIT_NS,
@@ -20,6 +20,7 @@ import {
 import { WorkloadRun, type WorkloadReport } from '../platform/workload.js';
 import { int, readCostModel } from './run-command.js';
 import { UsageError } from './usage-error.js';
+import { splitCommandLine } from './command-line.js';
 
 /** Most other VMs a destination can hold next to the migrating one: 64 VINTFs, one the host's. */
 const MAX_DEST_VMS = 63;
@@ -68,9 +69,7 @@ export interface MigrateCommandResult {
 
 /** Run `cmdqv migrate`. */
 export function migrateCommand(argv: readonly string[]): MigrateCommandResult {
-  const split = argv.indexOf('--');
-  const own = split >= 0 ? argv.slice(0, split) : argv;
-  const qemu = split >= 0 ? argv.slice(split + 1) : [...DEFAULT_ARGS];
+  const { own, qemu } = splitCommandLine(argv);
   const { values } = parseArgs({
     args: [...own],
     options: {

@@ -13,6 +13,7 @@ import { RecordingFormatError } from '../platform/record/format.js';
 import { replayRecording, versionNote, type ReplayResult } from '../platform/record/replayer.js';
 import { CliError } from './output-file.js';
 import { UsageError } from './usage-error.js';
+import { splitCommandLine } from './command-line.js';
 
 export const REPLAY_USAGE = `usage: cmdqv replay FILE [--context N] [-- QEMU options]
 
@@ -26,8 +27,7 @@ value, and the --context N records before it (default 8) — or a file that is n
 
 /** Run `cmdqv replay`; the text to print and the exit status. */
 export function replayCommand(argv: readonly string[]): { text: string; status: number } {
-  const split = argv.indexOf('--');
-  const own = split >= 0 ? argv.slice(0, split) : argv;
+  const { own, qemu, qemuGiven } = splitCommandLine(argv);
   const { values, positionals } = parseArgs({ args: [...own], options: { context: { type: 'string' } }, allowPositionals: true, strict: true });
   if (positionals.length !== 1) throw new UsageError(`replay takes one recording file, got ${positionals.length}`);
   const file = positionals[0]!;
@@ -35,11 +35,11 @@ export function replayCommand(argv: readonly string[]): { text: string; status: 
   if (!Number.isInteger(context) || context < 0 || context > 1000) throw new UsageError(`--context must be an integer in 0..1000, got '${values.context}'`);
   let result: ReplayResult;
   try {
-    result = replayRecording(file, { context, ...(split >= 0 ? { argv: argv.slice(split + 1) } : {}) });
+    result = replayRecording(file, { context, ...(qemuGiven ? { argv: qemu } : {}) });
   } catch (e) {
     if (e instanceof RecordingFormatError) throw new CliError(`replay ${file}: ${e.message}`);
     // A machine this code cannot build from the recorded (or given) options.
-    if (split < 0 && (e instanceof OptionError || e instanceof FaultSpecError)) throw new CliError(`replay ${file}: the recorded machine cannot be built: ${e.message}`);
+    if (!qemuGiven && (e instanceof OptionError || e instanceof FaultSpecError)) throw new CliError(`replay ${file}: the recorded machine cannot be built: ${e.message}`);
     throw e;
   }
   return formatReplay(result);

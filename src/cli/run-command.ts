@@ -16,6 +16,7 @@ import { errnoName } from '../uapi/errno.js';
 import { FaultSpecError, parseFaultSpecs, type FaultSpec } from '../platform/fault-injection.js';
 import { UsageError } from './usage-error.js';
 import { abandonRecording, recordRun, startRecording } from '../platform/record/record-run.js';
+import { splitCommandLine } from './command-line.js';
 
 
 /**
@@ -99,9 +100,9 @@ export interface RunOptions {
  * @throws UsageError, CliError (or parseArgs' TypeError) naming the bad option
  */
 export function parseRunOptions(argv: readonly string[]): RunOptions {
-  const split = argv.indexOf('--');
-  const own = split >= 0 ? argv.slice(0, split) : argv;
-  let qemu = split >= 0 ? argv.slice(split + 1) : [...DEFAULT_ARGS];
+  const line = splitCommandLine(argv);
+  const own = line.own;
+  let qemu = line.qemu;
   const { values } = parseArgs({
     args: [...own],
     options: {
@@ -126,7 +127,7 @@ export function parseRunOptions(argv: readonly string[]): RunOptions {
     },
     strict: true,
   });
-  const snapshot = snapshotOptions(values, own, split >= 0);
+  const snapshot = snapshotOptions(values, own, line.qemuGiven);
   if (values.cmdqv !== undefined) {
     if (!['on', 'off', 'auto'].includes(values.cmdqv)) throw new UsageError(`--cmdqv must be on, off or auto, got '${values.cmdqv}'`);
     qemu = qemu.map((a) => (a.startsWith('arm-smmuv3') ? a.replace(/(^|,)cmdqv=[a-z]+/, '') + `,cmdqv=${values.cmdqv}` : a));
