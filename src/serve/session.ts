@@ -169,18 +169,7 @@ export class Session {
 
   /** Seam counters since creation or the last reset. */
   counters(): SeamCounters {
-    const now = this.rawCounters();
-    const b = this.base;
-    return {
-      vmExits: now.vmExits - b.vmExits,
-      directAccesses: now.directAccesses - b.directAccesses,
-      ioctls: now.ioctls - b.ioctls,
-      invalidateIoctls: now.invalidateIoctls - b.invalidateIoctls,
-      hostCmdqCommands: now.hostCmdqCommands - b.hostCmdqCommands,
-      vcmdqCommands: now.vcmdqCommands - b.vcmdqCommands,
-      translations: now.translations - b.translations,
-      modelNs: now.modelNs - b.modelNs,
-    };
+    return counterDifference(this.rawCounters(), this.base);
   }
 
   /**
@@ -420,18 +409,8 @@ export class Session {
     // The restored VMM's error reports and the restore's own trace lines were seen when saved.
     m.traceText.lines.length = 0;
     for (const u of m.smmus) this.seenErrors.set(u.dev.props.id, u.dev.hostErrors.length + (u.cmdqv?.errors.length ?? 0));
-    const raw = this.rawCounters();
-    const c = s.counters;
-    this.base = {
-      vmExits: raw.vmExits - c.vmExits,
-      directAccesses: raw.directAccesses - c.directAccesses,
-      ioctls: raw.ioctls - c.ioctls,
-      invalidateIoctls: raw.invalidateIoctls - c.invalidateIoctls,
-      hostCmdqCommands: raw.hostCmdqCommands - c.hostCmdqCommands,
-      vcmdqCommands: raw.vcmdqCommands - c.vcmdqCommands,
-      translations: raw.translations - c.translations,
-      modelNs: raw.modelNs - c.modelNs,
-    };
+    // Counted on from the values shown at the save.
+    this.base = counterDifference(this.rawCounters(), s.counters);
     this.runs = s.info.runs;
     this.injections = s.info.injections;
     this.blocks = this.makeBlocks();
@@ -531,4 +510,18 @@ export class Session {
     this.unsubscribeLog();
     this.m.close();
   }
+}
+
+/** `a − b`, counter by counter. */
+function counterDifference(a: SeamCounters, b: SeamCounters): SeamCounters {
+  return {
+    vmExits: a.vmExits - b.vmExits,
+    directAccesses: a.directAccesses - b.directAccesses,
+    ioctls: a.ioctls - b.ioctls,
+    invalidateIoctls: a.invalidateIoctls - b.invalidateIoctls,
+    hostCmdqCommands: a.hostCmdqCommands - b.hostCmdqCommands,
+    vcmdqCommands: a.vcmdqCommands - b.vcmdqCommands,
+    translations: a.translations - b.translations,
+    modelNs: a.modelNs - b.modelNs,
+  };
 }
