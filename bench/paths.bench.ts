@@ -7,8 +7,8 @@
  * The plot's headline panel is the first two, its secondary panel the last two.
  */
 
-import { COMPARE_PATHS, lineFor, type ComparePath } from '../src/platform/compare.js';
-import { DEFAULT_COST_MODEL, modelLatency, type CostModel, type PathCounts } from '../src/platform/cost-model.js';
+import { COMPARE_PATHS, lineFor, reportPathCounts, type ComparePath } from '../src/platform/compare.js';
+import { DEFAULT_COST_MODEL, modelLatency, type CostModel } from '../src/platform/cost-model.js';
 import { DEFAULT_ARGS, Machine } from '../src/platform/machine.js';
 import { runWorkload } from '../src/platform/workload.js';
 import type { Row } from './harness.js';
@@ -59,14 +59,7 @@ export function benchPaths(quick: boolean, model: CostModel = DEFAULT_COST_MODEL
           const operations = ops * rep.devices.length;
           if (r === 0) {
             // The warm-up run gives the modelled numbers (the same in every run).
-            const counts: PathCounts = {
-              operations,
-              commands: rep.vcmdq.commands + rep.smmuCmdq.commands,
-              syncs: rep.vcmdq.batches + rep.smmuCmdq.batches,
-              exits: rep.vcmdq.exits + rep.smmuCmdq.exits,
-              ioctls: rep.vcmdq.ioctls + rep.smmuCmdq.ioctls,
-              directAccesses: rep.directAccesses,
-            };
+            const counts = reportPathCounts(rep, ops);
             first = {
               path,
               batch,

@@ -12,7 +12,7 @@
 import { parseKeyval } from '../vmm/virt/options.js';
 import { DEFAULT_COST_MODEL, modelLatency, type CostModel, type PathCounts } from './cost-model.js';
 import { Machine } from './machine.js';
-import { runWorkload, type WorkloadOptions } from './workload.js';
+import { runWorkload, type WorkloadOptions, type WorkloadReport } from './workload.js';
 
 /** The three paths, in report order. */
 export const COMPARE_PATHS = ['emulated', 'trapped', 'cmdqv'] as const;
@@ -87,6 +87,21 @@ export interface CompareColumn {
 }
 
 /**
+ * The cost model's event counts of a workload run of `ops` operations per device: its
+ * invalidations on both paths together (a run takes one of them).
+ */
+export function reportPathCounts(r: WorkloadReport, ops: number): PathCounts {
+  return {
+    operations: ops * r.devices.length,
+    commands: r.vcmdq.commands + r.smmuCmdq.commands,
+    syncs: r.vcmdq.batches + r.smmuCmdq.batches,
+    exits: r.vcmdq.exits + r.smmuCmdq.exits,
+    ioctls: r.vcmdq.ioctls + r.smmuCmdq.ioctls,
+    directAccesses: r.directAccesses,
+  };
+}
+
+/**
  * Run `o` on each path's machine. The emulated path's cost excludes its translations (the
  * cost model prices invalidations), which the translation columns show instead.
  */
@@ -96,15 +111,7 @@ export function runCompare(argv: readonly string[], o: WorkloadOptions, model: C
     const m = Machine.create(line);
     try {
       const r = runWorkload(m, { ...o, injectError: false });
-      const operations = o.ops * r.devices.length;
-      const counts: PathCounts = {
-        operations,
-        commands: r.vcmdq.commands + r.smmuCmdq.commands,
-        syncs: r.vcmdq.batches + r.smmuCmdq.batches,
-        exits: r.vcmdq.exits + r.smmuCmdq.exits,
-        ioctls: r.vcmdq.ioctls + r.smmuCmdq.ioctls,
-        directAccesses: r.directAccesses,
-      };
+      const counts = reportPathCounts(r, o.ops);
       let host = 0;
       for (const s of m.host.smmus.values()) host += s.hw.stats.translations;
       return {
