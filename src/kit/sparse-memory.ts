@@ -376,6 +376,24 @@ export class SparseMemory {
     for (const index of [...this.chunks.keys()].sort((a, b) => a - b)) fn(index * CHUNK_SIZE, this.chunks.get(index)!.bytes);
   }
 
+  /**
+   * Make `bytes` the chunk at the chunk-aligned `addr` instead of allocating one and copying
+   * them in (a restore that owns a buffer of guest RAM): from now on every load and store of
+   * that chunk uses those bytes, so the caller hands them over and must not use them again.
+   * Done only where the chunk was never allocated and `bytes` is exactly one chunk, 4-byte
+   * aligned (the word view needs it); otherwise nothing changes and the result is false (the
+   * caller copies). A running dirty log sees the chunk's pages as written.
+   */
+  adoptChunk(addr: number, bytes: Uint8Array): boolean {
+    if (addr % CHUNK_SIZE !== 0 || !this.contains(addr, CHUNK_SIZE) || bytes.length !== CHUNK_SIZE || bytes.byteOffset % 4 !== 0) return false;
+    const index = addr / CHUNK_SIZE;
+    if (this.chunks.has(index)) return false;
+    // Absent chunks are never cached (chunkFor caches what it finds), so no cache entry changes.
+    this.chunks.set(index, { bytes, view: new DataView(bytes.buffer, bytes.byteOffset, CHUNK_SIZE), words: new Uint32Array(bytes.buffer, bytes.byteOffset, CHUNK_SIZE / 4) });
+    if (this.dirty !== undefined) markPages(this.dirty, addr, CHUNK_SIZE);
+    return true;
+  }
+
   /** Whether the 64 KiB chunk holding `addr` was ever allocated (written). */
   chunkAllocated(addr: number): boolean {
     return this.chunks.has(Math.floor(addr / CHUNK_SIZE));

@@ -191,6 +191,8 @@ export class Machine extends VirtMachine {
    * from elsewhere ({@link RamSource}: `size` = the VM's RAM size, `forEachChunk(fn(offset,
    * bytes))` with offsets from the start of guest RAM; a `SparseMemory` of that size is one),
    * laid over the image's RAM; it is required when the image was saved with `ram: false`.
+   * Guest RAM is copied out of the image (it can be restored again) unless `opts.adopt` hands
+   * the image's buffer and `opts.ram`'s chunks over to the VM (no copy; see `RestoreOptions`).
    * The guest software's state is left in {@link restoredGuest} (`WorkloadRun.resume` takes it).
    * @throws SnapshotError naming the problem (truncated, corrupt, another version or topology,
    * a host call failing); nothing is left on the host

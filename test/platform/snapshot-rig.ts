@@ -6,7 +6,7 @@ import { lvcmdqPage0Offset, VCMDQ_PROD } from '../../src/arch/tegra241-cmdqv/reg
 import { mulberry32 } from '../../src/kit/prng.js';
 import { HostKernel, Machine } from '../../src/platform/machine.js';
 import { WorkloadRun, type WorkloadOptions, type WorkloadReport } from '../../src/platform/workload.js';
-import { xxh32 } from '../../src/platform/snapshot/xxh32.js';
+import { crc32 } from '../../src/platform/snapshot/crc32.js';
 
 /** Which path a case runs: accelerated with the CMDQV, accelerated trapped, or QEMU's emulated SMMUv3. */
 export type Path = 'cmdqv' | 'trapped' | 'emulated';
@@ -116,7 +116,7 @@ function registerReads(m: Machine): number[] {
 /** Every guest RAM block that holds data: its offset and a hash of its bytes. */
 function ramDigest(m: Machine): string {
   const out: string[] = [];
-  m.forEachTouchedRam((offset, bytes) => out.push(`${offset.toString(16)}:${xxh32(bytes).toString(16)}`));
+  m.forEachTouchedRam((offset, bytes) => out.push(`${offset.toString(16)}:${crc32(bytes).toString(16)}`));
   return out.join(' ');
 }
 

@@ -59,3 +59,18 @@ export function forEachTouchedRam(m: Machine, fn: (offset: number, bytes: Uint8A
 export function loadRam(m: Machine, offset: number, bytes: Uint8Array): void {
   m.writeRam(VIRT_RAM_BASE + offset, bytes);
 }
+
+/**
+ * Make `bytes` the guest RAM at `offset` without copying them (`SparseMemory.adoptChunk`: the
+ * host memory then owns them), where they are exactly one 64 KiB host chunk: the offset
+ * chunk-aligned, RAM backed by pages of at least a chunk (hugepages; base pages scatter a
+ * chunk's worth of guest RAM over several host chunks) and the host chunk never allocated.
+ * False where not (nothing done: the caller copies with {@link loadRam}).
+ */
+export function adoptRam(m: Machine, offset: number, bytes: Uint8Array): boolean {
+  if (bytes.length !== CHUNK_SIZE || offset % CHUNK_SIZE !== 0 || offset + CHUNK_SIZE > m.ramBytes) return false;
+  const map = m.proc.mem.find(m.ramVa);
+  if (!map || map.kind !== 'anon' || map.pageSize < CHUNK_SIZE) return false;
+  const pa = map.frames[Math.floor(offset / map.pageSize)]! + (offset % map.pageSize);
+  return m.host.phys.mem.adoptChunk(pa, bytes);
+}

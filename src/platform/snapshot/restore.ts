@@ -14,11 +14,12 @@ import { HostKernel } from '../../host/kernel/host-kernel.js';
 import type { PlainValue } from '../../kit/persist.js';
 import { parseVirtArgs } from '../../vmm/virt/options.js';
 import { Machine, type MachineCreateOptions } from '../machine.js';
-import { ByteReader, decodePlain } from './codec.js';
+import { decodePlain } from './codec.js';
 import { SnapshotError } from './errors.js';
 import { array, bad, bool, int, MAX_ID, optInt, record, str, time, typed, u32s } from './check.js';
-import { loadRam, type RamSource } from './guest-ram.js';
+import { adoptRam, loadRam, type RamSource } from './guest-ram.js';
 import { readImage } from './image.js';
+import { forEachRamBlock } from './ram-section.js';
 import { iommufdContext } from './save.js';
 import { SECTION, type HostUnitMeta, type ImageMeta, type VmmImage } from './state.js';
 
@@ -30,7 +31,21 @@ export interface RestoreOptions {
   readonly ram?: RamSource;
   /** Passed to `Machine.create` (cost model, trace). */
   readonly create?: Pick<MachineCreateOptions, 'costModel' | 'trace'>;
+  /**
+   * Hand the image's buffer (and the chunks of `ram`) over to the restored VM instead of
+   * copying guest RAM out of them (default false: copy). Each 64 KiB RAM block that is one
+   * whole host chunk becomes that chunk (`SparseMemory.adoptChunk`), so the VM's RAM stores
+   * write into the caller's buffer and closing the VM zeroes those bytes: for a caller that
+   * owns a fresh buffer and is done with it (`cmdqv run --restore` with the file it read, a
+   * migration's destination with the pages it received). A buffer handed over once is
+   * refused by every later restore (in either mode): a second VM on it would share the
+   * first one's memory.
+   */
+  readonly adopt?: boolean;
 }
+
+/** The image buffers an `adopt` restore has handed to a VM: restoring one again would alias its RAM. */
+const adopted = new WeakSet<ArrayBufferLike>();
 
 /** The image's sections, decoded and checked. */
 interface CheckedImage {
@@ -100,17 +115,6 @@ function checkRam(data: Uint8Array, ramBytes: number): void {
   });
 }
 
-function forEachRamBlock(data: Uint8Array, fn: (offset: number, bytes: Uint8Array) => void): void {
-  const r = new ByteReader(data, `snapshot section '${SECTION.ram}'`);
-  const n = r.u32();
-  for (let i = 0; i < n; i++) {
-    const offset = r.u64();
-    const len = r.u32();
-    fn(offset, r.bytes(len));
-  }
-  if (r.left !== 0) throw new SnapshotError(`snapshot section '${SECTION.ram}': ${r.left} bytes follow its blocks`);
-}
-
 /**
  * Whether the destination can run the image's VM as it was: its command line parses, the host
  * has each passthrough device behind an SMMU (and CMDQV) like the source's, and guest RAM gets
@@ -134,6 +138,7 @@ function checkTopology(meta: ImageMeta, host: HostKernel | HostConfig): void {
 
 /** See `Machine.restore`. */
 export function restoreMachine(image: Uint8Array, opts: RestoreOptions = {}): Machine {
+  if (image instanceof Uint8Array && adopted.has(image.buffer)) throw new SnapshotError('snapshot image: its buffer was handed over to a VM restored from it (adopt) and may hold that VM\'s RAM now; restore from a copy of the image');
   const checked = checkImage(image, opts.ram);
   // No host given: a new default host, made by Machine.create on the VM's clock (as a boot's).
   const host = opts.host;
@@ -146,7 +151,8 @@ export function restoreMachine(image: Uint8Array, opts: RestoreOptions = {}): Ma
   }
   try {
     checkVmm(m, checked.vmm);
-    load(m, checked, opts.ram);
+    if (opts.adopt === true) adopted.add(image.buffer);
+    load(m, checked, opts.ram, opts.adopt === true);
   } catch (e) {
     m.close();
     const msg = e instanceof Error ? e.message : String(e);
@@ -155,10 +161,13 @@ export function restoreMachine(image: Uint8Array, opts: RestoreOptions = {}): Ma
   return m;
 }
 
-function load(m: Machine, img: CheckedImage, ram: RamSource | undefined): void {
+function load(m: Machine, img: CheckedImage, ram: RamSource | undefined, adopt: boolean): void {
   const { vmm } = img;
-  if (img.ram) forEachRamBlock(img.ram, (offset, bytes) => loadRam(m, offset, bytes));
-  ram?.forEachChunk((offset, bytes) => loadRam(m, offset, bytes.subarray(0, Math.min(bytes.length, m.ramBytes - offset))));
+  const put = (offset: number, bytes: Uint8Array) => {
+    if (!adopt || !adoptRam(m, offset, bytes)) loadRam(m, offset, bytes);
+  };
+  if (img.ram) forEachRamBlock(img.ram, put);
+  ram?.forEachChunk((offset, bytes) => put(offset, bytes.subarray(0, Math.min(bytes.length, m.ramBytes - offset))));
   // PCI first: bus numbers (the devices' StreamIDs) and BARs come from the bridges' registers.
   m.pci.restore(vmm.pci);
   if (vmm.emulated.length !== m.emulatedSmmus.length) throw new Error(`the image has ${vmm.emulated.length} emulated SMMUv3s, the machine ${m.emulatedSmmus.length}`);

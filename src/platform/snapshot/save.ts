@@ -9,6 +9,7 @@ import type { Machine } from '../machine.js';
 import { encodePlain } from './codec.js';
 import { forEachTouchedRam } from './guest-ram.js';
 import { writeImage, type ImageSection } from './image.js';
+import { ramSection, type RamBlock } from './ram-section.js';
 import { SECTION, type HostUnitMeta, type ImageMeta, type SavedAccelSmmu, type SavedDispatch, type VmmImage } from './state.js';
 
 /** Options of {@link saveMachine}. */
@@ -38,7 +39,7 @@ export function saveMachine(m: Machine, opts: SaveOptions = {}): Uint8Array {
     assertPlainState(guest, 'guest');
     sections.push({ name: SECTION.guest, data: encodePlain(guest) });
   }
-  if (withRam) sections.push(ramSection(m));
+  if (withRam) sections.push(ramOf(m));
   return writeImage(sections);
 }
 
@@ -51,33 +52,11 @@ export function hostUnits(m: Machine): HostUnitMeta[] {
   });
 }
 
-/**
- * RAM section: block count, then per block its offset from the start of guest RAM (8 bytes),
- * its length (4) and its bytes. Written straight into the image (one copy of guest RAM).
- */
-function ramSection(m: Machine): ImageSection {
-  const blocks: { offset: number; bytes: Uint8Array }[] = [];
-  let size = 4;
-  forEachTouchedRam(m, (offset, bytes) => {
-    blocks.push({ offset, bytes });
-    size += 12 + bytes.length;
-  });
-  return {
-    name: SECTION.ram,
-    size,
-    write: (out) => {
-      const view = new DataView(out.buffer, out.byteOffset, out.byteLength);
-      view.setUint32(0, blocks.length, true);
-      let at = 4;
-      for (const b of blocks) {
-        view.setUint32(at, b.offset % 2 ** 32, true);
-        view.setUint32(at + 4, Math.floor(b.offset / 2 ** 32), true);
-        view.setUint32(at + 8, b.bytes.length, true);
-        out.set(b.bytes, at + 12);
-        at += 12 + b.bytes.length;
-      }
-    },
-  };
+/** The guest RAM that holds data, as the `ram` section (ram-section.ts): one copy, straight into the image. */
+function ramOf(m: Machine): ImageSection {
+  const blocks: RamBlock[] = [];
+  forEachTouchedRam(m, (offset, bytes) => blocks.push({ offset, bytes }));
+  return ramSection(blocks);
 }
 
 /** The VMM's devices, the guest-visible host state, IRQs, clock and pending main-loop work. */
