@@ -275,7 +275,8 @@ function restoreFile(file: string, opts: { costModel: CostModel; trace?: ChromeT
     throw new CliError(`--restore ${file}: cannot read it: ${err.code === 'ENOENT' ? 'No such file or directory' : err.message}`);
   }
   try {
-    return Machine.restore(image, { create: opts });
+    // The buffer just read is ours alone: the VM takes its RAM blocks instead of a copy.
+    return Machine.restore(image, { create: opts, adopt: true });
   } catch (e) {
     if (e instanceof SnapshotError) throw new CliError(`--restore ${file}: ${e.message}`);
     throw e;

@@ -1,6 +1,7 @@
 // Issue 13 "Done when": save at random points of random workloads (CMDQV, trapped and emulated paths, with
 // errors pending, queues mid-ring), restore into a fresh host and into a host that runs another
-// VM, continue, and compare every guest-visible observation with the uninterrupted run.
+// VM (copy mode), and on a fresh host handing the image over (adopt mode), continue, and compare
+// every guest-visible observation with the uninterrupted run.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { HostKernel, Machine } from '../../src/platform/machine.js';
@@ -18,8 +19,8 @@ function toSavePoint(c: Case): { m: Machine; run: WorkloadRun; image: Uint8Array
   return { m, run, image: m.save() };
 }
 
-function finishRestored(image: Uint8Array, host?: HostKernel): Observation {
-  const m = Machine.restore(image, host ? { host } : {});
+function finishRestored(image: Uint8Array, host?: HostKernel, adopt = false): Observation {
+  const m = Machine.restore(image, { ...(host ? { host } : {}), adopt });
   const run = WorkloadRun.resume(m);
   const obs = observe(m, run, run.finish());
   m.close();
@@ -51,8 +52,9 @@ test(`save at a random point, restore on a fresh host and on a busy host: every 
       assert.deepEqual(observe(u, ur, ur.finish()), reference, `${what}: saving changed the source`);
       u.close();
     }
-    assert.deepEqual(finishRestored(image), reference, `${what}: restored on a fresh host`);
     assert.deepEqual(finishRestored(image, busy[c.path].host), reference, `${what}: restored next to another VM`);
+    // The image's last restore takes its buffer (adopt mode, as run --restore does).
+    assert.deepEqual(finishRestored(image, undefined, true), reference, `${what}: restored on a fresh host, adopting the image`);
   }
   for (const b of Object.values(busy)) b.other.close();
   // The cases do leave work pending at the save (vEVENTs waiting for the main loop).

@@ -221,7 +221,8 @@ export function migrate(source: Machine, opts: MigrateOptions): MigrationResult 
     const ioctls0 = destHost?.stats.ioctls ?? 0;
     let dest: Machine;
     try {
-      dest = Machine.restore(state, { host: opts.dest, ram: received });
+      // The received pages are the destination's RAM (nothing else holds them): adopted, not copied.
+      dest = Machine.restore(state, { host: opts.dest, ram: received, adopt: true });
     } catch (e) {
       const ioctls = (destHost?.stats.ioctls ?? 0) - ioctls0;
       const paused = withTotal({
