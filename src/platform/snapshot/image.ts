@@ -36,12 +36,13 @@ const FIXED_HEADER = 20;
 
 /**
  * One named payload of an image: its bytes, or its size and a function that writes them into
- * the image (so that megabytes of RAM are copied once, straight into place). `align` (a power
- * of two, default 8) is the image offset the payload starts at a multiple of.
+ * the image (so that megabytes of RAM are copied once, straight into place) and returns their
+ * CRC-32 (summed as it writes, while the bytes are in the cache). `align` (a power of two,
+ * default 8) is the image offset the payload starts at a multiple of.
  */
 export type ImageSection =
   | { readonly name: string; readonly data: Uint8Array; readonly align?: number }
-  | { readonly name: string; readonly size: number; readonly write: (out: Uint8Array) => void; readonly align?: number };
+  | { readonly name: string; readonly size: number; readonly write: (out: Uint8Array) => number; readonly align?: number };
 
 function sizeOf(s: ImageSection): number {
   return 'data' in s ? s.data.length : s.size;
@@ -70,8 +71,8 @@ export function writeImage(sections: readonly ImageSection[]): Uint8Array {
   // Payloads first: the table carries their checksums.
   const sums = sections.map((s, i) => {
     const at = out.subarray(offsets[i]!, offsets[i]! + sizeOf(s));
-    if ('data' in s) at.set(s.data);
-    else s.write(at);
+    if (!('data' in s)) return s.write(at);
+    at.set(s.data);
     return crc32(at);
   });
   const w = new ByteWriter();

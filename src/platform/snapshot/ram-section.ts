@@ -17,6 +17,7 @@
  */
 
 import { ByteReader } from './codec.js';
+import { crc32 } from './crc32.js';
 import { SnapshotError } from './errors.js';
 import type { ImageSection } from './image.js';
 import { SECTION } from './state.js';
@@ -48,15 +49,22 @@ export function ramSection(blocks: readonly RamBlock[]): ImageSection {
       const view = new DataView(out.buffer, out.byteOffset, out.byteLength);
       view.setUint32(0, blocks.length, true);
       let entry = TABLE_START;
-      let at = start;
       for (const b of blocks) {
         view.setUint32(entry, b.offset % 2 ** 32, true);
         view.setUint32(entry + 4, Math.floor(b.offset / 2 ** 32), true);
         view.setUint32(entry + 8, b.bytes.length, true);
-        out.set(b.bytes, at);
         entry += ENTRY_BYTES;
+      }
+      // The section's CRC as it is written: each block is summed just before its copy, so the
+      // copy reads bytes the sum has just brought into the cache.
+      let sum = crc32(out.subarray(0, start));
+      let at = start;
+      for (const b of blocks) {
+        sum = crc32(b.bytes, sum);
+        out.set(b.bytes, at);
         at += b.bytes.length;
       }
+      return sum;
     },
   };
 }
