@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { CHUNK_SIZE, DIRTY_PAGE_SIZE, SparseMemory } from '../../src/kit/sparse-memory.js';
 import { Machine, SnapshotError } from '../../src/platform/machine.js';
-import { crc32 } from '../../src/platform/snapshot/crc32.js';
+import { crc32 } from '../../src/kit/crc32.js';
 import { readImage } from '../../src/platform/snapshot/image.js';
 import { forEachRamBlock } from '../../src/platform/snapshot/ram-section.js';
 import { VIRT_RAM_BASE } from '../../src/vmm/virt/machine.js';

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { DEFAULT_HOST } from '../../src/host/config.js';
 import { decodePlain, encodePlain } from '../../src/platform/snapshot/codec.js';
-import { crc32, crc32Js } from '../../src/platform/snapshot/crc32.js';
+import { crc32, tableCrc32 } from '../../src/kit/crc32.js';
 import { readImage, writeImage } from '../../src/platform/snapshot/image.js';
 import { HostKernel, Machine, SnapshotError } from '../../src/platform/machine.js';
 import { WorkloadRun } from '../../src/platform/workload.js';
@@ -30,7 +30,7 @@ function refused(img: Uint8Array, pattern: RegExp, host?: HostKernel | typeof DE
 
 test('the section checksum is CRC-32 (reference values; the JavaScript fallback agrees with zlib, also continued)', () => {
   const e = (s: string) => new TextEncoder().encode(s);
-  for (const f of [crc32, crc32Js]) {
+  for (const f of [crc32, tableCrc32]) {
     assert.equal(f(e('')), 0);
     assert.equal(f(e('123456789')), 0xcbf43926);
     assert.equal(f(e('The quick brown fox jumps over the lazy dog')), 0x414fa339);
@@ -38,7 +38,7 @@ test('the section checksum is CRC-32 (reference values; the JavaScript fallback 
     assert.equal(f(e('56789'), f(e('1234'))), 0xcbf43926);
   }
   const big = new Uint8Array(100_003).map((_, i) => (i * 131 + 7) & 0xff);
-  assert.equal(crc32(big), crc32Js(big));
+  assert.equal(crc32(big), tableCrc32(big));
 });
 
 test('plain state round-trips exactly through the encoding', () => {

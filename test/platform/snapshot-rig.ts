@@ -6,7 +6,7 @@ import { lvcmdqPage0Offset, VCMDQ_PROD } from '../../src/arch/tegra241-cmdqv/reg
 import { mulberry32 } from '../../src/kit/prng.js';
 import { HostKernel, Machine } from '../../src/platform/machine.js';
 import { WorkloadRun, type WorkloadOptions, type WorkloadReport } from '../../src/platform/workload.js';
-import { crc32 } from '../../src/platform/snapshot/crc32.js';
+import { crc32 } from '../../src/kit/crc32.js';
 
 /** Which path a case runs: accelerated with the CMDQV, accelerated trapped, or QEMU's emulated SMMUv3. */
 export type Path = 'cmdqv' | 'trapped' | 'emulated';

@@ -19,8 +19,8 @@
  * The header's JSON is the {@link RunDescription}: everything needed to rebuild the machine.
  */
 
-import * as zlib from 'node:zlib';
 import { deflateRawSync, inflateRawSync } from 'node:zlib';
+import { crc32, tableCrc32 } from '../../kit/crc32.js';
 
 /** First 8 bytes of every recording. */
 export const MAGIC = 'CMDQVREC';
@@ -379,27 +379,5 @@ function maxDeflatedBytes(n: number): number {
   return n + 5 * Math.ceil(n / 65535 + 1) + 64;
 }
 
-const CRC_TABLE = (() => {
-  const t = new Int32Array(256);
-  for (let n = 0; n < 256; n++) {
-    let c = n;
-    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-    t[n] = c;
-  }
-  return t;
-})();
-
-/** zlib's own CRC-32 (Node.js 20.15 and later): several times faster than the table below. */
-const nativeCrc32 = (zlib as { crc32?: (data: Uint8Array) => number }).crc32;
-
-/** CRC-32 (IEEE 802.3, as zlib and PNG) of `b`. */
-export function crc32(b: Uint8Array): number {
-  return nativeCrc32 ? nativeCrc32(b) >>> 0 : tableCrc32(b);
-}
-
-/** CRC-32 computed a byte at a time (older Node.js 20 releases have no zlib.crc32). */
-export function tableCrc32(b: Uint8Array): number {
-  let c = -1;
-  for (let i = 0; i < b.length; i++) c = CRC_TABLE[(c ^ b[i]!) & 0xff]! ^ (c >>> 8);
-  return (c ^ -1) >>> 0;
-}
+/** The recording's CRC-32 is the kit's (zlib's where Node has it), shared with snapshot images. */
+export { crc32, tableCrc32 };

@@ -22,7 +22,7 @@
  */
 
 import { ByteReader, ByteWriter } from './codec.js';
-import { crc32 } from './crc32.js';
+import { crc32 } from '../../kit/crc32.js';
 import { SnapshotError } from './errors.js';
 
 /** The file's first 8 bytes. */

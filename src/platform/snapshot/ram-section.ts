@@ -17,7 +17,7 @@
  */
 
 import { ByteReader } from './codec.js';
-import { crc32 } from './crc32.js';
+import { crc32 } from '../../kit/crc32.js';
 import { SnapshotError } from './errors.js';
 import type { ImageSection } from './image.js';
 import { SECTION } from './state.js';

@@ -1,11 +1,10 @@
 /**
- * CRC-32 (the ISO-HDLC / zlib / PNG polynomial 0xEDB88320, reflected, initial and final value
- * 0xFFFFFFFF): the image's section and header checksum. Node's zlib computes it natively
- * (`zlib.crc32`, node ≥ 20.15) at several GB/s, three to four times the speed of any checksum
- * written in JavaScript, which matters for the tens of megabytes of guest RAM an image
- * carries; older Node gets the table-driven computation below, the same values, slower. A
- * CRC-32 detects every burst error up to 32 bits and the corruption an image meets (flipped
- * bits, truncation, swapped blocks).
+ * CRC-32 (IEEE 802.3, as zlib and PNG: polynomial 0xEDB88320 reflected, initial and final
+ * value 0xFFFFFFFF): the checksum of snapshot images and of recordings. Node's zlib computes
+ * it natively (`zlib.crc32`, Node ≥ 20.15) at several GB/s, which matters for the tens of
+ * megabytes of guest RAM an image carries; older Node 20 releases get the table-driven
+ * computation below (the same values, slower). A CRC-32 detects every burst error up to 32
+ * bits and the corruption a file meets (flipped bits, truncation, swapped blocks).
  */
 
 import * as zlib from 'node:zlib';
@@ -26,8 +25,8 @@ function crcTable(): Uint32Array {
   return t;
 }
 
-/** CRC-32 of `data` computed in JavaScript, a byte at a time (the fallback; exported for its test). */
-export function crc32Js(data: Uint8Array, value = 0): number {
+/** CRC-32 computed a byte at a time (the fallback where Node has no zlib.crc32; exported for its test). */
+export function tableCrc32(data: Uint8Array, value = 0): number {
   const t = (table ??= crcTable());
   let c = ~value;
   for (let i = 0; i < data.length; i++) c = t[(c ^ data[i]!) & 0xff]! ^ (c >>> 8);
@@ -36,5 +35,5 @@ export function crc32Js(data: Uint8Array, value = 0): number {
 
 /** CRC-32 of `data`, continuing from `value` (the CRC of the bytes before it; 0 to start). */
 export function crc32(data: Uint8Array, value = 0): number {
-  return native ? native(data, value) : crc32Js(data, value);
+  return native ? native(data, value) >>> 0 : tableCrc32(data, value);
 }
