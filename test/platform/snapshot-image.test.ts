@@ -8,6 +8,7 @@ import { DEFAULT_HOST } from '../../src/host/config.js';
 import { decodePlain, encodePlain } from '../../src/platform/snapshot/codec.js';
 import { crc32, tableCrc32 } from '../../src/kit/crc32.js';
 import { readImage, writeImage } from '../../src/platform/snapshot/image.js';
+import { forEachRamBlock, ramSection } from '../../src/platform/snapshot/ram-section.js';
 import { HostKernel, Machine, SnapshotError } from '../../src/platform/machine.js';
 import { WorkloadRun } from '../../src/platform/workload.js';
 import { hostResources } from '../faults/host-balance.js';
@@ -73,6 +74,52 @@ test('a corrupt image is refused, naming the corrupt part', () => {
   magic[0] = 0x58;
   refused(magic, /not a cmdqv snapshot image/);
   refused(new TextEncoder().encode('hello, this is not an image at all'), /not a cmdqv snapshot image/);
+});
+
+test('the RAM section starts on a 4 KiB boundary of the image; a non-zero byte in the padding before it is refused', () => {
+  const sections = readImage(IMG);
+  const ram = sections.get('ram')!;
+  assert.equal((ram.byteOffset - IMG.byteOffset) % 4096, 0);
+  const before = Math.max(...[...sections.values()].filter((d) => d !== ram).map((d) => d.byteOffset - IMG.byteOffset + d.length));
+  const at = ram.byteOffset - IMG.byteOffset - 1;
+  assert.ok(at >= before, 'there is padding before the RAM section');
+  const bad = IMG.slice();
+  bad[at] = 1;
+  refused(bad, new RegExp(`non-zero byte at ${at}, in the padding before section 'ram'`));
+});
+
+test('sections that overlap are refused (each would pass its own checksum)', () => {
+  const same = new Uint8Array(16).fill(7);
+  const img = writeImage([{ name: 'a', data: same }, { name: 'b', data: same }]);
+  const dv = new DataView(img.buffer, img.byteOffset);
+  const headerLen = dv.getUint32(12, true);
+  // Entry 'b' (after entry 'a': 1 + 1 + 8 + 8 + 4 bytes): its offset made 'a''s, the header re-summed.
+  const bEntry = 20 + 22;
+  dv.setUint32(bEntry + 2, dv.getUint32(20 + 2, true), true);
+  dv.setUint32(headerLen - 4, crc32(img.subarray(0, headerLen - 4)), true);
+  assert.throws(() => readImage(img.subarray(0, img.length - 16)), (e: unknown) => e instanceof SnapshotError && /section 'b' overlaps the bytes before it/.test(e.message));
+});
+
+test('the RAM section: a table, then page-aligned block bytes back to back; anything else in it is named', () => {
+  const blocks = [{ offset: 0x10000, bytes: new Uint8Array(4096).fill(1) }, { offset: 2 ** 33, bytes: new Uint8Array(8).fill(2) }];
+  const img = writeImage([{ name: 'meta', data: new Uint8Array(3) }, ramSection(blocks)]);
+  const data = readImage(img).get('ram')!;
+  assert.equal((data.byteOffset - img.byteOffset) % 4096, 0);
+  const seen: [number, number[]][] = [];
+  forEachRamBlock(data, (o, b) => seen.push([o, [...new Set(b)]]));
+  assert.deepEqual(seen, [[0x10000, [1]], [2 ** 33, [2]]]);
+  assert.equal(data[4096], 1, 'block data starts at the first 4 KiB boundary after the table');
+  const edit = (f: (d: Uint8Array) => void) => {
+    const d = data.slice();
+    f(d);
+    return () => forEachRamBlock(d, () => {});
+  };
+  assert.throws(edit((d) => (d[4] = 1)), /the word after its block count is not zero/);
+  assert.throws(edit((d) => (d[8 + 12] = 1)), /block 0's reserved word is not zero/);
+  assert.throws(edit((d) => (d[100] = 1)), /the padding after its table is not zero/);
+  assert.throws(edit((d) => (d[2] = 1)), /is truncated: a table of 65538 blocks/);
+  assert.throws(edit((d) => (d[8 + 16 + 8] = 9)), /is truncated: block 1 needs/);
+  assert.throws(() => forEachRamBlock(new Uint8Array([...data, 0, 0]), () => {}), /2 bytes follow its blocks/);
 });
 
 test('an image of another version is refused, naming both versions (version 1 had XXH32 checksums)', () => {
