@@ -50,6 +50,17 @@ function finish(m: Machine): unknown {
   return out;
 }
 
+/** The image's VM as a migration hands it over: an image without RAM, and its RAM as 64 KiB chunks. */
+function stateAndRam(img: Uint8Array): { state: Uint8Array; ram: SparseMemory } {
+  const src = Machine.restore(img);
+  WorkloadRun.resume(src);
+  const ram = new SparseMemory(src.ramBytes);
+  src.forEachTouchedRam((offset, bytes) => ram.writeBytes(offset, bytes));
+  const state = src.save({ ram: false });
+  src.close();
+  return { state, ram };
+}
+
 test('copy mode: two VMs restored from one image share no memory with each other or with the image', () => {
   const img = image(lineFor(true));
   const before = img.slice();
@@ -97,24 +108,14 @@ test('adopt mode copies where a host chunk is not one RAM block (4 KiB pages sca
   assert.deepEqual(finish(m), copied);
   // RAM given apart from the image (a migration's received pages) comes in 64 KiB chunks: on
   // 4 KiB pages none of them is one host chunk either.
-  const src = Machine.restore(img);
-  WorkloadRun.resume(src);
-  const ram = new SparseMemory(src.ramBytes);
-  src.forEachTouchedRam((offset, bytes) => ram.writeBytes(offset, bytes));
-  const state = src.save({ ram: false });
-  src.close();
+  const { state, ram } = stateAndRam(img);
   assert.deepEqual(finish(Machine.restore(state, { ram, adopt: true })), copied);
 });
 
 test('adopt mode takes RAM given apart from the image (a migration\'s received pages) where pages are hugepages', () => {
   const img = image(lineFor(true));
   const copied = finish(Machine.restore(img));
-  const src = Machine.restore(img);
-  WorkloadRun.resume(src);
-  const ram = new SparseMemory(src.ramBytes);
-  src.forEachTouchedRam((offset, bytes) => ram.writeBytes(offset, bytes));
-  const state = src.save({ ram: false });
-  src.close();
+  const { state, ram } = stateAndRam(img);
   const m = Machine.restore(state, { ram, adopt: true });
   m.writeRam(VIRT_RAM_BASE + BLOCK_OFFSET, new Uint8Array([7]));
   assert.equal(ram.read(BLOCK_OFFSET, 1), 7, 'the given chunk is the VM\'s RAM');
