@@ -37,9 +37,10 @@ export interface RestoreOptions {
    * whole host chunk becomes that chunk (`SparseMemory.adoptChunk`), so the VM's RAM stores
    * write into the caller's buffer and closing the VM zeroes those bytes: for a caller that
    * owns a fresh buffer and is done with it (`cmdqv run --restore` with the file it read, a
-   * migration's destination with the pages it received). A buffer handed over once is
-   * refused by every later restore (in either mode): a second VM on it would share the
-   * first one's memory.
+   * migration's destination with the pages it received). An image buffer a block was taken
+   * from is refused by every later restore (in either mode): a second VM on it would share
+   * the first one's memory. Blocks that are not one host chunk (RAM on 4 KiB pages) are
+   * copied.
    */
   readonly adopt?: boolean;
 }
@@ -151,7 +152,6 @@ export function restoreMachine(image: Uint8Array, opts: RestoreOptions = {}): Ma
   }
   try {
     checkVmm(m, checked.vmm);
-    if (opts.adopt === true) adopted.add(image.buffer);
     load(m, checked, opts.ram, opts.adopt === true);
   } catch (e) {
     m.close();
@@ -163,10 +163,19 @@ export function restoreMachine(image: Uint8Array, opts: RestoreOptions = {}): Ma
 
 function load(m: Machine, img: CheckedImage, ram: RamSource | undefined, adopt: boolean): void {
   const { vmm } = img;
-  const put = (offset: number, bytes: Uint8Array) => {
-    if (!adopt || !adoptRam(m, offset, bytes)) loadRam(m, offset, bytes);
+  /** Load a block (adopting it where asked and possible); whether it was adopted. */
+  const put = (offset: number, bytes: Uint8Array): boolean => {
+    if (adopt && adoptRam(m, offset, bytes)) return true;
+    loadRam(m, offset, bytes);
+    return false;
   };
-  if (img.ram) forEachRamBlock(img.ram, put);
+  // The image's buffer is marked as soon as a block of it is taken (a later failure closes the
+  // VM, which zeroes what it took); a buffer nothing was taken from stays the caller's.
+  if (img.ram) {
+    forEachRamBlock(img.ram, (offset, bytes) => {
+      if (put(offset, bytes)) adopted.add(bytes.buffer);
+    });
+  }
   ram?.forEachChunk((offset, bytes) => put(offset, bytes.subarray(0, Math.min(bytes.length, m.ramBytes - offset))));
   // PCI first: bus numbers (the devices' StreamIDs) and BARs come from the bridges' registers.
   m.pci.restore(vmm.pci);
