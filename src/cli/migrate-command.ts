@@ -27,7 +27,7 @@ const MAX_DEST_VMS = 63;
 
 export const MIGRATE_USAGE = `usage: cmdqv migrate [--ops N] [--batch N] [--pages N] [--at N] [--busy | --idle]
                      [--dest-vms N] [--max-rounds N] [--downtime-limit MS] [--drain-timeout MS]
-                     [--cost-model FILE.json] [--json] [-- QEMU options]
+                     [--trace PATTERN]... [--cost-model FILE.json] [--json] [-- QEMU options]
 
 Boots the machine on a source host, runs --at of the workload's operations (default: half),
 then migrates the VM live to a destination host and finishes the workload there.
@@ -39,6 +39,8 @@ VINTF, other VCMDQs and another VMID there; with ${MAX_DEST_VMS} no VINTF is lef
 QEMU's downtime-limit (default ${DEFAULT_DOWNTIME_LIMIT_NS / 1e6} ms): the rounds end when the dirty pages left would
 cross the link within it. --drain-timeout MS bounds the wait for the command queues to drain
 (default ${DEFAULT_DRAIN_TIMEOUT_NS / 1e6} ms). Times are modelled (src/platform/cost-model.ts, --cost-model).
+--trace PATTERN enables the source VM's trace events (as -trace; the migration's own are
+migrate_set_state, migrate_error, migration_bitmap_sync_* and cmdqv_migration_*) and prints them first.
 
 Exit status 1 when the migration fails; the VM then finishes its workload on the source.`;
 
@@ -69,7 +71,7 @@ export interface MigrateCommandResult {
 
 /** Run `cmdqv migrate`. */
 export function migrateCommand(argv: readonly string[]): MigrateCommandResult {
-  const { own, qemu } = splitCommandLine(argv);
+  const { own, qemu: line } = splitCommandLine(argv);
   const { values } = parseArgs({
     args: [...own],
     options: {
@@ -85,6 +87,7 @@ export function migrateCommand(argv: readonly string[]): MigrateCommandResult {
       'drain-timeout': { type: 'string' },
       'cost-model': { type: 'string' },
       json: { type: 'boolean', default: false },
+      trace: { type: 'string', multiple: true },
     },
     strict: true,
   });
@@ -100,6 +103,8 @@ export function migrateCommand(argv: readonly string[]): MigrateCommandResult {
 
   // --at's syntax before anything boots; its range once the workload's length is known.
   if (values.at !== undefined) count(values.at, 'at', 0, 0, Number.MAX_SAFE_INTEGER);
+  const trace = values.trace ?? [];
+  const qemu = [...line, ...trace.flatMap((t) => ['-trace', t])];
   const source = Machine.create(qemu, { costModel });
   let run: WorkloadRun;
   try {
@@ -139,7 +144,8 @@ export function migrateCommand(argv: readonly string[]): MigrateCommandResult {
     lines.push(`migration failed (${r.phase}): ${r.reason}`);
     lines.push(`the VM kept running on the source: ${run.total} operations, DMA checks ${workload.dmaChecks.passed} passed, ${workload.dmaChecks.failed} failed`);
   }
-  return { text: lines.join('\n'), status };
+  const traced = trace.length ? `${source.traceText.lines.join('\n')}\n\n` : '';
+  return { text: traced + lines.join('\n'), status };
 }
 
 /**

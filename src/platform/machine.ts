@@ -8,6 +8,7 @@
 import { readFileSync, statSync } from 'node:fs';
 import { VirtualClock } from '../kit/clock.js';
 import { ModelLog } from '../kit/log.js';
+import { MIGRATION_TRACE_EVENTS } from './migration/trace-events.js';
 import { traceCatalog, Tracer, type TraceEvent, type TraceSink } from '../kit/trace.js';
 import { DEFAULT_HOST, type HostConfig } from '../host/config.js';
 import { HOST_TRACE_EVENTS, HostKernel } from '../host/kernel/host-kernel.js';
@@ -41,7 +42,7 @@ export { HostKernel } from '../host/kernel/host-kernel.js';
 export { DEFAULT_HOST, type HostConfig } from '../host/config.js';
 
 /** Every trace event of the stack: what `-trace` patterns are matched against. */
-export const TRACE_CATALOG: readonly TraceEvent[] = traceCatalog(HOST_TRACE_EVENTS, VMM_TRACE_EVENTS);
+export const TRACE_CATALOG: readonly TraceEvent[] = traceCatalog(HOST_TRACE_EVENTS, VMM_TRACE_EVENTS, MIGRATION_TRACE_EVENTS);
 
 /** Options of {@link Machine.create}. */
 export interface MachineCreateOptions {

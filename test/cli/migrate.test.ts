@@ -57,6 +57,22 @@ test('a destination with no free VINTF refuses: exit 1, the reason, and the VM f
   assert.match(r.out, /^ {2}the guest was paused \d+\.\d µs \(drain wait 1\.2 µs\) before it resumed on the source$/m);
 });
 
+test('--trace prints the source\'s migration events first (QEMU\'s names for states and syncs), then the report; a bad pattern is QEMU\'s error', () => {
+  const r = run(['migrate', '--ops', '200', '--trace', 'migrat*', '--trace', 'cmdqv_migration_round']);
+  assert.equal(r.code, 0, r.err);
+  const [trace, report] = r.out.split('\n\n');
+  const names = trace!.split('\n').map((l) => l.replace(/^\d+ns /, '').split(' ')[0]);
+  assert.deepEqual(names.slice(0, 2), ['migrate_set_state', 'migrate_set_state']);
+  assert.ok(names.includes('cmdqv_migration_round') && names.includes('migration_bitmap_sync_end'));
+  assert.ok(!names.includes('cmdqv_migration_downtime'), 'only the enabled events');
+  assert.equal(names.at(-1), 'migrate_set_state');
+  assert.match(trace!, /migrate_set_state new state completed$/);
+  assert.match(report!, /^migration to a destination host running 0 other VMs$/m);
+  const bad = run(['migrate', '--ops', '8', '--trace', 'no_such_event_*']);
+  assert.equal(bad.code, 1);
+  assert.match(bad.err, /-trace no_such_event_\*: no trace event matches 'no_such_event_\*'/);
+});
+
 test('bad options are usage errors naming the option (exit 2); --help prints the usage', () => {
   for (const [args, msg] of [
     [['--busy', '--idle'], /--busy and --idle exclude each other/],

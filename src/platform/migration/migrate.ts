@@ -26,6 +26,7 @@ import { DIRTY_PAGE_SIZE, SparseMemory } from '../../kit/sparse-memory.js';
 import type { HostConfig } from '../../host/config.js';
 import { DEFAULT_COST_MODEL, type CostModel } from '../cost-model.js';
 import { HostKernel, Machine, VIRT_RAM_BASE } from '../machine.js';
+import * as T from './trace-events.js';
 import { GuestDirtyLog } from './guest-dirty-log.js';
 import { hostObjects, type SmmuHostObjects } from './host-objects.js';
 import { IDLE_GUEST } from './guests.js';
@@ -182,10 +183,26 @@ export function migrate(source: Machine, opts: MigrateOptions): MigrationResult 
     ...extra,
   });
 
+  const tracer = source.tracer;
+  /** One dirty-log sync, traced as QEMU traces its bitmap syncs. */
+  const sync = (): number[] => {
+    tracer.emit(T.T_SYNC_START);
+    const pages = log.collect();
+    tracer.emit(T.T_SYNC_END, pages.length);
+    return pages;
+  };
+  /** The failure's trace records; returns the result unchanged. */
+  const failed = (r: MigrationResult & { ok: false }): MigrationResult => {
+    tracer.emit(T.T_ERROR, r.reason);
+    tracer.emit(T.T_SET_STATE, 'failed');
+    return r;
+  };
+  tracer.emit(T.T_SET_STATE, 'setup');
   const log = new GuestDirtyLog(source);
   log.start();
   try {
     // Pre-copy: the guest runs while each round's pages cross.
+    tracer.emit(T.T_SET_STATE, 'active');
     let toSend = log.touchedPages();
     let dirty: number[] = [];
     let converged = false;
@@ -194,8 +211,9 @@ export function migrate(source: Machine, opts: MigrateOptions): MigrationResult 
       const ns = costs.migrationRoundNs + pages * costs.migrationPageNs;
       guest.runFor(source, ns);
       elapsed += ns;
-      dirty = log.collect();
+      dirty = sync();
       rounds.push({ round, pages, ns, dirtied: dirty.length });
+      tracer.emit(T.T_ROUND, round, pages, ns, dirty.length);
       if (dirty.length * costs.migrationPageNs <= limit) {
         converged = true;
         break;
@@ -206,12 +224,13 @@ export function migrate(source: Machine, opts: MigrateOptions): MigrationResult 
 
     // Stop-and-copy: the guest is paused from here on (nothing runs it).
     const q = quiesceQueues(source, { timeoutNs: opts.drainTimeoutNs ?? DEFAULT_DRAIN_TIMEOUT_NS, pollIntervalNs: opts.drainPollNs ?? DEFAULT_DRAIN_POLL_NS, costs });
+    for (const d of q.queues) tracer.emit(T.T_QUEUE, d.queue, d.cons, d.prod, d.state);
     if (!q.ok) {
       const paused = withTotal({ quiesceNs: q.waitedNs, ramNs: 0, deviceStateNs: 0, recreateNs: 0, switchoverNs: 0 });
       elapsed += paused.totalNs;
-      return { ok: false, reason: q.reason!, phase: 'quiesce', report: report({ converged, queues: q.queues, downtime: paused, totalNs: elapsed }) };
+      return failed({ ok: false, reason: q.reason!, phase: 'quiesce', report: report({ converged, queues: q.queues, downtime: paused, totalNs: elapsed }) });
     }
-    const last = mergeSorted(dirty, log.collect());
+    const last = mergeSorted(dirty, sync());
     send(last, false);
     log.stop();
     const state = source.save({ ram: false });
@@ -233,12 +252,12 @@ export function migrate(source: Machine, opts: MigrateOptions): MigrationResult 
         switchoverNs: 0,
       });
       elapsed += paused.totalNs;
-      return {
+      return failed({
         ok: false,
         reason: `the destination refused the VM: ${oneLine((e as Error).message)}`,
         phase: 'restore',
         report: report({ converged, queues: q.queues, finalPages: last.length, deviceStateBytes: state.length, downtime: paused, totalNs: elapsed, recreateIoctls: ioctls }),
-      };
+      });
     }
     const recreateIoctls = dest.host.stats.ioctls - ioctls0;
     const downtime: Downtime = withTotal({
@@ -250,6 +269,8 @@ export function migrate(source: Machine, opts: MigrateOptions): MigrationResult 
     });
     elapsed += downtime.totalNs;
     const recreated = compareObjects(before, hostObjects(dest));
+    tracer.emit(T.T_DOWNTIME, downtime.totalNs, downtime.quiesceNs, downtime.ramNs, downtime.deviceStateNs, downtime.recreateNs, downtime.switchoverNs);
+    tracer.emit(T.T_SET_STATE, 'completed');
     source.close();
     return {
       ok: true,
