@@ -144,7 +144,8 @@ class NestedReader implements TableReader {
   }
 
   readTableWord(ipa: number): number {
-    if (ipa === this.lastIpa + 4 && ipa % 8 === 4) {
+    // `& 7` keeps the low bits of any address below 2^53 (a `%` above 2^31 is a library call).
+    if (ipa === this.lastIpa + 4 && (ipa & 7) === 4) {
       // The high word of the descriptor whose low word was just fetched.
       this.lastIpa = -1;
       return this.phys.readTableWord(this.lastPa + 4);
