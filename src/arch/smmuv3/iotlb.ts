@@ -169,15 +169,20 @@ class SizedIndex {
   }
 
   set(s: number, hi: number, lo: number, id: number): void {
+    this.put(s, hi, lo, id);
+  }
+
+  /** {@link set}, returning the id the key had before (NONE: it was not present). */
+  put(s: number, hi: number, lo: number, id: number): number {
     let t = this.tables[s];
     if (t === undefined) {
       t = new IdTable();
       this.tables[s] = t;
     }
     this.mask |= 1 << s;
-    const before = t.count;
-    t.set(hi, lo, id);
-    this.count += t.count - before;
+    const old = t.put(hi, lo, id);
+    if (old === NONE) this.count++;
+    return old;
   }
 
   /** Remove a key that is present. */
@@ -565,24 +570,35 @@ export class Iotlb {
     const vHi = pnHi(vpn);
     const vLo = pnLo(vpn);
 
-    const c0 = this.vmOf(e.vmid)?.ctx(tag);
-    const old = c0 === undefined ? NONE : c0.pages.get(s, vHi, vLo);
-    if (old !== NONE) this.removeId(old);
-    else if (this.count >= this.capacity) this.evictOne();
-    // Fetched after the removal: emptying a context or VMID may drop it.
-    let vm = this.vmOf(e.vmid);
-    if (vm === undefined) {
-      vm = new Vm(e.vmid);
-      this.vms.set(e.vmid, vm);
-      this.lastVmid = e.vmid;
-      this.lastVm = vm;
-      this.vmidLive[e.vmid] = 1;
-    } else if (vm.count === 0) {
-      // A VMID kept after it emptied comes back.
-      this.emptyVms--;
-      this.vmidLive[e.vmid] = 1;
+    let ctx = this.vmOf(e.vmid)?.ctx(tag);
+    const old = ctx === undefined ? NONE : ctx.pages.get(s, vHi, vLo);
+    if (old !== NONE) {
+      this.removeId(old);
+      ctx = undefined;
+    } else if (this.count >= this.capacity) {
+      this.evictOne();
+      ctx = undefined;
     }
-    const ctx = vm.ctx(tag) ?? this.newCtx(vm, tag);
+    let vm: Vm | undefined;
+    if (ctx !== undefined && ctx.vm.count !== 0) {
+      // Nothing was removed and the VMID has entries: the context found above is the one.
+      vm = ctx.vm;
+    } else {
+      // Fetched after a removal: emptying a context or VMID may drop it.
+      vm = this.vmOf(e.vmid);
+      if (vm === undefined) {
+        vm = new Vm(e.vmid);
+        this.vms.set(e.vmid, vm);
+        this.lastVmid = e.vmid;
+        this.lastVm = vm;
+        this.vmidLive[e.vmid] = 1;
+      } else if (vm.count === 0) {
+        // A VMID kept after it emptied comes back.
+        this.emptyVms--;
+        this.vmidLive[e.vmid] = 1;
+      }
+      ctx = vm.ctx(tag) ?? this.newCtx(vm, tag);
+    }
     ctx.parked = false;
 
     this.gen++;
@@ -615,11 +631,11 @@ export class Iotlb {
 
     const iHi = pnHi(ipn);
     const iLo = pnLo(ipn);
-    const head = vm.ipas.get(s, iHi, iLo);
+    // The new entry heads the list of its IPA page (one probe: put returns the old head).
+    const head = vm.ipas.put(s, iHi, iLo, id);
     rec[o + R_IPPREV] = NONE;
     rec[o + R_IPNEXT] = head;
     if (head !== NONE) rec[head * REC + R_IPPREV] = id;
-    vm.ipas.set(s, iHi, iLo, id);
     this.pushBucket(vm.ipaBuckets, ipn, s, id, seq);
 
     if (this.ringTail === this.ringId.length) this.compactRing();
