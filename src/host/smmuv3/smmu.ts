@@ -70,6 +70,21 @@ const ASID_MASK = D0.ASID.max;
 const CMDQ_ERR = R.GERROR.f.CMDQ_ERR.set(0, 1);
 /** EVENTQ_PROD.OVFLG in place. */
 const OVFLG_MASK = R.EVENTQ_PROD.f.OVFLG.wordMask(0);
+// Fields read per command batch, translation or event, bound in this module: each hop through
+// the imported register tables (namespace, register, field) is a load per access, and on the
+// CMDQV path those hops cost more than the register test itself.
+const CR0_CMDQEN = R.CR0.f.CMDQEN.wordMask(0);
+const CR0_SMMUEN = R.CR0.f.SMMUEN.wordMask(0);
+const CR0_EVENTQEN = R.CR0.f.EVENTQEN.wordMask(0);
+const GBPA_ABORT = R.GBPA.f.ABORT.wordMask(0);
+const IRQ_EVENTQ_IRQEN = R.IRQ_CTRL.f.EVENTQ_IRQEN.wordMask(0);
+const GERROR_CMDQ_ERR = R.GERROR.f.CMDQ_ERR.wordMask(0);
+const CMDQ_BASE_ADDR = R.CMDQ_BASE.f.ADDR;
+const CMDQ_BASE_LOG2SIZE = R.CMDQ_BASE.f.LOG2SIZE;
+const EVENTQ_BASE_ADDR = R.EVENTQ_BASE.f.ADDR;
+const EVENTQ_BASE_LOG2SIZE = R.EVENTQ_BASE.f.LOG2SIZE;
+const D1_ADDR_PAGE = D1.ADDR_PAGE;
+const D1_LEAF = D1.LEAF;
 
 /** The VMID of a command (words). */
 function cmdVmid(w: Uint32Array): number {
@@ -181,7 +196,7 @@ export class HostSmmu implements Persist<HostSmmuState> {
   /** Whether the main command queue is stopped on an unacknowledged error. */
   get cmdqErrorActive(): boolean {
     const f = this.bank.file;
-    return R.GERROR.f.CMDQ_ERR.get((f.get32(this.regs.gerror) ^ f.get32(this.regs.gerrorn)) >>> 0) === 1;
+    return ((f.get32(this.regs.gerror) ^ f.get32(this.regs.gerrorn)) & GERROR_CMDQ_ERR) !== 0;
   }
 
   // ------------------------------------------------------------------------------------------
@@ -190,10 +205,10 @@ export class HostSmmu implements Persist<HostSmmuState> {
   /** Consume the main command queue until empty, disabled, or stopped by an error. */
   private processCmdq(): void {
     const f = this.bank.file;
-    if (!R.CR0.f.CMDQEN.get(f.get32(this.regs.cr0)) || this.cmdqErrorActive) return;
+    if ((f.get32(this.regs.cr0) & CR0_CMDQEN) === 0 || this.cmdqErrorActive) return;
     const baseLo = f.words[this.regs.cmdqBase.slot]!;
-    const base = f.address(this.regs.cmdqBase, R.CMDQ_BASE.f.ADDR);
-    const log2 = Math.min(R.CMDQ_BASE.f.LOG2SIZE.get(baseLo), this.cmdqs);
+    const base = f.address(this.regs.cmdqBase, CMDQ_BASE_ADDR);
+    const log2 = Math.min(CMDQ_BASE_LOG2SIZE.get(baseLo), this.cmdqs);
     const wrapMask = qWrapMask(log2);
     const idxMask = qIndexMask(log2);
     const end = f.get32(this.regs.cmdqProd) & wrapMask;
@@ -297,8 +312,8 @@ export class HostSmmu implements Persist<HostSmmuState> {
 
   /** TLBI_NH_VA / TLBI_NH_VAA of a VMID that has IOTLB entries. */
   private invalidateVa(w: Uint32Array, op: number): void {
-    const va = D1.ADDR_PAGE.addressWords(w[2]!, w[3]!);
-    this.iotlb.invalidateVa(cmdVmid(w), op === Op.TLBI_NH_VA ? cmdAsid(w) : undefined, va, tlbiRangeBytes(w), D1.LEAF.get(w[2]!) === 1);
+    const va = D1_ADDR_PAGE.addressWords(w[2]!, w[3]!);
+    this.iotlb.invalidateVa(cmdVmid(w), op === OP_TLBI_NH_VA ? cmdAsid(w) : undefined, va, tlbiRangeBytes(w), D1_LEAF.get(w[2]!) === 1);
   }
 
   /** Every command but TLBI_NH_VA/VAA and CMD_SYNC; returns 0 or a CERROR code. */
@@ -395,10 +410,10 @@ export class HostSmmu implements Persist<HostSmmuState> {
   translate(sid: number, ssid: number, iova: number, access: number, out: Translation): Translation {
     this.stats.translations++;
     const f = this.bank.file;
-    if (!R.CR0.f.SMMUEN.get(f.get32(this.regs.cr0))) {
+    if ((f.get32(this.regs.cr0) & CR0_SMMUEN) === 0) {
       out.hit = false;
       out.event = 0;
-      if (R.GBPA.f.ABORT.get(f.get32(this.regs.gbpa))) {
+      if ((f.get32(this.regs.gbpa) & GBPA_ABORT) !== 0) {
         out.ok = false;
         return out;
       }
@@ -430,14 +445,14 @@ export class HostSmmu implements Persist<HostSmmuState> {
   private pushEvent(e: Uint32Array, id: number, sid: number): void {
     this.stats.events++;
     const f = this.bank.file;
-    if (!R.CR0.f.EVENTQEN.get(f.get32(this.regs.cr0))) {
+    if ((f.get32(this.regs.cr0) & CR0_EVENTQEN) === 0) {
       this.stats.eventsLost++;
       return;
     }
     const lo = f.words[this.regs.eventqBase.slot]!;
     const hi = f.words[this.regs.eventqBase.slot + 1]!;
-    const base = R.EVENTQ_BASE.f.ADDR.addressWords(lo, hi);
-    const log2 = R.EVENTQ_BASE.f.LOG2SIZE.getWords(lo, hi);
+    const base = EVENTQ_BASE_ADDR.addressWords(lo, hi);
+    const log2 = EVENTQ_BASE_LOG2SIZE.getWords(lo, hi);
     const prodReg = f.get32(this.regs.eventqProd);
     const cons = f.get32(this.regs.eventqCons);
     if (qFull(prodReg, cons, log2)) {
@@ -452,7 +467,7 @@ export class HostSmmu implements Persist<HostSmmuState> {
     f.set32(this.regs.eventqProd, prod);
     const obs = this.eventObserver;
     obs?.enterHop(EVENT_HOP_HOST_EVTQ, 0, id, sid, qUsed(prod, cons, log2));
-    if (R.IRQ_CTRL.f.EVENTQ_IRQEN.get(f.get32(this.regs.irqCtrl))) this.onEventIrq();
+    if ((f.get32(this.regs.irqCtrl) & IRQ_EVENTQ_IRQEN) !== 0) this.onEventIrq();
     obs?.leaveHop(EVENT_HOP_HOST_EVTQ, qUsed(prod, f.get32(this.regs.eventqCons), log2));
   }
 }
