@@ -198,6 +198,14 @@ export class Translator {
   readonly stats: TranslatorStats = { walks: 0, steFetches: 0, cdFetches: 0 };
   /** Configuration cache: decoded STEs (and their CDs) by StreamID. */
   private readonly streams = new Map<number, StreamConfig>();
+  /**
+   * The configuration-cache entries the last translation used (StreamID −1: none), ahead of
+   * the Maps: a device's DMAs name one stream and one CD. Forgotten whenever the cache changes.
+   */
+  private lastSid = -1;
+  private lastStream: StreamConfig | undefined = undefined;
+  private lastSsid = -1;
+  private lastCd: CdConfig | undefined = undefined;
   private readonly walkOut = new WalkResult();
   /** The entry handed to the IOTLB (which keeps a copy): one object for every walk. */
   private readonly entry = newEntry();
@@ -228,13 +236,23 @@ export class Translator {
     return this.streams.size;
   }
 
+  /** Forget {@link lastStream} and {@link lastCd} (the configuration cache changed). */
+  private forgetLast(): void {
+    this.lastSid = -1;
+    this.lastStream = undefined;
+    this.lastSsid = -1;
+    this.lastCd = undefined;
+  }
+
   /** CFGI_STE. */
   invalidateSte(sid: number): void {
+    this.forgetLast();
     this.streams.delete(sid);
   }
 
   /** CFGI_STE_RANGE: the StreamIDs of the naturally aligned 2^(range+1) block holding `sid`; range ≥ 31 is all. */
   invalidateSteRange(sid: number, range: number): void {
+    this.forgetLast();
     if (range >= 31) {
       this.streams.clear();
       return;
@@ -246,28 +264,38 @@ export class Translator {
 
   /** CFGI_CD (one SubstreamID) of `sid`. */
   invalidateCd(sid: number, ssid: number): void {
+    this.forgetLast();
     this.streams.get(sid)?.cds.delete(ssid);
   }
 
   /** CFGI_CD_ALL of `sid`. */
   invalidateCdAll(sid: number): void {
+    this.forgetLast();
     this.streams.get(sid)?.cds.clear();
   }
 
   /** Empty the configuration cache and the IOTLB (reset, restore, table base writes). */
   dropCaches(): void {
+    this.forgetLast();
     this.streams.clear();
     this.iotlb.invalidateAll();
   }
 
   /** Empty the configuration cache only. */
   dropConfigs(): void {
+    this.forgetLast();
     this.streams.clear();
   }
 
   private streamConfig(sid: number, iova: number): StreamConfig | undefined {
+    if (sid === this.lastSid) return this.lastStream;
     const cached = this.streams.get(sid);
-    if (cached) return cached;
+    if (cached) {
+      this.forgetLast();
+      this.lastSid = sid;
+      this.lastStream = cached;
+      return cached;
+    }
     this.stats.steFetches++;
     const fault = this.fault.reset(0, sid, iova);
     const steAddr = this.device.steAddress(sid, fault);
@@ -285,8 +313,16 @@ export class Translator {
   }
 
   private fetchCd(sc: StreamConfig, sid: number, ssid: number, iova: number): CdConfig | undefined {
+    // lastCd belongs to lastStream: both are forgotten together, and a new stream forgets it.
+    if (ssid === this.lastSsid && sc === this.lastStream) return this.lastCd;
     const cached = sc.cds.get(ssid);
-    if (cached) return cached;
+    if (cached) {
+      if (sc === this.lastStream) {
+        this.lastSsid = ssid;
+        this.lastCd = cached;
+      }
+      return cached;
+    }
     this.stats.cdFetches++;
     const fault = this.fault;
     if (ssid >= 2 ** sc.s1cdmax) {
@@ -371,7 +407,10 @@ export class Translator {
     if (sc.kind !== 's2') {
       cd = this.fetchCd(sc, sid, ssid, iova);
       if (!cd) {
-        if (!this.faults.cacheStreamOnBadCd) this.streams.delete(sid);
+        if (!this.faults.cacheStreamOnBadCd) {
+          this.forgetLast();
+          this.streams.delete(sid);
+        }
         return this.faulted(out);
       }
       asid = cd.asid;
@@ -412,7 +451,10 @@ export class Translator {
         if (r.fault === FAULT_S2_ON_TABLE || (sc.kind === 'nested' && nested.lastFault !== 0)) {
           // QEMU translates a nested CD's TTB0 through stage 2 when it decodes the CD: a fault
           // there is a CD that cannot be used, and the stream is not cached.
-          if (!this.faults.cacheStreamOnBadCd && Math.floor(nested.faultAddress / MIN_ENTRY_SIZE) === Math.floor(cd.s1.ttb / MIN_ENTRY_SIZE)) this.streams.delete(sid);
+          if (!this.faults.cacheStreamOnBadCd && Math.floor(nested.faultAddress / MIN_ENTRY_SIZE) === Math.floor(cd.s1.ttb / MIN_ENTRY_SIZE)) {
+            this.forgetLast();
+            this.streams.delete(sid);
+          }
           const rw = this.faults.tableFetchFaultIsRead ? ACCESS_READ : access;
           if (!this.walkFault(nested.lastFault, sc, cd, 2, sid, iova, rw, ssid, CLASS_TT, nested.faultAddress, nested.faultAddress)) return this.faulted(out);
         } else if (!this.walkFault(r.fault, sc, cd, 1, sid, iova, access, ssid, CLASS_IN, 0, r.faultAddress)) {

@@ -437,7 +437,8 @@ export class HostSmmu implements Persist<HostSmmuState> {
   /** Build and queue the event record of a fault (docs/reference/smmuv3.md §6.1). */
   private event(fault: FaultRecord): void {
     const e = encodeEvent(fault, HOST_EVENT_FIELDS, this.eventRecord);
-    this.tracer.emit(T_HOST_EVENT, this.config.name, fault.id, fault.sid, fault.addr);
+    // Tested first: emit's argument list is an array built per call, even when the event is off.
+    if (this.tracer.enabled(T_HOST_EVENT)) this.tracer.emit(T_HOST_EVENT, this.config.name, fault.id, fault.sid, fault.addr);
     this.pushEvent(e, fault.id, fault.sid);
   }
 
