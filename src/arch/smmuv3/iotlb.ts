@@ -373,6 +373,18 @@ function isU16(v: number): boolean {
   return Number.isInteger(v) && v >= 0 && v <= 0xffff;
 }
 
+/** Throw the RangeError naming what is wrong with `e` (size class `s`), if anything is. */
+function checkEntry(e: IotlbEntry, s: number): void {
+  if (!isU16(e.vmid)) throw new RangeError(`IOTLB entry VMID ${e.vmid} is not 16-bit`);
+  if (!isU16(e.asid)) throw new RangeError(`IOTLB entry ASID ${e.asid} is not 16-bit`);
+  checkAligned('iova', e.iova, e.size, s);
+  checkAligned('ipa', e.ipa, e.size, s);
+  checkAligned('pa', e.pa, e.size, s);
+  if (!Number.isInteger(e.perm) || e.perm < 0 || e.perm > (PERM_R | PERM_W)) {
+    throw new RangeError(`IOTLB entry perm ${e.perm} is invalid`);
+  }
+}
+
 function checkAligned(name: string, v: number, size: number, s: number): void {
   if (!Number.isSafeInteger(v) || v < 0 || !Number.isInteger(v * INV_SIZE[s])) {
     throw new RangeError(`IOTLB entry ${name} ${v} is not a non-negative multiple of its size 0x${size.toString(16)}`);
@@ -556,17 +568,20 @@ export class Iotlb {
   insert(e: IotlbEntry): void {
     const s = sizeClass(e.size);
     if (s < 0) throw new RangeError(`IOTLB entry size ${e.size} is not a power of two from 4 KiB to 4 TiB`);
-    if (!isU16(e.vmid)) throw new RangeError(`IOTLB entry VMID ${e.vmid} is not 16-bit`);
-    if (!isU16(e.asid)) throw new RangeError(`IOTLB entry ASID ${e.asid} is not 16-bit`);
-    checkAligned('iova', e.iova, e.size, s);
-    checkAligned('ipa', e.ipa, e.size, s);
-    checkAligned('pa', e.pa, e.size, s);
-    if (!Number.isInteger(e.perm) || e.perm < 0 || e.perm > (PERM_R | PERM_W)) {
-      throw new RangeError(`IOTLB entry perm ${e.perm} is invalid`);
-    }
-    const tag = !e.stage1 ? CTX_S2 : e.global ? CTX_GLOBAL : e.asid;
     const vpn = e.iova * INV_SIZE[s];
     const ipn = e.ipa * INV_SIZE[s];
+    const ppn = e.pa * INV_SIZE[s];
+    // Every check in one test on the page numbers computed anyway (an integer page number of a
+    // power-of-two size means an integer, aligned address); the checks one by one name the fault.
+    if (
+      !(e.vmid === (e.vmid & 0xffff) && e.asid === (e.asid & 0xffff) && e.perm === (e.perm & (PERM_R | PERM_W)) &&
+        vpn === Math.floor(vpn) && ipn === Math.floor(ipn) && ppn === Math.floor(ppn) &&
+        e.iova >= 0 && e.ipa >= 0 && e.pa >= 0 &&
+        e.iova <= Number.MAX_SAFE_INTEGER && e.ipa <= Number.MAX_SAFE_INTEGER && e.pa <= Number.MAX_SAFE_INTEGER)
+    ) {
+      checkEntry(e, s);
+    }
+    const tag = !e.stage1 ? CTX_S2 : e.global ? CTX_GLOBAL : e.asid;
     const vHi = pnHi(vpn);
     const vLo = pnLo(vpn);
 

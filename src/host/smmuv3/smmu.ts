@@ -29,6 +29,7 @@ import { ACCESS_READ, ACCESS_WRITE, Translation, Translator, type TranslatorDevi
 import type { TableReader } from '../../arch/smmuv3/page-table.js';
 import type { SmmuConfig } from '../config.js';
 import type { PhysicalMemory } from '../memory/physical-memory.js';
+import type { SparseMemory } from '../../kit/sparse-memory.js';
 import { CommandReader } from './command-reader.js';
 import { T_HOST_CMD, T_HOST_CMDQ_ERROR, T_HOST_EVENT } from './trace-events.js';
 
@@ -85,6 +86,18 @@ const EVENTQ_BASE_ADDR = R.EVENTQ_BASE.f.ADDR;
 const EVENTQ_BASE_LOG2SIZE = R.EVENTQ_BASE.f.LOG2SIZE;
 const D1_ADDR_PAGE = D1.ADDR_PAGE;
 const D1_LEAF = D1.LEAF;
+
+/** Table fetches from host-physical memory: outside RAM is an abort (−1). */
+class PhysTableReader implements TableReader {
+  private readonly size: number;
+  constructor(private readonly mem: SparseMemory) {
+    this.size = mem.size;
+  }
+
+  readTableWord(addr: number): number {
+    return addr >= 0 && addr + 4 <= this.size ? this.mem.read32(addr) : -1;
+  }
+}
 
 /** The VMID of a command (words). */
 function cmdVmid(w: Uint32Array): number {
@@ -146,6 +159,7 @@ export class HostSmmu implements Persist<HostSmmuState> {
     const layout = R.smmuv3Layout();
     this.bank = new RegisterBank(`smmuv3:${config.name}`, layout, log);
     this.state = { registers: this.bank.file.words };
+    this.physReader = new PhysTableReader(phys.mem);
     this.engine = new Translator(this.physReader, this.steLocator);
     this.iotlb = this.engine.iotlb;
     this.regs = R.smmuv3Registers();
@@ -382,9 +396,7 @@ export class HostSmmu implements Persist<HostSmmuState> {
   // ------------------------------------------------------------------------------------------
   // Translation (the shared engine) and where the STEs live
 
-  private readonly physReader: TableReader = {
-    readTableWord: (addr: number) => (addr >= 0 && addr + 4 <= this.mem.size ? this.mem.read32(addr) : -1),
-  };
+  private readonly physReader: TableReader;
 
   /** A linear stream table (the 2-level format is not modelled on the host). */
   private readonly steLocator: TranslatorDevice = {

@@ -320,6 +320,11 @@ test('inserts copy; entries() are frozen copies that outlive reuse of the id; ba
     { vmid: 0x1_0000 },
     { asid: -1 },
     { perm: 4 },
+    { perm: 1.5 },
+    { vmid: 1.5 },
+    { iova: Number.NaN },
+    { pa: 2 ** 60 },
+    { ipa: Number.POSITIVE_INFINITY },
   ];
   for (const b of bad) assert.throws(() => t.insert({ ...s1(1, 1, 0x1000), ...b }), RangeError, JSON.stringify(b));
   assert.throws(() => new Iotlb(0), RangeError);
