@@ -92,10 +92,20 @@ export interface FaultModel {
    * architecture; QEMU 11.1); otherwise such a CD is C_BAD_CD.
    */
   readonly epd0TranslationFault: boolean;
+  /**
+   * A nested translation's stage 2 of the stage-1 output looks in the IOTLB's stage-2 entries
+   * of the VMID first (the ones the table fetches cached) and walks only without one: stage-2
+   * translations may be cached and used for any stage-2 lookup of their VMID, until a stage-2
+   * invalidation removes them (docs/reference/smmuv3.md §4.7). Absent: always walk (QEMU).
+   */
+  readonly nestedOutputFromS2Cache?: boolean;
 }
 
 /** The host SMMU's fault model (the architecture, every fault recorded). */
-export const HARDWARE_FAULTS: FaultModel = { honourRecordBits: false, cacheOnPermissionFault: true, cdFetchS2FaultAsWalk: false, cacheStreamOnBadCd: true, tableFetchFaultIsRead: false, epd0TranslationFault: false };
+export const HARDWARE_FAULTS: FaultModel = {
+  honourRecordBits: false, cacheOnPermissionFault: true, cdFetchS2FaultAsWalk: false, cacheStreamOnBadCd: true, tableFetchFaultIsRead: false, epd0TranslationFault: false,
+  nestedOutputFromS2Cache: true,
+};
 
 /** Counters of the engine's work. */
 export interface TranslatorStats {
@@ -471,14 +481,27 @@ export class Translator {
     let size = s1Size;
     let s2Perm = PERM_R | PERM_W;
     if (sc.s2) {
-      const r2 = walk(sc.s2, this.mem, ipa, access, this.s2Out);
-      if (r2.fault !== FAULT_NONE) {
-        this.walkFault(r2.fault, sc, cd, 2, sid, iova, access, ssid, CLASS_IN, ipa, r2.faultAddress);
-        return this.faulted(out);
+      const s2e = sc.kind === 'nested' && this.faults.nestedOutputFromS2Cache === true ? this.iotlb.peek(sc.vmid, NO_ASID, ipa) : undefined;
+      if (s2e !== undefined) {
+        // The cached stage-2 leaf: what the walk would give (entries are cached from walks that
+        // reached the leaf; a permission fault is the walk's, without a descriptor address).
+        if ((s2e.perm & perm) === 0) {
+          this.walkFault(FAULT_PERMISSION, sc, cd, 2, sid, iova, access, ssid, CLASS_IN, ipa, 0);
+          return this.faulted(out);
+        }
+        pa = s2e.pa + (ipa - s2e.iova);
+        size = Math.min(size, s2e.size);
+        s2Perm = s2e.perm;
+      } else {
+        const r2 = walk(sc.s2, this.mem, ipa, access, this.s2Out);
+        if (r2.fault !== FAULT_NONE) {
+          this.walkFault(r2.fault, sc, cd, 2, sid, iova, access, ssid, CLASS_IN, ipa, r2.faultAddress);
+          return this.faulted(out);
+        }
+        pa = r2.outputAddress;
+        size = Math.min(size, r2.blockSize);
+        s2Perm = r2.perm;
       }
-      pa = r2.outputAddress;
-      size = Math.min(size, r2.blockSize);
-      s2Perm = r2.perm;
     }
     if (!Number.isFinite(size)) size = MIN_ENTRY_SIZE;
     const combined = s1Perm & s2Perm;
