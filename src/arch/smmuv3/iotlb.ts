@@ -528,7 +528,7 @@ export class Iotlb {
    * the IOTLB next changes.
    */
   lookup(vmid: number, asid: number, iova: number): IotlbEntry | undefined {
-    const e = this.peek(vmid, asid, iova);
+    const e = this.search(vmid, asid, iova, false);
     if (e !== undefined) this.stats.hits++;
     else this.stats.misses++;
     return e;
@@ -542,6 +542,15 @@ export class Iotlb {
     if (this.memoGen === this.gen && vmid === this.memoVmid && asid === this.memoAsid && iova >= this.memoLo && iova < this.memoHi) {
       return this.ents[this.memoId];
     }
+    return this.search(vmid, asid, iova, true);
+  }
+
+  /**
+   * The entry for (`vmid`, `asid`, `iova`); `remember` keeps it as {@link peek}'s last answer
+   * when it qualifies. Device lookups do not remember: reading the entry's record to decide
+   * would cost them a cache miss per lookup in a large IOTLB; a walk's table fetches do.
+   */
+  private search(vmid: number, asid: number, iova: number, remember: boolean): IotlbEntry | undefined {
     const vm = this.vmOf(vmid);
     if (vm !== undefined && iova >= 0) {
       let id = NONE;
@@ -559,7 +568,7 @@ export class Iotlb {
       }
       if (id !== NONE) {
         const e = this.ents[id]!;
-        if (first !== undefined && this.rec[id * REC + R_SIZE_CLASS] === lowestClass(first.pages.mask)) {
+        if (remember && first !== undefined && this.rec[id * REC + R_SIZE_CLASS] === lowestClass(first.pages.mask)) {
           this.memoGen = this.gen;
           this.memoVmid = vmid;
           this.memoAsid = asid;
