@@ -349,38 +349,7 @@ class Vm {
   constructor(readonly vmid: number) {}
 
   ctx(tag: number): Ctx | undefined {
-    return tag >= 0 ? this.asid(tag) : tag === CTX_GLOBAL ? this.global : this.s2;
-  }
-
-  /** The ASID last looked up (-1: none) and its context: a device's accesses name one ASID. */
-  private lastAsid = -1;
-  private lastCtx: Ctx | undefined = undefined;
-
-  /** The context of `asid`, if any. */
-  asid(asid: number): Ctx | undefined {
-    if (asid === this.lastAsid) return this.lastCtx;
-    const c = this.asids.get(asid);
-    if (c !== undefined) {
-      this.lastAsid = asid;
-      this.lastCtx = c;
-    }
-    return c;
-  }
-
-  /** Attach `ctx` as the context of `asid`. */
-  setAsid(asid: number, ctx: Ctx): void {
-    this.asids.set(asid, ctx);
-    this.lastAsid = asid;
-    this.lastCtx = ctx;
-  }
-
-  /** Detach the context of `asid`. */
-  deleteAsid(asid: number): void {
-    this.asids.delete(asid);
-    if (asid === this.lastAsid) {
-      this.lastAsid = -1;
-      this.lastCtx = undefined;
-    }
+    return tag >= 0 ? this.asids.get(tag) : tag === CTX_GLOBAL ? this.global : this.s2;
   }
 
   /** Every context of the VMID; the stage-2-only one only if asked. */
@@ -556,7 +525,7 @@ export class Iotlb {
       let id = NONE;
       let first: Ctx | undefined;
       if (asid >= 0 && asid <= 0xffff) {
-        first = vm.asid(asid);
+        first = vm.asids.get(asid);
         if (first !== undefined) id = first.find(iova);
         if (id === NONE) {
           first = undefined;
@@ -784,7 +753,7 @@ export class Iotlb {
 
   /** TLBI_NH_ASID: the non-global stage-1 entries of (VMID, ASID). */
   invalidateAsid(vmid: number, asid: number): number {
-    const ctx = this.vmOf(vmid)?.asid(asid);
+    const ctx = this.vmOf(vmid)?.asids.get(asid);
     return ctx === undefined ? 0 : this.dropCtx(ctx);
   }
 
@@ -802,7 +771,7 @@ export class Iotlb {
     const last = va + length - 1;
     let removed = 0;
     if (asid !== undefined) {
-      const ctx = vm.asid(asid);
+      const ctx = vm.asids.get(asid);
       if (ctx !== undefined) removed += this.removeVaRange(ctx, va, last);
       if (vm.global !== undefined) removed += this.removeVaRange(vm.global, va, last);
     } else {
@@ -1014,7 +983,7 @@ export class Iotlb {
       ctx.tag = tag;
     }
     this.ctxs[id] = ctx;
-    if (tag >= 0) vm.setAsid(tag, ctx);
+    if (tag >= 0) vm.asids.set(tag, ctx);
     else if (tag === CTX_GLOBAL) vm.global = ctx;
     else vm.s2 = ctx;
     return ctx;
@@ -1022,7 +991,7 @@ export class Iotlb {
 
   private detachCtx(ctx: Ctx): void {
     const vm = ctx.vm;
-    if (ctx.tag >= 0) vm.deleteAsid(ctx.tag);
+    if (ctx.tag >= 0) vm.asids.delete(ctx.tag);
     else if (ctx.tag === CTX_GLOBAL) vm.global = undefined;
     else vm.s2 = undefined;
     this.releaseCtx(ctx);
