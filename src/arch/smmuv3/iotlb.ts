@@ -284,7 +284,10 @@ class BucketIndex {
   occupied(s: number, p0: number, p1: number): boolean {
     const b1 = Math.floor(p1 / BUCKET_PAGES);
     for (let b = Math.floor(p0 / BUCKET_PAGES); b <= b1; b++) {
-      const bucket = this.get(b * 32 + s);
+      // Straight from the map: remembering here would cost the random invalidations of a
+      // large IOTLB a store per probe, and a map/unmap loop's removal finds its bucket
+      // remembered by the insertion anyway.
+      const bucket = this.map.get(b * 32 + s);
       if (bucket !== undefined && bucket.live > 0) return true;
     }
     return false;
