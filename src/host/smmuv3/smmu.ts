@@ -233,7 +233,8 @@ export class HostSmmu implements Persist<HostSmmuState> {
     const trace = this.tracesCommands;
     const syncs0 = this.stats.syncs;
     let n = 0;
-    reader.reset();
+    // The reader's window from the last walk stays valid (memory chunks are never dropped), so
+    // a ring walked again and again maps its chunk once, not per walk.
     while (cons !== end) {
       // One run: the commands up to PROD, the ring's end or the end of the mapped memory.
       const run = reader.nextRun(base, cons, end, entries, wrapMask, w);
