@@ -29,7 +29,7 @@ import { ACCESS_READ, ACCESS_WRITE, Translation, Translator, type TranslatorDevi
 import type { TableReader } from '../../arch/smmuv3/page-table.js';
 import type { SmmuConfig } from '../config.js';
 import type { PhysicalMemory } from '../memory/physical-memory.js';
-import type { SparseMemory } from '../../kit/sparse-memory.js';
+import { CHUNK_MASK, CHUNK_SIZE, WordWindow, type SparseMemory } from '../../kit/sparse-memory.js';
 import { CommandReader } from './command-reader.js';
 import { T_HOST_CMD, T_HOST_CMDQ_ERROR, T_HOST_EVENT } from './trace-events.js';
 
@@ -87,15 +87,44 @@ const EVENTQ_BASE_LOG2SIZE = R.EVENTQ_BASE.f.LOG2SIZE;
 const D1_ADDR_PAGE = D1.ADDR_PAGE;
 const D1_LEAF = D1.LEAF;
 
-/** Table fetches from host-physical memory: outside RAM is an abort (−1). */
+/** Chunk windows a {@link PhysTableReader} keeps (direct-mapped by chunk index). */
+const TABLE_WINDOWS = 16;
+
+/**
+ * Table fetches from host-physical memory: outside RAM is an abort (−1). A walk reads its
+ * descriptors from a handful of 64 KiB chunks (the guest's tables, the kernel's stage-2
+ * tables), so the reader keeps those chunks' words, looked up by chunk index, and reads a
+ * descriptor word as one array element. Only chunks that exist are kept (a fetch from
+ * untouched memory reads 0 through read32 and allocates nothing); chunks are never dropped, so
+ * a kept window never goes stale.
+ */
 class PhysTableReader implements TableReader {
   private readonly size: number;
+  private readonly index = new Float64Array(TABLE_WINDOWS).fill(-1);
+  private readonly words: Uint32Array[] = [];
+  private readonly win = new WordWindow();
+
   constructor(private readonly mem: SparseMemory) {
     this.size = mem.size;
+    for (let i = 0; i < TABLE_WINDOWS; i++) this.words.push(new Uint32Array(0));
   }
 
   readTableWord(addr: number): number {
-    return addr >= 0 && addr + 4 <= this.size ? this.mem.read32(addr) : -1;
+    if (!(addr >= 0 && addr + 4 <= this.size)) return -1;
+    const chunk = Math.floor(addr / CHUNK_SIZE);
+    const slot = chunk & (TABLE_WINDOWS - 1);
+    // Descriptor words are aligned: `& CHUNK_MASK` is the offset in the chunk for any address below 2^53.
+    if (this.index[slot] === chunk && (addr & 3) === 0) return this.words[slot]![(addr & CHUNK_MASK) >>> 2]!;
+    return this.miss(addr, chunk, slot);
+  }
+
+  private miss(addr: number, chunk: number, slot: number): number {
+    const mem = this.mem;
+    if ((addr & 3) === 0 && mem.chunkAllocated(addr) && mem.mapWords(chunk * CHUNK_SIZE, this.win)) {
+      this.index[slot] = chunk;
+      this.words[slot] = this.win.words;
+    }
+    return mem.read32(addr);
   }
 }
 
