@@ -112,7 +112,8 @@ class PhysTableReader implements TableReader {
   readTableWord(addr: number): number {
     if (!(addr >= 0 && addr + 4 <= this.size)) return -1;
     const chunk = Math.floor(addr / CHUNK_SIZE);
-    const slot = chunk & (TABLE_WINDOWS - 1);
+    // Folded: the chunks of one walk are often 2^n chunks apart (guest RAM, kernel tables).
+    const slot = (chunk ^ (chunk >>> 4) ^ (chunk >>> 8)) & (TABLE_WINDOWS - 1);
     // Descriptor words are aligned: `& CHUNK_MASK` is the offset in the chunk for any address below 2^53.
     if (this.index[slot] === chunk && (addr & 3) === 0) return this.words[slot]![(addr & CHUNK_MASK) >>> 2]!;
     return this.miss(addr, chunk, slot);
