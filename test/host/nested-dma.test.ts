@@ -56,6 +56,38 @@ describe('nested translation and invalidation', () => {
     assert.equal(rec.evt[2], BigInt(IOVA + 0x10));
   });
 
+  test('the host SMMU takes the stage 2 of the output from a cached stage-2 entry until a stage-2 invalidation removes it', () => {
+    const kernel = new HostKernel();
+    const vm = makeVm(kernel, 0);
+    const g = nestedGuest(vm);
+    g.s1.map(IOVA, DATA_IPA, 4096, 3);
+    const dev = dmaPage(vm);
+    const hw = kernel.smmus.get('smmu0')!.hw;
+    const first = dev.dmaRead(IOVA, 4);
+    assert.equal(first.ok, true);
+    const nested = hw.iotlb.entries().find((e) => e.stage1)!;
+    // A stage-2 entry of the VMID for the data page that differs from the tables (read-only,
+    // another host page): the next walk's output goes through it, not through a stage-2 walk.
+    const other = first.pa + 0x10_0000;
+    hw.iotlb.insert({ vmid: nested.vmid, asid: 0, global: false, stage1: false, iova: DATA_IPA, size: 4096, ipa: DATA_IPA, pa: other, perm: 1 });
+    hw.iotlb.invalidateVa(nested.vmid, ASID, IOVA, 4096);
+    const cached = dev.dmaRead(IOVA, 4);
+    assert.equal(cached.ok, true);
+    assert.equal(cached.pa, other, 'output IPA translated by the cached stage-2 entry');
+    hw.iotlb.invalidateVa(nested.vmid, ASID, IOVA, 4096);
+    // Its permissions hold: a write is a stage-2 permission fault at that IPA.
+    const w = dev.dmaWrite(IOVA + 8, new Uint8Array(4));
+    assert.equal(w.ok, false);
+    assert.equal(w.event, 0x13, 'F_PERMISSION');
+    const fault = (hw as unknown as { engine: { fault: { s2: number; ipa: number; rnw: number } } }).engine.fault;
+    assert.deepEqual([fault.s2, fault.ipa, fault.rnw], [1, DATA_IPA + 8, 0], 'stage 2, at the IPA, a write');
+    // TLBI_S2_IPA over the data page removes it: the walk gives the real page again.
+    hw.iotlb.invalidateIpa(nested.vmid, DATA_IPA, 4096);
+    const walked = dev.dmaRead(IOVA, 4);
+    assert.equal(walked.ok, true);
+    assert.equal(walked.pa, first.pa);
+  });
+
   test('the trapped path (IOMMU_HWPT_INVALIDATE on the vIOMMU) has the same effect', () => {
     const kernel = new HostKernel();
     const vm = makeVm(kernel, 0);

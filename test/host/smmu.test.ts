@@ -27,6 +27,26 @@ test('the STE is cached: a changed STE takes effect only after CFGI_STE', () => 
   assert.equal(dev.dmaRead(0x1000, 4).ok, false, 'abort after CFGI_STE');
 });
 
+test('the STE is cached per StreamID until CFGI_STE_RANGE covers it, also right after a DMA of the same stream', () => {
+  const kernel = new HostKernel();
+  const vm = makeVm(kernel, 0, 2 ** 22, false);
+  assert.equal(vm.c.attach(vm.vfio, vm.s2Id), 0);
+  const dev = kernel.devices[0]!;
+  const inst = kernel.smmus.get('smmu0')!;
+  assert.equal(dev.dmaRead(0x1000, 4).ok, true);
+  const base = Number(inst.hw.bank.read64(0x80) & 0x000f_ffff_ffff_ffc0n);
+  kernel.phys.mem.write32(base + dev.sid * 64, 1);
+  for (let i = 0; i < 3; i++) {
+    inst.hw.iotlb.invalidateAll();
+    assert.equal(dev.dmaRead(0x1000, 4).ok, true, 'cached configuration still used');
+  }
+  // A range that does not hold the StreamID changes nothing; one that does drops it.
+  inst.driver.submit([buildCommand(Op.CFGI_STE_RANGE, { sid: dev.sid ^ 0x100, range: 3 })]);
+  assert.equal(dev.dmaRead(0x1000, 4).ok, true, 'other StreamIDs invalidated only');
+  inst.driver.submit([buildCommand(Op.CFGI_STE_RANGE, { sid: dev.sid, range: 0 })]);
+  assert.equal(dev.dmaRead(0x1000, 4).ok, false, 'abort after CFGI_STE_RANGE');
+});
+
 test('range TLBI (TG/NUM/SCALE) removes exactly the pages in range', () => {
   const kernel = new HostKernel();
   const vm = makeVm(kernel, 0, 2 ** 22, false);

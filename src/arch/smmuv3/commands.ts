@@ -129,12 +129,19 @@ export function buildCommand(
   return w;
 }
 
+// tlbiRangeBytes runs per TLBI: its fields bound here, and 2^n from a table rather than `**`.
+const D1_TG = D1.TG;
+const D0_NUM = D0.NUM;
+const D0_SCALE = D0.SCALE;
+/** 2^n for n up to SCALE's largest value (31) and the largest granule shift (16). */
+const RANGE_POW2 = Float64Array.from({ length: 32 }, (_, n) => 2 ** n);
+
 /**
  * Bytes a TLBI_NH_VA / NH_VAA / S2_IPA command (words `w`) covers: the range form when TG ≠ 0
  * ((NUM + 1) · 2^SCALE pages of the TG granule), else 1 (the one address, any entry holding it).
  */
 export function tlbiRangeBytes(w: Uint32Array): number {
-  const tg = D1.TG.get(w[2]!);
+  const tg = D1_TG.get(w[2]!);
   if (tg === 0) return 1;
-  return (D0.NUM.get(w[0]!) + 1) * 2 ** D0.SCALE.get(w[0]!) * 2 ** (2 * tg + 10);
+  return (D0_NUM.get(w[0]!) + 1) * RANGE_POW2[D0_SCALE.get(w[0]!)]! * RANGE_POW2[2 * tg + 10]!;
 }

@@ -59,20 +59,26 @@ export class IdTable {
 
   /** Insert or replace. */
   set(hi: number, lo: number, id: number): void {
+    this.put(hi, lo, id);
+  }
+
+  /** Insert or replace, returning the id the key had (NONE: it was not present). One probe. */
+  put(hi: number, lo: number, id: number): number {
     const slots = this.slots;
     const mask = this.mask;
     for (let i = hash32(hi, lo) & mask; ; i = (i + 1) & mask) {
       const h = slots[SLOT * i + 1];
       if (h === hi && slots[SLOT * i] === lo) {
+        const old = slots[SLOT * i + 2];
         slots[SLOT * i + 2] = id;
-        return;
+        return old;
       }
       if (h === NONE) {
         slots[SLOT * i] = lo;
         slots[SLOT * i + 1] = hi;
         slots[SLOT * i + 2] = id;
         if (++this.count * 2 > mask + 1) this.resize(2 * (mask + 1));
-        return;
+        return NONE;
       }
     }
   }

@@ -169,15 +169,20 @@ class SizedIndex {
   }
 
   set(s: number, hi: number, lo: number, id: number): void {
+    this.put(s, hi, lo, id);
+  }
+
+  /** {@link set}, returning the id the key had before (NONE: it was not present). */
+  put(s: number, hi: number, lo: number, id: number): number {
     let t = this.tables[s];
     if (t === undefined) {
       t = new IdTable();
       this.tables[s] = t;
     }
     this.mask |= 1 << s;
-    const before = t.count;
-    t.set(hi, lo, id);
-    this.count += t.count - before;
+    const old = t.put(hi, lo, id);
+    if (old === NONE) this.count++;
+    return old;
   }
 
   /** Remove a key that is present. */
@@ -238,6 +243,37 @@ class BucketIndex {
   readonly map = new Map<number, Bucket>();
   /** Buckets with live references. */
   nonEmpty = 0;
+  /**
+   * The bucket last looked up and its key (-1: none): a map/unmap loop touches one bucket over
+   * and over, and this spares the Map probe each insertion and removal would make.
+   */
+  private lastKey = -1;
+  private last: Bucket | undefined = undefined;
+
+  /** The bucket at `key`, if any. */
+  get(key: number): Bucket | undefined {
+    if (key === this.lastKey) return this.last;
+    const b = this.map.get(key);
+    if (b !== undefined) {
+      this.lastKey = key;
+      this.last = b;
+    }
+    return b;
+  }
+
+  /** Add a bucket at `key` (not present). */
+  add(key: number, b: Bucket): void {
+    this.map.set(key, b);
+    this.lastKey = key;
+    this.last = b;
+  }
+
+  /** Drop the buckets with no live references (the map's keys change: forget the last one). */
+  sweep(): void {
+    for (const [k, old] of this.map) if (old.live === 0) this.map.delete(k);
+    this.lastKey = -1;
+    this.last = undefined;
+  }
 
   /**
    * Whether any bucket over pages [p0, p1] of size class `s` holds a live entry. For a short
@@ -248,6 +284,9 @@ class BucketIndex {
   occupied(s: number, p0: number, p1: number): boolean {
     const b1 = Math.floor(p1 / BUCKET_PAGES);
     for (let b = Math.floor(p0 / BUCKET_PAGES); b <= b1; b++) {
+      // Straight from the map: remembering here would cost the random invalidations of a
+      // large IOTLB a store per probe, and a map/unmap loop's removal finds its bucket
+      // remembered by the insertion anyway.
       const bucket = this.map.get(b * 32 + s);
       if (bucket !== undefined && bucket.live > 0) return true;
     }
@@ -256,7 +295,7 @@ class BucketIndex {
 
   /** Account for the removal of one entry from the bucket at `key`. */
   drop(key: number): void {
-    const b = this.map.get(key) as Bucket;
+    const b = this.get(key) as Bucket;
     if (--b.live === 0) {
       b.held = 0; // every reference left is stale
       this.nonEmpty--;
@@ -274,6 +313,11 @@ class Ctx {
   readonly pages = new SizedIndex();
   /** Input page buckets. */
   readonly buckets = new BucketIndex();
+  /**
+   * Emptied entry by entry and left attached to its VMID (see {@link Iotlb.parkedCtxs}): the
+   * context an unmapped page's entry leaves is the one the next mapping's entry fills.
+   */
+  parked = false;
 
   constructor(
     public id: number,
@@ -332,6 +376,18 @@ function isU16(v: number): boolean {
   return Number.isInteger(v) && v >= 0 && v <= 0xffff;
 }
 
+/** Throw the RangeError naming what is wrong with `e` (size class `s`), if anything is. */
+function checkEntry(e: IotlbEntry, s: number): void {
+  if (!isU16(e.vmid)) throw new RangeError(`IOTLB entry VMID ${e.vmid} is not 16-bit`);
+  if (!isU16(e.asid)) throw new RangeError(`IOTLB entry ASID ${e.asid} is not 16-bit`);
+  checkAligned('iova', e.iova, e.size, s);
+  checkAligned('ipa', e.ipa, e.size, s);
+  checkAligned('pa', e.pa, e.size, s);
+  if (!Number.isInteger(e.perm) || e.perm < 0 || e.perm > (PERM_R | PERM_W)) {
+    throw new RangeError(`IOTLB entry perm ${e.perm} is invalid`);
+  }
+}
+
 function checkAligned(name: string, v: number, size: number, s: number): void {
   if (!Number.isSafeInteger(v) || v < 0 || !Number.isInteger(v * INV_SIZE[s])) {
     throw new RangeError(`IOTLB entry ${name} ${v} is not a non-negative multiple of its size 0x${size.toString(16)}`);
@@ -341,6 +397,8 @@ function checkAligned(name: string, v: number, size: number, s: number): void {
 /** Emptied VMIDs and contexts kept for reuse. */
 const MAX_EMPTY_VMS = 64;
 const SPARE_CTXS = 16;
+/** Parkings of emptied contexts noted before the ones still parked are detached. */
+const MAX_PARKED_CTXS = 64;
 
 const INITIAL_POOL = 256;
 const INITIAL_RING = 1024;
@@ -383,6 +441,32 @@ export class Iotlb {
    */
   private emptyVms = 0;
   private readonly spareCtxs: Ctx[] = [];
+  /**
+   * Contexts that emptied entry by entry stay attached ("parked"), so the steady state of a
+   * map/unmap loop neither detaches nor re-creates its context per page. Each parking is noted
+   * here; after MAX_PARKED_CTXS notes, the contexts still parked are detached and the list
+   * starts again (so it stays short, and no VMID keeps many empty contexts).
+   */
+  private readonly parkedList: Ctx[] = [];
+
+  /** The VMID last looked up (-1: none) and its record: most calls in a row name one VMID. */
+  private lastVmid = -1;
+  private lastVm: Vm | undefined = undefined;
+
+  /**
+   * The last {@link peek} answer, kept while the IOTLB does not change (`gen` counts every
+   * insertion and removal): entry `memoId` of (`memoVmid`, `memoAsid`) covering input
+   * [memoLo, memoHi). Kept only when the entry was found in the first context searched at that
+   * context's smallest size in use, so any address in its range finds the same entry first. A
+   * nested walk translates each table level's IPA through one stage-2 entry this way.
+   */
+  private gen = 0;
+  private memoGen = -1;
+  private memoVmid = -1;
+  private memoAsid = -1;
+  private memoLo = 0;
+  private memoHi = 0;
+  private memoId = NONE;
 
   /**
    * Every insertion as (id, sequence number), oldest first, for FIFO eviction and
@@ -416,7 +500,7 @@ export class Iotlb {
    * the IOTLB next changes.
    */
   lookup(vmid: number, asid: number, iova: number): IotlbEntry | undefined {
-    const e = this.peek(vmid, asid, iova);
+    const e = this.search(vmid, asid, iova, false);
     if (e !== undefined) this.stats.hits++;
     else this.stats.misses++;
     return e;
@@ -427,19 +511,64 @@ export class Iotlb {
    * stage-2 translation of a table address), so the counters stay about device accesses.
    */
   peek(vmid: number, asid: number, iova: number): IotlbEntry | undefined {
-    const vm = this.vms.get(vmid);
+    if (this.memoGen === this.gen && vmid === this.memoVmid && asid === this.memoAsid && iova >= this.memoLo && iova < this.memoHi) {
+      return this.ents[this.memoId];
+    }
+    return this.search(vmid, asid, iova, true);
+  }
+
+  /**
+   * The entry for (`vmid`, `asid`, `iova`); `remember` keeps it as {@link peek}'s last answer
+   * when it qualifies. Device lookups do not remember: reading the entry's record to decide
+   * would cost them a cache miss per lookup in a large IOTLB; a walk's table fetches do.
+   */
+  private search(vmid: number, asid: number, iova: number, remember: boolean): IotlbEntry | undefined {
+    const vm = this.vmOf(vmid);
     if (vm !== undefined && iova >= 0) {
       let id = NONE;
+      let first: Ctx | undefined;
       if (asid >= 0 && asid <= 0xffff) {
-        const c = vm.asids.get(asid);
-        if (c !== undefined) id = c.find(iova);
-        if (id === NONE && vm.global !== undefined) id = vm.global.find(iova);
+        first = vm.asids.get(asid);
+        if (first !== undefined) id = first.find(iova);
+        if (id === NONE) {
+          first = undefined;
+          if (vm.global !== undefined) id = vm.global.find(iova);
+        }
       } else if (vm.s2 !== undefined) {
-        id = vm.s2.find(iova);
+        first = vm.s2;
+        id = first.find(iova);
       }
-      if (id !== NONE) return this.ents[id];
+      if (id !== NONE) {
+        const e = this.ents[id]!;
+        if (remember && first !== undefined && this.rec[id * REC + R_SIZE_CLASS] === lowestClass(first.pages.mask)) {
+          this.memoGen = this.gen;
+          this.memoVmid = vmid;
+          this.memoAsid = asid;
+          this.memoLo = e.iova;
+          this.memoHi = e.iova + e.size;
+          this.memoId = id;
+        }
+        return e;
+      }
     }
     return undefined;
+  }
+
+  /** The record of `vmid`, if it has one (entries, or kept after emptying). */
+  private vmOf(vmid: number): Vm | undefined {
+    if (vmid === this.lastVmid) return this.lastVm;
+    const vm = this.vms.get(vmid);
+    if (vm !== undefined) {
+      this.lastVmid = vmid;
+      this.lastVm = vm;
+    }
+    return vm;
+  }
+
+  /** Forget {@link lastVm} (a VMID record left `vms`). */
+  private forgetVm(): void {
+    this.lastVmid = -1;
+    this.lastVm = undefined;
   }
 
   /**
@@ -451,37 +580,55 @@ export class Iotlb {
   insert(e: IotlbEntry): void {
     const s = sizeClass(e.size);
     if (s < 0) throw new RangeError(`IOTLB entry size ${e.size} is not a power of two from 4 KiB to 4 TiB`);
-    if (!isU16(e.vmid)) throw new RangeError(`IOTLB entry VMID ${e.vmid} is not 16-bit`);
-    if (!isU16(e.asid)) throw new RangeError(`IOTLB entry ASID ${e.asid} is not 16-bit`);
-    checkAligned('iova', e.iova, e.size, s);
-    checkAligned('ipa', e.ipa, e.size, s);
-    checkAligned('pa', e.pa, e.size, s);
-    if (!Number.isInteger(e.perm) || e.perm < 0 || e.perm > (PERM_R | PERM_W)) {
-      throw new RangeError(`IOTLB entry perm ${e.perm} is invalid`);
-    }
-    const tag = !e.stage1 ? CTX_S2 : e.global ? CTX_GLOBAL : e.asid;
     const vpn = e.iova * INV_SIZE[s];
     const ipn = e.ipa * INV_SIZE[s];
+    const ppn = e.pa * INV_SIZE[s];
+    // Every check in one test on the page numbers computed anyway (an integer page number of a
+    // power-of-two size means an integer, aligned address); the checks one by one name the fault.
+    if (
+      !(e.vmid === (e.vmid & 0xffff) && e.asid === (e.asid & 0xffff) && e.perm === (e.perm & (PERM_R | PERM_W)) &&
+        vpn === Math.floor(vpn) && ipn === Math.floor(ipn) && ppn === Math.floor(ppn) &&
+        e.iova >= 0 && e.ipa >= 0 && e.pa >= 0 &&
+        e.iova <= Number.MAX_SAFE_INTEGER && e.ipa <= Number.MAX_SAFE_INTEGER && e.pa <= Number.MAX_SAFE_INTEGER)
+    ) {
+      checkEntry(e, s);
+    }
+    const tag = !e.stage1 ? CTX_S2 : e.global ? CTX_GLOBAL : e.asid;
     const vHi = pnHi(vpn);
     const vLo = pnLo(vpn);
 
-    const c0 = this.vms.get(e.vmid)?.ctx(tag);
-    const old = c0 === undefined ? NONE : c0.pages.get(s, vHi, vLo);
-    if (old !== NONE) this.removeId(old);
-    else if (this.count >= this.capacity) this.evictOne();
-    // Fetched after the removal: emptying a context or VMID drops it.
-    let vm = this.vms.get(e.vmid);
-    if (vm === undefined) {
-      vm = new Vm(e.vmid);
-      this.vms.set(e.vmid, vm);
-      this.vmidLive[e.vmid] = 1;
-    } else if (vm.count === 0) {
-      // A VMID kept after it emptied comes back.
-      this.emptyVms--;
-      this.vmidLive[e.vmid] = 1;
+    let ctx = this.vmOf(e.vmid)?.ctx(tag);
+    const old = ctx === undefined ? NONE : ctx.pages.get(s, vHi, vLo);
+    if (old !== NONE) {
+      this.removeId(old);
+      ctx = undefined;
+    } else if (this.count >= this.capacity) {
+      this.evictOne();
+      ctx = undefined;
     }
-    const ctx = vm.ctx(tag) ?? this.newCtx(vm, tag);
+    let vm: Vm | undefined;
+    if (ctx !== undefined && ctx.vm.count !== 0) {
+      // Nothing was removed and the VMID has entries: the context found above is the one.
+      vm = ctx.vm;
+    } else {
+      // Fetched after a removal: emptying a context or VMID may drop it.
+      vm = this.vmOf(e.vmid);
+      if (vm === undefined) {
+        vm = new Vm(e.vmid);
+        this.vms.set(e.vmid, vm);
+        this.lastVmid = e.vmid;
+        this.lastVm = vm;
+        this.vmidLive[e.vmid] = 1;
+      } else if (vm.count === 0) {
+        // A VMID kept after it emptied comes back.
+        this.emptyVms--;
+        this.vmidLive[e.vmid] = 1;
+      }
+      ctx = vm.ctx(tag) ?? this.newCtx(vm, tag);
+    }
+    ctx.parked = false;
 
+    this.gen++;
     const id = this.allocId();
     const seq = this.seq++;
     const rec = this.rec;
@@ -511,11 +658,11 @@ export class Iotlb {
 
     const iHi = pnHi(ipn);
     const iLo = pnLo(ipn);
-    const head = vm.ipas.get(s, iHi, iLo);
+    // The new entry heads the list of its IPA page (one probe: put returns the old head).
+    const head = vm.ipas.put(s, iHi, iLo, id);
     rec[o + R_IPPREV] = NONE;
     rec[o + R_IPNEXT] = head;
     if (head !== NONE) rec[head * REC + R_IPPREV] = id;
-    vm.ipas.set(s, iHi, iLo, id);
     this.pushBucket(vm.ipaBuckets, ipn, s, id, seq);
 
     if (this.ringTail === this.ringId.length) this.compactRing();
@@ -549,6 +696,9 @@ export class Iotlb {
   invalidateAll(): number {
     const removed = this.count;
     this.vms.clear();
+    this.forgetVm();
+    this.gen++;
+    this.parkedList.length = 0;
     this.vmidLive.fill(0);
     this.count = 0;
     this.rec = new Float64Array(INITIAL_POOL * REC);
@@ -570,7 +720,7 @@ export class Iotlb {
 
   /** TLBI_S12_VMALL: every entry of the VMID, stage 1 and stage 2. */
   invalidateVmid(vmid: number): number {
-    const vm = this.vms.get(vmid);
+    const vm = this.vmOf(vmid);
     if (vm === undefined || vm.count === 0) return 0;
     let removed = 0;
     // The VMID's indexes all go, so each entry only needs its id freed.
@@ -588,6 +738,7 @@ export class Iotlb {
       this.releaseCtx(ctx);
     }
     this.vms.delete(vmid);
+    this.forgetVm();
     this.vmidLive[vmid] = 0;
     this.count -= removed;
     this.stats.invalidated += removed;
@@ -596,7 +747,7 @@ export class Iotlb {
 
   /** TLBI_NH_ALL: every stage-1 entry of the VMID (its stage-2-only entries stay). */
   invalidateVmidStage1(vmid: number): number {
-    const vm = this.vms.get(vmid);
+    const vm = this.vmOf(vmid);
     if (vm === undefined) return 0;
     let removed = 0;
     for (const ctx of vm.contexts(false)) removed += this.dropCtx(ctx);
@@ -605,7 +756,7 @@ export class Iotlb {
 
   /** TLBI_NH_ASID: the non-global stage-1 entries of (VMID, ASID). */
   invalidateAsid(vmid: number, asid: number): number {
-    const ctx = this.vms.get(vmid)?.asids.get(asid);
+    const ctx = this.vmOf(vmid)?.asids.get(asid);
     return ctx === undefined ? 0 : this.dropCtx(ctx);
   }
 
@@ -618,7 +769,7 @@ export class Iotlb {
    */
   invalidateVa(vmid: number, asid: number | undefined, va: number, length: number, leafOnly = false): number {
     void leafOnly;
-    const vm = this.vms.get(vmid);
+    const vm = this.vmOf(vmid);
     if (vm === undefined || !(length >= 1) || !(va >= 0)) return 0;
     const last = va + length - 1;
     let removed = 0;
@@ -638,7 +789,7 @@ export class Iotlb {
    * [ipa, ipa + size) overlaps [ipa, ipa + length). `length` below 1 removes nothing.
    */
   invalidateIpa(vmid: number, ipa: number, length: number): number {
-    const vm = this.vms.get(vmid);
+    const vm = this.vmOf(vmid);
     if (vm === undefined || !(length >= 1) || !(ipa >= 0)) return 0;
     const last = ipa + length - 1;
     let removed = 0;
@@ -755,8 +906,19 @@ export class Iotlb {
     this.unlinkIpa(vm, id);
     this.freeId(id);
     this.count--;
-    if (ctx.pages.count === 0) this.detachCtx(ctx);
+    if (ctx.pages.count === 0) this.park(ctx);
     if (--vm.count === 0) this.vmEmptied(vm);
+  }
+
+  /** `ctx` emptied entry by entry: leave it attached, until too many are. */
+  private park(ctx: Ctx): void {
+    ctx.parked = true;
+    const list = this.parkedList;
+    list.push(ctx);
+    if (list.length <= MAX_PARKED_CTXS) return;
+    // A context refilled, detached or reused since it was noted is no longer parked.
+    for (const c of list) if (c.parked) this.detachCtx(c);
+    list.length = 0;
   }
 
   /**
@@ -766,7 +928,13 @@ export class Iotlb {
   private vmEmptied(vm: Vm): void {
     this.vmidLive[vm.vmid] = 0;
     if (++this.emptyVms <= MAX_EMPTY_VMS) return;
-    for (const [vmid, v] of this.vms) if (v.count === 0) this.vms.delete(vmid);
+    for (const [vmid, v] of this.vms) {
+      if (v.count !== 0) continue;
+      // Only parked (empty) contexts are left attached to an empty VMID.
+      for (const c of v.contexts(true)) this.releaseCtx(c);
+      this.vms.delete(vmid);
+    }
+    this.forgetVm();
     this.emptyVms = 0;
   }
 
@@ -803,7 +971,8 @@ export class Iotlb {
     vm.count -= removed;
     this.stats.invalidated += removed;
     this.detachCtx(ctx);
-    if (vm.count === 0) this.vmEmptied(vm);
+    // A parked context held nothing: its VMID was already counted as emptied, or still has entries.
+    if (removed > 0 && vm.count === 0) this.vmEmptied(vm);
     return removed;
   }
 
@@ -832,6 +1001,7 @@ export class Iotlb {
   }
 
   private releaseCtx(ctx: Ctx): void {
+    ctx.parked = false;
     this.ctxs[ctx.id] = undefined;
     this.freeCtxIds.push(ctx.id);
     // A context dropped whole keeps stale ids in its indexes: only an emptied one is reused.
@@ -840,13 +1010,11 @@ export class Iotlb {
 
   private pushBucket(index: BucketIndex, pn: number, s: number, id: number, seq: number): void {
     const key = bucketKey(pn, s);
-    let b = index.map.get(key);
+    let b = index.get(key);
     if (b === undefined) {
-      if (index.map.size > 2 * index.nonEmpty + 64) {
-        for (const [k, old] of index.map) if (old.live === 0) index.map.delete(k);
-      }
+      if (index.map.size > 2 * index.nonEmpty + 64) index.sweep();
       b = new Bucket(Math.floor(pn / BUCKET_PAGES), s);
-      index.map.set(key, b);
+      index.add(key, b);
       index.nonEmpty++;
     } else if (b.live === 0) {
       index.nonEmpty++;
@@ -896,6 +1064,7 @@ export class Iotlb {
    * pool's high-water mark of entries is retained, and clearing it would cost a cache miss.
    */
   private freeId(id: number): void {
+    this.gen++;
     const o = id * REC;
     this.rec[o + R_SEQ] = NONE;
     this.rec[o + R_CTX] = NONE;

@@ -212,7 +212,11 @@ export function walk(cfg: WalkConfig, reader: TableReader, inputAddress: number,
     out.fault = FAULT_ADDR_SIZE;
     return out;
   }
-  const entries = POW2[stride]!;
+  const indexMask = POW2[stride]! - 1;
+  // The input address as 32-bit halves: a level's index is then integer shifts and a mask (a
+  // `%` of a number above 2^31 is a floating-point remainder, a library call).
+  const inLo = inputAddress >>> 0;
+  const inHi = Math.floor(inputAddress / TWO32);
   const tableMask = (TWO32 - POW2[p]!) >>> 0; // table address bits [31:P] of the low word
   const stage1 = cfg.stage === 1;
   let writable = true; // stage-1 APTable[1] seen on the way down clears this
@@ -220,9 +224,15 @@ export function walk(cfg: WalkConfig, reader: TableReader, inputAddress: number,
   for (let level = start; level <= 3; level++) {
     out.level = level;
     const shift = p + stride * (3 - level);
-    let index = Math.floor(inputAddress / POW2[shift]!);
-    // The start level is not wrapped: its table may be partial or concatenated.
-    if (level !== start) index %= entries;
+    let index: number;
+    if (level === start) {
+      // The start level is not wrapped: its table may be partial or concatenated.
+      index = Math.floor(inputAddress / POW2[shift]!);
+    } else if (shift < 32) {
+      index = ((inLo >>> shift) | (shift === 0 ? 0 : inHi << (32 - shift))) & indexMask;
+    } else {
+      index = (inHi >>> (shift - 32)) & indexMask;
+    }
     const descAddr = table + index * 8;
     out.descAddress = descAddr;
     const lo = reader.readTableWord(descAddr);

@@ -70,6 +70,7 @@ export function decodeSte(w: Uint32Array): StreamConfig | undefined {
       oasBits: addressBits(STE.S2PS.getWords(lo, hi)),
       ttb: STE.S2TTB.addressWords(w[6]!, w[7]!),
       startLevel: s2StartLevel(granule, STE.S2SL0.getWords(lo, hi)),
+      unprivileged: false,
     };
   }
   if (cfg === STE_CFG_S2) return { kind: 's2', vmid, s2, ...base };
@@ -93,6 +94,9 @@ export function decodeCd(w: Uint32Array): CdConfig | undefined {
       inputBits: 64 - CD.T0SZ.getWords(lo, hi),
       oasBits: addressBits(CD.IPS.getWords(lo, hi)),
       ttb: CD.TTB0.addressWords(w[2]!, w[3]!),
+      // Every field present, in the stage-2 order: the walker then sees one object shape.
+      startLevel: undefined,
+      unprivileged: false,
     },
   };
 }

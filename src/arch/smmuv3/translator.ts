@@ -92,10 +92,20 @@ export interface FaultModel {
    * architecture; QEMU 11.1); otherwise such a CD is C_BAD_CD.
    */
   readonly epd0TranslationFault: boolean;
+  /**
+   * A nested translation's stage 2 of the stage-1 output looks in the IOTLB's stage-2 entries
+   * of the VMID first (the ones the table fetches cached) and walks only without one: stage-2
+   * translations may be cached and used for any stage-2 lookup of their VMID, until a stage-2
+   * invalidation removes them (docs/reference/smmuv3.md §4.7). Absent: always walk (QEMU).
+   */
+  readonly nestedOutputFromS2Cache?: boolean;
 }
 
 /** The host SMMU's fault model (the architecture, every fault recorded). */
-export const HARDWARE_FAULTS: FaultModel = { honourRecordBits: false, cacheOnPermissionFault: true, cdFetchS2FaultAsWalk: false, cacheStreamOnBadCd: true, tableFetchFaultIsRead: false, epd0TranslationFault: false };
+export const HARDWARE_FAULTS: FaultModel = {
+  honourRecordBits: false, cacheOnPermissionFault: true, cdFetchS2FaultAsWalk: false, cacheStreamOnBadCd: true, tableFetchFaultIsRead: false, epd0TranslationFault: false,
+  nestedOutputFromS2Cache: true,
+};
 
 /** Counters of the engine's work. */
 export interface TranslatorStats {
@@ -144,7 +154,8 @@ class NestedReader implements TableReader {
   }
 
   readTableWord(ipa: number): number {
-    if (ipa === this.lastIpa + 4 && ipa % 8 === 4) {
+    // `& 7` keeps the low bits of any address below 2^53 (a `%` above 2^31 is a library call).
+    if (ipa === this.lastIpa + 4 && (ipa & 7) === 4) {
       // The high word of the descriptor whose low word was just fetched.
       this.lastIpa = -1;
       return this.phys.readTableWord(this.lastPa + 4);
@@ -197,6 +208,14 @@ export class Translator {
   readonly stats: TranslatorStats = { walks: 0, steFetches: 0, cdFetches: 0 };
   /** Configuration cache: decoded STEs (and their CDs) by StreamID. */
   private readonly streams = new Map<number, StreamConfig>();
+  /**
+   * The configuration-cache entries the last translation used (StreamID −1: none), ahead of
+   * the Maps: a device's DMAs name one stream and one CD. Forgotten whenever the cache changes.
+   */
+  private lastSid = -1;
+  private lastStream: StreamConfig | undefined = undefined;
+  private lastSsid = -1;
+  private lastCd: CdConfig | undefined = undefined;
   private readonly walkOut = new WalkResult();
   /** The entry handed to the IOTLB (which keeps a copy): one object for every walk. */
   private readonly entry = newEntry();
@@ -227,13 +246,23 @@ export class Translator {
     return this.streams.size;
   }
 
+  /** Forget {@link lastStream} and {@link lastCd} (the configuration cache changed). */
+  private forgetLast(): void {
+    this.lastSid = -1;
+    this.lastStream = undefined;
+    this.lastSsid = -1;
+    this.lastCd = undefined;
+  }
+
   /** CFGI_STE. */
   invalidateSte(sid: number): void {
+    this.forgetLast();
     this.streams.delete(sid);
   }
 
   /** CFGI_STE_RANGE: the StreamIDs of the naturally aligned 2^(range+1) block holding `sid`; range ≥ 31 is all. */
   invalidateSteRange(sid: number, range: number): void {
+    this.forgetLast();
     if (range >= 31) {
       this.streams.clear();
       return;
@@ -245,28 +274,38 @@ export class Translator {
 
   /** CFGI_CD (one SubstreamID) of `sid`. */
   invalidateCd(sid: number, ssid: number): void {
+    this.forgetLast();
     this.streams.get(sid)?.cds.delete(ssid);
   }
 
   /** CFGI_CD_ALL of `sid`. */
   invalidateCdAll(sid: number): void {
+    this.forgetLast();
     this.streams.get(sid)?.cds.clear();
   }
 
   /** Empty the configuration cache and the IOTLB (reset, restore, table base writes). */
   dropCaches(): void {
+    this.forgetLast();
     this.streams.clear();
     this.iotlb.invalidateAll();
   }
 
   /** Empty the configuration cache only. */
   dropConfigs(): void {
+    this.forgetLast();
     this.streams.clear();
   }
 
   private streamConfig(sid: number, iova: number): StreamConfig | undefined {
+    if (sid === this.lastSid) return this.lastStream;
     const cached = this.streams.get(sid);
-    if (cached) return cached;
+    if (cached) {
+      this.forgetLast();
+      this.lastSid = sid;
+      this.lastStream = cached;
+      return cached;
+    }
     this.stats.steFetches++;
     const fault = this.fault.reset(0, sid, iova);
     const steAddr = this.device.steAddress(sid, fault);
@@ -284,8 +323,16 @@ export class Translator {
   }
 
   private fetchCd(sc: StreamConfig, sid: number, ssid: number, iova: number): CdConfig | undefined {
+    // lastCd belongs to lastStream: both are forgotten together, and a new stream forgets it.
+    if (ssid === this.lastSsid && sc === this.lastStream) return this.lastCd;
     const cached = sc.cds.get(ssid);
-    if (cached) return cached;
+    if (cached) {
+      if (sc === this.lastStream) {
+        this.lastSsid = ssid;
+        this.lastCd = cached;
+      }
+      return cached;
+    }
     this.stats.cdFetches++;
     const fault = this.fault;
     if (ssid >= 2 ** sc.s1cdmax) {
@@ -370,7 +417,10 @@ export class Translator {
     if (sc.kind !== 's2') {
       cd = this.fetchCd(sc, sid, ssid, iova);
       if (!cd) {
-        if (!this.faults.cacheStreamOnBadCd) this.streams.delete(sid);
+        if (!this.faults.cacheStreamOnBadCd) {
+          this.forgetLast();
+          this.streams.delete(sid);
+        }
         return this.faulted(out);
       }
       asid = cd.asid;
@@ -411,7 +461,10 @@ export class Translator {
         if (r.fault === FAULT_S2_ON_TABLE || (sc.kind === 'nested' && nested.lastFault !== 0)) {
           // QEMU translates a nested CD's TTB0 through stage 2 when it decodes the CD: a fault
           // there is a CD that cannot be used, and the stream is not cached.
-          if (!this.faults.cacheStreamOnBadCd && Math.floor(nested.faultAddress / MIN_ENTRY_SIZE) === Math.floor(cd.s1.ttb / MIN_ENTRY_SIZE)) this.streams.delete(sid);
+          if (!this.faults.cacheStreamOnBadCd && Math.floor(nested.faultAddress / MIN_ENTRY_SIZE) === Math.floor(cd.s1.ttb / MIN_ENTRY_SIZE)) {
+            this.forgetLast();
+            this.streams.delete(sid);
+          }
           const rw = this.faults.tableFetchFaultIsRead ? ACCESS_READ : access;
           if (!this.walkFault(nested.lastFault, sc, cd, 2, sid, iova, rw, ssid, CLASS_TT, nested.faultAddress, nested.faultAddress)) return this.faulted(out);
         } else if (!this.walkFault(r.fault, sc, cd, 1, sid, iova, access, ssid, CLASS_IN, 0, r.faultAddress)) {
@@ -428,14 +481,27 @@ export class Translator {
     let size = s1Size;
     let s2Perm = PERM_R | PERM_W;
     if (sc.s2) {
-      const r2 = walk(sc.s2, this.mem, ipa, access, this.s2Out);
-      if (r2.fault !== FAULT_NONE) {
-        this.walkFault(r2.fault, sc, cd, 2, sid, iova, access, ssid, CLASS_IN, ipa, r2.faultAddress);
-        return this.faulted(out);
+      const s2e = sc.kind === 'nested' && this.faults.nestedOutputFromS2Cache === true ? this.iotlb.peek(sc.vmid, NO_ASID, ipa) : undefined;
+      if (s2e !== undefined) {
+        // The cached stage-2 leaf: what the walk would give (entries are cached from walks that
+        // reached the leaf; a permission fault is the walk's, without a descriptor address).
+        if ((s2e.perm & perm) === 0) {
+          this.walkFault(FAULT_PERMISSION, sc, cd, 2, sid, iova, access, ssid, CLASS_IN, ipa, 0);
+          return this.faulted(out);
+        }
+        pa = s2e.pa + (ipa - s2e.iova);
+        size = Math.min(size, s2e.size);
+        s2Perm = s2e.perm;
+      } else {
+        const r2 = walk(sc.s2, this.mem, ipa, access, this.s2Out);
+        if (r2.fault !== FAULT_NONE) {
+          this.walkFault(r2.fault, sc, cd, 2, sid, iova, access, ssid, CLASS_IN, ipa, r2.faultAddress);
+          return this.faulted(out);
+        }
+        pa = r2.outputAddress;
+        size = Math.min(size, r2.blockSize);
+        s2Perm = r2.perm;
       }
-      pa = r2.outputAddress;
-      size = Math.min(size, r2.blockSize);
-      s2Perm = r2.perm;
     }
     if (!Number.isFinite(size)) size = MIN_ENTRY_SIZE;
     const combined = s1Perm & s2Perm;

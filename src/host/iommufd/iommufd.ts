@@ -180,7 +180,9 @@ export class IommufdContext {
       ret = -e.errno;
       this.kernel.lastError = e.message;
     }
-    this.kernel.tracer.emit(T_IOMMUFD_IOCTL, name, ret);
+    // Tested first: emit's argument list is an array built per call, even when the event is off.
+    const tracer = this.kernel.tracer;
+    if (tracer.enabled(T_IOMMUFD_IOCTL)) tracer.emit(T_IOMMUFD_IOCTL, name, ret);
     this.kernel.stats.ioctls++;
     return ret;
   }

@@ -60,7 +60,8 @@ export function copyToUserFrom(mem: ProcessMemory, va: number, data: Uint8Array)
 /** A 32-bit little-endian user load (an ioctl argument's size field): EFAULT when unmapped. */
 export function readUserU32(mem: ProcessMemory, va: number): number {
   const pa = onePagePa(mem, va, 4);
-  if (pa >= 0 && pa % 4 === 0) return mem.phys.mem.read32(pa) >>> 0;
+  // `& 3`: the low bits of any address below 2^53, without a floating-point `%`.
+  if (pa >= 0 && (pa & 3) === 0) return mem.phys.mem.read32(pa) >>> 0;
   const bytes = mem.copyFromUser(va, 4);
   return new DataView(bytes.buffer).getUint32(0, true);
 }

@@ -81,7 +81,8 @@ export class HostDevice {
         firstPa = t.pa;
         firstHit = t.hit;
       }
-      const n = Math.min(len - done, PAGE - (a % PAGE));
+      // `& (PAGE - 1)` keeps the low bits of any IOVA below 2^53, without a floating-point `%`.
+      const n = Math.min(len - done, PAGE - (a & (PAGE - 1)));
       const part = done === 0 && n === len ? buf : buf.subarray(done, done + n);
       if (access === ACCESS_READ) this.smmu.hw.phys.mem.readBytes(t.pa, n, part);
       else this.smmu.hw.phys.mem.writeBytes(t.pa, part);

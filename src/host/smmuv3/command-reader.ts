@@ -24,7 +24,10 @@ export class CommandReader {
 
   constructor(private readonly mem: SparseMemory) {}
 
-  /** Forget the mapped chunk (call before a new walk). */
+  /**
+   * Forget the mapped chunk. Not needed between walks: a window stays valid for the memory's
+   * life, since SparseMemory never drops or replaces a chunk.
+   */
   reset(): void {
     this.lo = 0;
     this.hi = 0;

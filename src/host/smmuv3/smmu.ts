@@ -29,6 +29,7 @@ import { ACCESS_READ, ACCESS_WRITE, Translation, Translator, type TranslatorDevi
 import type { TableReader } from '../../arch/smmuv3/page-table.js';
 import type { SmmuConfig } from '../config.js';
 import type { PhysicalMemory } from '../memory/physical-memory.js';
+import { CHUNK_MASK, CHUNK_SIZE, WordWindow, type SparseMemory } from '../../kit/sparse-memory.js';
 import { CommandReader } from './command-reader.js';
 import { T_HOST_CMD, T_HOST_CMDQ_ERROR, T_HOST_EVENT } from './trace-events.js';
 
@@ -70,6 +71,63 @@ const ASID_MASK = D0.ASID.max;
 const CMDQ_ERR = R.GERROR.f.CMDQ_ERR.set(0, 1);
 /** EVENTQ_PROD.OVFLG in place. */
 const OVFLG_MASK = R.EVENTQ_PROD.f.OVFLG.wordMask(0);
+// Fields read per command batch, translation or event, bound in this module: each hop through
+// the imported register tables (namespace, register, field) is a load per access, and on the
+// CMDQV path those hops cost more than the register test itself.
+const CR0_CMDQEN = R.CR0.f.CMDQEN.wordMask(0);
+const CR0_SMMUEN = R.CR0.f.SMMUEN.wordMask(0);
+const CR0_EVENTQEN = R.CR0.f.EVENTQEN.wordMask(0);
+const GBPA_ABORT = R.GBPA.f.ABORT.wordMask(0);
+const IRQ_EVENTQ_IRQEN = R.IRQ_CTRL.f.EVENTQ_IRQEN.wordMask(0);
+const GERROR_CMDQ_ERR = R.GERROR.f.CMDQ_ERR.wordMask(0);
+const CMDQ_BASE_ADDR = R.CMDQ_BASE.f.ADDR;
+const CMDQ_BASE_LOG2SIZE = R.CMDQ_BASE.f.LOG2SIZE;
+const EVENTQ_BASE_ADDR = R.EVENTQ_BASE.f.ADDR;
+const EVENTQ_BASE_LOG2SIZE = R.EVENTQ_BASE.f.LOG2SIZE;
+const D1_ADDR_PAGE = D1.ADDR_PAGE;
+const D1_LEAF = D1.LEAF;
+
+/** Chunk windows a {@link PhysTableReader} keeps (direct-mapped by chunk index). */
+const TABLE_WINDOWS = 16;
+
+/**
+ * Table fetches from host-physical memory: outside RAM is an abort (−1). A walk reads its
+ * descriptors from a handful of 64 KiB chunks (the guest's tables, the kernel's stage-2
+ * tables), so the reader keeps those chunks' words, looked up by chunk index, and reads a
+ * descriptor word as one array element. Only chunks that exist are kept (a fetch from
+ * untouched memory reads 0 through read32 and allocates nothing); chunks are never dropped, so
+ * a kept window never goes stale.
+ */
+class PhysTableReader implements TableReader {
+  private readonly size: number;
+  private readonly index = new Float64Array(TABLE_WINDOWS).fill(-1);
+  private readonly words: Uint32Array[] = [];
+  private readonly win = new WordWindow();
+
+  constructor(private readonly mem: SparseMemory) {
+    this.size = mem.size;
+    for (let i = 0; i < TABLE_WINDOWS; i++) this.words.push(new Uint32Array(0));
+  }
+
+  readTableWord(addr: number): number {
+    if (!(addr >= 0 && addr + 4 <= this.size)) return -1;
+    const chunk = Math.floor(addr / CHUNK_SIZE);
+    // Folded: the chunks of one walk are often 2^n chunks apart (guest RAM, kernel tables).
+    const slot = (chunk ^ (chunk >>> 4) ^ (chunk >>> 8)) & (TABLE_WINDOWS - 1);
+    // Descriptor words are aligned: `& CHUNK_MASK` is the offset in the chunk for any address below 2^53.
+    if (this.index[slot] === chunk && (addr & 3) === 0) return this.words[slot]![(addr & CHUNK_MASK) >>> 2]!;
+    return this.miss(addr, chunk, slot);
+  }
+
+  private miss(addr: number, chunk: number, slot: number): number {
+    const mem = this.mem;
+    if ((addr & 3) === 0 && mem.chunkAllocated(addr) && mem.mapWords(chunk * CHUNK_SIZE, this.win)) {
+      this.index[slot] = chunk;
+      this.words[slot] = this.win.words;
+    }
+    return mem.read32(addr);
+  }
+}
 
 /** The VMID of a command (words). */
 function cmdVmid(w: Uint32Array): number {
@@ -131,6 +189,7 @@ export class HostSmmu implements Persist<HostSmmuState> {
     const layout = R.smmuv3Layout();
     this.bank = new RegisterBank(`smmuv3:${config.name}`, layout, log);
     this.state = { registers: this.bank.file.words };
+    this.physReader = new PhysTableReader(phys.mem);
     this.engine = new Translator(this.physReader, this.steLocator);
     this.iotlb = this.engine.iotlb;
     this.regs = R.smmuv3Registers();
@@ -181,7 +240,7 @@ export class HostSmmu implements Persist<HostSmmuState> {
   /** Whether the main command queue is stopped on an unacknowledged error. */
   get cmdqErrorActive(): boolean {
     const f = this.bank.file;
-    return R.GERROR.f.CMDQ_ERR.get((f.get32(this.regs.gerror) ^ f.get32(this.regs.gerrorn)) >>> 0) === 1;
+    return ((f.get32(this.regs.gerror) ^ f.get32(this.regs.gerrorn)) & GERROR_CMDQ_ERR) !== 0;
   }
 
   // ------------------------------------------------------------------------------------------
@@ -190,10 +249,10 @@ export class HostSmmu implements Persist<HostSmmuState> {
   /** Consume the main command queue until empty, disabled, or stopped by an error. */
   private processCmdq(): void {
     const f = this.bank.file;
-    if (!R.CR0.f.CMDQEN.get(f.get32(this.regs.cr0)) || this.cmdqErrorActive) return;
+    if ((f.get32(this.regs.cr0) & CR0_CMDQEN) === 0 || this.cmdqErrorActive) return;
     const baseLo = f.words[this.regs.cmdqBase.slot]!;
-    const base = f.address(this.regs.cmdqBase, R.CMDQ_BASE.f.ADDR);
-    const log2 = Math.min(R.CMDQ_BASE.f.LOG2SIZE.get(baseLo), this.cmdqs);
+    const base = f.address(this.regs.cmdqBase, CMDQ_BASE_ADDR);
+    const log2 = Math.min(CMDQ_BASE_LOG2SIZE.get(baseLo), this.cmdqs);
     const wrapMask = qWrapMask(log2);
     const idxMask = qIndexMask(log2);
     const end = f.get32(this.regs.cmdqProd) & wrapMask;
@@ -204,7 +263,8 @@ export class HostSmmu implements Persist<HostSmmuState> {
     const trace = this.tracesCommands;
     const syncs0 = this.stats.syncs;
     let n = 0;
-    reader.reset();
+    // The reader's window from the last walk stays valid (memory chunks are never dropped), so
+    // a ring walked again and again maps its chunk once, not per walk.
     while (cons !== end) {
       // One run: the commands up to PROD, the ring's end or the end of the mapped memory.
       const run = reader.nextRun(base, cons, end, entries, wrapMask, w);
@@ -297,8 +357,8 @@ export class HostSmmu implements Persist<HostSmmuState> {
 
   /** TLBI_NH_VA / TLBI_NH_VAA of a VMID that has IOTLB entries. */
   private invalidateVa(w: Uint32Array, op: number): void {
-    const va = D1.ADDR_PAGE.addressWords(w[2]!, w[3]!);
-    this.iotlb.invalidateVa(cmdVmid(w), op === Op.TLBI_NH_VA ? cmdAsid(w) : undefined, va, tlbiRangeBytes(w), D1.LEAF.get(w[2]!) === 1);
+    const va = D1_ADDR_PAGE.addressWords(w[2]!, w[3]!);
+    this.iotlb.invalidateVa(cmdVmid(w), op === OP_TLBI_NH_VA ? cmdAsid(w) : undefined, va, tlbiRangeBytes(w), D1_LEAF.get(w[2]!) === 1);
   }
 
   /** Every command but TLBI_NH_VA/VAA and CMD_SYNC; returns 0 or a CERROR code. */
@@ -367,9 +427,7 @@ export class HostSmmu implements Persist<HostSmmuState> {
   // ------------------------------------------------------------------------------------------
   // Translation (the shared engine) and where the STEs live
 
-  private readonly physReader: TableReader = {
-    readTableWord: (addr: number) => (addr >= 0 && addr + 4 <= this.mem.size ? this.mem.read32(addr) : -1),
-  };
+  private readonly physReader: TableReader;
 
   /** A linear stream table (the 2-level format is not modelled on the host). */
   private readonly steLocator: TranslatorDevice = {
@@ -395,10 +453,10 @@ export class HostSmmu implements Persist<HostSmmuState> {
   translate(sid: number, ssid: number, iova: number, access: number, out: Translation): Translation {
     this.stats.translations++;
     const f = this.bank.file;
-    if (!R.CR0.f.SMMUEN.get(f.get32(this.regs.cr0))) {
+    if ((f.get32(this.regs.cr0) & CR0_SMMUEN) === 0) {
       out.hit = false;
       out.event = 0;
-      if (R.GBPA.f.ABORT.get(f.get32(this.regs.gbpa))) {
+      if ((f.get32(this.regs.gbpa) & GBPA_ABORT) !== 0) {
         out.ok = false;
         return out;
       }
@@ -422,7 +480,8 @@ export class HostSmmu implements Persist<HostSmmuState> {
   /** Build and queue the event record of a fault (docs/reference/smmuv3.md §6.1). */
   private event(fault: FaultRecord): void {
     const e = encodeEvent(fault, HOST_EVENT_FIELDS, this.eventRecord);
-    this.tracer.emit(T_HOST_EVENT, this.config.name, fault.id, fault.sid, fault.addr);
+    // Tested first: emit's argument list is an array built per call, even when the event is off.
+    if (this.tracer.enabled(T_HOST_EVENT)) this.tracer.emit(T_HOST_EVENT, this.config.name, fault.id, fault.sid, fault.addr);
     this.pushEvent(e, fault.id, fault.sid);
   }
 
@@ -430,14 +489,14 @@ export class HostSmmu implements Persist<HostSmmuState> {
   private pushEvent(e: Uint32Array, id: number, sid: number): void {
     this.stats.events++;
     const f = this.bank.file;
-    if (!R.CR0.f.EVENTQEN.get(f.get32(this.regs.cr0))) {
+    if ((f.get32(this.regs.cr0) & CR0_EVENTQEN) === 0) {
       this.stats.eventsLost++;
       return;
     }
     const lo = f.words[this.regs.eventqBase.slot]!;
     const hi = f.words[this.regs.eventqBase.slot + 1]!;
-    const base = R.EVENTQ_BASE.f.ADDR.addressWords(lo, hi);
-    const log2 = R.EVENTQ_BASE.f.LOG2SIZE.getWords(lo, hi);
+    const base = EVENTQ_BASE_ADDR.addressWords(lo, hi);
+    const log2 = EVENTQ_BASE_LOG2SIZE.getWords(lo, hi);
     const prodReg = f.get32(this.regs.eventqProd);
     const cons = f.get32(this.regs.eventqCons);
     if (qFull(prodReg, cons, log2)) {
@@ -452,7 +511,7 @@ export class HostSmmu implements Persist<HostSmmuState> {
     f.set32(this.regs.eventqProd, prod);
     const obs = this.eventObserver;
     obs?.enterHop(EVENT_HOP_HOST_EVTQ, 0, id, sid, qUsed(prod, cons, log2));
-    if (R.IRQ_CTRL.f.EVENTQ_IRQEN.get(f.get32(this.regs.irqCtrl))) this.onEventIrq();
+    if ((f.get32(this.regs.irqCtrl) & IRQ_EVENTQ_IRQEN) !== 0) this.onEventIrq();
     obs?.leaveHop(EVENT_HOP_HOST_EVTQ, qUsed(prod, f.get32(this.regs.eventqCons), log2));
   }
 }

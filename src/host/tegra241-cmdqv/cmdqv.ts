@@ -39,6 +39,19 @@ const PROD_WR_MASK = C.VCMDQ_PROD.f.WR.wordMask(0);
 const CONS_ERR_MASK = C.VCMDQ_CONS.f.ERR.wordMask(0);
 const GERROR_CMDQ_ERR = C.VCMDQ_GERROR.f.CMDQ_ERR.wordMask(0);
 const OPCODE_MASK = D0.OPCODE.wordMask(0);
+// What a PROD write reads before consuming, as word masks and shifts (module-local: the
+// register tables are imported namespaces, and each hop through them is a load per access).
+const STATUS_ENABLED = C.STATUS.f.CMDQV_ENABLED.wordMask(0);
+const ALLOC_BIT = C.CMDQ_ALLOC_MAP.f.ALLOC.wordMask(0);
+const VINTF_INDX_SHIFT = C.CMDQ_ALLOC_MAP.f.VIRT_INTF_INDX.lsb;
+const VINTF_INDX_MAX = C.CMDQ_ALLOC_MAP.f.VIRT_INTF_INDX.max;
+const VINTF_ENABLE_OK = C.VINTF_STATUS.f.ENABLE_OK.wordMask(0);
+const VINTF_HYP_OWN = C.VINTF_CONFIG.f.HYP_OWN.wordMask(0);
+const VINTF_VMID_SHIFT = C.VINTF_CONFIG.f.VMID.lsb;
+const VINTF_VMID_MAX = C.VINTF_CONFIG.f.VMID.max;
+const VCMDQ_EN_OK = C.VCMDQ_STATUS.f.CMDQ_EN_OK.wordMask(0);
+const BASE_LOG2SIZE = C.VCMDQ_BASE.f.LOG2SIZE;
+const BASE_ADDR = C.VCMDQ_BASE.f.ADDR;
 /** VMID of a TLBI command, in its second word (dword0 [47:32]). */
 const VMID_W1_MASK = D0.VMID.wordMask(1);
 /** What a guest-owned VINTF does with a command, by opcode. */
@@ -152,6 +165,19 @@ export class Tegra241CmdqvHw implements Persist<CmdqvHwState> {
   private readonly vcmdqRegs;
   /** End of the VINTF register blocks in the config page. */
   private readonly vintfBlocksEnd: number;
+  /** Word slots of the registers a PROD write reads (the same in every bank of a layout). */
+  private readonly slots: {
+    readonly status: number;
+    readonly alloc: Int32Array;
+    readonly vintfStatus: number;
+    readonly vintfConfig: number;
+    readonly prod: number;
+    readonly cons: number;
+    readonly qStatus: number;
+    readonly gerror: number;
+    readonly gerrorn: number;
+    readonly base: number;
+  };
 
   constructor(
     readonly config: CmdqvConfig,
@@ -203,6 +229,18 @@ export class Tegra241CmdqvHw implements Persist<CmdqvHwState> {
       gerror: L.page0.of(C.VCMDQ_GERROR),
       gerrorn: L.page0.of(C.VCMDQ_GERRORN),
       base: L.page1.of(C.VCMDQ_BASE),
+    };
+    this.slots = {
+      status: this.globalRegs.status.slot,
+      alloc: Int32Array.from(this.globalRegs.alloc, (r) => r.slot),
+      vintfStatus: this.vintfRegs.status.slot,
+      vintfConfig: this.vintfRegs.config.slot,
+      prod: this.vcmdqRegs.prod.slot,
+      cons: this.vcmdqRegs.cons.slot,
+      qStatus: this.vcmdqRegs.status.slot,
+      gerror: this.vcmdqRegs.gerror.slot,
+      gerrorn: this.vcmdqRegs.gerrorn.slot,
+      base: this.vcmdqRegs.base.slot,
     };
     this.wireHooks();
     this.reset();
@@ -310,15 +348,17 @@ export class Tegra241CmdqvHw implements Persist<CmdqvHwState> {
 
   /** Whether queue q may run: CMDQV, its VINTF and the queue enabled, mapped, no active error. */
   private runnable(q: number): number {
-    const gf = this.global.file;
-    if (!gf.field(this.globalRegs.status, C.STATUS.f.CMDQV_ENABLED)) return -1;
-    const alloc = gf.get32(this.globalRegs.alloc[q]!);
-    if (!C.CMDQ_ALLOC_MAP.f.ALLOC.get(alloc)) return -1;
-    const vintf = C.CMDQ_ALLOC_MAP.f.VIRT_INTF_INDX.get(alloc);
-    if (vintf >= this.numVintfs || !this.vintfs[vintf]!.file.field(this.vintfRegs.status, C.VINTF_STATUS.f.ENABLE_OK)) return -1;
-    const p0 = this.page0[q]!.file;
-    if (!p0.field(this.vcmdqRegs.status, C.VCMDQ_STATUS.f.CMDQ_EN_OK)) return -1;
-    if ((p0.get32(this.vcmdqRegs.gerror) ^ p0.get32(this.vcmdqRegs.gerrorn)) & GERROR_CMDQ_ERR) return -1;
+    const st = this.state;
+    const sl = this.slots;
+    const g = st.global;
+    if ((g[sl.status]! & STATUS_ENABLED) === 0) return -1;
+    const alloc = g[sl.alloc[q]!]!;
+    if ((alloc & ALLOC_BIT) === 0) return -1;
+    const vintf = (alloc >>> VINTF_INDX_SHIFT) & VINTF_INDX_MAX;
+    if (vintf >= this.numVintfs || (st.vintfs[vintf]![sl.vintfStatus]! & VINTF_ENABLE_OK) === 0) return -1;
+    const p0 = st.page0[q]!;
+    if ((p0[sl.qStatus]! & VCMDQ_EN_OK) === 0) return -1;
+    if ((p0[sl.gerror]! ^ p0[sl.gerrorn]!) & GERROR_CMDQ_ERR) return -1;
     return vintf;
   }
 
@@ -326,19 +366,20 @@ export class Tegra241CmdqvHw implements Persist<CmdqvHwState> {
   consume(q: number): void {
     const vintf = this.runnable(q);
     if (vintf < 0) return;
-    const regs = this.vcmdqRegs;
-    const p0 = this.page0[q]!.file;
-    const p1 = this.page1[q]!.file;
-    const baseLo = p1.words[regs.base.slot]!;
-    const baseHi = p1.words[regs.base.slot + 1]!;
-    const log2 = Math.min(C.VCMDQ_BASE.f.LOG2SIZE.getWords(baseLo, baseHi), 19);
-    const ring = C.VCMDQ_BASE.f.ADDR.addressWords(baseLo, baseHi);
+    const st = this.state;
+    const sl = this.slots;
+    const p0 = st.page0[q]!;
+    const p1 = st.page1[q]!;
+    const baseLo = p1[sl.base]!;
+    const baseHi = p1[sl.base + 1]!;
+    const log2 = Math.min(BASE_LOG2SIZE.getWords(baseLo, baseHi), 19);
+    const ring = BASE_ADDR.addressWords(baseLo, baseHi);
     const vf = this.vintfs[vintf]!.file;
-    const vintfConfig = vf.get32(this.vintfRegs.config);
-    const guestOwned = !C.VINTF_CONFIG.f.HYP_OWN.get(vintfConfig);
-    const vmid = C.VINTF_CONFIG.f.VMID.get(vintfConfig);
-    const prod = p0.get32(regs.prod) & PROD_WR_MASK;
-    const consReg = p0.get32(regs.cons);
+    const vintfConfig = st.vintfs[vintf]![sl.vintfConfig]!;
+    const guestOwned = (vintfConfig & VINTF_HYP_OWN) === 0;
+    const vmid = (vintfConfig >>> VINTF_VMID_SHIFT) & VINTF_VMID_MAX;
+    const prod = p0[sl.prod]! & PROD_WR_MASK;
+    const consReg = p0[sl.cons]!;
     const wrapMask = qWrapMask(log2);
     const idxMask = qIndexMask(log2);
     const end = prod & wrapMask;
@@ -357,7 +398,8 @@ export class Tegra241CmdqvHw implements Persist<CmdqvHwState> {
     walk.executed = 0;
     walk.vmidReplaced = 0;
     walk.error = 0;
-    reader.reset();
+    // The reader's window from the last walk stays valid (memory chunks are never dropped), so
+    // a ring walked again and again maps its chunk once, not per walk.
     while (cons !== end) {
       // One run: the commands up to PROD, the ring's end or the end of the mapped memory,
       // whichever comes first (bounds and wrap worked out once per run, not per command).
@@ -379,7 +421,7 @@ export class Tegra241CmdqvHw implements Persist<CmdqvHwState> {
     this.stats.vmidReplaced += walk.vmidReplaced;
     this.stats.commands += n;
     if (n > 0) this.observer?.consumed(q, n, smmu.stats.syncs - syncs0);
-    p0.set32(regs.cons, ((consReg & CONS_ERR_MASK) | cons) >>> 0);
+    p0[sl.cons] = ((consReg & CONS_ERR_MASK) | cons) >>> 0;
     if (n > 0 && this.tracer.enabled(T_HW_CONSUME)) this.tracer.emit(T_HW_CONSUME, q, n, cons);
   }
 

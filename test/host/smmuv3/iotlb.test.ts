@@ -320,6 +320,11 @@ test('inserts copy; entries() are frozen copies that outlive reuse of the id; ba
     { vmid: 0x1_0000 },
     { asid: -1 },
     { perm: 4 },
+    { perm: 1.5 },
+    { vmid: 1.5 },
+    { iova: Number.NaN },
+    { pa: 2 ** 60 },
+    { ipa: Number.POSITIVE_INFINITY },
   ];
   for (const b of bad) assert.throws(() => t.insert({ ...s1(1, 1, 0x1000), ...b }), RangeError, JSON.stringify(b));
   assert.throws(() => new Iotlb(0), RangeError);
@@ -534,4 +539,54 @@ test('a VMID or ASID emptied and refilled (kept for reuse) holds only its new en
   }
   assert.equal(t.size, 0);
   for (let v = 0; v < 300; v++) assert.equal(t.hasVmid(v), false);
+});
+
+test('peek answers from its last entry only while nothing changed: a smaller entry inserted or the entry removed is seen at once', () => {
+  const t = new Iotlb();
+  t.insert(s2only(1, G1, G1));
+  assert.equal(t.peek(1, NO_ASID, G1 + 0x1000)!.size, G1);
+  assert.equal(t.peek(1, NO_ASID, G1 + 0x5000)!.size, G1, 'same entry for another address in its range');
+  // A 4 KiB entry inside the block (stale overlap): the smaller one answers for its page.
+  t.insert(s2only(1, G1 + 0x5000, K4));
+  assert.equal(t.peek(1, NO_ASID, G1 + 0x5000)!.size, K4);
+  assert.equal(t.peek(1, NO_ASID, G1 + 0x6000)!.size, G1);
+  // With a smaller size in use, the block's answer is not kept: the 4 KiB page still wins.
+  assert.equal(t.peek(1, NO_ASID, G1 + 0x5000)!.size, K4);
+  assert.equal(t.invalidateIpa(1, G1 + 0x5000, K4), 2, 'the page and the block overlapping it');
+  assert.equal(t.peek(1, NO_ASID, G1 + 0x6000), undefined);
+  // An ASID's answer is not given for another ASID, nor a global entry's ahead of the ASID's own.
+  t.insert(glob(2, 0x20_0000, M2));
+  assert.equal(t.peek(2, 7, 0x20_1000)!.global, true);
+  t.insert(s1(2, 7, 0x20_1000));
+  assert.equal(t.peek(2, 7, 0x20_1000)!.global, false);
+  assert.equal(t.peek(2, 8, 0x20_1000)!.global, true);
+  assert.equal(t.peek(2, 7, 0x20_2000)!.global, true);
+});
+
+test('contexts emptied one by one stay attached only for a while, and every invalidation still sees them right', () => {
+  const t = new Iotlb();
+  // 200 ASIDs filled and emptied by VA: the contexts park, then are detached in turn.
+  for (let a = 0; a < 200; a++) {
+    t.insert(s1(1, a, 0x1000));
+    t.insert(s1(1, a, 0x2000));
+    assert.equal(t.invalidateVa(1, a, 0x1000, K4), 1);
+    assert.equal(t.invalidateVa(1, a, 0x2000, K4), 1);
+  }
+  t.insert(s2only(1, 0x1000));
+  // A parked context holds nothing: by-ASID and by-VMID invalidations remove nothing of it.
+  assert.equal(t.invalidateAsid(1, 199), 0);
+  assert.equal(t.invalidateVmidStage1(1), 0);
+  assert.deepEqual(contents(t), ['v1/s2/1000+1000']);
+  // A parked context refills with only its new entries.
+  t.insert(s1(1, 5, 0x3000));
+  assert.deepEqual(contents(t), ['v1/a5/3000+1000', 'v1/s2/1000+1000']);
+  assert.equal(t.lookup(1, 5, 0x1000), undefined);
+  assert.equal(t.invalidateVmid(1), 2);
+  assert.equal(t.hasVmid(1), false);
+  // A VMID left empty with parked contexts comes back clean.
+  t.insert(s1(1, 9, 0x4000));
+  assert.equal(t.invalidateVa(1, 9, 0x4000, K4), 1);
+  t.insert(s1(1, 9, 0x5000));
+  assert.deepEqual(contents(t), ['v1/a9/5000+1000']);
+  assert.equal(t.size, 1);
 });
