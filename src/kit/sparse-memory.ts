@@ -55,6 +55,12 @@ export class SparseMemory {
    * undefined otherwise, so the write path pays one comparison.
    */
   private dirty: Uint32Array | undefined;
+  /**
+   * Bumped whenever a chunk already handed out stops being the memory at its address (replaced
+   * or dropped). Callers that keep a chunk's words across calls (a guest-page TLB) check it;
+   * creating a chunk where none was does not bump it (nobody can hold words of a missing chunk).
+   */
+  generation = 0;
 
   constructor(readonly size: number) {
     if (!(size > 0) || !Number.isSafeInteger(size)) throw new RangeError(`memory size ${size} is invalid`);
@@ -121,6 +127,16 @@ export class SparseMemory {
     if (!LITTLE_ENDIAN_HOST) return undefined;
     this.check(addr, 4);
     return this.chunkFor(Math.floor(addr / CHUNK_SIZE), true)!.words;
+  }
+
+  /**
+   * The words of chunk `index` (address `index` × {@link CHUNK_SIZE}) when it is allocated;
+   * undefined when it is not (it reads as zero) or on a big-endian host. Allocates nothing, so a
+   * reader holding on to the words (valid while {@link generation} stays) leaves memory as it was.
+   */
+  presentWords(index: number): Uint32Array | undefined {
+    if (!LITTLE_ENDIAN_HOST) return undefined;
+    return this.chunkFor(index, false)?.words;
   }
 
   /**

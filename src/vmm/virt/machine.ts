@@ -27,6 +27,7 @@ import type { GuestMemory } from '../smmuv3/ste-install.js';
 import { Tegra241Cmdqv } from '../tegra241-cmdqv/cmdqv.js';
 import type { GuestPlatform } from '../../kit/guest-seam.js';
 import { ClockMainLoop } from '../main-loop.js';
+import { CpuBus } from './cpu-bus.js';
 import { OptionError, PHYS_ADDR_BITS, type SmmuOpts, type VfioOpts, type VirtOptions } from './options.js';
 import { placePciDevices, type PciPlacement } from './pci-topology.js';
 import { PlatformBus } from './platform-bus.js';
@@ -162,6 +163,8 @@ export class VirtMachine {
   private readonly s2 = new Map<string, number>();
   private readonly ioas = new Map<string, number>();
   private readonly ramOps: MemoryView;
+  /** The guest CPU's loads and stores (guest RAM direct, the rest through {@link as}). */
+  private readonly cpuBus: CpuBus;
   /** Bytes of the guest RAM mapping (whole backing pages). */
   private readonly ramMapBytes: number;
   private closed = false;
@@ -193,8 +196,10 @@ export class VirtMachine {
     this.ramVa = ramVa;
     const root = MemoryRegion.container('system', 2 ** PHYS_ADDR_BITS);
     this.ramOps = this.sys.memory.view(ramVa);
-    root.addSubregion(VIRT_RAM_BASE, new MemoryRegion('mach-virt.ram', this.ramBytes, 'ram', this.ramOps, RAM_RULES));
+    const ram = new MemoryRegion('mach-virt.ram', this.ramBytes, 'ram', this.ramOps, RAM_RULES);
+    root.addSubregion(VIRT_RAM_BASE, ram);
     this.as = new AddressSpace('memory', root, this.log);
+    this.cpuBus = new CpuBus(this.as, ram, this.ramOps, VIRT_RAM_BASE, () => this.checkOpen());
     for (const id of options.iommufds) {
       try {
         this.backends.set(id, new IommufdBackend(id, this.sys, this.tracer));
@@ -677,26 +682,8 @@ export class VirtMachine {
   /** The guest's view of the machine, for the guest driver model. */
   guestPlatform(): GuestPlatform {
     this.checkOpen();
-    const as = this.as;
     return {
-      bus: {
-        read32: (a) => {
-          this.checkOpen();
-          return as.read32(a);
-        },
-        write32: (a, v) => {
-          this.checkOpen();
-          as.write32(a, v);
-        },
-        read64: (a) => {
-          this.checkOpen();
-          return as.read(a, 8).value;
-        },
-        write64: (a, v) => {
-          this.checkOpen();
-          as.write(a, 8, v);
-        },
-      },
+      bus: this.cpuBus,
       clock: this.clock,
       irq: (gsiv) => this.irqs.get(gsiv),
       ramBase: VIRT_RAM_BASE,
