@@ -209,7 +209,7 @@ export class IommuDomain {
   /** TLBI_NH_VA of the page at `addr` (leaf) into `w` (default: a new buffer): the template with the address deposited. */
   private tlbiPage(addr: number, w: Uint32Array = new Uint32Array(4)): Uint32Array {
     w.set(this.tlbiTemplate);
-    w[2] = ((w[2]! & ~TLBI_ADDR_LO) | ((addr % TWO32) & TLBI_ADDR_LO)) >>> 0;
+    w[2] = ((w[2]! & ~TLBI_ADDR_LO) | (addr & TLBI_ADDR_LO)) >>> 0; // `&` takes addr's low 32 bits
     w[3] = ((w[3]! & ~TLBI_ADDR_HI) | (Math.floor(addr / TWO32) & TLBI_ADDR_HI)) >>> 0;
     return w;
   }

@@ -165,7 +165,7 @@ export class PageTableBuilder {
    */
   map(va: number, pa: number, size: number, perm: number, opts: MapOptions = {}): void {
     this.checkRange(va, size, 'map');
-    if (!Number.isInteger(pa) || pa < 0 || pa % this.granule !== 0 || pa + size > OA_LIMIT) {
+    if (!Number.isInteger(pa) || pa < 0 || (pa & (this.granule - 1)) !== 0 || pa + size > OA_LIMIT) {
       throw new RangeError(`map: output address 0x${pa.toString(16)} is not granule-aligned or the range exceeds 48 bits`);
     }
     if (!Number.isInteger(perm) || perm < 0 || perm > 3) throw new RangeError(`map: permission ${perm} is not a mask of 1 | 2`);
@@ -259,7 +259,7 @@ export class PageTableBuilder {
     if (!Number.isInteger(va) || !Number.isInteger(size) || va < 0 || size <= 0) {
       throw new RangeError(`${what}: address 0x${va.toString(16)} / size 0x${size.toString(16)} invalid`);
     }
-    if (va % this.granule !== 0 || size % this.granule !== 0) {
+    if ((va & (this.granule - 1)) !== 0 || (size & (this.granule - 1)) !== 0) {
       throw new RangeError(`${what}: [0x${va.toString(16)}, +0x${size.toString(16)}) is not aligned to the ${this.granule}-byte granule`);
     }
     if (va + size > this.inputLimit) {
@@ -279,7 +279,9 @@ export class PageTableBuilder {
 
   private index(va: number, level: number): number {
     // The start-level table may be partial; va < 2^inputBits keeps its index in range anyway.
-    return Math.floor(va / this.levelSize(level)) % this.entries;
+    // A mask, not `%`: on a number above 2^31 `%` is a floating-point remainder (a call), and
+    // `&` keeps the exact low bits of any integer.
+    return Math.floor(va / this.levelSize(level)) & (this.entries - 1);
   }
 
   private blockAllowed(level: number): boolean {
@@ -292,7 +294,7 @@ export class PageTableBuilder {
 
   private newTable(): number {
     const t = this.allocTable();
-    if (!Number.isSafeInteger(t) || t < 0 || t % this.granule !== 0 || t + this.granule > OA_LIMIT) {
+    if (!Number.isSafeInteger(t) || t < 0 || (t & (this.granule - 1)) !== 0 || t + this.granule > OA_LIMIT) {
       throw new RangeError(`allocTable returned 0x${t.toString(16)}, not a granule-aligned 48-bit address`);
     }
     this.tables++;
@@ -302,7 +304,7 @@ export class PageTableBuilder {
   /** Write a descriptor: high word first, so the valid bit lands last. */
   private writeDesc(addr: number, oa: number, lowBits: number): void {
     this.mem.write32(addr + 4, Math.floor(oa / TWO32));
-    this.mem.write32(addr, ((oa % TWO32) | lowBits) >>> 0);
+    this.mem.write32(addr, (oa | lowBits) >>> 0); // `|` takes oa's low 32 bits
   }
 
   /**

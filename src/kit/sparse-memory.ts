@@ -104,7 +104,8 @@ export class SparseMemory {
     // An aligned word never crosses a chunk: the word path (addr & 3 keeps the low bits of any safe integer).
     if (size === 4 && (addr & 3) === 0) return this.read32(addr);
     this.check(addr, size);
-    const off = addr % CHUNK_SIZE;
+    // Masks, not `%`, on addresses: above 2^31 `%` is a floating-point remainder (a call).
+    const off = addr & CHUNK_MASK;
     if (off + size <= CHUNK_SIZE) {
       const c = this.chunkFor(Math.floor(addr / CHUNK_SIZE), false);
       if (!c) return 0;
@@ -144,7 +145,7 @@ export class SparseMemory {
    * big-endian host or an unaligned address, where callers fall back to {@link read32}.
    */
   mapWords(addr: number, win: WordWindow): boolean {
-    if (!LITTLE_ENDIAN_HOST || addr % 4 !== 0) return false;
+    if (!LITTLE_ENDIAN_HOST || (addr & 3) !== 0) return false;
     const words = this.chunkWords(addr);
     if (!words) return false;
     const off = addr & CHUNK_MASK;
@@ -195,7 +196,7 @@ export class SparseMemory {
       return;
     }
     this.check(addr, size);
-    const off = addr % CHUNK_SIZE;
+    const off = addr & CHUNK_MASK;
     if (off + size <= CHUNK_SIZE) {
       const c = this.chunkFor(Math.floor(addr / CHUNK_SIZE), true)!;
       const d = this.dirty;
@@ -249,7 +250,7 @@ export class SparseMemory {
     let done = 0;
     while (done < len) {
       const a = addr + done;
-      const off = a % CHUNK_SIZE;
+      const off = a & CHUNK_MASK;
       const n = Math.min(len - done, CHUNK_SIZE - off);
       if (fn(Math.floor(a / CHUNK_SIZE), off, n, done) === true) return;
       done += n;
@@ -279,7 +280,7 @@ export class SparseMemory {
 
   /** Copy `len` bytes out (untouched memory reads as zero). */
   readBytes(addr: number, len: number, out: Uint8Array = new Uint8Array(len)): Uint8Array {
-    const off = addr % CHUNK_SIZE;
+    const off = addr & CHUNK_MASK; // a negative addr fails the range test below
     if (off + len <= CHUNK_SIZE && addr >= 0 && len >= 0 && addr + len <= this.size) {
       // Within one chunk (every DMA page and most copies): no span walk.
       const c = this.chunkFor(Math.floor(addr / CHUNK_SIZE), false);
@@ -306,7 +307,7 @@ export class SparseMemory {
       this.check(addr, data.length);
       markPages(d, addr, data.length);
     }
-    const off = addr % CHUNK_SIZE;
+    const off = addr & CHUNK_MASK;
     if (off + data.length <= CHUNK_SIZE && addr >= 0 && addr + data.length <= this.size) {
       this.chunkFor(Math.floor(addr / CHUNK_SIZE), true)!.bytes.set(data, off);
       return;

@@ -545,7 +545,7 @@ export class UserMemoryOps implements RegionOps {
     st[PAGE_OFF] = m.va + page * m.pageSize - this.baseVa;
     st[PAGE_PA] = m.frames[page]!;
     this.pageChunk = Math.floor(m.frames[page]! / CHUNK_SIZE);
-    this.pageChunkOff = m.frames[page]! % CHUNK_SIZE;
+    this.pageChunkOff = m.frames[page]! & CHUNK_MASK;
     st[PAGE_SIZE] = m.pageSize;
     const at = offset - st[PAGE_OFF]!;
     return at + size > m.pageSize ? -1 : at;
