@@ -122,6 +122,12 @@ export class PageTableBuilder {
   private readonly allocTable: () => number;
   private readonly freeTable: ((addr: number) => void) | undefined;
   private tables = 0;
+  /** Table descriptors written or cleared so far (a change of the tables' shape). */
+  private links = 0;
+  /** The last {@link leafTable} found: its span (va / 2^(last-level span)), address, and {@link links} then. */
+  private leafKey = -1;
+  private leafAddr = -1;
+  private leafLinks = -1;
 
   constructor(
     private readonly mem: TableMemory,
@@ -342,7 +348,11 @@ export class PageTableBuilder {
    */
   private leafTable(va: number, size: number): number {
     const span = this.levelSize(2); // the bytes one last-level table maps
-    if (Math.floor(va / span) !== Math.floor((va + size - 1) / span)) return -1;
+    const key = Math.floor(va / span);
+    if (key !== Math.floor((va + size - 1) / span)) return -1;
+    // The last one found, while no table was linked or unlinked since (the builder is the only
+    // writer of its table descriptors): a driver's consecutive calls mostly land in one table.
+    if (key === this.leafKey && this.leafLinks === this.links) return this.leafAddr;
     let table = this.root;
     for (let level = this.startLevel; level < 3; level++) {
       const d = table + this.index(va, level) * 8;
@@ -350,6 +360,9 @@ export class PageTableBuilder {
       if ((lo & 0b11) !== DESC_TABLE) return -1;
       table = this.tableAddress(lo, this.mem.read32(d + 4));
     }
+    this.leafKey = key;
+    this.leafAddr = table;
+    this.leafLinks = this.links;
     return table;
   }
 
@@ -429,6 +442,7 @@ export class PageTableBuilder {
         next = this.tableAddress(lo, this.mem.read32(d + 4));
       } else {
         next = this.newTable();
+        this.links++;
         this.writeDesc(d, next, DESC_TABLE);
       }
       this.mapIn(next, level + 1, a - n, oa, n, attrs, blocks);
@@ -452,6 +466,7 @@ export class PageTableBuilder {
             this.mem.write32(d, 0);
             this.mem.write32(d + 4, 0);
             this.tables--;
+            this.links++;
             this.freeTable(next);
           }
         } else {
