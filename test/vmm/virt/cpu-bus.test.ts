@@ -67,3 +67,45 @@ describe('guest CPU bus (VirtMachine.guestPlatform().bus)', () => {
     assert.throws(() => bus.write32(0x4000_0000, 1), /machine is closed/);
   });
 });
+
+describe('guest CPU bus: RAM-device (a mapped page0) accesses', () => {
+  test('counted and observed as direct accesses, unaligned ones refused, and gone with the region', () => {
+    const m = Machine.create(['-m', '1G']);
+    const bus = m.guestPlatform().bus;
+    const regs = new Uint32Array(1024);
+    const dev = MemoryRegion.ramDevice('test-page0', 0x1000, {
+      read: (off) => regs[off >>> 2]!,
+      write: (off, _s, v) => void (regs[off >>> 2] = v),
+      read64: () => 0n,
+      write64: () => undefined,
+    }, { rules: { sizes: [4, 8], unaligned: false } });
+    const at = 0x0c0f_0000;
+    m.as.root.addSubregion(at, dev, 1);
+    const seen: string[] = [];
+    const prev = m.as.observer;
+    m.as.observer = { enter: (f, a, w) => void seen.push(`enter ${f} 0x${a.toString(16)} ${w}`), leave: (f) => void seen.push(`leave ${f}`) };
+    const before = { direct: m.as.stats.direct, exits: m.as.stats.exits, invalid: m.as.stats.invalid };
+    for (let i = 0; i < 3; i++) bus.write32(at + 8, 0x100 + i); // the first finds the range, the rest use it
+    assert.equal(bus.read32(at + 8), 0x102);
+    assert.equal(bus.read32(at + 0xffc), 0);
+    assert.equal(regs[2], 0x102);
+    assert.deepEqual({ reads: dev.stats.reads, writes: dev.stats.writes }, { reads: 2, writes: 3 });
+    assert.equal(m.as.stats.direct - before.direct, 5);
+    assert.equal(m.as.stats.exits, before.exits);
+    assert.deepEqual(seen.slice(0, 2), [`enter 8 0x${(at + 8).toString(16)} true`, 'leave 8']);
+    assert.equal(seen.length, 10);
+    // Unaligned: refused by the region's rules (a guest error), the device not called.
+    assert.equal(bus.read32(at + 2), 0);
+    assert.equal(m.as.stats.invalid, before.invalid + 1);
+    assert.equal(dev.stats.reads, 2);
+    m.as.observer = prev;
+    // Unmapped (as VINTF0's disable unmaps page0): nothing there any more.
+    m.as.root.removeSubregion(dev);
+    const unassigned = m.as.stats.unassigned;
+    assert.equal(bus.read32(at + 8), 0);
+    bus.write32(at + 8, 7);
+    assert.equal(m.as.stats.unassigned, unassigned + 2);
+    assert.equal(regs[2], 0x102);
+    m.close();
+  });
+});
