@@ -308,8 +308,12 @@ export class SparseMemory {
       markPages(d, addr, data.length);
     }
     const off = addr & CHUNK_MASK;
-    if (off + data.length <= CHUNK_SIZE && addr >= 0 && addr + data.length <= this.size) {
-      this.chunkFor(Math.floor(addr / CHUNK_SIZE), true)!.bytes.set(data, off);
+    const len = data.length;
+    if (off + len <= CHUNK_SIZE && addr >= 0 && addr + len <= this.size) {
+      const bytes = this.chunkFor(Math.floor(addr / CHUNK_SIZE), true)!.bytes;
+      // A few bytes (a DMA check's word) in place, as readBytes copies them.
+      if (len <= SMALL_COPY) for (let i = 0; i < len; i++) bytes[off + i] = data[i]!;
+      else bytes.set(data, off);
       return;
     }
     this.spans(addr, data.length, (index, off, n, done) => {
