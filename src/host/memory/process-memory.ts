@@ -415,9 +415,7 @@ export class UserMemoryOps implements RegionOps {
       if (this.tlbPage[slot] === page && this.tlbProcGen === this.proc.generation && this.tlbMemGen === this.mem.generation) {
         return this.tlbWords[slot]![this.tlbIndex[slot]! + ((offset & this.tlbWindowMask) >>> 2)]!;
       }
-      const v = this.readSlow(offset, 4);
-      this.tlbFill(offset);
-      return v;
+      return this.readMiss(offset);
     }
     return this.readSlow(offset, size);
   }
@@ -429,11 +427,22 @@ export class UserMemoryOps implements RegionOps {
         this.tlbWords[slot]![this.tlbIndex[slot]! + ((offset & this.tlbWindowMask) >>> 2)] = value >>> 0;
         return;
       }
-      this.writeSlow(offset, 4, value);
-      this.tlbFill(offset);
+      this.writeMiss(offset, value);
       return;
     }
     this.writeSlow(offset, size, value);
+  }
+
+  /** An aligned word whose page is not in the TLB: the full path, then the TLB filled (kept apart so the hit path inlines). */
+  private readMiss(offset: number): number {
+    const v = this.readSlow(offset, 4);
+    this.tlbFill(offset);
+    return v;
+  }
+
+  private writeMiss(offset: number, value: number): void {
+    this.writeSlow(offset, 4, value);
+    this.tlbFill(offset);
   }
 
   /** Enter the page of `offset` (just accessed, so translated in {@link page}) into the TLB if its chunk exists. */

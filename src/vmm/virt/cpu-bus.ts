@@ -55,6 +55,11 @@ export class CpuBus implements GuestBus {
       this.ram.stats.reads++;
       return this.ramOps.read(a - this.ramBase, 4);
     }
+    return this.readOther(a);
+  }
+
+  /** A load outside plain RAM (kept apart so that {@link read32} stays small enough to inline). */
+  private readOther(a: number): number {
     const d = this.devRange;
     if (d !== undefined && a >= this.devStart && a + 4 <= this.devEnd && (a & 3) === 0 && this.devEpoch === this.as.root.topologyVersion) {
       // What AddressSpace.read32 does for an aligned word in a RAM-device region.
@@ -84,6 +89,11 @@ export class CpuBus implements GuestBus {
       this.ramOps.write(a - this.ramBase, 4, v >>> 0);
       return;
     }
+    this.writeOther(a, v);
+  }
+
+  /** A store outside plain RAM (see {@link readOther}). */
+  private writeOther(a: number, v: number): void {
     const d = this.devRange;
     if (d !== undefined && a >= this.devStart && a + 4 <= this.devEnd && (a & 3) === 0 && this.devEpoch === this.as.root.topologyVersion) {
       // What AddressSpace.write32 does for an aligned word in a RAM-device region.
