@@ -183,7 +183,7 @@ export class PageTableBuilder {
     // A range inside one existing last-level table (the common case) is checked and written
     // there after one walk down; anything else takes the general walks from the root.
     const leaves = this.leafTable(va, size);
-    const clash = leaves >= 0 ? this.firstMapped(leaves, 3, va, size) : this.firstMapped(this.root, this.startLevel, va, size);
+    const clash = leaves >= 0 ? this.leafClash(leaves, va, size) : this.firstMapped(this.root, this.startLevel, va, size);
     if (clash >= 0) throw new RangeError(`map: 0x${clash.toString(16)} in [0x${va.toString(16)}, +0x${size.toString(16)}) is already mapped`);
     let attrs = AF | SH_INNER;
     if (this.stage === 1) {
@@ -193,7 +193,7 @@ export class PageTableBuilder {
       attrs |= S2_MEMATTR_NORMAL_WB;
     }
     attrs |= this.permBits(perm);
-    if (leaves >= 0) this.mapIn(leaves, 3, va, pa, size, attrs, false);
+    if (leaves >= 0) this.writeLeaves(leaves, va, pa, size, attrs);
     else this.mapIn(this.root, this.startLevel, va, pa, size, attrs, opts.useBlocks !== false);
   }
 
@@ -208,7 +208,7 @@ export class PageTableBuilder {
     if (this.freeTable === undefined) {
       // Inside one last-level table every leaf is a whole page of the range: clear them there.
       const leaves = this.leafTable(va, size);
-      if (leaves >= 0) return this.unmapIn(leaves, 3, va, size);
+      if (leaves >= 0) return this.clearLeaves(leaves, va, size);
     }
     this.checkWholeLeaves(this.root, this.startLevel, va, size, 'unmap');
     return this.unmapIn(this.root, this.startLevel, va, size);
@@ -368,6 +368,7 @@ export class PageTableBuilder {
 
   /** The lowest input address of a leaf overlapping [va, va + size), or −1. */
   private firstMapped(table: number, level: number, va: number, size: number): number {
+    if (level === 3) return this.leafClash(table, va, size);
     const entrySize = this.levelSize(level);
     const end = va + size;
     for (let a = va; a < end; ) {
@@ -376,7 +377,7 @@ export class PageTableBuilder {
       const d = table + this.index(a, level) * 8;
       const lo = this.mem.read32(d);
       if ((lo & DESC_VALID) !== 0) {
-        if (level < 3 && (lo & 0b11) === DESC_TABLE) {
+        if ((lo & 0b11) === DESC_TABLE) {
           const found = this.firstMapped(this.tableAddress(lo, this.mem.read32(d + 4)), level + 1, a, n);
           if (found >= 0) return found;
         } else {
@@ -418,6 +419,10 @@ export class PageTableBuilder {
   }
 
   private mapIn(table: number, level: number, va: number, pa: number, size: number, attrs: number, blocks: boolean): void {
+    if (level === 3) {
+      this.writeLeaves(table, va, pa, size, attrs);
+      return;
+    }
     const entrySize = this.levelSize(level);
     const end = va + size;
     for (let a = va; a < end; ) {
@@ -426,10 +431,6 @@ export class PageTableBuilder {
       const d = table + this.index(a, level) * 8;
       const oa = pa + (a - va);
       a += n;
-      if (level === 3) {
-        this.writeDesc(d, oa, attrs | DESC_TABLE);
-        continue;
-      }
       const lo = this.mem.read32(d);
       const isTable = (lo & 0b11) === DESC_TABLE;
       // The overlap check has run: the entry is invalid or a table with no leaves in range.
@@ -450,6 +451,7 @@ export class PageTableBuilder {
   }
 
   private unmapIn(table: number, level: number, va: number, size: number): number {
+    if (level === 3) return this.clearLeaves(table, va, size);
     let bytes = 0;
     const entrySize = this.levelSize(level);
     const end = va + size;
@@ -459,7 +461,7 @@ export class PageTableBuilder {
       const d = table + this.index(a, level) * 8;
       const lo = this.mem.read32(d);
       if ((lo & DESC_VALID) !== 0) {
-        if (level < 3 && (lo & 0b11) === DESC_TABLE) {
+        if ((lo & 0b11) === DESC_TABLE) {
           const next = this.tableAddress(lo, this.mem.read32(d + 4));
           bytes += this.unmapIn(next, level + 1, a, n);
           if (this.freeTable && this.isEmpty(next)) {
@@ -476,6 +478,38 @@ export class PageTableBuilder {
         }
       }
       a += n;
+    }
+    return bytes;
+  }
+
+  // The last level on its own: small loops without recursion, so that V8 inlines them into
+  // map/unmap (a call passes each address above 2^30 as a heap number).
+
+  /** The first page of [va, va + size) (inside last-level table `table`) with a valid leaf, or −1. */
+  private leafClash(table: number, va: number, size: number): number {
+    const g = this.granule;
+    let d = table + this.index(va, 3) * 8;
+    for (let off = 0; off < size; off += g, d += 8) if ((this.mem.read32(d) & DESC_VALID) !== 0) return va + off;
+    return -1;
+  }
+
+  /** Page descriptors for [va, va + size) → [pa, ...) in last-level table `table`. */
+  private writeLeaves(table: number, va: number, pa: number, size: number, attrs: number): void {
+    const g = this.granule;
+    let d = table + this.index(va, 3) * 8;
+    for (let off = 0; off < size; off += g, d += 8) this.writeDesc(d, pa + off, attrs | DESC_TABLE);
+  }
+
+  /** Clear the valid page descriptors of [va, va + size) in last-level table `table`; the bytes they mapped. */
+  private clearLeaves(table: number, va: number, size: number): number {
+    const g = this.granule;
+    let bytes = 0;
+    let d = table + this.index(va, 3) * 8;
+    for (let off = 0; off < size; off += g, d += 8) {
+      if ((this.mem.read32(d) & DESC_VALID) === 0) continue;
+      this.mem.write32(d, 0);
+      this.mem.write32(d + 4, 0);
+      bytes += g;
     }
     return bytes;
   }
