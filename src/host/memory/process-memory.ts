@@ -170,24 +170,39 @@ export class ProcessMemory {
     const dst = out ?? new Uint8Array(length);
     let done = 0;
     while (done < length) {
-      const a = va + done;
-      const m = this.find(a);
-      if (!m || m.kind !== 'anon') throw new ErrnoError(Errno.EFAULT, `bad user address 0x${a.toString(16)}`);
-      const off = a - m.va;
-      const page = Math.floor(off / m.pageSize);
-      const inPage = off - page * m.pageSize;
-      const n = Math.min(length - done, m.pageSize - inPage);
-      this.phys.mem.readBytes(m.frames[page]! + inPage, n, n === length ? dst : dst.subarray(done, done + n));
+      const n = this.userPiece(va + done, length - done);
+      this.phys.mem.readBytes(this.piecePa[0]!, n, n === length ? dst : dst.subarray(done, done + n));
       done += n;
     }
     return dst;
   }
 
-  /** copy_to_user: EFAULT on any unmapped byte. */
+  /** copy_to_user: EFAULT on any unmapped byte (the bytes before it are copied, as the kernel's are). */
   copyToUser(va: number, data: Uint8Array): void {
-    this.walk(va, data.length, (pa, n, done) => {
-      this.phys.mem.writeBytes(pa, data.subarray(done, done + n));
-    });
+    const length = data.length;
+    let done = 0;
+    while (done < length) {
+      const n = this.userPiece(va + done, length - done);
+      this.phys.mem.writeBytes(this.piecePa[0]!, n === length ? data : data.subarray(done, done + n));
+      done += n;
+    }
+  }
+
+  /** Host PA of the piece {@link userPiece} found (a typed array: a PA above 2^31 returned from a call is a heap number). */
+  private readonly piecePa = new Float64Array(1);
+
+  /**
+   * The anonymous memory at `va`, up to `left` bytes within one backing page: its length,
+   * with its host PA left in {@link piecePa}. EFAULT when `va` is not anonymous memory.
+   */
+  private userPiece(va: number, left: number): number {
+    const m = this.find(va);
+    if (!m || m.kind !== 'anon') throw new ErrnoError(Errno.EFAULT, `bad user address 0x${va.toString(16)}`);
+    const off = va - m.va;
+    const page = Math.floor(off / m.pageSize);
+    const inPage = off - page * m.pageSize;
+    this.piecePa[0] = m.frames[page]! + inPage;
+    return Math.min(left, m.pageSize - inPage);
   }
 
   /** 32-bit user read (the VMM's own loads). */
