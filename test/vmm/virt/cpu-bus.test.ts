@@ -109,3 +109,26 @@ describe('guest CPU bus: RAM-device (a mapped page0) accesses', () => {
     m.close();
   });
 });
+
+describe('Machine.readRam into a caller buffer', () => {
+  test('a few bytes at any alignment read what a copy reads, untouched memory as zero, the last bytes of RAM included', () => {
+    const m = Machine.create(['-m', '1G']);
+    const bytes = Uint8Array.from({ length: 64 }, (_, i) => (i * 37 + 11) & 0xff);
+    const at = 0x4000_2000;
+    m.writeRam(at, bytes);
+    for (let start = 0; start < 24; start++) {
+      for (const len of [1, 2, 3, 4, 5, 7, 8, 13, 16]) {
+        const out = new Uint8Array(len);
+        assert.deepEqual([...m.readRam(at + start, len, out)], [...bytes.subarray(start, start + len)], `+${start} ${len} bytes`);
+        assert.deepEqual([...m.readRam(at + start, len)], [...bytes.subarray(start, start + len)]);
+      }
+    }
+    assert.deepEqual([...m.readRam(0x4800_0000, 3, new Uint8Array(3))], [0, 0, 0]);
+    const end = 0x4000_0000 + GIB;
+    m.writeRam(end - 3, Uint8Array.of(9, 8, 7));
+    assert.deepEqual([...m.readRam(end - 3, 3, new Uint8Array(3))], [9, 8, 7]);
+    assert.throws(() => m.readRam(end - 2, 3, new Uint8Array(3)), RangeError);
+    assert.throws(() => m.readRam(at, 4, new Uint8Array(3)), RangeError);
+    m.close();
+  });
+});
