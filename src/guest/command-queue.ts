@@ -35,6 +35,8 @@ export class GuestCommandQueue {
   syncs = 0;
   /** The CMD_SYNC that ends every batch (built once). */
   private readonly sync: Uint32Array;
+  /** Entries the ring holds at most (one slot stays free), worked out once: `2 ** log2` per command is a pow call. */
+  private readonly capacity: number;
 
   constructor(
     private readonly bus: GuestBus,
@@ -49,6 +51,7 @@ export class GuestCommandQueue {
     private readonly what: string,
   ) {
     this.sync = buildCommand(Op.SYNC, { cs: syncCs });
+    this.capacity = 2 ** log2 - 1;
   }
 
   /** The driver's view of the queue (its cached indexes and counters). */
@@ -79,15 +82,20 @@ export class GuestCommandQueue {
   submit(cmds: readonly Uint32Array[]): void {
     const b = this.bus;
     const sync = this.sync;
+    const log2 = this.log2;
+    const capacity = this.capacity;
     for (let k = 0; k <= cmds.length; k++) {
       const c = k < cmds.length ? cmds[k]! : sync;
-      if (qUsed(this.prod, this.cons, this.log2) >= 2 ** this.log2 - 1) {
+      if (qUsed(this.prod, this.cons, log2) >= capacity) {
         this.cons = CONS_RD.get(b.read32(this.consReg));
-        if (qUsed(this.prod, this.cons, this.log2) >= 2 ** this.log2 - 1) this.kick();
+        if (qUsed(this.prod, this.cons, log2) >= capacity) this.kick();
       }
       const at = this.slot(this.prod);
-      for (let i = 0; i < 4; i++) b.write32(at + i * 4, c[i]!);
-      this.prod = qAdvance(this.prod, 1, this.log2);
+      b.write32(at, c[0]!);
+      b.write32(at + 4, c[1]!);
+      b.write32(at + 8, c[2]!);
+      b.write32(at + 12, c[3]!);
+      this.prod = qAdvance(this.prod, 1, log2);
       this.commands++;
     }
     this.syncs++;

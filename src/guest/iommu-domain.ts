@@ -85,7 +85,7 @@ export class IommuDomain {
    * its ring), reused from batch to batch; and the batch being built.
    */
   private readonly cmdPool: Uint32Array[] = [];
-  private readonly batch: Uint32Array[] = [];
+  private batch: Uint32Array[] = [];
 
   /** A new domain (CD and page tables allocated); with `saved`, the domain saved by {@link save}. */
   constructor(
@@ -183,33 +183,35 @@ export class IommuDomain {
   }
 
   /**
-   * Invalidate the buffers at `iovas` (each `size` bytes, already unmapped) as one batch: their
-   * TLBIs ({@link invalidations}) and the router's CMD_SYNC. Page-sized buffers reuse command
-   * buffers rather than allocating them per page.
+   * Invalidate the buffers at `iovas[0..count)` (each `size` bytes, already unmapped) as one
+   * batch: their TLBIs ({@link invalidations}) and the router's CMD_SYNC. Page-sized buffers
+   * reuse command buffers, and a batch of the previous batch's length its array, rather than
+   * allocating them per page or per batch.
    */
-  invalidateBatch(iovas: readonly number[], size: number): void {
-    const batch = this.batch;
-    batch.length = 0;
+  invalidateBatch(iovas: readonly number[], size: number, count = iovas.length): void {
     if (Math.ceil(size / PAGE) === 1) {
-      for (let i = 0; i < iovas.length; i++) {
+      let batch = this.batch;
+      if (batch.length !== count) batch = this.batch = new Array<Uint32Array>(count);
+      for (let i = 0; i < count; i++) {
         let w = this.cmdPool[i];
         if (w === undefined) {
           w = new Uint32Array(4);
           this.cmdPool.push(w);
         }
-        batch.push(this.tlbiPage(iovas[i]!, w));
+        batch[i] = this.tlbiPage(iovas[i]!, w);
       }
-    } else {
-      for (const iova of iovas) for (const c of this.invalidations(iova, size)) batch.push(c);
+      this.router.submit(batch);
+      return;
     }
+    const batch: Uint32Array[] = [];
+    for (let i = 0; i < count; i++) for (const c of this.invalidations(iovas[i]!, size)) batch.push(c);
     this.router.submit(batch);
-    batch.length = 0;
   }
 
   /** TLBI_NH_VA of the page at `addr` (leaf) into `w` (default: a new buffer): the template with the address deposited. */
   private tlbiPage(addr: number, w: Uint32Array = new Uint32Array(4)): Uint32Array {
     w.set(this.tlbiTemplate);
-    w[2] = ((w[2]! & ~TLBI_ADDR_LO) | ((addr % TWO32) & TLBI_ADDR_LO)) >>> 0;
+    w[2] = ((w[2]! & ~TLBI_ADDR_LO) | (addr & TLBI_ADDR_LO)) >>> 0; // `&` takes addr's low 32 bits
     w[3] = ((w[3]! & ~TLBI_ADDR_HI) | (Math.floor(addr / TWO32) & TLBI_ADDR_HI)) >>> 0;
     return w;
   }

@@ -122,6 +122,12 @@ export class PageTableBuilder {
   private readonly allocTable: () => number;
   private readonly freeTable: ((addr: number) => void) | undefined;
   private tables = 0;
+  /** Table descriptors written or cleared so far (a change of the tables' shape). */
+  private links = 0;
+  /** The last {@link leafTable} found: its span (va / 2^(last-level span)), address, and {@link links} then. */
+  private leafKey = -1;
+  private leafAddr = -1;
+  private leafLinks = -1;
 
   constructor(
     private readonly mem: TableMemory,
@@ -165,7 +171,7 @@ export class PageTableBuilder {
    */
   map(va: number, pa: number, size: number, perm: number, opts: MapOptions = {}): void {
     this.checkRange(va, size, 'map');
-    if (!Number.isInteger(pa) || pa < 0 || pa % this.granule !== 0 || pa + size > OA_LIMIT) {
+    if (!Number.isInteger(pa) || pa < 0 || (pa & (this.granule - 1)) !== 0 || pa + size > OA_LIMIT) {
       throw new RangeError(`map: output address 0x${pa.toString(16)} is not granule-aligned or the range exceeds 48 bits`);
     }
     if (!Number.isInteger(perm) || perm < 0 || perm > 3) throw new RangeError(`map: permission ${perm} is not a mask of 1 | 2`);
@@ -177,7 +183,7 @@ export class PageTableBuilder {
     // A range inside one existing last-level table (the common case) is checked and written
     // there after one walk down; anything else takes the general walks from the root.
     const leaves = this.leafTable(va, size);
-    const clash = leaves >= 0 ? this.firstMapped(leaves, 3, va, size) : this.firstMapped(this.root, this.startLevel, va, size);
+    const clash = leaves >= 0 ? this.leafClash(leaves, va, size) : this.firstMapped(this.root, this.startLevel, va, size);
     if (clash >= 0) throw new RangeError(`map: 0x${clash.toString(16)} in [0x${va.toString(16)}, +0x${size.toString(16)}) is already mapped`);
     let attrs = AF | SH_INNER;
     if (this.stage === 1) {
@@ -187,7 +193,7 @@ export class PageTableBuilder {
       attrs |= S2_MEMATTR_NORMAL_WB;
     }
     attrs |= this.permBits(perm);
-    if (leaves >= 0) this.mapIn(leaves, 3, va, pa, size, attrs, false);
+    if (leaves >= 0) this.writeLeaves(leaves, va, pa, size, attrs);
     else this.mapIn(this.root, this.startLevel, va, pa, size, attrs, opts.useBlocks !== false);
   }
 
@@ -202,7 +208,7 @@ export class PageTableBuilder {
     if (this.freeTable === undefined) {
       // Inside one last-level table every leaf is a whole page of the range: clear them there.
       const leaves = this.leafTable(va, size);
-      if (leaves >= 0) return this.unmapIn(leaves, 3, va, size);
+      if (leaves >= 0) return this.clearLeaves(leaves, va, size);
     }
     this.checkWholeLeaves(this.root, this.startLevel, va, size, 'unmap');
     return this.unmapIn(this.root, this.startLevel, va, size);
@@ -259,7 +265,7 @@ export class PageTableBuilder {
     if (!Number.isInteger(va) || !Number.isInteger(size) || va < 0 || size <= 0) {
       throw new RangeError(`${what}: address 0x${va.toString(16)} / size 0x${size.toString(16)} invalid`);
     }
-    if (va % this.granule !== 0 || size % this.granule !== 0) {
+    if ((va & (this.granule - 1)) !== 0 || (size & (this.granule - 1)) !== 0) {
       throw new RangeError(`${what}: [0x${va.toString(16)}, +0x${size.toString(16)}) is not aligned to the ${this.granule}-byte granule`);
     }
     if (va + size > this.inputLimit) {
@@ -279,7 +285,9 @@ export class PageTableBuilder {
 
   private index(va: number, level: number): number {
     // The start-level table may be partial; va < 2^inputBits keeps its index in range anyway.
-    return Math.floor(va / this.levelSize(level)) % this.entries;
+    // A mask, not `%`: on a number above 2^31 `%` is a floating-point remainder (a call), and
+    // `&` keeps the exact low bits of any integer.
+    return Math.floor(va / this.levelSize(level)) & (this.entries - 1);
   }
 
   private blockAllowed(level: number): boolean {
@@ -292,7 +300,7 @@ export class PageTableBuilder {
 
   private newTable(): number {
     const t = this.allocTable();
-    if (!Number.isSafeInteger(t) || t < 0 || t % this.granule !== 0 || t + this.granule > OA_LIMIT) {
+    if (!Number.isSafeInteger(t) || t < 0 || (t & (this.granule - 1)) !== 0 || t + this.granule > OA_LIMIT) {
       throw new RangeError(`allocTable returned 0x${t.toString(16)}, not a granule-aligned 48-bit address`);
     }
     this.tables++;
@@ -302,7 +310,7 @@ export class PageTableBuilder {
   /** Write a descriptor: high word first, so the valid bit lands last. */
   private writeDesc(addr: number, oa: number, lowBits: number): void {
     this.mem.write32(addr + 4, Math.floor(oa / TWO32));
-    this.mem.write32(addr, ((oa % TWO32) | lowBits) >>> 0);
+    this.mem.write32(addr, (oa | lowBits) >>> 0); // `|` takes oa's low 32 bits
   }
 
   /**
@@ -340,7 +348,11 @@ export class PageTableBuilder {
    */
   private leafTable(va: number, size: number): number {
     const span = this.levelSize(2); // the bytes one last-level table maps
-    if (Math.floor(va / span) !== Math.floor((va + size - 1) / span)) return -1;
+    const key = Math.floor(va / span);
+    if (key !== Math.floor((va + size - 1) / span)) return -1;
+    // The last one found, while no table was linked or unlinked since (the builder is the only
+    // writer of its table descriptors): a driver's consecutive calls mostly land in one table.
+    if (key === this.leafKey && this.leafLinks === this.links) return this.leafAddr;
     let table = this.root;
     for (let level = this.startLevel; level < 3; level++) {
       const d = table + this.index(va, level) * 8;
@@ -348,11 +360,15 @@ export class PageTableBuilder {
       if ((lo & 0b11) !== DESC_TABLE) return -1;
       table = this.tableAddress(lo, this.mem.read32(d + 4));
     }
+    this.leafKey = key;
+    this.leafAddr = table;
+    this.leafLinks = this.links;
     return table;
   }
 
   /** The lowest input address of a leaf overlapping [va, va + size), or −1. */
   private firstMapped(table: number, level: number, va: number, size: number): number {
+    if (level === 3) return this.leafClash(table, va, size);
     const entrySize = this.levelSize(level);
     const end = va + size;
     for (let a = va; a < end; ) {
@@ -361,7 +377,7 @@ export class PageTableBuilder {
       const d = table + this.index(a, level) * 8;
       const lo = this.mem.read32(d);
       if ((lo & DESC_VALID) !== 0) {
-        if (level < 3 && (lo & 0b11) === DESC_TABLE) {
+        if ((lo & 0b11) === DESC_TABLE) {
           const found = this.firstMapped(this.tableAddress(lo, this.mem.read32(d + 4)), level + 1, a, n);
           if (found >= 0) return found;
         } else {
@@ -403,6 +419,10 @@ export class PageTableBuilder {
   }
 
   private mapIn(table: number, level: number, va: number, pa: number, size: number, attrs: number, blocks: boolean): void {
+    if (level === 3) {
+      this.writeLeaves(table, va, pa, size, attrs);
+      return;
+    }
     const entrySize = this.levelSize(level);
     const end = va + size;
     for (let a = va; a < end; ) {
@@ -411,10 +431,6 @@ export class PageTableBuilder {
       const d = table + this.index(a, level) * 8;
       const oa = pa + (a - va);
       a += n;
-      if (level === 3) {
-        this.writeDesc(d, oa, attrs | DESC_TABLE);
-        continue;
-      }
       const lo = this.mem.read32(d);
       const isTable = (lo & 0b11) === DESC_TABLE;
       // The overlap check has run: the entry is invalid or a table with no leaves in range.
@@ -427,6 +443,7 @@ export class PageTableBuilder {
         next = this.tableAddress(lo, this.mem.read32(d + 4));
       } else {
         next = this.newTable();
+        this.links++;
         this.writeDesc(d, next, DESC_TABLE);
       }
       this.mapIn(next, level + 1, a - n, oa, n, attrs, blocks);
@@ -434,6 +451,7 @@ export class PageTableBuilder {
   }
 
   private unmapIn(table: number, level: number, va: number, size: number): number {
+    if (level === 3) return this.clearLeaves(table, va, size);
     let bytes = 0;
     const entrySize = this.levelSize(level);
     const end = va + size;
@@ -443,13 +461,14 @@ export class PageTableBuilder {
       const d = table + this.index(a, level) * 8;
       const lo = this.mem.read32(d);
       if ((lo & DESC_VALID) !== 0) {
-        if (level < 3 && (lo & 0b11) === DESC_TABLE) {
+        if ((lo & 0b11) === DESC_TABLE) {
           const next = this.tableAddress(lo, this.mem.read32(d + 4));
           bytes += this.unmapIn(next, level + 1, a, n);
           if (this.freeTable && this.isEmpty(next)) {
             this.mem.write32(d, 0);
             this.mem.write32(d + 4, 0);
             this.tables--;
+            this.links++;
             this.freeTable(next);
           }
         } else {
@@ -459,6 +478,38 @@ export class PageTableBuilder {
         }
       }
       a += n;
+    }
+    return bytes;
+  }
+
+  // The last level on its own: small loops without recursion, so that V8 inlines them into
+  // map/unmap (a call passes each address above 2^30 as a heap number).
+
+  /** The first page of [va, va + size) (inside last-level table `table`) with a valid leaf, or −1. */
+  private leafClash(table: number, va: number, size: number): number {
+    const g = this.granule;
+    let d = table + this.index(va, 3) * 8;
+    for (let off = 0; off < size; off += g, d += 8) if ((this.mem.read32(d) & DESC_VALID) !== 0) return va + off;
+    return -1;
+  }
+
+  /** Page descriptors for [va, va + size) → [pa, ...) in last-level table `table`. */
+  private writeLeaves(table: number, va: number, pa: number, size: number, attrs: number): void {
+    const g = this.granule;
+    let d = table + this.index(va, 3) * 8;
+    for (let off = 0; off < size; off += g, d += 8) this.writeDesc(d, pa + off, attrs | DESC_TABLE);
+  }
+
+  /** Clear the valid page descriptors of [va, va + size) in last-level table `table`; the bytes they mapped. */
+  private clearLeaves(table: number, va: number, size: number): number {
+    const g = this.granule;
+    let bytes = 0;
+    let d = table + this.index(va, 3) * 8;
+    for (let off = 0; off < size; off += g, d += 8) {
+      if ((this.mem.read32(d) & DESC_VALID) === 0) continue;
+      this.mem.write32(d, 0);
+      this.mem.write32(d + 4, 0);
+      bytes += g;
     }
     return bytes;
   }

@@ -55,6 +55,12 @@ export class SparseMemory {
    * undefined otherwise, so the write path pays one comparison.
    */
   private dirty: Uint32Array | undefined;
+  /**
+   * Bumped whenever a chunk already handed out stops being the memory at its address (replaced
+   * or dropped). Callers that keep a chunk's words across calls (a guest-page TLB) check it;
+   * creating a chunk where none was does not bump it (nobody can hold words of a missing chunk).
+   */
+  generation = 0;
 
   constructor(readonly size: number) {
     if (!(size > 0) || !Number.isSafeInteger(size)) throw new RangeError(`memory size ${size} is invalid`);
@@ -98,7 +104,8 @@ export class SparseMemory {
     // An aligned word never crosses a chunk: the word path (addr & 3 keeps the low bits of any safe integer).
     if (size === 4 && (addr & 3) === 0) return this.read32(addr);
     this.check(addr, size);
-    const off = addr % CHUNK_SIZE;
+    // Masks, not `%`, on addresses: above 2^31 `%` is a floating-point remainder (a call).
+    const off = addr & CHUNK_MASK;
     if (off + size <= CHUNK_SIZE) {
       const c = this.chunkFor(Math.floor(addr / CHUNK_SIZE), false);
       if (!c) return 0;
@@ -124,11 +131,21 @@ export class SparseMemory {
   }
 
   /**
+   * The words of chunk `index` (address `index` × {@link CHUNK_SIZE}) when it is allocated;
+   * undefined when it is not (it reads as zero) or on a big-endian host. Allocates nothing, so a
+   * reader holding on to the words (valid while {@link generation} stays) leaves memory as it was.
+   */
+  presentWords(index: number): Uint32Array | undefined {
+    if (!LITTLE_ENDIAN_HOST) return undefined;
+    return this.chunkFor(index, false)?.words;
+  }
+
+  /**
    * Map the chunk holding the word-aligned `addr` into `win` (to the chunk's end); false on a
    * big-endian host or an unaligned address, where callers fall back to {@link read32}.
    */
   mapWords(addr: number, win: WordWindow): boolean {
-    if (!LITTLE_ENDIAN_HOST || addr % 4 !== 0) return false;
+    if (!LITTLE_ENDIAN_HOST || (addr & 3) !== 0) return false;
     const words = this.chunkWords(addr);
     if (!words) return false;
     const off = addr & CHUNK_MASK;
@@ -179,7 +196,7 @@ export class SparseMemory {
       return;
     }
     this.check(addr, size);
-    const off = addr % CHUNK_SIZE;
+    const off = addr & CHUNK_MASK;
     if (off + size <= CHUNK_SIZE) {
       const c = this.chunkFor(Math.floor(addr / CHUNK_SIZE), true)!;
       const d = this.dirty;
@@ -233,7 +250,7 @@ export class SparseMemory {
     let done = 0;
     while (done < len) {
       const a = addr + done;
-      const off = a % CHUNK_SIZE;
+      const off = a & CHUNK_MASK;
       const n = Math.min(len - done, CHUNK_SIZE - off);
       if (fn(Math.floor(a / CHUNK_SIZE), off, n, done) === true) return;
       done += n;
@@ -263,7 +280,7 @@ export class SparseMemory {
 
   /** Copy `len` bytes out (untouched memory reads as zero). */
   readBytes(addr: number, len: number, out: Uint8Array = new Uint8Array(len)): Uint8Array {
-    const off = addr % CHUNK_SIZE;
+    const off = addr & CHUNK_MASK; // a negative addr fails the range test below
     if (off + len <= CHUNK_SIZE && addr >= 0 && len >= 0 && addr + len <= this.size) {
       // Within one chunk (every DMA page and most copies): no span walk.
       const c = this.chunkFor(Math.floor(addr / CHUNK_SIZE), false);
@@ -290,9 +307,13 @@ export class SparseMemory {
       this.check(addr, data.length);
       markPages(d, addr, data.length);
     }
-    const off = addr % CHUNK_SIZE;
-    if (off + data.length <= CHUNK_SIZE && addr >= 0 && addr + data.length <= this.size) {
-      this.chunkFor(Math.floor(addr / CHUNK_SIZE), true)!.bytes.set(data, off);
+    const off = addr & CHUNK_MASK;
+    const len = data.length;
+    if (off + len <= CHUNK_SIZE && addr >= 0 && addr + len <= this.size) {
+      const bytes = this.chunkFor(Math.floor(addr / CHUNK_SIZE), true)!.bytes;
+      // A few bytes (a DMA check's word) in place, as readBytes copies them.
+      if (len <= SMALL_COPY) for (let i = 0; i < len; i++) bytes[off + i] = data[i]!;
+      else bytes.set(data, off);
       return;
     }
     this.spans(addr, data.length, (index, off, n, done) => {

@@ -362,6 +362,8 @@ export class WorkloadRun implements GuestSoftware {
   private readonly every: number;
   private readonly bufBytes: number;
   private readonly slot: number;
+  /** The current batch's IOVAs (one array for the whole run). */
+  private readonly iovas: number[];
   /** Counters at the start of this machine's part of the run, and what earlier parts counted. */
   private base: Counters;
   private counted: Counters;
@@ -383,6 +385,7 @@ export class WorkloadRun implements GuestSoftware {
     this.every = Math.max(1, Math.floor(o.verifyEvery ?? 1));
     this.bufBytes = o.pages * PAGE;
     this.slot = slotBytes(this.bufBytes);
+    this.iovas = new Array<number>(Math.min(o.batch, o.ops)).fill(0);
     this.base = readCounters(m);
     this.counted = counted;
     m.guestSoftware = this;
@@ -517,23 +520,37 @@ export class WorkloadRun implements GuestSoftware {
     const op = this.op;
     {
       const n = Math.min(o.batch, o.ops - op);
-      const iovas: number[] = [];
+      // The batch's IOVAs, in an array kept from batch to batch (nothing allocated per batch).
+      const iovas = this.iovas;
       for (let k = 0; k < n; k++) {
         const iova = IOVA_BASE + ((op + k) % IOVA_SLOTS) * slot;
         d.map(iova, pool[k]!, bufBytes);
-        iovas.push(iova);
+        iovas[k] = iova;
         if (dev.landed(iova + 8, pool[k]! + 8, (op & 0xff) | ((k & 0xff) << 8))) rep.dmaChecks.passed++;
         else rep.dmaChecks.failed++;
       }
       // Unmap the batch: one invalidation batch, one CMD_SYNC.
-      const before = snapshot(m, d);
-      for (const iova of iovas) d.tables.unmap(iova, bufBytes);
-      if (!o.skipInvalidation) d.invalidateBatch(iovas, bufBytes);
-      account(m, d, before, rep);
+      const router = d.router.stats;
+      const exits0 = stats.exits;
+      const ioctls0 = m.host.stats.ioctls;
+      const viaVcmdq0 = router.viaVcmdq;
+      const viaSmmu0 = router.viaSmmu;
+      const t0 = m.clock.now;
+      for (let k = 0; k < n; k++) d.tables.unmap(iovas[k]!, bufBytes);
+      if (!o.skipInvalidation) d.invalidateBatch(iovas, bufBytes, n);
+      // Attribute the batch's exits and ioctls to the path it took.
+      const dv = router.viaVcmdq - viaVcmdq0;
+      const ds = router.viaSmmu - viaSmmu0;
+      const target = dv > 0 && ds === 0 ? rep.vcmdq : rep.smmuCmdq;
+      target.commands += dv + ds;
+      target.batches++;
+      target.exits += stats.exits - exits0;
+      target.ioctls += m.host.stats.ioctls - ioctls0;
+      target.modelNs += m.clock.now - t0;
       m.runMainLoop();
       const vExits = stats.exits;
       const vFaults = m.host.stats.eventsForwarded;
-      for (let k = 0; k < iovas.length; k++) {
+      for (let k = 0; k < n; k++) {
         if ((op + k) % every !== 0) continue;
         rep.verification.checks++;
         if (!dev.stale(iovas[k]! + 8, pool[k]! + 8)) rep.dmaChecks.passed++;
@@ -619,22 +636,6 @@ export function injectIllegalCommand(m: Machine, guest?: GuestKernel): InjectRep
   const injected = submitIllegalBatch(kernel);
   m.runMainLoop();
   return { injected, errorsHandled: (stats?.errorsHandled ?? 0) - handled0, irqs: (stats?.irqs ?? 0) - irqs0 };
-}
-
-function snapshot(m: Machine, d: IommuDomain) {
-  return { exits: m.as.stats.exits, ioctls: m.host.stats.ioctls, v: d.router.stats.viaVcmdq, s: d.router.stats.viaSmmu, t: m.clock.now };
-}
-
-/** Attribute the exits/ioctls of one invalidation batch to the path it took. */
-function account(m: Machine, d: IommuDomain, b: ReturnType<typeof snapshot>, rep: WorkloadReport): void {
-  const dv = d.router.stats.viaVcmdq - b.v;
-  const ds = d.router.stats.viaSmmu - b.s;
-  const target = dv > 0 && ds === 0 ? rep.vcmdq : rep.smmuCmdq;
-  target.commands += dv + ds;
-  target.batches++;
-  target.exits += m.as.stats.exits - b.exits;
-  target.ioctls += m.host.stats.ioctls - b.ioctls;
-  target.modelNs += m.clock.now - b.t;
 }
 
 /**

@@ -229,6 +229,60 @@ describe('unmap and setPerm', () => {
     assert.equal(b.tableCount, 4);
   });
 
+  test('a leaf table freed and handed to another builder is not used again for its old range', () => {
+    // Two builders on one allocator (io-pgtable domains share the kernel's pages).
+    const mem = new SparseMemory(2 ** 48);
+    let next = TABLES;
+    const freeList: number[] = [];
+    const cfg = {
+      stage: 2 as const,
+      granule: 4096 as const,
+      inputBits: 48,
+      allocTable: () => freeList.pop() ?? (next += 4096) - 4096,
+      freeTable: (t: number) => void freeList.push(t),
+    };
+    const a = new PageTableBuilder(mem, cfg);
+    const b = new PageTableBuilder(mem, cfg);
+    a.map(0x7f00_0000_0000, 0x1000, 0x1000, 3);
+    a.map(0x7f00_0000_2000, 0x2000, 0x1000, 3); // found through the existing tables
+    a.unmap(0x7f00_0000_0000, 0x1000);
+    a.unmap(0x7f00_0000_2000, 0x1000);
+    assert.equal(freeList.length, 3);
+    // b takes the freed tables: a's old leaf table now maps b's [0, 2 MiB).
+    b.map(0x1000, 0x9000, 0x1000, 3);
+    assert.equal(freeList.length, 0);
+    a.map(0x7f00_0000_3000, 0x5000, 0x1000, 3);
+    assert.equal(a.translate(0x7f00_0000_3000)?.pa, 0x5000);
+    assert.equal(b.translate(0x1000)?.pa, 0x9000);
+    assert.equal(b.translate(0x3000), undefined, "nothing written into b's table for a's range");
+  });
+
+  test('consecutive calls in one leaf table walk down once; the walk reads the same tables the cache stands for', () => {
+    const mem = new SparseMemory(2 ** 48);
+    let reads = 0;
+    const counting = { read32: (a: number) => (reads++, mem.read32(a)), write32: (a: number, v: number) => mem.write32(a, v) };
+    let next = TABLES;
+    const b = new PageTableBuilder(counting, { stage: 1, granule: 4096, inputBits: 48, allocTable: () => (next += 4096) - 4096 });
+    b.map(0x40_0000, 0x1000, 0x1000, 3); // builds the tables
+    reads = 0;
+    b.map(0x40_1000, 0x2000, 0x1000, 3); // walks down to the leaf table: 3 levels × 2 words, then the leaf entry
+    assert.equal(reads, 7);
+    reads = 0;
+    b.map(0x40_2000, 0x2000, 0x1000, 3);
+    b.unmap(0x40_0000, 0x1000);
+    b.map(0x40_0000, 0x3000, 0x1000, 3);
+    // Per call: the leaf entry's overlap check (map) or its clearing walk (unmap): one read each.
+    assert.equal(reads, 3);
+    assert.equal(b.translate(0x40_0000)?.pa, 0x3000);
+    assert.equal(b.translate(0x40_1000)?.pa, 0x2000);
+    assert.equal(b.translate(0x40_2000)?.pa, 0x2000);
+    // Another 2 MiB range walks down again (its leaf table is new: a walk from the root).
+    reads = 0;
+    b.map(0x20_0000, 0x4000, 0x1000, 3);
+    assert.ok(reads >= 6, `${reads} reads`);
+    assert.equal(b.translate(0x20_0000)?.pa, 0x4000);
+  });
+
   test('without freeTable, empty tables stay and are reused for later mappings', () => {
     const { b } = make(2, 4096, 48);
     b.map(0x20_0000, 0x1000, 0x1000, 3);

@@ -5,6 +5,7 @@ import { Tracer } from '../../src/kit/trace.js';
 import { HostKernel } from '../../src/host/kernel/host-kernel.js';
 import { VeventQueue } from '../../src/host/iommufd/veventq.js';
 import { BackendError, IommufdBackend, strerror, type Veventq } from '../../src/vmm/backends/iommufd.js';
+import * as U from '../../src/uapi/iommufd.js';
 
 function setup(depth: number) {
   const kernel = new HostKernel();
@@ -60,4 +61,34 @@ test('failed calls carry errno and QEMU\'s message text', () => {
   const msgs: string[] = [];
   be.freeId(1234, (m) => msgs.push(m));
   assert.deepEqual(msgs, ['Failed to free id: 1234 No such file or directory']);
+});
+
+test('IOMMU_HWPT_INVALIDATE: the argument bytes are the layout\'s encoding, entry_num comes back, failures carry it and the call is recorded', () => {
+  const kernel = new HostKernel();
+  const proc = kernel.createProcess();
+  const seen: Uint8Array[] = [];
+  const answers: { ret: number; handled: number }[] = [{ ret: 0, handled: 2 }, { ret: -22, handled: 1 }];
+  const ioctl = proc.ioctl.bind(proc);
+  const sys = Object.create(proc) as typeof proc;
+  // The kernel's side, faked: copy the argument out, write entry_num back, return the answer.
+  sys.ioctl = (fd: number, request: number, arg: number): number => {
+    if (request !== U.IOMMU_HWPT_INVALIDATE.number) return ioctl(fd, request, arg);
+    seen.push(proc.memory.load(arg, U.iommu_hwpt_invalidate.size));
+    const a = answers.shift()!;
+    proc.memory.write32(arg + U.iommu_hwpt_invalidate.field('entry_num').offset, a.handled);
+    return a.ret;
+  };
+  const be = new IommufdBackend('iommufd0', sys, new Tracer());
+  const entries = new Uint8Array(48).map((_, i) => i);
+  assert.equal(be.invalidateCache(0x1234_5678, 3, entries), 2);
+  assert.throws(() => be.invalidateCache(7, 1, entries.subarray(0, 32)), (e: unknown) => e instanceof BackendError && e.errno === 22 && e.entryNum === 1);
+  const vas = be.calls.filter((c) => c.name === 'IOMMU_HWPT_INVALIDATE').map((c) => c.args.data_uptr as bigint);
+  assert.equal(vas.length, 2);
+  assert.ok(vas[0]! > 0xffff_ffffn, 'a user address above 4 GiB: both words of data_uptr are written');
+  assert.deepEqual(seen[0], U.iommu_hwpt_invalidate.encode({ hwpt_id: 0x1234_5678, data_uptr: vas[0]!, data_type: 3, entry_len: 16, entry_num: 3 }));
+  assert.deepEqual(seen[1], U.iommu_hwpt_invalidate.encode({ hwpt_id: 7, data_uptr: vas[1]!, data_type: 1, entry_len: 16, entry_num: 2 }));
+  assert.deepEqual(proc.memory.load(Number(vas[0]!), 48), entries);
+  assert.deepEqual(be.calls.at(-1), { name: 'IOMMU_HWPT_INVALIDATE', args: { hwpt_id: 7, data_uptr: vas[1]!, data_type: 1, entry_len: 16, entry_num: 2 }, ret: -22 });
+  // A length that is not whole entries is refused as the layout refuses it.
+  assert.throws(() => be.invalidateCache(7, 1, entries.subarray(0, 20)), /entry_num: value 1.25 does not fit u32/);
 });

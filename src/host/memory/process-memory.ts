@@ -16,7 +16,7 @@
  */
 
 import type { RegionOps } from '../../kit/memory-region.js';
-import { CHUNK_MASK, CHUNK_SIZE, WordWindow } from '../../kit/sparse-memory.js';
+import { CHUNK_MASK, CHUNK_SIZE, WordWindow, type SparseMemory } from '../../kit/sparse-memory.js';
 import { Errno, ErrnoError } from '../../uapi/errno.js';
 import type { PhysicalMemory } from './physical-memory.js';
 
@@ -44,6 +44,11 @@ export class ProcessMemory {
   private maps: UserMapping[] = [];
   private nextVa = USER_BASE;
   private last: UserMapping | undefined;
+  /**
+   * Bumped by every munmap: what a user address means may have changed, so whoever keeps
+   * translations across calls ({@link UserMemoryOps}' page TLB) drops them.
+   */
+  generation = 0;
 
   constructor(readonly phys: PhysicalMemory) {}
 
@@ -82,6 +87,7 @@ export class ProcessMemory {
     if (i < 0) throw new ErrnoError(Errno.EINVAL, 'munmap of a range that is not one mapping');
     const [m] = this.maps.splice(i, 1);
     this.last = undefined;
+    this.generation++;
     m!.anon?.unmap();
     m!.onUnmap?.();
   }
@@ -164,24 +170,39 @@ export class ProcessMemory {
     const dst = out ?? new Uint8Array(length);
     let done = 0;
     while (done < length) {
-      const a = va + done;
-      const m = this.find(a);
-      if (!m || m.kind !== 'anon') throw new ErrnoError(Errno.EFAULT, `bad user address 0x${a.toString(16)}`);
-      const off = a - m.va;
-      const page = Math.floor(off / m.pageSize);
-      const inPage = off - page * m.pageSize;
-      const n = Math.min(length - done, m.pageSize - inPage);
-      this.phys.mem.readBytes(m.frames[page]! + inPage, n, n === length ? dst : dst.subarray(done, done + n));
+      const n = this.userPiece(va + done, length - done);
+      this.phys.mem.readBytes(this.piecePa[0]!, n, n === length ? dst : dst.subarray(done, done + n));
       done += n;
     }
     return dst;
   }
 
-  /** copy_to_user: EFAULT on any unmapped byte. */
+  /** copy_to_user: EFAULT on any unmapped byte (the bytes before it are copied, as the kernel's are). */
   copyToUser(va: number, data: Uint8Array): void {
-    this.walk(va, data.length, (pa, n, done) => {
-      this.phys.mem.writeBytes(pa, data.subarray(done, done + n));
-    });
+    const length = data.length;
+    let done = 0;
+    while (done < length) {
+      const n = this.userPiece(va + done, length - done);
+      this.phys.mem.writeBytes(this.piecePa[0]!, n === length ? data : data.subarray(done, done + n));
+      done += n;
+    }
+  }
+
+  /** Host PA of the piece {@link userPiece} found (a typed array: a PA above 2^31 returned from a call is a heap number). */
+  private readonly piecePa = new Float64Array(1);
+
+  /**
+   * The anonymous memory at `va`, up to `left` bytes within one backing page: its length,
+   * with its host PA left in {@link piecePa}. EFAULT when `va` is not anonymous memory.
+   */
+  private userPiece(va: number, left: number): number {
+    const m = this.find(va);
+    if (!m || m.kind !== 'anon') throw new ErrnoError(Errno.EFAULT, `bad user address 0x${va.toString(16)}`);
+    const off = va - m.va;
+    const page = Math.floor(off / m.pageSize);
+    const inPage = off - page * m.pageSize;
+    this.piecePa[0] = m.frames[page]! + inPage;
+    return Math.min(left, m.pageSize - inPage);
   }
 
   /** 32-bit user read (the VMM's own loads). */
@@ -345,6 +366,14 @@ const PAGE_PA = 1;
 const PAGE_SIZE = 2;
 
 /**
+ * Page TLB of {@link UserMemoryOps}: direct-mapped slots of one window each, the backing page or
+ * the memory chunk whichever is smaller (4 KiB to 64 KiB), so a window is one run of words.
+ */
+const TLB_SLOTS = 512;
+/** Placeholder words of an empty slot (its tag never matches). */
+const NO_WORDS = new Uint32Array(0);
+
+/**
  * Region ops over a range of user memory, e.g. the VMM's guest RAM mapping: what a guest RAM
  * access ends up touching on the host.
  */
@@ -362,12 +391,97 @@ export class UserMemoryOps implements RegionOps {
   private readonly scratchWindow = new WordWindow();
   /** The anonymous mapping of the last miss: another page of it needs no mapping search. */
   private mapping: UserMapping | undefined;
+  /** {@link ProcessMemory.generation} that {@link page} and {@link mapping} were found at. */
+  private pageGen: number;
+  /**
+   * Page TLB for aligned 32-bit loads and stores (a guest's accesses to its RAM): slot
+   * `page % TLB_SLOTS` holds window `page` of the view (windows of {@link tlbWindow} bytes) as
+   * the words of the memory chunk behind it and the index of the window's first word there,
+   * QEMU's softmmu TLB in miniature. Only windows whose chunk exists are entered (a load of
+   * untouched memory allocates nothing). Valid
+   * while neither the process's mappings ({@link ProcessMemory.generation}) nor the chunks
+   * ({@link SparseMemory.generation}) change; stores bypass it while a dirty log runs.
+   */
+  private readonly tlbPage = new Float64Array(TLB_SLOTS).fill(-1);
+  private readonly tlbWords: Uint32Array[] = new Array<Uint32Array>(TLB_SLOTS).fill(NO_WORDS);
+  private readonly tlbIndex = new Int32Array(TLB_SLOTS);
+  private tlbProcGen: number;
+  private tlbMemGen: number;
+  /** Window size of the TLB: the view's backing page size, at most a memory chunk. */
+  private readonly tlbWindow: number;
+  private readonly tlbWindowMask: number;
+  private readonly mem: SparseMemory;
 
   constructor(
     private readonly proc: ProcessMemory,
     private readonly baseVa: number,
-  ) {}
+  ) {
+    this.mem = proc.phys.mem;
+    this.pageGen = proc.generation;
+    this.tlbWindow = Math.min(proc.find(baseVa)?.pageSize ?? proc.phys.pageSize, CHUNK_SIZE);
+    this.tlbWindowMask = this.tlbWindow - 1;
+    this.tlbProcGen = proc.generation;
+    this.tlbMemGen = this.mem.generation;
+  }
   read(offset: number, size: 1 | 2 | 4): number {
+    if (size === 4 && (offset & 3) === 0) {
+      const page = Math.floor(offset / this.tlbWindow);
+      const slot = page & (TLB_SLOTS - 1);
+      if (this.tlbPage[slot] === page && this.tlbProcGen === this.proc.generation && this.tlbMemGen === this.mem.generation) {
+        return this.tlbWords[slot]![this.tlbIndex[slot]! + ((offset & this.tlbWindowMask) >>> 2)]!;
+      }
+      return this.readMiss(offset);
+    }
+    return this.readSlow(offset, size);
+  }
+  write(offset: number, size: 1 | 2 | 4, value: number): void {
+    if (size === 4 && (offset & 3) === 0 && !this.mem.dirtyLogging) {
+      const page = Math.floor(offset / this.tlbWindow);
+      const slot = page & (TLB_SLOTS - 1);
+      if (this.tlbPage[slot] === page && this.tlbProcGen === this.proc.generation && this.tlbMemGen === this.mem.generation) {
+        this.tlbWords[slot]![this.tlbIndex[slot]! + ((offset & this.tlbWindowMask) >>> 2)] = value >>> 0;
+        return;
+      }
+      this.writeMiss(offset, value);
+      return;
+    }
+    this.writeSlow(offset, size, value);
+  }
+
+  /** An aligned word whose page is not in the TLB: the full path, then the TLB filled (kept apart so the hit path inlines). */
+  private readMiss(offset: number): number {
+    const v = this.readSlow(offset, 4);
+    this.tlbFill(offset);
+    return v;
+  }
+
+  private writeMiss(offset: number, value: number): void {
+    this.writeSlow(offset, 4, value);
+    this.tlbFill(offset);
+  }
+
+  /** Enter the page of `offset` (just accessed, so translated in {@link page}) into the TLB if its chunk exists. */
+  private tlbFill(offset: number): void {
+    if (this.tlbProcGen !== this.proc.generation || this.tlbMemGen !== this.mem.generation) {
+      this.tlbPage.fill(-1);
+      this.tlbWords.fill(NO_WORDS);
+      this.tlbProcGen = this.proc.generation;
+      this.tlbMemGen = this.mem.generation;
+    }
+    const rel = this.pageRel(offset, 4);
+    // A mapping with pages smaller than the window (not the view's own) is not entered.
+    if (rel < 0 || this.page[PAGE_SIZE]! < this.tlbWindow) return;
+    const pa = this.page[PAGE_PA]! + rel;
+    const words = this.mem.presentWords(Math.floor(pa / CHUNK_SIZE));
+    if (words === undefined) return;
+    const page = Math.floor(offset / this.tlbWindow);
+    const slot = page & (TLB_SLOTS - 1);
+    this.tlbPage[slot] = page;
+    this.tlbWords[slot] = words;
+    this.tlbIndex[slot] = ((pa & CHUNK_MASK) - (offset & this.tlbWindowMask)) >>> 2;
+  }
+
+  private readSlow(offset: number, size: 1 | 2 | 4): number {
     const rel = this.pageRel(offset, size);
     if (rel >= 0) {
       // An aligned word by chunk and offset: the PA itself (above 2^31) would be boxed to pass.
@@ -378,10 +492,10 @@ export class UserMemoryOps implements RegionOps {
       return this.proc.phys.mem.read(this.page[PAGE_PA]! + rel, size);
     }
     let v = 0;
-    for (let i = size - 1; i >= 0; i--) v = v * 256 + this.read(offset + i, 1);
+    for (let i = size - 1; i >= 0; i--) v = v * 256 + this.readSlow(offset + i, 1);
     return v;
   }
-  write(offset: number, size: 1 | 2 | 4, value: number): void {
+  private writeSlow(offset: number, size: 1 | 2 | 4, value: number): void {
     const rel = this.pageRel(offset, size);
     if (rel >= 0) {
       if (size === 4 && (rel & 3) === 0) {
@@ -392,7 +506,7 @@ export class UserMemoryOps implements RegionOps {
       this.proc.phys.mem.write(this.page[PAGE_PA]! + rel, size, value);
       return;
     }
-    for (let i = 0; i < size; i++) this.write(offset + i, 1, (value >>> (8 * i)) & 0xff);
+    for (let i = 0; i < size; i++) this.writeSlow(offset + i, 1, (value >>> (8 * i)) & 0xff);
   }
   read64(offset: number): bigint {
     const lo = this.read(offset, 4);
@@ -435,6 +549,13 @@ export class UserMemoryOps implements RegionOps {
    */
   private pageRel(offset: number, size: number): number {
     const st = this.page;
+    if (this.pageGen !== this.proc.generation) {
+      // A munmap since: the page and mapping kept may be gone (then this access faults).
+      this.pageGen = this.proc.generation;
+      st[PAGE_OFF] = -1;
+      st[PAGE_SIZE] = 0;
+      this.mapping = undefined;
+    }
     const rel = offset - st[PAGE_OFF]!;
     if (rel >= 0 && rel + size <= st[PAGE_SIZE]!) return rel;
     const va = this.baseVa + offset;
@@ -448,7 +569,7 @@ export class UserMemoryOps implements RegionOps {
     st[PAGE_OFF] = m.va + page * m.pageSize - this.baseVa;
     st[PAGE_PA] = m.frames[page]!;
     this.pageChunk = Math.floor(m.frames[page]! / CHUNK_SIZE);
-    this.pageChunkOff = m.frames[page]! % CHUNK_SIZE;
+    this.pageChunkOff = m.frames[page]! & CHUNK_MASK;
     st[PAGE_SIZE] = m.pageSize;
     const at = offset - st[PAGE_OFF]!;
     return at + size > m.pageSize ? -1 : at;

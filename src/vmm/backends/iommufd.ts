@@ -47,6 +47,19 @@ export interface Veventq {
 const VEVENT_HDR_FLAGS = U.iommufd_vevent_header.field('flags').offset;
 const VEVENT_HDR_SEQUENCE = U.iommufd_vevent_header.field('sequence').offset;
 
+/** Byte offsets of iommu_hwpt_invalidate's fields that change from call to call. */
+const INV_HWPT_ID = U.iommu_hwpt_invalidate.field('hwpt_id').offset;
+const INV_DATA_UPTR = U.iommu_hwpt_invalidate.field('data_uptr').offset;
+const INV_DATA_TYPE = U.iommu_hwpt_invalidate.field('data_type').offset;
+const INV_ENTRY_LEN = U.iommu_hwpt_invalidate.field('entry_len').offset;
+const INV_ENTRY_NUM = U.iommu_hwpt_invalidate.field('entry_num').offset;
+const TWO32 = 2 ** 32;
+
+/** Whether `x` fits a u32 field as the layout encodes it. */
+function fitsU32(x: number): boolean {
+  return Number.isInteger(x) && x >= 0 && x <= 0xffff_ffff;
+}
+
 /** How many recent calls {@link IommufdBackend.calls} keeps. */
 export const CALL_HISTORY = 4096;
 
@@ -64,6 +77,9 @@ export class IommufdBackend {
   /** IOMMU_HWPT_INVALIDATE arrays: a user buffer of entriesSize bytes at entriesVa (0: none yet). */
   private entriesVa = 0;
   private entriesSize = 0;
+  /** IOMMU_HWPT_INVALIDATE's argument, encoded once by the layout; {@link invalidateCache} patches it. */
+  private readonly invalidateBytes = U.iommu_hwpt_invalidate.encode({ hwpt_id: 0, data_uptr: 0n, data_type: 0, entry_len: 0, entry_num: 0 } as never);
+  private readonly invalidateArg = new DataView(this.invalidateBytes.buffer, this.invalidateBytes.byteOffset, this.invalidateBytes.byteLength);
 
   constructor(
     readonly id: string,
@@ -325,21 +341,31 @@ export class IommufdBackend {
   invalidateCache(id: number, dataType: number, entries: Uint8Array, entryLen = 16): number {
     const va = this.entriesBuffer(entries.length);
     this.sys.memory.store(va, entries);
-    try {
-      const out = this.ioctl(
-        U.IOMMU_HWPT_INVALIDATE,
-        { hwpt_id: id, data_uptr: BigInt(va), data_type: dataType, entry_len: entryLen, entry_num: entries.length / entryLen },
-        'IOMMU_HWPT_INVALIDATE failed',
-      );
-      return out.entry_num as number;
-    } catch (e) {
-      if (e instanceof BackendError) {
-        // The kernel copies the struct back with entry_num even when it fails.
-        const f = U.iommu_hwpt_invalidate.field('entry_num');
-        e.entryNum = this.sys.memory.read32(this.scratch + f.offset);
-      }
+    const entryNum = entries.length / entryLen;
+    const args = { hwpt_id: id, data_uptr: BigInt(va), data_type: dataType, entry_len: entryLen, entry_num: entryNum };
+    // A value that does not fit its field is refused as the layout refuses it (RangeError).
+    if (!(fitsU32(id) && fitsU32(dataType) && fitsU32(entryLen) && fitsU32(entryNum))) U.iommu_hwpt_invalidate.encode(args);
+    // The struct as layout.encode writes it (encoded once, the fields that change patched in):
+    // this call runs once per trapped batch, where encoding and decoding the struct showed.
+    const arg = this.invalidateArg;
+    arg.setUint32(INV_HWPT_ID, id, true);
+    arg.setUint32(INV_DATA_UPTR, va >>> 0, true);
+    arg.setUint32(INV_DATA_UPTR + 4, Math.floor(va / TWO32), true);
+    arg.setUint32(INV_DATA_TYPE, dataType, true);
+    arg.setUint32(INV_ENTRY_LEN, entryLen, true);
+    arg.setUint32(INV_ENTRY_NUM, entryNum, true);
+    this.sys.memory.store(this.scratch, this.invalidateBytes);
+    const ret = this.sys.ioctl(this.fd, U.IOMMU_HWPT_INVALIDATE.number, this.scratch);
+    this.record(U.IOMMU_HWPT_INVALIDATE.name, args, ret);
+    this.tracer.emit(T_CALL, this.fd, U.IOMMU_HWPT_INVALIDATE.name, ret);
+    // The kernel copies the struct back with entry_num, also when it fails.
+    const handled = this.sys.memory.read32(this.scratch + INV_ENTRY_NUM);
+    if (ret < 0) {
+      const e = new BackendError(-ret, 'IOMMU_HWPT_INVALIDATE failed');
+      e.entryNum = handled;
       throw e;
     }
+    return handled;
   }
 
   /**

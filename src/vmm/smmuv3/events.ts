@@ -136,7 +136,9 @@ export class EventPath {
     const word1 = leWord(record, 4);
     const id = EVT.ID.get(word0);
     const sid = EVT.SID.getWords(word0, word1);
-    this.deps.tracer.emit(T.T_PROPAGATE_EVENT, EVENT_NAMES.get(id) ?? `0x${id.toString(16)}`, sid);
+    // The event's name is looked up only when the trace is on.
+    const tracer = this.deps.tracer;
+    if (tracer.enabled(T.T_PROPAGATE_EVENT)) tracer.emit(T.T_PROPAGATE_EVENT, EVENT_NAMES.get(id) ?? `0x${id.toString(16)}`, sid);
     if (!frame.eventqEnabled) {
       stats.eventsLost++;
       return;
