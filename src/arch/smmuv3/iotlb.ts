@@ -318,6 +318,11 @@ class Ctx {
    * context an unmapped page's entry leaves is the one the next mapping's entry fills.
    */
   parked = false;
+  /**
+   * Bumped whenever the context's answers may change: an entry inserted or removed, the
+   * context released. {@link Iotlb.peek}'s remembered answer is valid while it is unchanged.
+   */
+  gen = 0;
 
   constructor(
     public id: number,
@@ -454,13 +459,15 @@ export class Iotlb {
   private lastVm: Vm | undefined = undefined;
 
   /**
-   * The last {@link peek} answer, kept while the IOTLB does not change (`gen` counts every
-   * insertion and removal): entry `memoId` of (`memoVmid`, `memoAsid`) covering input
+   * The last {@link peek} answer, kept while the context it was found in does not change
+   * (`memoCtx.gen` still `memoGen`): entry `memoId` of (`memoVmid`, `memoAsid`) covering input
    * [memoLo, memoHi). Kept only when the entry was found in the first context searched at that
-   * context's smallest size in use, so any address in its range finds the same entry first. A
-   * nested walk translates each table level's IPA through one stage-2 entry this way.
+   * context's smallest size in use, so any address in its range finds the same entry first, and
+   * changes to other contexts cannot change the answer. A nested walk translates each table
+   * level's IPA through one stage-2 entry this way, across the stage-1 entries a map/unmap
+   * loop inserts and removes.
    */
-  private gen = 0;
+  private memoCtx: Ctx | undefined = undefined;
   private memoGen = -1;
   private memoVmid = -1;
   private memoAsid = -1;
@@ -511,7 +518,8 @@ export class Iotlb {
    * stage-2 translation of a table address), so the counters stay about device accesses.
    */
   peek(vmid: number, asid: number, iova: number): IotlbEntry | undefined {
-    if (this.memoGen === this.gen && vmid === this.memoVmid && asid === this.memoAsid && iova >= this.memoLo && iova < this.memoHi) {
+    const mc = this.memoCtx;
+    if (mc !== undefined && mc.gen === this.memoGen && vmid === this.memoVmid && asid === this.memoAsid && iova >= this.memoLo && iova < this.memoHi) {
       return this.ents[this.memoId];
     }
     return this.search(vmid, asid, iova, true);
@@ -541,7 +549,8 @@ export class Iotlb {
       if (id !== NONE) {
         const e = this.ents[id]!;
         if (remember && first !== undefined && this.rec[id * REC + R_SIZE_CLASS] === lowestClass(first.pages.mask)) {
-          this.memoGen = this.gen;
+          this.memoCtx = first;
+          this.memoGen = first.gen;
           this.memoVmid = vmid;
           this.memoAsid = asid;
           this.memoLo = e.iova;
@@ -627,8 +636,8 @@ export class Iotlb {
       ctx = vm.ctx(tag) ?? this.newCtx(vm, tag);
     }
     ctx.parked = false;
+    ctx.gen++;
 
-    this.gen++;
     const id = this.allocId();
     const seq = this.seq++;
     const rec = this.rec;
@@ -697,7 +706,7 @@ export class Iotlb {
     const removed = this.count;
     this.vms.clear();
     this.forgetVm();
-    this.gen++;
+    this.memoCtx = undefined;
     this.parkedList.length = 0;
     this.vmidLive.fill(0);
     this.count = 0;
@@ -905,6 +914,7 @@ export class Iotlb {
     ctx.buckets.drop(bucketKey(vpn, s));
     this.unlinkIpa(vm, id);
     this.freeId(id);
+    ctx.gen++;
     this.count--;
     if (ctx.pages.count === 0) this.park(ctx);
     if (--vm.count === 0) this.vmEmptied(vm);
@@ -1002,6 +1012,7 @@ export class Iotlb {
 
   private releaseCtx(ctx: Ctx): void {
     ctx.parked = false;
+    ctx.gen++;
     this.ctxs[ctx.id] = undefined;
     this.freeCtxIds.push(ctx.id);
     // A context dropped whole keeps stale ids in its indexes: only an emptied one is reused.
@@ -1064,7 +1075,6 @@ export class Iotlb {
    * pool's high-water mark of entries is retained, and clearing it would cost a cache miss.
    */
   private freeId(id: number): void {
-    this.gen++;
     const o = id * REC;
     this.rec[o + R_SEQ] = NONE;
     this.rec[o + R_CTX] = NONE;

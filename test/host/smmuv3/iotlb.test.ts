@@ -563,6 +563,36 @@ test('peek answers from its last entry only while nothing changed: a smaller ent
   assert.equal(t.peek(2, 7, 0x20_2000)!.global, true);
 });
 
+test('peek keeps its answer across changes to other contexts, and drops it when its own context changes or is released and reused', () => {
+  const t = new Iotlb();
+  const S2PA = G1 + 0x40_0000_0000;
+  t.insert(s2only(1, G1, G1));
+  assert.equal(t.peek(1, NO_ASID, G1 + 0x1000)!.pa, S2PA);
+  // A map/unmap loop's stage-1 entries come and go in the ASID's context: the stage-2 answer stands.
+  for (let i = 0; i < 3; i++) {
+    t.insert(s1(1, 5, 0x1000));
+    assert.equal(t.peek(1, NO_ASID, G1 + 0x2000)!.pa, S2PA);
+    assert.equal(t.invalidateVa(1, 5, 0x1000, K4), 1);
+    assert.equal(t.peek(1, NO_ASID, G1 + 0x3000)!.pa, S2PA);
+  }
+  // The stage-2 context emptied whole and refilled (its object reused): the new entry answers.
+  assert.equal(t.invalidateVmid(1), 1);
+  assert.equal(t.peek(1, NO_ASID, G1 + 0x1000), undefined);
+  t.insert({ ...s2only(1, G1, G1), pa: 2 * G1 });
+  assert.equal(t.peek(1, NO_ASID, G1 + 0x1000)!.pa, 2 * G1);
+  // An ASID's context dropped by TLBI_NH_ASID and rebuilt: not the old entry.
+  t.insert(s1(1, 9, M2, M2, { pa: M2 }));
+  assert.equal(t.peek(1, 9, M2 + 0x1000)!.pa, M2);
+  assert.equal(t.invalidateAsid(1, 9), 1);
+  assert.equal(t.peek(1, 9, M2 + 0x1000), undefined);
+  t.insert(s1(1, 9, M2, M2, { pa: 4 * M2 }));
+  assert.equal(t.peek(1, 9, M2 + 0x1000)!.pa, 4 * M2);
+  // Everything invalidated.
+  t.invalidateAll();
+  assert.equal(t.peek(1, 9, M2 + 0x1000), undefined);
+  assert.equal(t.peek(1, NO_ASID, G1 + 0x1000), undefined);
+});
+
 test('contexts emptied one by one stay attached only for a while, and every invalidation still sees them right', () => {
   const t = new Iotlb();
   // 200 ASIDs filled and emptied by VA: the contexts park, then are detached in turn.
