@@ -136,6 +136,11 @@ function pnLo(pn: number): number {
  * short enough for the coarseness to hurt probes its pages instead (see cheaperToProbe).
  */
 const BUCKET_PAGES = 2 ** 20;
+/**
+ * A size table with at most this many keys is a few KiB (tables shrink as they empty): a probe
+ * of it stays in cache, so a one-page invalidation probes it without asking the buckets first.
+ */
+const SMALL_TABLE = 64;
 /** A range of at most this many pages of a size class always probes page numbers. */
 const EXACT_PROBE_MAX = 64;
 
@@ -833,6 +838,16 @@ export class Iotlb {
       const s = lowestClass(m);
       const p0 = Math.floor(first * INV_SIZE[s]);
       const p1 = Math.floor(last * INV_SIZE[s]);
+      if (p0 === p1 && ctx.pages.table(s).count <= SMALL_TABLE) {
+        // One page of a small (cache-resident) table: the probe costs less than asking the
+        // buckets first (a map/unmap loop's unmap, which finds its entry).
+        const id = ctx.pages.get(s, pnHi(p0), pnLo(p0));
+        if (id !== NONE) {
+          this.removeId(id);
+          removed++;
+        }
+        continue;
+      }
       if (p1 - p0 < EXACT_PROBE_MAX ? !ctx.buckets.occupied(s, p0, p1) : false) continue;
       if (p1 - p0 < EXACT_PROBE_MAX || this.cheaperToProbe(ctx.buckets, s, p0, p1)) {
         for (let pn = p0; pn <= p1; pn++) {

@@ -593,6 +593,22 @@ test('peek keeps its answer across changes to other contexts, and drops it when 
   assert.equal(t.peek(1, NO_ASID, G1 + 0x1000), undefined);
 });
 
+test('a one-page TLBI_NH_VA removes exactly the page and the blocks over it, whether the ASID holds a few entries or many', () => {
+  for (const n of [1, 64, 65, 500]) {
+    const t = new Iotlb();
+    for (let i = 0; i < n; i++) t.insert(s1(1, 3, 0x4000_0000 + i * K4));
+    t.insert(s1(1, 3, 0x20_0000, M2));
+    t.insert(glob(1, 0x1000));
+    assert.equal(t.invalidateVa(1, 3, 0x4000_0000 + (n - 1) * K4, K4), 1, `${n}: the last page`);
+    assert.equal(t.lookup(1, 3, 0x4000_0000 + (n - 1) * K4), undefined);
+    if (n > 1) assert.notEqual(t.lookup(1, 3, 0x4000_0000 + (n - 2) * K4), undefined, `${n}: its neighbour stays`);
+    assert.equal(t.invalidateVa(1, 3, 0x20_0000 + 0x5000, K4), 1, `${n}: the 2 MiB block under the page`);
+    assert.equal(t.invalidateVa(1, 3, 0x1000, K4), 1, `${n}: the global entry`);
+    assert.equal(t.invalidateVa(1, 3, 0x3000_0000, K4), 0, `${n}: nothing there`);
+    assert.equal(t.size, n - 1);
+  }
+});
+
 test('contexts emptied one by one stay attached only for a while, and every invalidation still sees them right', () => {
   const t = new Iotlb();
   // 200 ASIDs filled and emptied by VA: the contexts park, then are detached in turn.
