@@ -104,6 +104,14 @@ export interface TableReader {
   readTableWord(addr: number): number;
   /** Stage-2 fault kind behind the last failed fetch, 0 or absent for a plain abort. */
   lastFault?: number;
+  /**
+   * Optional: the 64-bit descriptor at the 8-byte aligned `addr` in one call: its low word as
+   * {@link readTableWord} would return it (−1: the fetch failed, as if either word's had), the
+   * high word left in {@link descHi}. What two readTableWord calls give, for half the calls.
+   */
+  readTableDesc?(addr: number): number;
+  /** The high word of the descriptor the last successful {@link readTableDesc} read. */
+  descHi?: number;
 }
 
 /** Outcome of {@link walk}; reuse one instance per caller so that walks do not allocate. */
@@ -219,6 +227,7 @@ export function walk(cfg: WalkConfig, reader: TableReader, inputAddress: number,
   const inHi = Math.floor(inputAddress / TWO32);
   const tableMask = (TWO32 - POW2[p]!) >>> 0; // table address bits [31:P] of the low word
   const stage1 = cfg.stage === 1;
+  const pairs = reader.readTableDesc !== undefined;
   let writable = true; // stage-1 APTable[1] seen on the way down clears this
 
   for (let level = start; level <= 3; level++) {
@@ -235,8 +244,16 @@ export function walk(cfg: WalkConfig, reader: TableReader, inputAddress: number,
     }
     const descAddr = table + index * 8;
     out.descAddress = descAddr;
-    const lo = reader.readTableWord(descAddr);
-    const hi = lo < 0 ? -1 : reader.readTableWord(descAddr + 4);
+    let lo: number;
+    let hi: number;
+    // `& 7` keeps the low bits of any address below 2^53 (no floating-point `%`).
+    if (pairs && (descAddr & 7) === 0) {
+      lo = reader.readTableDesc!(descAddr);
+      hi = lo < 0 ? -1 : reader.descHi!;
+    } else {
+      lo = reader.readTableWord(descAddr);
+      hi = lo < 0 ? -1 : reader.readTableWord(descAddr + 4);
+    }
     if (hi < 0) {
       const s2 = reader.lastFault;
       out.faultAddress = descAddr;

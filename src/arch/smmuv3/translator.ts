@@ -132,6 +132,7 @@ export interface TranslatorStats {
 class NestedReader implements TableReader {
   lastFault = 0;
   faultAddress = 0;
+  descHi = 0;
   s2: WalkConfig | undefined;
   private vmid = 0;
   /** IPA and output address of the last word translated (−1: none; reset per walk). */
@@ -160,36 +161,62 @@ class NestedReader implements TableReader {
       this.lastIpa = -1;
       return this.phys.readTableWord(this.lastPa + 4);
     }
-    let pa: number;
-    const cached = this.iotlb.peek(this.vmid, NO_ASID, ipa);
-    if (cached !== undefined && (cached.perm & PERM_R) !== 0) {
-      pa = cached.pa + (ipa - cached.iova);
-    } else {
-      const r = walk(this.s2!, this.phys, ipa, ACCESS_READ, this.out);
-      if (r.fault !== FAULT_NONE) {
-        this.lastIpa = -1;
-        this.lastFault = r.fault;
-        this.faultAddress = ipa;
-        return -1;
-      }
-      pa = r.outputAddress;
-      const size = r.blockSize;
-      const base = Math.floor(ipa / size) * size;
-      const e = this.entry;
-      e.vmid = this.vmid;
-      e.asid = 0;
-      e.global = false;
-      e.stage1 = false;
-      e.iova = base;
-      e.size = size;
-      e.ipa = base;
-      e.pa = r.blockBase;
-      e.perm = r.perm;
-      this.iotlb.insert(e);
-    }
+    const pa = this.translateTableAddress(ipa);
+    if (pa < 0) return -1;
     this.lastIpa = ipa;
     this.lastPa = pa;
     return this.phys.readTableWord(pa);
+  }
+
+  /**
+   * The PA of table address `ipa` through stage 2 (the IOTLB's stage-2 entries, else a walk
+   * whose result is cached there), or −1 after recording the stage-2 fault.
+   */
+  private translateTableAddress(ipa: number): number {
+    const cached = this.iotlb.peek(this.vmid, NO_ASID, ipa);
+    if (cached !== undefined && (cached.perm & PERM_R) !== 0) return cached.pa + (ipa - cached.iova);
+    const r = walk(this.s2!, this.phys, ipa, ACCESS_READ, this.out);
+    if (r.fault !== FAULT_NONE) {
+      this.lastIpa = -1;
+      this.lastFault = r.fault;
+      this.faultAddress = ipa;
+      return -1;
+    }
+    const size = r.blockSize;
+    const base = Math.floor(ipa / size) * size;
+    const e = this.entry;
+    e.vmid = this.vmid;
+    e.asid = 0;
+    e.global = false;
+    e.stage1 = false;
+    e.iova = base;
+    e.size = size;
+    e.ipa = base;
+    e.pa = r.blockBase;
+    e.perm = r.perm;
+    this.iotlb.insert(e);
+    return r.outputAddress;
+  }
+
+  /** The descriptor at `ipa` (8-byte aligned): one stage-2 translation, one fetch of both words. */
+  readTableDesc(ipa: number): number {
+    const pa = this.translateTableAddress(ipa);
+    if (pa < 0) return -1;
+    const phys = this.phys;
+    // The high word at PA + 4 (same page) reuses this translation, as readTableWord's does.
+    this.lastIpa = ipa;
+    this.lastPa = pa;
+    if (phys.readTableDesc !== undefined) {
+      const lo = phys.readTableDesc(pa);
+      if (lo >= 0) this.descHi = phys.descHi!;
+      return lo;
+    }
+    const lo = phys.readTableWord(pa);
+    if (lo < 0) return -1;
+    const hi = phys.readTableWord(pa + 4);
+    if (hi < 0) return -1;
+    this.descHi = hi;
+    return lo;
   }
 }
 

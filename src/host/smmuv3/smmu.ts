@@ -119,6 +119,27 @@ class PhysTableReader implements TableReader {
     return this.miss(addr, chunk, slot);
   }
 
+  descHi = 0;
+
+  /** Both words of the descriptor at the 8-byte aligned `addr` (same chunk): one window look-up. */
+  readTableDesc(addr: number): number {
+    if (!(addr >= 0 && addr + 8 <= this.size)) return -1;
+    const chunk = Math.floor(addr / CHUNK_SIZE);
+    const slot = (chunk ^ (chunk >>> 4) ^ (chunk >>> 8)) & (TABLE_WINDOWS - 1);
+    if (this.index[slot] === chunk && (addr & 7) === 0) {
+      const words = this.words[slot]!;
+      const i = (addr & CHUNK_MASK) >>> 2;
+      this.descHi = words[i + 1]!;
+      return words[i]!;
+    }
+    const lo = this.miss(addr, chunk, slot);
+    if (lo < 0) return -1;
+    const hi = this.readTableWord(addr + 4);
+    if (hi < 0) return -1;
+    this.descHi = hi;
+    return lo;
+  }
+
   private miss(addr: number, chunk: number, slot: number): number {
     const mem = this.mem;
     if ((addr & 3) === 0 && mem.chunkAllocated(addr) && mem.mapWords(chunk * CHUNK_SIZE, this.win)) {

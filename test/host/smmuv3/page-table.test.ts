@@ -330,6 +330,49 @@ describe('faults on builder-made tables', () => {
     assert.equal(walk(cfg, plain, 0x5000, ACCESS_R, out).fault, FAULT_WALK_ABORT);
   });
 
+  test('a reader that fetches whole descriptors (readTableDesc) gives each walk the word reader gives, failing fetches included', () => {
+    const { mem, b, cfg } = setup(1, 4096, 48);
+    b.map(0x5000, 0x9000_0000, 0x3000, 3);
+    b.map(0x4000_0000, 0x8000_0000, 2 * MiB, 1);
+    const failAt = new Set<number>();
+    const words: TableReader = { readTableWord: (a: number) => (failAt.has(a) ? -1 : mem.read32(a)) };
+    let descCalls = 0;
+    const pairs: TableReader & { descHi: number } = {
+      descHi: 0,
+      readTableWord: words.readTableWord,
+      readTableDesc(a: number): number {
+        descCalls++;
+        const lo = words.readTableWord(a);
+        const hi = lo < 0 ? -1 : words.readTableWord(a + 4);
+        if (hi < 0) return -1;
+        pairs.descHi = hi;
+        return lo;
+      },
+    };
+    const same = (iova: number, access: number, what: string): void => {
+      const a = walk(cfg, words, iova, access, new WalkResult());
+      const p = walk(cfg, pairs, iova, access, new WalkResult());
+      assert.deepEqual({ ...p }, { ...a }, what);
+    };
+    for (const iova of [0x5000, 0x6abc, 0x8000, 0x4000_1234, 0x7fff_f000]) {
+      same(iova, ACCESS_R, `0x${iova.toString(16)} read`);
+      same(iova, ACCESS_W, `0x${iova.toString(16)} write`);
+    }
+    assert.ok(descCalls > 0, 'the walk used readTableDesc');
+    // The descriptors of the 0x5000 walk, each word failing in turn: the same aborts.
+    const trail: number[] = [];
+    const t = new WalkResult();
+    const tracing: TableReader = { readTableWord: (a: number) => (trail.push(a), mem.read32(a)) };
+    walk(cfg, tracing, 0x5000, ACCESS_R, t);
+    assert.equal(trail.length, 8, 'four levels, two words each');
+    for (const a of trail) {
+      failAt.clear();
+      failAt.add(a);
+      same(0x5000, ACCESS_R, `fetch of 0x${a.toString(16)} fails`);
+      assert.equal(walk(cfg, pairs, 0x5000, ACCESS_R, t).fault, FAULT_WALK_ABORT);
+    }
+  });
+
   test('unmap then walk is a translation fault', () => {
     const { b, cfg, reader, out } = setup(1, 16384, 48);
     b.map(0x200_0000, 0x400_0000, 32 * MiB, 3);
