@@ -789,10 +789,10 @@ export class Iotlb {
     let removed = 0;
     if (asid !== undefined) {
       const ctx = vm.asids.get(asid);
-      if (ctx !== undefined) removed += this.removeVaRange(ctx, va, last);
-      if (vm.global !== undefined) removed += this.removeVaRange(vm.global, va, last);
+      if (ctx !== undefined) removed += this.removeVaRange(ctx, va, last, true);
+      if (vm.global !== undefined) removed += this.removeVaRange(vm.global, va, last, false);
     } else {
-      for (const ctx of vm.contexts(false)) removed += this.removeVaRange(ctx, va, last);
+      for (const ctx of vm.contexts(false)) removed += this.removeVaRange(ctx, va, last, false);
     }
     this.stats.invalidated += removed;
     return removed;
@@ -831,16 +831,20 @@ export class Iotlb {
 
   // -------------------------------------------------------------------------------------------
 
-  /** Remove the entries of `ctx` overlapping input bytes [first, last]; not counted in stats. */
-  private removeVaRange(ctx: Ctx, first: number, last: number): number {
+  /**
+   * Remove the entries of `ctx` overlapping input bytes [first, last]; not counted in stats.
+   * `own`: the context the command names (TLBI_NH_VA's ASID), which most likely holds the page.
+   */
+  private removeVaRange(ctx: Ctx, first: number, last: number, own: boolean): number {
     let removed = 0;
     for (let m = ctx.pages.mask; m !== 0; m &= m - 1) {
       const s = lowestClass(m);
       const p0 = Math.floor(first * INV_SIZE[s]);
       const p1 = Math.floor(last * INV_SIZE[s]);
-      if (p0 === p1 && ctx.pages.table(s).count <= SMALL_TABLE) {
-        // One page of a small (cache-resident) table: the probe costs less than asking the
-        // buckets first (a map/unmap loop's unmap, which finds its entry).
+      if (own && p0 === p1 && ctx.pages.table(s).count <= SMALL_TABLE) {
+        // One page of the named ASID's small (cache-resident) table: the probe costs less than
+        // asking the buckets first when it finds the entry (a map/unmap loop's unmap). Other
+        // contexts, which rarely hold the page, ask the buckets.
         const id = ctx.pages.get(s, pnHi(p0), pnLo(p0));
         if (id !== NONE) {
           this.removeId(id);
