@@ -90,12 +90,13 @@ export function encodeEvent(f: FaultRecord, fields: EventFields, e: Uint32Array)
     EVT.CLASS.setWords(e, 2, f.cls);
   }
   const a = (fields & EF_FETCH_ADDR) !== 0 ? f.fetchAddr : (fields & EF_ADDR) !== 0 ? f.addr : 0;
-  e[DW2] = a % TWO32;
+  // `>>> 0` is the exact low word of any address below 2^53 (`%` above 2^31 is a floating-point call).
+  e[DW2] = a >>> 0;
   e[DW2 + 1] = Math.floor(a / TWO32);
   if ((fields & EF_IPA) !== 0) EVT.IPA_PAGE.setWords(e, DW3, Math.floor(f.ipa / 2 ** EVT.IPA_PAGE.lsb));
   else if ((fields & (EF_ADDR2 | EF_FETCH_ADDR2)) !== 0) {
     const a2 = (fields & EF_FETCH_ADDR2) !== 0 ? f.fetchAddr : f.addr2;
-    e[DW3] = a2 % TWO32;
+    e[DW3] = a2 >>> 0;
     e[DW3 + 1] = Math.floor(a2 / TWO32);
   }
   return e;
