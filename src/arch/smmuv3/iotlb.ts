@@ -350,7 +350,14 @@ class Ctx {
 
 /** Everything cached for one VMID. */
 class Vm {
+  /** ASID → context; changed only through {@link setAsid} and {@link deleteAsid}. */
   readonly asids = new Map<number, Ctx>();
+  /**
+   * The ASID last found and its context (-1: none), ahead of the Map: a device's lookups, the
+   * walks' insertions and the driver's TLBIs name one ASID over and over.
+   */
+  private lastAsid = -1;
+  private lastAsidCtx: Ctx | undefined = undefined;
   global: Ctx | undefined = undefined;
   s2: Ctx | undefined = undefined;
   /** IPA page number → first id of the list of entries with that IPA page, per size class. */
@@ -362,7 +369,31 @@ class Vm {
   constructor(readonly vmid: number) {}
 
   ctx(tag: number): Ctx | undefined {
-    return tag >= 0 ? this.asids.get(tag) : tag === CTX_GLOBAL ? this.global : this.s2;
+    return tag >= 0 ? this.asidCtx(tag) : tag === CTX_GLOBAL ? this.global : this.s2;
+  }
+
+  /** The context of `asid`, if it has one. */
+  asidCtx(asid: number): Ctx | undefined {
+    if (asid === this.lastAsid) return this.lastAsidCtx;
+    const ctx = this.asids.get(asid);
+    if (ctx !== undefined) {
+      this.lastAsid = asid;
+      this.lastAsidCtx = ctx;
+    }
+    return ctx;
+  }
+
+  setAsid(asid: number, ctx: Ctx): void {
+    this.asids.set(asid, ctx);
+    if (asid === this.lastAsid) this.lastAsidCtx = ctx;
+  }
+
+  deleteAsid(asid: number): void {
+    this.asids.delete(asid);
+    if (asid === this.lastAsid) {
+      this.lastAsid = -1;
+      this.lastAsidCtx = undefined;
+    }
   }
 
   /** Every context of the VMID; the stage-2-only one only if asked. */
@@ -541,7 +572,7 @@ export class Iotlb {
       let id = NONE;
       let first: Ctx | undefined;
       if (asid >= 0 && asid <= 0xffff) {
-        first = vm.asids.get(asid);
+        first = vm.asidCtx(asid);
         if (first !== undefined) id = first.find(iova);
         if (id === NONE) {
           first = undefined;
@@ -770,7 +801,7 @@ export class Iotlb {
 
   /** TLBI_NH_ASID: the non-global stage-1 entries of (VMID, ASID). */
   invalidateAsid(vmid: number, asid: number): number {
-    const ctx = this.vmOf(vmid)?.asids.get(asid);
+    const ctx = this.vmOf(vmid)?.asidCtx(asid);
     return ctx === undefined ? 0 : this.dropCtx(ctx);
   }
 
@@ -788,7 +819,7 @@ export class Iotlb {
     const last = va + length - 1;
     let removed = 0;
     if (asid !== undefined) {
-      const ctx = vm.asids.get(asid);
+      const ctx = vm.asidCtx(asid);
       if (ctx !== undefined) removed += this.removeVaRange(ctx, va, last, true);
       if (vm.global !== undefined) removed += this.removeVaRange(vm.global, va, last, false);
     } else {
@@ -1015,7 +1046,7 @@ export class Iotlb {
       ctx.tag = tag;
     }
     this.ctxs[id] = ctx;
-    if (tag >= 0) vm.asids.set(tag, ctx);
+    if (tag >= 0) vm.setAsid(tag, ctx);
     else if (tag === CTX_GLOBAL) vm.global = ctx;
     else vm.s2 = ctx;
     return ctx;
@@ -1023,7 +1054,7 @@ export class Iotlb {
 
   private detachCtx(ctx: Ctx): void {
     const vm = ctx.vm;
-    if (ctx.tag >= 0) vm.asids.delete(ctx.tag);
+    if (ctx.tag >= 0) vm.deleteAsid(ctx.tag);
     else if (ctx.tag === CTX_GLOBAL) vm.global = undefined;
     else vm.s2 = undefined;
     this.releaseCtx(ctx);
