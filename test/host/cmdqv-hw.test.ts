@@ -45,6 +45,27 @@ test('CMDQ_ALLOC_MAP drives the logical VINTF apertures; unmapped slots drop wri
   assert.equal(h.read(0x50080 + 0x4, 4), 0);
 });
 
+test('VINTF page0 ops (the user mapping) reach the same registers as the aperture, unmapped slots and offsets past the page included', () => {
+  const { hw: h, log } = hw();
+  h.write(0x20c, 4, 0x8003); // q = 3 as VINTF1's LVCMDQ1
+  const ops = h.vintfPage0Ops(1);
+  const base = h.vintfPage0Offset(1);
+  assert.equal(base, 0x50000);
+  ops.write(0x80 + 0x4, 4, 0x21);
+  assert.equal(h.read(0x10000 + 0x80 * 3 + 0x4, 4), 0x21, 'LVCMDQ1 CONS is q 3 CONS');
+  assert.equal(ops.read(0x80 + 0x4, 4), 0x21);
+  for (const o of [0x80, 0x84, 0x88, 0x8c, 0x90, 0x94, 0x9c]) assert.equal(ops.read(o, 4), h.read(base + o, 4), `read 0x${o.toString(16)}`);
+  // LVCMDQ0 is not mapped: dropped and logged, as through the aperture.
+  const before = log.count('guest_error');
+  ops.write(0x4, 4, 1);
+  assert.equal(log.count('guest_error'), before + 1);
+  assert.equal(ops.read(0x4, 4), 0);
+  // Past the page (VINTF1's page1) and before it: the aperture's decode answers.
+  h.write64(0x60080, 0x8_0000_000cn);
+  assert.equal(ops.read(0x10080, 4), 0x0000_000c, 'VINTF1 page1: LVCMDQ1 BASE low word');
+  assert.equal(ops.read(-0x50000 + 0x4, 4), h.read(0x4, 4), 'PARAM');
+});
+
 test('read-only registers ignore writes and log; STATUS mirrors enables', () => {
   const { hw: h, log } = hw();
   const param = h.read(0x4, 4);

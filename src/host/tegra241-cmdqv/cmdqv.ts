@@ -33,6 +33,8 @@ const SRC = 'tegra241-cmdqv-hw';
 // Decode and hot-path masks, derived once from the register and command tables.
 const SLOT_SHIFT = Math.log2(C.VCMDQ_SLOT);
 const SLOT_MASK = C.VCMDQ_SLOT - 1;
+/** One VINTF page (page0 or page1) of the aperture. */
+const PAGE_SIZE = C.CMDQV_PAGE_SIZE;
 const VINTF_BLOCK_SHIFT = Math.log2(C.VINTF_BLOCK_STRIDE);
 const VINTF_BLOCK_MASK = C.VINTF_BLOCK_STRIDE - 1;
 const PROD_WR_MASK = C.VCMDQ_PROD.f.WR.wordMask(0);
@@ -628,6 +630,31 @@ export class Tegra241CmdqvHw implements Persist<CmdqvHwState> {
     else this.log.guestError(SRC, `64-bit write to unmapped offset 0x${offset.toString(16)} dropped`);
   }
 
+  /**
+   * A read of VINTF `vintf`'s page0 (at `base` in the aperture) at `o`: the logical queue's
+   * bank found straight from the slot, as {@link decode} finds it (the guest's PROD/CONS
+   * accesses, once or twice per command batch); anything else through the full decode.
+   */
+  private readVintfPage0(vintf: number, base: number, o: number, size: 1 | 2 | 4): number {
+    if (o >= 0 && o < PAGE_SIZE) {
+      const q = this.globalQueue(vintf, o >>> SLOT_SHIFT);
+      if (q !== NO_QUEUE) return this.page0[q]!.read(o & SLOT_MASK, size);
+    }
+    return this.read(base + o, size);
+  }
+
+  /** A write of VINTF `vintf`'s page0 at `o`, decoded as {@link readVintfPage0} does. */
+  private writeVintfPage0(vintf: number, base: number, o: number, size: 1 | 2 | 4, value: number): void {
+    if (o >= 0 && o < PAGE_SIZE) {
+      const q = this.globalQueue(vintf, o >>> SLOT_SHIFT);
+      if (q !== NO_QUEUE) {
+        this.page0[q]!.write(o & SLOT_MASK, size, value);
+        return;
+      }
+    }
+    this.write(base + o, size, value);
+  }
+
   /** Offset of VINTF `vintf`'s page0 in the aperture (what the kernel exports through mmap). */
   vintfPage0Offset(vintf: number): number {
     return C.vintfPage0Offset(vintf);
@@ -637,8 +664,8 @@ export class Tegra241CmdqvHw implements Persist<CmdqvHwState> {
   vintfPage0Ops(vintf: number): RegionOps {
     const base = this.vintfPage0Offset(vintf);
     return {
-      read: (o, s) => this.read(base + o, s),
-      write: (o, s, v) => this.write(base + o, s, v),
+      read: (o, s) => this.readVintfPage0(vintf, base, o, s),
+      write: (o, s, v) => this.writeVintfPage0(vintf, base, o, s, v),
       read64: (o) => this.read64(base + o),
       write64: (o, v) => this.write64(base + o, v),
     };
