@@ -103,8 +103,11 @@ class PhysTableReader implements TableReader {
   private readonly index = new Float64Array(TABLE_WINDOWS).fill(-1);
   private readonly words: Uint32Array[] = [];
   private readonly win = new WordWindow();
+  /** {@link SparseMemory.generation} the windows were taken under: a replaced or dropped chunk empties them all. */
+  private gen: number;
 
   constructor(private readonly mem: SparseMemory) {
+    this.gen = mem.generation;
     this.size = mem.size;
     for (let i = 0; i < TABLE_WINDOWS; i++) this.words.push(new Uint32Array(0));
   }
@@ -115,7 +118,7 @@ class PhysTableReader implements TableReader {
     // Folded: the chunks of one walk are often 2^n chunks apart (guest RAM, kernel tables).
     const slot = (chunk ^ (chunk >>> 4) ^ (chunk >>> 8)) & (TABLE_WINDOWS - 1);
     // Descriptor words are aligned: `& CHUNK_MASK` is the offset in the chunk for any address below 2^53.
-    if (this.index[slot] === chunk && (addr & 3) === 0) return this.words[slot]![(addr & CHUNK_MASK) >>> 2]!;
+    if (this.index[slot] === chunk && (addr & 3) === 0 && this.gen === this.mem.generation) return this.words[slot]![(addr & CHUNK_MASK) >>> 2]!;
     return this.miss(addr, chunk, slot);
   }
 
@@ -126,7 +129,7 @@ class PhysTableReader implements TableReader {
     if (!(addr >= 0 && addr + 8 <= this.size)) return -1;
     const chunk = Math.floor(addr / CHUNK_SIZE);
     const slot = (chunk ^ (chunk >>> 4) ^ (chunk >>> 8)) & (TABLE_WINDOWS - 1);
-    if (this.index[slot] === chunk && (addr & 7) === 0) {
+    if (this.index[slot] === chunk && (addr & 7) === 0 && this.gen === this.mem.generation) {
       const words = this.words[slot]!;
       const i = (addr & CHUNK_MASK) >>> 2;
       this.descHi = words[i + 1]!;
@@ -142,6 +145,10 @@ class PhysTableReader implements TableReader {
 
   private miss(addr: number, chunk: number, slot: number): number {
     const mem = this.mem;
+    if (this.gen !== mem.generation) {
+      this.index.fill(-1);
+      this.gen = mem.generation;
+    }
     if ((addr & 3) === 0 && mem.chunkAllocated(addr) && mem.mapWords(chunk * CHUNK_SIZE, this.win)) {
       this.index[slot] = chunk;
       this.words[slot] = this.win.words;
