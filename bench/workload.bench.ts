@@ -48,8 +48,12 @@ export const LOOP_VERIFY_EVERY = 8;
 export function benchGuestLoop(quick: boolean): LoopResult[] {
   const out: LoopResult[] = [];
   // Each run builds a new machine; the first few runs of a process still JIT-compile the loop,
-  // so a full run warms up twice and measures enough operations to reach the steady state.
-  const ops = quick ? 256 : 16384;
+  // so a full run warms up twice and measures enough operations to reach the steady state. A run
+  // of 16 Ki operations (~30 ms at batch 1) measured mostly that compilation: V8 optimises the
+  // loop again for each new machine, and again after each full collection has freed the previous
+  // machine (several land in a row), so a run's factor swung from 0.4 to 1.2 with the collector's
+  // timing. 64 Ki operations per run amortise it (per-run factors within ~10% of each other).
+  const ops = quick ? 256 : 65536;
   const runs = quick ? 3 : 5;
   const warmups = quick ? 1 : 2;
   for (const batch of [1, 16, 256]) {
