@@ -82,11 +82,11 @@ function dmaMaster(m: Machine, kernel: GuestKernel, info: MasterInfo): DmaMaster
     landed: (iova, pa, tag) => {
       pattern[0] = tag & 0xff;
       pattern[1] = (tag >> 8) & 0xff;
-      if (!hostDev.dmaWrite(iova, pattern).ok) return false;
+      if (!hostDev.dmaWriteOk(iova, pattern)) return false;
       m.readRam(pa, 4, got);
       return got[0] === pattern[0] && got[1] === pattern[1] && got[2] === pattern[2] && got[3] === pattern[3];
     },
-    stale: (iova) => hostDev.dmaRead(iova, 4).ok,
+    stale: (iova) => hostDev.dmaReadOk(iova, 4),
   };
 }
 

@@ -136,3 +136,24 @@ test('host devices take vendor, device, class and BARs from the host configurati
   const d = new DataView(s.c.proc.mem.copyFromUser(buf, 16).buffer);
   assert.deepEqual([d.getUint32(0, true), d.getUint32(8, true) >>> 8], [0x1021_15b3, 0x02_0000]);
 });
+
+test('dmaWriteOk / dmaReadOk move the same bytes as dmaWrite / dmaRead and say whether the DMA completed', () => {
+  const s = vm();
+  assert.equal(s.c.attach(s.vfio, s.s2Id), 0);
+  const dev = s.kernel.devices[0]!;
+  assert.equal(dev.dmaWriteOk(0x2000, Uint8Array.of(5, 6, 7, 8)), true);
+  assert.deepEqual([...dev.dmaRead(0x2000, 4).data!], [5, 6, 7, 8], 'the write landed');
+  assert.equal(dev.dmaReadOk(0x2000, 4), true);
+  assert.equal(dev.dmaReadOk(0x2000, 64), true, 'a read longer than the reused buffer');
+  const unmapped = 0x7fff_0000;
+  const fault = dev.dmaRead(unmapped, 4);
+  assert.equal(fault.ok, false);
+  assert.notEqual(fault.event, 0, 'a translation fault, not an abort');
+  assert.equal(dev.dmaReadOk(unmapped, 4), false);
+  assert.equal(dev.dmaWriteOk(unmapped, Uint8Array.of(1)), false);
+  assert.equal(s.c.proc.pwrite(s.vfio, s.c.put(Uint8Array.of(0x02, 0)), 2, CFG + 4), 2); // MASTER off
+  assert.equal(dev.dmaWriteOk(0x2000, Uint8Array.of(9, 9, 9, 9)), false);
+  assert.equal(dev.dmaReadOk(0x2000, 4), false);
+  assert.equal(s.c.proc.pwrite(s.vfio, s.c.put(Uint8Array.of(0x06, 0)), 2, CFG + 4), 2);
+  assert.deepEqual([...dev.dmaRead(0x2000, 4).data!], [5, 6, 7, 8], 'the aborted write never landed');
+});

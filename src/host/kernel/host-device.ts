@@ -33,6 +33,10 @@ export interface DmaResult {
 const MASTER_ABORT: DmaResult = Object.freeze({ ok: false, pa: -1, event: 0, iotlbHit: false, data: undefined, masterAbort: true });
 
 const PAGE = 4096;
+/** What {@link HostDevice.move} did. */
+const MOVED = 0;
+const FAULTED = 1;
+const NO_MASTER = 2;
 
 /** A host PCI device. */
 export class HostDevice {
@@ -45,6 +49,12 @@ export class HostDevice {
   /** Its config space (what vfio-pci serves through the config region). */
   readonly config: HostPciConfig;
   private readonly translation = new Translation();
+  /** What the last {@link move} found: the first page's PA and IOTLB hit, or the fault's event ID. */
+  private firstPa = -1;
+  private firstHit = false;
+  private lastEvent = 0;
+  /** Buffer {@link dmaReadOk} reads into. */
+  private scratch = new Uint8Array(8);
 
   constructor(
     cfg: DeviceConfig,
@@ -59,24 +69,52 @@ export class HostDevice {
   /** DMA read of `len` bytes at `iova` (SubstreamID `ssid`). Faults stop the transfer; bus mastering off stops it before it starts. */
   dmaRead(iova: number, len: number, ssid = 0): DmaResult {
     const out = new Uint8Array(len);
-    return this.dma(iova, len, ssid, ACCESS_READ, out);
+    return this.result(this.move(iova, len, ssid, ACCESS_READ, out), ACCESS_READ, out);
   }
 
   /** DMA write of `data` at `iova`. */
   dmaWrite(iova: number, data: Uint8Array, ssid = 0): DmaResult {
-    return this.dma(iova, data.length, ssid, ACCESS_WRITE, data);
+    return this.result(this.move(iova, data.length, ssid, ACCESS_WRITE, data), ACCESS_WRITE, data);
   }
 
-  /** Translate page by page and move the bytes between memory and `buf` (no closure per call). */
-  private dma(iova: number, len: number, ssid: number, access: number, buf: Uint8Array): DmaResult {
-    if (!this.config.busMaster) return MASTER_ABORT;
+  /**
+   * {@link dmaWrite} when only whether it completed matters (the workload's DMA checks): the same
+   * transfer, no result object. A recording routes it through `dmaWrite`, so it is recorded.
+   */
+  dmaWriteOk(iova: number, data: Uint8Array, ssid = 0): boolean {
+    return this.move(iova, data.length, ssid, ACCESS_WRITE, data) === MOVED;
+  }
+
+  /** {@link dmaRead} when only whether it completed matters: the bytes land in a reused buffer. */
+  dmaReadOk(iova: number, len: number, ssid = 0): boolean {
+    if (this.scratch.length < len) this.scratch = new Uint8Array(len);
+    return this.move(iova, len, ssid, ACCESS_READ, this.scratch.length === len ? this.scratch : this.scratch.subarray(0, len)) === MOVED;
+  }
+
+  /** The result of the {@link move} that returned `status`. */
+  private result(status: number, access: number, buf: Uint8Array): DmaResult {
+    if (status === NO_MASTER) return MASTER_ABORT;
+    if (status === FAULTED) return { ok: false, pa: -1, event: this.lastEvent, iotlbHit: false, data: undefined, masterAbort: false };
+    return { ok: true, pa: this.firstPa, event: 0, iotlbHit: this.firstHit, data: access === ACCESS_READ ? buf : undefined, masterAbort: false };
+  }
+
+  /**
+   * Translate page by page and move the bytes between memory and `buf` (no closure per call):
+   * {@link MOVED} (the first page's PA and IOTLB hit in `firstPa`/`firstHit`), {@link FAULTED}
+   * (the event in `lastEvent`) or {@link NO_MASTER}.
+   */
+  private move(iova: number, len: number, ssid: number, access: number, buf: Uint8Array): number {
+    if (!this.config.busMaster) return NO_MASTER;
     let done = 0;
     let firstPa = -1;
     let firstHit = false;
     while (done < len) {
       const a = iova + done;
       const t = this.smmu.hw.translate(this.sid, ssid, a, access, this.translation);
-      if (!t.ok) return { ok: false, pa: -1, event: t.event, iotlbHit: false, data: undefined, masterAbort: false };
+      if (!t.ok) {
+        this.lastEvent = t.event;
+        return FAULTED;
+      }
       if (firstPa < 0) {
         firstPa = t.pa;
         firstHit = t.hit;
@@ -88,6 +126,8 @@ export class HostDevice {
       else this.smmu.hw.phys.mem.writeBytes(t.pa, part);
       done += n;
     }
-    return { ok: true, pa: firstPa, event: 0, iotlbHit: firstHit, data: access === ACCESS_READ ? buf : undefined, masterAbort: false };
+    this.firstPa = firstPa;
+    this.firstHit = firstHit;
+    return MOVED;
   }
 }

@@ -127,9 +127,14 @@ export class Recorder {
         }
         return this.dmaDone(s, data.length, r);
       };
+      // The result-less forms go through the recorded ones above.
+      dev.dmaWriteOk = (iova, data, ssid = 0) => dev.dmaWrite(iova, data, ssid).ok;
+      dev.dmaReadOk = (iova, len, ssid = 0) => dev.dmaRead(iova, len, ssid).ok;
       this.undo.push(() => {
         Reflect.deleteProperty(dev, 'dmaRead');
         Reflect.deleteProperty(dev, 'dmaWrite');
+        Reflect.deleteProperty(dev, 'dmaWriteOk');
+        Reflect.deleteProperty(dev, 'dmaReadOk');
       });
     });
     this.watchAcpi(m);
