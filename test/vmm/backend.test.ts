@@ -92,3 +92,25 @@ test('IOMMU_HWPT_INVALIDATE: the argument bytes are the layout\'s encoding, entr
   // A length that is not whole entries is refused as the layout refuses it.
   assert.throws(() => be.invalidateCache(7, 1, entries.subarray(0, 20)), /entry_num: value 1.25 does not fit u32/);
 });
+
+test('a record read into the caller\'s buffer, and records queued after others were read (their buffers reused), keep their own bytes', () => {
+  const { be, hostQ, q } = setup(4);
+  const into = new Uint8Array(16);
+  hostQ.report(map(1));
+  const r1 = be.readVevent(q, 16, into);
+  assert.ok(r1.kind === 'record');
+  assert.equal(r1.payload, into, 'read into the given buffer');
+  assert.equal(into[0], 1);
+  // The queue reuses the read record's copy for the next: each queued record keeps its bytes.
+  const src = map(2);
+  hostQ.report(src);
+  src[0] = 99; // the caller's buffer changing after report does not reach the queue
+  hostQ.report(map(3));
+  assert.deepEqual(hostQ.state.records.map((r) => r.payload[0]), [2, 3]);
+  assert.notEqual(hostQ.state.records[0]!.payload, hostQ.state.records[1]!.payload);
+  const r2 = be.readVevent(q, 16);
+  const r3 = be.readVevent(q, 16);
+  assert.ok(r2.kind === 'record' && r3.kind === 'record');
+  assert.deepEqual([r2.payload[0], r3.payload[0], r2.sequence, r3.sequence], [2, 3, 1, 2]);
+  assert.notEqual(r2.payload, r3.payload, 'without a buffer each read returns its own array');
+});

@@ -40,6 +40,9 @@ interface RecordBuffer {
   readonly view: DataView;
 }
 
+/** Payload buffers a queue keeps for reuse. */
+const MAX_SPARE = 4;
+
 /** Sequence numbers wrap at 2^31. */
 const SEQUENCE_MASK = 0x7fff_ffff;
 
@@ -54,6 +57,8 @@ export class VeventQueue {
   traceId = 0;
   /** Buffers {@link read} builds records in (runtime, not state). */
   private readonly buffers: RecordBuffer[] = [];
+  /** Payload copies of records already read, reused by {@link enqueue} (runtime, bounded). */
+  private readonly spare: Uint8Array[] = [];
 
   constructor(type: number, depth: number) {
     this.state = { type, depth, records: [], nextSequence: 0, count: 0, dropped: 0 };
@@ -101,7 +106,7 @@ export class VeventQueue {
       return;
     }
     if (last?.lost) records.pop();
-    records.push({ lost: false, sequence: this.takeSequence(), payload: payload.slice() });
+    records.push({ lost: false, sequence: this.takeSequence(), payload: this.copyOf(payload) });
     this.state.count++;
     this.onReport?.();
   }
@@ -119,6 +124,18 @@ export class VeventQueue {
     if (cached.length >= 2) cached.shift();
     cached.push(b);
     return b;
+  }
+
+  /** A copy of `payload` the queue keeps: a read record's buffer when one of its size is spare. */
+  private copyOf(payload: Uint8Array): Uint8Array {
+    const spare = this.spare;
+    const last = spare.length - 1;
+    if (last >= 0 && spare[last]!.length === payload.length) {
+      const copy = spare.pop()!;
+      copy.set(payload);
+      return copy;
+    }
+    return payload.slice();
   }
 
   private takeSequence(): number {
@@ -154,7 +171,11 @@ export class VeventQueue {
       }
       used += need;
       records.shift();
-      if (!record.lost) this.state.count--;
+      if (!record.lost) {
+        this.state.count--;
+        // Copied out and dequeued: nothing refers to its payload any more.
+        if (this.spare.length < MAX_SPARE) this.spare.push(record.payload);
+      }
     }
     if (used > 0) this.observer?.level(EVENT_HOP_VEVENTQ, this.traceId, records.length);
     return used;

@@ -312,8 +312,10 @@ export class IommufdBackend {
    * Read one record of `payloadLen` bytes and validate it: tri-state (record / nothing to
    * read / error), sequence gaps reported as `lost`, overflow headers as an error that
    * restarts sequence tracking (docs/reference/qemu-accel-smmuv3.md §11.2, with quirks Q1 and Q2 of §11.7 fixed).
+   * With `into` (`payloadLen` bytes) the payload is read into it rather than a new array, for a
+   * caller that is done with it before the next read.
    */
-  readVevent(q: Veventq, payloadLen: number): VeventRead {
+  readVevent(q: Veventq, payloadLen: number, into?: Uint8Array): VeventRead {
     const want = 8 + payloadLen;
     const va = this.dataVa(3);
     const n = this.sys.read(q.fd, va, want);
@@ -330,7 +332,7 @@ export class IommufdBackend {
     const lost = q.started ? ((sequence - q.lastSeq - 1) >>> 0) & 0x7fff_ffff : 0;
     q.lastSeq = sequence;
     q.started = true;
-    return { kind: 'record', sequence, payload: this.sys.memory.load(va + U.iommufd_vevent_header.size, payloadLen), lost };
+    return { kind: 'record', sequence, payload: this.sys.memory.load(va + U.iommufd_vevent_header.size, payloadLen, into), lost };
   }
 
   /**

@@ -40,6 +40,9 @@ export interface EventPathDeps {
 
 /** The vEVENTQ and the guest event queue of one accelerated SMMUv3. */
 export class EventPath {
+  /** The record {@link readRecord} reads into: propagated before the next read. */
+  private readonly record = new Uint8Array(EVENTQ_ENTRY_BYTES);
+
   constructor(private readonly deps: EventPathDeps) {}
 
   /**
@@ -109,7 +112,7 @@ export class EventPath {
     const { host } = this.deps;
     const backend = host.backend;
     if (!veventq || !backend) return 'none';
-    const read = backend.readVevent(veventq, EVENTQ_ENTRY_BYTES);
+    const read = backend.readVevent(veventq, EVENTQ_ENTRY_BYTES, this.record);
     if (read.kind === 'none') return 'none';
     if (read.kind === 'error') {
       host.reportOnce(read.message.replace(/\d+/g, '#'), read.message);
