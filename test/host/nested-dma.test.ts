@@ -169,3 +169,34 @@ describe('nested translation and invalidation', () => {
     assert.equal(tableEntry(), undefined, 'removed by TLBI_S12_VMALL');
   });
 });
+
+test('a VM that exits leaves no stage-2 or nested entry in the host IOTLB; a later VM on the host reaches only its own pages', () => {
+  const kernel = new HostKernel();
+  const hw = kernel.smmus.get('smmu0')!.hw;
+  const a = makeVm(kernel, 0);
+  const ga = nestedGuest(a);
+  ga.s1.map(IOVA, DATA_IPA, 4096, 3);
+  const devA = dmaPage(a);
+  assert.equal(devA.dmaWrite(IOVA, new Uint8Array([0xaa, 0xaa, 0xaa, 0xaa])).ok, true);
+  const vmidA = hw.iotlb.entries().find((e) => e.stage1)!.vmid;
+  assert.ok(hw.iotlb.entries().some((e) => !e.stage1 && e.vmid === vmidA), 'stage-2 entries cached from the walk');
+  const paA = a.c.proc.mem.translate(a.ramVa + DATA_IPA);
+  a.c.proc.exit();
+  assert.equal(hw.iotlb.entries().filter((e) => e.vmid === vmidA).length, 0, 'the exited VM\'s VMID holds nothing');
+
+  const b = makeVm(kernel, 0);
+  const gb = nestedGuest(b);
+  gb.s1.map(IOVA, DATA_IPA, 4096, 3);
+  const devB = dmaPage(b);
+  const paB = b.c.proc.mem.translate(b.ramVa + DATA_IPA);
+  // Same IOVA, ASID and IPA as A's: the walk (and every cached entry) must give B's page.
+  for (let i = 0; i < 3; i++) {
+    const w = devB.dmaWrite(IOVA + 4 * i, new Uint8Array([0xbb, 0xbb, 0xbb, 0xbb]));
+    assert.equal(w.ok, true);
+    assert.equal(w.pa, paB + 4 * i, `DMA ${i} reaches B's page`);
+  }
+  assert.deepEqual([...b.c.proc.mem.copyFromUser(b.ramVa + DATA_IPA, 4)], [0xbb, 0xbb, 0xbb, 0xbb]);
+  const vmidB = hw.iotlb.entries().find((e) => e.stage1)!.vmid;
+  for (const e of hw.iotlb.entries()) assert.equal(e.vmid, vmidB, 'only B\'s entries are cached');
+  assert.ok(paA !== paB || kernel.phys.mem.read32(paA) === 0xbbbbbbbb);
+});

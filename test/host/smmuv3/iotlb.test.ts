@@ -636,3 +636,101 @@ test('contexts emptied one by one stay attached only for a while, and every inva
   assert.deepEqual(contents(t), ['v1/a9/5000+1000']);
   assert.equal(t.size, 1);
 });
+
+test('peek and lookup agree with the naive model across many VMIDs and ASIDs emptied, parked, swept and refilled', () => {
+  // The memos (last VMID, per-VMID last ASID, last bucket, peek's per-context answer) and the
+  // parked contexts only show with churn over more VMIDs and ASIDs than they keep (64 each).
+  for (const seed of [7, 8, 9, 10]) {
+    const rnd = mulberry32(seed);
+    const int = (n: number): number => Math.floor(rnd() * n);
+    const pick = <T>(xs: readonly T[]): T => xs[int(xs.length)]!;
+    const capacity = 50 + int(200);
+    const t = new Iotlb(capacity);
+    const ref = new NaiveIotlb(capacity);
+    const quiet = (v: number, a: number, iova: number): IotlbEntry | undefined => {
+      const s = { ...ref.stats };
+      const e = ref.lookup(v, a, iova);
+      ref.stats = s;
+      return e;
+    };
+    const sizes = [K4, K4, K4, 0x4000, M2];
+    for (let step = 0; step < 6000; step++) {
+      const vmid = rnd() < 0.5 ? 1 + int(3) : int(100);
+      const asid = rnd() < 0.5 ? int(3) : int(100);
+      const r = rnd();
+      if (r < 0.4) {
+        const size = pick(sizes);
+        const kind = rnd();
+        const iova = Math.floor(int(8 * M2) / size) * size;
+        const e: IotlbEntry = {
+          vmid, asid, global: kind < 0.1, stage1: kind >= 0.25, iova, size,
+          ipa: kind < 0.25 ? iova : Math.floor(int(8 * M2) / size) * size,
+          pa: Math.floor(int(2 ** 36) / size) * size, perm: 1 + int(3),
+        };
+        t.insert(e);
+        ref.insert(e);
+        if (rnd() < 0.5) {
+          // A map/unmap loop: the page looked up, peeked (as a walk's stage 2 would), then invalidated.
+          const a = !e.stage1 ? NO_ASID : e.global ? int(100) : e.asid;
+          const at = e.iova + int(e.size);
+          assert.deepEqual(t.peek(vmid, a, at), quiet(vmid, a, at), `seed ${seed} step ${step} peek after insert`);
+          if (e.stage1 && !e.global) {
+            assert.equal(t.invalidateVa(vmid, e.asid, at & ~0xfff, K4), ref.remove((o) => o.vmid === vmid && o.stage1 && (o.global || o.asid === e.asid) && overlaps(o.iova, o.size, at & ~0xfff, K4)));
+          }
+        }
+      } else if (r < 0.85) {
+        let v = vmid;
+        let a = rnd() < 0.2 ? NO_ASID : asid;
+        let iova = int(8 * M2);
+        if (rnd() < 0.8 && ref.list.length > 0) {
+          const e = pick(ref.list);
+          iova = e.iova + int(e.size);
+          if (rnd() < 0.8) {
+            v = e.vmid;
+            a = !e.stage1 ? NO_ASID : e.global ? int(100) : e.asid;
+          }
+        }
+        if (rnd() < 0.5) assert.deepEqual(t.peek(v, a, iova), quiet(v, a, iova), `seed ${seed} step ${step} peek`);
+        else assert.deepEqual(t.lookup(v, a, iova), ref.lookup(v, a, iova), `seed ${seed} step ${step} lookup`);
+      } else {
+        const tgt = ref.list.length > 0 && rnd() < 0.8 ? pick(ref.list) : undefined;
+        const iv = tgt?.vmid ?? vmid;
+        const ia = tgt !== undefined && tgt.stage1 && !tgt.global ? tgt.asid : asid;
+        const va = tgt !== undefined ? tgt.iova : int(8 * M2) & ~0xfff;
+        const len = rnd() < 0.7 ? K4 : M2;
+        const op = int(7);
+        let got: number;
+        let want: number;
+        if (op === 0) {
+          got = t.invalidateAsid(iv, ia);
+          want = ref.remove((e) => e.vmid === iv && e.stage1 && !e.global && e.asid === ia);
+        } else if (op <= 2) {
+          got = t.invalidateVa(iv, ia, va, len);
+          want = ref.remove((e) => e.vmid === iv && e.stage1 && (e.global || e.asid === ia) && overlaps(e.iova, e.size, va, len));
+        } else if (op === 3) {
+          got = t.invalidateVa(iv, undefined, va, len);
+          want = ref.remove((e) => e.vmid === iv && e.stage1 && overlaps(e.iova, e.size, va, len));
+        } else if (op === 4) {
+          const ipa = tgt !== undefined ? tgt.ipa : va;
+          got = t.invalidateIpa(iv, ipa, len);
+          want = ref.remove((e) => e.vmid === iv && overlaps(e.ipa, e.size, ipa, len));
+        } else if (op === 5 && rnd() < 0.5) {
+          got = t.invalidateVmidStage1(iv);
+          want = ref.remove((e) => e.vmid === iv && e.stage1);
+        } else if (op === 5) {
+          got = t.invalidateVmid(iv);
+          want = ref.remove((e) => e.vmid === iv);
+        } else if (rnd() < 0.02) {
+          got = t.invalidateAll();
+          want = ref.remove(() => true);
+        } else {
+          continue;
+        }
+        assert.equal(got, want, `seed ${seed} step ${step} op ${op}`);
+      }
+      assert.equal(t.size, ref.list.length, `seed ${seed} step ${step} size`);
+      if (step % 101 === 0) assert.deepEqual(t.entries(), ref.list, `seed ${seed} step ${step} entries`);
+    }
+    assert.deepEqual(t.entries(), ref.list);
+  }
+});
