@@ -21,12 +21,16 @@ export class CommandReader {
   /** The words the last {@link span} mapped: its first command starts at `words[at]`. */
   words: Uint32Array = this.win.words;
   at = 0;
+  /** {@link SparseMemory.generation} the window was mapped under (a replaced or dropped chunk ends it). */
+  private gen: number;
 
-  constructor(private readonly mem: SparseMemory) {}
+  constructor(private readonly mem: SparseMemory) {
+    this.gen = mem.generation;
+  }
 
   /**
-   * Forget the mapped chunk. Not needed between walks: a window stays valid for the memory's
-   * life, since SparseMemory never drops or replaces a chunk.
+   * Forget the mapped chunk. Not needed between walks: a window stays valid while the memory's
+   * {@link SparseMemory.generation} stays (no chunk replaced or dropped), checked per run.
    */
   reset(): void {
     this.lo = 0;
@@ -41,6 +45,7 @@ export class CommandReader {
       return false;
     }
     this.lo = addr;
+    this.gen = mem.generation;
     // A window never reaches past the end of memory.
     this.hi = Math.min(addr + this.win.bytes, mem.size);
     return true;
@@ -52,7 +57,7 @@ export class CommandReader {
    * `words[at]`, the next four words on, and so on.
    */
   span(addr: number): number {
-    if ((addr >= this.hi || addr < this.lo) && !this.map(addr)) return 0;
+    if ((addr >= this.hi || addr < this.lo || this.gen !== this.mem.generation) && !this.map(addr)) return 0;
     const win = this.win;
     this.words = win.words;
     this.at = win.index + ((addr - this.lo) >>> 2);
