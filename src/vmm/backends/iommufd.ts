@@ -96,14 +96,22 @@ export class IommufdBackend {
   /** Run an ioctl with `value` encoded at a user address; returns the decoded struct. */
   private ioctl(io: U.IoctlDef, value: Record<string, unknown>, what: string, extraIn?: { at: number; bytes: Uint8Array }): Record<string, unknown> {
     const layout = io.struct as AnyStruct;
-    const va = this.scratch;
-    this.sys.memory.store(va, layout.encode(value as never));
+    const ret = this.call(io, layout.encode(value as never), value, extraIn);
+    if (ret < 0) throw new BackendError(-ret, what);
+    return layout.decode(this.sys.memory.load(this.scratch, layout.size)) as Record<string, unknown>;
+  }
+
+  /**
+   * Issue `io` with its argument `bytes` (encoding `value`) in the scratch page and `extraIn`
+   * where it says, recorded and traced; the return value.
+   */
+  private call(io: U.IoctlDef, bytes: Uint8Array, value: Record<string, unknown>, extraIn?: { at: number; bytes: Uint8Array }): number {
+    this.sys.memory.store(this.scratch, bytes);
     if (extraIn) this.sys.memory.store(extraIn.at, extraIn.bytes);
-    const ret = this.sys.ioctl(this.fd, io.number, va);
+    const ret = this.sys.ioctl(this.fd, io.number, this.scratch);
     this.record(io.name, value, ret);
     this.tracer.emit(T_CALL, this.fd, io.name, ret);
-    if (ret < 0) throw new BackendError(-ret, what);
-    return layout.decode(this.sys.memory.load(va, layout.size)) as Record<string, unknown>;
+    return ret;
   }
 
   private record(name: string, args: Record<string, unknown>, ret: number): void {
@@ -356,10 +364,7 @@ export class IommufdBackend {
     arg.setUint32(INV_DATA_TYPE, dataType, true);
     arg.setUint32(INV_ENTRY_LEN, entryLen, true);
     arg.setUint32(INV_ENTRY_NUM, entryNum, true);
-    this.sys.memory.store(this.scratch, this.invalidateBytes);
-    const ret = this.sys.ioctl(this.fd, U.IOMMU_HWPT_INVALIDATE.number, this.scratch);
-    this.record(U.IOMMU_HWPT_INVALIDATE.name, args, ret);
-    this.tracer.emit(T_CALL, this.fd, U.IOMMU_HWPT_INVALIDATE.name, ret);
+    const ret = this.call(U.IOMMU_HWPT_INVALIDATE, this.invalidateBytes, args);
     // The kernel copies the struct back with entry_num, also when it fails.
     const handled = this.sys.memory.read32(this.scratch + INV_ENTRY_NUM);
     if (ret < 0) {
