@@ -214,6 +214,11 @@ export class AddressSpace {
     return trapped;
   }
 
+  /** The flat range holding `addr` (the one every access at `addr` dispatches through), or undefined. */
+  rangeAt(addr: number): FlatRange | undefined {
+    return this.lookup(addr);
+  }
+
   private lookup(addr: number): FlatRange | undefined {
     if (this.epoch !== this.root.topologyVersion) this.sync();
     const h = this.hit;

@@ -127,19 +127,11 @@ export class CpuBus implements GuestBus {
    * word-aligned (so an aligned address is an aligned offset).
    */
   private keepDevice(a: number): void {
-    const ranges = this.as.flatView();
-    let lo = 0;
-    let hi = ranges.length - 1;
-    while (lo <= hi) {
-      const mid = (lo + hi) >>> 1;
-      if (ranges[mid]!.start <= a) lo = mid + 1;
-      else hi = mid - 1;
-    }
-    const r = hi >= 0 ? ranges[hi] : undefined;
+    const r = this.as.rangeAt(a);
     this.devRange = undefined;
     this.devStart = 1;
     this.devEnd = 0;
-    if (r === undefined || a >= r.end) return;
+    if (r === undefined) return;
     const region = r.region;
     if (region.kind !== 'ram-device' || (region.sizeMask & 4) === 0 || (r.regionBase & 3) !== 0) return;
     this.devRange = r;
