@@ -242,14 +242,8 @@ export class ProcessMemory {
   walk(va: number, length: number, fn: (pa: number, n: number, done: number) => boolean | void): void {
     let done = 0;
     while (done < length) {
-      const a = va + done;
-      const m = this.find(a);
-      if (!m || m.kind !== 'anon') throw new ErrnoError(Errno.EFAULT, `bad user address 0x${a.toString(16)}`);
-      const off = a - m.va;
-      const page = Math.floor(off / m.pageSize);
-      const inPage = off - page * m.pageSize;
-      const n = Math.min(length - done, m.pageSize - inPage);
-      if (fn(m.frames[page]! + inPage, n, done) === true) return;
+      const n = this.userPiece(va + done, length - done);
+      if (fn(this.piecePa[0]!, n, done) === true) return;
       done += n;
     }
   }
