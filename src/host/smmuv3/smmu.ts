@@ -100,8 +100,8 @@ const TABLE_WINDOWS = 64;
  * descriptors from a handful of 64 KiB chunks (the guest's tables, the kernel's stage-2
  * tables), so the reader keeps those chunks' words, looked up by chunk index, and reads a
  * descriptor word as one array element. Only chunks that exist are kept (a fetch from
- * untouched memory reads 0 through read32 and allocates nothing); chunks are never dropped, so
- * a kept window never goes stale.
+ * untouched memory reads 0 through read32 and allocates nothing); the windows are dropped when
+ * SparseMemory.generation moves (a chunk replaced or dropped), so a kept window never goes stale.
  */
 class PhysTableReader implements TableReader {
   private readonly size: number;
@@ -296,8 +296,8 @@ export class HostSmmu implements Persist<HostSmmuState> {
     const trace = this.tracesCommands;
     const syncs0 = this.stats.syncs;
     let n = 0;
-    // The reader's window from the last walk stays valid (memory chunks are never dropped), so
-    // a ring walked again and again maps its chunk once, not per walk.
+    // The reader's window from the last walk stays valid while no memory chunk is replaced (it
+    // checks SparseMemory.generation), so a ring walked again and again maps its chunk once.
     while (cons !== end) {
       // One run: the commands up to PROD, the ring's end or the end of the mapped memory.
       const run = reader.nextRun(base, cons, end, entries, wrapMask, w);

@@ -400,8 +400,8 @@ export class Tegra241CmdqvHw implements Persist<CmdqvHwState> {
     walk.executed = 0;
     walk.vmidReplaced = 0;
     walk.error = 0;
-    // The reader's window from the last walk stays valid (memory chunks are never dropped), so
-    // a ring walked again and again maps its chunk once, not per walk.
+    // The reader's window from the last walk stays valid while no memory chunk is replaced (it
+    // checks SparseMemory.generation), so a ring walked again and again maps its chunk once.
     while (cons !== end) {
       // One run: the commands up to PROD, the ring's end or the end of the mapped memory,
       // whichever comes first (bounds and wrap worked out once per run, not per command).
