@@ -15,7 +15,7 @@
  * ```
  *
  * Version 2 (this one) replaced version 1's XXH32 checksums with CRC-32 and laid the RAM
- * section out for adoption (state.ts). {@link readImage} checks everything before it returns
+ * section out for adoption (ram-section.ts). {@link readImage} checks everything before it returns
  * (length, magic, version, header checksum, each section inside the file, not overlapping
  * another, and its checksum, the padding between sections zero), so a caller never acts on part
  * of a bad image.
